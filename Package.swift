@@ -1,0 +1,77 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Settings every Kami Swift target shares: Swift 6 mode (strict concurrency) and
+/// the upcoming features the house style asks for.
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "Kami",
+    products: [
+        .library(name: "KamiEngine", targets: ["KamiEngine"]),
+        .executable(name: "kami-bench", targets: ["kami-bench"]),
+    ],
+    targets: [
+        // C wrappers only.
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .target(name: "CKamiLinux"),
+
+        // Pure domain: model, state machines, limits, errors. No I/O, no C.
+        .target(name: "KamiCore", swiftSettings: strict),
+        // Sealing, hashing, MACs and randomness over OpenSSL.
+        .target(name: "KamiCrypto", dependencies: ["KamiCore", "COpenSSL"], swiftSettings: strict),
+        // Streaming CSV reading and writing for code import and export (pure, fuzzable).
+        .target(name: "KamiCSV", dependencies: ["KamiCore"], swiftSettings: strict),
+        // The in-memory sharded pool of available codes.
+        .target(name: "KamiPool", dependencies: ["KamiCore"], swiftSettings: strict),
+        // SQLite WAL persistence: schema, migrations, group-commit writer, recovery, audit chain.
+        .target(
+            name: "KamiStore",
+            dependencies: ["KamiCore", "KamiCrypto", "KamiCSV", "CSQLite", "CKamiLinux"],
+            swiftSettings: strict
+        ),
+        // The operations over pool + store: the one API the server calls.
+        .target(
+            name: "KamiEngine",
+            dependencies: ["KamiCore", "KamiPool", "KamiStore", "KamiCrypto"],
+            swiftSettings: strict
+        ),
+
+        // Benchmarks.
+        .executableTarget(
+            name: "kami-bench",
+            dependencies: ["KamiEngine", "KamiPool", "KamiStore", "KamiCrypto", "KamiCore", "CKamiLinux"],
+            path: "Benchmarks/kami-bench",
+            swiftSettings: strict
+        ),
+
+        // A helper process the crash tests run under load and kill with SIGKILL.
+        .executableTarget(
+            name: "kami-crash-helper",
+            dependencies: ["KamiEngine", "KamiStore", "KamiCore", "KamiCrypto"],
+            path: "Tests/KamiCrashHelper",
+            swiftSettings: strict
+        ),
+
+        .testTarget(name: "KamiCoreTests", dependencies: ["KamiCore"], swiftSettings: strict),
+        .testTarget(name: "KamiCryptoTests", dependencies: ["KamiCrypto", "KamiCore"], swiftSettings: strict),
+        .testTarget(name: "KamiCSVTests", dependencies: ["KamiCSV", "KamiCore"], swiftSettings: strict),
+        .testTarget(name: "KamiPoolTests", dependencies: ["KamiPool", "KamiCore"], swiftSettings: strict),
+        .testTarget(
+            name: "KamiStoreTests",
+            dependencies: ["KamiStore", "KamiCore", "KamiCrypto", "KamiCSV"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KamiEngineTests",
+            dependencies: ["KamiEngine", "KamiStore", "KamiPool", "KamiCore", "KamiCrypto", "kami-crash-helper"],
+            swiftSettings: strict
+        ),
+    ]
+)

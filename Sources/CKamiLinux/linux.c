@@ -1,0 +1,30 @@
+#include "CKamiLinux.h"
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+int64_t kami_resident_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return -1;
+    long size = 0, resident = 0;
+    int n = fscanf(f, "%ld %ld", &size, &resident);
+    fclose(f);
+    if (n != 2) return -1;
+    return (int64_t)resident * (int64_t)sysconf(_SC_PAGESIZE);
+}
+
+int64_t kami_peak_resident_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    int64_t kb = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "VmHWM:", 6) == 0) {
+            long long v = 0;
+            if (sscanf(line + 6, "%lld", &v) == 1) kb = v;
+            break;
+        }
+    }
+    fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
