@@ -1,0 +1,1 @@
+// KamiCSV: see module documentation.

@@ -1,0 +1,1 @@
+// KamiCrypto: see module documentation.

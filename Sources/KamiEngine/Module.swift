@@ -1,0 +1,1 @@
+// KamiEngine: see module documentation.

@@ -1,0 +1,1 @@
+// KamiPool: see module documentation.

@@ -1,0 +1,1 @@
+// KamiStore: see module documentation.
