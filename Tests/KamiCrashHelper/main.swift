@@ -1,1 +1,109 @@
-print("kami-crash-helper")
+// A process the crash tests run under load and kill with SIGKILL at a random moment.
+//
+//   kami-crash-helper DIR KEYFILE SEED [CODES]
+//
+// Opens an engine on DIR (durability full). On first use it creates SKU "hot" (per-user limit
+// 1) with CODES codes and the bundle "pack" of "hot" + "side". Then 8 threads run a flash sale:
+// issue, reserve+commit, reserve+release, with random order ids. Before each request it prints
+// "SENT <order> <user> <sku> <op>"; after each durable success "ACK <order> <state> <codeIDs>".
+// The test trusts only ACK lines: every one of them must survive the kill.
+import Foundation
+import KamiCore
+import KamiCrypto
+import KamiEngine
+import KamiStore
+import Synchronization
+
+let arguments = CommandLine.arguments
+guard arguments.count >= 4, let seed = UInt64(arguments[3]) else {
+    FileHandle.standardError.write("usage: kami-crash-helper DIR KEYFILE SEED [CODES]\n".data(using: .utf8)!)
+    exit(2)
+}
+let directory = arguments[1]
+let codes = arguments.count > 4 ? Int(arguments[4]) ?? 2_000 : 2_000
+let key: MasterKey
+do { key = try MasterKey.load(path: arguments[2]) } catch {
+    FileHandle.standardError.write("\(error)\n".data(using: .utf8)!)
+    exit(2)
+}
+var config = EngineConfig(directory: directory, sealer: Sealer(key: key))
+config.durability = .full
+let engine: Engine
+do { engine = try Engine(config: config) } catch {
+    FileHandle.standardError.write("open: \(error)\n".data(using: .utf8)!)
+    exit(3)
+}
+
+let output = Mutex<Void>(())
+func say(_ line: String) {
+    output.withLock { _ in
+        fputs(line + "\n", stdout)
+        fflush(stdout)
+    }
+}
+
+do {
+    if engine.skus().isEmpty {
+        _ = try engine.setSku(SkuDefinition(key: "hot", name: "Hot", priceCents: 100, perUserLimit: 1))
+        _ = try engine.setSku(SkuDefinition(key: "side", name: "Side", priceCents: 100, perUserLimit: 0))
+        _ = try engine.setSku(SkuDefinition(key: "pack", name: "Pack", priceCents: 150, perUserLimit: 0,
+                                            components: [("hot", 1), ("side", 1)]))
+    }
+    // Every run tops the stock up, so that later kill cycles still sell.
+    for sku in ["hot", "side"] {
+            let rows = (0..<codes).map { ImportItem.row(CodeRow(line: $0 + 2, secret: Secret("\(sku)-\($0)-\(seed)"))) }
+        _ = try engine.importCodes(sku: sku, source: ArrayRowSource(rows), label: "crash-setup")
+    }
+} catch {
+    FileHandle.standardError.write("setup: \(error)\n".data(using: .utf8)!)
+    exit(4)
+}
+say("READY")
+
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func ack(_ result: Result<OrderReply, KamiError>) {
+    if case .success(let reply) = result {
+        say("ACK \(reply.orderID) \(reply.state) \(reply.codeIDs.map(String.init).joined(separator: ","))")
+    }
+}
+
+let threads = 8
+let group = DispatchGroup()
+for worker in 0..<threads {
+    group.enter()
+    Thread.detachNewThread {
+        var rng = SplitMix(state: seed &* 31 &+ UInt64(worker))
+        for n in 0..<1_000_000 {
+            let order = "s\(seed)-w\(worker)-\(n)"
+            let user = "u\(seed)-\(rng.next() % 2_000)"
+            let roll = rng.next() % 10
+            let sku = roll == 0 ? "pack" : "hot"
+            if roll < 6 {
+                say("SENT \(order) \(user) \(sku) issue")
+                ack(engine.issueSync(order: order, user: user, sku: sku, paymentRef: "pay-\(order)"))
+            } else {
+                say("SENT \(order) \(user) \(sku) reserve")
+                let held = engine.reserveSync(order: order, user: user, sku: sku, ttlMs: 2_000)
+                ack(held)
+                guard case .success = held else { continue }
+                if roll < 9 {
+                    ack(engine.commitSync(order: order, paymentRef: "pay-\(order)"))
+                } else {
+                    ack(engine.releaseSync(order: order))
+                }
+            }
+        }
+        group.leave()
+    }
+}
+group.wait()

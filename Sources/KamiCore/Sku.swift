@@ -1,0 +1,87 @@
+/// One component of a bundle SKU: `units` codes of `sku` per unit of the bundle.
+public struct BundleComponent: Sendable, Hashable {
+    /// The component SKU (never itself a bundle).
+    public var sku: SkuID
+    /// Codes of `sku` in one unit of the bundle.
+    public var units: Int
+
+    /// Makes a component.
+    public init(sku: SkuID, units: Int) {
+        self.sku = sku
+        self.units = units
+    }
+}
+
+/// A product: catalog data kept in the database and edited by an operator, not config.
+public struct Sku: Sendable, Hashable {
+    /// Internal id (row id).
+    public var id: SkuID
+    /// The storefront's product code, unique.
+    public var key: String
+    /// Display name.
+    public var name: String
+    /// Price in minor units (cents, fen).
+    public var priceCents: Int64
+    /// Most units one user may hold (reserved or committed) at once; 0 = no limit.
+    public var perUserLimit: Int
+    /// Activation link template; `{code_id}` and `{card_number}` are substituted. Never the secret.
+    public var activationURLTemplate: String?
+    /// Non-empty for a bundle: the SKUs one unit of it takes. A bundle has no codes of its own.
+    public var components: [BundleComponent]
+
+    /// Makes a SKU.
+    public init(
+        id: SkuID, key: String, name: String, priceCents: Int64, perUserLimit: Int,
+        activationURLTemplate: String?, components: [BundleComponent] = []
+    ) {
+        self.id = id
+        self.key = key
+        self.name = name
+        self.priceCents = priceCents
+        self.perUserLimit = perUserLimit
+        self.activationURLTemplate = activationURLTemplate
+        self.components = components
+    }
+
+    /// Whether this SKU is a bundle of others.
+    public var isBundle: Bool { !components.isEmpty }
+
+    /// The codes one unit of this SKU takes, per real SKU: itself once, or its components.
+    public var unitComposition: [BundleComponent] {
+        isBundle ? components : [BundleComponent(sku: id, units: 1)]
+    }
+}
+
+/// What an operator sends to create or change a SKU; nil fields keep their value.
+public struct SkuDefinition: Sendable, Hashable {
+    public var key: String
+    public var name: String?
+    public var priceCents: Int64?
+    public var perUserLimit: Int?
+    public var activationURLTemplate: String?
+    /// Bundle components by SKU key and units; nil keeps them, empty is not allowed to turn a
+    /// bundle back into a plain SKU (that would orphan its orders' meaning).
+    public var components: [(key: String, units: Int)]?
+
+    /// Makes a definition.
+    public init(
+        key: String, name: String? = nil, priceCents: Int64? = nil, perUserLimit: Int? = nil,
+        activationURLTemplate: String? = nil, components: [(key: String, units: Int)]? = nil
+    ) {
+        self.key = key
+        self.name = name
+        self.priceCents = priceCents
+        self.perUserLimit = perUserLimit
+        self.activationURLTemplate = activationURLTemplate
+        self.components = components
+    }
+
+    public static func == (a: SkuDefinition, b: SkuDefinition) -> Bool {
+        a.key == b.key && a.name == b.name && a.priceCents == b.priceCents && a.perUserLimit == b.perUserLimit
+            && a.activationURLTemplate == b.activationURLTemplate
+            && a.components?.map(\.key) == b.components?.map(\.key)
+            && a.components?.map(\.units) == b.components?.map(\.units)
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(key) }
+}

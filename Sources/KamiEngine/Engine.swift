@@ -1,0 +1,264 @@
+public import KamiCore
+public import KamiCrypto
+public import KamiStore
+import KamiPool
+import Foundation
+import Synchronization
+
+/// Completion of an engine operation. Runs on whichever thread finished the work (often the
+/// store's writer thread): keep it short and hand real work elsewhere.
+public typealias OrderCompletion = @Sendable (Result<OrderReply, KamiError>) -> Void
+
+/// The issuance engine: every operation of the brief over the in-memory pool and the
+/// durable store. The one API the server calls.
+///
+/// A mutation flows one way: validate → take codes from the pool (memory only) → journal
+/// through group commit → on durable completion publish the new state in memory → reply.
+/// Nothing is visible to queries, and no reply says "done", before the journal is on disk;
+/// when the disk fails, the memory effects are undone and the caller gets UNAVAILABLE.
+public final class Engine: Sendable {
+    let store: Store
+    let pool: any CodePool
+    let userLimits = UserLimits()
+    let holds = HoldTimer()
+    let orders = OrderTable()
+    let userOrders = UserIndex()
+    let catalog = Mutex(Catalog())
+    let stock = Mutex<[SkuID: StockCounts]>([:])
+    /// Live holds by sequence number, so the timer (which knows sequence numbers) finds them.
+    let holdIDs = Mutex<[OrderSeq: String]>([:])
+    let nextSeq: Atomic<Int64>
+    let sealer: Sealer
+    let clock: any Clock
+    private let expiry: ExpiryDriver?
+
+    /// Opens the store in `config.directory`, recovers everything, and starts expiring holds.
+    public init(config: EngineConfig) throws(KamiError) {
+        Limits.check()
+        do {
+            store = try Store(
+                directory: config.directory, durability: config.durability, settings: config.commit,
+                clock: config.clock)
+        } catch {
+            throw error.kamiError
+        }
+        pool = config.pool == .lockFree ? LockFreeCodePool() : MutexCodePool()
+        sealer = config.sealer
+        clock = config.clock
+        let snapshot = try store.loadSnapshot()
+        nextSeq = Atomic(snapshot.maxOrderSeq + 1)
+        expiry = config.expiryThread ? ExpiryDriver() : nil
+        recover(snapshot)
+        expiry?.start(self)
+    }
+
+    /// Stops expiring holds, commits everything queued, closes the database.
+    public func close() {
+        expiry?.stop()
+        store.close()
+    }
+
+    /// The store underneath (for tools and tests).
+    public var storage: Store { store }
+
+    private func recover(_ snapshot: RecoverySnapshot) {
+        catalog.withLock { catalog in
+            for sku in snapshot.skus { catalog.insert(sku) }
+        }
+        for segment in snapshot.segments { pool.addSegment(sku: segment.sku, codes: segment.codes) }
+        for (sku, codes) in snapshot.available { pool.put(sku: sku, codes: codes) }
+        stock.withLock { stock in
+            for (sku, counts) in snapshot.stateCounts {
+                stock[sku] = StockCounts(
+                    available: counts[0], reserved: counts[1], issued: counts[2], voided: counts[3])
+            }
+        }
+        let skus = catalog.withLock { $0.byID }
+        for order in snapshot.orders {
+            orders.load(order)
+            userOrders.add(user: order.user, orderID: order.orderID)
+            if order.state.holdsCodes {
+                _ = userLimits.tryAcquire(user: order.user, sku: order.sku, units: order.units, limit: 0)
+            }
+            if order.state == .reserved {
+                _ = userLimits.tryAddPendingHold(user: order.user, limit: 0)
+                holdIDs.withLock { $0[order.seq] = order.orderID }
+                holds.schedule(order: order.seq, deadlineMs: order.expiresAtMs)
+            }
+            _ = skus
+        }
+    }
+
+    // MARK: Helpers shared by the operations
+
+    func sku(key: String) throws(KamiError) -> Sku {
+        if let problem = IdentifierRules.problem(key, field: "sku", maxBytes: Limits.skuKeyBytesMax) {
+            throw KamiError(.badRequest, problem)
+        }
+        guard let sku = catalog.withLock({ $0.byKey[key] }) else {
+            throw KamiError(.notFound, "no SKU with key \(key)")
+        }
+        return sku
+    }
+
+    func sku(id: SkuID) -> Sku? { catalog.withLock { $0.byID[id] } }
+
+    func skuKey(_ id: SkuID) -> String { sku(id: id)?.key ?? "#\(id)" }
+
+    /// Takes `units` of `sku` from the pool, all components or none.
+    func takeCodes(_ sku: Sku, units: Int) -> [OrderCode]? {
+        var taken: [OrderCode] = []
+        for component in sku.unitComposition {
+            guard let codes = pool.take(sku: component.sku, count: component.units * units) else {
+                returnToPool(taken)
+                return nil
+            }
+            taken.append(contentsOf: codes.map { OrderCode(codeID: $0, sku: component.sku) })
+        }
+        return taken
+    }
+
+    func returnToPool(_ codes: [OrderCode]) {
+        var bySku: [SkuID: [CodeID]] = [:]
+        for code in codes { bySku[code.sku, default: []].append(code.codeID) }
+        for (sku, ids) in bySku { pool.put(sku: sku, codes: ids) }
+    }
+
+    /// Moves codes between states in the stock counters.
+    func count(_ codes: [OrderCode], from: CodeState?, to: CodeState) {
+        stock.withLock { stock in
+            for code in codes {
+                var counts = stock[code.sku] ?? StockCounts()
+                if let from { counts[from] -= 1 }
+                counts[to] += 1
+                stock[code.sku] = counts
+            }
+        }
+    }
+
+    /// Reads and opens the secrets of `codes`; a code that fails authentication is never served.
+    func reveal(_ codes: [OrderCode]) throws(KamiError) -> [IssuedCode] {
+        guard !codes.isEmpty else { return [] }
+        let rows = try store.codes(codes.map(\.codeID))
+        var result: [IssuedCode] = []
+        result.reserveCapacity(rows.count)
+        for row in rows {
+            let sealed = SealedSecret(keyID: row.keyID, nonce: row.nonce, ciphertextAndTag: row.sealed)
+            let secret: Secret
+            do {
+                secret = try sealer.open(sealed, aad: Sealer.associatedData(codeID: row.id, skuID: row.sku))
+            } catch {
+                throw KamiError(.integrity, "code \(row.id) failed authentication (\(error)); it is not served")
+            }
+            let sku = self.sku(id: row.sku)
+            result.append(IssuedCode(
+                codeID: row.id, skuKey: sku?.key ?? "#\(row.sku)", secret: secret, cardNumber: row.cardNumber,
+                activationURL: Engine.activationURL(sku?.activationURLTemplate, codeID: row.id, cardNumber: row.cardNumber),
+                expiresAtMs: row.expiresAtMs))
+        }
+        return result
+    }
+
+    static func activationURL(_ template: String?, codeID: CodeID, cardNumber: String?) -> String? {
+        guard let template else { return nil }
+        return template.replacingOccurrences(of: "{code_id}", with: String(codeID))
+            .replacingOccurrences(of: "{card_number}", with: cardNumber ?? "")
+    }
+
+    func reply(_ order: Order, codes: [IssuedCode] = []) -> OrderReply {
+        OrderReply(
+            orderID: order.orderID, user: order.user, skuKey: skuKey(order.sku), units: order.units,
+            state: order.state, paymentRef: order.paymentRef, codeIDs: order.codes.map(\.codeID),
+            expiresAtMs: order.expiresAtMs, codes: codes)
+    }
+
+    static func codeIDList(_ codes: [OrderCode]) -> String {
+        codes.map { String($0.codeID) }.joined(separator: ",")
+    }
+}
+
+/// Per-SKU counts of codes by state, kept in memory from durable completions.
+struct StockCounts: Sendable, Hashable {
+    var available = 0
+    var reserved = 0
+    var issued = 0
+    var voided = 0
+
+    subscript(state: CodeState) -> Int {
+        get {
+            switch state {
+            case .available: available
+            case .reserved: reserved
+            case .issued: issued
+            case .voided: voided
+            }
+        }
+        set {
+            switch state {
+            case .available: available = newValue
+            case .reserved: reserved = newValue
+            case .issued: issued = newValue
+            case .voided: voided = newValue
+            }
+        }
+    }
+
+    var total: Int { available + reserved + issued + voided }
+}
+
+/// The SKU catalog in memory.
+struct Catalog: Sendable {
+    var byKey: [String: Sku] = [:]
+    var byID: [SkuID: Sku] = [:]
+
+    mutating func insert(_ sku: Sku) {
+        byKey[sku.key] = sku
+        byID[sku.id] = sku
+    }
+}
+
+/// A thread that expires holds on time.
+final class ExpiryDriver: Sendable {
+    /// Longest sleep between checks: a hold expires at most this late (plus commit time).
+    static let tickMsMax: Int64 = 50
+
+    private let stopped = Atomic<Bool>(false)
+    private let finished = ConditionLockBox()
+
+    func start(_ engine: Engine) {
+        let thread = Thread { [self] in
+            while !self.stopped.load(ordering: .acquiring) {
+                engine.expireDue()
+                let now = engine.clock.nowMs()
+                let next = engine.holds.nextDeadlineMs ?? (now + ExpiryDriver.tickMsMax)
+                let sleepMs = max(1, min(ExpiryDriver.tickMsMax, next - now))
+                usleep(UInt32(sleepMs * 1000))
+            }
+            self.finished.signal()
+        }
+        thread.name = "kami-expiry"
+        thread.start()
+    }
+
+    func stop() {
+        stopped.store(true, ordering: .releasing)
+        finished.wait()
+    }
+}
+
+/// A one-shot event.
+final class ConditionLockBox: Sendable {
+    private let lock = ConditionLock()
+    private let flag = Atomic<Bool>(false)
+
+    func signal() {
+        lock.withLock { flag.store(true, ordering: .releasing) }
+        lock.broadcast()
+    }
+
+    func wait() {
+        lock.withLock {
+            while !flag.load(ordering: .acquiring) { lock.wait() }
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// KamiEngine: see module documentation.

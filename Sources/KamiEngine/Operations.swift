@@ -1,0 +1,442 @@
+public import KamiCore
+import KamiPool
+import Synchronization
+import KamiStore
+
+extension Engine {
+    // MARK: reserve
+
+    /// Holds `units` of `skuKey` for an unpaid order until `ttlMs` passes.
+    ///
+    /// Repeating it with the same order id, user, SKU and units returns the order as it is now
+    /// (reserved, or committed with its codes); other arguments under the same order id are a
+    /// CONFLICT. Errors: SOLD_OUT, LIMIT_REACHED (per-user limit or too many unpaid holds),
+    /// NOT_FOUND (SKU), BAD_REQUEST, BUSY/UNAVAILABLE (disk).
+    public func reserve(
+        order orderID: String, user: String, sku skuKey: String, units: Int, ttlMs: Int64? = nil,
+        completion: @escaping OrderCompletion
+    ) {
+        let ttl = ttlMs ?? Limits.holdTTLMsDefault
+        let sku: Sku
+        do throws(KamiError) {
+            try Engine.validate(orderID: orderID, user: user, units: units)
+            guard ttl >= Limits.holdTTLMsMin && ttl <= Limits.holdTTLMsMax else {
+                throw KamiError(.badRequest, "ttl_ms \(ttl) is outside \(Limits.holdTTLMsMin)...\(Limits.holdTTLMsMax)")
+            }
+            sku = try self.sku(key: skuKey)
+        } catch {
+            return completion(.failure(error))
+        }
+        let retry: @Sendable () -> Void = { [self] in
+            reserve(order: orderID, user: user, sku: skuKey, units: units, ttlMs: ttlMs, completion: completion)
+        }
+        switch orders.begin(orderID, create: true, retry: retry) {
+        case .queued, .missing:
+            return
+        case .existing(let order):
+            orders.end(orderID)
+            guard order.user == user && order.sku == sku.id && order.units == units else {
+                return completion(.failure(Engine.conflict(order)))
+            }
+            return completion(answerExisting(order))
+        case .created:
+            break
+        }
+        let now = clock.nowMs()
+        let order = Order(
+            seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: .reserved, paymentRef: nil,
+            codes: [], ttlMs: ttl, expiresAtMs: now + ttl, createdAtMs: now, updatedAtMs: now)
+        create(order, sku: sku, completion: completion)
+    }
+
+    // MARK: issue
+
+    /// Reserves and commits at once, for an order already paid. Repeating it returns the same
+    /// codes; an existing reserved order with the same arguments is committed.
+    public func issue(
+        order orderID: String, user: String, sku skuKey: String, units: Int, paymentRef: String,
+        completion: @escaping OrderCompletion
+    ) {
+        let sku: Sku
+        do throws(KamiError) {
+            try Engine.validate(orderID: orderID, user: user, units: units)
+            try Engine.validate(paymentRef: paymentRef)
+            sku = try self.sku(key: skuKey)
+        } catch {
+            return completion(.failure(error))
+        }
+        let retry: @Sendable () -> Void = { [self] in
+            issue(order: orderID, user: user, sku: skuKey, units: units, paymentRef: paymentRef, completion: completion)
+        }
+        switch orders.begin(orderID, create: true, retry: retry) {
+        case .queued, .missing:
+            return
+        case .existing(let order):
+            guard order.user == user && order.sku == sku.id && order.units == units else {
+                orders.end(orderID)
+                return completion(.failure(Engine.conflict(order)))
+            }
+            return commitExisting(order, paymentRef: paymentRef, completion: completion)
+        case .created:
+            break
+        }
+        let now = clock.nowMs()
+        let order = Order(
+            seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: .committed,
+            paymentRef: paymentRef, codes: [], ttlMs: 0, expiresAtMs: 0, createdAtMs: now, updatedAtMs: now)
+        create(order, sku: sku, completion: completion)
+    }
+
+    /// Creates a new order (reserved or committed) whose placeholder is in flight.
+    private func create(_ draft: Order, sku: Sku, completion: @escaping OrderCompletion) {
+        let reserving = draft.state == .reserved
+        if reserving && !userLimits.tryAddPendingHold(user: draft.user, limit: Limits.pendingHoldsPerUserMax) {
+            orders.end(draft.orderID)
+            return completion(.failure(KamiError(
+                .limitReached, "user has \(Limits.pendingHoldsPerUserMax) unpaid holds; pay or release one first")))
+        }
+        guard userLimits.tryAcquire(user: draft.user, sku: sku.id, units: draft.units, limit: sku.perUserLimit) else {
+            if reserving { userLimits.removePendingHold(user: draft.user) }
+            orders.end(draft.orderID)
+            return completion(.failure(KamiError(
+                .limitReached, "per-user limit of \(sku.perUserLimit) for \(sku.key) reached")))
+        }
+        guard let codes = takeCodes(sku, units: draft.units) else {
+            userLimits.release(user: draft.user, sku: sku.id, units: draft.units)
+            if reserving { userLimits.removePendingHold(user: draft.user) }
+            orders.end(draft.orderID)
+            return completion(.failure(KamiError(.soldOut, "\(sku.key) is sold out")))
+        }
+        var numbered = draft
+        numbered.seq = nextSeq.wrappingAdd(1, ordering: .relaxed).oldValue
+        numbered.codes = codes
+        let order = numbered
+        // Undo of the memory effects when the write fails.
+        let undo: @Sendable () -> Void = { [self] in
+            returnToPool(codes)
+            userLimits.release(user: order.user, sku: order.sku, units: order.units)
+            if reserving { userLimits.removePendingHold(user: order.user) }
+            orders.end(order.orderID)
+        }
+        var revealed: [IssuedCode] = []
+        if !reserving {
+            // Secrets are immutable rows: read and open them before the commit, beside the
+            // writer, so the reply is ready the moment the batch is durable.
+            do throws(KamiError) { revealed = try reveal(codes) } catch {
+                undo()
+                return completion(.failure(error))
+            }
+        }
+        let codeState: CodeState = reserving ? .reserved : .issued
+        let changes = codes.map { CodeChange(codeID: $0.codeID, state: codeState, orderSeq: order.seq) }
+        let event = AuditEvent(
+            reserving ? "reserve" : "issue", subject: "order:\(order.orderID)",
+            detail: "seq=\(order.seq) user=\(order.user) sku=\(order.sku) units=\(order.units) codes=\(Engine.codeIDList(codes))")
+        let published = order
+        let secrets = revealed
+        store.writer.submit(.writeOrder(order, codes: changes, audit: event)) { [self] result in
+            switch result {
+            case .failure(let error):
+                undo()
+                completion(.failure(error))
+            case .success:
+                count(codes, from: .available, to: codeState)
+                userOrders.add(user: published.user, orderID: published.orderID)
+                if reserving {
+                    holdIDs.withLock { $0[published.seq] = published.orderID }
+                    holds.schedule(order: published.seq, deadlineMs: published.expiresAtMs)
+                }
+                orders.publish(published)
+                completion(.success(reply(published, codes: secrets)))
+            }
+        }
+    }
+
+    // MARK: commit
+
+    /// The order is paid: its held codes become issued and their secrets are returned. A
+    /// commit after the hold expired takes fresh codes if stock remains, else fails with
+    /// EXPIRED so the storefront can refund. Repeating it with the same payment reference
+    /// returns the same codes; another payment reference is a CONFLICT.
+    public func commit(order orderID: String, paymentRef: String, completion: @escaping OrderCompletion) {
+        do throws(KamiError) {
+            try Engine.validate(orderID: orderID)
+            try Engine.validate(paymentRef: paymentRef)
+        } catch {
+            return completion(.failure(error))
+        }
+        let retry: @Sendable () -> Void = { [self] in
+            commit(order: orderID, paymentRef: paymentRef, completion: completion)
+        }
+        switch orders.begin(orderID, create: false, retry: retry) {
+        case .queued:
+            return
+        case .missing, .created:
+            return completion(.failure(KamiError(.notFound, "no order \(orderID)")))
+        case .existing(let order):
+            commitExisting(order, paymentRef: paymentRef, completion: completion)
+        }
+    }
+
+    /// Commits an order that is in flight for the caller.
+    private func commitExisting(_ order: Order, paymentRef: String, completion: @escaping OrderCompletion) {
+        switch order.state {
+        case .committed:
+            orders.end(order.orderID)
+            guard order.paymentRef == paymentRef else {
+                return completion(.failure(KamiError(
+                    .conflict, "order \(order.orderID) was already paid with another payment reference")))
+            }
+            return completion(answerExisting(order))
+        case .released:
+            orders.end(order.orderID)
+            return completion(.failure(KamiError(.invalidState, "order \(order.orderID) was released; place a new order")))
+        case .refunded:
+            orders.end(order.orderID)
+            return completion(.failure(KamiError(.invalidState, "order \(order.orderID) was refunded")))
+        case .reserved, .expired:
+            break
+        }
+        guard let sku = sku(id: order.sku) else {
+            orders.end(order.orderID)
+            return completion(.failure(KamiError(.notFound, "SKU of order \(order.orderID) no longer exists")))
+        }
+        let late = order.state == .expired
+        var chosen = order.codes
+        if late {
+            // The hold lapsed and its codes went back to the pool: take fresh ones if any remain.
+            guard userLimits.tryAcquire(user: order.user, sku: sku.id, units: order.units, limit: sku.perUserLimit) else {
+                orders.end(order.orderID)
+                return completion(.failure(KamiError(
+                    .limitReached, "hold expired and the per-user limit of \(sku.key) is now reached; refund the payment")))
+            }
+            guard let fresh = takeCodes(sku, units: order.units) else {
+                userLimits.release(user: order.user, sku: sku.id, units: order.units)
+                orders.end(order.orderID)
+                return completion(.failure(KamiError(
+                    .expired, "hold on order \(order.orderID) expired and \(sku.key) is sold out; refund the payment")))
+            }
+            chosen = fresh
+        }
+        let codes = chosen
+        let undo: @Sendable () -> Void = { [self] in
+            if late {
+                returnToPool(codes)
+                userLimits.release(user: order.user, sku: order.sku, units: order.units)
+            }
+            orders.end(order.orderID)
+        }
+        let secrets: [IssuedCode]
+        do throws(KamiError) { secrets = try reveal(codes) } catch {
+            undo()
+            return completion(.failure(error))
+        }
+        var committed = order
+        committed.state = .committed
+        committed.paymentRef = paymentRef
+        committed.codes = codes
+        committed.updatedAtMs = clock.nowMs()
+        let changes = codes.map { CodeChange(codeID: $0.codeID, state: .issued, orderSeq: order.seq) }
+        let event = AuditEvent(
+            late ? "commit-late" : "commit", subject: "order:\(order.orderID)",
+            detail: "seq=\(order.seq) payment=\(paymentRef) codes=\(Engine.codeIDList(codes))")
+        let published = committed
+        store.writer.submit(.writeOrder(committed, codes: changes, audit: event)) { [self] result in
+            switch result {
+            case .failure(let error):
+                undo()
+                completion(.failure(error))
+            case .success:
+                if late {
+                    count(codes, from: .available, to: .issued)
+                } else {
+                    count(codes, from: .reserved, to: .issued)
+                    endHold(order)
+                }
+                orders.publish(published)
+                completion(.success(reply(published, codes: secrets)))
+            }
+        }
+    }
+
+    // MARK: release and expiry
+
+    /// Gives the held codes back. Repeating it (or releasing an expired hold) is fine; a
+    /// committed order cannot be released (refund it).
+    public func release(order orderID: String, completion: @escaping OrderCompletion) {
+        do throws(KamiError) { try Engine.validate(orderID: orderID) } catch { return completion(.failure(error)) }
+        let retry: @Sendable () -> Void = { [self] in release(order: orderID, completion: completion) }
+        switch orders.begin(orderID, create: false, retry: retry) {
+        case .queued:
+            return
+        case .missing, .created:
+            return completion(.failure(KamiError(.notFound, "no order \(orderID)")))
+        case .existing(let order):
+            switch order.state {
+            case .released, .expired:
+                orders.end(orderID)
+                return completion(.success(reply(order)))
+            case .committed, .refunded:
+                orders.end(orderID)
+                return completion(.failure(KamiError(.invalidState, "order \(orderID) is \(order.state); refund it instead")))
+            case .reserved:
+                endReservation(order, to: .released, completion: completion)
+            }
+        }
+    }
+
+    /// Expires every hold whose deadline has passed. The expiry thread calls it; tests with
+    /// a manual clock call it directly. Returns how many holds it began to expire.
+    @discardableResult
+    public func expireDue() -> Int {
+        let due = holds.popExpired(nowMs: clock.nowMs())
+        for seq in due {
+            guard let orderID = holdIDs.withLock({ $0[seq] }) else { continue }
+            expire(orderID: orderID, seq: seq)
+        }
+        return due.count
+    }
+
+    private func expire(orderID: String, seq: OrderSeq) {
+        switch orders.begin(orderID, create: false, retry: {}) {
+        case .queued:
+            // An operation on it is in flight (a commit, most likely); look again shortly.
+            holds.schedule(order: seq, deadlineMs: clock.nowMs() + ExpiryDriver.tickMsMax)
+        case .missing, .created:
+            holdIDs.withLock { $0[seq] = nil }
+        case .existing(let order):
+            guard order.state == .reserved, order.seq == seq else {
+                orders.end(orderID)
+                return
+            }
+            if order.expiresAtMs > clock.nowMs() {
+                orders.end(orderID)
+                holds.schedule(order: seq, deadlineMs: order.expiresAtMs)
+                return
+            }
+            endReservation(order, to: .expired) { _ in }
+        }
+    }
+
+    /// Moves a reserved order (in flight for the caller) to released or expired.
+    private func endReservation(_ order: Order, to state: OrderState, completion: @escaping OrderCompletion) {
+        var ended = order
+        ended.state = state
+        ended.updatedAtMs = clock.nowMs()
+        let changes = order.codes.map { CodeChange(codeID: $0.codeID, state: .available, orderSeq: nil) }
+        let event = AuditEvent(
+            state == .expired ? "expire" : "release", subject: "order:\(order.orderID)",
+            detail: "seq=\(order.seq) codes=\(Engine.codeIDList(order.codes))")
+        let published = ended
+        store.writer.submit(.writeOrder(ended, codes: changes, audit: event)) { [self] result in
+            switch result {
+            case .failure(let error):
+                if state == .expired {
+                    // Try again later; the hold stays until its expiry is durable.
+                    holds.schedule(order: order.seq, deadlineMs: clock.nowMs() + ExpiryDriver.tickMsMax)
+                }
+                orders.end(order.orderID)
+                completion(.failure(error))
+            case .success:
+                // Only now, with "available" on disk, may the codes be sold again.
+                count(order.codes, from: .reserved, to: .available)
+                returnToPool(order.codes)
+                userLimits.release(user: order.user, sku: order.sku, units: order.units)
+                endHold(order)
+                orders.publish(published)
+                completion(.success(reply(published)))
+            }
+        }
+    }
+
+    private func endHold(_ order: Order) {
+        _ = holds.cancel(order: order.seq)
+        holdIDs.withLock { $0[order.seq] = nil }
+        userLimits.removePendingHold(user: order.user)
+    }
+
+    // MARK: refund
+
+    /// Refunds a committed order: its codes are voided (they were revealed, so they can never
+    /// be sold again) and the units no longer count against the user's limit.
+    public func refund(order orderID: String, completion: @escaping OrderCompletion) {
+        do throws(KamiError) { try Engine.validate(orderID: orderID) } catch { return completion(.failure(error)) }
+        let retry: @Sendable () -> Void = { [self] in refund(order: orderID, completion: completion) }
+        switch orders.begin(orderID, create: false, retry: retry) {
+        case .queued:
+            return
+        case .missing, .created:
+            return completion(.failure(KamiError(.notFound, "no order \(orderID)")))
+        case .existing(let order):
+            switch order.state {
+            case .refunded:
+                orders.end(orderID)
+                return completion(.success(reply(order)))
+            case .reserved, .released, .expired:
+                orders.end(orderID)
+                return completion(.failure(KamiError(.invalidState, "order \(orderID) is \(order.state), not committed")))
+            case .committed:
+                break
+            }
+            // Codes voided one by one before (a leak) are already counted as voided.
+            let stillIssued: [OrderCode]
+            do throws(KamiError) { stillIssued = try codes(order.codes, in: .issued) } catch {
+                orders.end(orderID)
+                return completion(.failure(error))
+            }
+            var refunded = order
+            refunded.state = .refunded
+            refunded.updatedAtMs = clock.nowMs()
+            let changes = order.codes.map { CodeChange(codeID: $0.codeID, state: .voided, orderSeq: order.seq) }
+            let event = AuditEvent(
+                "refund", subject: "order:\(orderID)", detail: "seq=\(order.seq) codes=\(Engine.codeIDList(order.codes))")
+            let published = refunded
+            store.writer.submit(.writeOrder(refunded, codes: changes, audit: event)) { [self] result in
+                switch result {
+                case .failure(let error):
+                    orders.end(orderID)
+                    completion(.failure(error))
+                case .success:
+                    count(stillIssued, from: .issued, to: .voided)
+                    userLimits.release(user: order.user, sku: order.sku, units: order.units)
+                    orders.publish(published)
+                    completion(.success(reply(published)))
+                }
+            }
+        }
+    }
+
+    // MARK: shared
+
+    /// The answer to a repeated call: the order as it is, with its secrets once committed.
+    func answerExisting(_ order: Order) -> Result<OrderReply, KamiError> {
+        guard order.state == .committed else { return .success(reply(order)) }
+        do throws(KamiError) {
+            return .success(reply(order, codes: try reveal(try codes(order.codes, in: .issued))))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    static func conflict(_ order: Order) -> KamiError {
+        KamiError(.conflict, "order \(order.orderID) exists with other arguments (user, SKU or units)")
+    }
+
+    static func validate(orderID: String, user: String? = nil, units: Int? = nil) throws(KamiError) {
+        if let problem = IdentifierRules.problem(orderID, field: "order", maxBytes: Limits.orderIDBytesMax) {
+            throw KamiError(.badRequest, problem)
+        }
+        if let user, let problem = IdentifierRules.problem(user, field: "user", maxBytes: Limits.userIDBytesMax) {
+            throw KamiError(.badRequest, problem)
+        }
+        if let units, units < 1 || units > Limits.unitsPerOrderMax {
+            throw KamiError(.badRequest, "qty \(units) is outside 1...\(Limits.unitsPerOrderMax)")
+        }
+    }
+
+    static func validate(paymentRef: String) throws(KamiError) {
+        if let problem = IdentifierRules.problem(paymentRef, field: "payment_ref", maxBytes: Limits.paymentRefBytesMax) {
+            throw KamiError(.badRequest, problem)
+        }
+    }
+}

@@ -1,0 +1,147 @@
+public import KamiCore
+import KamiPool
+import Synchronization
+import KamiStore
+
+extension Engine {
+    /// Keeps the codes of `codes` that are in `state` now (a leaked code voided by an operator
+    /// is never served again).
+    func codes(_ codes: [OrderCode], in state: CodeState) throws(KamiError) -> [OrderCode] {
+        guard !codes.isEmpty else { return [] }
+        let states = try store.codeStates(codes.map(\.codeID))
+        return codes.filter { states[$0.codeID]?.state == state }
+    }
+
+    /// An order as it is now; once committed, with the secrets of its codes that are not voided.
+    public func order(_ orderID: String) throws(KamiError) -> OrderReply {
+        try Engine.validate(orderID: orderID)
+        guard let order = orders.get(orderID) else { throw KamiError(.notFound, "no order \(orderID)") }
+        return try answerExisting(order).get()
+    }
+
+    /// What a user owns: the codes of their committed and refunded orders, with state and
+    /// activation link, and secrets of issued codes when `withSecrets`.
+    public func entitlements(user: String, withSecrets: Bool = false) throws(KamiError) -> [Entitlement] {
+        if let problem = IdentifierRules.problem(user, field: "user", maxBytes: Limits.userIDBytesMax) {
+            throw KamiError(.badRequest, problem)
+        }
+        var owned: [(order: Order, code: OrderCode)] = []
+        for orderID in userOrders.orders(of: user) {
+            guard let order = orders.get(orderID), order.state == .committed || order.state == .refunded else { continue }
+            for code in order.codes { owned.append((order, code)) }
+        }
+        guard !owned.isEmpty else { return [] }
+        let states = try store.codeStates(owned.map(\.code.codeID))
+        let rows = try store.codes(owned.map(\.code.codeID))
+        var secrets: [CodeID: Secret] = [:]
+        if withSecrets {
+            let issued = owned.map(\.code).filter { states[$0.codeID]?.state == .issued }
+            for code in try reveal(issued) { secrets[code.codeID] = code.secret }
+        }
+        return zip(owned, rows).map { entry, row in
+            let sku = self.sku(id: entry.code.sku)
+            return Entitlement(
+                orderID: entry.order.orderID, skuKey: sku?.key ?? "#\(entry.code.sku)", codeID: entry.code.codeID,
+                state: states[entry.code.codeID]?.state ?? .voided,
+                activationURL: Engine.activationURL(sku?.activationURLTemplate, codeID: row.id, cardNumber: row.cardNumber),
+                secret: secrets[entry.code.codeID], cardNumber: row.cardNumber)
+        }
+    }
+
+    /// Stock of a SKU; for a bundle, `available` is the number of complete bundles.
+    public func stock(sku skuKey: String) throws(KamiError) -> StockReply {
+        let sku = try self.sku(key: skuKey)
+        if sku.isBundle {
+            let available = sku.components.map { pool.available(sku: $0.sku) / $0.units }.min() ?? 0
+            return StockReply(skuKey: sku.key, available: available, reserved: 0, issued: 0, voided: 0, imported: 0)
+        }
+        let counts = stock.withLock { $0[sku.id] } ?? StockCounts()
+        return StockReply(
+            skuKey: sku.key, available: pool.available(sku: sku.id), reserved: counts.reserved, issued: counts.issued,
+            voided: counts.voided, imported: counts.total)
+    }
+
+    /// Every SKU in the catalog, by id.
+    public func skus() -> [Sku] {
+        catalog.withLock { Array($0.byID.values) }.sorted { $0.id < $1.id }
+    }
+
+    /// Creates or updates a SKU (catalog data, journaled and audited like everything else).
+    public func setSku(_ definition: SkuDefinition) throws(KamiError) -> Sku {
+        if let problem = IdentifierRules.problem(definition.key, field: "sku", maxBytes: Limits.skuKeyBytesMax) {
+            throw KamiError(.badRequest, problem)
+        }
+        let existing = catalog.withLock { $0.byKey[definition.key] }
+        var sku = existing ?? Sku(
+            id: 0, key: definition.key, name: definition.key, priceCents: 0, perUserLimit: 0,
+            activationURLTemplate: nil)
+        if let name = definition.name {
+            guard !name.isEmpty, name.utf8.count <= Limits.skuNameBytesMax else {
+                throw KamiError(.badRequest, "name must be 1...\(Limits.skuNameBytesMax) bytes")
+            }
+            sku.name = name
+        }
+        if let price = definition.priceCents {
+            guard price >= 0 else { throw KamiError(.badRequest, "price \(price) is negative") }
+            sku.priceCents = price
+        }
+        if let limit = definition.perUserLimit {
+            guard limit >= 0 && limit <= 1_000_000 else { throw KamiError(.badRequest, "per-user limit \(limit) out of range") }
+            sku.perUserLimit = limit
+        }
+        if let url = definition.activationURLTemplate {
+            guard url.utf8.count <= Limits.activationURLBytesMax else {
+                throw KamiError(.badRequest, "activation URL longer than \(Limits.activationURLBytesMax) bytes")
+            }
+            sku.activationURLTemplate = url.isEmpty ? nil : url
+        }
+        if let components = definition.components {
+            sku.components = try resolveComponents(components, bundleKey: definition.key, existing: existing)
+        }
+        let event = AuditEvent(
+            existing == nil ? "sku-create" : "sku-update", subject: "sku:\(sku.key)",
+            detail: "price=\(sku.priceCents) limit=\(sku.perUserLimit) components=\(sku.components.map { "\($0.sku)x\($0.units)" })")
+        let outcome = try submitAndWait(.writeSku(sku, audit: event))
+        if case .skuID(let id) = outcome { sku.id = id }
+        let stored = sku
+        catalog.withLock { $0.insert(stored) }
+        return stored
+    }
+
+    private func resolveComponents(
+        _ components: [(key: String, units: Int)], bundleKey: String, existing: Sku?
+    ) throws(KamiError) -> [BundleComponent] {
+        guard !components.isEmpty, components.count <= Limits.bundleComponentsMax else {
+            throw KamiError(.badRequest, "a bundle needs 1...\(Limits.bundleComponentsMax) components")
+        }
+        if let existing, !existing.isBundle, (stock.withLock { $0[existing.id] }?.total ?? 0) > 0 {
+            throw KamiError(.invalidState, "\(bundleKey) has codes of its own and cannot become a bundle")
+        }
+        var result: [BundleComponent] = []
+        var codesPerUnit = 0
+        for (key, units) in components {
+            let component = try sku(key: key)
+            guard !component.isBundle, key != bundleKey else {
+                throw KamiError(.badRequest, "bundle component \(key) must be a plain SKU, not a bundle")
+            }
+            guard units >= 1 && units <= Limits.unitsPerOrderMax else {
+                throw KamiError(.badRequest, "component \(key) units \(units) out of range")
+            }
+            guard !result.contains(where: { $0.sku == component.id }) else {
+                throw KamiError(.badRequest, "component \(key) listed twice")
+            }
+            codesPerUnit += units
+            result.append(BundleComponent(sku: component.id, units: units))
+        }
+        guard codesPerUnit <= Limits.codesPerOrderMax else {
+            throw KamiError(.badRequest, "a bundle unit takes \(codesPerUnit) codes, more than \(Limits.codesPerOrderMax)")
+        }
+        return result
+    }
+
+    func submitAndWait(_ mutation: Mutation) throws(KamiError) -> MutationOutcome {
+        let waiter = Waiter<MutationOutcome>()
+        store.writer.submit(mutation) { waiter.set($0) }
+        return try waiter.wait().get()
+    }
+}

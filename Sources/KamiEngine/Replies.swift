@@ -1,0 +1,64 @@
+public import KamiCore
+import KamiPool
+import Synchronization
+
+/// One code revealed to its owner.
+public struct IssuedCode: Sendable, Hashable {
+    public var codeID: CodeID
+    /// Key of the SKU the code belongs to (a component's key for a bundle).
+    public var skuKey: String
+    /// The plaintext; prints as `<redacted>`.
+    public var secret: Secret
+    public var cardNumber: String?
+    /// The SKU's activation link with `{code_id}` and `{card_number}` filled in.
+    public var activationURL: String?
+    public var expiresAtMs: Int64?
+}
+
+/// The answer to an order operation or query.
+public struct OrderReply: Sendable, Hashable {
+    public var orderID: String
+    public var user: String
+    public var skuKey: String
+    public var units: Int
+    public var state: OrderState
+    public var paymentRef: String?
+    /// Codes held (reserved) or owned (committed), without secrets.
+    public var codeIDs: [CodeID]
+    /// When the hold expires (reserved orders), Unix ms.
+    public var expiresAtMs: Int64
+    /// The secrets, present when the order is committed and secrets were asked for.
+    public var codes: [IssuedCode]
+}
+
+/// Counts of one SKU's codes by state, and what can still be sold.
+public struct StockReply: Sendable, Hashable {
+    public var skuKey: String
+    /// Units that can be reserved now (for a bundle: complete bundles).
+    public var available: Int
+    public var reserved: Int
+    public var issued: Int
+    public var voided: Int
+    public var imported: Int
+}
+
+/// One code a user owns, for "my codes".
+public struct Entitlement: Sendable, Hashable {
+    public var orderID: String
+    public var skuKey: String
+    public var codeID: CodeID
+    public var state: CodeState
+    public var activationURL: String?
+    /// Present when asked for and the code is issued (not voided).
+    public var secret: Secret?
+    public var cardNumber: String?
+}
+
+/// What `void` did.
+public struct VoidReport: Sendable, Hashable {
+    public var voided: Int = 0
+    /// Already voided before.
+    public var alreadyVoided: Int = 0
+    /// Held by an unpaid order (release it first, or let it expire, then void again).
+    public var skippedReserved: Int = 0
+}

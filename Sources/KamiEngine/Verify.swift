@@ -1,0 +1,115 @@
+public import KamiCore
+import KamiPool
+import Synchronization
+import KamiStore
+
+/// One broken invariant found by `Engine.verify()`.
+public struct Violation: Sendable, Hashable, CustomStringConvertible {
+    /// Which invariant: `conservation`, `double-issue`, `order-codes`, `user-limit`, `memory`, `audit`.
+    public var invariant: String
+    /// What exactly is wrong.
+    public var detail: String
+    public var description: String { "\(invariant): \(detail)" }
+}
+
+extension Engine {
+    /// Checks every invariant of the brief against the database and memory, and returns each
+    /// violation (empty when all hold). Memory is compared with the disk, so run it at rest
+    /// (no operation in flight); the database checks hold at any time.
+    public func verify() throws(KamiError) -> [Violation] {
+        var violations: [Violation] = []
+        func fail(_ invariant: String, _ detail: String) {
+            violations.append(Violation(invariant: invariant, detail: detail))
+        }
+        let counts = try store.stateCounts()
+        let snapshot = try store.loadSnapshot()
+
+        // 2. Conservation: available + reserved + issued + voided = imported, per SKU.
+        for sku in Set(counts.states.keys).union(counts.imported.keys) {
+            let states = counts.states[sku] ?? [0, 0, 0, 0]
+            let imported = counts.imported[sku] ?? 0
+            if states.reduce(0, +) != imported || counts.rows[sku] != imported {
+                fail("conservation", "SKU \(skuKey(sku)): states \(states) sum to \(states.reduce(0, +)), "
+                    + "code rows \(counts.rows[sku] ?? 0), imported \(imported)")
+            }
+            let memory = stock.withLock { $0[sku] } ?? StockCounts()
+            let disk = StockCounts(available: states[0], reserved: states[1], issued: states[2], voided: states[3])
+            if memory != disk {
+                fail("memory", "SKU \(skuKey(sku)): memory counts \(memory) differ from disk \(disk)")
+            }
+            if pool.available(sku: sku) != states[0] {
+                fail("memory", "SKU \(skuKey(sku)): pool has \(pool.available(sku: sku)) available, disk \(states[0])")
+            }
+        }
+
+        // 1. A code is held by at most one order, and each order's codes agree with code_state.
+        var holder: [CodeID: OrderSeq] = [:]
+        var heldCodes: [CodeID] = []
+        for order in snapshot.orders where order.state != .released && order.state != .expired {
+            for code in order.codes {
+                if let other = holder[code.codeID] {
+                    fail("double-issue", "code \(code.codeID) is on orders \(other) and \(order.seq)")
+                }
+                holder[code.codeID] = order.seq
+                heldCodes.append(code.codeID)
+            }
+        }
+        let codeStates = try store.codeStates(heldCodes)
+        var expectedHeld = [0, 0, 0, 0]
+        for order in snapshot.orders where order.state != .released && order.state != .expired {
+            for code in order.codes {
+                guard let entry = codeStates[code.codeID] else {
+                    fail("order-codes", "order \(order.orderID) holds unknown code \(code.codeID)")
+                    continue
+                }
+                let allowed: [CodeState] = switch order.state {
+                case .reserved: [.reserved]
+                case .committed: [.issued, .voided]
+                default: [.voided]
+                }
+                if !allowed.contains(entry.state) || entry.orderSeq != order.seq {
+                    fail("order-codes", "order \(order.orderID) (\(order.state)) has code \(code.codeID) in state "
+                        + "\(entry.state) held by \(entry.orderSeq.map(String.init) ?? "nobody")")
+                }
+                if entry.state == .reserved || entry.state == .issued { expectedHeld[Int(entry.state.rawValue)] += 1 }
+            }
+        }
+        let totals = counts.states.values.reduce([0, 0, 0, 0]) { zip($0, $1).map { $0 + $1 } }
+        if totals[1] != expectedHeld[1] || totals[2] != expectedHeld[2] {
+            fail("order-codes", "disk has \(totals[1]) reserved and \(totals[2]) issued codes but orders hold "
+                + "\(expectedHeld[1]) and \(expectedHeld[2])")
+        }
+
+        // 4. Per-user limits.
+        var units: [String: [SkuID: Int]] = [:]
+        for order in snapshot.orders where order.state.holdsCodes {
+            units[order.user, default: [:]][order.sku, default: 0] += order.units
+        }
+        for (user, perSku) in units {
+            for (skuID, held) in perSku {
+                if let sku = sku(id: skuID), sku.perUserLimit > 0, held > sku.perUserLimit {
+                    fail("user-limit", "user \(user) holds \(held) units of \(sku.key), limit \(sku.perUserLimit)")
+                }
+                if userLimits.units(user: user, sku: skuID) != held {
+                    fail("memory", "user \(user) SKU \(skuKey(skuID)): memory counts "
+                        + "\(userLimits.units(user: user, sku: skuID)) units, disk \(held)")
+                }
+            }
+        }
+
+        // Memory orders agree with disk.
+        for order in snapshot.orders {
+            if let memory = orders.get(order.orderID), memory.state != order.state || memory.codes != order.codes {
+                fail("memory", "order \(order.orderID): memory says \(memory.state), disk says \(order.state)")
+            } else if orders.get(order.orderID) == nil {
+                fail("memory", "order \(order.orderID) is on disk but not in memory")
+            }
+        }
+
+        // 6. The audit chain.
+        if let broken = try store.verifyAuditChain() {
+            fail("audit", broken.reason)
+        }
+        return violations
+    }
+}

@@ -1,0 +1,73 @@
+public import KamiCore
+import KamiPool
+import Synchronization
+import KamiStore
+
+/// A one-shot result handed from a completion to a thread that waits for it.
+final class Waiter<T: Sendable>: @unchecked Sendable {
+    // Protected by `lock`.
+    private var value: Result<T, KamiError>?
+    private let lock = ConditionLock()
+
+    func set(_ result: Result<T, KamiError>) {
+        lock.withLock { value = result }
+        lock.broadcast()
+    }
+
+    func wait() -> Result<T, KamiError> {
+        lock.withLock {
+            while value == nil { lock.wait() }
+            return value!
+        }
+    }
+}
+
+/// Blocking forms of the operations, for tools, tests and anything not on an event loop.
+extension Engine {
+    /// `reserve`, waiting for the result.
+    public func reserveSync(order: String, user: String, sku: String, units: Int = 1, ttlMs: Int64? = nil)
+        -> Result<OrderReply, KamiError>
+    {
+        let waiter = Waiter<OrderReply>()
+        reserve(order: order, user: user, sku: sku, units: units, ttlMs: ttlMs) { waiter.set($0) }
+        return waiter.wait()
+    }
+
+    /// `commit`, waiting for the result.
+    public func commitSync(order: String, paymentRef: String) -> Result<OrderReply, KamiError> {
+        let waiter = Waiter<OrderReply>()
+        commit(order: order, paymentRef: paymentRef) { waiter.set($0) }
+        return waiter.wait()
+    }
+
+    /// `issue`, waiting for the result.
+    public func issueSync(order: String, user: String, sku: String, units: Int = 1, paymentRef: String)
+        -> Result<OrderReply, KamiError>
+    {
+        let waiter = Waiter<OrderReply>()
+        issue(order: order, user: user, sku: sku, units: units, paymentRef: paymentRef) { waiter.set($0) }
+        return waiter.wait()
+    }
+
+    /// `release`, waiting for the result.
+    public func releaseSync(order: String) -> Result<OrderReply, KamiError> {
+        let waiter = Waiter<OrderReply>()
+        release(order: order) { waiter.set($0) }
+        return waiter.wait()
+    }
+
+    /// `refund`, waiting for the result.
+    public func refundSync(order: String) -> Result<OrderReply, KamiError> {
+        let waiter = Waiter<OrderReply>()
+        refund(order: order) { waiter.set($0) }
+        return waiter.wait()
+    }
+}
+
+extension Engine {
+    /// Returns once every mutation submitted before the call is durable and its completion has
+    /// run (a job queued behind them on the writer).
+    public func barrier() {
+        _ = try? store.writer.perform { (_: inout WriterContext) throws(KamiError) in () }
+    }
+}

@@ -1,0 +1,308 @@
+public import KamiCore
+import Foundation
+import Synchronization
+
+/// How hard a commit is pushed to disk before its callers are told "done".
+public enum Durability: String, Sendable, CaseIterable {
+    /// `synchronous=FULL`: the WAL is fsync'd at every commit. Survives power loss on honest
+    /// storage. The default.
+    case full
+    /// `synchronous=NORMAL`: survives a crash of kamid, but the last commits may roll back on
+    /// power loss.
+    case normal
+}
+
+/// Group-commit settings.
+public struct CommitSettings: Sendable {
+    /// Most mutations per transaction (1...`Limits.commitBatchMax`).
+    public var batchMax: Int
+    /// How long to wait for more mutations when a batch is not full, in microseconds. 0 commits
+    /// as soon as the disk is free, which already batches everything that queued meanwhile.
+    public var delayUs: Int
+
+    /// Makes settings, clamped to their limits.
+    public init(batchMax: Int = Limits.commitBatchMax, delayUs: Int = 0) {
+        precondition(batchMax >= 1 && batchMax <= Limits.commitBatchMax, "batchMax \(batchMax) out of range")
+        precondition(delayUs >= 0 && delayUs <= Limits.commitDelayUsMax, "delayUs \(delayUs) out of range")
+        self.batchMax = batchMax
+        self.delayUs = delayUs
+    }
+}
+
+/// Counters of the writer, for metrics and benchmarks.
+public struct CommitStats: Sendable {
+    public var batches: Int = 0
+    public var mutations: Int = 0
+    public var failedBatches: Int = 0
+    public var largestBatch: Int = 0
+    /// Sum of COMMIT durations (the fsync), nanoseconds.
+    public var commitNsTotal: UInt64 = 0
+}
+
+/// The one writer of the database. Mutations from any thread queue here; the writer thread
+/// takes everything queued (up to `batchMax`), applies it in one transaction, commits (one
+/// fsync), and only then calls each mutation's completion: Redis's `aof.c` discipline of
+/// "write and sync once per pass, reply after".
+///
+/// State machine: `running` → `stopping` (drains the queue, refuses new work) → `stopped`
+/// (terminal).
+public final class CommitWriter: Sendable {
+    private enum State { case running, stopping, stopped }
+
+    private enum Work {
+        case mutation(Mutation, MutationCompletion)
+        case job(@Sendable (inout WriterContext) -> Void)
+    }
+
+    /// Queue and state, protected by `lock`.
+    private final class Shared: @unchecked Sendable {
+        var queue: [Work] = []
+        var state = State.running
+        var writerWaiting = false
+        var stats = CommitStats()
+    }
+
+    private let lock = ConditionLock()
+    private let shared = Shared()
+    private let settings: CommitSettings
+    private let clock: any Clock
+    /// The connection and audit chain; touched only by the writer thread (and by `init`).
+    private let context: Mutex<WriterContext?>
+    private let finished = ConditionLock()
+    private let done = Atomic<Bool>(false)
+    /// Test hook: the next N batches fail as if the disk were full.
+    private let injectedFailures = Atomic<Int>(0)
+
+    init(db: Connection, audit: AuditChain, settings: CommitSettings, clock: any Clock) {
+        self.settings = settings
+        self.clock = clock
+        self.context = Mutex(WriterContext(db: db, audit: audit, clock: clock))
+        let thread = Thread { [self] in self.run() }
+        thread.name = "kami-writer"
+        thread.start()
+    }
+
+    /// Queues a mutation. `completion` runs on the writer thread after the batch holding it is
+    /// durable, or with an error (`BUSY` when the queue is full, `UNAVAILABLE` when stopping or
+    /// when the disk failed: then nothing of the batch was written).
+    public func submit(_ mutation: Mutation, completion: @escaping MutationCompletion) {
+        lock.lock()
+        guard shared.state == .running else {
+            lock.unlock()
+            completion(.failure(KamiError(.unavailable, "the store is shutting down")))
+            return
+        }
+        guard shared.queue.count < Limits.commitQueueDepthMax else {
+            lock.unlock()
+            completion(.failure(KamiError(.busy, "commit queue full (\(Limits.commitQueueDepthMax)); retry")))
+            return
+        }
+        shared.queue.append(.mutation(mutation, completion))
+        let wake = shared.writerWaiting
+        lock.unlock()
+        if wake { lock.signal() }
+    }
+
+    /// Runs `body` on the writer thread between batches, with the connection to itself (for
+    /// imports and other large transactions), and waits for its result.
+    public func perform<T: Sendable>(
+        _ body: @escaping @Sendable (inout WriterContext) throws(KamiError) -> T
+    ) throws(KamiError) -> T {
+        let box = ResultBox<T>()
+        lock.lock()
+        guard shared.state == .running else {
+            lock.unlock()
+            throw KamiError(.unavailable, "the store is shutting down")
+        }
+        shared.queue.append(.job({ context in
+            let result: Result<T, KamiError>
+            do throws(KamiError) { result = .success(try body(&context)) } catch { result = .failure(error) }
+            box.set(result)
+        }))
+        let wake = shared.writerWaiting
+        lock.unlock()
+        if wake { lock.signal() }
+        return try box.wait().get()
+    }
+
+    /// Test hook: makes the next `count` batches fail as if the disk were full (nothing of
+    /// them is written, their callers get UNAVAILABLE).
+    public func injectFailures(count: Int) { injectedFailures.store(count, ordering: .relaxed) }
+
+    /// A snapshot of the counters.
+    public var stats: CommitStats { lock.withLock { shared.stats } }
+
+    /// Stops accepting work, commits what is queued, and waits for the writer thread to end.
+    public func shutdown() {
+        lock.withLock {
+            if shared.state == .running { shared.state = .stopping }
+        }
+        lock.broadcast()
+        finished.withLock {
+            while !done.load(ordering: .acquiring) { finished.wait() }
+        }
+    }
+
+    private func run() {
+        while true {
+            lock.lock()
+            while shared.queue.isEmpty && shared.state == .running {
+                shared.writerWaiting = true
+                lock.wait()
+                shared.writerWaiting = false
+            }
+            if shared.queue.isEmpty {
+                shared.state = .stopped
+                lock.unlock()
+                break
+            }
+            if settings.delayUs > 0 && shared.queue.count < settings.batchMax && shared.state == .running {
+                let deadline = monotonicNs() + UInt64(settings.delayUs) * 1000
+                shared.writerWaiting = true
+                while shared.queue.count < settings.batchMax && monotonicNs() < deadline {
+                    lock.wait(untilMonotonicNs: deadline)
+                }
+                shared.writerWaiting = false
+            }
+            let take = min(shared.queue.count, settings.batchMax)
+            let work = Array(shared.queue.prefix(take))
+            shared.queue.removeFirst(take)
+            lock.unlock()
+            process(work)
+        }
+        context.withLock { $0 = nil }
+        finished.withLock { done.store(true, ordering: .releasing) }
+        finished.broadcast()
+    }
+
+    /// Applies a run of mutations as one transaction; jobs run alone, in queue order.
+    private func process(_ work: [Work]) {
+        var batch: [(Mutation, MutationCompletion)] = []
+        for item in work {
+            switch item {
+            case .mutation(let mutation, let completion):
+                batch.append((mutation, completion))
+            case .job(let body):
+                commit(batch)
+                batch.removeAll()
+                context.withLock { context in body(&context!) }
+            }
+        }
+        commit(batch)
+    }
+
+    private func commit(_ batch: [(Mutation, MutationCompletion)]) {
+        guard !batch.isEmpty else { return }
+        let inject = takeInjectedFailure()
+        let (outcome, commitNs) = context.withLock { context in
+            context!.applyBatch(batch.map(\.0), injectFailure: inject)
+        }
+        lock.withLock {
+            shared.stats.batches += 1
+            shared.stats.mutations += batch.count
+            shared.stats.largestBatch = max(shared.stats.largestBatch, batch.count)
+            shared.stats.commitNsTotal += commitNs
+            if case .failure = outcome { shared.stats.failedBatches += 1 }
+        }
+        switch outcome {
+        case .success(let outcomes):
+            for (index, item) in batch.enumerated() { item.1(.success(outcomes[index])) }
+        case .failure(let error):
+            for item in batch { item.1(.failure(error)) }
+        }
+    }
+
+    private func takeInjectedFailure() -> Bool {
+        var current = injectedFailures.load(ordering: .relaxed)
+        while current > 0 {
+            let (exchanged, original) = injectedFailures.compareExchange(
+                expected: current, desired: current - 1, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+}
+
+/// What a job on the writer thread may use: the connection and the audit chain.
+public struct WriterContext: ~Copyable {
+    /// The writer's connection; a job may open its own transaction.
+    public let db: Connection
+    var audit: AuditChain
+    let clock: any Clock
+
+    init(db: Connection, audit: AuditChain, clock: any Clock) {
+        self.db = db
+        self.audit = audit
+        self.clock = clock
+    }
+
+    /// Appends an audit entry; call inside the job's transaction.
+    public mutating func appendAudit(_ event: AuditEvent) throws(SQLiteError) {
+        try audit.append(event, atMs: clock.nowMs(), db: db)
+    }
+
+    /// Runs `body` in one IMMEDIATE transaction: commits when it returns, rolls back (and
+    /// restores the audit chain) when it throws.
+    public mutating func transaction<T>(_ body: (inout WriterContext) throws(KamiError) -> T) throws(KamiError) -> T {
+        let saved = audit
+        do { try db.execute("BEGIN IMMEDIATE") } catch { throw error.kamiError }
+        do throws(KamiError) {
+            let value = try body(&self)
+            do { try db.execute("COMMIT") } catch { throw error.kamiError }
+            return value
+        } catch {
+            try? db.execute("ROLLBACK")
+            audit = saved
+            throw error
+        }
+    }
+
+    /// Applies and commits `mutations` as one transaction; returns the outcomes (or the error,
+    /// with nothing written) and the nanoseconds COMMIT took.
+    mutating func applyBatch(
+        _ mutations: [Mutation], injectFailure: Bool
+    ) -> (Result<[MutationOutcome], KamiError>, UInt64) {
+        let saved = audit
+        let atMs = clock.nowMs()
+        var outcomes: [MutationOutcome] = []
+        outcomes.reserveCapacity(mutations.count)
+        do throws(SQLiteError) {
+            try db.execute("BEGIN IMMEDIATE")
+            let applier = MutationApplier(db: db)
+            for mutation in mutations {
+                outcomes.append(try applier.apply(mutation, atMs: atMs, audit: &audit))
+            }
+            if injectFailure {
+                throw SQLiteError(resultCode: 13, context: "commit", message: "injected fault: database or disk is full")
+            }
+            let start = monotonicNs()
+            try db.execute("COMMIT")
+            return (.success(outcomes), monotonicNs() - start)
+        } catch {
+            try? db.execute("ROLLBACK")
+            audit = saved
+            return (.failure(error.kamiError), 0)
+        }
+    }
+}
+
+/// A one-shot result handed from the writer thread to a waiting caller.
+final class ResultBox<T: Sendable>: @unchecked Sendable {
+    // Protected by `lock`.
+    private var value: Result<T, KamiError>?
+    private let lock = ConditionLock()
+
+    func set(_ result: Result<T, KamiError>) {
+        lock.withLock { value = result }
+        lock.broadcast()
+    }
+
+    func wait() -> Result<T, KamiError> {
+        lock.withLock {
+            while value == nil { lock.wait() }
+            return value!
+        }
+    }
+}

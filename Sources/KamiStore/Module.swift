@@ -1,1 +1,0 @@
-// KamiStore: see module documentation.

@@ -1,0 +1,178 @@
+public import KamiCore
+
+/// A code's new state as part of a mutation.
+public struct CodeChange: Sendable, Hashable {
+    public var codeID: CodeID
+    public var state: CodeState
+    /// The order holding the code (nil when it returns to the pool or is voided while available).
+    public var orderSeq: OrderSeq?
+
+    /// Makes a change.
+    public init(codeID: CodeID, state: CodeState, orderSeq: OrderSeq?) {
+        self.codeID = codeID
+        self.state = state
+        self.orderSeq = orderSeq
+    }
+}
+
+/// One durable change, journaled by the group-commit writer. Each carries its audit event.
+public enum Mutation: Sendable {
+    /// Inserts or updates an order row and the state of the codes it touches.
+    case writeOrder(Order, codes: [CodeChange], audit: AuditEvent)
+    /// Changes code states outside an order (void of available or issued codes).
+    case setCodes([CodeChange], audit: AuditEvent)
+    /// Inserts (id 0) or updates a SKU; the outcome carries its id.
+    case writeSku(Sku, audit: AuditEvent)
+}
+
+/// What a durable mutation produced.
+public enum MutationOutcome: Sendable, Equatable {
+    case done
+    case skuID(SkuID)
+}
+
+/// Called once per mutation, on the writer thread, after its batch is on disk (or failed).
+/// Keep it short: the next batch waits for it.
+public typealias MutationCompletion = @Sendable (Result<MutationOutcome, KamiError>) -> Void
+
+/// Encoding of an order's code list in the `orders.codes` blob: per code its id (8 bytes)
+/// and SKU (4 bytes), little-endian.
+enum OrderCodesBlob {
+    static let entryBytes = 12
+
+    static func encode(_ codes: [OrderCode]) -> [UInt8] {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(codes.count * entryBytes)
+        for code in codes {
+            var id = UInt64(bitPattern: code.codeID).littleEndian
+            var sku = UInt32(bitPattern: code.sku).littleEndian
+            withUnsafeBytes(of: &id) { bytes.append(contentsOf: $0) }
+            withUnsafeBytes(of: &sku) { bytes.append(contentsOf: $0) }
+        }
+        return bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) -> [OrderCode]? {
+        guard bytes.count % entryBytes == 0 else { return nil }
+        var codes = [OrderCode]()
+        codes.reserveCapacity(bytes.count / entryBytes)
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let id = raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+                let sku = raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt32.self)
+                codes.append(OrderCode(codeID: CodeID(bitPattern: UInt64(littleEndian: id)),
+                                       sku: SkuID(bitPattern: UInt32(littleEndian: sku))))
+                offset += entryBytes
+            }
+        }
+        return codes
+    }
+}
+
+/// Components of a bundle in the `skus.components` column: `id:units,id:units`.
+enum ComponentsText {
+    static func encode(_ components: [BundleComponent]) -> String {
+        components.map { "\($0.sku):\($0.units)" }.joined(separator: ",")
+    }
+
+    static func decode(_ text: String) -> [BundleComponent]? {
+        if text.isEmpty { return [] }
+        var result = [BundleComponent]()
+        for part in text.split(separator: ",") {
+            let pieces = part.split(separator: ":")
+            guard pieces.count == 2, let sku = SkuID(pieces[0]), let units = Int(pieces[1]) else { return nil }
+            result.append(BundleComponent(sku: sku, units: units))
+        }
+        return result
+    }
+}
+
+/// Applies mutations to an open transaction. Statements are cached on the connection.
+struct MutationApplier {
+    let db: Connection
+
+    func apply(_ mutation: Mutation, atMs: Int64, audit: inout AuditChain) throws(SQLiteError) -> MutationOutcome {
+        switch mutation {
+        case .writeOrder(let order, let codes, let event):
+            try writeOrder(order)
+            try setCodes(codes)
+            try audit.append(event, atMs: atMs, db: db)
+            return .done
+        case .setCodes(let codes, let event):
+            try setCodes(codes)
+            try audit.append(event, atMs: atMs, db: db)
+            return .done
+        case .writeSku(let sku, let event):
+            let id = try writeSku(sku, atMs: atMs)
+            try audit.append(event, atMs: atMs, db: db)
+            return .skuID(id)
+        }
+    }
+
+    private func writeOrder(_ order: Order) throws(SQLiteError) {
+        let stmt = try db.prepare("""
+            INSERT INTO orders(seq, order_id, user_id, sku_id, units, state, payment_ref, codes, ttl_ms,
+                expires_at_ms, created_at_ms, updated_at_ms) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)
+            ON CONFLICT(seq) DO UPDATE SET state = excluded.state, payment_ref = excluded.payment_ref,
+                codes = excluded.codes, expires_at_ms = excluded.expires_at_ms, updated_at_ms = excluded.updated_at_ms
+            """)
+        stmt.bind(1, order.seq)
+        stmt.bind(2, order.orderID)
+        stmt.bind(3, order.user)
+        stmt.bind(4, Int64(order.sku))
+        stmt.bind(5, order.units)
+        stmt.bind(6, Int64(order.state.rawValue))
+        stmt.bind(7, order.paymentRef)
+        stmt.bind(8, blob: OrderCodesBlob.encode(order.codes))
+        stmt.bind(9, order.ttlMs)
+        stmt.bind(10, order.expiresAtMs)
+        stmt.bind(11, order.createdAtMs)
+        stmt.bind(12, order.updatedAtMs)
+        try stmt.run()
+    }
+
+    private func setCodes(_ codes: [CodeChange]) throws(SQLiteError) {
+        guard !codes.isEmpty else { return }
+        let stmt = try db.prepare("UPDATE code_state SET state = ?, order_seq = ? WHERE id = ?")
+        for change in codes {
+            stmt.bind(1, Int64(change.state.rawValue))
+            if let seq = change.orderSeq { stmt.bind(2, seq) } else { stmt.bindNull(2) }
+            stmt.bind(3, change.codeID)
+            try stmt.run()
+            precondition(db.changes == 1, "code \(change.codeID) has no code_state row")
+        }
+    }
+
+    private func writeSku(_ sku: Sku, atMs: Int64) throws(SQLiteError) -> SkuID {
+        if sku.id == 0 {
+            let stmt = try db.prepare("""
+                INSERT INTO skus(key, name, price_cents, per_user_limit, activation_url, components,
+                    created_at_ms, updated_at_ms) VALUES(?,?,?,?,?,?,?,?)
+                """)
+            stmt.bind(1, sku.key)
+            stmt.bind(2, sku.name)
+            stmt.bind(3, sku.priceCents)
+            stmt.bind(4, sku.perUserLimit)
+            stmt.bind(5, sku.activationURLTemplate)
+            stmt.bind(6, ComponentsText.encode(sku.components))
+            stmt.bind(7, atMs)
+            stmt.bind(8, atMs)
+            try stmt.run()
+            return SkuID(db.lastInsertRowID)
+        }
+        let stmt = try db.prepare("""
+            UPDATE skus SET name = ?, price_cents = ?, per_user_limit = ?, activation_url = ?, components = ?,
+                updated_at_ms = ? WHERE id = ?
+            """)
+        stmt.bind(1, sku.name)
+        stmt.bind(2, sku.priceCents)
+        stmt.bind(3, sku.perUserLimit)
+        stmt.bind(4, sku.activationURLTemplate)
+        stmt.bind(5, ComponentsText.encode(sku.components))
+        stmt.bind(6, atMs)
+        stmt.bind(7, Int64(sku.id))
+        try stmt.run()
+        return sku.id
+    }
+}

@@ -1,0 +1,104 @@
+/// The database schema as an ordered list of migrations. The version reached is kept in
+/// `PRAGMA user_version`; a database newer than this code refuses to open.
+///
+/// Design (see docs/storage.md): the hot path writes only integer-keyed rows. Orders are
+/// keyed by their sequence number, never by the storefront's random order id string (a
+/// B-tree on random strings is what makes inserts slow); the order-id index lives in memory
+/// and is rebuilt at boot. Code state lives in the narrow `code_state` table so that boot
+/// scans 10 million states without reading the sealed secrets.
+enum Schema {
+    static let migrations: [String] = [
+        // 1: initial schema.
+        """
+        CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE skus(
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            price_cents INTEGER NOT NULL,
+            per_user_limit INTEGER NOT NULL,
+            activation_url TEXT,
+            components TEXT NOT NULL DEFAULT '',
+            created_at_ms INTEGER NOT NULL,
+            updated_at_ms INTEGER NOT NULL
+        );
+        CREATE TABLE imports(
+            id INTEGER PRIMARY KEY,
+            sku_id INTEGER NOT NULL REFERENCES skus(id),
+            first_code_id INTEGER NOT NULL,
+            last_code_id INTEGER NOT NULL,
+            imported INTEGER NOT NULL,
+            rejected INTEGER NOT NULL,
+            batch TEXT,
+            source TEXT,
+            created_at_ms INTEGER NOT NULL
+        );
+        CREATE TABLE codes(
+            id INTEGER PRIMARY KEY,
+            sku_id INTEGER NOT NULL,
+            import_id INTEGER NOT NULL,
+            batch TEXT,
+            card_number TEXT,
+            cost_cents INTEGER,
+            expires_at_ms INTEGER,
+            key_id INTEGER NOT NULL,
+            nonce BLOB NOT NULL,
+            sealed BLOB NOT NULL
+        );
+        CREATE INDEX codes_batch ON codes(batch) WHERE batch IS NOT NULL;
+        CREATE TABLE code_state(
+            id INTEGER PRIMARY KEY,
+            sku_id INTEGER NOT NULL,
+            state INTEGER NOT NULL,
+            order_seq INTEGER
+        );
+        CREATE TABLE fingerprints(fp BLOB PRIMARY KEY, code_id INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE orders(
+            seq INTEGER PRIMARY KEY,
+            order_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            sku_id INTEGER NOT NULL,
+            units INTEGER NOT NULL,
+            state INTEGER NOT NULL,
+            payment_ref TEXT,
+            codes BLOB NOT NULL,
+            ttl_ms INTEGER NOT NULL,
+            expires_at_ms INTEGER NOT NULL,
+            created_at_ms INTEGER NOT NULL,
+            updated_at_ms INTEGER NOT NULL
+        );
+        CREATE TABLE audit(
+            seq INTEGER PRIMARY KEY,
+            at_ms INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            prev_hash BLOB NOT NULL,
+            hash BLOB NOT NULL
+        );
+        """
+    ]
+
+    /// The version this code writes.
+    static var currentVersion: Int { migrations.count }
+
+    /// Brings the database to `currentVersion`, one migration per transaction.
+    static func migrate(_ db: Connection) throws(StoreError) {
+        let version: Int
+        do { version = Int(try db.scalarInt("PRAGMA user_version") ?? 0) } catch { throw .sqlite(error) }
+        if version > currentVersion {
+            throw .schemaTooNew(found: version, supported: currentVersion)
+        }
+        for next in version..<currentVersion {
+            do {
+                try db.execute("BEGIN IMMEDIATE")
+                try db.execute(migrations[next])
+                try db.execute("PRAGMA user_version = \(next + 1)")
+                try db.execute("COMMIT")
+            } catch {
+                try? db.execute("ROLLBACK")
+                throw .migrationFailed(version: next + 1, error)
+            }
+        }
+    }
+}

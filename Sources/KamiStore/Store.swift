@@ -1,0 +1,322 @@
+public import KamiCore
+import Glibc
+import Synchronization
+
+/// Everything the engine needs to rebuild its memory at boot, read in one pass.
+public struct RecoverySnapshot: Sendable {
+    /// The catalog.
+    public var skus: [Sku] = []
+    /// Id ranges of each import, in import order.
+    public var segments: [(sku: SkuID, codes: Range<CodeID>)] = []
+    /// Available codes per SKU, ascending.
+    public var available: [SkuID: [CodeID]] = [:]
+    /// Codes per SKU per state (indexed by `CodeState.rawValue`).
+    public var stateCounts: [SkuID: [Int]] = [:]
+    /// Every order, in sequence order.
+    public var orders: [Order] = []
+    /// Highest order sequence number used (0 when none).
+    public var maxOrderSeq: OrderSeq = 0
+}
+
+/// A stored code's immutable part: where it belongs and its sealed secret.
+public struct StoredCode: Sendable, Hashable {
+    public var id: CodeID
+    public var sku: SkuID
+    public var batch: String?
+    public var cardNumber: String?
+    public var costCents: Int64?
+    public var expiresAtMs: Int64?
+    public var keyID: UInt32
+    public var nonce: [UInt8]
+    public var sealed: [UInt8]
+}
+
+/// The SQLite database of one kamid: WAL mode, one group-commit writer, a pool of readers.
+public final class Store: Sendable {
+    /// Path of the database file.
+    public let path: String
+    /// The group-commit writer.
+    public let writer: CommitWriter
+    private let readers: ReaderPool
+    /// Durability in force.
+    public let durability: Durability
+
+    /// The name of the database file inside the data directory.
+    public static let fileName = "kami.db"
+
+    /// Opens (creating if needed) the database in `directory`, migrates it, and starts the
+    /// writer. The directory is created with mode 0700: it holds sealed secrets.
+    public init(
+        directory: String, durability: Durability = .full, settings: CommitSettings = CommitSettings(),
+        clock: any Clock = SystemClock()
+    ) throws(StoreError) {
+        try Store.ensureDirectory(directory)
+        path = directory + "/" + Store.fileName
+        self.durability = durability
+        let db: Connection
+        do { db = try Connection(path: path) } catch { throw .sqlite(error) }
+        try Store.configure(db, durability: durability)
+        try Schema.migrate(db)
+        let audit: AuditChain
+        do { audit = try AuditChain.load(db) } catch { throw .sqlite(error) }
+        writer = CommitWriter(db: db, audit: audit, settings: settings, clock: clock)
+        readers = ReaderPool(path: path)
+    }
+
+    private static func ensureDirectory(_ directory: String) throws(StoreError) {
+        var info = stat()
+        if stat(directory, &info) == 0 {
+            guard (info.st_mode & S_IFMT) == S_IFDIR else {
+                throw .directory(path: directory, reason: "exists and is not a directory")
+            }
+            return
+        }
+        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+            throw .directory(path: directory, reason: "cannot create: " + String(cString: strerror(errno)))
+        }
+    }
+
+    private static func configure(_ db: Connection, durability: Durability) throws(StoreError) {
+        do {
+            let mode = try db.scalarText("PRAGMA journal_mode = WAL")
+            guard mode == "wal" else { throw StoreError.corrupt("cannot switch to WAL mode (got \(mode ?? "nil"))") }
+            try db.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
+            // Temporary b-trees (sorts of large imports) in memory, a larger page cache for the
+            // writer (64 MiB), and checkpoints every 4,000 pages so the WAL stays near 16 MiB.
+            try db.execute("PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 4000")
+        } catch let error as SQLiteError {
+            throw .sqlite(error)
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw .corrupt("\(error)")
+        }
+    }
+
+    /// Stops the writer after it committed everything queued, then closes.
+    public func close() {
+        writer.shutdown()
+        readers.close()
+    }
+
+    /// Runs `body` with a reader connection (WAL readers see every committed batch and never
+    /// block the writer).
+    public func read<T>(_ body: (Connection) throws(SQLiteError) -> T) throws(KamiError) -> T {
+        let connection: Connection
+        do { connection = try readers.checkout() } catch { throw error.kamiError }
+        defer { readers.checkin(connection) }
+        do { return try body(connection) } catch { throw error.kamiError }
+    }
+
+    /// The immutable rows of the given codes, in the order asked. Missing ids are an integrity error.
+    public func codes(_ ids: [CodeID]) throws(KamiError) -> [StoredCode] {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("""
+                SELECT id, sku_id, batch, card_number, cost_cents, expires_at_ms, key_id, nonce, sealed
+                FROM codes WHERE id = ?
+                """)
+            var result: [StoredCode] = []
+            result.reserveCapacity(ids.count)
+            for id in ids {
+                stmt.bind(1, id)
+                guard try stmt.step() else {
+                    stmt.reset()
+                    throw SQLiteError(resultCode: 0, context: "read code", message: "code \(id) is missing")
+                }
+                result.append(Store.storedCode(stmt))
+                stmt.reset()
+            }
+            return result
+        }
+    }
+
+    static func storedCode(_ stmt: Statement) -> StoredCode {
+        StoredCode(
+            id: stmt.int64(0), sku: SkuID(stmt.int64(1)), batch: stmt.text(2), cardNumber: stmt.text(3),
+            costCents: stmt.isNull(4) ? nil : stmt.int64(4), expiresAtMs: stmt.isNull(5) ? nil : stmt.int64(5),
+            keyID: UInt32(truncatingIfNeeded: stmt.int64(6)), nonce: stmt.blob(7), sealed: stmt.blob(8))
+    }
+
+    /// Reads everything the engine rebuilds at boot. Call before any mutation is submitted.
+    public func loadSnapshot() throws(KamiError) -> RecoverySnapshot {
+        try read { db throws(SQLiteError) in
+            var snapshot = RecoverySnapshot()
+            let skus = try db.prepare("""
+                SELECT id, key, name, price_cents, per_user_limit, activation_url, components FROM skus ORDER BY id
+                """)
+            while try skus.step() {
+                let components = ComponentsText.decode(skus.text(6) ?? "") ?? []
+                snapshot.skus.append(Sku(
+                    id: SkuID(skus.int64(0)), key: skus.text(1) ?? "", name: skus.text(2) ?? "",
+                    priceCents: skus.int64(3), perUserLimit: skus.int(4), activationURLTemplate: skus.text(5),
+                    components: components))
+            }
+            skus.reset()
+            let imports = try db.prepare("SELECT sku_id, first_code_id, last_code_id FROM imports ORDER BY id")
+            while try imports.step() {
+                let first = imports.int64(1)
+                let last = imports.int64(2)
+                if last >= first { snapshot.segments.append((SkuID(imports.int64(0)), first..<(last + 1))) }
+            }
+            imports.reset()
+            let states = try db.prepare("SELECT id, sku_id, state FROM code_state ORDER BY id")
+            var lastSku: SkuID = -1
+            var available: [CodeID] = []
+            var counts = [Int](repeating: 0, count: CodeState.allCases.count)
+            func flush() {
+                if lastSku >= 0 {
+                    snapshot.available[lastSku, default: []].append(contentsOf: available)
+                    let merged = zip(snapshot.stateCounts[lastSku] ?? [0, 0, 0, 0], counts).map { $0 + $1 }
+                    snapshot.stateCounts[lastSku] = merged
+                }
+                available.removeAll(keepingCapacity: true)
+                counts = [0, 0, 0, 0]
+            }
+            while try states.step() {
+                let sku = SkuID(states.int64(1))
+                if sku != lastSku {
+                    flush()
+                    lastSku = sku
+                }
+                let state = Int(states.int64(2))
+                guard state < counts.count else {
+                    throw SQLiteError(resultCode: 0, context: "recover", message: "code \(states.int64(0)) has state \(state)")
+                }
+                counts[state] += 1
+                if state == 0 { available.append(states.int64(0)) }
+            }
+            flush()
+            states.reset()
+            let orders = try db.prepare("""
+                SELECT seq, order_id, user_id, sku_id, units, state, payment_ref, codes, ttl_ms, expires_at_ms,
+                    created_at_ms, updated_at_ms FROM orders ORDER BY seq
+                """)
+            while try orders.step() {
+                guard let state = OrderState(rawValue: UInt8(truncatingIfNeeded: orders.int64(5))),
+                      let codes = OrderCodesBlob.decode(orders.blob(7)) else {
+                    throw SQLiteError(resultCode: 0, context: "recover", message: "order row \(orders.int64(0)) is malformed")
+                }
+                snapshot.orders.append(Order(
+                    seq: orders.int64(0), orderID: orders.text(1) ?? "", user: orders.text(2) ?? "",
+                    sku: SkuID(orders.int64(3)), units: orders.int(4), state: state, paymentRef: orders.text(6),
+                    codes: codes, ttlMs: orders.int64(8), expiresAtMs: orders.int64(9),
+                    createdAtMs: orders.int64(10), updatedAtMs: orders.int64(11)))
+                snapshot.maxOrderSeq = orders.int64(0)
+            }
+            orders.reset()
+            return snapshot
+        }
+    }
+
+    /// Walks the audit chain; nil when intact, else the first broken entry.
+    public func verifyAuditChain() throws(KamiError) -> AuditBreak? {
+        try read { db throws(SQLiteError) in try AuditChain.verify(db) }
+    }
+
+    /// Runs SQLite's own consistency check; "ok" when the file is sound.
+    public func integrityCheck() throws(KamiError) -> String {
+        try read { db throws(SQLiteError) in try db.scalarText("PRAGMA integrity_check") ?? "no answer" }
+    }
+}
+
+/// Reader connections handed out one at a time.
+final class ReaderPool: Sendable {
+    /// Idle readers kept open; more are opened under load and closed when returned past this.
+    static let idleMax = 8
+
+    private let path: String
+    private let idle = Mutex<[Connection]>([])
+
+    init(path: String) { self.path = path }
+
+    func checkout() throws(SQLiteError) -> Connection {
+        if let connection = idle.withLock({ $0.popLast() }) { return connection }
+        let connection = try Connection(path: path, readOnly: true)
+        return connection
+    }
+
+    func checkin(_ connection: Connection) {
+        idle.withLock { list in
+            if list.count < ReaderPool.idleMax { list.append(connection) }
+        }
+    }
+
+    func close() { idle.withLock { $0.removeAll() } }
+}
+
+extension Store {
+    /// The current state and holding order of each code (missing ids are left out).
+    public func codeStates(_ ids: [CodeID]) throws(KamiError) -> [CodeID: (state: CodeState, orderSeq: OrderSeq?)] {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("SELECT state, order_seq, sku_id FROM code_state WHERE id = ?")
+            var result: [CodeID: (state: CodeState, orderSeq: OrderSeq?)] = [:]
+            for id in ids {
+                stmt.bind(1, id)
+                if try stmt.step(), let state = CodeState(rawValue: UInt8(truncatingIfNeeded: stmt.int64(0))) {
+                    result[id] = (state, stmt.isNull(1) ? nil : stmt.int64(1))
+                }
+                stmt.reset()
+            }
+            return result
+        }
+    }
+
+    /// The SKU of a code, nil when there is no such code.
+    public func skuOfCode(_ id: CodeID) throws(KamiError) -> SkuID? {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("SELECT sku_id FROM code_state WHERE id = ?")
+            defer { stmt.reset() }
+            stmt.bind(1, id)
+            return try stmt.step() ? SkuID(stmt.int64(0)) : nil
+        }
+    }
+
+    /// Ids of the codes of an import batch.
+    public func codeIDs(batch: String) throws(KamiError) -> [CodeID] {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("SELECT id FROM codes WHERE batch = ? ORDER BY id")
+            defer { stmt.reset() }
+            stmt.bind(1, batch)
+            var ids: [CodeID] = []
+            while try stmt.step() { ids.append(stmt.int64(0)) }
+            return ids
+        }
+    }
+}
+
+extension Store {
+    /// The storefront order id of an order sequence number.
+    public func orderID(seq: OrderSeq) throws(KamiError) -> String? {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("SELECT order_id FROM orders WHERE seq = ?")
+            defer { stmt.reset() }
+            stmt.bind(1, seq)
+            return try stmt.step() ? stmt.text(0) : nil
+        }
+    }
+
+    /// Codes per SKU per state, and codes imported per SKU, straight from the database.
+    public func stateCounts() throws(KamiError) -> (states: [SkuID: [Int]], imported: [SkuID: Int], rows: [SkuID: Int]) {
+        try read { db throws(SQLiteError) in
+            var states: [SkuID: [Int]] = [:]
+            let byState = try db.prepare("SELECT sku_id, state, COUNT(*) FROM code_state GROUP BY sku_id, state")
+            while try byState.step() {
+                let sku = SkuID(byState.int64(0))
+                let state = byState.int(1)
+                var counts = states[sku] ?? [0, 0, 0, 0]
+                if state >= 0 && state < counts.count { counts[state] += byState.int(2) }
+                states[sku] = counts
+            }
+            byState.reset()
+            var imported: [SkuID: Int] = [:]
+            let imports = try db.prepare("SELECT sku_id, SUM(imported) FROM imports GROUP BY sku_id")
+            while try imports.step() { imported[SkuID(imports.int64(0))] = imports.int(1) }
+            imports.reset()
+            var rows: [SkuID: Int] = [:]
+            let codes = try db.prepare("SELECT sku_id, COUNT(*) FROM codes GROUP BY sku_id")
+            while try codes.step() { rows[SkuID(codes.int64(0))] = codes.int(1) }
+            codes.reset()
+            return (states, imported, rows)
+        }
+    }
+}
