@@ -49,7 +49,7 @@ public protocol CodeRowSource {
 }
 
 /// Rows from an array.
-public struct ArrayRowSource: CodeRowSource {
+public struct ArrayRowSource: CodeRowSource, Sendable {
     private var items: [ImportItem]
     private var index = 0
     /// Makes a source over `items`.

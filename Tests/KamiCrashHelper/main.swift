@@ -35,10 +35,12 @@ do { engine = try Engine(config: config) } catch {
 }
 
 let output = Mutex<Void>(())
-func say(_ line: String) {
+@Sendable func say(_ line: String) {
+    // One write(2) per line, under a lock: lines never interleave, and nothing is buffered in
+    // the process when it is killed.
+    let bytes = Array((line + "\n").utf8)
     output.withLock { _ in
-        fputs(line + "\n", stdout)
-        fflush(stdout)
+        bytes.withUnsafeBytes { _ = write(1, $0.baseAddress, $0.count) }
     }
 }
 
@@ -71,7 +73,7 @@ struct SplitMix: RandomNumberGenerator {
     }
 }
 
-func ack(_ result: Result<OrderReply, KamiError>) {
+@Sendable func ack(_ result: Result<OrderReply, KamiError>) {
     if case .success(let reply) = result {
         say("ACK \(reply.orderID) \(reply.state) \(reply.codeIDs.map(String.init).joined(separator: ","))")
     }

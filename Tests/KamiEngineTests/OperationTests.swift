@@ -1,4 +1,5 @@
 import KamiCore
+import KamiCrypto
 import KamiEngine
 import KamiStore
 import XCTest
@@ -164,15 +165,15 @@ final class OperationTests: XCTestCase {
     func testVoidAvailableIssuedAndBatch() throws {
         let h = Harness()
         h.stockSku("vip", count: 4, batch: "B1")
-        h.stockSku("vip", count: 3, batch: "B2")
         let issued = try h.engine.issueSync(order: "o1", user: "u1", sku: "vip", paymentRef: "p").get()
+        _ = try h.engine.reserveSync(order: "o2", user: "u2", sku: "vip").get()
+        h.stockSku("vip", count: 3, batch: "B2")
         let leaked = issued.codeIDs[0]
         let report = try h.engine.void(code: leaked)
         XCTAssertEqual(report.voided, 1)
         XCTAssertTrue(try h.engine.order("o1").codes.isEmpty, "a voided code is never served again")
         XCTAssertEqual(try h.engine.void(code: leaked).alreadyVoided, 1)
         XCTAssertEqual((try? h.engine.void(code: 999_999)) == nil, true)
-        _ = try h.engine.reserveSync(order: "o2", user: "u2", sku: "vip").get()
         let batch = try h.engine.void(batch: "B1")
         // B1 had 4 codes: 1 issued and voided before, 1 reserved by o2, 2 available.
         XCTAssertEqual(batch.alreadyVoided, 1)

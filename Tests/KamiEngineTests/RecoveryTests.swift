@@ -1,4 +1,5 @@
 import KamiCore
+import KamiCrypto
 import KamiEngine
 import KamiStore
 import XCTest

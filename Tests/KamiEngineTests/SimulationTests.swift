@@ -34,8 +34,9 @@ final class SimulationTests: XCTestCase {
                     problems.append("order \(reply.orderID) answered \(previous) then \(reply.codeIDs)")
                 }
                 committed[reply.orderID] = reply.codeIDs
-                if reply.codes.map(\.codeID) != reply.codeIDs && !reply.codes.isEmpty {
-                    problems.append("order \(reply.orderID) secrets do not match its codes")
+                // Secrets come for the order's codes only (fewer when one was voided as leaked).
+                if !Set(reply.codes.map(\.codeID)).isSubset(of: reply.codeIDs) {
+                    problems.append("order \(reply.orderID) revealed codes it does not hold")
                 }
             case .failure(let error):
                 outcomes["\(op) \(error.code.rawValue)", default: 0] += 1
@@ -61,17 +62,17 @@ final class SimulationTests: XCTestCase {
         _ = try h.engine.setSku(SkuDefinition(key: "pack", name: "Pack", perUserLimit: 2, components: [("a", 1), ("c", 2)]))
         let allSkus = skus + ["pack"]
         let ledger = Ledger()
-        let opsDone = Atomic<Int>(0)
+        let opsDone = Counter()
         var round = 0
         var rng = SplitMix64(seed: seed)
-        while opsDone.load(ordering: .relaxed) < totalOps {
+        while opsDone.value < totalOps {
             let roundSeed = rng.next()
-            let opsThisRound = min(SimulationTests.opsPerRound, totalOps - opsDone.load(ordering: .relaxed))
+            let opsThisRound = min(SimulationTests.opsPerRound, totalOps - opsDone.value)
             runRound(h, round: round, seed: roundSeed, ops: opsThisRound, skus: allSkus, ledger: ledger, done: opsDone)
             h.engine.barrier()
             let violations = try h.engine.verify()
-            XCTAssertEqual(violations, [], "round \(round), seed \(seed)")
-            XCTAssertEqual(ledger.problems, [], "round \(round), seed \(seed)")
+            XCTAssertEqual(Array(violations.prefix(5)), [], "round \(round), seed \(seed)")
+            XCTAssertEqual(Array(ledger.problems.prefix(5)), [], "round \(round), seed \(seed)")
             if !violations.isEmpty || !ledger.problems.isEmpty { break }
             // Every acknowledged commit is still there, with its codes, on no other order.
             var owner: [CodeID: String] = [:]
@@ -91,13 +92,13 @@ final class SimulationTests: XCTestCase {
         // And all of it survives a restart.
         h.reopen()
         XCTAssertEqual(try h.engine.verify(), [], "after restart, seed \(seed)")
-        print("simulation: \(opsDone.load(ordering: .relaxed)) operations in \(round) rounds; outcomes \(ledger.outcomes.sorted { $0.key < $1.key })")
+        print("simulation: \(opsDone.value) operations in \(round) rounds; outcomes \(ledger.outcomes.sorted { $0.key < $1.key })")
         XCTAssertGreaterThan(ledger.outcomes["issue ok", default: 0], 1_000, "the simulation sold something")
         XCTAssertGreaterThan(ledger.outcomes["issue CONFLICT", default: 0] + ledger.outcomes["reserve CONFLICT", default: 0], 0)
     }
 
     private func runRound(
-        _ h: Harness, round: Int, seed: UInt64, ops: Int, skus: [String], ledger: Ledger, done: Atomic<Int>
+        _ h: Harness, round: Int, seed: UInt64, ops: Int, skus: [String], ledger: Ledger, done: Counter
     ) {
         let engine = h.engine!
         let clock = h.clock
@@ -110,7 +111,7 @@ final class SimulationTests: XCTestCase {
                 window.wait()
                 group.enter()
                 let finish: @Sendable () -> Void = {
-                    done.add(1, ordering: .relaxed)
+                    done.increment()
                     window.signal()
                     group.leave()
                 }
@@ -153,4 +154,11 @@ final class SimulationTests: XCTestCase {
             group.wait()
         }
     }
+}
+
+/// A shared counter.
+final class Counter: Sendable {
+    private let atomic = Atomic<Int>(0)
+    var value: Int { atomic.load(ordering: .relaxed) }
+    func increment() { atomic.add(1, ordering: .relaxed) }
 }

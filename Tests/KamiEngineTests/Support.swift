@@ -29,6 +29,7 @@ final class Harness {
     var engine: Engine!
     var pool: PoolKind
     var durability: Durability
+    private var imports = 0
 
     init(pool: PoolKind = .lockFree, durability: Durability = .normal, open: Bool = true) {
         directory = makeTempDirectory()
@@ -67,12 +68,14 @@ final class Harness {
         _ = try! engine.setSku(SkuDefinition(key: key, name: key.uppercased(), priceCents: 990, perUserLimit: limit,
                                              activationURLTemplate: "https://example.test/activate?c={code_id}"))
         guard count > 0 else { return [:] }
-        let rows = (0..<count).map { ImportItem.row(CodeRow(line: $0 + 2, secret: Secret("\(key)-secret-\($0)"),
+        imports += 1
+        let tag = imports
+        let rows = (0..<count).map { ImportItem.row(CodeRow(line: $0 + 2, secret: Secret("\(key)-\(tag)-secret-\($0)"),
                                                              cardNumber: "card-\($0)", batch: batch)) }
         let report = try! engine.importCodes(sku: key, source: ArrayRowSource(rows), label: "test")
         precondition(report.imported == count, "imported \(report.imported) of \(count): \(report.rejected)")
         var secrets: [CodeID: String] = [:]
-        for (offset, id) in report.codeIDs.enumerated() { secrets[id] = "\(key)-secret-\(offset)" }
+        for (offset, id) in report.codeIDs.enumerated() { secrets[id] = "\(key)-\(tag)-secret-\(offset)" }
         return secrets
     }
 
