@@ -1,0 +1,210 @@
+import Foundation
+import KamiCore
+import KamiCrypto
+import KamiStore
+import Synchronization
+import XCTest
+
+final class StoreTests: XCTestCase {
+    var directory: String!
+
+    override func setUp() {
+        directory = NSTemporaryDirectory() + "kami-store-\(UUID().uuidString)"
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    private func sku(_ store: Store, _ key: String = "vip") throws -> SkuID {
+        let outcome = try submit(store, .writeSku(
+            Sku(id: 0, key: key, name: key, priceCents: 100, perUserLimit: 0, activationURLTemplate: nil),
+            audit: AuditEvent("sku-create", subject: "sku:\(key)", detail: "")))
+        guard case .skuID(let id) = outcome else { throw KamiError(.invalidState, "no id") }
+        return id
+    }
+
+    private func submit(_ store: Store, _ mutation: Mutation) throws -> MutationOutcome {
+        let box = Mutex<Result<MutationOutcome, KamiError>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        store.writer.submit(mutation) { result in
+            box.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        return try box.withLock { $0! }.get()
+    }
+
+    private func rows(_ secrets: [String], firstLine: Int = 2) -> ArrayRowSource {
+        ArrayRowSource(secrets.enumerated().map { .row(CodeRow(line: firstLine + $0.offset, secret: Secret($0.element))) })
+    }
+
+    func testSchemaIsCreatedAndDirectoryIsPrivate() throws {
+        let store = try Store(directory: directory)
+        defer { store.close() }
+        var info = stat()
+        XCTAssertEqual(stat(directory, &info), 0)
+        XCTAssertEqual(info.st_mode & 0o777, 0o700)
+        XCTAssertEqual(try store.integrityCheck(), "ok")
+        let version = try store.read { db throws(SQLiteError) in try db.scalarInt("PRAGMA user_version") }
+        XCTAssertEqual(version, 1)
+        let mode = try store.read { db throws(SQLiteError) in try db.scalarText("PRAGMA journal_mode") }
+        XCTAssertEqual(mode, "wal")
+    }
+
+    func testNewerSchemaRefusesToOpen() throws {
+        try Store(directory: directory).close()
+        let db = try Connection(path: directory + "/" + Store.fileName)
+        try db.execute("PRAGMA user_version = 99")
+        XCTAssertThrowsError(try Store(directory: directory)) { error in
+            XCTAssertTrue("\(error)".contains("99"), "\(error)")
+        }
+    }
+
+    func testGroupCommitBatchesConcurrentMutations() throws {
+        let store = try Store(directory: directory, durability: .full)
+        defer { store.close() }
+        let skuID = try sku(store)
+        let key = MasterKey.random()
+        let report = try store.importCodes(
+            sku: skuID, source: rows((0..<2_000).map { "code-\($0)" }), sealer: Sealer(key: key), label: "t")
+        XCTAssertEqual(report.imported, 2_000)
+        let before = store.writer.stats
+        let group = DispatchGroup()
+        let failures = Atomic<Int>(0)
+        for n in 0..<2_000 {
+            group.enter()
+            let order = Order(
+                seq: Int64(n + 1), orderID: "o\(n)", user: "u", sku: skuID, units: 1, state: .committed,
+                paymentRef: "p", codes: [OrderCode(codeID: report.codeIDs.lowerBound + Int64(n), sku: skuID)],
+                ttlMs: 0, expiresAtMs: 0, createdAtMs: 1, updatedAtMs: 1)
+            let change = CodeChange(codeID: report.codeIDs.lowerBound + Int64(n), state: .issued, orderSeq: Int64(n + 1))
+            store.writer.submit(.writeOrder(order, codes: [change], audit: AuditEvent("issue", subject: "o\(n)", detail: ""))) {
+                if case .failure = $0 { failures.add(1, ordering: .relaxed) }
+                group.leave()
+            }
+        }
+        group.wait()
+        let after = store.writer.stats
+        XCTAssertEqual(failures.load(ordering: .relaxed), 0)
+        XCTAssertEqual(after.mutations - before.mutations, 2_000)
+        XCTAssertLessThan(after.batches - before.batches, 2_000, "mutations were grouped into fewer transactions")
+        XCTAssertGreaterThan(after.largestBatch, 1)
+        let snapshot = try store.loadSnapshot()
+        XCTAssertEqual(snapshot.orders.count, 2_000)
+        XCTAssertEqual(snapshot.stateCounts[skuID], [0, 0, 2_000, 0])
+        XCTAssertEqual(snapshot.maxOrderSeq, 2_000)
+        XCTAssertNil(try store.verifyAuditChain())
+    }
+
+    func testAFailedBatchWritesNothingAndTheAuditChainStaysIntact() throws {
+        let store = try Store(directory: directory)
+        defer { store.close() }
+        _ = try sku(store, "a")
+        store.writer.injectFailures(count: 1)
+        XCTAssertThrowsError(try sku(store, "b")) { error in
+            XCTAssertEqual((error as? KamiError)?.code, .unavailable)
+        }
+        _ = try sku(store, "c")
+        let snapshot = try store.loadSnapshot()
+        XCTAssertEqual(snapshot.skus.map(\.key), ["a", "c"])
+        XCTAssertNil(try store.verifyAuditChain())
+    }
+
+    func testAuditChainDetectsModifiedDeletedAndReorderedEntries() throws {
+        let store = try Store(directory: directory)
+        for key in ["a", "b", "c", "d"] { _ = try sku(store, key) }
+        XCTAssertNil(try store.verifyAuditChain())
+        store.close()
+        let db = try Connection(path: directory + "/" + Store.fileName)
+        try db.execute("UPDATE audit SET detail = 'price=0' WHERE seq = 2")
+        var reopened = try Store(directory: directory)
+        XCTAssertEqual(try reopened.verifyAuditChain()?.seq, 2)
+        XCTAssertTrue(try reopened.verifyAuditChain()?.reason.contains("modified") ?? false)
+        reopened.close()
+        try db.execute("DELETE FROM audit WHERE seq = 3")
+        reopened = try Store(directory: directory)
+        XCTAssertEqual(try reopened.verifyAuditChain()?.seq, 2, "the first break is still reported first")
+        reopened.close()
+    }
+
+    func testImportReportsDuplicatesByLineAndNeverStoresTwice() throws {
+        let store = try Store(directory: directory)
+        defer { store.close() }
+        let skuID = try sku(store)
+        let sealer = Sealer(key: MasterKey.random())
+        let first = try store.importCodes(sku: skuID, source: rows(["A", "B", "C"]), sealer: sealer, label: "one")
+        XCTAssertEqual(first.imported, 3)
+        let items: [ImportItem] = [
+            .row(CodeRow(line: 2, secret: Secret("D"))),
+            .row(CodeRow(line: 3, secret: Secret("B"))),
+            .rejected(RejectedRow(line: 4, reason: "bad cost")),
+            .row(CodeRow(line: 5, secret: Secret("E"))),
+            .row(CodeRow(line: 9, secret: Secret("D"))),
+            .row(CodeRow(line: 10, secret: Secret(""))),
+        ]
+        let second = try store.importCodes(sku: skuID, source: ArrayRowSource(items), sealer: sealer, label: "two")
+        XCTAssertEqual(second.imported, 2)
+        XCTAssertEqual(second.rejectedCount, 4)
+        XCTAssertEqual(second.rejected.map(\.line), [3, 4, 9, 10])
+        XCTAssertTrue(second.rejected[0].reason.contains("duplicate of stored code \(first.codeIDs.lowerBound + 1)"))
+        XCTAssertEqual(second.rejected[2].reason, "duplicate of line 2 in this file")
+        XCTAssertEqual(second.codeIDs.count, 2)
+        XCTAssertFalse(second.rejected.map(\.description).joined().contains("D"), "reasons never echo a secret")
+        // Dry run: counts the same, writes nothing.
+        let dry = try store.importCodes(sku: skuID, source: rows(["F", "A"]), sealer: sealer, label: "dry", dryRun: true)
+        XCTAssertEqual([dry.imported, dry.rejectedCount], [1, 1])
+        let counts = try store.stateCounts()
+        XCTAssertEqual(counts.imported[skuID], 5)
+        XCTAssertEqual(counts.rows[skuID], 5)
+        // Secrets are sealed with the code id and SKU as associated data.
+        let stored = try store.codes(Array(first.codeIDs))
+        for (row, plain) in zip(stored, ["A", "B", "C"]) {
+            let sealed = SealedSecret(keyID: row.keyID, nonce: row.nonce, ciphertextAndTag: row.sealed)
+            XCTAssertEqual(try sealer.open(sealed, aad: Sealer.associatedData(codeID: row.id, skuID: skuID)).reveal(), plain)
+            XCTAssertThrowsError(try sealer.open(sealed, aad: Sealer.associatedData(codeID: row.id + 1, skuID: skuID)))
+        }
+    }
+
+    func testAFlippedByteInASealedSecretIsDetected() throws {
+        let store = try Store(directory: directory)
+        let skuID = try sku(store)
+        let sealer = Sealer(key: MasterKey.random())
+        let report = try store.importCodes(sku: skuID, source: rows(["SECRET-1"]), sealer: sealer, label: "t")
+        store.close()
+        let db = try Connection(path: directory + "/" + Store.fileName)
+        try db.execute("UPDATE codes SET sealed = CAST(zeroblob(length(sealed)) AS BLOB) WHERE id = \(report.codeIDs.lowerBound)")
+        let reopened = try Store(directory: directory)
+        defer { reopened.close() }
+        let row = try reopened.codes([report.codeIDs.lowerBound])[0]
+        let sealed = SealedSecret(keyID: row.keyID, nonce: row.nonce, ciphertextAndTag: row.sealed)
+        XCTAssertThrowsError(try sealer.open(sealed, aad: Sealer.associatedData(codeID: row.id, skuID: skuID)))
+    }
+
+    func testShutdownCommitsWhatIsQueued() throws {
+        let store = try Store(directory: directory)
+        let done = Atomic<Int>(0)
+        for n in 0..<100 {
+            store.writer.submit(.writeSku(
+                Sku(id: 0, key: "k\(n)", name: "n", priceCents: 1, perUserLimit: 0, activationURLTemplate: nil),
+                audit: AuditEvent("sku-create", subject: "k\(n)", detail: ""))) { result in
+                if case .success = result { done.add(1, ordering: .relaxed) }
+            }
+        }
+        store.close()
+        XCTAssertEqual(done.load(ordering: .relaxed), 100)
+        let reopened = try Store(directory: directory)
+        defer { reopened.close() }
+        XCTAssertEqual(try reopened.loadSnapshot().skus.count, 100)
+        let refused = Mutex<KamiError?>(nil)
+        reopened.writer.shutdown()
+        reopened.writer.submit(.setCodes([], audit: AuditEvent("x", subject: "y", detail: ""))) { result in
+            refused.withLock { $0 = result.failure }
+        }
+        XCTAssertEqual(refused.withLock { $0?.code }, .unavailable)
+    }
+}
+
+extension Result {
+    var failure: Failure? { if case .failure(let e) = self { return e } else { return nil } }
+}
