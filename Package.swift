@@ -39,7 +39,7 @@ let package = Package(
         // The operations over pool + store: the one API the server calls.
         .target(
             name: "KamiEngine",
-            dependencies: ["KamiCore", "KamiPool", "KamiStore", "KamiCrypto"],
+            dependencies: ["KamiCore", "KamiPool", "KamiStore", "KamiCrypto", "KamiCSV"],
             swiftSettings: strict
         ),
 
@@ -70,7 +70,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KamiEngineTests",
-            dependencies: ["KamiEngine", "KamiStore", "KamiPool", "KamiCore", "KamiCrypto", "kami-crash-helper"],
+            dependencies: ["KamiEngine", "KamiStore", "KamiPool", "KamiCore", "KamiCrypto", "CKamiLinux", "kami-crash-helper"],
             swiftSettings: strict
         ),
     ]

@@ -1,5 +1,6 @@
 public import KamiCore
 import KamiPool
+import KamiCSV
 import Synchronization
 public import KamiStore
 
@@ -14,11 +15,46 @@ extension Engine {
             throw KamiError(.badRequest, "\(sku.key) is a bundle; import codes into its component SKUs")
         }
         let report = try store.importCodes(sku: sku.id, source: source, sealer: sealer, label: label, dryRun: dryRun)
-        if !dryRun && !report.codeIDs.isEmpty {
-            pool.addSegment(sku: sku.id, codes: report.codeIDs)
-            pool.put(sku: sku.id, codes: Array(report.codeIDs))
-            stock.withLock { $0[sku.id, default: StockCounts()].available += report.codeIDs.count }
+        if !dryRun { makeAvailable(report.codeIDs, sku: sku.id) }
+        return report
+    }
+}
+
+extension Engine {
+    /// Puts freshly imported (durable) codes into the pool and the stock counts.
+    private func makeAvailable(_ codes: Range<CodeID>, sku: SkuID) {
+        guard !codes.isEmpty else { return }
+        pool.addSegment(sku: sku, codes: codes)
+        pool.put(sku: sku, codes: Array(codes))
+        stock.withLock { $0[sku, default: StockCounts()].available += codes.count }
+    }
+
+    /// Imports a CSV file as shops have them (UTF-8 with or without BOM, or GBK/GB18030; see
+    /// KamiCSV), streaming it with bounded memory. Rows without a batch column get `batch`.
+    public func importCSV(
+        path: String, sku skuKey: String, batch: String? = nil, dryRun: Bool = false
+    ) throws(KamiError) -> ImportReport {
+        let sku = try self.sku(key: skuKey)
+        guard !sku.isBundle else {
+            throw KamiError(.badRequest, "\(sku.key) is a bundle; import codes into its component SKUs")
         }
+        let report = try store.importCodes(sku: sku.id, sealer: sealer, label: path, dryRun: dryRun) { sink in
+            do {
+                _ = try CSVFileImport.importCodes(path: path) { item in
+                    switch item {
+                    case .row(let row):
+                        try sink(.row(CodeRow(
+                            line: row.line, secret: row.secret, cardNumber: row.cardNumber, costCents: row.costCents,
+                            expiresAtMs: row.expiresAtMs, batch: row.batch ?? batch)))
+                    case .reject(let reject):
+                        try sink(.rejected(RejectedRow(line: reject.line, reason: reject.reason)))
+                    }
+                }
+            } catch let error as CSVImportError {
+                throw KamiError(.badRequest, "\(path): \(error.message)")
+            }
+        }
+        if !dryRun { makeAvailable(report.codeIDs, sku: sku.id) }
         return report
     }
 }

@@ -28,7 +28,7 @@ extension Engine {
         for sku in Set(counts.states.keys).union(counts.imported.keys) {
             let states = counts.states[sku] ?? [0, 0, 0, 0]
             let imported = counts.imported[sku] ?? 0
-            if states.reduce(0, +) != imported || counts.rows[sku] != imported {
+            if states.reduce(0, +) != imported || (counts.rows[sku] ?? 0) != imported {
                 fail("conservation", "SKU \(skuKey(sku)): states \(states) sum to \(states.reduce(0, +)), "
                     + "code rows \(counts.rows[sku] ?? 0), imported \(imported)")
             }

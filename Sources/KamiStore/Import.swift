@@ -93,13 +93,25 @@ extension Store {
     public func importCodes<Source: CodeRowSource & Sendable>(
         sku: SkuID, source: Source, sealer: Sealer, label: String, dryRun: Bool = false
     ) throws(KamiError) -> ImportReport {
-        try writer.perform { (context: inout WriterContext) throws(KamiError) -> ImportReport in
+        try importCodes(sku: sku, sealer: sealer, label: label, dryRun: dryRun) { sink in
             var source = source
+            while let item = try source.next() { try sink(item) }
+        }
+    }
+
+    /// Imports what `produce` pushes into its sink (a streaming CSV reader calls the sink once
+    /// per row); otherwise as `importCodes(sku:source:...)`. An error thrown by `produce`
+    /// aborts the import; a `KamiError` keeps its code, anything else becomes BAD_REQUEST.
+    public func importCodes(
+        sku: SkuID, sealer: Sealer, label: String, dryRun: Bool = false,
+        produce: @escaping @Sendable (_ sink: (ImportItem) throws -> Void) throws -> Void
+    ) throws(KamiError) -> ImportReport {
+        try writer.perform { (context: inout WriterContext) throws(KamiError) -> ImportReport in
             var report = ImportReport()
             report.dryRun = dryRun
             do throws(KamiError) {
                 try context.transaction { (context: inout WriterContext) throws(KamiError) in
-                    try Store.importRows(sku: sku, source: &source, sealer: sealer, label: label, report: &report,
+                    try Store.importRows(sku: sku, produce: produce, sealer: sealer, label: label, report: &report,
                                          context: &context)
                     if dryRun { throw KamiError(.busy, "dry run") }
                 }
@@ -111,9 +123,9 @@ extension Store {
         }
     }
 
-    private static func importRows<Source: CodeRowSource>(
-        sku: SkuID, source: inout Source, sealer: Sealer, label: String, report: inout ImportReport,
-        context: inout WriterContext
+    private static func importRows(
+        sku: SkuID, produce: (_ sink: (ImportItem) throws -> Void) throws -> Void, sealer: Sealer, label: String,
+        report: inout ImportReport, context: inout WriterContext
     ) throws(KamiError) {
         let db = context.db
         do {
@@ -132,21 +144,18 @@ extension Store {
             let insertState = try db.prepare("INSERT INTO code_state(id, sku_id, state, order_seq) VALUES(?,?,0,NULL)")
             let importID = (try db.scalarInt("SELECT MAX(id) FROM imports") ?? 0) + 1
             var batches = Set<String>()
-            while true {
-                let item: ImportItem?
-                do throws(KamiError) { item = try source.next() } catch { throw WrappedKamiError(error) }
-                guard let item else { break }
+            try produce { item in
                 let row: CodeRow
                 switch item {
                 case .rejected(let rejected):
                     report.reject(rejected)
-                    continue
+                    return
                 case .row(let value):
                     row = value
                 }
                 if row.secret.bytes.isEmpty || row.secret.bytes.count > Limits.secretBytesMax {
                     report.reject(RejectedRow(line: row.line, reason: "secret must be 1...\(Limits.secretBytesMax) bytes"))
-                    continue
+                    return
                 }
                 let fingerprint = sealer.fingerprint(row.secret)
                 insertFingerprint.bind(1, blob: fingerprint)
@@ -162,7 +171,7 @@ extension Store {
                     } else {
                         report.reject(RejectedRow(line: row.line, reason: "duplicate of stored code \(existing)"))
                     }
-                    continue
+                    return
                 }
                 guard report.imported < Limits.codesPerImportMax else {
                     throw WrappedKamiError(KamiError(
@@ -211,8 +220,10 @@ extension Store {
             throw error.kamiError
         } catch let error as WrappedKamiError {
             throw error.error
+        } catch let error as KamiError {
+            throw error
         } catch {
-            throw KamiError(.unavailable, "import failed: \(error)")
+            throw KamiError(.badRequest, "import failed: \(error)")
         }
     }
 }

@@ -320,3 +320,33 @@ extension Store {
         }
     }
 }
+
+extension Store {
+    /// Calls `body` for every code of `sku` in id order with its current state, streaming
+    /// (one row in memory at a time).
+    public func forEachCode(
+        sku: SkuID, _ body: (StoredCode, CodeState) throws(KamiError) -> Void
+    ) throws(KamiError) {
+        let connection: Connection
+        do { connection = try readers.checkout() } catch { throw error.kamiError }
+        defer { readers.checkin(connection) }
+        do {
+            let stmt = try connection.prepare("""
+                SELECT c.id, c.sku_id, c.batch, c.card_number, c.cost_cents, c.expires_at_ms, c.key_id, c.nonce,
+                    c.sealed, s.state FROM codes c JOIN code_state s ON s.id = c.id WHERE c.sku_id = ? ORDER BY c.id
+                """)
+            defer { stmt.reset() }
+            stmt.bind(1, Int64(sku))
+            while try stmt.step() {
+                let state = CodeState(rawValue: UInt8(truncatingIfNeeded: stmt.int64(9))) ?? .voided
+                try body(Store.storedCode(stmt), state)
+            }
+        } catch let error as SQLiteError {
+            throw error.kamiError
+        } catch let error as KamiError {
+            throw error
+        } catch {
+            throw KamiError(.unavailable, "export failed: \(error)")
+        }
+    }
+}
