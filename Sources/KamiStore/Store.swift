@@ -55,6 +55,11 @@ public final class Store: Sendable {
         self.durability = durability
         let db: Connection
         do { db = try Connection(path: path) } catch { throw .sqlite(error) }
+        // The file holds sealed secrets: owner only. SQLite gives its -wal and -shm files the
+        // same mode as the database file.
+        if chmod(path, 0o600) != 0 {
+            throw .directory(path: path, reason: "cannot chmod 600: " + String(cString: strerror(errno)))
+        }
         try Store.configure(db, durability: durability)
         try Schema.migrate(db)
         let audit: AuditChain

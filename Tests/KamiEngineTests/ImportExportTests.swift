@@ -16,17 +16,18 @@ final class ImportExportTests: XCTestCase {
     func testUtf8WithBomAndChineseHeadersImportsAndDuplicatesAreReportedByLine() throws {
         let h = Harness()
         _ = try h.engine.setSku(SkuDefinition(key: "vip", name: "VIP"))
-        let csv = "\u{FEFF}卡号,卡密,成本,有效期,批次\r\n6200,AAA-111,12.50,2027-01-31,第一批\r\n\r\n6201,\"BBB,222\",3,2027-02-01,第一批\r\n"
-            + "6202,AAA-111,1,2027-01-01,第一批\r\n6203,=cmd|' /C calc'!A0,1,2027-01-01,第一批\r\n"
+        let csv = "\u{FEFF}卡号,卡密,成本,有效期,批次\r\n6200,AAA-111,12.50,2027-01-31,第一批\r\n\r\n6201,\"BBB,222\",3,2027-02-01,\"第一批\"\r\n"
+            + "6202,AAA-111,1,2027-01-01,第一批\r\n6203,=cmd|' /C calc'!A0,1,2027-01-01,\"two\r\nlines\"\r\n"
+            + "6204,CCC-333,1,2027-01-01,第一批\r\n"
         let report = try h.engine.importCSV(path: write(Array(csv.utf8), in: h), sku: "vip")
-        XCTAssertEqual(report.imported, 2)
-        XCTAssertEqual(report.rejected.map(\.line), [5, 6])
+        XCTAssertEqual(report.imported, 3)
+        XCTAssertEqual(report.rejected.map(\.line), [5, 6], "line numbers stay right after a quoted newline")
         XCTAssertTrue(report.rejected[0].reason.contains("duplicate of line 2"), report.rejected[0].reason)
         XCTAssertFalse(report.rejected.map(\.reason).joined().contains("AAA"), "reasons never echo a secret")
         XCTAssertFalse(report.rejected.map(\.reason).joined().contains("cmd"), "reasons never echo a secret")
-        let issued = try h.engine.issueSync(order: "o", user: "u", sku: "vip", units: 2, paymentRef: "p").get()
-        XCTAssertEqual(Set(issued.codes.map { $0.secret.reveal() }), ["AAA-111", "BBB,222"])
-        XCTAssertEqual(Set(issued.codes.compactMap(\.cardNumber)), ["6200", "6201"])
+        let issued = try h.engine.issueSync(order: "o", user: "u", sku: "vip", units: 3, paymentRef: "p").get()
+        XCTAssertEqual(Set(issued.codes.map { $0.secret.reveal() }), ["AAA-111", "BBB,222", "CCC-333"])
+        XCTAssertEqual(Set(issued.codes.compactMap(\.cardNumber)), ["6200", "6201", "6204"])
         // The same file again: everything is a duplicate of a stored code, nothing is imported twice.
         let again = try h.engine.importCSV(path: h.directory + "/codes.csv", sku: "vip")
         XCTAssertEqual(again.imported, 0)

@@ -45,6 +45,8 @@ final class StoreTests: XCTestCase {
         var info = stat()
         XCTAssertEqual(stat(directory, &info), 0)
         XCTAssertEqual(info.st_mode & 0o777, 0o700)
+        XCTAssertEqual(stat(directory + "/" + Store.fileName, &info), 0)
+        XCTAssertEqual(info.st_mode & 0o777, 0o600, "the database holds sealed secrets")
         XCTAssertEqual(try store.integrityCheck(), "ok")
         let version = try store.read { db throws(SQLiteError) in try db.scalarInt("PRAGMA user_version") }
         XCTAssertEqual(version, 1)
