@@ -28,6 +28,9 @@ public final class Engine: Sendable {
     /// Live holds by sequence number, so the timer (which knows sequence numbers) finds them.
     let holdIDs = Mutex<[OrderSeq: String]>([:])
     let nextSeq: Atomic<Int64>
+    /// Serialises catalog changes and imports (operator operations): an import's pool segment
+    /// must be added in id order, and a SKU must not turn into a bundle while codes arrive.
+    let adminLock = ConditionLock()
     let sealer: Sealer
     let clock: any Clock
     private let expiry: ExpiryDriver?
@@ -138,9 +141,20 @@ public final class Engine: Sendable {
 
     /// Reads and opens the secrets of `codes`; a code that fails authentication is never served.
     func reveal(_ codes: [OrderCode]) throws(KamiError) -> [IssuedCode] {
-        guard !codes.isEmpty else { return [] }
+        let (revealed, bad) = try openSecrets(codes)
+        if let first = bad.first {
+            throw KamiError(.integrity, "code \(first.codeID) failed authentication; it is not served")
+        }
+        return revealed
+    }
+
+    /// Reads and opens the secrets of `codes`: the ones that open, in order, and the ones whose
+    /// sealed secret fails authentication (tampered with, or sealed under an unknown key).
+    func openSecrets(_ codes: [OrderCode]) throws(KamiError) -> (revealed: [IssuedCode], bad: [OrderCode]) {
+        guard !codes.isEmpty else { return ([], []) }
         let rows = try store.codes(codes.map(\.codeID))
         var result: [IssuedCode] = []
+        var bad: [OrderCode] = []
         result.reserveCapacity(rows.count)
         for row in rows {
             let sealed = SealedSecret(keyID: row.keyID, nonce: row.nonce, ciphertextAndTag: row.sealed)
@@ -148,7 +162,14 @@ public final class Engine: Sendable {
             do {
                 secret = try sealer.open(sealed, aad: Sealer.associatedData(codeID: row.id, skuID: row.sku))
             } catch {
-                throw KamiError(.integrity, "code \(row.id) failed authentication (\(error)); it is not served")
+                // A key that is not loaded is a configuration problem, not a bad code: fail the
+                // operation and quarantine nothing (a wrong key file must not void the stock).
+                if case .unknownKeyID(let id) = error {
+                    throw KamiError(.unavailable, "code \(row.id) is sealed with master key id "
+                        + String(id, radix: 16) + ", which is not loaded; check the master key file")
+                }
+                bad.append(OrderCode(codeID: row.id, sku: row.sku))
+                continue
             }
             let sku = self.sku(id: row.sku)
             result.append(IssuedCode(
@@ -156,7 +177,31 @@ public final class Engine: Sendable {
                 activationURL: Engine.activationURL(sku?.activationURLTemplate, codeID: row.id, cardNumber: row.cardNumber),
                 expiresAtMs: row.expiresAtMs))
         }
-        return result
+        return (result, bad)
+    }
+
+    /// Takes codes that failed authentication out of circulation for good: they are voided on
+    /// disk with a `quarantine` audit entry. The codes must be out of the pool (taken by the
+    /// caller). If the write fails they go back to the pool and are caught again next time.
+    func quarantine(_ codes: [OrderCode]) {
+        guard !codes.isEmpty else { return }
+        let changes = codes.map { CodeChange(codeID: $0.codeID, state: .voided, orderSeq: nil) }
+        let event = AuditEvent(
+            "quarantine", subject: "codes", detail: "failed authentication codes=\(Engine.codeIDList(codes))")
+        store.writer.submit(.setCodes(changes, audit: event)) { [self] result in
+            switch result {
+            case .success: count(codes, from: .available, to: .voided)
+            case .failure: returnToPool(codes)
+            }
+        }
+    }
+
+    /// How many times a commit replaces codes that fail authentication before it gives up.
+    static let replacementRoundsMax = 3
+
+    static func integrityFailure(_ bad: [OrderCode]) -> KamiError {
+        KamiError(.integrity, "code \(Engine.codeIDList(bad)) failed authentication and was quarantined; "
+            + "retry the order to get another code")
     }
 
     static func activationURL(_ template: String?, codeID: CodeID, cardNumber: String?) -> String? {

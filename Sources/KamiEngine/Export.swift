@@ -10,11 +10,24 @@ extension Engine {
     /// number of codes written.
     public func exportCSV(sku skuKey: String, to path: String, withSecrets: Bool = false) throws(KamiError) -> Int {
         let sku = try self.sku(key: skuKey)
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw KamiError(.badRequest, "cannot create \(path): \(String(cString: strerror(errno)))")
         }
         defer { _ = Glibc.close(fd) }
+        // Audited before a byte is written: an export with secrets that fails half-way still
+        // leaves its trace, and the partial file is removed.
+        do throws(KamiError) {
+            _ = try submitAndWait(.setCodes([], audit: AuditEvent(
+                "export", subject: "sku:\(sku.key)", detail: "secrets=\(withSecrets) file=\(path)")))
+            return try writeExport(sku: sku, fd: fd, path: path, withSecrets: withSecrets)
+        } catch {
+            unlink(path)
+            throw error
+        }
+    }
+
+    private func writeExport(sku: Sku, fd: Int32, path: String, withSecrets: Bool) throws(KamiError) -> Int {
         let writer = CSVWriter(includeSecrets: withSecrets)
         var buffer: [UInt8] = []
         buffer.reserveCapacity(Engine.exportFlushBytes + 4_096)
@@ -38,8 +51,6 @@ extension Engine {
         }
         try Engine.writeAll(fd, &buffer, path: path)
         guard fsync(fd) == 0 else { throw KamiError(.unavailable, "fsync \(path): \(String(cString: strerror(errno)))") }
-        _ = try submitAndWait(.setCodes([], audit: AuditEvent(
-            "export", subject: "sku:\(sku.key)", detail: "codes=\(count) secrets=\(withSecrets) file=\(path)")))
         return count
     }
 

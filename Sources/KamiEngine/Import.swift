@@ -10,6 +10,8 @@ extension Engine {
     public func importCodes<Source: CodeRowSource & Sendable>(
         sku skuKey: String, source: Source, label: String, dryRun: Bool = false
     ) throws(KamiError) -> ImportReport {
+        adminLock.lock()
+        defer { adminLock.unlock() }
         let sku = try self.sku(key: skuKey)
         guard !sku.isBundle else {
             throw KamiError(.badRequest, "\(sku.key) is a bundle; import codes into its component SKUs")
@@ -34,6 +36,8 @@ extension Engine {
     public func importCSV(
         path: String, sku skuKey: String, batch: String? = nil, dryRun: Bool = false
     ) throws(KamiError) -> ImportReport {
+        adminLock.lock()
+        defer { adminLock.unlock() }
         let sku = try self.sku(key: skuKey)
         guard !sku.isBundle else {
             throw KamiError(.badRequest, "\(sku.key) is a bundle; import codes into its component SKUs")

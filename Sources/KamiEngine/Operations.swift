@@ -112,8 +112,8 @@ extension Engine {
         numbered.codes = codes
         let order = numbered
         // Undo of the memory effects when the write fails.
-        let undo: @Sendable () -> Void = { [self] in
-            returnToPool(codes)
+        let undo: @Sendable ([OrderCode]) -> Void = { [self] giveBack in
+            returnToPool(giveBack)
             userLimits.release(user: order.user, sku: order.sku, units: order.units)
             if reserving { userLimits.removePendingHold(user: order.user) }
             orders.end(order.orderID)
@@ -122,10 +122,17 @@ extension Engine {
         if !reserving {
             // Secrets are immutable rows: read and open them before the commit, beside the
             // writer, so the reply is ready the moment the batch is durable.
-            do throws(KamiError) { revealed = try reveal(codes) } catch {
-                undo()
+            let opened: (revealed: [IssuedCode], bad: [OrderCode])
+            do throws(KamiError) { opened = try openSecrets(codes) } catch {
+                undo(codes)
                 return completion(.failure(error))
             }
+            if !opened.bad.isEmpty {
+                quarantine(opened.bad)
+                undo(codes.filter { !opened.bad.contains($0) })
+                return completion(.failure(Engine.integrityFailure(opened.bad)))
+            }
+            revealed = opened.revealed
         }
         let codeState: CodeState = reserving ? .reserved : .issued
         let changes = codes.map { CodeChange(codeID: $0.codeID, state: codeState, orderSeq: order.seq) }
@@ -137,7 +144,7 @@ extension Engine {
         store.writer.submit(.writeOrder(order, codes: changes, audit: event)) { [self] result in
             switch result {
             case .failure(let error):
-                undo()
+                undo(codes)
                 completion(.failure(error))
             case .success:
                 count(codes, from: .available, to: codeState)
@@ -218,43 +225,77 @@ extension Engine {
             }
             chosen = fresh
         }
-        let codes = chosen
-        let undo: @Sendable () -> Void = { [self] in
-            if late {
-                returnToPool(codes)
-                userLimits.release(user: order.user, sku: order.sku, units: order.units)
+        // Open the secrets. A code that fails authentication is replaced by a fresh code of its
+        // SKU and quarantined (voided) in the same commit, so a paid order still gets what it
+        // paid for and the bad code never circulates again.
+        let own = late ? [] : chosen
+        var taken = late ? chosen : []
+        var secrets: [IssuedCode] = []
+        var quarantined: [OrderCode] = []
+        var pending = chosen
+        var failure: KamiError?
+        for _ in 0..<Engine.replacementRoundsMax where !pending.isEmpty {
+            let opened: (revealed: [IssuedCode], bad: [OrderCode])
+            do throws(KamiError) { opened = try openSecrets(pending) } catch {
+                failure = error
+                break
             }
+            secrets += opened.revealed
+            quarantined += opened.bad
+            pending = []
+            for code in opened.bad {
+                guard let id = pool.take(sku: code.sku, count: 1)?.first else {
+                    failure = KamiError(.integrity, "code \(code.codeID) failed authentication and \(skuKey(code.sku)) "
+                        + "has no replacement in stock; refund the payment")
+                    break
+                }
+                pending.append(OrderCode(codeID: id, sku: code.sku))
+            }
+            taken += pending
+            if failure != nil { break }
+        }
+        if failure == nil && !pending.isEmpty {
+            failure = KamiError(.integrity, "replacement codes keep failing authentication; check the master key")
+        }
+        let takenCodes = taken
+        let badCodes = quarantined
+        let cleanup: @Sendable () -> Void = { [self] in
+            quarantine(takenCodes.filter { badCodes.contains($0) })
+            returnToPool(takenCodes.filter { !badCodes.contains($0) })
+            if late { userLimits.release(user: order.user, sku: order.sku, units: order.units) }
             orders.end(order.orderID)
         }
-        let secrets: [IssuedCode]
-        do throws(KamiError) { secrets = try reveal(codes) } catch {
-            undo()
-            return completion(.failure(error))
+        if let failure {
+            cleanup()
+            return completion(.failure(failure))
         }
+        let codes = (chosen + takenCodes.filter { !chosen.contains($0) }).filter { !badCodes.contains($0) }
         var committed = order
         committed.state = .committed
         committed.paymentRef = paymentRef
         committed.codes = codes
         committed.updatedAtMs = clock.nowMs()
         let changes = codes.map { CodeChange(codeID: $0.codeID, state: .issued, orderSeq: order.seq) }
+            + badCodes.map { CodeChange(codeID: $0.codeID, state: .voided, orderSeq: nil) }
         let event = AuditEvent(
             late ? "commit-late" : "commit", subject: "order:\(order.orderID)",
-            detail: "seq=\(order.seq) payment=\(paymentRef) codes=\(Engine.codeIDList(codes))")
+            detail: "seq=\(order.seq) payment=\(paymentRef) codes=\(Engine.codeIDList(codes))"
+                + (badCodes.isEmpty ? "" : " quarantined=\(Engine.codeIDList(badCodes))"))
         let published = committed
+        let replies = secrets
         store.writer.submit(.writeOrder(committed, codes: changes, audit: event)) { [self] result in
             switch result {
             case .failure(let error):
-                undo()
+                cleanup()
                 completion(.failure(error))
             case .success:
-                if late {
-                    count(codes, from: .available, to: .issued)
-                } else {
-                    count(codes, from: .reserved, to: .issued)
-                    endHold(order)
-                }
+                count(codes.filter { own.contains($0) }, from: .reserved, to: .issued)
+                count(codes.filter { !own.contains($0) }, from: .available, to: .issued)
+                count(badCodes.filter { own.contains($0) }, from: .reserved, to: .voided)
+                count(badCodes.filter { !own.contains($0) }, from: .available, to: .voided)
+                if !late { endHold(order) }
                 orders.publish(published)
-                completion(.success(reply(published, codes: secrets)))
+                completion(.success(reply(published, codes: replies)))
             }
         }
     }

@@ -71,7 +71,12 @@ extension Engine {
         if let problem = IdentifierRules.problem(definition.key, field: "sku", maxBytes: Limits.skuKeyBytesMax) {
             throw KamiError(.badRequest, problem)
         }
-        let existing = catalog.withLock { $0.byKey[definition.key] }
+        adminLock.lock()
+        defer { adminLock.unlock() }
+        let (existing, count) = catalog.withLock { ($0.byKey[definition.key], $0.byID.count) }
+        if existing == nil && count >= Limits.skusMax - 1 {
+            throw KamiError(.tooLarge, "the catalog holds \(count) SKUs, the most kamid supports")
+        }
         var sku = existing ?? Sku(
             id: 0, key: definition.key, name: definition.key, priceCents: 0, perUserLimit: 0,
             activationURLTemplate: nil)

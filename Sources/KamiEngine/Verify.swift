@@ -14,9 +14,14 @@ public struct Violation: Sendable, Hashable, CustomStringConvertible {
 
 extension Engine {
     /// Checks every invariant of the brief against the database and memory, and returns each
-    /// violation (empty when all hold). Memory is compared with the disk, so run it at rest
-    /// (no operation in flight); the database checks hold at any time.
+    /// violation (empty when all hold). The database is read in one read transaction, so its
+    /// checks hold at any time; memory is compared with the disk, so those checks are exact
+    /// only at rest (no operation in flight).
     public func verify() throws(KamiError) -> [Violation] {
+        try store.consistentRead { () throws(KamiError) in try verifyInSnapshot() }
+    }
+
+    private func verifyInSnapshot() throws(KamiError) -> [Violation] {
         var violations: [Violation] = []
         func fail(_ invariant: String, _ detail: String) {
             violations.append(Violation(invariant: invariant, detail: detail))

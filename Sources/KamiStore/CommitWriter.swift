@@ -72,6 +72,8 @@ public final class CommitWriter: Sendable {
     private let done = Atomic<Bool>(false)
     /// Test hook: the next N batches fail as if the disk were full.
     private let injectedFailures = Atomic<Int>(0)
+    /// The writer thread's pthread id, to catch a completion that would wait for the writer.
+    private let writerThread = Atomic<UInt>(0)
 
     init(db: Connection, audit: AuditChain, settings: CommitSettings, clock: any Clock) {
         self.settings = settings
@@ -108,6 +110,8 @@ public final class CommitWriter: Sendable {
     public func perform<T: Sendable>(
         _ body: @escaping @Sendable (inout WriterContext) throws(KamiError) -> T
     ) throws(KamiError) -> T {
+        precondition(writerThread.load(ordering: .relaxed) != pthread_self(),
+                     "perform called on the writer thread (from a completion?): it would wait for itself forever")
         let box = ResultBox<T>()
         lock.lock()
         guard shared.state == .running else {
@@ -144,6 +148,7 @@ public final class CommitWriter: Sendable {
     }
 
     private func run() {
+        writerThread.store(pthread_self(), ordering: .relaxed)
         while true {
             lock.lock()
             while shared.queue.isEmpty && shared.state == .running {
@@ -206,7 +211,7 @@ public final class CommitWriter: Sendable {
         }
         switch outcome {
         case .success(let outcomes):
-            for (index, item) in batch.enumerated() { item.1(.success(outcomes[index])) }
+            for (index, item) in batch.enumerated() { item.1(outcomes[index]) }
         case .failure(let error):
             for item in batch { item.1(.failure(error)) }
         }
@@ -259,20 +264,37 @@ public struct WriterContext: ~Copyable {
         }
     }
 
-    /// Applies and commits `mutations` as one transaction; returns the outcomes (or the error,
-    /// with nothing written) and the nanoseconds COMMIT took.
+    /// Applies and commits `mutations` as one transaction and returns each one's outcome and
+    /// the nanoseconds COMMIT took. Each mutation runs inside its own savepoint: one that fails
+    /// on its own (a constraint, a missing row) is rolled back alone and fails alone, so it
+    /// cannot take the innocent rest of the batch with it. A disk problem, or a failed COMMIT,
+    /// fails the whole batch with nothing written.
     mutating func applyBatch(
         _ mutations: [Mutation], injectFailure: Bool
-    ) -> (Result<[MutationOutcome], KamiError>, UInt64) {
+    ) -> (Result<[Result<MutationOutcome, KamiError>], KamiError>, UInt64) {
         let saved = audit
         let atMs = clock.nowMs()
-        var outcomes: [MutationOutcome] = []
+        var outcomes: [Result<MutationOutcome, KamiError>] = []
         outcomes.reserveCapacity(mutations.count)
         do throws(SQLiteError) {
             try db.execute("BEGIN IMMEDIATE")
             let applier = MutationApplier(db: db)
+            let savepoint = try db.prepare("SAVEPOINT m")
+            let release = try db.prepare("RELEASE m")
+            let rollback = try db.prepare("ROLLBACK TO m")
             for mutation in mutations {
-                outcomes.append(try applier.apply(mutation, atMs: atMs, audit: &audit))
+                let before = audit
+                try savepoint.run()
+                do throws(SQLiteError) {
+                    outcomes.append(.success(try applier.apply(mutation, atMs: atMs, audit: &audit)))
+                    try release.run()
+                } catch {
+                    if error.isDiskProblem { throw error }
+                    try rollback.run()
+                    try release.run()
+                    audit = before
+                    outcomes.append(.failure(error.kamiError))
+                }
             }
             if injectFailure {
                 throw SQLiteError(resultCode: 13, context: "commit", message: "injected fault: database or disk is full")

@@ -140,7 +140,9 @@ struct MutationApplier {
             if let seq = change.orderSeq { stmt.bind(2, seq) } else { stmt.bindNull(2) }
             stmt.bind(3, change.codeID)
             try stmt.run()
-            precondition(db.changes == 1, "code \(change.codeID) has no code_state row")
+            if db.changes != 1 {
+                throw SQLiteError(resultCode: 0, context: "set code state", message: "code \(change.codeID) has no state row")
+            }
         }
     }
 

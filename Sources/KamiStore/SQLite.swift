@@ -93,6 +93,17 @@ public final class Connection: @unchecked Sendable {
         return statement
     }
 
+    /// Whether no transaction is open and no statement is mid-step (safe to hand to another caller).
+    public var isIdle: Bool {
+        guard sqlite3_get_autocommit(handle) != 0 else { return false }
+        var stmt = sqlite3_next_stmt(handle, nil)
+        while let current = stmt {
+            if sqlite3_stmt_busy(current) != 0 { return false }
+            stmt = sqlite3_next_stmt(handle, current)
+        }
+        return true
+    }
+
     /// Row id of the last insert.
     public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 

@@ -38,6 +38,8 @@ public final class Store: Sendable {
     /// The group-commit writer.
     public let writer: CommitWriter
     private let readers: ReaderPool
+    /// Reader connections pinned to a thread by `consistentRead`.
+    private let pinned = Mutex<[pthread_t: Connection]>([:])
     /// Durability in force.
     public let durability: Durability
 
@@ -107,10 +109,35 @@ public final class Store: Sendable {
     /// Runs `body` with a reader connection (WAL readers see every committed batch and never
     /// block the writer).
     public func read<T>(_ body: (Connection) throws(SQLiteError) -> T) throws(KamiError) -> T {
+        if let connection = pinned.withLock({ $0[pthread_self()] }) {
+            do { return try body(connection) } catch { throw error.kamiError }
+        }
         let connection: Connection
         do { connection = try readers.checkout() } catch { throw error.kamiError }
         defer { readers.checkin(connection) }
         do { return try body(connection) } catch { throw error.kamiError }
+    }
+
+    /// Runs `body` with every `read` on this thread inside one read transaction, so that all
+    /// of them see the same committed state (verification under load).
+    public func consistentRead<T>(_ body: () throws(KamiError) -> T) throws(KamiError) -> T {
+        let connection: Connection
+        do { connection = try readers.checkout() } catch { throw error.kamiError }
+        defer { readers.checkin(connection) }
+        do {
+            try connection.execute("BEGIN")
+            // The snapshot starts at the first read; take it now.
+            _ = try connection.scalarInt("SELECT COUNT(*) FROM meta")
+        } catch {
+            throw error.kamiError
+        }
+        let thread = pthread_self()
+        pinned.withLock { $0[thread] = connection }
+        defer {
+            pinned.withLock { $0[thread] = nil }
+            try? connection.execute("COMMIT")
+        }
+        return try body()
     }
 
     /// The immutable rows of the given codes, in the order asked. Missing ids are an integrity error.
@@ -149,6 +176,7 @@ public final class Store: Sendable {
             let skus = try db.prepare("""
                 SELECT id, key, name, price_cents, per_user_limit, activation_url, components FROM skus ORDER BY id
                 """)
+            defer { skus.reset() }
             while try skus.step() {
                 let components = ComponentsText.decode(skus.text(6) ?? "") ?? []
                 snapshot.skus.append(Sku(
@@ -158,6 +186,7 @@ public final class Store: Sendable {
             }
             skus.reset()
             let imports = try db.prepare("SELECT sku_id, first_code_id, last_code_id FROM imports ORDER BY id")
+            defer { imports.reset() }
             while try imports.step() {
                 let first = imports.int64(1)
                 let last = imports.int64(2)
@@ -165,6 +194,7 @@ public final class Store: Sendable {
             }
             imports.reset()
             let states = try db.prepare("SELECT id, sku_id, state FROM code_state ORDER BY id")
+            defer { states.reset() }
             var lastSku: SkuID = -1
             var available: [CodeID] = []
             var counts = [Int](repeating: 0, count: CodeState.allCases.count)
@@ -196,6 +226,7 @@ public final class Store: Sendable {
                 SELECT seq, order_id, user_id, sku_id, units, state, payment_ref, codes, ttl_ms, expires_at_ms,
                     created_at_ms, updated_at_ms FROM orders ORDER BY seq
                 """)
+            defer { orders.reset() }
             while try orders.step() {
                 guard let state = OrderState(rawValue: UInt8(truncatingIfNeeded: orders.int64(5))),
                       let codes = OrderCodesBlob.decode(orders.blob(7)) else {
@@ -241,6 +272,9 @@ final class ReaderPool: Sendable {
     }
 
     func checkin(_ connection: Connection) {
+        // A connection left inside a read transaction (a statement not reset after an error)
+        // would pin an old snapshot for every later reader: drop it rather than reuse it.
+        guard connection.isIdle else { return }
         idle.withLock { list in
             if list.count < ReaderPool.idleMax { list.append(connection) }
         }

@@ -51,7 +51,11 @@ final class RecoveryTests: XCTestCase {
         config.sealer = Sealer(key: MasterKey.random())
         let engine = try Engine(config: config)
         defer { engine.close() }
-        XCTAssertEqual(engine.issueSync(order: "o", user: "u", sku: "vip", paymentRef: "p").failure?.code, .integrity)
-        XCTAssertEqual(try engine.stock(sku: "vip").available, 1, "nothing is issued when the secret cannot be opened")
+        let error = engine.issueSync(order: "o", user: "u", sku: "vip", paymentRef: "p").failure
+        XCTAssertEqual(error?.code, .unavailable)
+        XCTAssertTrue(error?.message.contains("master key") ?? false, error?.message ?? "")
+        engine.barrier()
+        let stock = try engine.stock(sku: "vip")
+        XCTAssertEqual([stock.available, stock.voided], [1, 0], "a wrong key neither serves nor quarantines codes")
     }
 }

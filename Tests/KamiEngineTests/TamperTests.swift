@@ -9,12 +9,8 @@ final class TamperTests: XCTestCase {
         try Connection(path: h.directory + "/" + Store.fileName)
     }
 
-    func testAFlippedByteInASealedSecretIsDetectedAndNeverServed() throws {
-        let h = Harness()
-        let secrets = h.stockSku("vip", count: 1)
-        let codeID = secrets.keys.first!
-        h.close()
-        // Flip one bit of the ciphertext in place.
+    /// Flips one bit of a code's ciphertext in the database file.
+    private func flip(_ codeID: CodeID, in h: Harness) throws {
         let db = try database(h)
         let read = try db.prepare("SELECT sealed FROM codes WHERE id = ?")
         read.bind(1, codeID)
@@ -26,14 +22,56 @@ final class TamperTests: XCTestCase {
         write.bind(1, blob: sealed)
         write.bind(2, codeID)
         try write.run()
-        XCTAssertEqual(sealed.count, secrets[codeID]!.utf8.count + 16, "same length, one bit different")
+    }
+
+    func testAFlippedByteInASealedSecretIsDetectedNeverServedAndQuarantined() throws {
+        let h = Harness()
+        let secrets = h.stockSku("vip", count: 1)
+        let codeID = secrets.keys.first!
+        h.close()
+        try flip(codeID, in: h)
         h.reopen()
         let error = h.engine.issueSync(order: "o1", user: "u", sku: "vip", paymentRef: "p").failure
         XCTAssertEqual(error?.code, .integrity)
-        XCTAssertTrue(error?.message.contains("code \(codeID)") ?? false, error?.message ?? "")
+        XCTAssertTrue(error?.message.contains("\(codeID)") ?? false, error?.message ?? "")
         XCTAssertFalse(error?.message.contains(secrets[codeID]!) ?? true)
         XCTAssertThrowsError(try h.engine.order("o1"), "no order was created")
-        XCTAssertEqual(try h.engine.stock(sku: "vip").available, 1, "the code went back, unserved")
+        h.engine.barrier()
+        let stock = try h.engine.stock(sku: "vip")
+        XCTAssertEqual([stock.available, stock.voided], [0, 1], "the bad code is out of circulation")
+        XCTAssertEqual(h.engine.issueSync(order: "o1", user: "u", sku: "vip", paymentRef: "p").failure?.code, .soldOut)
+        h.assertInvariants()
+    }
+
+    func testAReservedOrderWithATamperedCodeGetsAReplacementOnCommit() throws {
+        let h = Harness()
+        let secrets = h.stockSku("vip", count: 3)
+        let held = try h.engine.reserveSync(order: "o1", user: "u", sku: "vip", units: 2).get()
+        h.close()
+        try flip(held.codeIDs[0], in: h)
+        h.reopen()
+        let committed = try h.engine.commitSync(order: "o1", paymentRef: "p").get()
+        XCTAssertEqual(committed.codes.count, 2, "the paid order still gets two codes")
+        XCTAssertFalse(committed.codeIDs.contains(held.codeIDs[0]))
+        XCTAssertTrue(committed.codeIDs.contains(held.codeIDs[1]))
+        for code in committed.codes { XCTAssertEqual(code.secret.reveal(), secrets[code.codeID]) }
+        let stock = try h.engine.stock(sku: "vip")
+        XCTAssertEqual([stock.available, stock.reserved, stock.issued, stock.voided], [0, 0, 2, 1])
+        XCTAssertEqual(try h.engine.commitSync(order: "o1", paymentRef: "p").get().codes, committed.codes)
+        h.assertInvariants()
+    }
+
+    func testATamperedCodeWithoutReplacementStockLeavesTheOrderReserved() throws {
+        let h = Harness()
+        h.stockSku("vip", count: 1)
+        let held = try h.engine.reserveSync(order: "o1", user: "u", sku: "vip").get()
+        h.close()
+        try flip(held.codeIDs[0], in: h)
+        h.reopen()
+        let error = h.engine.commitSync(order: "o1", paymentRef: "p").failure
+        XCTAssertEqual(error?.code, .integrity)
+        XCTAssertTrue(error?.message.contains("refund") ?? false, error?.message ?? "")
+        XCTAssertEqual(try h.engine.order("o1").state, .reserved)
         h.assertInvariants()
     }
 

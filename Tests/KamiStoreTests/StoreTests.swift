@@ -210,3 +210,41 @@ final class StoreTests: XCTestCase {
 extension Result {
     var failure: Failure? { if case .failure(let e) = self { return e } else { return nil } }
 }
+
+final class BatchIsolationTests: XCTestCase {
+    func testAMutationThatFailsOnItsOwnDoesNotFailItsBatch() throws {
+        let directory = NSTemporaryDirectory() + "kami-store-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // A 20 ms gathering delay puts all three mutations in one batch.
+        let store = try Store(directory: directory, settings: CommitSettings(batchMax: 64, delayUs: 10_000))
+        defer { store.close() }
+        let results = Mutex<[String: Result<MutationOutcome, KamiError>]>([:])
+        let group = DispatchGroup()
+        func submit(_ name: String, key: String) {
+            group.enter()
+            store.writer.submit(.writeSku(
+                Sku(id: 0, key: key, name: key, priceCents: 1, perUserLimit: 0, activationURLTemplate: nil),
+                audit: AuditEvent("sku-create", subject: key, detail: ""))) { result in
+                results.withLock { $0[name] = result }
+                group.leave()
+            }
+        }
+        submit("first", key: "same")
+        submit("duplicate", key: "same")
+        submit("other", key: "other")
+        group.wait()
+        let stats = store.writer.stats
+        XCTAssertEqual(stats.batches, 1, "all three in one transaction")
+        results.withLock { results in
+            XCTAssertNotNil(results["first"]?.value)
+            XCTAssertNotNil(results["other"]?.value)
+            XCTAssertNotNil(results["duplicate"]?.failure)
+        }
+        XCTAssertEqual(try store.loadSnapshot().skus.map(\.key).sorted(), ["other", "same"])
+        XCTAssertNil(try store.verifyAuditChain(), "the failed mutation's audit entry was rolled back with it")
+    }
+}
+
+extension Result {
+    var value: Success? { if case .success(let v) = self { return v } else { return nil } }
+}
