@@ -265,13 +265,25 @@ public struct WriterContext: ~Copyable {
     }
 
     /// Applies and commits `mutations` as one transaction and returns each one's outcome and
-    /// the nanoseconds COMMIT took. Each mutation runs inside its own savepoint: one that fails
-    /// on its own (a constraint, a missing row) is rolled back alone and fails alone, so it
-    /// cannot take the innocent rest of the batch with it. A disk problem, or a failed COMMIT,
-    /// fails the whole batch with nothing written.
+    /// the nanoseconds COMMIT took. A mutation that fails on its own (a constraint, a missing
+    /// row) must not take the innocent rest of the batch with it: the batch is first applied
+    /// plainly (the fast path, no per-mutation cost), and if one mutation fails for a reason
+    /// other than the disk, the transaction is rolled back and the batch applied again with
+    /// each mutation in its own savepoint, so only that one fails. A disk problem, or a failed
+    /// COMMIT, fails the whole batch with nothing written.
     mutating func applyBatch(
         _ mutations: [Mutation], injectFailure: Bool
     ) -> (Result<[Result<MutationOutcome, KamiError>], KamiError>, UInt64) {
+        var attempt = applyBatch(mutations, injectFailure: injectFailure, isolated: false)
+        if case .failure(let error) = attempt.0, !error.isDiskProblem {
+            attempt = applyBatch(mutations, injectFailure: injectFailure, isolated: true)
+        }
+        return (attempt.0.mapError(\.kamiError), attempt.1)
+    }
+
+    private mutating func applyBatch(
+        _ mutations: [Mutation], injectFailure: Bool, isolated: Bool
+    ) -> (Result<[Result<MutationOutcome, KamiError>], SQLiteError>, UInt64) {
         let saved = audit
         let atMs = clock.nowMs()
         var outcomes: [Result<MutationOutcome, KamiError>] = []
@@ -279,21 +291,27 @@ public struct WriterContext: ~Copyable {
         do throws(SQLiteError) {
             try db.execute("BEGIN IMMEDIATE")
             let applier = MutationApplier(db: db)
-            let savepoint = try db.prepare("SAVEPOINT m")
-            let release = try db.prepare("RELEASE m")
-            let rollback = try db.prepare("ROLLBACK TO m")
-            for mutation in mutations {
-                let before = audit
-                try savepoint.run()
-                do throws(SQLiteError) {
+            if isolated {
+                let savepoint = try db.prepare("SAVEPOINT m")
+                let release = try db.prepare("RELEASE m")
+                let rollback = try db.prepare("ROLLBACK TO m")
+                for mutation in mutations {
+                    let before = audit
+                    try savepoint.run()
+                    do throws(SQLiteError) {
+                        outcomes.append(.success(try applier.apply(mutation, atMs: atMs, audit: &audit)))
+                        try release.run()
+                    } catch {
+                        if error.isDiskProblem { throw error }
+                        try rollback.run()
+                        try release.run()
+                        audit = before
+                        outcomes.append(.failure(error.kamiError))
+                    }
+                }
+            } else {
+                for mutation in mutations {
                     outcomes.append(.success(try applier.apply(mutation, atMs: atMs, audit: &audit)))
-                    try release.run()
-                } catch {
-                    if error.isDiskProblem { throw error }
-                    try rollback.run()
-                    try release.run()
-                    audit = before
-                    outcomes.append(.failure(error.kamiError))
                 }
             }
             if injectFailure {
@@ -305,7 +323,7 @@ public struct WriterContext: ~Copyable {
         } catch {
             try? db.execute("ROLLBACK")
             audit = saved
-            return (.failure(error.kamiError), 0)
+            return (.failure(error), 0)
         }
     }
 }
