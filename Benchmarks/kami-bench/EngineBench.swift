@@ -134,7 +134,7 @@ enum EngineBench {
         let directory = tempDirectory("import")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/codes.csv"
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         let file = FileHandle(forWritingAtPath: path)!
         var chunk = "\u{FEFF}卡号,卡密,成本,有效期,批次\n"
         for n in 0..<rows {

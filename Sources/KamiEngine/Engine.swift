@@ -1,5 +1,5 @@
 public import KamiCore
-public import KamiCrypto
+import KamiCrypto
 public import KamiStore
 import KamiPool
 import Foundation
