@@ -15,6 +15,9 @@ let package = Package(
     products: [
         .library(name: "KamiEngine", targets: ["KamiEngine"]),
         .executable(name: "kami-bench", targets: ["kami-bench"]),
+        .executable(name: "kamid", targets: ["kamid"]),
+        .executable(name: "kamictl", targets: ["kamictl"]),
+        .library(name: "KamiClient", targets: ["KamiClient"]),
     ],
     targets: [
         // C wrappers only.
@@ -43,6 +46,19 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Wire codecs: JSON lines and binary frames. Pure, fuzzable: no I/O.
+        .target(name: "KamiProtocol", dependencies: ["KamiCore"], swiftSettings: strict),
+        // Event loop, listeners, connections, auth, dispatch onto the engine.
+        .target(
+            name: "KamiServer",
+            dependencies: ["KamiCore", "KamiProtocol", "KamiEngine", "KamiStore", "KamiCrypto", "CKamiLinux"],
+            swiftSettings: strict
+        ),
+        // Client library for storefronts and our own tools.
+        .target(name: "KamiClient", dependencies: ["KamiCore", "KamiProtocol"], swiftSettings: strict),
+        .executableTarget(name: "kamid", dependencies: ["KamiServer", "KamiCore"], swiftSettings: strict),
+        .executableTarget(name: "kamictl", dependencies: ["KamiClient", "KamiProtocol", "KamiCore"], swiftSettings: strict),
+
         // Benchmarks.
         .executableTarget(
             name: "kami-bench",
@@ -60,6 +76,13 @@ let package = Package(
         ),
 
         .testTarget(name: "KamiCoreTests", dependencies: ["KamiCore"], swiftSettings: strict),
+        .testTarget(name: "KamiProtocolTests", dependencies: ["KamiProtocol", "KamiCore"], swiftSettings: strict),
+        .testTarget(
+            name: "KamiServerTests",
+            dependencies: ["KamiServer", "KamiClient", "KamiProtocol", "KamiCore", "kamid", "kamictl"],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "KamiClientTests", dependencies: ["KamiClient", "KamiProtocol", "KamiCore"], swiftSettings: strict),
         .testTarget(name: "KamiCryptoTests", dependencies: ["KamiCrypto", "KamiCore"], swiftSettings: strict),
         .testTarget(name: "KamiCSVTests", dependencies: ["KamiCSV", "KamiCore"], swiftSettings: strict),
         .testTarget(name: "KamiPoolTests", dependencies: ["KamiPool", "KamiCore"], swiftSettings: strict),
