@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 #include "CKamiLinux.h"
 #include <stdio.h>
 #include <string.h>
@@ -27,4 +28,15 @@ int64_t kami_peak_resident_bytes(void) {
     }
     fclose(f);
     return kb < 0 ? -1 : kb * 1024;
+}
+
+int kami_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+    return accept4(fd, addr, len, flags);
+}
+
+long long kami_peer_uid(int fd) {
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
+    return (long long)cred.uid;
 }

@@ -1,0 +1,116 @@
+
+public import Glibc
+public import KamiCore
+public import KamiEngine
+import KamiProtocol
+public import KamiStore
+import Synchronization
+
+/// Everything `kamid` needs to listen.
+public struct ServerConfig: Sendable {
+    public var tcp: [ListenAddress] = [.tcp(host: "127.0.0.1", port: 7420)]
+    /// The Unix socket (operator operations, and storefronts on the same host).
+    public var unixSocket: String?
+    /// Mode of the Unix socket file.
+    public var unixSocketMode: mode_t = 0o660
+    /// Event loop threads; 0 means one per core.
+    public var loopThreads = 0
+    public var maxConnections = 10_000
+    public var idleTimeoutMs: Int64 = 300_000
+    /// Longest a SIGTERM waits for replies in flight before closing anyway.
+    public var shutdownDrainMs: Int64 = 10_000
+    /// client → token.
+    public var tokens: [String: String] = [:]
+    public var listenBacklog: Int32 = 1024
+
+    public init() {}
+}
+
+/// The network server: event loops over the engine.
+///
+/// State machine: `created` → `running` (`start`) → `stopping` (`stop`: no new connections,
+/// replies in flight finish) → `stopped` (terminal).
+public final class Server: @unchecked Sendable {
+    // @unchecked: `loops` is written once in `start` before any loop thread runs, then read-only.
+    let dispatcher: Dispatcher
+    let authenticator: Authenticator
+    let logger: Logger
+    let clock: any Clock
+    let idleTimeoutMs: Int64
+    private let config: ServerConfig
+    private var loops: [EventLoop] = []
+    private let connectionCount = Atomic<Int>(0)
+    private let connectionIDs = Atomic<UInt64>(1)
+    private let drainDeadlineMs = Atomic<Int64>(Int64.max)
+    /// TCP ports actually bound (useful with port 0), in `config.tcp` order.
+    public private(set) var boundPorts: [UInt16] = []
+
+    /// Makes a server over `engine`; nothing listens until `start`.
+    public init(engine: Engine, config: ServerConfig, logger: Logger, clock: any Clock = SystemClock()) {
+        ServerLimits.check()
+        self.dispatcher = Dispatcher(engine: engine)
+        self.authenticator = Authenticator(tokens: config.tokens)
+        self.logger = logger
+        self.clock = clock
+        self.config = config
+        self.idleTimeoutMs = config.idleTimeoutMs
+    }
+
+    /// Opens the listeners and starts the loop threads.
+    public func start() throws(SystemError) {
+        // A peer that vanishes mid-write must cost an EPIPE, not the process.
+        signal(SIGPIPE, SIG_IGN)
+        let count = config.loopThreads > 0 ? config.loopThreads : max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        for index in 0..<count { loops.append(try EventLoop(index: index, server: self)) }
+        var ports: [UInt16] = []
+        for address in config.tcp {
+            var port: UInt16?
+            for loop in loops {
+                // With port 0 the first socket picks a port and the others join it.
+                var bound = address
+                if case .tcp(let host, let configured) = address, configured == 0, let chosen = port {
+                    bound = .tcp(host: host, port: chosen)
+                }
+                let fd = try Sockets.listen(bound, backlog: config.listenBacklog)
+                if port == nil { port = Sockets.boundPort(fd) }
+                try loop.addListener(fd: fd, kind: .tcp)
+            }
+            ports.append(port ?? 0)
+            logger.log(.notice, "listening", ["address": "\(address)", "port": String(port ?? 0)])
+        }
+        boundPorts = ports
+        if let path = config.unixSocket {
+            let fd = try Sockets.listen(.unix(path: path), backlog: config.listenBacklog, unixMode: config.unixSocketMode)
+            try loops[0].addListener(fd: fd, kind: .unix)
+            logger.log(.notice, "listening", ["address": "unix:\(path)"])
+        }
+        for loop in loops { loop.start() }
+    }
+
+    /// Stops accepting, lets replies in flight finish (at most `shutdownDrainMs`), closes every
+    /// connection and waits for the loop threads.
+    public func stop() {
+        drainDeadlineMs.store(clock.nowMs() + config.shutdownDrainMs, ordering: .relaxed)
+        for loop in loops { loop.stop() }
+        for loop in loops { loop.join() }
+        if let path = config.unixSocket { unlink(path) }
+    }
+
+    var drainExpired: Bool { clock.nowMs() > drainDeadlineMs.load(ordering: .relaxed) }
+
+    func admitConnection() -> Bool {
+        let now = connectionCount.wrappingAdd(1, ordering: .relaxed).newValue
+        if now > config.maxConnections {
+            connectionCount.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func releaseConnection() { connectionCount.wrappingSubtract(1, ordering: .relaxed) }
+
+    func nextConnectionID() -> UInt64 { connectionIDs.wrappingAdd(1, ordering: .relaxed).oldValue }
+
+    /// Open connections now.
+    public var connections: Int { connectionCount.load(ordering: .relaxed) }
+}

@@ -1,0 +1,34 @@
+/// Limits of the network side, each with its cost (see `Limits` for the engine's).
+public enum ServerLimits {
+    /// Bytes read from a socket into a connection's buffer at most; a whole frame or JSON line
+    /// (64 KiB at most) always fits, so the buffer never has to grow.
+    public static let readBufferBytes = 128 * 1024
+
+    /// Unsent reply bytes one connection may hold before kamid stops reading its requests
+    /// (backpressure): a client that does not read its replies costs at most this much.
+    public static let writeBufferBytesMax = 1024 * 1024
+
+    /// Requests of one connection in flight (decoded, not yet answered) before kamid stops
+    /// reading more from it. Deep enough for any sane pipeline; bounded so one connection
+    /// cannot queue unbounded work.
+    public static let pipelineDepthMax = 1024
+
+    /// Failed `hello`s allowed per source address per `helloFailureWindowMs` before further
+    /// attempts are refused without checking the token.
+    public static let helloFailuresMax = 10
+    public static let helloFailureWindowMs: Int64 = 60_000
+
+    /// Distinct source addresses remembered for hello rate limiting (oldest forgotten first).
+    public static let helloFailureAddressesMax = 10_000
+
+    /// Largest number of events taken from epoll per wake-up.
+    public static let epollEventsMax = 256
+
+    /// How often a loop checks idle timeouts, ms.
+    public static let idleCheckIntervalMs: Int64 = 1_000
+
+    static func check() {
+        precondition(readBufferBytes >= 2 * 65_536, "read buffer \(readBufferBytes) must hold two maximal frames")
+        precondition(writeBufferBytesMax >= 65_536, "write buffer \(writeBufferBytesMax) below one frame")
+    }
+}

@@ -1,0 +1,195 @@
+import CKamiLinux
+import Glibc
+
+/// Where a listener listens.
+public enum ListenAddress: Sendable, Hashable, CustomStringConvertible {
+    case tcp(host: String, port: UInt16)
+    case unix(path: String)
+
+    public var description: String {
+        switch self {
+        case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case .unix(let path): "unix:\(path)"
+        }
+    }
+
+    /// Parses `HOST:PORT` or `[V6]:PORT`; nil when malformed.
+    public init?(hostPort: String) {
+        var host: Substring
+        var portText: Substring
+        if hostPort.hasPrefix("[") {
+            guard let close = hostPort.firstIndex(of: "]") else { return nil }
+            host = hostPort[hostPort.index(after: hostPort.startIndex)..<close]
+            let rest = hostPort[hostPort.index(after: close)...]
+            guard rest.hasPrefix(":") else { return nil }
+            portText = rest.dropFirst()
+        } else {
+            guard let colon = hostPort.lastIndex(of: ":") else { return nil }
+            host = hostPort[..<colon]
+            portText = hostPort[hostPort.index(after: colon)...]
+        }
+        guard !host.isEmpty, let port = UInt16(portText) else { return nil }
+        self = .tcp(host: String(host), port: port)
+    }
+}
+
+/// Socket setup and the small calls around it, all through `Syscall`.
+enum Sockets {
+    /// Opens a non-blocking listening socket. TCP listeners use SO_REUSEPORT so that every
+    /// loop thread has its own socket on the same port and the kernel spreads connections.
+    static func listen(_ address: ListenAddress, backlog: Int32, unixMode: mode_t = 0o660) throws(SystemError) -> Int32 {
+        switch address {
+        case .tcp(let host, let port):
+            let v6 = host.contains(":")
+            let fd = try Syscall.must("socket", "\(address)") {
+                socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
+                    | Int32(SOCK_CLOEXEC.rawValue), 0)
+            }
+            var one: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+            do throws(SystemError) {
+                if v6 {
+                    setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+                    var addr = sockaddr_in6()
+                    addr.sin6_family = sa_family_t(AF_INET6)
+                    addr.sin6_port = port.bigEndian
+                    guard inet_pton(AF_INET6, host, &addr.sin6_addr) == 1 else {
+                        throw SystemError(call: "inet_pton", errno: EINVAL, detail: host)
+                    }
+                    _ = try Syscall.must("bind", "\(address)") {
+                        withUnsafePointer(to: &addr) {
+                            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                            }
+                        }
+                    }
+                } else {
+                    var addr = sockaddr_in()
+                    addr.sin_family = sa_family_t(AF_INET)
+                    addr.sin_port = port.bigEndian
+                    guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else {
+                        throw SystemError(call: "inet_pton", errno: EINVAL, detail: host)
+                    }
+                    _ = try Syscall.must("bind", "\(address)") {
+                        withUnsafePointer(to: &addr) {
+                            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                            }
+                        }
+                    }
+                }
+                _ = try Syscall.must("listen", "\(address)") { Glibc.listen(fd, backlog) }
+            } catch {
+                close(fd)
+                throw error
+            }
+            return fd
+        case .unix(let path):
+            let fd = try Syscall.must("socket", "\(address)") {
+                socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            }
+            do throws(SystemError) {
+                var addr = sockaddr_un()
+                addr.sun_family = sa_family_t(AF_UNIX)
+                let bytes = Array(path.utf8)
+                let capacity = MemoryLayout.size(ofValue: addr.sun_path)
+                guard bytes.count < capacity else {
+                    throw SystemError(call: "bind", errno: ENAMETOOLONG, detail: "unix socket path longer than \(capacity - 1) bytes")
+                }
+                withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+                    raw.copyBytes(from: bytes)
+                    raw[bytes.count] = 0
+                }
+                // A stale socket file from an earlier run that did not clean up.
+                unlink(path)
+                _ = try Syscall.must("bind", "\(address)") {
+                    withUnsafePointer(to: &addr) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                        }
+                    }
+                }
+                _ = try Syscall.must("chmod", path) { chmod(path, unixMode) }
+                _ = try Syscall.must("listen", "\(address)") { Glibc.listen(fd, backlog) }
+            } catch {
+                close(fd)
+                throw error
+            }
+            return fd
+        }
+    }
+
+    /// Accepts one connection, non-blocking; nil when none is waiting.
+    static func accept(_ listener: Int32) throws(SystemError) -> (fd: Int32, peer: String)? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let fd: Int32? = try withUnsafeMutablePointer(to: &storage) { pointer throws(SystemError) in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address throws(SystemError) in
+                try Syscall.call("accept4") {
+                    kami_accept4(listener, address, &length, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+                }
+            }
+        }
+        guard let fd else { return nil }
+        return (fd, peerName(&storage))
+    }
+
+    static func peerName(_ storage: inout sockaddr_storage) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { addr in
+                    var sin = addr.pointee.sin_addr
+                    inet_ntop(AF_INET, &sin, &buffer, socklen_t(buffer.count))
+                    return String(cString: buffer)
+                }
+            }
+        case AF_INET6:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { addr in
+                    var sin = addr.pointee.sin6_addr
+                    inet_ntop(AF_INET6, &sin, &buffer, socklen_t(buffer.count))
+                    return String(cString: buffer)
+                }
+            }
+        default:
+            return "unix"
+        }
+    }
+
+    /// The uid of the process at the other end of a Unix socket (SO_PEERCRED).
+    static func peerUID(_ fd: Int32) -> uid_t? {
+        let uid = kami_peer_uid(fd)
+        return uid < 0 ? nil : uid_t(uid)
+    }
+
+    /// Disables Nagle: replies are small and latency matters more than packet count.
+    static func setNoDelay(_ fd: Int32) {
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// The port a TCP listener is bound to (for `--listen 127.0.0.1:0`).
+    static func boundPort(_ fd: Int32) -> UInt16? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard rc == 0 else { return nil }
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
+            }
+        case AF_INET6:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
+            }
+        default:
+            return nil
+        }
+    }
+}

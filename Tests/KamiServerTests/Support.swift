@@ -1,0 +1,215 @@
+import Foundation
+import Glibc
+import KamiCore
+import KamiProtocol
+import XCTest
+
+/// A real kamid process on a free loopback port and a temp data directory.
+final class Kamid {
+    let directory: String
+    let process = Process()
+    private(set) var port: UInt16 = 0
+    private let stderrPipe = Pipe()
+    private var stderrLines: [String] = []
+    private let lock = NSLock()
+    var socketPath: String { directory + "/kamid.sock" }
+    var token: String {
+        (try? String(contentsOfFile: directory + "/default.token", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+    }
+
+    static var binary: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("kamid").path
+    }
+
+    init(directory: String? = nil, arguments: [String] = []) throws {
+        self.directory = directory ?? NSTemporaryDirectory() + "kamid-\(UUID().uuidString)"
+        try start(arguments: arguments)
+    }
+
+    private func start(arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: Kamid.binary)
+        process.arguments = ["--data-dir", directory, "--listen", "127.0.0.1:0", "--durability", "full"] + arguments
+        process.standardError = stderrPipe
+        try process.run()
+        let handle = stderrPipe.fileHandleForReading
+        let deadline = Date().addingTimeInterval(20)
+        var buffer = Data()
+        while Date() < deadline {
+            let chunk = handle.availableData
+            if chunk.isEmpty { break }
+            buffer.append(chunk)
+            let text = String(decoding: buffer, as: UTF8.self)
+            if let line = text.split(separator: "\n").first(where: { $0.contains(">ready") }),
+               let field = line.split(separator: " ").first(where: { $0.hasPrefix("tcp=") }) {
+                port = UInt16(field.dropFirst(4).split(separator: ",").first ?? "") ?? 0
+                break
+            }
+        }
+        lock.withLock { stderrLines = String(decoding: buffer, as: UTF8.self).split(separator: "\n").map(String.init) }
+        guard port != 0 else {
+            throw NSError(domain: "kamid", code: 1, userInfo: [NSLocalizedDescriptionKey: "kamid did not start: \(stderrLines)"])
+        }
+        // Keep draining stderr so kamid never blocks on a full pipe.
+        handle.readabilityHandler = { [weak self] h in
+            let data = h.availableData
+            guard let self, !data.isEmpty else { return }
+            let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+            self.lock.withLock { self.stderrLines += lines }
+        }
+    }
+
+    /// Everything kamid logged so far.
+    var log: [String] { lock.withLock { stderrLines } }
+
+    /// SIGTERM, and the exit status.
+    @discardableResult
+    func stop() -> Int32 {
+        guard process.isRunning else { return process.terminationStatus }
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        stderrPipe.fileHandleForReading.readabilityHandler = nil
+        return process.terminationStatus
+    }
+
+    func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        stderrPipe.fileHandleForReading.readabilityHandler = nil
+    }
+
+    deinit {
+        if process.isRunning { kill9() }
+    }
+}
+
+/// A blocking test client over a raw socket.
+final class RawClient {
+    let fd: Int32
+    private var buffer: [UInt8] = []
+
+    init(port: UInt16, timeoutMs: Int = 10_000) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { throw NSError(domain: "connect", code: Int(errno)) }
+        setTimeout(timeoutMs)
+    }
+
+    init(unixPath: String, timeoutMs: Int = 10_000) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            let bytes = Array(unixPath.utf8)
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else { throw NSError(domain: "connect", code: Int(errno)) }
+        setTimeout(timeoutMs)
+    }
+
+    private func setTimeout(_ ms: Int) {
+        var tv = timeval(tv_sec: ms / 1000, tv_usec: (ms % 1000) * 1000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            offset += n
+        }
+    }
+
+    func send(_ text: String) { send(Array(text.utf8)) }
+
+    /// Reads more bytes; false on EOF, error or timeout.
+    private func fill() -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { return false }
+        buffer += chunk[0..<n]
+        return true
+    }
+
+    /// The next JSON reply line, decoded; nil on EOF or timeout.
+    func readJSONReply() -> Reply? {
+        while true {
+            let result: DecodeResult<Reply> = buffer.withUnsafeBytes { JSONCodec.decodeReply($0) }
+            switch result {
+            case .item(let reply, let consumed):
+                buffer.removeFirst(consumed)
+                return reply
+            case .failure(_, _, let consumed, _):
+                buffer.removeFirst(consumed)
+                return nil
+            case .needMore:
+                if !fill() { return nil }
+            }
+        }
+    }
+
+    /// The next raw line (without the newline); nil on EOF or timeout.
+    func readLine() -> String? {
+        while true {
+            if let newline = buffer.firstIndex(of: 0x0A) {
+                let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                buffer.removeFirst(newline + 1)
+                return line
+            }
+            if !fill() { return nil }
+        }
+    }
+
+    /// The next binary reply frame, decoded; nil on EOF or timeout.
+    func readBinaryReply() -> (Reply, Operation)? {
+        while true {
+            let result: DecodeResult<(Reply, Operation)> = buffer.withUnsafeBytes { BinaryCodec.decodeReply($0) }
+            switch result {
+            case .item(let reply, let consumed):
+                buffer.removeFirst(consumed)
+                return reply
+            case .failure(_, _, let consumed, _):
+                buffer.removeFirst(consumed)
+                return nil
+            case .needMore:
+                if !fill() { return nil }
+            }
+        }
+    }
+
+    /// True when the server closed the connection (EOF) within the timeout.
+    func isClosedByPeer() -> Bool {
+        while true {
+            var chunk = [UInt8](repeating: 0, count: 65_536)
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { return true }
+            if n < 0 { return errno == ECONNRESET }
+        }
+    }
+
+    /// Sends a JSON request built from key/values and reads the reply.
+    func call(_ fields: String) -> Reply? {
+        send("{" + fields + "}\n")
+        return readJSONReply()
+    }
+}
+
+extension Reply {
+    var error: KamiError? { if case .failure(let e) = result { return e } else { return nil } }
+    var order: WireOrder? { if case .success(.order(let o)) = result { return o } else { return nil } }
+    var isOK: Bool { if case .success = result { return true } else { return false } }
+}
