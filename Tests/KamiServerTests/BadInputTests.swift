@@ -49,7 +49,7 @@ final class BadInputTests: XCTestCase {
 
         // A binary frame claiming 4 GiB: refused before any allocation, then closed.
         let claim = try RawClient(port: kamid.port)
-        claim.send([0xB1, 1, Operation.ping.rawValue, 0, 7, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF])
+        claim.send([0xB1, 1, KamiProtocol.Operation.ping.rawValue, 0, 7, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF])
         XCTAssertEqual(claim.readBinaryReply()?.0.error?.code, .tooLarge)
         XCTAssertTrue(claim.isClosedByPeer())
 
@@ -58,7 +58,7 @@ final class BadInputTests: XCTestCase {
         var frame: [UInt8] = []
         var ping = Request(id: .number(1), op: .ping)
         ping.client = nil
-        BinaryCodec.encode(ping, into: &frame)
+        try BinaryCodec.encode(ping, into: &frame)
         half.send(Array(frame.prefix(frame.count / 2)))
         close(half.fd)
 
@@ -67,18 +67,23 @@ final class BadInputTests: XCTestCase {
         garbage.send([0x00, 0x13, 0x37, 0xFF, 0xFE])
         XCTAssertTrue(garbage.isClosedByPeer())
 
-        // A client that connects and sends nothing is closed by the idle timeout.
-        let silent = try RawClient(port: kamid.port, timeoutMs: 10_000)
-        let started = Date()
-        XCTAssertTrue(silent.isClosedByPeer())
-        XCTAssertLessThan(Date().timeIntervalSince(started), 8)
-
         // The well-behaved client never noticed, and nothing was lost.
         let after = good.call(#""id":2,"op":"issue","order":"g2","user":"g2","sku":"vip","qty":1,"payment_ref":"p""#)
         XCTAssertEqual(after?.order?.state, .committed)
         XCTAssertEqual(good.call(#""id":3,"op":"order","order":"g1""#)?.order?.state, .committed)
         guard case .success(.fields(let verify))? = admin.call(#""id":9,"op":"verify""#)?.result else { return XCTFail() }
         XCTAssertEqual(verify.first { $0.0 == "clean" }?.1, .bool(true))
+
+        // A client that connects and sends nothing is closed by the idle timeout.
+        let silent = try RawClient(port: kamid.port, timeoutMs: 10_000)
+        let started = Date()
+        XCTAssertTrue(silent.isClosedByPeer())
+        XCTAssertLessThan(Date().timeIntervalSince(started), 8)
+
+        // The idle timeout closed the idle well-behaved client too; a new connection is served.
+        let later = try RawClient(port: kamid.port)
+        XCTAssertEqual(later.call(#""id":0,"op":"hello","client":"default","token":"\#(kamid.token)""#)?.isOK, true)
+        XCTAssertEqual(later.call(#""id":1,"op":"order","order":"g2""#)?.order?.state, .committed)
     }
 
     func testConnectionsPastTheMaximumAreRefusedAndOthersServed() throws {

@@ -80,7 +80,7 @@ final class EndToEndTests: XCTestCase {
         var hello = Request(id: .number(0), op: .hello)
         hello.client = "default"
         hello.token = kamid.token
-        BinaryCodec.encode(hello, into: &bytes)
+        try BinaryCodec.encode(hello, into: &bytes)
         for n in 1...1_000 {
             var request = Request(id: .number(Int64(n)), op: .issue)
             request.order = "bin-\(n)"
@@ -88,7 +88,7 @@ final class EndToEndTests: XCTestCase {
             request.sku = "vip"
             request.qty = 1
             request.paymentRef = "p\(n)"
-            BinaryCodec.encode(request, into: &bytes)
+            try BinaryCodec.encode(request, into: &bytes)
         }
         c.send(bytes)
         var codes: [Int64] = []
@@ -201,7 +201,8 @@ final class EndToEndTests: XCTestCase {
     }
 
     func testUnixSocketRefusesAnotherUID() throws {
-        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser") else {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser"),
+              FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") else {
             throw XCTSkip("needs root and runuser to connect as another uid")
         }
         let kamid = try startStocked(count: 1)
@@ -212,11 +213,15 @@ final class EndToEndTests: XCTestCase {
         let script = """
             import socket,sys
             s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
-            s.sendall(b'{"id":1,"op":"verify"}\\n'); print(s.recv(4096).decode())
+            print(s.recv(4096).decode())
+            try:
+                s.sendall(b'{"id":1,"op":"verify"}\\n'); print(s.recv(4096).decode())
+            except OSError as e:
+                print("closed", e)
             """
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-        process.arguments = ["-u", "nobody", "--", "python3", "-c", script, kamid.socketPath]
+        process.arguments = ["-u", "nobody", "--", "/usr/bin/python3", "-c", script, kamid.socketPath]
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe

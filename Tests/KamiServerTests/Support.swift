@@ -5,7 +5,8 @@ import KamiProtocol
 import XCTest
 
 /// A real kamid process on a free loopback port and a temp data directory.
-final class Kamid {
+final class Kamid: @unchecked Sendable {
+    // @unchecked: `stderrLines` is guarded by `lock`; the rest is set before the handler runs.
     let directory: String
     let process = Process()
     private(set) var port: UInt16 = 0
@@ -175,9 +176,9 @@ final class RawClient {
     }
 
     /// The next binary reply frame, decoded; nil on EOF or timeout.
-    func readBinaryReply() -> (Reply, Operation)? {
+    func readBinaryReply() -> (Reply, KamiProtocol.Operation)? {
         while true {
-            let result: DecodeResult<(Reply, Operation)> = buffer.withUnsafeBytes { BinaryCodec.decodeReply($0) }
+            let result: DecodeResult<(Reply, KamiProtocol.Operation)> = buffer.withUnsafeBytes { BinaryCodec.decodeReply($0) }
             switch result {
             case .item(let reply, let consumed):
                 buffer.removeFirst(consumed)
