@@ -72,30 +72,49 @@ public enum RequestID: Sendable, Hashable {
 /// One request, decoded from either encoding. Fields an operation does not use are nil; the
 /// server checks the ones it needs and answers BAD_REQUEST naming a missing one.
 public struct Request: Sendable, Hashable {
+    /// Echoed in the reply.
     public var id: RequestID
+    /// What to do.
     public var op: Operation
     // Storefront fields.
+    /// The storefront's order id: the idempotency key (`order` on the wire).
     public var order: String?
+    /// The buyer's id in the storefront (`user`).
     public var user: String?
+    /// The SKU key (`sku`).
     public var sku: String?
+    /// Units to reserve or issue (`qty`).
     public var qty: Int?
+    /// Hold time for `reserve` (`ttl_ms`); nil (or 0 on the wire) is the server's default.
     public var ttlMs: Int64?
+    /// The payment provider's reference (`payment_ref`).
     public var paymentRef: String?
+    /// The buyer's IP address, for the risk gate (`ip`).
     public var ip: String?
+    /// The buyer's device id, for the risk gate (`device`).
     public var device: String?
     /// `hello`.
     public var client: String?
+    /// `hello`: the client's token.
     public var token: String?
     // Operator fields.
+    /// `sku_set`: display name.
     public var name: String?
+    /// `sku_set`: price in minor units (`price_cents`).
     public var priceCents: Int64?
+    /// `sku_set`: most units one user may hold (`per_user_limit`).
     public var perUserLimit: Int?
+    /// `sku_set`: activation URL template (`activation_url`).
     public var activationURL: String?
     /// `import`: server-side path of the CSV file; `export`: path to write.
     public var path: String?
+    /// `import`: batch name to record; `void`: batch to void.
     public var batch: String?
+    /// `void`: one code (`code_id`).
     public var codeID: Int64?
+    /// `export`: include secrets (`with_secrets`); false unless asked.
     public var withSecrets: Bool?
+    /// `import`: check without importing (`dry_run`).
     public var dryRun: Bool?
 
     /// Makes a request with only the id and operation set.
@@ -107,17 +126,22 @@ public struct Request: Sendable, Hashable {
 
 /// One code in a reply.
 public struct WireCode: Sendable, Hashable {
+    /// The code's id (`code_id`).
     public var codeID: Int64
+    /// The code's SKU key.
     public var sku: String
     /// Present only where the owner may see it (a committed order).
     public var secret: Secret?
+    /// The card number, for cards sold as number plus password (`card_number`).
     public var cardNumber: String?
+    /// The SKU's activation link for this code (`activation_url`).
     public var activationURL: String?
     /// Code state name for entitlements (`issued`, `voided`); nil elsewhere.
     public var state: String?
     /// Owning order for entitlements; nil elsewhere.
     public var order: String?
 
+    /// Makes a code; the optional parts default to absent.
     public init(
         codeID: Int64, sku: String, secret: Secret? = nil, cardNumber: String? = nil, activationURL: String? = nil,
         state: String? = nil, order: String? = nil
@@ -134,14 +158,20 @@ public struct WireCode: Sendable, Hashable {
 
 /// An order in a reply.
 public struct WireOrder: Sendable, Hashable {
+    /// The storefront's order id.
     public var order: String
+    /// Where the order is in its life.
     public var state: OrderState
+    /// The SKU key.
     public var sku: String
+    /// Units ordered.
     public var qty: Int
     /// Hold deadline (reserved orders), Unix ms; 0 otherwise.
     public var expiresAtMs: Int64
+    /// The order's codes (with secrets once committed).
     public var codes: [WireCode]
 
+    /// Makes an order reply.
     public init(order: String, state: OrderState, sku: String, qty: Int, expiresAtMs: Int64, codes: [WireCode]) {
         self.order = order
         self.state = state
@@ -154,13 +184,20 @@ public struct WireOrder: Sendable, Hashable {
 
 /// Stock of one SKU in a reply.
 public struct WireStock: Sendable, Hashable {
+    /// The SKU key.
     public var sku: String
+    /// Codes that can be sold now.
     public var available: Int64
+    /// Codes held by unpaid orders.
     public var reserved: Int64
+    /// Codes delivered.
     public var issued: Int64
+    /// Codes taken out of sale.
     public var voided: Int64
+    /// Codes ever imported: available + reserved + issued + voided.
     public var imported: Int64
 
+    /// Makes a stock reply.
     public init(sku: String, available: Int64, reserved: Int64, issued: Int64, voided: Int64, imported: Int64) {
         self.sku = sku
         self.available = available
@@ -182,6 +219,7 @@ public indirect enum JSONValue: Sendable, Hashable {
     /// Keys in the order given (replies are stable and diff-able).
     case object([(String, JSONValue)])
 
+    /// Structural equality; object members compare in order.
     public static func == (a: JSONValue, b: JSONValue) -> Bool {
         switch (a, b) {
         case (.null, .null): true
@@ -194,6 +232,7 @@ public indirect enum JSONValue: Sendable, Hashable {
         }
     }
 
+    /// Hashes the value's printed form (operator replies are never hashed on a hot path).
     public func hash(into hasher: inout Hasher) { hasher.combine("\(self)") }
 }
 
@@ -210,6 +249,7 @@ public enum ReplyBody: Sendable, Hashable {
     /// Operator replies: extra top-level fields.
     case fields([(String, JSONValue)])
 
+    /// Equality by case and contents; `fields` compare in order.
     public static func == (a: ReplyBody, b: ReplyBody) -> Bool {
         switch (a, b) {
         case (.empty, .empty): true
@@ -221,19 +261,24 @@ public enum ReplyBody: Sendable, Hashable {
         }
     }
 
+    /// Hashes the body's printed form (secrets print as `<redacted>`).
     public func hash(into hasher: inout Hasher) { hasher.combine("\(self)") }
 }
 
 /// One reply: the request's id and either a body or an error.
 public struct Reply: Sendable, Hashable {
+    /// The id of the request this answers.
     public var id: RequestID
+    /// The body, or the error.
     public var result: Result<ReplyBody, KamiError>
 
+    /// Makes a reply.
     public init(id: RequestID, result: Result<ReplyBody, KamiError>) {
         self.id = id
         self.result = result
     }
 
+    /// Equality of id and result.
     public static func == (a: Reply, b: Reply) -> Bool {
         guard a.id == b.id else { return false }
         switch (a.result, b.result) {
@@ -243,5 +288,6 @@ public struct Reply: Sendable, Hashable {
         }
     }
 
+    /// Hashes the id only.
     public func hash(into hasher: inout Hasher) { hasher.combine(id) }
 }

@@ -1,0 +1,258 @@
+import KamiCore
+
+extension BinaryCodec {
+    // MARK: Replies
+
+    /// Appends `reply` to the request with operation `op` as a binary frame.
+    ///
+    /// Byte 2 echoes `op`; byte 3 is 0 for success or the error's `binaryStatus`. An error
+    /// reply's payload is its message (cut at a character boundary to
+    /// `ProtocolLimits.stringBytesMax`). A success body must be the one `op` returns (a
+    /// programmer error otherwise: this traps), because the decoder finds the layout from
+    /// the op. A `.fields` body (operator replies) becomes BAD_REQUEST "operator replies
+    /// are JSON only", and a reply over `ProtocolLimits.replyBytesMax` becomes TOO_LARGE,
+    /// so what is appended is always one well-formed frame.
+    ///
+    /// The id must be `.number` within `UInt32`, or `.none` (written as 0, for errors
+    /// about frames whose id could not be read).
+    public static func encode(_ reply: Reply, op: Operation, into out: inout [UInt8]) {
+        let id = replyID(reply.id)
+        switch reply.result {
+        case .failure(let error):
+            appendError(error, op: op, id: id, &out)
+        case .success(.fields):
+            appendError(KamiError(.badRequest, "operator replies are JSON only"), op: op, id: id, &out)
+        case .success(let body):
+            precondition(body.kind == op.replyKind, "reply body \(body.kind) does not belong to op \(op.name)")
+            let start = out.count
+            appendHeader(&out, op: op.rawValue, flags: 0, id: id)
+            var fits = true
+            appendBody(body, &out, &fits)
+            let frameCount = out.count - start
+            guard fits && frameCount <= ProtocolLimits.replyBytesMax else {
+                out.removeSubrange(start...)
+                let error = KamiError(.tooLarge, "the \(op.name) reply does not fit in a frame of "
+                    + "\(ProtocolLimits.replyBytesMax) bytes")
+                return appendError(error, op: op, id: id, &out)
+            }
+            out.setU32LE(UInt32(frameCount - ProtocolLimits.frameHeaderBytes), at: start + 8)
+        }
+    }
+
+    private static func replyID(_ id: RequestID) -> UInt32 {
+        switch id {
+        case .none: return 0
+        case .number(let number):
+            guard let wire = UInt32(exactly: number) else {
+                preconditionFailure("binary reply id \(number) is outside UInt32")
+            }
+            return wire
+        case .string, .bool:
+            preconditionFailure("binary replies carry numeric ids, got \(id)")
+        }
+    }
+
+    private static func appendError(_ error: KamiError, op: Operation, id: UInt32, _ out: inout [UInt8]) {
+        let start = out.count
+        appendHeader(&out, op: op.rawValue, flags: error.code.binaryStatus, id: id)
+        var message = Array(error.message.utf8)
+        if message.count > ProtocolLimits.stringBytesMax {
+            // Cut before a continuation byte so that the message stays valid UTF-8.
+            var end = ProtocolLimits.stringBytesMax
+            while end > 0 && message[end] & 0xC0 == 0x80 { end -= 1 }
+            message.removeSubrange(end...)
+        }
+        out.appendU16LE(UInt16(message.count))
+        out.append(contentsOf: message)
+        out.setU32LE(UInt32(out.count - start - ProtocolLimits.frameHeaderBytes), at: start + 8)
+    }
+
+    private static func appendBody(_ body: ReplyBody, _ out: inout [UInt8], _ fits: inout Bool) {
+        switch body {
+        case .empty, .fields:
+            break
+        case .order(let order):
+            appendString(order.order, &out, &fits)
+            out.append(order.state.rawValue)
+            appendString(order.sku, &out, &fits)
+            guard let qty = UInt32(exactly: order.qty) else {
+                preconditionFailure("order qty \(order.qty) outside UInt32")
+            }
+            out.appendU32LE(qty)
+            out.appendI64LE(order.expiresAtMs)
+            guard appendCount(order.codes.count, &out, &fits) else { return }
+            for code in order.codes {
+                out.appendI64LE(code.codeID)
+                appendString(code.sku, &out, &fits)
+                appendOptional(code.secret?.bytes, &out, &fits)
+                appendOptional(code.cardNumber, &out, &fits)
+                appendOptional(code.activationURL, &out, &fits)
+            }
+        case .codes(let codes):
+            guard appendCount(codes.count, &out, &fits) else { return }
+            for code in codes {
+                guard let order = code.order else {
+                    preconditionFailure("entitlement code \(code.codeID) has no order")
+                }
+                guard let name = code.state, let state = CodeState(wireName: name) else {
+                    preconditionFailure("entitlement code \(code.codeID) has state \(code.state ?? "nil")")
+                }
+                appendString(order, &out, &fits)
+                out.appendI64LE(code.codeID)
+                appendString(code.sku, &out, &fits)
+                out.append(state.rawValue)
+                appendOptional(code.secret?.bytes, &out, &fits)
+                appendOptional(code.cardNumber, &out, &fits)
+                appendOptional(code.activationURL, &out, &fits)
+            }
+        case .stock(let stock):
+            appendString(stock.sku, &out, &fits)
+            out.appendI64LE(stock.available)
+            out.appendI64LE(stock.reserved)
+            out.appendI64LE(stock.issued)
+            out.appendI64LE(stock.voided)
+            out.appendI64LE(stock.imported)
+        }
+    }
+
+    private static func appendCount(_ count: Int, _ out: inout [UInt8], _ fits: inout Bool) -> Bool {
+        guard count <= ProtocolLimits.codesPerReplyMax else {
+            fits = false
+            return false
+        }
+        out.appendU16LE(UInt16(count))
+        return true
+    }
+
+    /// A string too long for its u16 length marks the frame as not fitting (it is then
+    /// replaced by TOO_LARGE) instead of writing a length that would lie.
+    private static func appendString(_ value: String, _ out: inout [UInt8], _ fits: inout Bool) {
+        let count = value.utf8.count
+        guard count <= ProtocolLimits.stringBytesMax else {
+            fits = false
+            return
+        }
+        out.appendU16LE(UInt16(count))
+        out.append(contentsOf: value.utf8)
+    }
+
+    private static func appendOptional(_ value: String?, _ out: inout [UInt8], _ fits: inout Bool) {
+        guard let value else { return out.appendU16LE(BinaryFrame.absentLength) }
+        appendString(value, &out, &fits)
+    }
+
+    /// Secrets are written from their bytes: a secret never passes through a `String` or
+    /// its `description` on the way out.
+    private static func appendOptional(_ value: [UInt8]?, _ out: inout [UInt8], _ fits: inout Bool) {
+        guard let value else { return out.appendU16LE(BinaryFrame.absentLength) }
+        guard value.count <= ProtocolLimits.stringBytesMax else {
+            fits = false
+            return
+        }
+        out.appendU16LE(UInt16(value.count))
+        out.append(contentsOf: value)
+    }
+
+    /// Decodes the reply frame at the front of `buffer`, for clients, with the op the
+    /// frame echoes (which tells the body's layout).
+    ///
+    /// Frames up to `ProtocolLimits.replyBytesMax` are accepted. Bad magic, version or
+    /// length are fatal. A payload that does not match its op's layout, an unknown status,
+    /// or an ok status for an op this side does not know is a non-fatal failure carrying
+    /// the reply's id. An error reply whose op byte this side does not know (a server may
+    /// echo any op byte when it could not decode a request) also comes back as a
+    /// non-fatal `failure` carrying the server's error: the request with that id failed.
+    public static func decodeReply(_ buffer: UnsafeRawBufferPointer) -> DecodeResult<(Reply, Operation)> {
+        let header: FrameHeader
+        switch FrameHeaderScan.scan(buffer, frameBytesMax: ProtocolLimits.replyBytesMax) {
+        case .needMore: return .needMore
+        case .fatal(let id, let error): return .failure(id: id, error: error, consumed: buffer.count, fatal: true)
+        case .frame(let scanned): header = scanned
+        }
+        let consumed = header.frameCount
+        guard buffer.count >= consumed else { return .needMore }
+        let id = RequestID.number(Int64(header.requestID))
+        func refuse(_ message: String) -> DecodeResult<(Reply, Operation)> {
+            .failure(id: id, error: KamiError(.badRequest, message), consumed: consumed, fatal: false)
+        }
+        let payload = buffer.baseAddress! + ProtocolLimits.frameHeaderBytes
+        var reader = PayloadReader(base: payload, end: header.payloadCount)
+        let op = Operation(rawValue: header.op)
+        if header.flags != 0 {
+            let message: String
+            do throws(PayloadError) {
+                message = try reader.str("message")
+                try reader.finish()
+            } catch {
+                return refuse(error.message(prefix: "error reply"))
+            }
+            guard let code = ErrorCode(binaryStatus: header.flags) else {
+                return refuse("reply status \(header.flags) is unknown to this client; the server said: \(message)")
+            }
+            let error = KamiError(code, message)
+            guard let op else { return .failure(id: id, error: error, consumed: consumed, fatal: false) }
+            return .item((Reply(id: id, result: .failure(error)), op), consumed: consumed)
+        }
+        guard let op else { return refuse("reply names unknown op \(header.op)") }
+        do throws(PayloadError) {
+            let body = try readBody(op, &reader)
+            try reader.finish()
+            return .item((Reply(id: id, result: .success(body)), op), consumed: consumed)
+        } catch {
+            return refuse(error.message(prefix: "reply to \(op.name)"))
+        }
+    }
+
+    private static func readBody(_ op: Operation, _ r: inout PayloadReader) throws(PayloadError) -> ReplyBody {
+        switch op.replyKind {
+        case .empty:
+            return .empty
+        case .order:
+            let order = try r.str("order")
+            let stateRaw = try r.u8("state")
+            guard let state = OrderState(rawValue: stateRaw) else { throw .invalid("unknown order state \(stateRaw)") }
+            let sku = try r.str("sku")
+            let qty = Int(try r.u32("qty"))
+            let expiresAtMs = try r.i64("expires_at_ms")
+            let count = Int(try r.u16("count"))
+            var codes: [WireCode] = []
+            codes.reserveCapacity(min(count, r.remaining / 16))
+            for _ in 0..<count {
+                let codeID = try r.i64("code_id")
+                let codeSku = try r.str("sku")
+                let secret = try r.optSecret("secret")
+                let cardNumber = try r.optStr("card_number")
+                let activationURL = try r.optStr("activation_url")
+                codes.append(WireCode(codeID: codeID, sku: codeSku, secret: secret, cardNumber: cardNumber,
+                                      activationURL: activationURL))
+            }
+            return .order(WireOrder(order: order, state: state, sku: sku, qty: qty, expiresAtMs: expiresAtMs,
+                                    codes: codes))
+        case .codes:
+            let count = Int(try r.u16("count"))
+            var codes: [WireCode] = []
+            codes.reserveCapacity(min(count, r.remaining / 24))
+            for _ in 0..<count {
+                let order = try r.str("order")
+                let codeID = try r.i64("code_id")
+                let sku = try r.str("sku")
+                let stateRaw = try r.u8("state")
+                guard let state = CodeState(rawValue: stateRaw) else {
+                    throw .invalid("unknown code state \(stateRaw)")
+                }
+                let secret = try r.optSecret("secret")
+                let cardNumber = try r.optStr("card_number")
+                let activationURL = try r.optStr("activation_url")
+                codes.append(WireCode(codeID: codeID, sku: sku, secret: secret, cardNumber: cardNumber,
+                                      activationURL: activationURL, state: state.description, order: order))
+            }
+            return .codes(codes)
+        case .stock:
+            return .stock(WireStock(
+                sku: try r.str("sku"), available: try r.i64("available"), reserved: try r.i64("reserved"),
+                issued: try r.i64("issued"), voided: try r.i64("voided"), imported: try r.i64("imported")))
+        case .fields:
+            throw .invalid("operator replies are JSON only")
+        }
+    }
+}

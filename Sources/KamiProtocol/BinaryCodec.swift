@@ -1,0 +1,201 @@
+public import KamiCore
+
+/// Binary frames: the encoding for throughput. Every integer is little-endian; the layout
+/// of each payload follows from the operation, so frames carry no field names and decode
+/// without a scan. See `docs/protocol.md` for the tables.
+///
+/// Decoders are pure functions over the front of a connection's buffer; encoders append
+/// to a caller's array. Neither does I/O or keeps state.
+public enum BinaryCodec {
+    // MARK: Requests
+
+    /// Decodes the request frame at the front of `buffer`.
+    ///
+    /// Magic, version and the claimed length are checked first, as soon as their bytes are
+    /// there; a failure of any of them is fatal. Then the rest of the frame must be in the
+    /// buffer (`needMore` otherwise). A frame with nonzero flags, an unknown or operator
+    /// op, or a payload that does not match its op's layout exactly is a non-fatal
+    /// BAD_REQUEST that consumes exactly that frame and carries its request id.
+    ///
+    /// A `ttl_ms` of 0 decodes as `ttlMs == nil` (the server's default), and absent
+    /// `optstr`s as nil; every other field of the op is set.
+    public static func decodeRequest(_ buffer: UnsafeRawBufferPointer) -> DecodeResult<Request> {
+        let header: FrameHeader
+        switch FrameHeaderScan.scan(buffer, frameBytesMax: ProtocolLimits.frameBytesMax) {
+        case .needMore: return .needMore
+        case .fatal(let id, let error): return .failure(id: id, error: error, consumed: buffer.count, fatal: true)
+        case .frame(let scanned): header = scanned
+        }
+        let consumed = header.frameCount
+        guard buffer.count >= consumed else { return .needMore }
+        let id = RequestID.number(Int64(header.requestID))
+        func refuse(_ message: String) -> DecodeResult<Request> {
+            .failure(id: id, error: KamiError(.badRequest, message), consumed: consumed, fatal: false)
+        }
+        guard header.flags == 0 else {
+            return refuse("flags byte is \(header.flags); it is reserved and must be 0")
+        }
+        guard let op = Operation(rawValue: header.op) else { return refuse("unknown op \(header.op)") }
+        guard !op.isOperator else {
+            return refuse("\(op.name) is an operator operation: JSON only, on the Unix socket")
+        }
+        let payload = buffer.baseAddress! + ProtocolLimits.frameHeaderBytes
+        var reader = PayloadReader(base: payload, end: header.payloadCount)
+        var request = Request(id: id, op: op)
+        do throws(PayloadError) {
+            try readPayload(into: &request, &reader)
+            try reader.finish()
+        } catch {
+            return refuse(error.message(op))
+        }
+        return .item(request, consumed: consumed)
+    }
+
+    /// Reads the payload of a storefront operation into `request` (in place: a `Request`
+    /// is about 300 bytes, and every copy of it shows in the decode time).
+    private static func readPayload(into request: inout Request, _ r: inout PayloadReader) throws(PayloadError) {
+        switch request.op {
+        case .hello:
+            request.client = try r.str("client")
+            request.token = try r.str("token")
+        case .ping:
+            break
+        case .reserve:
+            request.order = try r.str("order")
+            request.user = try r.str("user")
+            request.sku = try r.str("sku")
+            request.qty = Int(try r.u32("qty"))
+            let ttlMs = try r.i64("ttl_ms")
+            request.ttlMs = ttlMs == 0 ? nil : ttlMs
+            request.ip = try r.optStr("ip")
+            request.device = try r.optStr("device")
+        case .commit:
+            request.order = try r.str("order")
+            request.paymentRef = try r.str("payment_ref")
+        case .issue:
+            request.order = try r.str("order")
+            request.user = try r.str("user")
+            request.sku = try r.str("sku")
+            request.qty = Int(try r.u32("qty"))
+            request.paymentRef = try r.str("payment_ref")
+            request.ip = try r.optStr("ip")
+            request.device = try r.optStr("device")
+        case .release, .order:
+            request.order = try r.str("order")
+        case .entitlements:
+            request.user = try r.str("user")
+        case .stock:
+            request.sku = try r.str("sku")
+        case .skuSet, .importCSV, .void, .refund, .export, .stats, .verify, .reload:
+            // Refused before the payload is read; kept exhaustive so a new op must choose.
+            throw .invalid("operator operations are JSON only")
+        }
+    }
+
+    /// Appends `request` as a binary frame, for clients.
+    ///
+    /// The request id must be `.number` within `UInt32` (a programmer error otherwise:
+    /// this traps). Throws BAD_REQUEST for an operator op (JSON only), a missing field the
+    /// op needs, or a `qty` outside `UInt32`; TOO_LARGE for a string over
+    /// `ProtocolLimits.stringBytesMax` or a frame over `ProtocolLimits.frameBytesMax`.
+    /// Nothing is appended when it throws.
+    public static func encode(_ request: Request, into out: inout [UInt8]) throws(KamiError) {
+        guard !request.op.isOperator else {
+            throw KamiError(.badRequest, "\(request.op.name) is an operator operation: JSON only, on the Unix socket")
+        }
+        guard case .number(let number) = request.id, let id = UInt32(exactly: number) else {
+            preconditionFailure("binary request ids are numbers in UInt32 range, got \(request.id)")
+        }
+        let start = out.count
+        appendHeader(&out, op: request.op.rawValue, flags: 0, id: id)
+        do throws(KamiError) {
+            try writeRequestPayload(request, &out)
+        } catch {
+            out.removeSubrange(start...)
+            throw error
+        }
+        let frameCount = out.count - start
+        guard frameCount <= ProtocolLimits.frameBytesMax else {
+            out.removeSubrange(start...)
+            throw KamiError(.tooLarge, "\(request.op.name) request of \(frameCount) bytes is over the frame limit "
+                + "of \(ProtocolLimits.frameBytesMax) bytes")
+        }
+        out.setU32LE(UInt32(frameCount - ProtocolLimits.frameHeaderBytes), at: start + 8)
+    }
+
+    private static func writeRequestPayload(_ request: Request, _ out: inout [UInt8]) throws(KamiError) {
+        let op = request.op
+        func required(_ value: String?, _ field: StaticString) throws(KamiError) {
+            guard let value else { throw KamiError(.badRequest, "\(op.name) needs field \(field)") }
+            try appendRequestString(value, field, &out)
+        }
+        func optional(_ value: String?, _ field: StaticString) throws(KamiError) {
+            guard let value else { return out.appendU16LE(BinaryFrame.absentLength) }
+            try appendRequestString(value, field, &out)
+        }
+        func quantity() throws(KamiError) {
+            guard let qty = request.qty else { throw KamiError(.badRequest, "\(op.name) needs field qty") }
+            guard let wire = UInt32(exactly: qty) else {
+                throw KamiError(.badRequest, "qty must be between 0 and \(UInt32.max), got \(qty)")
+            }
+            out.appendU32LE(wire)
+        }
+        switch op {
+        case .hello:
+            try required(request.client, "client")
+            try required(request.token, "token")
+        case .ping:
+            break
+        case .reserve:
+            try required(request.order, "order")
+            try required(request.user, "user")
+            try required(request.sku, "sku")
+            try quantity()
+            out.appendI64LE(request.ttlMs ?? 0)
+            try optional(request.ip, "ip")
+            try optional(request.device, "device")
+        case .commit:
+            try required(request.order, "order")
+            try required(request.paymentRef, "payment_ref")
+        case .issue:
+            try required(request.order, "order")
+            try required(request.user, "user")
+            try required(request.sku, "sku")
+            try quantity()
+            try required(request.paymentRef, "payment_ref")
+            try optional(request.ip, "ip")
+            try optional(request.device, "device")
+        case .release, .order:
+            try required(request.order, "order")
+        case .entitlements:
+            try required(request.user, "user")
+        case .stock:
+            try required(request.sku, "sku")
+        case .skuSet, .importCSV, .void, .refund, .export, .stats, .verify, .reload:
+            throw KamiError(.badRequest, "\(op.name) is an operator operation: JSON only, on the Unix socket")
+        }
+    }
+
+    private static func appendRequestString(_ value: String, _ field: StaticString, _ out: inout [UInt8])
+        throws(KamiError)
+    {
+        let count = value.utf8.count
+        guard count <= ProtocolLimits.stringBytesMax else {
+            throw KamiError(.tooLarge, "field \(field) is \(count) bytes, over the limit of "
+                + "\(ProtocolLimits.stringBytesMax)")
+        }
+        out.appendU16LE(UInt16(count))
+        out.append(contentsOf: value.utf8)
+    }
+
+    /// Appends a 12-byte header with a zero payload length, to be patched once the payload
+    /// is written.
+    static func appendHeader(_ out: inout [UInt8], op: UInt8, flags: UInt8, id: UInt32) {
+        out.append(BinaryFrame.magic)
+        out.append(BinaryFrame.version)
+        out.append(op)
+        out.append(flags)
+        out.appendU32LE(id)
+        out.appendU32LE(0)
+    }
+}

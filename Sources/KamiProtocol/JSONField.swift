@@ -1,0 +1,60 @@
+/// The field names of a JSON request, in the order the request encoder writes them. The
+/// raw value is the field's bit in the decoder's "seen" mask (duplicate detection).
+enum JSONField: UInt8, CaseIterable {
+    case id, op, order, user, sku, qty, ttlMs, paymentRef, ip, device, client, token
+    case name, priceCents, perUserLimit, activationURL, path, batch, codeID, withSecrets, dryRun
+
+    /// The name on the wire.
+    var key: StaticString {
+        switch self {
+        case .id: "id"
+        case .op: "op"
+        case .order: "order"
+        case .user: "user"
+        case .sku: "sku"
+        case .qty: "qty"
+        case .ttlMs: "ttl_ms"
+        case .paymentRef: "payment_ref"
+        case .ip: "ip"
+        case .device: "device"
+        case .client: "client"
+        case .token: "token"
+        case .name: "name"
+        case .priceCents: "price_cents"
+        case .perUserLimit: "per_user_limit"
+        case .activationURL: "activation_url"
+        case .path: "path"
+        case .batch: "batch"
+        case .codeID: "code_id"
+        case .withSecrets: "with_secrets"
+        case .dryRun: "dry_run"
+        }
+    }
+
+    var bit: UInt32 { 1 << UInt32(rawValue) }
+
+    /// The field whose name is the `count` bytes at `p`, or nil for a name this version
+    /// does not know (ignored, for forward compatibility). A switch on the length picks
+    /// the two or three candidates to compare, with no table to look up or retain; a test
+    /// checks that it agrees with `key` for every field.
+    @inline(__always)
+    static func match(_ p: UnsafeRawPointer, count: Int) -> JSONField? {
+        let candidates: (JSONField, JSONField?, JSONField?)
+        switch count {
+        case 2: candidates = (.id, .op, .ip)
+        case 3: candidates = (.sku, .qty, nil)
+        case 4: candidates = (.user, .name, .path)
+        case 5: candidates = (.order, .token, .batch)
+        case 6: candidates = (.ttlMs, .client, .device)
+        case 7: candidates = (.codeID, .dryRun, nil)
+        case 11: candidates = (.paymentRef, .priceCents, nil)
+        case 12: candidates = (.withSecrets, nil, nil)
+        case 14: candidates = (.perUserLimit, .activationURL, nil)
+        default: return nil
+        }
+        if candidates.0.key.matches(p, count: count) { return candidates.0 }
+        if let field = candidates.1, field.key.matches(p, count: count) { return field }
+        if let field = candidates.2, field.key.matches(p, count: count) { return field }
+        return nil
+    }
+}

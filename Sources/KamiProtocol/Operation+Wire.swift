@@ -1,0 +1,99 @@
+import KamiCore
+
+/// The shape of a successful reply, which in binary follows from the operation alone
+/// (frames carry no body tag).
+enum ReplyKind: Sendable {
+    case empty, order, codes, stock, fields
+}
+
+extension Operation {
+    /// The body a successful reply to this operation carries.
+    var replyKind: ReplyKind {
+        switch self {
+        case .hello, .ping: .empty
+        case .reserve, .commit, .issue, .release, .order, .refund: .order
+        case .entitlements: .codes
+        case .stock: .stock
+        case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload: .fields
+        }
+    }
+
+    /// `name` as a static string, for comparing against raw bytes without building a
+    /// `String`. A test checks that the two agree for every operation.
+    var wireName: StaticString {
+        switch self {
+        case .hello: "hello"
+        case .ping: "ping"
+        case .reserve: "reserve"
+        case .commit: "commit"
+        case .issue: "issue"
+        case .release: "release"
+        case .order: "order"
+        case .entitlements: "entitlements"
+        case .stock: "stock"
+        case .skuSet: "sku_set"
+        case .importCSV: "import"
+        case .void: "void"
+        case .refund: "refund"
+        case .export: "export"
+        case .stats: "stats"
+        case .verify: "verify"
+        case .reload: "reload"
+        }
+    }
+
+    /// The operation whose JSON name is the `count` bytes at `p`. The first byte picks
+    /// the candidates (no `allCases` array is built per request), then the bytes are
+    /// compared.
+    static func named(_ p: UnsafeRawPointer, count: Int) -> Operation? {
+        guard count > 0 else { return nil }
+        func pick(_ a: Operation, _ b: Operation? = nil, _ c: Operation? = nil, _ d: Operation? = nil) -> Operation? {
+            if a.wireName.matches(p, count: count) { return a }
+            if let b, b.wireName.matches(p, count: count) { return b }
+            if let c, c.wireName.matches(p, count: count) { return c }
+            if let d, d.wireName.matches(p, count: count) { return d }
+            return nil
+        }
+        switch p.load(as: UInt8.self) {
+        case UInt8(ascii: "h"): return pick(.hello)
+        case UInt8(ascii: "p"): return pick(.ping)
+        case UInt8(ascii: "r"): return pick(.reserve, .release, .refund, .reload)
+        case UInt8(ascii: "c"): return pick(.commit)
+        case UInt8(ascii: "i"): return pick(.issue, .importCSV)
+        case UInt8(ascii: "o"): return pick(.order)
+        case UInt8(ascii: "e"): return pick(.entitlements, .export)
+        case UInt8(ascii: "s"): return pick(.stock, .skuSet, .stats)
+        case UInt8(ascii: "v"): return pick(.void, .verify)
+        default: return nil
+        }
+    }
+
+    /// All JSON names, for error messages that tell a client what it could have sent.
+    static let namesList: String = allCases.map(\.name).joined(separator: ", ")
+}
+
+extension ReplyBody {
+    /// The shape of this body.
+    var kind: ReplyKind {
+        switch self {
+        case .empty: .empty
+        case .order: .order
+        case .codes: .codes
+        case .stock: .stock
+        case .fields: .fields
+        }
+    }
+}
+
+extension CodeState {
+    /// The state with the given `description`, for the state names carried in `WireCode`.
+    init?(wireName: String) {
+        switch wireName {
+        case "available": self = .available
+        case "reserved": self = .reserved
+        case "issued": self = .issued
+        case "voided": self = .voided
+        default: return nil
+        }
+    }
+}
