@@ -1,1 +1,0 @@
-// KamiPool: see module documentation.
