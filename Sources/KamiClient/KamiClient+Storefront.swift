@@ -1,0 +1,58 @@
+public import KamiCore
+public import KamiProtocol
+
+/// The storefront operations, typed. Each sends one request with the retries described on
+/// `KamiClient` and returns the successful reply's body, or throws kamid's error (code and
+/// message as sent) or UNAVAILABLE for a transport failure that outlasted the retries.
+extension KamiClient {
+    /// Holds `qty` codes of `sku` for the unpaid `order` of `user`, for `ttlMs` (nil:
+    /// kamid's default hold). The codes carry no secrets yet. SOLD_OUT, LIMIT_REACHED,
+    /// CONFLICT (the order id exists with other arguments) are kamid's answers.
+    public func reserve(
+        order: String, user: String, sku: String, qty: Int, ttlMs: Int64? = nil, ip: String? = nil,
+        device: String? = nil
+    ) throws(KamiError) -> WireOrder {
+        try send(.reserve(order: order, user: user, sku: sku, qty: qty, ttlMs: ttlMs, ip: ip, device: device))
+            .wireOrder(.reserve)
+    }
+
+    /// Marks `order` paid and returns it committed, with the codes' secrets. A commit after
+    /// the hold expired still delivers when stock remains (SOLD_OUT otherwise: refund).
+    public func commit(order: String, paymentRef: String) throws(KamiError) -> WireOrder {
+        try send(.commit(order: order, paymentRef: paymentRef)).wireOrder(.commit)
+    }
+
+    /// Reserves and commits at once, for an order already paid; returns it with secrets.
+    public func issue(
+        order: String, user: String, sku: String, qty: Int, paymentRef: String, ip: String? = nil,
+        device: String? = nil
+    ) throws(KamiError) -> WireOrder {
+        try send(.issue(order: order, user: user, sku: sku, qty: qty, paymentRef: paymentRef, ip: ip, device: device))
+            .wireOrder(.issue)
+    }
+
+    /// Gives back the codes `order` holds; returns it released.
+    public func release(order: String) throws(KamiError) -> WireOrder {
+        try send(.release(order: order)).wireOrder(.release)
+    }
+
+    /// The order in its current state, with its codes (and secrets) once committed.
+    public func order(_ order: String) throws(KamiError) -> WireOrder {
+        try send(.lookUp(order: order)).wireOrder(.order)
+    }
+
+    /// Everything `user` owns: each code with its state, owning order and activation link.
+    public func entitlements(user: String) throws(KamiError) -> [WireCode] {
+        try send(.entitlements(user: user)).wireCodes(.entitlements)
+    }
+
+    /// The stock counters of `sku`.
+    public func stock(sku: String) throws(KamiError) -> WireStock {
+        try send(.stock(sku: sku)).wireStock(.stock)
+    }
+
+    /// An empty round trip: returns when kamid answered, throws when it cannot be reached.
+    public func ping() throws(KamiError) {
+        try send(.ping()).empty(.ping)
+    }
+}

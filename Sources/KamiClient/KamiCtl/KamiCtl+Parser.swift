@@ -1,0 +1,218 @@
+extension KamiCtl {
+    /// Parses a command line (without the program name).
+    ///
+    /// The global options `--socket PATH`, `--json`, `--timeout SECONDS` and `--help` may
+    /// stand anywhere before a `--`; the first other word is the command. `--opt=value`
+    /// and `--opt value` are both accepted. The socket is `--socket`, else
+    /// `$KAMI_SOCKET`, else `KamiEndpoint.defaultUnixPath`.
+    public static func parse(_ arguments: [String], environment: [String: String]) -> Result<Invocation, UsageError> {
+        var globals = GlobalOptions()
+        let words: [String]
+        do throws(UsageError) {
+            words = try globals.extract(from: arguments)
+        } catch {
+            return .failure(error)
+        }
+        let socketPath = globals.socket ?? environment[socketEnvironmentVariable].flatMap { $0.isEmpty ? nil : $0 }
+            ?? KamiEndpoint.defaultUnixPath
+        func invocation(_ command: Command) -> Invocation {
+            Invocation(socketPath: socketPath, json: globals.json, timeoutMs: globals.timeoutMs, command: command)
+        }
+        do throws(UsageError) {
+            return .success(invocation(try command(words, help: globals.help)))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// The options every command takes, removed from the line wherever they stand.
+    private struct GlobalOptions {
+        var socket: String?
+        var json = false
+        var timeoutMs = KamiCtl.requestTimeoutMsDefault
+        var help = false
+
+        /// Takes the global options out of `arguments` and returns the other words.
+        mutating func extract(from arguments: [String]) throws(UsageError) -> [String] {
+            var words: [String] = []
+            var index = 0
+            while index < arguments.count {
+                let argument = arguments[index]
+                index += 1
+                if argument == "--" {
+                    words.append(contentsOf: arguments[(index - 1)...])
+                    break
+                }
+                let (name, inline) = splitOption(argument)
+                func value() throws(UsageError) -> String {
+                    if let inline { return inline }
+                    guard index < arguments.count else {
+                        throw UsageError(message: "\(name) needs a value", topic: .general)
+                    }
+                    index += 1
+                    return arguments[index - 1]
+                }
+                switch name {
+                case "--socket":
+                    let path = try value()
+                    guard !path.isEmpty else { throw UsageError(message: "--socket needs a path", topic: .general) }
+                    socket = path
+                case "--json":
+                    json = true
+                case "--timeout":
+                    let text = try value()
+                    let maxSeconds = ClientLimits.timeoutMsMax / 1000
+                    guard let seconds = Int(text), seconds >= 1, seconds <= maxSeconds else {
+                        throw UsageError(message: "--timeout takes whole seconds from 1 to \(maxSeconds), got \(text)",
+                                         topic: .general)
+                    }
+                    timeoutMs = seconds * 1000
+                case "-h", "--help":
+                    help = true
+                default:
+                    words.append(argument)
+                }
+            }
+            return words
+        }
+    }
+
+    /// Splits `--name=value` into its parts; other words come back whole with no value.
+    private static func splitOption(_ argument: String) -> (String, String?) {
+        guard argument.hasPrefix("--"), let equals = argument.firstIndex(of: "=") else { return (argument, nil) }
+        return (String(argument[..<equals]), String(argument[argument.index(after: equals)...]))
+    }
+
+    private static func command(_ words: [String], help: Bool) throws(UsageError) -> Command {
+        guard let name = words.first else {
+            if help { return .help(.general) }
+            throw UsageError(message: "no command given", topic: .general)
+        }
+        let rest = Array(words.dropFirst())
+        switch name {
+        case "help":
+            guard let topicName = rest.first else { return .help(.general) }
+            let joined = rest.prefix(2).joined(separator: " ")
+            guard let topic = Topic(rawValue: joined) ?? Topic(rawValue: topicName) else {
+                throw UsageError(message: "no help on \(topicName)", topic: .general)
+            }
+            return .help(topic)
+        case "sku":
+            guard rest.first == "set" else {
+                if help && rest.isEmpty { return .help(.skuSet) }
+                throw UsageError(message: "sku takes the subcommand set", topic: .skuSet)
+            }
+            if help { return .help(.skuSet) }
+            return try skuSet(Array(rest.dropFirst()))
+        case "import":
+            if help { return .help(.importCSV) }
+            return try importCSV(rest)
+        case "stock":
+            if help { return .help(.stock) }
+            let parsed = try ParsedOptions(rest, topic: .stock, positionals: 0...1)
+            return .stock(sku: parsed.positionals.first)
+        case "order":
+            if help { return .help(.order) }
+            let parsed = try ParsedOptions(rest, topic: .order, flags: ["--show-secrets"], positionals: 1...1)
+            return .order(id: parsed.positionals[0], showSecrets: parsed.flags.contains("--show-secrets"))
+        case "verify":
+            if help { return .help(.verify) }
+            _ = try ParsedOptions(rest, topic: .verify, positionals: 0...0)
+            return .verify
+        case "stats":
+            if help { return .help(.stats) }
+            _ = try ParsedOptions(rest, topic: .stats, positionals: 0...0)
+            return .stats
+        default:
+            throw UsageError(message: "unknown command \(name)", topic: .general)
+        }
+    }
+
+    private static func skuSet(_ words: [String]) throws(UsageError) -> Command {
+        let parsed = try ParsedOptions(
+            words, topic: .skuSet, valued: ["--name", "--price", "--per-user-limit", "--activation-url"],
+            positionals: 1...1)
+        var priceCents: Int64?
+        if let text = parsed.values["--price"] {
+            guard let value = Int64(text), value >= 0 else {
+                throw UsageError(message: "--price takes an integer number of cents >= 0, got \(text)", topic: .skuSet)
+            }
+            priceCents = value
+        }
+        var perUserLimit: Int?
+        if let text = parsed.values["--per-user-limit"] {
+            guard let value = Int(text), value >= 0 else {
+                throw UsageError(message: "--per-user-limit takes an integer >= 0, got \(text)", topic: .skuSet)
+            }
+            perUserLimit = value
+        }
+        return .skuSet(sku: parsed.positionals[0], name: parsed.values["--name"], priceCents: priceCents,
+                       perUserLimit: perUserLimit, activationURL: parsed.values["--activation-url"])
+    }
+
+    private static func importCSV(_ words: [String]) throws(UsageError) -> Command {
+        let parsed = try ParsedOptions(
+            words, topic: .importCSV, valued: ["--sku", "--batch"], flags: ["--dry-run"], positionals: 1...1)
+        guard let sku = parsed.values["--sku"] else {
+            throw UsageError(message: "import needs --sku SKU", topic: .importCSV)
+        }
+        return .importCSV(path: parsed.positionals[0], sku: sku, batch: parsed.values["--batch"],
+                          dryRun: parsed.flags.contains("--dry-run"))
+    }
+
+    /// A command's own options and positional words.
+    private struct ParsedOptions {
+        var values: [String: String] = [:]
+        var flags: Set<String> = []
+        var positionals: [String] = []
+
+        /// Parses `words` against the options a command takes. Everything after `--` is
+        /// positional (a file named `-x.csv`). An option given twice is an error rather
+        /// than a silent last-one-wins.
+        init(
+            _ words: [String], topic: Topic, valued: Set<String> = [], flags allowed: Set<String> = [],
+            positionals count: ClosedRange<Int>
+        ) throws(UsageError) {
+            var index = 0
+            var optionsEnded = false
+            while index < words.count {
+                let word = words[index]
+                index += 1
+                if optionsEnded || !word.hasPrefix("-") || word == "-" {
+                    positionals.append(word)
+                    continue
+                }
+                if word == "--" {
+                    optionsEnded = true
+                    continue
+                }
+                let (name, inline) = KamiCtl.splitOption(word)
+                guard values[name] == nil && !flags.contains(name) else {
+                    throw UsageError(message: "\(name) is given twice", topic: topic)
+                }
+                if valued.contains(name) {
+                    if let inline {
+                        values[name] = inline
+                    } else {
+                        guard index < words.count else {
+                            throw UsageError(message: "\(name) needs a value", topic: topic)
+                        }
+                        values[name] = words[index]
+                        index += 1
+                    }
+                } else if allowed.contains(name) && inline == nil {
+                    flags.insert(name)
+                } else {
+                    throw UsageError(message: "unknown option \(word)", topic: topic)
+                }
+            }
+            guard count.contains(positionals.count) else {
+                let expected = count.lowerBound == count.upperBound
+                    ? "\(count.lowerBound)" : "\(count.lowerBound) to \(count.upperBound)"
+                let got = positionals.isEmpty ? "none" : positionals.joined(separator: " ")
+                throw UsageError(message: "expected \(expected) argument\(expected == "1" ? "" : "s"), got \(got)",
+                                 topic: topic)
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+public import KamiCore
+public import KamiProtocol
+
+extension Reply {
+    /// The body of a successful reply; throws the server's error (code and message as
+    /// kamid sent them) for a failed one.
+    @discardableResult
+    public func successBody() throws(KamiError) -> ReplyBody {
+        switch result {
+        case .success(let body): return body
+        case .failure(let error): throw error
+        }
+    }
+
+    /// The order of a successful `reserve`, `commit`, `issue`, `release`, `order` or
+    /// `refund` reply.
+    func wireOrder(_ op: Operation) throws(KamiError) -> WireOrder {
+        guard case .order(let order) = try successBody() else { throw unexpected(op, "an order") }
+        return order
+    }
+
+    func wireCodes(_ op: Operation) throws(KamiError) -> [WireCode] {
+        guard case .codes(let codes) = try successBody() else { throw unexpected(op, "a list of codes") }
+        return codes
+    }
+
+    func wireStock(_ op: Operation) throws(KamiError) -> WireStock {
+        guard case .stock(let stock) = try successBody() else { throw unexpected(op, "stock counters") }
+        return stock
+    }
+
+    func empty(_ op: Operation) throws(KamiError) {
+        guard case .empty = try successBody() else { throw unexpected(op, "an empty body") }
+    }
+
+    /// A reply of the wrong shape means kamid speaks another version of the protocol:
+    /// repeating will not help, so it is not UNAVAILABLE.
+    private func unexpected(_ op: Operation, _ expected: String) -> KamiError {
+        KamiError(.badRequest, "kamid answered \(op.name) without \(expected); is it a different protocol version?")
+    }
+}
