@@ -62,7 +62,7 @@ let package = Package(
         // Benchmarks.
         .executableTarget(
             name: "kami-bench",
-            dependencies: ["KamiEngine", "KamiPool", "KamiStore", "KamiCrypto", "KamiCore", "CKamiLinux"],
+            dependencies: ["KamiEngine", "KamiPool", "KamiStore", "KamiCrypto", "KamiCore", "CKamiLinux", "KamiProtocol"],
             path: "Benchmarks/kami-bench",
             swiftSettings: strict
         ),

@@ -6,6 +6,8 @@
 //   kami-bench boot [--codes N] [--keep DIR]
 //                                         time to ready and RSS with N available codes
 //   kami-bench import [--rows N]          CSV import rows/s and peak memory
+//   kami-bench load [--connections C] [--depth D] [--seconds S] [--codes N]
+//                                         binary issue load against a kamid it starts (durability full)
 import Foundation
 import KamiStore
 
@@ -22,6 +24,7 @@ func usage() -> Never {
                kami-bench store [--durability full|normal] [--seconds S]
                kami-bench boot [--codes N] [--keep DIR]
                kami-bench import [--rows N]
+               kami-bench load [--connections C] [--depth D] [--seconds S] [--codes N]
         """)
     exit(2)
 }
@@ -38,6 +41,9 @@ case "boot":
 case "boot-open":
     guard arguments.count == 2 else { usage() }
     EngineBench.bootOpen(directory: arguments[1])
+case "load":
+    LoadBench.run(connections: Int(option("--connections") ?? "64") ?? 64, depth: Int(option("--depth") ?? "1") ?? 1,
+                  seconds: Double(option("--seconds") ?? "10") ?? 10, codes: Int(option("--codes") ?? "1000000") ?? 1_000_000)
 case "import":
     EngineBench.importCSV(rows: Int(option("--rows") ?? "1000000") ?? 1_000_000)
 case "import-run":
