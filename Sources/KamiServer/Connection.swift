@@ -47,6 +47,8 @@ final class Connection {
     /// Waiting for EPOLLOUT because the socket buffer was full.
     var waitingWritable = false
     var lastActivityMs: Int64
+    /// Queries waiting for earlier writes of this connection to finish (read your writes).
+    var deferred: [(UInt64, Request)] = []
 
     init(id: UInt64, fd: Int32, kind: Kind, peer: String, isOperator: Bool, nowMs: Int64) {
         self.id = id
@@ -78,6 +80,16 @@ final class Connection {
         slots[index].bytes = bytes
         slots[index].closeAfter = closeAfter
         return true
+    }
+
+    /// Whether a request before `seq` is still waiting for its reply.
+    func hasUnfilledSlot(before seq: UInt64) -> Bool {
+        var index = slotsHead
+        while index < slots.count && slots[index].seq < seq {
+            if slots[index].bytes == nil { return true }
+            index += 1
+        }
+        return false
     }
 
     /// Moves replies that are ready, in order, to the output buffer. Returns true when a reply

@@ -125,7 +125,10 @@ final class EventLoop: @unchecked Sendable {
                     break
                 }
             }
-            let timeoutMs: Int32 = stoppingNow ? 20 : Int32(ServerLimits.idleCheckIntervalMs)
+            // Replies posted by this loop itself while it handled the last events (queries
+            // answered at once) are in the inbox without a wake-up: do not sleep on them.
+            let pendingOwn = inbox.withLock { !$0.isEmpty }
+            let timeoutMs: Int32 = pendingOwn ? 0 : (stoppingNow ? 20 : Int32(ServerLimits.idleCheckIntervalMs))
             let count = epoll_wait(epfd, &events, Int32(events.count), timeoutMs)
             if count < 0 {
                 if errno == EINTR { continue }
@@ -331,6 +334,18 @@ final class EventLoop: @unchecked Sendable {
             answer(connection, seq: seq, op: .hello, Reply(id: request.id, result: .success(.empty)))
             return
         }
+        if (request.op == .order || request.op == .entitlements || request.op == .stock)
+            && connection.hasUnfilledSlot(before: seq)
+        {
+            // Read your own writes: a query pipelined behind a write of the same connection is
+            // answered after that write is durable, not before.
+            connection.deferred.append((seq, request))
+            return
+        }
+        run(request, seq: seq, on: connection)
+    }
+
+    private func run(_ request: Request, seq: UInt64, on connection: Connection) {
         let connectionID = connection.id
         let op = request.op
         server.dispatcher.handle(request) { [self] reply in
@@ -375,6 +390,12 @@ final class EventLoop: @unchecked Sendable {
             guard let connection = connections[item.connection] else { continue }
             _ = connection.fill(item.slot, bytes: encode(item.reply, op: item.op, for: connection))
             touched[connection.id] = connection
+        }
+        for connection in touched.values {
+            while let (seq, request) = connection.deferred.first, !connection.hasUnfilledSlot(before: seq) {
+                connection.deferred.removeFirst()
+                run(request, seq: seq, on: connection)
+            }
         }
         for connection in touched.values { flush(connection) }
     }
