@@ -204,6 +204,26 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(info.st_mode & 0o777, 0o660)
     }
 
+    func testListensOnIPv6Too() throws {
+        let probe = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in6()
+        addr.sin6_family = sa_family_t(AF_INET6)
+        inet_pton(AF_INET6, "::1", &addr.sin6_addr)
+        let usable = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        } == 0
+        close(probe)
+        guard usable else { throw XCTSkip("no IPv6 loopback on this machine") }
+        let kamid = try Kamid(arguments: ["--listen", "[::1]:0"])  // besides the helper's 127.0.0.1:0
+        defer { kamid.stop() }
+        let ready = kamid.log.first { $0.contains(">ready") } ?? ""
+        let ports = ready.split(separator: " ").first { $0.hasPrefix("tcp=") }?.dropFirst(4).split(separator: ",") ?? []
+        XCTAssertEqual(ports.count, 2, ready)
+        let v6 = try RawClient(ipv6Port: UInt16(ports.last ?? "") ?? 0)
+        XCTAssertEqual(v6.call(#""id":0,"op":"hello","client":"default","token":"\#(kamid.token)""#)?.isOK, true)
+        XCTAssertEqual(v6.call(#""id":1,"op":"ping""#)?.isOK, true)
+    }
+
     func testUnixSocketRefusesAnotherUID() throws {
         guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser"),
               FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") else {

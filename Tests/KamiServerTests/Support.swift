@@ -103,6 +103,20 @@ final class RawClient {
         setTimeout(timeoutMs)
     }
 
+    /// Connects to [::1]:port.
+    init(ipv6Port port: UInt16, timeoutMs: Int = 10_000) throws {
+        fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in6()
+        addr.sin6_family = sa_family_t(AF_INET6)
+        addr.sin6_port = port.bigEndian
+        inet_pton(AF_INET6, "::1", &addr.sin6_addr)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        }
+        guard rc == 0 else { throw NSError(domain: "connect6", code: Int(errno)) }
+        setTimeout(timeoutMs)
+    }
+
     init(unixPath: String, timeoutMs: Int = 10_000) throws {
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_un()
