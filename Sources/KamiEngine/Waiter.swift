@@ -4,23 +4,7 @@ import Synchronization
 import KamiStore
 
 /// A one-shot result handed from a completion to a thread that waits for it.
-final class Waiter<T: Sendable>: @unchecked Sendable {
-    // Protected by `lock`.
-    private var value: Result<T, KamiError>?
-    private let lock = ConditionLock()
-
-    func set(_ result: Result<T, KamiError>) {
-        lock.withLock { value = result }
-        lock.broadcast()
-    }
-
-    func wait() -> Result<T, KamiError> {
-        lock.withLock {
-            while value == nil { lock.wait() }
-            return value!
-        }
-    }
-}
+typealias Waiter = ResultBox
 
 /// Blocking forms of the operations, for tools, tests and anything not on an event loop.
 extension Engine {

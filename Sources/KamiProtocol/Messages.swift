@@ -23,28 +23,8 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     case verify = 38
     case reload = 39
 
-    /// The name used in JSON (`"op": "reserve"`).
-    public var name: String {
-        switch self {
-        case .hello: "hello"
-        case .ping: "ping"
-        case .reserve: "reserve"
-        case .commit: "commit"
-        case .issue: "issue"
-        case .release: "release"
-        case .order: "order"
-        case .entitlements: "entitlements"
-        case .stock: "stock"
-        case .skuSet: "sku_set"
-        case .importCSV: "import"
-        case .void: "void"
-        case .refund: "refund"
-        case .export: "export"
-        case .stats: "stats"
-        case .verify: "verify"
-        case .reload: "reload"
-        }
-    }
+    /// The name used in JSON (`"op": "reserve"`); the table is `wireName`.
+    public var name: String { wireName.description }
 
     /// Looks an operation up by its JSON name.
     public init?(name: String) {

@@ -328,18 +328,23 @@ public struct WriterContext: ~Copyable {
     }
 }
 
-/// A one-shot result handed from the writer thread to a waiting caller.
-final class ResultBox<T: Sendable>: @unchecked Sendable {
+/// A one-shot result handed from one thread (a completion) to another that waits for it.
+public final class ResultBox<T: Sendable>: @unchecked Sendable {
     // Protected by `lock`.
     private var value: Result<T, KamiError>?
     private let lock = ConditionLock()
 
-    func set(_ result: Result<T, KamiError>) {
+    /// Makes an empty box.
+    public init() {}
+
+    /// Stores the result and wakes the waiter.
+    public func set(_ result: Result<T, KamiError>) {
         lock.withLock { value = result }
         lock.broadcast()
     }
 
-    func wait() -> Result<T, KamiError> {
+    /// Blocks until a result is set.
+    public func wait() -> Result<T, KamiError> {
         lock.withLock {
             while value == nil { lock.wait() }
             return value!
