@@ -105,7 +105,7 @@ final class Connection {
         if slotsHead == slots.count {
             slots.removeAll(keepingCapacity: true)
             slotsHead = 0
-        } else if slotsHead > 1024 {
+        } else if slotsHead > ServerLimits.answeredSlotsCompactAt {
             slots.removeFirst(slotsHead)
             slotsHead = 0
         }

@@ -170,8 +170,9 @@ public enum Daemon {
                 throw KamiError(.unavailable, "cannot read the token file of client \(client): \(path)")
             }
             let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard token.utf8.count >= 16 else {
-                throw KamiError(.badRequest, "token file \(path) of client \(client) holds fewer than 16 characters")
+            guard token.utf8.count >= ServerLimits.tokenCharactersMin else {
+                throw KamiError(.badRequest,
+                    "token file \(path) of client \(client) holds fewer than \(ServerLimits.tokenCharactersMin) characters")
             }
             tokens[client] = token
         }

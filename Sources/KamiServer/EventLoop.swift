@@ -421,7 +421,7 @@ final class EventLoop: @unchecked Sendable {
             return
         }
         if connection.unsentBytes == 0 {
-            connection.output.removeAll(keepingCapacity: connection.output.capacity <= 256 * 1024)
+            connection.output.removeAll(keepingCapacity: connection.output.capacity <= ServerLimits.outputCapacityKeptBytes)
             connection.outputSent = 0
         }
         if closeAfter {

@@ -24,6 +24,18 @@ public enum ServerLimits {
     /// Largest number of events taken from epoll per wake-up.
     public static let epollEventsMax = 256
 
+    /// Answered slots kept at the front of a connection's slot list before they are dropped
+    /// in one move (amortises the shift of the array under deep pipelines).
+    public static let answeredSlotsCompactAt = 1024
+
+    /// An output buffer at most this large keeps its capacity once drained (no reallocation
+    /// per reply); a larger one, grown by a burst, is given back.
+    public static let outputCapacityKeptBytes = 256 * 1024
+
+    /// Shortest token accepted in a token file: 16 characters of a random token is already
+    /// far beyond guessing, and a shorter one is most likely a mistake.
+    public static let tokenCharactersMin = 16
+
     /// How often a loop checks idle timeouts, ms.
     public static let idleCheckIntervalMs: Int64 = 1_000
 
