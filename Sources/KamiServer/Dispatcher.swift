@@ -13,7 +13,12 @@ final class Dispatcher: Sendable {
     /// Operator operations (imports, exports, verify) can take seconds: never on a loop thread.
     private let operatorQueue = DispatchQueue(label: "kami-operator")
 
-    init(engine: Engine) { self.engine = engine }
+    let controls: DaemonControls
+
+    init(engine: Engine, controls: DaemonControls) {
+        self.engine = engine
+        self.controls = controls
+    }
 
     typealias Done = @Sendable (Reply) -> Void
 
@@ -133,7 +138,12 @@ final class Dispatcher: Sendable {
                 ("clean", .bool(violations.isEmpty)),
             ])
         case .reload:
-            throw KamiError(.badRequest, "reload is not supported by this kamid yet")
+            let report = try controls.reload().get()
+            return .fields([
+                ("applied", .array(report.applied.map { .string($0) })),
+                ("restart_required", .array(report.restartRequired.map { .string($0) })),
+                ("duration_us", .int(report.durationUs)),
+            ])
         default:
             throw KamiError(.badRequest, "\(request.op.name) is not an operator operation")
         }

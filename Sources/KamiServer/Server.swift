@@ -46,9 +46,12 @@ public final class Server: @unchecked Sendable {
     public private(set) var boundPorts: [UInt16] = []
 
     /// Makes a server over `engine`; nothing listens until `start`.
-    public init(engine: Engine, config: ServerConfig, logger: Logger, clock: any Clock = SystemClock()) {
+    public init(
+        engine: Engine, config: ServerConfig, logger: Logger, clock: any Clock = SystemClock(),
+        controls: DaemonControls = .unavailable
+    ) {
         ServerLimits.check()
-        self.dispatcher = Dispatcher(engine: engine)
+        self.dispatcher = Dispatcher(engine: engine, controls: controls)
         self.authenticator = Authenticator(tokens: config.tokens)
         self.logger = logger
         self.clock = clock
