@@ -28,6 +28,9 @@ public final class Engine: Sendable {
     /// Live holds by sequence number, so the timer (which knows sequence numbers) finds them.
     let holdIDs = Mutex<[OrderSeq: String]>([:])
     let nextSeq: Atomic<Int64>
+    /// Hold TTL used when a reserve gives none, and the longest one accepted (reloadable).
+    let holdTTLDefault = Atomic<Int64>(Limits.holdTTLMsDefault)
+    let holdTTLMax = Atomic<Int64>(Limits.holdTTLMsMax)
     /// Serialises catalog changes and imports (operator operations): an import's pool segment
     /// must be added in id order, and a SKU must not turn into a bundle while codes arrive.
     let adminLock = ConditionLock()
@@ -63,6 +66,20 @@ public final class Engine: Sendable {
 
     /// The store underneath (for tools and tests).
     public var storage: Store { store }
+
+    /// Sets the hold TTL a reserve gets when it asks for none, and the longest it may ask
+    /// for; both within `Limits.holdTTLMsMin...Limits.holdTTLMsMax`, default <= max.
+    public func setHoldTTL(defaultMs: Int64, maxMs: Int64) {
+        precondition(Limits.holdTTLMsMin <= defaultMs && defaultMs <= maxMs && maxMs <= Limits.holdTTLMsMax,
+                     "hold TTL \(defaultMs)/\(maxMs) out of range")
+        holdTTLMax.store(maxMs, ordering: .relaxed)
+        holdTTLDefault.store(defaultMs, ordering: .relaxed)
+    }
+
+    /// The hold TTL settings in effect: (default, max), ms.
+    public var holdTTL: (defaultMs: Int64, maxMs: Int64) {
+        (holdTTLDefault.load(ordering: .relaxed), holdTTLMax.load(ordering: .relaxed))
+    }
 
     private func recover(_ snapshot: RecoverySnapshot) {
         catalog.withLock { catalog in

@@ -16,12 +16,13 @@ extension Engine {
         order orderID: String, user: String, sku skuKey: String, units: Int, ttlMs: Int64? = nil,
         completion: @escaping OrderCompletion
     ) {
-        let ttl = ttlMs ?? Limits.holdTTLMsDefault
+        let ttl = ttlMs ?? holdTTLDefault.load(ordering: .relaxed)
+        let ttlMax = holdTTLMax.load(ordering: .relaxed)
         let sku: Sku
         do throws(KamiError) {
             try Engine.validate(orderID: orderID, user: user, units: units)
-            guard ttl >= Limits.holdTTLMsMin && ttl <= Limits.holdTTLMsMax else {
-                throw KamiError(.badRequest, "ttl_ms \(ttl) is outside \(Limits.holdTTLMsMin)...\(Limits.holdTTLMsMax)")
+            guard ttl >= Limits.holdTTLMsMin && ttl <= ttlMax else {
+                throw KamiError(.badRequest, "ttl_ms \(ttl) is outside \(Limits.holdTTLMsMin)...\(ttlMax)")
             }
             sku = try self.sku(key: skuKey)
         } catch {

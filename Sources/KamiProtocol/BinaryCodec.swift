@@ -19,9 +19,14 @@ public enum BinaryCodec {
     ///
     /// A `ttl_ms` of 0 decodes as `ttlMs == nil` (the server's default), and absent
     /// `optstr`s as nil; every other field of the op is set.
-    public static func decodeRequest(_ buffer: UnsafeRawBufferPointer) -> DecodeResult<Request> {
+    ///
+    /// `limit` is the largest frame accepted (the server's `max_request_bytes`), at most
+    /// `ProtocolLimits.frameBytesMax`.
+    public static func decodeRequest(
+        _ buffer: UnsafeRawBufferPointer, limit: Int = ProtocolLimits.frameBytesMax
+    ) -> DecodeResult<Request> {
         let header: FrameHeader
-        switch FrameHeaderScan.scan(buffer, frameBytesMax: ProtocolLimits.frameBytesMax) {
+        switch FrameHeaderScan.scan(buffer, frameBytesMax: min(limit, ProtocolLimits.frameBytesMax)) {
         case .needMore: return .needMore
         case .fatal(let id, let error): return .failure(id: id, error: error, consumed: buffer.count, fatal: true)
         case .frame(let scanned): header = scanned

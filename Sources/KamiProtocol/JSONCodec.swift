@@ -21,13 +21,19 @@ public enum JSONCodec {
     /// twice. Unknown fields are ignored (newer clients, older server); `null` is the same
     /// as leaving a field out; `"ttl_ms": 0` decodes as nil (the server's default), as in
     /// binary. The `id` may be any scalar except a number that is not a 64-bit integer.
-    public static func decodeRequest(_ buffer: UnsafeRawBufferPointer) -> DecodeResult<Request> {
-        switch JSONLineFramer.scan(buffer, limit: ProtocolLimits.jsonLineBytesMax) {
+    ///
+    /// `limit` is the longest line accepted (the server's `max_request_bytes`), at most
+    /// `ProtocolLimits.jsonLineBytesMax`.
+    public static func decodeRequest(
+        _ buffer: UnsafeRawBufferPointer, limit: Int = ProtocolLimits.jsonLineBytesMax
+    ) -> DecodeResult<Request> {
+        let limit = min(limit, ProtocolLimits.jsonLineBytesMax)
+        switch JSONLineFramer.scan(buffer, limit: limit) {
         case .needMore:
             return .needMore
         case .tooLong:
             return .failure(id: .none, error: KamiError(.tooLarge, "no end of line within "
-                + "\(ProtocolLimits.jsonLineBytesMax) bytes; a request line must be shorter"),
+                + "\(limit) bytes; a request line must be shorter"),
                 consumed: buffer.count, fatal: true)
         case .line(let start, let end, let consumed):
             var decoder = JSONRequestDecoder(base: buffer.baseAddress!, start: start, end: end)

@@ -47,6 +47,10 @@ public enum ProtocolLimits {
     /// once per level, so this bounds its stack use.
     public static let jsonDepthMax = 32
 
+    /// The smallest request limit a server may be configured with: the largest storefront
+    /// request still fits, in binary and in JSON with every identifier escaped.
+    public static var requestBytesLimitMin: Int { 2 * storefrontRequestBytesMax + 256 }
+
     /// Bytes a storefront request needs at most in binary, from the engine's identifier
     /// limits: `issue`, the largest, with every identifier at its maximum and `ip` and
     /// `device` at 255 bytes each.

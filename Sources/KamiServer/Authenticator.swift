@@ -17,6 +17,11 @@ public final class Authenticator: Sendable {
         self.tokens = Mutex(tokens.mapValues { Array($0.utf8) })
     }
 
+    /// The tokens accepted now, client → token.
+    public var currentTokens: [String: String] {
+        tokens.withLock { $0.mapValues { String(decoding: $0, as: UTF8.self) } }
+    }
+
     /// Replaces the tokens (reload).
     public func setTokens(_ newTokens: [String: String]) {
         tokens.withLock { $0 = newTokens.mapValues { Array($0.utf8) } }

@@ -5,24 +5,68 @@ import KamiCrypto
 import KamiEngine
 import KamiStore
 
-/// The kamid process: parse arguments, prepare the data directory, recover the engine, listen,
-/// wait for SIGTERM/SIGINT, drain, exit 0.
+/// The kamid process: parse arguments and config, prepare the data directory, recover the
+/// engine, listen, tell systemd, then serve until SIGTERM/SIGINT (SIGHUP reloads), drain,
+/// exit 0.
 public enum Daemon {
-    public static let version = "0.3.0"
+    public static let version = "0.4.0"
 
     static let usage = """
         usage: kamid [--config FILE] [--listen HOST:PORT]... [--data-dir DIR] [--socket PATH]
-                     [--durability full|normal] [--help] [--version]
+                     [--durability full|normal] [--master-key-file PATH] [--metrics-listen HOST:PORT|off]
+               kamid --check-config [--config FILE] [overrides...]
+               kamid --print-default-config | --help | --version
 
-        With no arguments kamid runs on its embedded defaults: TCP 127.0.0.1:7420, data in
-        ./kami-data, the Unix socket at ./kami-data/kamid.sock, a master key and the token of
-        client `default` generated in the data directory on first start.
+        With no --config kamid runs on its embedded default (Config/kamid.conf; print it with
+        --print-default-config): TCP 127.0.0.1:7420, metrics on 127.0.0.1:9420, data in
+        ./kami-data, the Unix socket at ./kami-data/kamid.sock, and a master key and the token
+        of client `default` generated in the data directory on first start. Options override
+        the config file, at start and at every reload. --check-config validates the config
+        (and reads the token files) and exits: 0 when it is good, 2 when not.
+
+        Signals: SIGHUP reloads the config; SIGTERM and SIGINT stop gracefully.
         """
+
+    /// Command-line values that override the config file (kept across reloads).
+    struct Overrides: Sendable, Equatable {
+        var listen: [ListenAddress] = []
+        var dataDirectory: String?
+        var unixSocket: String?
+        var durability: Durability?
+        var masterKeyFile: String?
+        var metricsListen: ListenAddress??
+
+        func apply(to config: inout DaemonConfig) {
+            if !listen.isEmpty { config.listen = listen }
+            if let dataDirectory { config.dataDirectory = dataDirectory }
+            if let unixSocket { config.unixSocket = unixSocket }
+            if let durability { config.durability = durability }
+            if let masterKeyFile { config.masterKeyFile = masterKeyFile }
+            if let metricsListen { config.metricsListen = metricsListen }
+        }
+    }
+
+    /// Where the config comes from: a file (re-read at reload) or the embedded default.
+    struct ConfigSource: Sendable {
+        var path: String?
+        var overrides: Overrides
+
+        func load() throws(DaemonConfig.Problem) -> DaemonConfig {
+            var config: DaemonConfig
+            if let path {
+                config = try DaemonConfig.load(path: path)
+            } else {
+                config = try DaemonConfig.parse(DefaultConfig.text, source: "(embedded default)")
+            }
+            overrides.apply(to: &config)
+            return config
+        }
+    }
 
     /// Runs kamid; returns the exit status.
     public static func main(arguments: [String]) -> Int32 {
-        var config = DaemonConfig()
-        var cliListen: [ListenAddress] = []
+        var source = ConfigSource(path: nil, overrides: Overrides())
+        var checkOnly = false
         var index = 0
         func value(_ flag: String) -> String? {
             index += 1
@@ -32,13 +76,6 @@ public enum Daemon {
             }
             return arguments[index]
         }
-        // --config first, so that the other flags override it wherever they stand.
-        if let at = arguments.firstIndex(of: "--config"), at + 1 < arguments.count {
-            do { try config.load(path: arguments[at + 1]) } catch {
-                printError("kamid: \(error)\n")
-                return 2
-            }
-        }
         while index < arguments.count {
             switch arguments[index] {
             case "--help", "-h":
@@ -47,136 +84,66 @@ public enum Daemon {
             case "--version":
                 print("kamid \(version)")
                 return 0
+            case "--print-default-config":
+                print(DefaultConfig.text, terminator: "")
+                return 0
+            case "--check-config":
+                checkOnly = true
             case "--config":
-                index += 1
+                guard let text = value("--config") else { return 2 }
+                source.path = text
             case "--listen":
                 guard let text = value("--listen"), let address = ListenAddress(hostPort: text) else {
-                    printError("kamid: --listen expects HOST:PORT\n")
+                    printError("kamid: --listen expects HOST:PORT or [IPV6]:PORT\n")
                     return 2
                 }
-                cliListen.append(address)
+                source.overrides.listen.append(address)
             case "--data-dir":
                 guard let text = value("--data-dir") else { return 2 }
-                config.dataDirectory = text
+                source.overrides.dataDirectory = text
             case "--socket":
                 guard let text = value("--socket") else { return 2 }
-                config.unixSocket = text
+                source.overrides.unixSocket = text
+            case "--master-key-file":
+                guard let text = value("--master-key-file") else { return 2 }
+                source.overrides.masterKeyFile = text
+            case "--metrics-listen":
+                guard let text = value("--metrics-listen") else { return 2 }
+                if text == "off" {
+                    source.overrides.metricsListen = .some(nil)
+                } else {
+                    guard let address = ListenAddress(hostPort: text), address.isLoopback else {
+                        printError("kamid: --metrics-listen expects a loopback HOST:PORT or off\n")
+                        return 2
+                    }
+                    source.overrides.metricsListen = .some(address)
+                }
             case "--durability":
                 guard let text = value("--durability"), let mode = Durability(rawValue: text) else {
                     printError("kamid: --durability expects full or normal\n")
                     return 2
                 }
-                config.durability = mode
+                source.overrides.durability = mode
             default:
                 printError("kamid: unknown argument \(arguments[index])\n\(usage)\n")
                 return 2
             }
             index += 1
         }
-        if !cliListen.isEmpty { config.listen = cliListen }
-        return run(config)
-    }
-
-    static func run(_ config: DaemonConfig) -> Int32 {
-        let logger = Logger(level: config.logLevel)
-        // Signals are taken by sigwait on this thread; block them before any thread starts so
-        // every thread inherits the mask.
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, signal) }
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
-
-        let engine: Engine
-        let tokens: [String: String]
-        do {
-            try FileManager.default.createDirectory(
-                atPath: config.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            let key = try loadOrCreateKey(config, logger: logger)
-            tokens = try loadTokens(config, logger: logger)
-            var engineConfig = EngineConfig(directory: config.dataDirectory, sealer: Sealer(key: key))
-            engineConfig.durability = config.durability
-            let started = monotonicNs()
-            engine = try Engine(config: engineConfig)
-            logger.log(.notice, "recovered", [
-                "data_dir": config.dataDirectory, "durability": config.durability.rawValue,
-                "ms": String((monotonicNs() - started) / 1_000_000),
-            ])
-        } catch {
-            logger.log(.error, "startup-failed", ["error": "\(error)"])
-            return 1
+        let config: DaemonConfig
+        do { config = try source.load() } catch {
+            printError("kamid: \(error)\n")
+            return 2
         }
-        var serverConfig = ServerConfig()
-        serverConfig.tcp = config.listen
-        serverConfig.unixSocket = config.socketPath
-        serverConfig.loopThreads = config.loopThreads
-        serverConfig.maxConnections = config.maxConnections
-        serverConfig.idleTimeoutMs = config.idleTimeoutMs
-        serverConfig.tokens = tokens
-        let server = Server(engine: engine, config: serverConfig, logger: logger)
-        do { try server.start() } catch {
-            logger.log(.error, "listen-failed", ["error": "\(error)"])
-            engine.close()
-            return 1
-        }
-        logger.log(.notice, "ready", [
-            "tcp": server.boundPorts.map(String.init).joined(separator: ","), "unix": config.socketPath,
-        ])
-        while true {
-            var received: Int32 = 0
-            sigwait(&signals, &received)
-            if received == SIGHUP {
-                logger.log(.notice, "reload-ignored", ["reason": "reload arrives with the operations issue"])
-                continue
+        if checkOnly {
+            do { _ = try TokenStore.load(config) } catch {
+                printError("kamid: \(error.message)\n")
+                return 2
             }
-            logger.log(.notice, "stopping", ["signal": String(received)])
-            break
+            print("kamid: \(source.path ?? "the embedded default config") is valid")
+            return 0
         }
-        server.stop()
-        engine.close()
-        logger.log(.notice, "stopped")
-        return 0
-    }
-
-    static func loadOrCreateKey(_ config: DaemonConfig, logger: Logger) throws -> MasterKey {
-        let path = config.keyPath
-        if config.masterKeyFile == nil && !FileManager.default.fileExists(atPath: path) {
-            let key = try MasterKey.generate(path: path)
-            logger.log(.notice, "master-key-created", ["path": path, "note": "back this file up: without it no code can be read"])
-            return key
-        }
-        return try MasterKey.load(path: path)
-    }
-
-    static func loadTokens(_ config: DaemonConfig, logger: Logger) throws -> [String: String] {
-        var files = config.tokenFiles
-        if files.isEmpty {
-            let path = config.dataDirectory + "/default.token"
-            if !FileManager.default.fileExists(atPath: path) {
-                let token = SecureRandom.token(bytes: 24)
-                let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-                guard fd >= 0 else { throw KamiError(.unavailable, "cannot create \(path): \(String(cString: strerror(errno)))") }
-                let bytes = Array((token + "\n").utf8)
-                let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-                fsync(fd)
-                close(fd)
-                guard written == bytes.count else { throw KamiError(.unavailable, "cannot write \(path)") }
-                logger.log(.notice, "token-created", ["client": "default", "path": path])
-            }
-            files["default"] = path
-        }
-        var tokens: [String: String] = [:]
-        for (client, path) in files {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw KamiError(.unavailable, "cannot read the token file of client \(client): \(path)")
-            }
-            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard token.utf8.count >= ServerLimits.tokenCharactersMin else {
-                throw KamiError(.badRequest,
-                    "token file \(path) of client \(client) holds fewer than \(ServerLimits.tokenCharactersMin) characters")
-            }
-            tokens[client] = token
-        }
-        return tokens
+        return DaemonRuntime(source: source, config: config).run()
     }
 }
 

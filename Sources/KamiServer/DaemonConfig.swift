@@ -1,82 +1,283 @@
 import Foundation
+import KamiCore
 public import KamiStore
 
-/// kamid's settings: the embedded defaults, then a config file, then the command line.
-public struct DaemonConfig: Sendable {
+/// kamid's settings: the embedded default (`Config/kamid.conf`), then a config file, then
+/// the command line. Every key, its range and its trade-off are documented in that file.
+public struct DaemonConfig: Sendable, Equatable {
     public var listen: [ListenAddress] = [.tcp(host: "127.0.0.1", port: 7420)]
-    public var dataDirectory = "./kami-data"
-    /// Default: `<data dir>/kamid.sock`.
-    public var unixSocket: String?
-    public var durability = Durability.full
+    /// Relative to `dataDirectory` unless absolute.
+    public var unixSocket = "kamid.sock"
+    public var unixSocketMode: UInt32 = 0o660
     public var loopThreads = 0
     public var maxConnections = 10_000
     public var idleTimeoutMs: Int64 = 300_000
-    /// Default: `<data dir>/master.key`, generated on first start.
-    public var masterKeyFile: String?
-    /// client → token file. The `default` client's token is generated on first start in
-    /// `<data dir>/default.token` when no client is configured.
+    public var shutdownTimeoutMs: Int64 = 10_000
+    public var maxRequestBytes = 65_536
+    public var dataDirectory = "./kami-data"
+    public var durability = Durability.full
+    public var commitBatchMax = Limits.commitBatchMax
+    public var commitDelayUs = 0
+    public var holdTTLDefaultMs: Int64 = Limits.holdTTLMsDefault
+    public var holdTTLMaxMs: Int64 = Limits.holdTTLMsMax
+    /// Relative to `dataDirectory` unless absolute.
+    public var tokenDirectory = "."
+    /// client → token file (relative to `dataDirectory` unless absolute).
     public var tokenFiles: [String: String] = [:]
+    /// Relative to `dataDirectory` unless absolute.
+    public var masterKeyFile = "master.key"
+    /// nil: no metrics endpoint.
+    public var metricsListen: ListenAddress? = .tcp(host: "127.0.0.1", port: 9420)
     public var logLevel = LogLevel.info
 
+    /// The embedded defaults.
     public init() {}
 
-    public var socketPath: String { unixSocket ?? dataDirectory + "/kamid.sock" }
-    public var keyPath: String { masterKeyFile ?? dataDirectory + "/master.key" }
+    public var socketPath: String { resolve(unixSocket) }
+    public var keyPath: String { resolve(masterKeyFile) }
+    public var tokenDirectoryPath: String { resolve(tokenDirectory) }
 
-    /// A config error naming the file, line and key.
-    public struct Problem: Error, CustomStringConvertible {
-        public let description: String
+    /// `path` made absolute against the data directory when it is relative.
+    public func resolve(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        if path == "." { return dataDirectory }
+        return dataDirectory + "/" + (path.hasPrefix("./") ? String(path.dropFirst(2)) : path)
     }
 
-    /// Reads `key = value` lines (`#` comments) from `path` over the current values. Unknown
-    /// keys and bad values are errors naming file:line:key.
-    public mutating func load(path: String) throws(Problem) {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw Problem(description: "\(path): cannot read the config file")
-        }
+    /// Ranges of the numeric keys (also quoted in `Config/kamid.conf`).
+    public enum Range {
+        public static let loopThreads = 0...64
+        public static let maxConnections = 1...1_000_000
+        public static let idleTimeoutMs: ClosedRange<Int64> = 1_000...86_400_000
+        public static let shutdownTimeoutMs: ClosedRange<Int64> = 100...300_000
+        public static let maxRequestBytes = 4_096...65_536
+        public static let commitBatchMax = 1...Limits.commitBatchMax
+        public static let commitDelayUs = 0...Limits.commitDelayUsMax
+        public static let holdTTLMs: ClosedRange<Int64> = Limits.holdTTLMsMin...Limits.holdTTLMsMax
+        public static let unixSocketMode: ClosedRange<UInt32> = 0o600...0o666
+    }
+
+    /// Keys that only take effect at the next start.
+    public static let restartKeys: Set<String> = [
+        "listen", "unix_socket", "unix_socket_mode", "loop_threads", "data_dir", "durability",
+        "master_key_file", "metrics_listen",
+    ]
+
+    /// A config error naming the file, line and key.
+    public struct Problem: Error, Sendable, CustomStringConvertible, Equatable {
+        public let description: String
+        public init(_ description: String) { self.description = description }
+    }
+
+    /// Parses config text over the embedded defaults. `source` names the text in errors
+    /// (the file's path); `environment` supplies `${NAME}` substitutions.
+    public static func parse(
+        _ text: String, source: String, environment: [String: String]? = nil
+    ) throws(Problem) -> DaemonConfig {
+        let environment = environment ?? ProcessInfo.processInfo.environment
+        var config = DaemonConfig()
+        var seen: [String: Int] = [:]
         var listenSeen = false
-        for (offset, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if trimmed.isEmpty { continue }
-            let place = "\(path):\(offset + 1)"
-            guard let eq = trimmed.firstIndex(of: "=") else {
-                throw Problem(description: "\(place): expected `key = value`")
+        var number = 0
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            number += 1
+            let place = "\(source):\(number)"
+            guard let (key, rawValue) = try splitLine(String(raw), place: place) else { continue }
+            func bad(_ why: String) -> Problem { Problem("\(place): \(key): \(why)") }
+            let value = try expand(rawValue, environment: environment, bad: bad)
+            if key != "listen", let first = seen[key] {
+                throw bad("set twice (first on line \(first))")
             }
-            let key = trimmed[..<eq].trimmingCharacters(in: .whitespaces)
-            let value = trimmed[trimmed.index(after: eq)...].trimmingCharacters(in: .whitespaces)
-            func bad(_ why: String) -> Problem { Problem(description: "\(place): \(key): \(why)") }
+            seen[key] = number
             switch key {
             case "listen":
-                guard let address = ListenAddress(hostPort: value) else { throw bad("expected HOST:PORT, got \(value)") }
-                if !listenSeen { listen = [] }
-                listenSeen = true
-                listen.append(address)
-            case "data_dir": dataDirectory = value
-            case "unix_socket": unixSocket = value
-            case "durability":
-                guard let mode = Durability(rawValue: value) else { throw bad("expected full or normal, got \(value)") }
-                durability = mode
-            case "loop_threads":
-                guard let n = Int(value), n >= 0, n <= 64 else { throw bad("expected 0...64, got \(value)") }
-                loopThreads = n
-            case "max_connections":
-                guard let n = Int(value), n >= 1, n <= 1_000_000 else { throw bad("expected 1...1000000, got \(value)") }
-                maxConnections = n
-            case "idle_timeout_ms":
-                guard let n = Int64(value), n >= 1_000 else { throw bad("expected at least 1000, got \(value)") }
-                idleTimeoutMs = n
-            case "master_key_file": masterKeyFile = value
-            case "log_level":
-                guard let level = LogLevel(name: value) else { throw bad("expected error|warning|notice|info|debug") }
-                logLevel = level
-            default:
-                if key.hasPrefix("token_file."), key.count > "token_file.".count {
-                    tokenFiles[String(key.dropFirst("token_file.".count))] = value
-                } else {
-                    throw Problem(description: "\(place): unknown key \(key)")
+                if value == "none" {
+                    guard !listenSeen || config.listen.isEmpty else { throw bad("`none` cannot be combined with addresses") }
+                    config.listen = []
+                    listenSeen = true
+                    continue
                 }
+                guard let address = ListenAddress(hostPort: value) else {
+                    throw bad("expected HOST:PORT, [IPV6]:PORT or none, got \(quoted(value))")
+                }
+                if !listenSeen { config.listen = [] } else if config.listen.isEmpty {
+                    throw bad("`none` cannot be combined with addresses")
+                }
+                guard !config.listen.contains(address) else { throw bad("\(address) is listed twice") }
+                listenSeen = true
+                config.listen.append(address)
+            case "unix_socket": config.unixSocket = try path(value, bad: bad)
+            case "unix_socket_mode":
+                guard value.count == 4, value.hasPrefix("0"), let mode = UInt32(value, radix: 8),
+                      Range.unixSocketMode.contains(mode), mode & 0o600 == 0o600, mode & 0o111 == 0
+                else { throw bad("expected an octal mode from 0600 to 0666 with owner read and write, got \(quoted(value))") }
+                config.unixSocketMode = mode
+            case "loop_threads": config.loopThreads = try integer(value, Range.loopThreads, bad: bad)
+            case "max_connections": config.maxConnections = try integer(value, Range.maxConnections, bad: bad)
+            case "idle_timeout_ms": config.idleTimeoutMs = try integer(value, Range.idleTimeoutMs, bad: bad)
+            case "shutdown_timeout_ms": config.shutdownTimeoutMs = try integer(value, Range.shutdownTimeoutMs, bad: bad)
+            case "max_request_bytes": config.maxRequestBytes = try integer(value, Range.maxRequestBytes, bad: bad)
+            case "data_dir": config.dataDirectory = try path(value, bad: bad)
+            case "durability":
+                guard let mode = Durability(rawValue: value) else { throw bad("expected full or normal, got \(quoted(value))") }
+                config.durability = mode
+            case "commit_batch_max": config.commitBatchMax = try integer(value, Range.commitBatchMax, bad: bad)
+            case "commit_delay_us": config.commitDelayUs = try integer(value, Range.commitDelayUs, bad: bad)
+            case "hold_ttl_default_ms": config.holdTTLDefaultMs = try integer(value, Range.holdTTLMs, bad: bad)
+            case "hold_ttl_max_ms": config.holdTTLMaxMs = try integer(value, Range.holdTTLMs, bad: bad)
+            case "token_dir": config.tokenDirectory = try path(value, bad: bad)
+            case "master_key_file": config.masterKeyFile = try path(value, bad: bad)
+            case "metrics_listen":
+                if value == "off" {
+                    config.metricsListen = nil
+                } else {
+                    guard let address = ListenAddress(hostPort: value) else {
+                        throw bad("expected a loopback HOST:PORT or off, got \(quoted(value))")
+                    }
+                    guard address.isLoopback else { throw bad("\(value) is not a loopback address (127.0.0.0/8 or ::1)") }
+                    config.metricsListen = address
+                }
+            case "log_level":
+                guard let level = LogLevel(name: value) else {
+                    throw bad("expected error, warning, notice, info or debug, got \(quoted(value))")
+                }
+                config.logLevel = level
+            default:
+                guard key.hasPrefix(tokenFilePrefix) else { throw Problem("\(place): unknown key \(key)") }
+                let client = String(key.dropFirst(tokenFilePrefix.count))
+                guard DaemonConfig.isValidClientName(client) else {
+                    throw bad("client name must be 1-64 letters, digits, `-`, `_` or `.`")
+                }
+                config.tokenFiles[client] = try path(value, bad: bad)
             }
         }
+        guard config.holdTTLDefaultMs <= config.holdTTLMaxMs else {
+            let line = seen["hold_ttl_default_ms"] ?? seen["hold_ttl_max_ms"] ?? 0
+            throw Problem("\(source):\(line): hold_ttl_default_ms: \(config.holdTTLDefaultMs) is above "
+                + "hold_ttl_max_ms \(config.holdTTLMaxMs)")
+        }
+        return config
+    }
+
+    /// Reads and parses the file at `path`.
+    public static func load(path: String, environment: [String: String]? = nil)
+        throws(Problem) -> DaemonConfig
+    {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw Problem("\(path): cannot read the config file: \((error as NSError).localizedDescription)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw Problem("\(path): the config file is not valid UTF-8")
+        }
+        return try parse(text, source: path, environment: environment)
+    }
+
+    /// Whether `name` can name a client (in `token_file.NAME` and token file names).
+    public static func isValidClientName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64 && name != "." && name != ".."
+            && name.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
+                    || c == 0x2D || c == 0x5F || c == 0x2E
+            }
+    }
+
+    static let tokenFilePrefix = "token_file."
+
+    /// Splits a line into key and raw value; nil for blank and comment lines.
+    private static func splitLine(_ line: String, place: String) throws(Problem) -> (String, String)? {
+        let trimmed = line.trimmingCharacters(in: .whitespaces)
+        if trimmed.isEmpty || trimmed.hasPrefix("#") { return nil }
+        guard let eq = trimmed.firstIndex(of: "=") else {
+            throw Problem("\(place): expected `key = value`, got \(quoted(trimmed))")
+        }
+        let key = trimmed[..<eq].trimmingCharacters(in: .whitespaces)
+        guard !key.isEmpty, key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." || $0 == "-" }) else {
+            throw Problem("\(place): expected `key = value`, got \(quoted(trimmed))")
+        }
+        var rest = Substring(trimmed[trimmed.index(after: eq)...]).drop(while: { $0 == " " || $0 == "\t" })
+        var value = ""
+        if rest.first == "\"" {
+            rest = rest.dropFirst()
+            var closed = false
+            while let ch = rest.first {
+                rest = rest.dropFirst()
+                if ch == "\"" { closed = true; break }
+                if ch == "\\" {
+                    guard let next = rest.first, next == "\"" || next == "\\" else {
+                        throw Problem("\(place): \(key): only \\\" and \\\\ are escapes in a quoted value")
+                    }
+                    value.append(next)
+                    rest = rest.dropFirst()
+                } else {
+                    value.append(ch)
+                }
+            }
+            guard closed else { throw Problem("\(place): \(key): the quoted value is not closed") }
+            let after = rest.trimmingCharacters(in: .whitespaces)
+            guard after.isEmpty || after.hasPrefix("#") else {
+                throw Problem("\(place): \(key): unexpected text after the quoted value: \(quoted(after))")
+            }
+        } else {
+            // A comment starts at a `#` preceded by whitespace.
+            var previous: Character = " "
+            for ch in rest {
+                if ch == "#" && (previous == " " || previous == "\t") { break }
+                value.append(ch)
+                previous = ch
+            }
+            value = value.trimmingCharacters(in: .whitespaces)
+            guard !value.isEmpty else { throw Problem("\(place): \(key): missing value") }
+        }
+        return (key, value)
+    }
+
+    /// Replaces `${NAME}` with the environment's value.
+    private static func expand(
+        _ value: String, environment: [String: String], bad: (String) -> Problem
+    ) throws(Problem) -> String {
+        guard value.contains("${") else { return value }
+        var out = ""
+        var rest = Substring(value)
+        while let start = rest.range(of: "${") {
+            out += rest[..<start.lowerBound]
+            guard let end = rest[start.upperBound...].firstIndex(of: "}") else { throw bad("unclosed ${ in \(quoted(value))") }
+            let name = String(rest[start.upperBound..<end])
+            guard let replacement = environment[name] else {
+                throw bad("environment variable \(name) is not set")
+            }
+            out += replacement
+            rest = rest[rest.index(after: end)...]
+        }
+        return out + rest
+    }
+
+    private static func integer<T: FixedWidthInteger>(
+        _ value: String, _ range: ClosedRange<T>, bad: (String) -> Problem
+    ) throws(Problem) -> T {
+        let digits = value.replacingOccurrences(of: "_", with: "")
+        guard let number = T(digits, radix: 10) else { throw bad("expected an integer, got \(quoted(value))") }
+        guard range.contains(number) else {
+            throw bad("\(number) is out of range \(range.lowerBound)...\(range.upperBound)")
+        }
+        return number
+    }
+
+    private static func path(_ value: String, bad: (String) -> Problem) throws(Problem) -> String {
+        guard !value.utf8.contains(0), value.utf8.count <= 4_096 else { throw bad("not a usable path") }
+        return value
+    }
+
+    private static func quoted(_ text: String) -> String {
+        let shown = text.count > 80 ? String(text.prefix(80)) + "…" : text
+        return "`\(shown)`"
+    }
+}
+
+extension ListenAddress {
+    /// 127.0.0.0/8, ::1 or localhost.
+    public var isLoopback: Bool {
+        guard case .tcp(let host, _) = self else { return true }
+        return host == "::1" || host == "localhost" || host.hasPrefix("127.")
     }
 }

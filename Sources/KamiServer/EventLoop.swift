@@ -3,6 +3,7 @@ import CKamiLinux
 import Glibc
 import KamiCore
 import KamiProtocol
+import KamiStore
 import Synchronization
 
 /// One epoll loop on its own thread: its TCP listeners (SO_REUSEPORT: one socket per loop),
@@ -41,6 +42,8 @@ final class EventLoop: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private var thread: pthread_t?
     private var lastIdleCheckMs: Int64 = 0
+    private let heartbeat = Atomic<Int64>(0)
+    private let stallMs = Atomic<Int64>(0)
     /// Tokens in epoll's user data: 0 is the eventfd, listeners count down from UInt64.max,
     /// connections use their id.
     private static let wakeToken: UInt64 = 0
@@ -107,6 +110,22 @@ final class EventLoop: @unchecked Sendable {
 
     private let loopThreadID = Atomic<UInt>(0)
 
+    /// Monotonic ms of this loop's last pass (for the watchdog).
+    var heartbeatMs: Int64 { heartbeat.load(ordering: .relaxed) }
+
+    /// For tests: the loop's thread sleeps `ms` at its next pass.
+    func stall(forMs ms: Int64) {
+        stallMs.store(ms, ordering: .relaxed)
+        wake()
+    }
+
+    /// How long epoll may sleep when nothing is pending: often enough for idle checks, and
+    /// for the watchdog's heartbeat at twice its interval's rate.
+    private var passIntervalMs: Int32 {
+        let watchdog = server.watchdogIntervalMs.map { max(1, $0 / 2) } ?? ServerLimits.idleCheckIntervalMs
+        return Int32(min(ServerLimits.idleCheckIntervalMs, watchdog))
+    }
+
     private func wake() {
         var one: UInt64 = 1
         _ = withUnsafeBytes(of: &one) { write(wakeFD, $0.baseAddress, 8) }
@@ -117,7 +136,13 @@ final class EventLoop: @unchecked Sendable {
     private func run() {
         loopThreadID.store(UInt(pthread_self()), ordering: .relaxed)
         var events = [epoll_event](repeating: epoll_event(), count: ServerLimits.epollEventsMax)
+        let passInterval = passIntervalMs
         while true {
+            let beat = Int64(monotonicNs() / 1_000_000)
+            heartbeat.store(beat, ordering: .relaxed)
+            if index == 0 { server.feedWatchdog(nowMs: beat) }
+            let stall = stallMs.exchange(0, ordering: .relaxed)
+            if stall > 0 { usleep(UInt32(stall * 1_000)) }
             let stoppingNow = stopping.load(ordering: .acquiring)
             if stoppingNow {
                 closeListeners()
@@ -128,7 +153,7 @@ final class EventLoop: @unchecked Sendable {
             // Replies posted by this loop itself while it handled the last events (queries
             // answered at once) are in the inbox without a wake-up: do not sleep on them.
             let pendingOwn = inbox.withLock { !$0.isEmpty }
-            let timeoutMs: Int32 = pendingOwn ? 0 : (stoppingNow ? 20 : Int32(ServerLimits.idleCheckIntervalMs))
+            let timeoutMs: Int32 = pendingOwn ? 0 : (stoppingNow ? min(20, passInterval) : passInterval)
             let count = epoll_wait(epfd, &events, Int32(events.count), timeoutMs)
             if count < 0 {
                 if errno == EINTR { continue }
@@ -264,6 +289,7 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func decodeAll(_ connection: Connection) {
+        let requestLimit = server.requestBytesMax
         while connection.state == .open && connection.inputStart < connection.inputEnd {
             if connection.mustPause {
                 connection.readPaused = true
@@ -280,7 +306,8 @@ final class EventLoop: @unchecked Sendable {
             }
             let result: DecodeResult<Request> = connection.input.withUnsafeBytes { raw in
                 let window = UnsafeRawBufferPointer(rebasing: raw[connection.inputStart..<connection.inputEnd])
-                return connection.encoding == .binary ? BinaryCodec.decodeRequest(window) : JSONCodec.decodeRequest(window)
+                return connection.encoding == .binary
+                    ? BinaryCodec.decodeRequest(window, limit: requestLimit) : JSONCodec.decodeRequest(window, limit: requestLimit)
             }
             switch result {
             case .needMore:

@@ -22,6 +22,10 @@ public struct ServerConfig: Sendable {
     /// client → token.
     public var tokens: [String: String] = [:]
     public var listenBacklog: Int32 = 1024
+    /// Largest request frame or JSON line (`max_request_bytes`).
+    public var requestBytesMax = ProtocolLimits.frameBytesMax
+    /// Where to send systemd notifications; its watchdog interval makes loop 0 ping.
+    public var notifier: Notifier?
 
     public init() {}
 }
@@ -36,8 +40,12 @@ public final class Server: @unchecked Sendable {
     let authenticator: Authenticator
     let logger: Logger
     let clock: any Clock
-    let idleTimeoutMs: Int64
     private let config: ServerConfig
+    private let maxConnections: Atomic<Int>
+    private let idleTimeout: Atomic<Int64>
+    private let shutdownDrain: Atomic<Int64>
+    private let requestLimit: Atomic<Int>
+    let notifier: Notifier?
     private var loops: [EventLoop] = []
     private let connectionCount = Atomic<Int>(0)
     private let connectionIDs = Atomic<UInt64>(1)
@@ -56,8 +64,43 @@ public final class Server: @unchecked Sendable {
         self.logger = logger
         self.clock = clock
         self.config = config
-        self.idleTimeoutMs = config.idleTimeoutMs
+        self.maxConnections = Atomic(config.maxConnections)
+        self.idleTimeout = Atomic(config.idleTimeoutMs)
+        self.shutdownDrain = Atomic(config.shutdownDrainMs)
+        self.requestLimit = Atomic(min(config.requestBytesMax, ProtocolLimits.frameBytesMax))
+        self.notifier = config.notifier
     }
+
+    /// The settings a reload may change while connections stay open.
+    public struct LiveSettings: Sendable, Equatable {
+        public var maxConnections: Int
+        public var idleTimeoutMs: Int64
+        public var shutdownDrainMs: Int64
+        public var requestBytesMax: Int
+        public var tokens: [String: String]
+
+        public init(maxConnections: Int, idleTimeoutMs: Int64, shutdownDrainMs: Int64, requestBytesMax: Int,
+                    tokens: [String: String]) {
+            self.maxConnections = maxConnections
+            self.idleTimeoutMs = idleTimeoutMs
+            self.shutdownDrainMs = shutdownDrainMs
+            self.requestBytesMax = requestBytesMax
+            self.tokens = tokens
+        }
+    }
+
+    /// Applies new live settings: each takes effect for the next request or check (open
+    /// connections stay; a lower connection limit refuses new ones only).
+    public func apply(_ live: LiveSettings) {
+        maxConnections.store(live.maxConnections, ordering: .relaxed)
+        idleTimeout.store(live.idleTimeoutMs, ordering: .relaxed)
+        shutdownDrain.store(live.shutdownDrainMs, ordering: .relaxed)
+        requestLimit.store(min(live.requestBytesMax, ProtocolLimits.frameBytesMax), ordering: .relaxed)
+        authenticator.setTokens(live.tokens)
+    }
+
+    var idleTimeoutMs: Int64 { idleTimeout.load(ordering: .relaxed) }
+    var requestBytesMax: Int { requestLimit.load(ordering: .relaxed) }
 
     /// Opens the listeners and starts the loop threads.
     public func start() throws(SystemError) {
@@ -90,10 +133,43 @@ public final class Server: @unchecked Sendable {
         for loop in loops { loop.start() }
     }
 
+    // MARK: Watchdog
+
+    /// The systemd watchdog is fed by loop 0 only while every loop has come round recently,
+    /// so a loop stuck in a handler (or in a system call) stops the pings and systemd
+    /// restarts kamid.
+    var watchdogIntervalMs: Int64? { notifier?.watchdogIntervalMs }
+
+    /// Called by loop 0 on each pass; pings when due and every loop is alive.
+    func feedWatchdog(nowMs: Int64) {
+        guard let notifier, let interval = notifier.watchdogIntervalMs else { return }
+        guard nowMs >= nextWatchdogMs else { return }
+        nextWatchdogMs = nowMs + interval
+        let stale = loops.filter { nowMs - $0.heartbeatMs > interval }
+        if stale.isEmpty {
+            notifier.watchdog()
+            watchdogWarned = false
+        } else if !watchdogWarned {
+            watchdogWarned = true
+            logger.log(.error, "watchdog-withheld", [
+                "stuck_loops": stale.map { String($0.index) }.joined(separator: ","),
+                "since_ms": String(nowMs - (stale.map(\.heartbeatMs).min() ?? nowMs)),
+            ])
+        }
+    }
+
+    /// Touched only by loop 0's thread.
+    private var nextWatchdogMs: Int64 = 0
+    private var watchdogWarned = false
+
+    /// For tests: blocks loop `index`'s thread for `ms`, as a handler stuck in a system call
+    /// would.
+    func stallLoop(_ index: Int, forMs ms: Int64) { loops[index].stall(forMs: ms) }
+
     /// Stops accepting, lets replies in flight finish (at most `shutdownDrainMs`), closes every
     /// connection and waits for the loop threads.
     public func stop() {
-        drainDeadlineMs.store(clock.nowMs() + config.shutdownDrainMs, ordering: .relaxed)
+        drainDeadlineMs.store(clock.nowMs() + shutdownDrain.load(ordering: .relaxed), ordering: .relaxed)
         for loop in loops { loop.stop() }
         for loop in loops { loop.join() }
         if let path = config.unixSocket { unlink(path) }
@@ -103,7 +179,7 @@ public final class Server: @unchecked Sendable {
 
     func admitConnection() -> Bool {
         let now = connectionCount.wrappingAdd(1, ordering: .relaxed).newValue
-        if now > config.maxConnections {
+        if now > maxConnections.load(ordering: .relaxed) {
             connectionCount.wrappingSubtract(1, ordering: .relaxed)
             return false
         }

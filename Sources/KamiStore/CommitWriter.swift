@@ -60,11 +60,11 @@ public final class CommitWriter: Sendable {
         var state = State.running
         var writerWaiting = false
         var stats = CommitStats()
+        var settings = CommitSettings()
     }
 
     private let lock = ConditionLock()
     private let shared = Shared()
-    private let settings: CommitSettings
     private let clock: any Clock
     /// The connection and audit chain; touched only by the writer thread (and by `init`).
     private let context: Mutex<WriterContext?>
@@ -76,12 +76,26 @@ public final class CommitWriter: Sendable {
     private let writerThread = Atomic<UInt>(0)
 
     init(db: Connection, audit: AuditChain, settings: CommitSettings, clock: any Clock) {
-        self.settings = settings
+        shared.settings = settings
         self.clock = clock
         self.context = Mutex(WriterContext(db: db, audit: audit, clock: clock))
         let thread = Thread { [self] in self.run() }
         thread.name = "kami-writer"
         thread.start()
+    }
+
+    /// The group-commit settings in effect.
+    public var settings: CommitSettings {
+        lock.lock()
+        defer { lock.unlock() }
+        return shared.settings
+    }
+
+    /// Changes the group-commit settings (reload); the next batch uses them.
+    public func setSettings(_ settings: CommitSettings) {
+        lock.lock()
+        shared.settings = settings
+        lock.unlock()
     }
 
     /// Queues a mutation. `completion` runs on the writer thread after the batch holding it is
@@ -161,6 +175,7 @@ public final class CommitWriter: Sendable {
                 lock.unlock()
                 break
             }
+            let settings = shared.settings
             if settings.delayUs > 0 && shared.queue.count < settings.batchMax && shared.state == .running {
                 let deadline = monotonicNs() + UInt64(settings.delayUs) * 1000
                 shared.writerWaiting = true

@@ -1,0 +1,298 @@
+import Foundation
+import Glibc
+import KamiCore
+import KamiCrypto
+import KamiEngine
+import KamiStore
+import Synchronization
+
+/// A running kamid: owns the engine, the server and the config in effect, and applies
+/// reloads. Reloads (SIGHUP and `kamictl reload`) and token minting are serialised by
+/// `lock`; each reload parses and validates the whole new config, and reads every token,
+/// before it changes anything.
+final class DaemonRuntime: @unchecked Sendable {
+    // @unchecked: `running`, `generation`, `engine`, `server` are written during `run`'s
+    // start-up before any other thread can call in, then only under `lock`.
+    private let source: Daemon.ConfigSource
+    private let lock = NSLock()
+    /// The config in effect: live keys as last applied, restart keys as started.
+    private var running: DaemonConfig
+    private var generation = 1
+    private var lastReload = "none"
+    private let logger: Logger
+    private let notifier: Notifier?
+    private var engine: Engine?
+    private var server: Server?
+
+    init(source: Daemon.ConfigSource, config: DaemonConfig) {
+        self.source = source
+        self.running = config
+        self.logger = Logger(level: config.logLevel)
+        self.notifier = Notifier.fromEnvironment()
+    }
+
+    /// Starts, serves until SIGTERM/SIGINT, stops; returns the exit status.
+    func run() -> Int32 {
+        let config = running
+        // Signals are taken by sigwait on this thread; block them before any thread starts so
+        // every thread inherits the mask.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, signal) }
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        notifier?.status("recovering \(config.dataDirectory)")
+        let engine: Engine
+        let tokens: [String: String]
+        do {
+            try createDataDirectory(config.dataDirectory)
+            let key = try loadOrCreateKey(config)
+            tokens = try loadOrCreateTokens(config)
+            var engineConfig = EngineConfig(directory: config.dataDirectory, sealer: Sealer(key: key))
+            engineConfig.durability = config.durability
+            engineConfig.commit = CommitSettings(batchMax: config.commitBatchMax, delayUs: config.commitDelayUs)
+            let started = monotonicNs()
+            engine = try Engine(config: engineConfig)
+            engine.setHoldTTL(defaultMs: config.holdTTLDefaultMs, maxMs: config.holdTTLMaxMs)
+            logger.log(.notice, "recovered", [
+                "data_dir": config.dataDirectory, "durability": config.durability.rawValue,
+                "ms": String((monotonicNs() - started) / 1_000_000),
+            ])
+        } catch {
+            logger.log(.error, "startup-failed", ["error": "\(error)"])
+            notifier?.status("startup failed: \(error)")
+            return 1
+        }
+        self.engine = engine
+        var serverConfig = ServerConfig()
+        serverConfig.tcp = config.listen
+        serverConfig.unixSocket = config.socketPath
+        serverConfig.unixSocketMode = mode_t(config.unixSocketMode)
+        serverConfig.loopThreads = config.loopThreads
+        serverConfig.maxConnections = config.maxConnections
+        serverConfig.idleTimeoutMs = config.idleTimeoutMs
+        serverConfig.shutdownDrainMs = config.shutdownTimeoutMs
+        serverConfig.requestBytesMax = config.maxRequestBytes
+        serverConfig.tokens = tokens
+        serverConfig.notifier = notifier
+        let controls = DaemonControls(
+            reload: { [self] in reload(trigger: "kamictl") },
+            newToken: { [self] client in newToken(client: client) })
+        let server = Server(engine: engine, config: serverConfig, logger: logger, controls: controls)
+        do { try server.start() } catch {
+            logger.log(.error, "listen-failed", ["error": "\(error)"])
+            notifier?.status("listen failed: \(error)")
+            engine.close()
+            return 1
+        }
+        self.server = server
+        let tcp = server.boundPorts.map(String.init).joined(separator: ",")
+        logger.log(.notice, "ready", ["tcp": tcp, "unix": config.socketPath, "version": Daemon.version])
+        notifier?.ready(status: statusLine())
+
+        while true {
+            var received: Int32 = 0
+            sigwait(&signals, &received)
+            if received == SIGHUP {
+                _ = reload(trigger: "SIGHUP")
+                continue
+            }
+            logger.log(.notice, "stopping", ["signal": received == SIGTERM ? "SIGTERM" : "SIGINT",
+                                              "connections": String(server.connections)])
+            break
+        }
+        notifier?.stopping(status: "stopping: finishing \(server.connections) connections")
+        let deadlineMs = lock.withLock { running.shutdownTimeoutMs } + DaemonRuntime.closeGraceMs
+        let watchdog = ShutdownGuard(afterMs: deadlineMs, logger: logger)
+        server.stop()
+        engine.close()
+        watchdog.cancel()
+        logger.log(.notice, "stopped")
+        return 0
+    }
+
+    /// Time allowed after the drain for the database to close before kamid exits anyway.
+    static let closeGraceMs: Int64 = 20_000
+
+    // MARK: Reload
+
+    /// Reads the config again and applies what can change live. Never leaves a half-applied
+    /// config: everything is parsed, validated and read first.
+    func reload(trigger: String) -> Result<ReloadReport, KamiError> {
+        lock.lock()
+        defer { lock.unlock() }
+        let started = monotonicNs()
+        notifier?.reloading(status: "reloading (\(trigger))")
+        let result = prepareAndApply()
+        let durationUs = Int64((monotonicNs() - started) / 1_000)
+        switch result {
+        case .success(let (applied, restart)):
+            if !applied.isEmpty { generation += 1 }
+            lastReload = "applied" + (restart.isEmpty ? "" : ", restart needed for \(restart.joined(separator: ","))")
+            logger.log(.notice, "reload-applied", [
+                "trigger": trigger, "applied": applied.joined(separator: ","),
+                "restart_required": restart.joined(separator: ","), "generation": String(generation),
+                "us": String(durationUs),
+            ])
+            notifier?.ready(status: statusLine())
+            return .success(ReloadReport(applied: applied, restartRequired: restart, durationUs: durationUs))
+        case .failure(let error):
+            lastReload = "rejected: \(error.message); running on the previous config"
+            logger.log(.error, "reload-rejected", ["trigger": trigger, "error": error.message, "us": String(durationUs)])
+            notifier?.ready(status: statusLine())
+            return .failure(KamiError(error.code, "config rejected, still running on the previous one: \(error.message)"))
+        }
+    }
+
+    /// Under `lock`: builds the new config and tokens, then applies them.
+    private func prepareAndApply() -> Result<([String], [String]), KamiError> {
+        let next: DaemonConfig
+        do { next = try source.load() } catch { return .failure(KamiError(.badRequest, error.description)) }
+        let tokens: [String: String]
+        do { tokens = try TokenStore.load(next) } catch { return .failure(error) }
+        guard let engine, let server else { return .failure(KamiError(.unavailable, "kamid is still starting")) }
+
+        let old = running
+        var applied = DaemonRuntime.changedKeys(old, next).filter { !DaemonConfig.restartKeys.contains($0) }
+        let restart = DaemonRuntime.changedKeys(old, next).filter { DaemonConfig.restartKeys.contains($0) }
+        if tokens != server.authenticator.currentTokens { applied.append("tokens") }
+
+        logger.setLevel(next.logLevel)
+        engine.setHoldTTL(defaultMs: next.holdTTLDefaultMs, maxMs: next.holdTTLMaxMs)
+        engine.storage.writer.setSettings(CommitSettings(batchMax: next.commitBatchMax, delayUs: next.commitDelayUs))
+        server.apply(Server.LiveSettings(
+            maxConnections: next.maxConnections, idleTimeoutMs: next.idleTimeoutMs,
+            shutdownDrainMs: next.shutdownTimeoutMs, requestBytesMax: next.maxRequestBytes, tokens: tokens))
+        // Restart keys keep their running values, so each reload reports them until restarted.
+        var now = next
+        now.listen = old.listen
+        now.unixSocket = old.unixSocket
+        now.unixSocketMode = old.unixSocketMode
+        now.loopThreads = old.loopThreads
+        now.dataDirectory = old.dataDirectory
+        now.durability = old.durability
+        now.masterKeyFile = old.masterKeyFile
+        now.metricsListen = old.metricsListen
+        running = now
+        return .success((applied, restart))
+    }
+
+    /// Config keys whose values differ.
+    static func changedKeys(_ a: DaemonConfig, _ b: DaemonConfig) -> [String] {
+        var keys: [String] = []
+        func check<T: Equatable>(_ key: String, _ path: KeyPath<DaemonConfig, T>) {
+            if a[keyPath: path] != b[keyPath: path] { keys.append(key) }
+        }
+        check("listen", \.listen)
+        check("unix_socket", \.socketPath)
+        check("unix_socket_mode", \.unixSocketMode)
+        check("loop_threads", \.loopThreads)
+        check("max_connections", \.maxConnections)
+        check("idle_timeout_ms", \.idleTimeoutMs)
+        check("shutdown_timeout_ms", \.shutdownTimeoutMs)
+        check("max_request_bytes", \.maxRequestBytes)
+        check("data_dir", \.dataDirectory)
+        check("durability", \.durability)
+        check("commit_batch_max", \.commitBatchMax)
+        check("commit_delay_us", \.commitDelayUs)
+        check("hold_ttl_default_ms", \.holdTTLDefaultMs)
+        check("hold_ttl_max_ms", \.holdTTLMaxMs)
+        check("token_dir", \.tokenDirectoryPath)
+        check("token_file", \.tokenFiles)
+        check("master_key_file", \.keyPath)
+        check("metrics_listen", \.metricsListen)
+        check("log_level", \.logLevel)
+        return keys
+    }
+
+    // MARK: Tokens
+
+    func newToken(client: String) -> Result<NewToken, KamiError> {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let server else { return .failure(KamiError(.unavailable, "kamid is still starting")) }
+        if running.tokenFiles[client] != nil {
+            return .failure(KamiError(.conflict,
+                "client \(client)'s token comes from token_file.\(client) in the config; replace that file and reload"))
+        }
+        do throws(KamiError) {
+            var tokens = server.authenticator.currentTokens
+            let replaced = tokens[client] != nil
+            let (token, path) = try TokenStore.mint(client: client, config: running)
+            tokens[client] = token
+            server.authenticator.setTokens(tokens)
+            logger.log(.notice, "token-created", ["client": client, "path": path, "replaced": String(replaced)])
+            return .success(NewToken(client: client, token: Secret(token), path: path, replaced: replaced))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    // MARK: Start-up
+
+    private func statusLine() -> String {
+        guard let server else { return "starting" }
+        let ports = server.boundPorts.map(String.init).joined(separator: ",")
+        return "serving tcp=\(ports.isEmpty ? "off" : ports) connections=\(server.connections) "
+            + "config_generation=\(generation) last_reload=\(lastReload)"
+    }
+
+    private func createDataDirectory(_ path: String) throws(KamiError) {
+        do {
+            try FileManager.default.createDirectory(
+                atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw KamiError(.unavailable, "cannot create data_dir \(path): \((error as NSError).localizedDescription)")
+        }
+    }
+
+    /// Loads the master key; generates it only at the default place and only for a new
+    /// database (a missing key next to existing data must be restored, not replaced).
+    private func loadOrCreateKey(_ config: DaemonConfig) throws -> MasterKey {
+        let path = config.keyPath
+        guard !FileManager.default.fileExists(atPath: path) else { return try MasterKey.load(path: path) }
+        let database = config.dataDirectory + "/" + Store.fileName
+        guard !FileManager.default.fileExists(atPath: database) else {
+            throw KamiError(.unavailable, "master key \(path) is missing but the database \(database) exists: "
+                + "restore the key from its backup (a new key could not read any code)")
+        }
+        guard config.masterKeyFile == DaemonConfig().masterKeyFile else {
+            throw KamiError(.unavailable, "master_key_file \(path) does not exist")
+        }
+        let key = try MasterKey.generate(path: path)
+        logger.log(.notice, "master-key-created", ["path": path, "note": "back this file up: without it no code can be read"])
+        return key
+    }
+
+    /// Loads every token; on a first start with no client anywhere, makes `default`'s.
+    private func loadOrCreateTokens(_ config: DaemonConfig) throws(KamiError) -> [String: String] {
+        let tokens = try TokenStore.load(config)
+        if !tokens.isEmpty { return tokens }
+        let (token, path) = try TokenStore.mint(client: "default", config: config)
+        logger.log(.notice, "token-created", ["client": "default", "path": path])
+        return ["default": token]
+    }
+}
+
+/// Ends the process if a graceful stop hangs past its bound (a disk that never returns from
+/// fsync): better a logged exit than a stop that never finishes.
+final class ShutdownGuard: Sendable {
+    private let cancelled = Atomic<Bool>(false)
+
+    init(afterMs: Int64, logger: Logger) {
+        let thread = Thread { [self] in
+            let deadline = monotonicNs() + UInt64(afterMs) * 1_000_000
+            while monotonicNs() < deadline {
+                if cancelled.load(ordering: .relaxed) { return }
+                usleep(50_000)
+            }
+            if cancelled.load(ordering: .relaxed) { return }
+            logger.log(.error, "stop-timeout", ["ms": String(afterMs)])
+            _exit(1)
+        }
+        thread.name = "kami-stop-guard"
+        thread.start()
+    }
+
+    func cancel() { cancelled.store(true, ordering: .relaxed) }
+}

@@ -1,0 +1,152 @@
+/// kamid's embedded default config: the text of `Config/kamid.conf`, byte for byte (a test
+/// compares them). `kamid --print-default-config` prints it.
+enum DefaultConfig {
+    static let text = ##"""
+# kamid.conf: the configuration of kamid, Kami's card-key fulfillment daemon.
+#
+# Syntax: one `key = value` per line; `#` starts a comment (at the start of a line, or
+# after whitespace). A value may be written in double quotes ("...", with \" and \\) when
+# it holds a `#` or leading/trailing spaces. `${NAME}` in a value is replaced by the
+# environment variable NAME (an unset variable is an error), which is how the systemd unit
+# points at ${CREDENTIALS_DIRECTORY} and ${STATE_DIRECTORY}.
+#
+# Parsing is strict: an unknown key, a key given twice (except `listen` and the
+# `token_file.CLIENT` keys, one per client), a malformed value or a value out of range stops
+# kamid at start, or makes a reload fail, with an error naming file:line:key. A reload
+# (SIGHUP, `systemctl reload kamid`, or `kamictl reload`) reads this whole file again and
+# validates all of it before applying anything; if anything is wrong it keeps the running
+# configuration and says why. Keys marked [restart] only take effect at the next start; a
+# reload that changes them says so rather than ignoring them.
+#
+# Relative paths (unix_socket, master_key_file, token_dir, token files) are relative to
+# data_dir, like PostgreSQL's paths are relative to its data directory.
+#
+# Command-line options override this file (and keep overriding it across reloads):
+# --listen, --data-dir, --socket, --durability, --master-key-file, --metrics-listen.
+#
+# SKUs are not configuration: they are data in the database, managed with `kamictl sku`.
+#
+# This file, with these values, is also kamid's embedded default: `kamid` without
+# --config runs exactly as if given this file (`kamid --print-default-config` prints it).
+
+
+# --- Network -------------------------------------------------------------------------
+
+# listen [restart]: a TCP address storefronts connect to, HOST:PORT or [IPV6]:PORT. Repeat
+# the key to listen on several addresses (the first `listen` line replaces the default).
+# `listen = none` turns TCP off, leaving only the Unix socket. Anything but loopback puts
+# the protocol on a network: tokens are checked on every connection, but the protocol is
+# not encrypted, so keep kamid behind a private network or a TLS-terminating proxy.
+listen = 127.0.0.1:7420
+
+# unix_socket [restart]: path of the Unix socket. Operators (kamictl) use it: on it the
+# peer's uid is checked (kamid's own uid, or root) instead of a token, and only on it are
+# operator operations (imports, exports, void, refund, reload) accepted. Storefronts on the
+# same host may use it too; it skips TCP's loopback overhead.
+unix_socket = kamid.sock
+
+# unix_socket_mode [restart]: permission bits of the socket file, in octal, 0600 to 0666.
+# 0660 lets a group (the unit's group) reach the socket; the uid check still applies to
+# operator operations.
+unix_socket_mode = 0660
+
+# loop_threads [restart]: event loop threads, 0 to 64; 0 means one per core. Each loop
+# owns its connections and does its own reads, decoding and writes, so more loops than
+# cores only adds context switches.
+loop_threads = 0
+
+# max_connections: open client connections at most, 1 to 1000000. One past it is answered
+# BUSY and closed. Each idle connection costs about 130 KiB of buffers at worst, so 10000
+# connections can hold about 1.3 GiB; the file descriptor limit (LimitNOFILE in the unit)
+# must be above this.
+max_connections = 10000
+
+# idle_timeout_ms: a connection that sends nothing for this long is closed, 1000 to
+# 86400000 (a day). Short timeouts free memory held by abandoned clients; long ones suit
+# storefronts that keep a pool of connections open between sales.
+idle_timeout_ms = 300000
+
+# shutdown_timeout_ms: on SIGTERM kamid stops accepting and waits at most this long for
+# replies in flight before closing connections, 100 to 300000. Every request either gets
+# its reply or sees its connection closed; nothing acknowledged is lost either way. Keep
+# it below the unit's TimeoutStopSec.
+shutdown_timeout_ms = 10000
+
+# max_request_bytes: the largest request accepted, as a binary frame or a JSON line, 4096
+# to 65536. Larger requests are answered TOO_LARGE. Every connection's read buffer must
+# hold one whole request, so this bounds what a slow or hostile client can make kamid
+# buffer; the largest legal storefront request needs under 2 KiB.
+max_request_bytes = 65536
+
+
+# --- Storage -------------------------------------------------------------------------
+
+# data_dir [restart]: where the database (kami.db and its WAL), the generated master key
+# and tokens live. Created 0700 on first start. Put it on a local disk that honours fsync.
+data_dir = ./kami-data
+
+# durability [restart]: `full` fsyncs the write-ahead log before any reply says "done":
+# an acknowledged order survives a power cut. `normal` survives a crash of kamid but the
+# last commits may roll back on power loss, and a rolled-back issue may then be handed out
+# again. Keep `full` unless you know your storage has a battery-backed cache.
+durability = full
+
+# commit_batch_max: most requests committed together in one transaction (one fsync), 1 to
+# 1024. Group commit is what turns a few thousand fsyncs per second into tens of thousands
+# of orders per second; a smaller cap gives the first request of a burst a shorter wait.
+commit_batch_max = 1024
+
+# commit_delay_us: how long the writer waits for more requests before committing a batch
+# that is not full, 0 to 10000 microseconds. 0 commits as soon as the disk is free, which
+# already batches whatever arrived meanwhile; a small delay can raise throughput on disks
+# with slow fsync at the cost of that much latency per request.
+commit_delay_us = 0
+
+
+# --- Orders --------------------------------------------------------------------------
+
+# hold_ttl_default_ms: how long a `reserve` holds stock when the storefront gives no
+# ttl_ms, 1000 to hold_ttl_max_ms. A hold that is neither committed nor released by then
+# expires and its codes return to stock. Match it to the payment page's timeout.
+hold_ttl_default_ms = 900000
+
+# hold_ttl_max_ms: the longest hold a storefront may ask for, 1000 to 86400000 (a day).
+# Long holds take stock out of a flash sale for that long.
+hold_ttl_max_ms = 86400000
+
+
+# --- Clients and keys ----------------------------------------------------------------
+
+# token_dir: a directory of token files named CLIENT.token (one token per file, 0600);
+# `kamictl token new CLIENT` writes them here and kamid accepts the new token at once.
+# Read again at every reload. When no client is configured anywhere, kamid generates
+# default.token here on first start.
+token_dir = .
+
+# token_file.CLIENT: the token file of one storefront client, e.g.
+#   token_file.shop1 = ${CREDENTIALS_DIRECTORY}/shop1.token
+# for a token handed over by systemd's LoadCredential. A client named here overrides a
+# token_dir file of the same name. Token files are read again at every reload, so rotating
+# a token is: replace the file, reload. Tokens are at least 16 characters.
+
+# master_key_file [restart]: the 32-byte key that seals every code in the database
+# (AES-256-GCM). Generated on first start when it is missing and the database is new;
+# when the database exists and the key does not, kamid refuses to start. Back it up apart
+# from the database: without it no code can be read; with it and a database copy, all can.
+master_key_file = master.key
+
+
+# --- Observability -------------------------------------------------------------------
+
+# metrics_listen [restart]: loopback HOST:PORT for the HTTP endpoints /metrics
+# (Prometheus text format), /healthz and /readyz, or `off`. Only loopback addresses are
+# accepted: metrics carry no secrets, but stock levels are business data.
+metrics_listen = 127.0.0.1:9420
+
+# log_level: the least important events logged: error, warning, notice, info or debug.
+# Logs go to stderr, one line per event with journald priority prefixes (<3>..<7>), as
+# `event key=value ...`. Secrets, tokens and codes are never logged at any level.
+log_level = info
+
+"""##
+}
