@@ -22,9 +22,12 @@ public enum BinaryCodec {
     ///
     /// `limit` is the largest frame accepted (the server's `max_request_bytes`), at most
     /// `ProtocolLimits.frameBytesMax`.
-    public static func decodeRequest(
-        _ buffer: UnsafeRawBufferPointer, limit: Int = ProtocolLimits.frameBytesMax
-    ) -> DecodeResult<Request> {
+    public static func decodeRequest(_ buffer: UnsafeRawBufferPointer) -> DecodeResult<Request> {
+        decodeRequest(buffer, limit: ProtocolLimits.frameBytesMax)
+    }
+
+    /// As `decodeRequest(_:)`, with a lower request size limit.
+    public static func decodeRequest(_ buffer: UnsafeRawBufferPointer, limit: Int) -> DecodeResult<Request> {
         let header: FrameHeader
         switch FrameHeaderScan.scan(buffer, frameBytesMax: min(limit, ProtocolLimits.frameBytesMax)) {
         case .needMore: return .needMore

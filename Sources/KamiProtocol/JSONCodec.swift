@@ -24,9 +24,12 @@ public enum JSONCodec {
     ///
     /// `limit` is the longest line accepted (the server's `max_request_bytes`), at most
     /// `ProtocolLimits.jsonLineBytesMax`.
-    public static func decodeRequest(
-        _ buffer: UnsafeRawBufferPointer, limit: Int = ProtocolLimits.jsonLineBytesMax
-    ) -> DecodeResult<Request> {
+    public static func decodeRequest(_ buffer: UnsafeRawBufferPointer) -> DecodeResult<Request> {
+        decodeRequest(buffer, limit: ProtocolLimits.jsonLineBytesMax)
+    }
+
+    /// As `decodeRequest(_:)`, with a lower request size limit.
+    public static func decodeRequest(_ buffer: UnsafeRawBufferPointer, limit: Int) -> DecodeResult<Request> {
         let limit = min(limit, ProtocolLimits.jsonLineBytesMax)
         switch JSONLineFramer.scan(buffer, limit: limit) {
         case .needMore:

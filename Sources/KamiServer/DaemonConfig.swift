@@ -57,6 +57,18 @@ public struct DaemonConfig: Sendable, Equatable {
         public static let unixSocketMode: ClosedRange<UInt32> = 0o600...0o666
     }
 
+    /// Every key the parser knows, in the order of `Config/kamid.conf`; `token_file.CLIENT`
+    /// stands for one key per client.
+    public static let keys = [
+        "listen", "unix_socket", "unix_socket_mode", "loop_threads", "max_connections", "idle_timeout_ms",
+        "shutdown_timeout_ms", "max_request_bytes", "data_dir", "durability", "commit_batch_max", "commit_delay_us",
+        "hold_ttl_default_ms", "hold_ttl_max_ms", "token_dir", "token_file.CLIENT", "master_key_file",
+        "metrics_listen", "log_level",
+    ]
+
+    /// The embedded default config: the text of `Config/kamid.conf`.
+    public static var embeddedDefaultText: String { DefaultConfig.text }
+
     /// Keys that only take effect at the next start.
     public static let restartKeys: Set<String> = [
         "listen", "unix_socket", "unix_socket_mode", "loop_threads", "data_dir", "durability",
@@ -192,7 +204,7 @@ public struct DaemonConfig: Sendable, Equatable {
             throw Problem("\(place): expected `key = value`, got \(quoted(trimmed))")
         }
         let key = trimmed[..<eq].trimmingCharacters(in: .whitespaces)
-        guard !key.isEmpty, key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." || $0 == "-" }) else {
+        guard !key.isEmpty, !key.contains(where: { $0.isWhitespace }) else {
             throw Problem("\(place): expected `key = value`, got \(quoted(trimmed))")
         }
         var rest = Substring(trimmed[trimmed.index(after: eq)...]).drop(while: { $0 == " " || $0 == "\t" })

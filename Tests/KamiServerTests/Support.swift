@@ -24,13 +24,16 @@ final class Kamid: @unchecked Sendable {
         return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("kamid").path
     }
 
-    init(directory: String? = nil, arguments: [String] = []) throws {
+    init(directory: String? = nil, arguments: [String] = [], environment: [String: String] = [:]) throws {
         self.directory = directory ?? NSTemporaryDirectory() + "kamid-\(UUID().uuidString)"
-        try start(arguments: arguments)
+        try start(arguments: arguments, environment: environment)
     }
 
-    private func start(arguments: [String]) throws {
+    private func start(arguments: [String], environment: [String: String]) throws {
         process.executableURL = URL(fileURLWithPath: Kamid.binary)
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.arguments = ["--data-dir", directory, "--listen", "127.0.0.1:0", "--durability", "full"] + arguments
         process.standardError = stderrPipe
         try process.run()

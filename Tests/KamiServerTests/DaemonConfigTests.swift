@@ -1,0 +1,155 @@
+import Foundation
+import KamiCore
+@testable import KamiServer
+import KamiStore
+import XCTest
+
+/// The config file: every documented key parses, every kind of mistake names file:line:key,
+/// and the embedded default is `Config/kamid.conf` exactly.
+final class DaemonConfigTests: XCTestCase {
+    static var repoConfigPath: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Config/kamid.conf").path
+    }
+
+    func testEmbeddedDefaultIsTheConfigFileAndRoundTrips() throws {
+        let file = try String(contentsOfFile: DaemonConfigTests.repoConfigPath, encoding: .utf8)
+        XCTAssertEqual(DaemonConfig.embeddedDefaultText, file, "Config/kamid.conf and the embedded default differ")
+        let parsed = try DaemonConfig.parse(file, source: "kamid.conf", environment: [:])
+        XCTAssertEqual(parsed, DaemonConfig(), "the file's values are the built-in defaults")
+    }
+
+    func testEveryKeyIsDocumentedInTheFileAndEveryDocumentedKeyIsKnown() throws {
+        let file = DaemonConfig.embeddedDefaultText
+        // A key's documentation paragraph (after a blank line) starts `# key [restart]: ...` or `# key: ...`.
+        var documented: [String] = []
+        let lines = file.split(separator: "\n", omittingEmptySubsequences: false)
+        for (index, line) in lines.enumerated() where index > 0 && lines[index - 1].isEmpty && line.hasPrefix("# ") {
+            let words = line.dropFirst(2).split(separator: ":", maxSplits: 1)
+            guard words.count == 2 else { continue }
+            let head = words[0].replacingOccurrences(of: " [restart]", with: "")
+            if !head.contains(" "), let first = head.first, first.isLowercase { documented.append(head) }
+        }
+        XCTAssertEqual(documented, DaemonConfig.keys)
+        for key in DaemonConfig.keys where key != "token_file.CLIENT" {
+            XCTAssertTrue(file.contains("\n\(key) = "), "\(key) has its default value in the file")
+        }
+        for key in DaemonConfig.restartKeys {
+            XCTAssertTrue(file.contains("# \(key) [restart]:"), "\(key) is marked [restart]")
+        }
+    }
+
+    func testEveryKeyParsesToItsField() throws {
+        let text = """
+            listen = 127.0.0.1:8000
+            listen = [::1]:8001   # two addresses
+            unix_socket = /run/kami/kamid.sock
+            unix_socket_mode = 0600
+            loop_threads = 3
+            max_connections = 1_000
+            idle_timeout_ms = 2000
+            shutdown_timeout_ms = 500
+            max_request_bytes = 8192
+            data_dir = "/var/lib/kami # not a comment"
+            durability = normal
+            commit_batch_max = 64
+            commit_delay_us = 250
+            hold_ttl_default_ms = 60000
+            hold_ttl_max_ms = 120000
+            token_dir = ${STATE}/tokens
+            token_file.shop-1 = ${CREDS}/shop1.token
+            token_file.shop.two = two.token
+            master_key_file = ${CREDS}/master.key
+            metrics_listen = [::1]:9999
+            log_level = debug
+            """
+        let config = try DaemonConfig.parse(text, source: "t.conf", environment: ["CREDS": "/run/creds", "STATE": "/var/lib/kami"])
+        XCTAssertEqual(config.listen, [.tcp(host: "127.0.0.1", port: 8000), .tcp(host: "::1", port: 8001)])
+        XCTAssertEqual(config.socketPath, "/run/kami/kamid.sock")
+        XCTAssertEqual(config.unixSocketMode, 0o600)
+        XCTAssertEqual(config.loopThreads, 3)
+        XCTAssertEqual(config.maxConnections, 1_000)
+        XCTAssertEqual(config.idleTimeoutMs, 2_000)
+        XCTAssertEqual(config.shutdownTimeoutMs, 500)
+        XCTAssertEqual(config.maxRequestBytes, 8_192)
+        XCTAssertEqual(config.dataDirectory, "/var/lib/kami # not a comment")
+        XCTAssertEqual(config.durability, .normal)
+        XCTAssertEqual(config.commitBatchMax, 64)
+        XCTAssertEqual(config.commitDelayUs, 250)
+        XCTAssertEqual(config.holdTTLDefaultMs, 60_000)
+        XCTAssertEqual(config.holdTTLMaxMs, 120_000)
+        XCTAssertEqual(config.tokenDirectoryPath, "/var/lib/kami/tokens")
+        XCTAssertEqual(config.tokenFiles, ["shop-1": "/run/creds/shop1.token", "shop.two": "two.token"])
+        XCTAssertEqual(config.resolve(config.tokenFiles["shop.two"]!), "/var/lib/kami # not a comment/two.token")
+        XCTAssertEqual(config.keyPath, "/run/creds/master.key")
+        XCTAssertEqual(config.metricsListen, .tcp(host: "::1", port: 9999))
+        XCTAssertEqual(config.logLevel, .debug)
+
+        let off = try DaemonConfig.parse("listen = none\nmetrics_listen = off\n", source: "t", environment: [:])
+        XCTAssertEqual(off.listen, [])
+        XCTAssertNil(off.metricsListen)
+        XCTAssertEqual(DaemonConfig().socketPath, "./kami-data/kamid.sock", "relative paths are under data_dir")
+        XCTAssertEqual(DaemonConfig().keyPath, "./kami-data/master.key")
+        XCTAssertEqual(DaemonConfig().tokenDirectoryPath, "./kami-data")
+    }
+
+    func testEachKindOfMistakeNamesFileLineAndKey() {
+        let cases: [(text: String, line: Int, mentions: [String])] = [
+            ("max_conections = 3", 1, ["unknown key", "max_conections"]),
+            ("# c\n\nlog_level = loud", 3, ["log_level", "loud"]),
+            ("max_connections = 0", 1, ["max_connections", "out of range", "1...1000000"]),
+            ("max_connections = 10x", 1, ["max_connections", "integer"]),
+            ("idle_timeout_ms = 999", 1, ["idle_timeout_ms", "out of range"]),
+            ("max_request_bytes = 1048576", 1, ["max_request_bytes", "65536"]),
+            ("commit_batch_max = 1025", 1, ["commit_batch_max"]),
+            ("commit_delay_us = -1", 1, ["commit_delay_us"]),
+            ("loop_threads = 65", 1, ["loop_threads"]),
+            ("durability = always", 1, ["durability", "full or normal"]),
+            ("log_level = info\nlog_level = debug", 2, ["log_level", "twice", "line 1"]),
+            ("log_level =", 1, ["log_level", "missing value"]),
+            ("just words", 1, ["key = value"]),
+            ("data_dir = \"/x", 1, ["data_dir", "not closed"]),
+            ("data_dir = \"/x\" trailing", 1, ["data_dir", "after the quoted value"]),
+            ("master_key_file = ${NOPE_NOT_SET}/k", 1, ["master_key_file", "NOPE_NOT_SET"]),
+            ("listen = localhost", 1, ["listen", "HOST:PORT"]),
+            ("listen = 127.0.0.1:1\nlisten = 127.0.0.1:1", 2, ["listen", "twice"]),
+            ("listen = 127.0.0.1:1\nlisten = none", 2, ["listen", "none"]),
+            ("metrics_listen = 0.0.0.0:9420", 1, ["metrics_listen", "loopback"]),
+            ("unix_socket_mode = 0777", 1, ["unix_socket_mode"]),
+            ("unix_socket_mode = 0066", 1, ["unix_socket_mode"]),
+            ("token_file.bad/name = x", 1, ["token_file.bad/name", "client name"]),
+            ("hold_ttl_max_ms = 5000\nhold_ttl_default_ms = 6000", 2, ["hold_ttl_default_ms", "above"]),
+        ]
+        for (text, line, mentions) in cases {
+            do {
+                _ = try DaemonConfig.parse(text, source: "/etc/kami/kamid.conf", environment: [:])
+                XCTFail("accepted: \(text)")
+            } catch {
+                let message = error.description
+                XCTAssertTrue(message.hasPrefix("/etc/kami/kamid.conf:\(line):"), "\(text) → \(message)")
+                for word in mentions {
+                    XCTAssertTrue(message.contains(word), "\(text) → \(message) lacks \(word)")
+                }
+            }
+        }
+    }
+
+    func testAMissingFileIsNamed() {
+        XCTAssertThrowsError(try DaemonConfig.load(path: "/nonexistent/kamid.conf", environment: [:])) { error in
+            XCTAssertTrue("\(error)".contains("/nonexistent/kamid.conf"), "\(error)")
+        }
+    }
+
+    func testChangedKeysSplitIntoLiveAndRestart() throws {
+        let old = DaemonConfig()
+        var new = old
+        new.logLevel = .debug
+        new.maxConnections = 5
+        new.listen = [.tcp(host: "127.0.0.1", port: 1)]
+        new.durability = .normal
+        let changed = DaemonRuntime.changedKeys(old, new)
+        XCTAssertEqual(Set(changed), ["log_level", "max_connections", "listen", "durability"])
+        XCTAssertEqual(Set(changed.filter { DaemonConfig.restartKeys.contains($0) }), ["listen", "durability"])
+        XCTAssertEqual(DaemonRuntime.changedKeys(old, old), [])
+    }
+}
