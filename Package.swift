@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "KamiProtocolTests", dependencies: ["KamiProtocol", "KamiCore"], swiftSettings: strict),
         .testTarget(
             name: "KamiServerTests",
-            dependencies: ["KamiServer", "KamiClient", "KamiProtocol", "KamiCore", "kamid", "kamictl"],
+            dependencies: ["KamiServer", "KamiClient", "KamiProtocol", "KamiCore", "KamiEngine", "KamiCrypto", "KamiStore", "kamid", "kamictl"],
             swiftSettings: strict
         ),
         .testTarget(name: "KamiClientTests", dependencies: ["KamiClient", "KamiProtocol", "KamiCore"], swiftSettings: strict),
