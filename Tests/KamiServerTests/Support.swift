@@ -89,7 +89,8 @@ final class Kamid: @unchecked Sendable {
 }
 
 /// A blocking test client over a raw socket.
-final class RawClient {
+final class RawClient: @unchecked Sendable {
+    // @unchecked: one thread at a time uses a client (tests hand it to a thread and leave it there).
     let fd: Int32
     private var buffer: [UInt8] = []
 
@@ -230,4 +231,37 @@ extension Reply {
     var error: KamiError? { if case .failure(let e) = result { return e } else { return nil } }
     var order: WireOrder? { if case .success(.order(let o)) = result { return o } else { return nil } }
     var isOK: Bool { if case .success = result { return true } else { return false } }
+}
+
+extension Kamid {
+    /// Creates `sku` and imports `count` generated codes through the Unix socket.
+    func stock(sku: String, count: Int) throws {
+        let admin = try RawClient(unixPath: socketPath)
+        guard admin.call(#""id":1,"op":"sku_set","sku":"\#(sku)","name":"\#(sku)""#)?.isOK == true else {
+            throw NSError(domain: "sku_set", code: 1)
+        }
+        let csv = directory + "/\(sku)-\(UUID().uuidString.prefix(6)).csv"
+        let rows = (0..<count).map { "\(sku)-SECRET-\($0)-\(UUID().uuidString.prefix(8))" }
+        try ("secret\n" + rows.joined(separator: "\n") + "\n").write(toFile: csv, atomically: true, encoding: .utf8)
+        guard admin.call(#""id":2,"op":"import","sku":"\#(sku)","path":"\#(csv)""#)?.isOK == true else {
+            throw NSError(domain: "import", code: 1)
+        }
+    }
+
+    /// A TCP client that said hello as `default`.
+    func storefront() throws -> RawClient {
+        let client = try RawClient(port: port)
+        guard client.call(#""id":0,"op":"hello","client":"default","token":"\#(token)""#)?.isOK == true else {
+            throw NSError(domain: "hello", code: 1)
+        }
+        return client
+    }
+
+    /// Runs `verify` over the Unix socket; the violations (empty when clean).
+    func violations() throws -> [String] {
+        let reply = try RawClient(unixPath: socketPath).call(#""id":1,"op":"verify""#)
+        guard case .success(.fields(let fields)) = reply?.result else { return ["verify failed: \(String(describing: reply))"] }
+        guard case .array(let list)? = fields.first(where: { $0.0 == "violations" })?.1 else { return ["no violations field"] }
+        return list.map { "\($0)" }
+    }
 }

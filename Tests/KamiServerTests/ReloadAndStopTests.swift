@@ -1,0 +1,151 @@
+import Foundation
+import Glibc
+import KamiCore
+import KamiProtocol
+import Synchronization
+import XCTest
+
+/// Reloads under load change what they should and nothing else; SIGTERM under load loses
+/// nothing acknowledged.
+final class ReloadAndStopTests: XCTestCase {
+    /// Storefront threads issuing one code per request until told to stop; every reply is
+    /// recorded (order → code ids) and anything else is counted as a failure.
+    final class IssueLoad: @unchecked Sendable {
+        // @unchecked: the arrays are guarded by `lock`.
+        private let lock = NSLock()
+        private(set) var acknowledged: [String: [Int64]] = [:]
+        private(set) var failures: [String] = []
+        private let stopFlag = Atomic<Bool>(false)
+        private var threads: [Thread] = []
+
+        /// `tolerateClose`: a closed connection ends that thread quietly (shutdown tests).
+        init(kamid: Kamid, sku: String, threads count: Int, tolerateClose: Bool) throws {
+            for t in 0..<count {
+                let client = try kamid.storefront()
+                let thread = Thread { [self] in
+                    var n = 0
+                    while !stopFlag.load(ordering: .relaxed) {
+                        n += 1
+                        let order = "t\(t)-\(n)"
+                        client.send(#"{"id":\#(n),"op":"issue","order":"\#(order)","user":"u\#(t)-\#(n)","sku":"\#(sku)","qty":1,"payment_ref":"p"}"# + "\n")
+                        guard let reply = client.readJSONReply() else {
+                            if !tolerateClose { lock.withLock { failures.append("\(order): connection dropped") } }
+                            return
+                        }
+                        if let wire = reply.order, wire.state == .committed {
+                            lock.withLock { acknowledged[order] = wire.codes.map(\.codeID) }
+                        } else if !(tolerateClose && reply.error?.code == .unavailable) {
+                            lock.withLock { failures.append("\(order): \(String(describing: reply.result))") }
+                        }
+                    }
+                    // Still connected and served.
+                    if client.call(#""id":"end","op":"ping""#)?.isOK != true && !tolerateClose {
+                        lock.withLock { failures.append("thread \(t): ping after the run failed") }
+                    }
+                }
+                threads.append(thread)
+                thread.start()
+            }
+        }
+
+        func stop() {
+            stopFlag.store(true, ordering: .relaxed)
+            while threads.contains(where: { !$0.isFinished }) { usleep(5_000) }
+        }
+
+        var snapshot: (acknowledged: [String: [Int64]], failures: [String]) { lock.withLock { (acknowledged, failures) } }
+    }
+
+    func testTwoHundredReloadsHalfInvalidUnderLoad() throws {
+        let directory = NSTemporaryDirectory() + "kamid-reload-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let config = directory + "/kamid.conf"
+        func write(ttlMinutes: Int, valid: Bool) throws {
+            var text = "log_level = \(ttlMinutes % 2 == 0 ? "info" : "notice")\nhold_ttl_default_ms = \(ttlMinutes * 60_000)\n"
+            text += "max_connections = \(1_000 + ttlMinutes)\n"
+            if !valid { text += "idle_timeout_ms = soon\n" }
+            try text.write(toFile: config, atomically: true, encoding: .utf8)
+        }
+        try write(ttlMinutes: 1, valid: true)
+        let kamid = try Kamid(directory: directory + "/data", arguments: ["--config", config, "--metrics-listen", "off"])
+        defer { XCTAssertEqual(kamid.stop(), 0) }
+        try kamid.stock(sku: "vip", count: 20_000)
+        let admin = try RawClient(unixPath: kamid.socketPath)
+        let probe = try kamid.storefront()
+        let load = try IssueLoad(kamid: kamid, sku: "vip", threads: 4, tolerateClose: false)
+
+        var currentMinutes = 1
+        var reloadUs: [Int64] = []
+        for i in 0..<200 {
+            let valid = i % 2 == 0
+            let minutes = 2 + (i % 20)
+            try write(ttlMinutes: minutes, valid: valid)
+            let reply = admin.call(#""id":\#(i),"op":"reload""#)
+            if valid {
+                guard case .success(.fields(let fields))? = reply?.result else {
+                    XCTFail("valid reload \(i) failed: \(String(describing: reply))")
+                    continue
+                }
+                if case .int(let us)? = fields.first(where: { $0.0 == "duration_us" })?.1 { reloadUs.append(us) }
+                if minutes != currentMinutes {
+                    XCTAssertTrue("\(fields)".contains("hold_ttl_default_ms"), "\(fields)")
+                }
+                currentMinutes = minutes
+            } else {
+                XCTAssertEqual(reply?.error?.code, .badRequest, "\(String(describing: reply))")
+                XCTAssertTrue(reply?.error?.message.contains("kamid.conf:4: idle_timeout_ms") ?? false,
+                              reply?.error?.message ?? "no reply")
+            }
+            // The hold a reserve gets without ttl_ms is the last valid config's, whatever came after.
+            if i % 10 == 0 || i % 10 == 1 {
+                let before = Int64(Date().timeIntervalSince1970 * 1000)
+                let held = probe.call(#""id":\#(i),"op":"reserve","order":"probe-\#(i)","user":"probe-\#(i)","sku":"vip","qty":1"#)
+                let expires = try XCTUnwrap(held?.order?.expiresAtMs, "\(String(describing: held))")
+                XCTAssertEqual(Double(expires - before), Double(currentMinutes * 60_000), accuracy: 5_000, "reload \(i)")
+                _ = probe.call(#""id":\#(i),"op":"release","order":"probe-\#(i)""#)
+            }
+        }
+        load.stop()
+        let (acknowledged, failures) = load.snapshot
+        XCTAssertEqual(failures, [], "no request failed and no connection dropped because of a reload")
+        XCTAssertGreaterThan(acknowledged.count, 100, "the load ran during the reloads")
+        let codes = acknowledged.values.flatMap { $0 }
+        XCTAssertEqual(Set(codes).count, codes.count, "no code issued twice")
+        XCTAssertEqual(try kamid.violations(), [])
+        XCTAssertEqual(kamid.log.filter { $0.hasPrefix("<5>reload-applied") }.count, 100)
+        XCTAssertEqual(kamid.log.filter { $0.hasPrefix("<3>reload-rejected") }.count, 100)
+        let sorted = reloadUs.sorted()
+        print("reload latency over \(sorted.count) valid reloads: p50 \(sorted[sorted.count / 2]) us, "
+            + "max \(sorted.last ?? 0) us; \(acknowledged.count) issues meanwhile")
+    }
+
+    func testSigtermUnderLoadLosesNothingAcknowledged() throws {
+        let directory = NSTemporaryDirectory() + "kamid-term-\(UUID().uuidString.prefix(8))"
+        let data = directory + "/data"
+        var kamid = try Kamid(directory: data, arguments: ["--metrics-listen", "off"])
+        try kamid.stock(sku: "vip", count: 20_000)
+        let load = try IssueLoad(kamid: kamid, sku: "vip", threads: 8, tolerateClose: true)
+        usleep(700_000)
+        let started = Date()
+        XCTAssertEqual(kamid.stop(), 0, "SIGTERM under load exits 0")
+        let stopSeconds = Date().timeIntervalSince(started)
+        XCTAssertLessThan(stopSeconds, 12, "stopped within shutdown_timeout_ms and the close grace")
+        load.stop()
+        let (acknowledged, failures) = load.snapshot
+        XCTAssertEqual(failures, [], "every request completed or saw a clean close/UNAVAILABLE")
+        XCTAssertGreaterThan(acknowledged.count, 20)
+        XCTAssertTrue(kamid.log.contains { $0.hasPrefix("<5>stopped") }, "\(kamid.log.suffix(5))")
+
+        kamid = try Kamid(directory: data, arguments: ["--metrics-listen", "off"])
+        defer { XCTAssertEqual(kamid.stop(), 0) }
+        let client = try kamid.storefront()
+        for (order, codes) in acknowledged {
+            let reply = client.call(#""id":1,"op":"order","order":"\#(order)""#)
+            XCTAssertEqual(reply?.order?.state, .committed, order)
+            XCTAssertEqual(reply?.order?.codes.map(\.codeID), codes, "\(order) kept its codes")
+        }
+        XCTAssertEqual(try kamid.violations(), [])
+        print("SIGTERM under load: \(acknowledged.count) acknowledged issues all present after restart; stop took "
+            + String(format: "%.2f", stopSeconds) + " s")
+    }
+}
