@@ -148,4 +148,56 @@ final class ReloadAndStopTests: XCTestCase {
         print("SIGTERM under load: \(acknowledged.count) acknowledged issues all present after restart; stop took "
             + String(format: "%.2f", stopSeconds) + " s")
     }
+
+    func testRestartKeysAreReportedAndTokensRotateByReload() throws {
+        let directory = NSTemporaryDirectory() + "kamid-keys-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let config = directory + "/kamid.conf"
+        let shopToken = directory + "/shop.token"
+        try "shop-token-one-0123456789\n".write(toFile: shopToken, atomically: true, encoding: .utf8)
+        chmod(shopToken, 0o600)
+        try "token_file.shop = \(shopToken)\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let kamid = try Kamid(directory: directory + "/data", arguments: ["--config", config, "--metrics-listen", "off"])
+        defer { XCTAssertEqual(kamid.stop(), 0) }
+        func hello(_ client: String, _ token: String) throws -> Reply? {
+            try RawClient(port: kamid.port).call(#""id":0,"op":"hello","client":"\#(client)","token":"\#(token)""#)
+        }
+        XCTAssertEqual(try hello("shop", "shop-token-one-0123456789")?.isOK, true)
+        let kept = try RawClient(port: kamid.port)
+        XCTAssertEqual(kept.call(#""id":0,"op":"hello","client":"shop","token":"shop-token-one-0123456789""#)?.isOK, true)
+        let admin = try RawClient(unixPath: kamid.socketPath)
+
+        // Rotate the token and change keys that need a restart in the same edit (listen and
+        // data_dir come from the command line here, which overrides the file).
+        try "shop-token-two-9876543210\n".write(toFile: shopToken + ".new", atomically: true, encoding: .utf8)
+        chmod(shopToken + ".new", 0o600)
+        rename(shopToken + ".new", shopToken)
+        try """
+            token_file.shop = \(shopToken)
+            loop_threads = 3
+            unix_socket_mode = 0600
+            max_connections = 77
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let reply = admin.call(#""id":1,"op":"reload""#)
+        guard case .success(.fields(let fields))? = reply?.result else { return XCTFail("\(String(describing: reply))") }
+        func strings(_ key: String) -> [String] {
+            guard case .array(let items)? = fields.first(where: { $0.0 == key })?.1 else { return [] }
+            return items.compactMap { if case .string(let s) = $0 { s } else { nil } }
+        }
+        XCTAssertEqual(strings("restart_required"), ["unix_socket_mode", "loop_threads"], "reported, not applied")
+        XCTAssertEqual(strings("applied"), ["max_connections", "tokens"])
+        XCTAssertEqual(try hello("shop", "shop-token-one-0123456789")?.error?.code, .unauthorized, "old token refused")
+        XCTAssertEqual(try hello("shop", "shop-token-two-9876543210")?.isOK, true, "new token accepted")
+        XCTAssertEqual(kept.call(#""id":1,"op":"ping""#)?.isOK, true, "an authenticated connection stays")
+        XCTAssertEqual(try RawClient(port: kamid.port).call(#""id":1,"op":"ping""#)?.error?.code, .unauthorized,
+                       "still listening on the old port")
+
+        // A token file that became world-readable is refused, and nothing changes.
+        chmod(shopToken, 0o644)
+        let refused = admin.call(#""id":2,"op":"reload""#)
+        XCTAssertEqual(refused?.error?.code, .badRequest)
+        XCTAssertTrue(refused?.error?.message.contains("chmod 600") ?? false, "\(String(describing: refused))")
+        XCTAssertEqual(try hello("shop", "shop-token-two-9876543210")?.isOK, true, "previous tokens still in force")
+        XCTAssertFalse(kamid.log.joined().contains("shop-token-two"), "tokens never reach the log")
+    }
 }
