@@ -18,7 +18,7 @@ enum LoadBench {
             .appendingPathComponent("kamid").path
         let process = Process()
         process.executableURL = URL(fileURLWithPath: kamidPath)
-        process.arguments = ["--data-dir", directory + "/data", "--listen", "127.0.0.1:0", "--durability", "full"]
+        process.arguments = ["--data-dir", directory + "/data", "--listen", "127.0.0.1:0", "--durability", "full", "--metrics-listen", "off"]
         let stderrPipe = Pipe()
         process.standardError = stderrPipe
         try! process.run()

@@ -62,7 +62,7 @@ final class Kamid: @unchecked Sendable {
         process = Process()
         pipe = Pipe()
         process.executableURL = URL(fileURLWithPath: Binaries.kamid)
-        process.arguments = config + ["--data-dir", directory, "--listen", listen, "--durability", "full"]
+        process.arguments = config + ["--data-dir", directory, "--listen", listen, "--durability", "full", "--metrics-listen", "off"]
         process.standardError = pipe
         try process.run()
         let handle = pipe.fileHandleForReading

@@ -34,7 +34,8 @@ final class Kamid: @unchecked Sendable {
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
-        process.arguments = ["--data-dir", directory, "--listen", "127.0.0.1:0", "--durability", "full"] + arguments
+        process.arguments = ["--data-dir", directory, "--listen", "127.0.0.1:0", "--durability", "full", "--metrics-listen", "off"]
+            + arguments
         process.standardError = stderrPipe
         try process.run()
         let handle = stderrPipe.fileHandleForReading
