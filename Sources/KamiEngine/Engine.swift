@@ -76,6 +76,9 @@ public final class Engine: Sendable {
         holdTTLDefault.store(defaultMs, ordering: .relaxed)
     }
 
+    /// Reserved orders waiting for their commit, release or expiry.
+    public var holdsOutstanding: Int { holds.count }
+
     /// The hold TTL settings in effect: (default, max), ms.
     public var holdTTL: (defaultMs: Int64, maxMs: Int64) {
         (holdTTLDefault.load(ordering: .relaxed), holdTTLMax.load(ordering: .relaxed))

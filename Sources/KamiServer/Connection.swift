@@ -48,7 +48,7 @@ final class Connection {
     var waitingWritable = false
     var lastActivityMs: Int64
     /// Queries waiting for earlier writes of this connection to finish (read your writes).
-    var deferred: [(UInt64, Request)] = []
+    var deferred: [(UInt64, Request, UInt64)] = []
 
     init(id: UInt64, fd: Int32, kind: Kind, peer: String, isOperator: Bool, nowMs: Int64) {
         self.id = id

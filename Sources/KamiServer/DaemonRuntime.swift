@@ -86,8 +86,27 @@ final class DaemonRuntime: @unchecked Sendable {
             return 1
         }
         self.server = server
+        var metricsServer: MetricsServer?
+        if let address = config.metricsListen {
+            let endpoint = MetricsServer(
+                address: address, logger: logger,
+                readiness: { [self] in readiness(engine: engine, dataDirectory: config.dataDirectory) },
+                render: { server.metrics.render(server: server, engine: engine, version: Daemon.version) })
+            do { try endpoint.start() } catch {
+                logger.log(.error, "metrics-listen-failed", ["address": "\(address)", "error": "\(error)"])
+                notifier?.status("metrics listen failed: \(error)")
+                server.stop()
+                engine.close()
+                return 1
+            }
+            metricsServer = endpoint
+        }
         let tcp = server.boundPorts.map(String.init).joined(separator: ",")
-        logger.log(.notice, "ready", ["tcp": tcp, "unix": config.socketPath, "version": Daemon.version])
+        logger.log(.notice, "ready", [
+            "tcp": tcp, "unix": config.socketPath, "metrics": metricsServer.map { String($0.port) } ?? "off",
+            "version": Daemon.version,
+        ])
+        serving.store(true, ordering: .relaxed)
         notifier?.ready(status: statusLine())
 
         while true {
@@ -101,10 +120,12 @@ final class DaemonRuntime: @unchecked Sendable {
                                               "connections": String(server.connections)])
             break
         }
+        serving.store(false, ordering: .relaxed)
         notifier?.stopping(status: "stopping: finishing \(server.connections) connections")
         let deadlineMs = lock.withLock { running.shutdownTimeoutMs } + DaemonRuntime.closeGraceMs
         let watchdog = ShutdownGuard(afterMs: deadlineMs, logger: logger)
         server.stop()
+        metricsServer?.stop()
         engine.close()
         watchdog.cancel()
         logger.log(.notice, "stopped")
@@ -125,6 +146,9 @@ final class DaemonRuntime: @unchecked Sendable {
         notifier?.reloading(status: "reloading (\(trigger))")
         let result = prepareAndApply()
         let durationUs = Int64((monotonicNs() - started) / 1_000)
+        if case .success = result { server?.metrics.recordReload(applied: true) } else {
+            server?.metrics.recordReload(applied: false)
+        }
         switch result {
         case .success(let (applied, restart)):
             if !applied.isEmpty { generation += 1 }
@@ -203,6 +227,31 @@ final class DaemonRuntime: @unchecked Sendable {
         check("metrics_listen", \.metricsListen)
         check("log_level", \.logLevel)
         return keys
+    }
+
+    // MARK: Readiness
+
+    /// Set once listening, cleared when stopping.
+    private let serving = Atomic<Bool>(false)
+
+    /// Free bytes below which the data directory's disk is reported not ready: room for a
+    /// few checkpoints of a busy WAL.
+    static let diskFreeBytesMin: UInt64 = 64 << 20
+
+    /// `/readyz`: recovered and listening, not stopping, the last commit did not fail on
+    /// the disk, and the disk has room.
+    private func readiness(engine: Engine, dataDirectory: String) -> (ready: Bool, reason: String) {
+        guard serving.load(ordering: .relaxed) else { return (false, "not serving (starting or stopping)") }
+        if engine.storage.writer.diskFailing { return (false, "the last commit failed on the disk") }
+        var info = statvfs()
+        guard statvfs(dataDirectory, &info) == 0 else {
+            return (false, "cannot statvfs \(dataDirectory): \(String(cString: strerror(errno)))")
+        }
+        let free = UInt64(info.f_bavail) * UInt64(info.f_frsize)
+        if free < DaemonRuntime.diskFreeBytesMin {
+            return (false, "only \(free >> 20) MiB free on the disk of \(dataDirectory)")
+        }
+        return (true, "ready")
     }
 
     // MARK: Tokens

@@ -22,6 +22,8 @@ final class EventLoop: @unchecked Sendable {
         var slot: UInt64
         var op: Operation
         var reply: Reply
+        /// monotonicNs when the request was dispatched (for the latency histogram).
+        var startedNs: UInt64
         /// For `hello`: the client name that authenticated the connection.
         var authenticatedClient: String?
     }
@@ -235,6 +237,7 @@ final class EventLoop: @unchecked Sendable {
                 continue
             }
             connections[connection.id] = connection
+            server.metrics.recordAccepted()
             // Edge-triggered: data may already be waiting.
             readAvailable(connection)
         }
@@ -318,6 +321,7 @@ final class EventLoop: @unchecked Sendable {
                 dispatch(request, on: connection)
             case .failure(let id, let error, let consumed, let fatal):
                 connection.inputStart += consumed
+                server.metrics.recordReply(op: nil, error: error.code, latencyNs: 0)
                 let seq = connection.openSlot()
                 _ = connection.fill(seq, bytes: encode(Reply(id: id, result: .failure(error)), op: .ping, for: connection),
                                     closeAfter: fatal)
@@ -334,6 +338,10 @@ final class EventLoop: @unchecked Sendable {
 
     private func dispatch(_ request: Request, on connection: Connection) {
         let seq = connection.openSlot()
+        let started = monotonicNs()
+        func answer(_ connection: Connection, seq: UInt64, op: Operation, _ reply: Reply) {
+            self.answer(connection, seq: seq, op: op, reply, startedNs: started)
+        }
         if !connection.authenticated && request.op != .hello {
             answer(connection, seq: seq, op: request.op, Reply(id: request.id, result: .failure(
                 KamiError(.unauthorized, "send hello with your client name and token first"))))
@@ -366,23 +374,31 @@ final class EventLoop: @unchecked Sendable {
         {
             // Read your own writes: a query pipelined behind a write of the same connection is
             // answered after that write is durable, not before.
-            connection.deferred.append((seq, request))
+            connection.deferred.append((seq, request, started))
             return
         }
-        run(request, seq: seq, on: connection)
+        run(request, seq: seq, on: connection, startedNs: started)
     }
 
-    private func run(_ request: Request, seq: UInt64, on connection: Connection) {
+    private func run(_ request: Request, seq: UInt64, on connection: Connection, startedNs: UInt64) {
         let connectionID = connection.id
         let op = request.op
         server.dispatcher.handle(request) { [self] reply in
-            post(Completion(connection: connectionID, slot: seq, op: op, reply: reply))
+            post(Completion(connection: connectionID, slot: seq, op: op, reply: reply, startedNs: startedNs))
         }
     }
 
-    private func answer(_ connection: Connection, seq: UInt64, op: Operation, _ reply: Reply) {
+    private func answer(_ connection: Connection, seq: UInt64, op: Operation, _ reply: Reply, startedNs: UInt64) {
+        record(op: op, reply, startedNs: startedNs)
         _ = connection.fill(seq, bytes: encode(reply, op: op, for: connection))
         flush(connection)
+    }
+
+    @inline(__always)
+    private func record(op: Operation, _ reply: Reply, startedNs: UInt64) {
+        let error: ErrorCode?
+        if case .failure(let failure) = reply.result { error = failure.code } else { error = nil }
+        server.metrics.recordReply(op: op, error: error, latencyNs: monotonicNs() &- startedNs)
     }
 
     private func encode(_ reply: Reply, op: Operation, for connection: Connection) -> [UInt8] {
@@ -396,6 +412,7 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func fail(_ connection: Connection, _ error: KamiError) {
+        server.metrics.recordReply(op: nil, error: error.code, latencyNs: 0)
         let seq = connection.openSlot()
         _ = connection.fill(seq, bytes: encode(Reply(id: .none, result: .failure(error)), op: .ping, for: connection),
                             closeAfter: true)
@@ -414,14 +431,15 @@ final class EventLoop: @unchecked Sendable {
         }
         var touched: [UInt64: Connection] = [:]
         for item in items {
+            record(op: item.op, item.reply, startedNs: item.startedNs)
             guard let connection = connections[item.connection] else { continue }
             _ = connection.fill(item.slot, bytes: encode(item.reply, op: item.op, for: connection))
             touched[connection.id] = connection
         }
         for connection in touched.values {
-            while let (seq, request) = connection.deferred.first, !connection.hasUnfilledSlot(before: seq) {
+            while let (seq, request, started) = connection.deferred.first, !connection.hasUnfilledSlot(before: seq) {
                 connection.deferred.removeFirst()
-                run(request, seq: seq, on: connection)
+                run(request, seq: seq, on: connection, startedNs: started)
             }
         }
         for connection in touched.values { flush(connection) }

@@ -1,4 +1,4 @@
-public import Glibc
+import Glibc
 import Synchronization
 
 /// Log priorities with their journald prefixes (`<3>` error ... `<7>` debug).

@@ -46,6 +46,8 @@ public final class Server: @unchecked Sendable {
     private let shutdownDrain: Atomic<Int64>
     private let requestLimit: Atomic<Int>
     let notifier: Notifier?
+    /// Counters for `/metrics`.
+    public let metrics = Metrics()
     private var loops: [EventLoop] = []
     private let connectionCount = Atomic<Int>(0)
     private let connectionIDs = Atomic<UInt64>(1)

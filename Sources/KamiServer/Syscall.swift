@@ -1,4 +1,4 @@
-public import Glibc
+import Glibc
 
 /// A failed system call: which call, on what, and errno. Never holds payload bytes.
 public struct SystemError: Error, Sendable, CustomStringConvertible {

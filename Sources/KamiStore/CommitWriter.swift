@@ -72,6 +72,14 @@ public final class CommitWriter: Sendable {
     private let done = Atomic<Bool>(false)
     /// Test hook: the next N batches fail as if the disk were full.
     private let injectedFailures = Atomic<Int>(0)
+    /// Mutations per committed batch (metrics).
+    public let batchSizes = Histogram(bounds: Histogram.powersOfTwo(upTo: Limits.commitBatchMax))
+    /// Microseconds each COMMIT took: the fsync of the WAL with durability full (metrics).
+    public let commitLatencyUs = Histogram(bounds: Histogram.oneTwoFive(from: 10, to: 1_000_000))
+    private let lastBatchFailedOnDisk = Atomic<Bool>(false)
+    /// Whether the last batch failed because of the disk (full, I/O error, read-only):
+    /// readiness reports it until a batch commits again.
+    public var diskFailing: Bool { lastBatchFailedOnDisk.load(ordering: .relaxed) }
     /// The writer thread's pthread id, to catch a completion that would wait for the writer.
     private let writerThread = Atomic<UInt>(0)
 
@@ -223,6 +231,12 @@ public final class CommitWriter: Sendable {
             shared.stats.largestBatch = max(shared.stats.largestBatch, batch.count)
             shared.stats.commitNsTotal += commitNs
             if case .failure = outcome { shared.stats.failedBatches += 1 }
+        }
+        batchSizes.observe(batch.count)
+        commitLatencyUs.observe(Int(commitNs / 1_000))
+        switch outcome {
+        case .success: lastBatchFailedOnDisk.store(false, ordering: .relaxed)
+        case .failure(let error): lastBatchFailedOnDisk.store(error.code == .unavailable, ordering: .relaxed)
         }
         switch outcome {
         case .success(let outcomes):

@@ -1,0 +1,184 @@
+import Foundation
+import KamiCore
+public import KamiEngine
+import KamiProtocol
+import KamiStore
+import Synchronization
+
+/// kamid's counters, and their rendering in the Prometheus text exposition format (0.0.4).
+///
+/// Hot-path updates are single atomic adds into fixed arrays indexed by operation number and
+/// result; everything else (stock, connections, commit histograms) is read when scraped.
+/// Nothing here ever holds a secret, a token, an order id or a user id: labels are operation
+/// names, error codes, SKU keys (operator data) and fixed words.
+public final class Metrics: Sendable {
+    /// Operation numbers are below this; slot 0 counts requests that did not decode.
+    static let opSlots = 64
+    /// Result slot 0 is success; then one per error code.
+    static let results = ["ok"] + ErrorCode.allCases.map(\.rawValue)
+
+    private let requests = AtomicCounters(count: opSlots * results.count)
+    /// Per operation: microseconds from the request decoded to its reply ready.
+    private let latency: [Histogram]
+    private let reloads = AtomicCounters(count: 2)
+    private let accepted = Atomic<Int>(0)
+    private let startedNs = monotonicNs()
+
+    /// Latency bucket bounds, microseconds: 10 µs to 10 s in 1-2.5-5 steps.
+    static let latencyBoundsUs = Histogram.oneTwoFive(from: 10, to: 10_000_000)
+
+    public init() {
+        latency = (0..<Metrics.opSlots).map { _ in Histogram(bounds: Metrics.latencyBoundsUs) }
+    }
+
+    /// Counts one reply to `op` (nil: a request that did not decode) and its latency.
+    @inline(__always)
+    func recordReply(op: KamiProtocol.Operation?, error: ErrorCode?, latencyNs: UInt64) {
+        let opSlot = op.map { Int($0.rawValue) } ?? 0
+        let resultSlot = error.map { Metrics.resultSlot[$0]! } ?? 0
+        requests.add(opSlot * Metrics.results.count + resultSlot)
+        latency[opSlot].observe(Int(latencyNs / 1_000))
+    }
+
+    private static let resultSlot: [ErrorCode: Int] = Dictionary(
+        uniqueKeysWithValues: ErrorCode.allCases.enumerated().map { ($1, $0 + 1) })
+
+    func recordAccepted() { accepted.wrappingAdd(1, ordering: .relaxed) }
+
+    /// Counts a reload and whether it was applied (the daemon calls it).
+    public func recordReload(applied: Bool) { reloads.add(applied ? 0 : 1) }
+
+    /// Requests answered so far for `op` with `result` (`ok` or an error code name).
+    public func requests(op: String, result: String) -> Int {
+        guard let opSlot = Metrics.opSlot(named: op),
+              let resultIndex = Metrics.results.firstIndex(of: result) else { return 0 }
+        return requests.load(opSlot * Metrics.results.count + resultIndex)
+    }
+
+    static func opSlot(named name: String) -> Int? {
+        name == "invalid" ? 0 : KamiProtocol.Operation(name: name).map { Int($0.rawValue) }
+    }
+
+    static func opName(slot: Int) -> String? {
+        slot == 0 ? "invalid" : KamiProtocol.Operation(rawValue: UInt8(slot))?.name
+    }
+
+    // MARK: Rendering
+
+    /// The whole exposition for a scrape.
+    public func render(server: Server, engine: Engine, version: String) -> String {
+        var out = Exposition()
+        out.family("kami_build_info", "gauge", "Version of this kamid.")
+        out.sample("kami_build_info", [("version", version)], 1)
+        out.family("kami_uptime_seconds", "gauge", "Seconds since kamid started.")
+        out.sample("kami_uptime_seconds", [], Double(monotonicNs() - startedNs) / 1e9)
+
+        out.family("kami_requests_total", "counter", "Requests answered, by operation and result (ok or error code).")
+        for opSlot in 0..<Metrics.opSlots {
+            guard let name = Metrics.opName(slot: opSlot) else { continue }
+            for (resultIndex, result) in Metrics.results.enumerated() {
+                let value = requests.load(opSlot * Metrics.results.count + resultIndex)
+                if value > 0 { out.sample("kami_requests_total", [("op", name), ("result", result)], Double(value)) }
+            }
+        }
+        out.family("kami_request_duration_seconds", "histogram",
+                   "Time from a request decoded to its reply ready (durable for writes), by operation.")
+        for opSlot in 0..<Metrics.opSlots {
+            guard let name = Metrics.opName(slot: opSlot) else { continue }
+            let snapshot = latency[opSlot].snapshot()
+            if snapshot.count > 0 {
+                out.histogram("kami_request_duration_seconds", [("op", name)], bounds: Metrics.latencyBoundsUs,
+                              snapshot: snapshot, scale: 1e-6)
+            }
+        }
+
+        out.family("kami_connections_open", "gauge", "Client connections open now.")
+        out.sample("kami_connections_open", [], Double(server.connections))
+        out.family("kami_connections_accepted_total", "counter", "Client connections accepted.")
+        out.sample("kami_connections_accepted_total", [], Double(accepted.load(ordering: .relaxed)))
+
+        let writer = engine.storage.writer
+        let stats = writer.stats
+        out.family("kami_commit_batches_total", "counter", "Group-commit transactions, by outcome.")
+        out.sample("kami_commit_batches_total", [("result", "ok")], Double(stats.batches - stats.failedBatches))
+        out.sample("kami_commit_batches_total", [("result", "failed")], Double(stats.failedBatches))
+        out.family("kami_commit_batch_size", "histogram", "Mutations per group-commit transaction.")
+        out.histogram("kami_commit_batch_size", [], bounds: writer.batchSizes.bounds,
+                      snapshot: writer.batchSizes.snapshot(), scale: 1)
+        out.family("kami_commit_fsync_seconds", "histogram",
+                   "Duration of each COMMIT, which syncs the write-ahead log (durability full).")
+        out.histogram("kami_commit_fsync_seconds", [], bounds: writer.commitLatencyUs.bounds,
+                      snapshot: writer.commitLatencyUs.snapshot(), scale: 1e-6)
+        out.family("kami_disk_failing", "gauge", "1 when the last commit failed because of the disk.")
+        out.sample("kami_disk_failing", [], writer.diskFailing ? 1 : 0)
+
+        out.family("kami_stock_codes", "gauge", "Codes per SKU and state.")
+        var skus: [(String, StockReply)] = []
+        for sku in engine.skus() {
+            if let stock = try? engine.stock(sku: sku.key) { skus.append((sku.key, stock)) }
+        }
+        for (key, stock) in skus {
+            for (state, value) in [("available", stock.available), ("reserved", stock.reserved),
+                                   ("issued", stock.issued), ("voided", stock.voided)] {
+                out.sample("kami_stock_codes", [("sku", key), ("state", state)], Double(value))
+            }
+        }
+        out.family("kami_holds_outstanding", "gauge", "Reserved orders waiting for commit, release or expiry.")
+        out.sample("kami_holds_outstanding", [], Double(engine.holdsOutstanding))
+
+        out.family("kami_reloads_total", "counter", "Config reloads, by result.")
+        out.sample("kami_reloads_total", [("result", "applied")], Double(reloads.load(0)))
+        out.sample("kami_reloads_total", [("result", "rejected")], Double(reloads.load(1)))
+        return out.text
+    }
+}
+
+/// Builds Prometheus text: `# HELP` / `# TYPE` per family, then its samples.
+struct Exposition {
+    var text = ""
+
+    mutating func family(_ name: String, _ type: String, _ help: String) {
+        text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+    }
+
+    mutating func sample(_ name: String, _ labels: [(String, String)], _ value: Double) {
+        text += name
+        if !labels.isEmpty {
+            text += "{" + labels.map { "\($0.0)=\"\(Exposition.escape($0.1))\"" }.joined(separator: ",") + "}"
+        }
+        text += " " + Exposition.format(value) + "\n"
+    }
+
+    mutating func histogram(
+        _ name: String, _ labels: [(String, String)], bounds: [Int],
+        snapshot: (cumulative: [Int], sum: Int, count: Int), scale: Double
+    ) {
+        for (index, bound) in bounds.enumerated() {
+            sample(name + "_bucket", labels + [("le", Exposition.format(Double(bound) * scale))],
+                   Double(snapshot.cumulative[index]))
+        }
+        sample(name + "_bucket", labels + [("le", "+Inf")], Double(snapshot.count))
+        sample(name + "_sum", labels, Double(snapshot.sum) * scale)
+        sample(name + "_count", labels, Double(snapshot.count))
+    }
+
+    /// Label values escape backslash, double quote and newline.
+    static func escape(_ value: String) -> String {
+        var out = ""
+        for ch in value {
+            switch ch {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.append(ch)
+            }
+        }
+        return out
+    }
+
+    /// Integers without a fraction; others in the shortest form that reads back exactly.
+    static func format(_ value: Double) -> String {
+        if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+        return "\(value)"
+    }
+}
