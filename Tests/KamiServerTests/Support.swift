@@ -238,11 +238,12 @@ extension Kamid {
     /// Creates `sku` and imports `count` generated codes through the Unix socket.
     func stock(sku: String, count: Int) throws {
         let admin = try RawClient(unixPath: socketPath)
+        let sku = sku.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
         guard admin.call(#""id":1,"op":"sku_set","sku":"\#(sku)","name":"\#(sku)""#)?.isOK == true else {
             throw NSError(domain: "sku_set", code: 1)
         }
-        let csv = directory + "/\(sku)-\(UUID().uuidString.prefix(6)).csv"
-        let rows = (0..<count).map { "\(sku)-SECRET-\($0)-\(UUID().uuidString.prefix(8))" }
+        let csv = directory + "/codes-\(UUID().uuidString.prefix(6)).csv"
+        let rows = (0..<count).map { "CODE-SECRET-\($0)-\(UUID().uuidString.prefix(8))" }
         try ("secret\n" + rows.joined(separator: "\n") + "\n").write(toFile: csv, atomically: true, encoding: .utf8)
         guard admin.call(#""id":2,"op":"import","sku":"\#(sku)","path":"\#(csv)""#)?.isOK == true else {
             throw NSError(domain: "import", code: 1)
