@@ -58,9 +58,10 @@ extension Operation {
     /// row as a duplicate, and the operator should see what happened instead.
     var isSafeToRepeat: Bool {
         switch self {
-        case .hello, .ping, .reserve, .commit, .issue, .release, .order, .entitlements, .stock, .stats, .verify:
+        case .hello, .ping, .reserve, .commit, .issue, .release, .order, .entitlements, .stock, .stats, .verify,
+             .skuList, .auditVerify, .jobs:
             true
-        case .skuSet, .importCSV, .void, .refund, .export, .reload:
+        case .skuSet, .importCSV, .void, .refund, .export, .reload, .tokenNew:
             false
         }
     }

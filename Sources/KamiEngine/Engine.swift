@@ -31,6 +31,8 @@ public final class Engine: Sendable {
     /// Hold TTL used when a reserve gives none, and the longest one accepted (reloadable).
     let holdTTLDefault = Atomic<Int64>(Limits.holdTTLMsDefault)
     let holdTTLMax = Atomic<Int64>(Limits.holdTTLMsMax)
+    /// The import or export running now, for progress reports.
+    let job = Mutex<JobTracker?>(nil)
     /// Serialises catalog changes and imports (operator operations): an import's pool segment
     /// must be added in id order, and a SKU must not turn into a bundle while codes arrive.
     let adminLock = ConditionLock()

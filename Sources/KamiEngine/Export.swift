@@ -33,7 +33,10 @@ extension Engine {
         buffer.reserveCapacity(Engine.exportFlushBytes + 4_096)
         writer.writeHeader(into: &buffer)
         var count = 0
+        let progress = beginJob(kind: "export", sku: sku.key, path: nil)
+        defer { progress.end() }
         try store.forEachCode(sku: sku.id) { (code, state) throws(KamiError) in
+            progress.count()
             var secret: Secret?
             if withSecrets {
                 let sealed = SealedSecret(keyID: code.keyID, nonce: code.nonce, ciphertextAndTag: code.sealed)

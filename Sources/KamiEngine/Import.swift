@@ -42,9 +42,12 @@ extension Engine {
         guard !sku.isBundle else {
             throw KamiError(.badRequest, "\(sku.key) is a bundle; import codes into its component SKUs")
         }
+        let progress = beginJob(kind: "import", sku: sku.key, path: path)
+        defer { progress.end() }
         let report = try store.importCodes(sku: sku.id, sealer: sealer, label: path, dryRun: dryRun) { sink in
             do {
                 _ = try CSVFileImport.importCodes(path: path) { item in
+                    progress.count()
                     switch item {
                     case .row(let row):
                         try sink(.row(CodeRow(

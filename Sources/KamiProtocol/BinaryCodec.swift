@@ -94,7 +94,7 @@ public enum BinaryCodec {
             request.user = try r.str("user")
         case .stock:
             request.sku = try r.str("sku")
-        case .skuSet, .importCSV, .void, .refund, .export, .stats, .verify, .reload:
+        case .skuSet, .importCSV, .void, .refund, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs:
             // Refused before the payload is read; kept exhaustive so a new op must choose.
             throw .invalid("operator operations are JSON only")
         }
@@ -179,7 +179,7 @@ public enum BinaryCodec {
             try required(request.user, "user")
         case .stock:
             try required(request.sku, "sku")
-        case .skuSet, .importCSV, .void, .refund, .export, .stats, .verify, .reload:
+        case .skuSet, .importCSV, .void, .refund, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs:
             throw KamiError(.badRequest, "\(op.name) is an operator operation: JSON only, on the Unix socket")
         }
     }

@@ -22,6 +22,10 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     case stats = 37
     case verify = 38
     case reload = 39
+    case skuList = 40
+    case auditVerify = 41
+    case tokenNew = 42
+    case jobs = 43
 
     /// The name used in JSON (`"op": "reserve"`); the table is `wireName`.
     public var name: String { wireName.description }

@@ -14,7 +14,7 @@ extension Operation {
         case .reserve, .commit, .issue, .release, .order, .refund: .order
         case .entitlements: .codes
         case .stock: .stock
-        case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload: .fields
+        case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs: .fields
         }
     }
 
@@ -39,6 +39,10 @@ extension Operation {
         case .stats: "stats"
         case .verify: "verify"
         case .reload: "reload"
+        case .skuList: "sku_list"
+        case .auditVerify: "audit_verify"
+        case .tokenNew: "token_new"
+        case .jobs: "jobs"
         }
     }
 
@@ -62,7 +66,10 @@ extension Operation {
         case UInt8(ascii: "i"): return pick(.issue, .importCSV)
         case UInt8(ascii: "o"): return pick(.order)
         case UInt8(ascii: "e"): return pick(.entitlements, .export)
-        case UInt8(ascii: "s"): return pick(.stock, .skuSet, .stats)
+        case UInt8(ascii: "s"): return pick(.stock, .skuSet, .stats, .skuList)
+        case UInt8(ascii: "a"): return pick(.auditVerify)
+        case UInt8(ascii: "t"): return pick(.tokenNew)
+        case UInt8(ascii: "j"): return pick(.jobs)
         case UInt8(ascii: "v"): return pick(.void, .verify)
         default: return nil
         }

@@ -59,7 +59,11 @@ final class Dispatcher: Sendable {
                     issued: Int64(stock.issued), voided: Int64(stock.voided), imported: Int64(stock.imported))))))
             case .refund:
                 engine.refund(order: try need(request.order, "order"), completion: finish)
-            case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload:
+            case .jobs:
+                // Answered at once, never queued behind the import it reports on.
+                done(Reply(id: id, result: .success(.fields([("jobs", .array(engine.currentJob.map {
+                    [Dispatcher.wire($0, nowMs: engine.nowMs)] } ?? []))]))))
+            case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew:
                 operatorQueue.async { [self] in
                     let result: Result<ReplyBody, KamiError>
                     do throws(KamiError) { result = .success(try operate(request)) } catch { result = .failure(error) }
@@ -137,6 +141,33 @@ final class Dispatcher: Sendable {
                 ("violations", .array(violations.map { .object([("invariant", .string($0.invariant)), ("detail", .string($0.detail))]) })),
                 ("clean", .bool(violations.isEmpty)),
             ])
+        case .skuList:
+            let skus = try engine.skus().map { sku throws(KamiError) -> JSONValue in
+                let stock = try engine.stock(sku: sku.key)
+                return .object([
+                    ("sku", .string(sku.key)), ("name", .string(sku.name)), ("price_cents", .int(sku.priceCents)),
+                    ("per_user_limit", .int(Int64(sku.perUserLimit))),
+                    ("activation_url", sku.activationURLTemplate.map { .string($0) } ?? .null),
+                    ("bundle", .bool(sku.isBundle)),
+                    ("available", .int(Int64(stock.available))), ("reserved", .int(Int64(stock.reserved))),
+                    ("issued", .int(Int64(stock.issued))), ("voided", .int(Int64(stock.voided))),
+                    ("imported", .int(Int64(stock.imported))),
+                ])
+            }
+            return .fields([("skus", .array(skus))])
+        case .auditVerify:
+            let walk = try engine.storage.walkAuditChain()
+            return .fields([
+                ("entries", .int(walk.entries)), ("clean", .bool(walk.broken == nil)),
+                ("broken_seq", walk.broken.map { .int($0.seq) } ?? .null),
+                ("reason", walk.broken.map { .string($0.reason) } ?? .null),
+            ])
+        case .tokenNew:
+            let minted = try controls.newToken(try need(request.client, "client")).get()
+            return .fields([
+                ("client", .string(minted.client)), ("token", .string(minted.token.reveal())),
+                ("path", .string(minted.path)), ("replaced", .bool(minted.replaced)),
+            ])
         case .reload:
             let report = try controls.reload().get()
             return .fields([
@@ -147,6 +178,14 @@ final class Dispatcher: Sendable {
         default:
             throw KamiError(.badRequest, "\(request.op.name) is not an operator operation")
         }
+    }
+
+    static func wire(_ job: JobProgress, nowMs: Int64) -> JSONValue {
+        .object([
+            ("kind", .string(job.kind)), ("sku", .string(job.sku)), ("rows", .int(Int64(job.rows))),
+            ("file_bytes", job.fileBytes.map { .int($0) } ?? .null),
+            ("elapsed_ms", .int(max(0, nowMs - job.startedAtMs))),
+        ])
     }
 
     /// Rejected import rows listed in a reply; the rest are counted.

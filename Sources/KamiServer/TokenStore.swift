@@ -68,7 +68,8 @@ enum TokenStore {
             throw KamiError(.unavailable, "cannot create token_dir \(directory): \(String(cString: strerror(errno)))")
         }
         let token = SecureRandom.token(bytes: mintedTokenBytes)
-        let path = directory + "/" + client + ".token"
+        let base = directory.hasPrefix("/") ? directory : FileManager.default.currentDirectoryPath + "/" + directory
+        let path = (base as NSString).standardizingPath + "/" + client + ".token"
         try writeAtomically(Array((token + "\n").utf8), to: path)
         return (token, path)
     }

@@ -73,29 +73,44 @@ struct AuditChain {
     }
 
     /// Walks the whole chain and returns the first broken entry, or nil when intact.
-    static func verify(_ db: Connection) throws(SQLiteError) -> AuditBreak? {
+    static func verify(_ db: Connection) throws(SQLiteError) -> AuditBreak? { try walk(db).broken }
+
+    /// Walks the whole chain: how many entries hold together from the start, and the first
+    /// broken one.
+    static func walk(_ db: Connection) throws(SQLiteError) -> AuditWalk {
         let stmt = try db.prepare("SELECT seq, at_ms, event, subject, detail, prev_hash, hash FROM audit ORDER BY seq")
         defer { stmt.reset() }
         var expectedSeq: Int64 = 1
         var prev = genesis
         while try stmt.step() {
             let seq = stmt.int64(0)
+            func broken(_ at: Int64, _ reason: String) -> AuditWalk {
+                AuditWalk(entries: expectedSeq - 1, broken: AuditBreak(seq: at, reason: reason))
+            }
             if seq != expectedSeq {
-                return AuditBreak(seq: expectedSeq, reason: "entry \(expectedSeq) is missing (next is \(seq))")
+                return broken(expectedSeq, "entry \(expectedSeq) is missing (next is \(seq))")
             }
             let event = AuditEvent(stmt.text(2) ?? "", subject: stmt.text(3) ?? "", detail: stmt.text(4) ?? "")
             if stmt.blob(5) != prev {
-                return AuditBreak(seq: seq, reason: "entry \(seq) does not point at the hash of entry \(seq - 1)")
+                return broken(seq, "entry \(seq) does not point at the hash of entry \(seq - 1)")
             }
             let hash = AuditChain.hash(prev: prev, seq: seq, atMs: stmt.int64(1), event: event)
             if stmt.blob(6) != hash {
-                return AuditBreak(seq: seq, reason: "entry \(seq) was modified (its hash does not match its content)")
+                return broken(seq, "entry \(seq) was modified (its hash does not match its content)")
             }
             prev = hash
             expectedSeq += 1
         }
-        return nil
+        return AuditWalk(entries: expectedSeq - 1, broken: nil)
     }
+}
+
+/// What a walk of the audit chain found.
+public struct AuditWalk: Sendable, Hashable {
+    /// Entries that hold together from the first (all of them when `broken` is nil).
+    public let entries: Int64
+    /// The first broken entry, or nil when the chain is intact.
+    public let broken: AuditBreak?
 }
 
 /// The first broken audit entry found by verification.

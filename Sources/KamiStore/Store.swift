@@ -245,6 +245,11 @@ public final class Store: Sendable {
     }
 
     /// Walks the audit chain; nil when intact, else the first broken entry.
+    /// Walks the audit chain in one read transaction (`kamictl audit verify`).
+    public func walkAuditChain() throws(KamiError) -> AuditWalk {
+        try read { db throws(SQLiteError) in try AuditChain.walk(db) }
+    }
+
     public func verifyAuditChain() throws(KamiError) -> AuditBreak? {
         try read { db throws(SQLiteError) in try AuditChain.verify(db) }
     }

@@ -38,7 +38,9 @@ final class KamiCtlTests: XCTestCase {
     func testGlobalOptionsStandAnywhere() {
         let invocation = parse(["stock", "--json", "vip", "--socket", "/run/kami.sock", "--timeout", "7"])
         XCTAssertEqual(invocation, KamiCtl.Invocation(socketPath: "/run/kami.sock", json: true, timeoutMs: 7_000,
-                                                      command: .stock(sku: "vip")))
+                                                      progress: false, command: .stock(sku: "vip")))
+        XCTAssertEqual(parse(["import", "a.csv", "--sku", "v"])?.progress, true)
+        XCTAssertEqual(parse(["import", "a.csv", "--sku", "v", "--quiet"])?.progress, false)
         XCTAssertEqual(parse(["stats"], ["KAMI_SOCKET": "/env.sock"])?.socketPath, "/env.sock")
         XCTAssertEqual(parse(["--socket=/flag.sock", "stats"], ["KAMI_SOCKET": "/env.sock"])?.socketPath, "/flag.sock")
         XCTAssertEqual(parse(["stats"])?.socketPath, KamiEndpoint.defaultUnixPath)
@@ -73,7 +75,7 @@ final class KamiCtlTests: XCTestCase {
         XCTAssertEqual(usageError(["sku", "set", "vip", "--name", "a", "--name", "b"])?.message,
                        "--name is given twice")
         XCTAssertEqual(usageError(["sku", "set"])?.message, "expected 1 argument, got none")
-        XCTAssertEqual(usageError(["sku", "delete", "vip"])?.message, "sku takes the subcommand set")
+        XCTAssertEqual(usageError(["sku", "delete", "vip"])?.message, "sku takes the subcommand set or list")
         XCTAssertEqual(usageError(["stock", "a", "b"])?.message, "expected 0 to 1 arguments, got a b")
         XCTAssertEqual(usageError(["order", "A1", "--bogus"])?.message, "unknown option --bogus")
         XCTAssertEqual(usageError(["stats", "--socket"])?.message, "--socket needs a value")

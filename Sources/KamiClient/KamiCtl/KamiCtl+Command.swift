@@ -7,17 +7,20 @@ extension KamiCtl {
         public var json: Bool
         /// Longest wait for the reply.
         public var timeoutMs: Int
+        /// Report progress of long imports and exports (not with `--json` or `--quiet`).
+        public var progress: Bool
         /// What to do.
         public var command: Command
 
         /// An invocation; the defaults are kamictl's.
         public init(
             socketPath: String = KamiEndpoint.defaultUnixPath, json: Bool = false,
-            timeoutMs: Int = KamiCtl.requestTimeoutMsDefault, command: Command
+            timeoutMs: Int = KamiCtl.requestTimeoutMsDefault, progress: Bool = true, command: Command
         ) {
             self.socketPath = socketPath
             self.json = json
             self.timeoutMs = timeoutMs
+            self.progress = progress
             self.command = command
         }
     }
@@ -39,6 +42,25 @@ extension KamiCtl {
         case verify
         /// `stats`: kamid's counters.
         case stats
+        /// `sku list`: every SKU with its settings and stock.
+        case skuList
+        /// `export`: kamid writes the SKU's codes to `path` (made absolute when run);
+        /// `force` replaces an existing file.
+        case export(sku: String, path: String?, withSecrets: Bool, force: Bool)
+        /// `entitlements`: the codes a user holds; secrets only when asked.
+        case entitlements(user: String, showSecrets: Bool)
+        /// `void CODE_ID`: one code.
+        case voidCode(Int64)
+        /// `void --batch B`: every available code of an import batch.
+        case voidBatch(String)
+        /// `refund`: an issued order is refunded and its codes voided.
+        case refund(order: String)
+        /// `reload`: kamid reads its config again.
+        case reload
+        /// `audit verify`: walk the audit hash chain.
+        case auditVerify
+        /// `token new`: a new token for a storefront client, printed once.
+        case tokenNew(client: String)
     }
 
     /// What a `--help` or a usage error is about.
@@ -58,6 +80,22 @@ extension KamiCtl {
         case verify
         /// `stats`.
         case stats
+        /// `sku list`.
+        case skuList = "sku list"
+        /// `export`.
+        case export
+        /// `entitlements`.
+        case entitlements
+        /// `void`.
+        case void
+        /// `refund`.
+        case refund
+        /// `reload`.
+        case reload
+        /// `audit verify`.
+        case auditVerify = "audit verify"
+        /// `token new`.
+        case tokenNew = "token new"
     }
 
     /// A command line that does not parse.

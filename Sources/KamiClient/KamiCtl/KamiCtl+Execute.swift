@@ -4,7 +4,12 @@ public import KamiProtocol
 extension KamiCtl {
     /// Runs a parsed command: connects to kamid's socket, sends the request, and turns the
     /// reply into text and an exit status.
-    public static func execute(_ invocation: Invocation, currentDirectory: String) -> Outcome {
+    ///
+    /// `progress`, when given, receives progress lines of long imports and exports while
+    /// kamictl waits for the reply.
+    public static func execute(_ invocation: Invocation, currentDirectory: String, progress: ProgressSink? = nil)
+        -> Outcome
+    {
         let request: Request
         switch invocation.command {
         case .help(let topic):
@@ -39,9 +44,55 @@ extension KamiCtl {
             request = operatorRequest(.verify) { _ in }
         case .stats:
             request = operatorRequest(.stats) { _ in }
+        case .skuList:
+            request = operatorRequest(.skuList) { _ in }
+        case .export(let sku, let path, let withSecrets, let force):
+            let chosen = path ?? "\(sku)-export-\(timestampForFileName()).csv"
+            let absolute = absolutePath(chosen, currentDirectory: currentDirectory)
+            if Syscall.exists(absolute) {
+                guard force else {
+                    return Outcome(stderr: "kamictl: \(absolute) exists; choose another --out or add --force\n", exit: .failed)
+                }
+                guard Syscall.remove(absolute) else {
+                    return Outcome(stderr: "kamictl: cannot replace \(absolute)\n", exit: .failed)
+                }
+            }
+            request = operatorRequest(.export) {
+                $0.sku = sku
+                $0.path = absolute
+                $0.withSecrets = withSecrets ? true : nil
+            }
+        case .entitlements(let user, _):
+            request = operatorRequest(.entitlements) { $0.user = user }
+        case .voidCode(let code):
+            request = operatorRequest(.void) { $0.codeID = code }
+        case .voidBatch(let batch):
+            request = operatorRequest(.void) { $0.batch = batch }
+        case .refund(let order):
+            request = operatorRequest(.refund) { $0.order = order }
+        case .reload:
+            request = operatorRequest(.reload) { _ in }
+        case .auditVerify:
+            request = operatorRequest(.auditVerify) { _ in }
+        case .tokenNew(let client):
+            request = operatorRequest(.tokenNew) { $0.client = client }
         }
-        return exchange(request, invocation)
+        var poller: ProgressPoller?
+        switch invocation.command {
+        case .importCSV, .export:
+            if invocation.progress, let progress {
+                poller = ProgressPoller(socketPath: invocation.socketPath, sink: progress)
+            }
+        default:
+            break
+        }
+        let outcome = exchange(request, invocation)
+        poller?.stop()
+        return outcome
     }
+
+    /// `20261125-071500` in UTC, for default export file names.
+    static func timestampForFileName() -> String { Syscall.utcTimestamp() }
 
     private static func operatorRequest(_ op: Operation, _ fill: (inout Request) -> Void) -> Request {
         var request = Request(id: .number(1), op: op)
@@ -77,7 +128,11 @@ extension KamiCtl {
     /// The outcome for kamid's `reply` to the invocation's request.
     static func render(_ reply: Reply, _ invocation: Invocation) -> Outcome {
         let showSecrets: Bool
-        if case .order(_, let show) = invocation.command { showSecrets = show } else { showSecrets = false }
+        switch invocation.command {
+        case .order(_, let show), .entitlements(_, let show): showSecrets = show
+        case .tokenNew: showSecrets = true
+        default: showSecrets = false
+        }
         let shown = showSecrets ? reply : hidingSecrets(reply)
         var outcome: Outcome
         switch shown.result {
@@ -97,9 +152,20 @@ extension KamiCtl {
     /// The reply with every secret removed: kamictl shows them only when asked, so that a
     /// support session or a terminal log does not collect them.
     public static func hidingSecrets(_ reply: Reply) -> Reply {
-        guard case .success(.order(var order)) = reply.result else { return reply }
-        for index in order.codes.indices { order.codes[index].secret = nil }
-        return Reply(id: reply.id, result: .success(.order(order)))
+        switch reply.result {
+        case .success(.order(var order)):
+            for index in order.codes.indices { order.codes[index].secret = nil }
+            return Reply(id: reply.id, result: .success(.order(order)))
+        case .success(.codes(var codes)):
+            for index in codes.indices { codes[index].secret = nil }
+            return Reply(id: reply.id, result: .success(.codes(codes)))
+        case .success(.fields(let fields)):
+            // A minted token is shown once, to the operator who asked for it; nothing else
+            // in a fields reply is secret.
+            return Reply(id: reply.id, result: .success(.fields(fields)))
+        default:
+            return reply
+        }
     }
 
     /// Text and status for a successful body.
@@ -119,9 +185,27 @@ extension KamiCtl {
             let (text, violations) = Format.verify(fields)
             guard violations == 0 else {
                 return Outcome(stdout: text, stderr: "kamictl: verify found \(violations) violation"
-                    + (violations == 1 ? "\n" : "s\n"), exit: .failed)
+                    + (violations == 1 ? "\n" : "s\n"), exit: .problemsFound)
             }
             return Outcome(stdout: text, exit: .ok)
+        case (.skuList, .fields(let fields)):
+            return Outcome(stdout: Format.skuList(fields), exit: .ok)
+        case (.export, .fields(let fields)):
+            return Outcome(stdout: Format.exportReport(fields), exit: .ok)
+        case (.entitlements(let user, let showSecrets), .codes(let codes)):
+            return Outcome(stdout: Format.entitlements(user: user, codes, secretsShown: showSecrets), exit: .ok)
+        case (.voidCode, .fields(let fields)), (.voidBatch, .fields(let fields)):
+            return Outcome(stdout: Format.voidReport(fields), exit: .ok)
+        case (.refund, .order(let order)):
+            return Outcome(stdout: Format.order(order, secretsShown: false), exit: .ok)
+        case (.reload, .fields(let fields)):
+            return Outcome(stdout: Format.reload(fields), exit: .ok)
+        case (.auditVerify, .fields(let fields)):
+            let (text, clean) = Format.auditVerify(fields)
+            return clean ? Outcome(stdout: text, exit: .ok)
+                : Outcome(stdout: text, stderr: "kamictl: the audit chain is broken\n", exit: .problemsFound)
+        case (.tokenNew, .fields(let fields)):
+            return Outcome(stdout: Format.tokenNew(fields), exit: .ok)
         case (.stats, .fields(let fields)):
             return Outcome(stdout: Format.fields(fields), exit: .ok)
         default:

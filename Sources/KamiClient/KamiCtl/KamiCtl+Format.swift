@@ -107,6 +107,106 @@ extension KamiCtl {
             return out
         }
 
+        /// `sku list`: one row per SKU with its settings and stock.
+        public static func skuList(_ fields: [(String, JSONValue)]) -> String {
+            guard case .array(let items) = value(fields, "skus"), !items.isEmpty else { return "no SKUs\n" }
+            let header = ["SKU", "NAME", "PRICE", "LIMIT", "AVAILABLE", "RESERVED", "ISSUED", "VOIDED", "IMPORTED"]
+            let rows = items.compactMap { item -> [String]? in
+                guard case .object(let m) = item else { return nil }
+                let limit = int(m, "per_user_limit").map { $0 == 0 ? "-" : String($0) } ?? "?"
+                return [text(m, "sku") ?? "?", text(m, "name") ?? "", int(m, "price_cents").map(String.init) ?? "?", limit]
+                    + ["available", "reserved", "issued", "voided", "imported"].map { int(m, $0).map(String.init) ?? "?" }
+            }
+            return table([header] + rows)
+        }
+
+        /// `export`: how many codes went where.
+        public static func exportReport(_ fields: [(String, JSONValue)]) -> String {
+            let count = int(fields, "exported") ?? 0
+            return "exported \(count) code\(count == 1 ? "" : "s") to \(text(fields, "path") ?? "?")\n"
+        }
+
+        /// `entitlements`: the codes a user holds.
+        public static func entitlements(user: String, _ codes: [WireCode], secretsShown: Bool) -> String {
+            guard !codes.isEmpty else { return "user \(user) holds no codes\n" }
+            let header = ["CODE", "SKU", "STATE", "ORDER", "CARD", "SECRET"]
+            let rows = codes.map { code in
+                [String(code.codeID), code.sku, code.state ?? "?", code.order ?? "", code.cardNumber ?? "",
+                 code.secret.map { $0.reveal() } ?? (secretsShown ? "" : "hidden")]
+            }
+            return table([header] + rows) + (secretsShown ? "" : "(secrets hidden; --show-secrets to see them)\n")
+        }
+
+        /// `void`: what was voided and what was left alone.
+        public static func voidReport(_ fields: [(String, JSONValue)]) -> String {
+            let voided = int(fields, "voided") ?? 0
+            var out = "voided \(voided) code\(voided == 1 ? "" : "s")"
+            if let already = int(fields, "already_voided"), already > 0 { out += ", \(already) already void" }
+            if let skipped = int(fields, "skipped_reserved"), skipped > 0 {
+                out += ", \(skipped) skipped (held by unpaid orders or issued)"
+            }
+            return out + "\n"
+        }
+
+        /// `reload`: what changed, what waits for a restart.
+        public static func reload(_ fields: [(String, JSONValue)]) -> String {
+            func list(_ name: String) -> [String] {
+                guard case .array(let items) = value(fields, name) else { return [] }
+                return items.compactMap { if case .string(let s) = $0 { s } else { nil } }
+            }
+            let applied = list("applied")
+            let restart = list("restart_required")
+            var out = applied.isEmpty ? "reloaded: nothing changed" : "reloaded: applied \(applied.joined(separator: ", "))"
+            if let us = int(fields, "duration_us") { out += " (\(us) µs)" }
+            out += "\n"
+            if !restart.isEmpty {
+                out += "changed but needing a restart to take effect: \(restart.joined(separator: ", "))\n"
+            }
+            return out
+        }
+
+        /// `audit verify`: the text and whether the chain is intact.
+        public static func auditVerify(_ fields: [(String, JSONValue)]) -> (String, Bool) {
+            let entries = int(fields, "entries") ?? 0
+            guard value(fields, "clean") == .bool(true) else {
+                let seq = int(fields, "broken_seq").map(String.init) ?? "?"
+                return ("audit chain broken at entry \(seq): \(text(fields, "reason") ?? "")\n"
+                    + "  \(entries) entries before it hold together\n", false)
+            }
+            return ("audit chain intact: \(entries) entr\(entries == 1 ? "y" : "ies") verified\n", true)
+        }
+
+        /// `token new`: the token, once, and where kamid keeps it.
+        public static func tokenNew(_ fields: [(String, JSONValue)]) -> String {
+            let client = text(fields, "client") ?? "?"
+            var out = "token for client \(client)\(value(fields, "replaced") == .bool(true) ? " (the old one no longer works)" : ""):\n"
+            out += "  \(text(fields, "token") ?? "?")\n"
+            out += "stored in \(text(fields, "path") ?? "?"); give it to the storefront, it is not shown again\n"
+            return out
+        }
+
+        /// A progress line for a running import or export (`jobs` entry).
+        public static func progress(_ job: [(String, JSONValue)]) -> String {
+            let rows = int(job, "rows") ?? 0
+            let elapsedMs = max(1, int(job, "elapsed_ms") ?? 1)
+            let rate = rows * 1_000 / elapsedMs
+            var out = "\(text(job, "kind") ?? "job") \(text(job, "sku") ?? ""): \(grouped(rows)) rows"
+            if let bytes = int(job, "file_bytes") { out += " of a \(bytes >> 20) MiB file" }
+            out += ", \(grouped(rate)) rows/s, \(elapsedMs / 1_000) s"
+            return out
+        }
+
+        /// 1234567 as `1,234,567`.
+        static func grouped(_ number: Int64) -> String {
+            let digits = String(number.magnitude)
+            var out = ""
+            for (index, ch) in digits.enumerated() {
+                if index > 0 && (digits.count - index) % 3 == 0 { out += "," }
+                out.append(ch)
+            }
+            return (number < 0 ? "-" : "") + out
+        }
+
         // MARK: Helpers
 
         static func value(_ fields: [(String, JSONValue)], _ name: String) -> JSONValue? {
@@ -139,15 +239,27 @@ extension KamiCtl {
             }
         }
 
-        /// Rows in columns: the first left-aligned, the others right-aligned (numbers).
+        /// Rows in columns under a header row: numeric columns right-aligned, text left-aligned.
         static func table(_ rows: [[String]]) -> String {
             let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
+            let numeric = (0..<rows[0].count).map { column in
+                rows.count > 1 && rows.dropFirst().allSatisfy { Int64($0[column]) != nil || $0[column] == "-" }
+            }
             return rows.map { row in
                 row.enumerated().map { column, cell in
                     let pad = String(repeating: " ", count: widths[column] - cell.count)
-                    return column == 0 ? cell + pad : pad + cell
-                }.joined(separator: "  ")
+                    return numeric[column] ? pad + cell : cell + pad
+                }.joined(separator: "  ").trimmingTrailingSpaces()
             }.joined(separator: "\n") + "\n"
         }
+    }
+}
+
+extension String {
+    /// Without the spaces a left-aligned last column pads with.
+    func trimmingTrailingSpaces() -> String {
+        var end = endIndex
+        while end > startIndex, self[index(before: end)] == " " { end = index(before: end) }
+        return String(self[..<end])
     }
 }

@@ -16,7 +16,8 @@ extension KamiCtl {
         let socketPath = globals.socket ?? environment[socketEnvironmentVariable].flatMap { $0.isEmpty ? nil : $0 }
             ?? KamiEndpoint.defaultUnixPath
         func invocation(_ command: Command) -> Invocation {
-            Invocation(socketPath: socketPath, json: globals.json, timeoutMs: globals.timeoutMs, command: command)
+            Invocation(socketPath: socketPath, json: globals.json, timeoutMs: globals.timeoutMs,
+                       progress: !globals.json && !globals.quiet, command: command)
         }
         do throws(UsageError) {
             return .success(invocation(try command(words, help: globals.help)))
@@ -31,6 +32,7 @@ extension KamiCtl {
         var json = false
         var timeoutMs = KamiCtl.requestTimeoutMsDefault
         var help = false
+        var quiet = false
 
         /// Takes the global options out of `arguments` and returns the other words.
         mutating func extract(from arguments: [String]) throws(UsageError) -> [String] {
@@ -59,6 +61,8 @@ extension KamiCtl {
                     socket = path
                 case "--json":
                     json = true
+                case "--quiet", "-q":
+                    quiet = true
                 case "--timeout":
                     let text = try value()
                     let maxSeconds = ClientLimits.timeoutMsMax / 1000
@@ -98,12 +102,67 @@ extension KamiCtl {
             }
             return .help(topic)
         case "sku":
-            guard rest.first == "set" else {
+            switch rest.first {
+            case "set":
+                if help { return .help(.skuSet) }
+                return try skuSet(Array(rest.dropFirst()))
+            case "list":
+                if help { return .help(.skuList) }
+                _ = try ParsedOptions(Array(rest.dropFirst()), topic: .skuList, positionals: 0...0)
+                return .skuList
+            default:
                 if help && rest.isEmpty { return .help(.skuSet) }
-                throw UsageError(message: "sku takes the subcommand set", topic: .skuSet)
+                throw UsageError(message: "sku takes the subcommand set or list", topic: .general)
             }
-            if help { return .help(.skuSet) }
-            return try skuSet(Array(rest.dropFirst()))
+        case "audit":
+            guard rest.first == "verify" else {
+                if help && rest.isEmpty { return .help(.auditVerify) }
+                throw UsageError(message: "audit takes the subcommand verify", topic: .auditVerify)
+            }
+            if help { return .help(.auditVerify) }
+            _ = try ParsedOptions(Array(rest.dropFirst()), topic: .auditVerify, positionals: 0...0)
+            return .auditVerify
+        case "token":
+            guard rest.first == "new" else {
+                if help && rest.isEmpty { return .help(.tokenNew) }
+                throw UsageError(message: "token takes the subcommand new", topic: .tokenNew)
+            }
+            if help { return .help(.tokenNew) }
+            let parsed = try ParsedOptions(Array(rest.dropFirst()), topic: .tokenNew, positionals: 1...1)
+            return .tokenNew(client: parsed.positionals[0])
+        case "export":
+            if help { return .help(.export) }
+            let parsed = try ParsedOptions(
+                rest, topic: .export, valued: ["--sku", "--out"], flags: ["--with-secrets", "--force"], positionals: 0...0)
+            guard let sku = parsed.values["--sku"] else { throw UsageError(message: "export needs --sku SKU", topic: .export) }
+            return .export(sku: sku, path: parsed.values["--out"], withSecrets: parsed.flags.contains("--with-secrets"),
+                           force: parsed.flags.contains("--force"))
+        case "entitlements":
+            if help { return .help(.entitlements) }
+            let parsed = try ParsedOptions(rest, topic: .entitlements, flags: ["--show-secrets"], positionals: 1...1)
+            return .entitlements(user: parsed.positionals[0], showSecrets: parsed.flags.contains("--show-secrets"))
+        case "void":
+            if help { return .help(.void) }
+            let parsed = try ParsedOptions(rest, topic: .void, valued: ["--batch"], positionals: 0...1)
+            switch (parsed.positionals.first, parsed.values["--batch"]) {
+            case (let code?, nil):
+                guard let id = Int64(code), id > 0 else {
+                    throw UsageError(message: "CODE_ID is a positive integer, got \(code)", topic: .void)
+                }
+                return .voidCode(id)
+            case (nil, let batch?):
+                return .voidBatch(batch)
+            default:
+                throw UsageError(message: "void takes either a CODE_ID or --batch B", topic: .void)
+            }
+        case "refund":
+            if help { return .help(.refund) }
+            let parsed = try ParsedOptions(rest, topic: .refund, positionals: 1...1)
+            return .refund(order: parsed.positionals[0])
+        case "reload":
+            if help { return .help(.reload) }
+            _ = try ParsedOptions(rest, topic: .reload, positionals: 0...0)
+            return .reload
         case "import":
             if help { return .help(.importCSV) }
             return try importCSV(rest)

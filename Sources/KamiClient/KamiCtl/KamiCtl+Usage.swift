@@ -4,29 +4,46 @@ extension KamiCtl {
         switch topic {
         case .general:
             return """
-                usage: kamictl [--socket PATH] [--json] [--timeout SECONDS] COMMAND [ARGS]
+                usage: kamictl [--socket PATH] [--json] [--quiet] [--timeout SECONDS] COMMAND [ARGS]
 
                 Operates a running kamid over its Unix socket.
 
                 commands:
                   sku set SKU [--name N] [--price CENTS] [--per-user-limit N] [--activation-url T]
                                           create or change a SKU
+                  sku list                every SKU with its settings and stock
                   import FILE.csv --sku SKU [--batch B] [--dry-run]
                                           load codes from a CSV file (kamid reads the file)
+                  export --sku SKU [--with-secrets] [--out FILE] [--force]
+                                          write a SKU's codes to a CSV file (kamid writes it)
                   stock [SKU]             stock counters of one SKU, or of every SKU
                   order ID [--show-secrets]
                                           one order and its codes
-                  verify                  check the invariants (exit 1 on a violation)
+                  entitlements USER [--show-secrets]
+                                          the codes a user holds
+                  void CODE_ID | --batch B
+                                          withdraw one code, or a batch's available codes
+                  refund ORDER            refund an issued order (its codes are voided)
+                  reload                  make kamid read its config and token files again
                   stats                   kamid's counters
+                  verify                  check every invariant
+                  audit verify            check the audit log's hash chain
+                  token new CLIENT        make a new token for a storefront client (printed once)
 
                 options (anywhere on the line):
                   --socket PATH           kamid's socket (default: $\(socketEnvironmentVariable), else
                                           \(KamiEndpoint.defaultUnixPath))
                   --json                  print kamid's reply as one JSON line
+                  -q, --quiet             no progress lines for long imports and exports
                   --timeout SECONDS       longest wait for kamid's reply (default \(requestTimeoutMsDefault / 1000))
                   -h, --help              this text; COMMAND --help for a command
 
-                exit status: 0 ok, 1 the operation failed, 2 usage error, 3 cannot reach kamid
+                exit status (stable, for scripts):
+                  0  ok
+                  1  kamid refused or failed the operation (the reason is on stderr)
+                  2  usage error (the usage is on stderr)
+                  3  kamid cannot be reached (no socket, refused, timed out, connection lost)
+                  4  verify or audit verify found a problem (printed on stdout)
                 """
         case .skuSet:
             return """
@@ -71,13 +88,78 @@ extension KamiCtl {
                 usage: kamictl verify
 
                 Checks kamid's invariants (no code sold twice, counts add up, audit chain intact).
-                Exit status 1 when a violation is found; the violations are printed.
+                Exit status 4 when a violation is found; the violations are printed.
                 """
         case .stats:
             return """
                 usage: kamictl stats
 
                 Prints kamid's counters: commit batches and per-SKU stock.
+                """
+        case .skuList:
+            return """
+                usage: kamictl sku list
+
+                Prints every SKU: name, price in cents, per-user limit (- for none) and its stock.
+                """
+        case .export:
+            return """
+                usage: kamictl export --sku SKU [--with-secrets] [--out FILE] [--force]
+
+                kamid writes every code of SKU to a CSV file (mode 0600): code id, state, card
+                number, cost, expiry, batch, and the secret only with --with-secrets (such an export
+                is recorded in the audit log before it starts). kamid writes the file itself, so its
+                user must be able to write there (under the systemd unit: the state directory).
+
+                  --sku SKU               the SKU to export (required)
+                  --out FILE              where (default: ./SKU-export-YYYYMMDD-HHMMSS.csv, UTC)
+                  --with-secrets          include the secrets
+                  --force                 replace FILE if it exists (otherwise an error)
+                """
+        case .entitlements:
+            return """
+                usage: kamictl entitlements USER [--show-secrets]
+
+                Prints the codes USER holds (issued, and voided after a refund) with their orders.
+                Secrets are hidden (null with --json) unless --show-secrets is given.
+                """
+        case .void:
+            return """
+                usage: kamictl void CODE_ID
+                       kamictl void --batch B
+
+                Withdraws a code that must never be sold (leaked, faulty), or every available code of
+                import batch B. Codes held by unpaid orders or already issued are left alone and
+                counted; refund an order to void its codes.
+                """
+        case .refund:
+            return """
+                usage: kamictl refund ORDER
+
+                Marks an issued order refunded; its codes are voided (never sold again).
+                """
+        case .reload:
+            return """
+                usage: kamictl reload
+
+                kamid reads its config file and token files again. If anything is invalid nothing
+                changes and the error (file:line: key: ...) is printed, exit status 1. Otherwise the
+                keys applied live are listed, and changed keys that need a restart are named.
+                """
+        case .auditVerify:
+            return """
+                usage: kamictl audit verify
+
+                Walks the audit log's SHA-256 hash chain from the first entry. Exit status 4, with the
+                first broken entry, when an entry was changed, removed or reordered.
+                """
+        case .tokenNew:
+            return """
+                usage: kamictl token new CLIENT
+
+                kamid makes a random token for storefront client CLIENT, stores it (0600) in its
+                token_dir and accepts it at once; the client's previous token stops working for new
+                connections. The token is printed once: hand it to the storefront.
                 """
         }
     }

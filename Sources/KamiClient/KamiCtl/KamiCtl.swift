@@ -10,13 +10,14 @@ public enum KamiCtl {
     public enum Exit: Int32, Sendable {
         /// The operation succeeded.
         case ok = 0
-        /// kamid answered with an error (or `verify` found violations); the message is on
-        /// stderr.
+        /// kamid answered with an error; the message is on stderr.
         case failed = 1
         /// The command line was wrong; the usage is on stderr.
         case usage = 2
         /// kamid could not be reached (no socket, refused, timed out, connection lost).
         case unreachable = 3
+        /// `verify` or `audit verify` ran and found a violation or a broken chain.
+        case problemsFound = 4
     }
 
     /// What a run printed and how it ended.
@@ -50,12 +51,14 @@ public enum KamiCtl {
     /// Parses `arguments` (without the program name) and runs the command against kamid.
     /// `environment` supplies `KAMI_SOCKET`; relative CSV paths are made absolute against
     /// `currentDirectory`, because kamid reads the file and has its own working directory.
-    public static func run(arguments: [String], environment: [String: String], currentDirectory: String) -> Outcome {
+    public static func run(
+        arguments: [String], environment: [String: String], currentDirectory: String, progress: ProgressSink? = nil
+    ) -> Outcome {
         switch parse(arguments, environment: environment) {
         case .failure(let error):
             return Outcome(stderr: "kamictl: \(error.message)\n\n\(usage(error.topic))\n", exit: .usage)
         case .success(let invocation):
-            return execute(invocation, currentDirectory: currentDirectory)
+            return execute(invocation, currentDirectory: currentDirectory, progress: progress)
         }
     }
 }
