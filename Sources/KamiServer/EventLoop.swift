@@ -238,6 +238,11 @@ final class EventLoop: @unchecked Sendable {
             }
             connections[connection.id] = connection
             server.metrics.recordAccepted()
+            if server.logger.isEnabled(.debug) {
+                server.logger.log(.debug, "connection-open", [
+                    "id": String(connection.id), "peer": peer, "kind": listener.kind == .unix ? "unix" : "tcp",
+                ])
+            }
             // Edge-triggered: data may already be waiting.
             readAvailable(connection)
         }
@@ -493,6 +498,9 @@ final class EventLoop: @unchecked Sendable {
         close(connection.fd)
         connections[connection.id] = nil
         server.releaseConnection()
+        if server.logger.isEnabled(.debug) {
+            server.logger.log(.debug, "connection-closed", ["id": String(connection.id), "peer": connection.peer])
+        }
     }
 
     private func closeIdle(now: Int64) {

@@ -36,6 +36,10 @@ public final class Logger: Sendable {
     /// Changes the level (reload).
     public func setLevel(_ newLevel: LogLevel) { level.store(newLevel.rawValue, ordering: .relaxed) }
 
+    /// Whether `priority` is logged now (to skip building fields nobody will see).
+    @inline(__always)
+    public func isEnabled(_ priority: LogLevel) -> Bool { priority.rawValue <= level.load(ordering: .relaxed) }
+
     /// Writes one line if `priority` is enabled.
     public func log(_ priority: LogLevel, _ event: String, _ fields: KeyValuePairs<String, String> = [:]) {
         guard priority.rawValue <= level.load(ordering: .relaxed) else { return }

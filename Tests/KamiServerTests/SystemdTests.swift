@@ -115,6 +115,12 @@ final class SystemdTests: XCTestCase {
         XCTAssertLessThan(nowUs - usec, 5_000_000, "MONOTONIC_USEC is CLOCK_MONOTONIC")
         let readyAgain = try XCTUnwrap(receiver.wait(for: "READY=1", from: reloading + 1))
         XCTAssertTrue(receiver.messages[readyAgain].text.contains("last_reload=applied"), receiver.messages[readyAgain].text)
+        // The new log level is in force: debug events appear only now.
+        XCTAssertFalse(kamid.log.contains { $0.hasPrefix("<7>") }, "no debug lines at log_level info")
+        _ = try RawClient(port: kamid.port).call(#""id":1,"op":"ping""#)
+        let deadline = Date().addingTimeInterval(5)
+        while !kamid.log.contains(where: { $0.hasPrefix("<7>connection-open") }) && Date() < deadline { usleep(20_000) }
+        XCTAssertTrue(kamid.log.contains { $0.hasPrefix("<7>connection-open") && $0.contains("kind=tcp") }, "\(kamid.log)")
 
         // A broken config: still RELOADING then READY, and STATUS says it was rejected.
         mark = receiver.messages.count
