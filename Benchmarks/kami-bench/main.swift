@@ -8,7 +8,12 @@
 //   kami-bench import [--rows N]          CSV import rows/s and peak memory
 //   kami-bench load [--connections C] [--depth D] [--seconds S] [--codes N]
 //                                         binary issue load against a kamid it starts (durability full)
+//   kami-bench flash-sale [--connections C] [--depth D | --rate R] [--stock N] [--requests N]
+//                         [--seconds S] [--threads T] [--peers a,b,...] [--results DIR]
+//                                         kamid vs Redis (Lua/LMOVE, always/everysec) vs the echo
+//                                         ceiling, same clients, audited, table to stdout and DIR
 import Foundation
+import KamiBench
 import KamiStore
 
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -25,6 +30,8 @@ func usage() -> Never {
                kami-bench boot [--codes N] [--keep DIR]
                kami-bench import [--rows N]
                kami-bench load [--connections C] [--depth D] [--seconds S] [--codes N]
+               kami-bench flash-sale [--connections C] [--depth D | --rate R] [--stock N] [--requests N]
+                                     [--seconds S] [--threads T] [--peers kamid,redis-lua-always,...] [--results DIR]
         """)
     exit(2)
 }
@@ -44,6 +51,49 @@ case "boot-open":
 case "load":
     LoadBench.run(connections: Int(option("--connections") ?? "64") ?? 64, depth: Int(option("--depth") ?? "1") ?? 1,
                   seconds: Double(option("--seconds") ?? "10") ?? 10, codes: Int(option("--codes") ?? "1000000") ?? 1_000_000)
+case "flash-sale":
+    var options = FlashSale.Options()
+    options.connections = Int(option("--connections") ?? "64") ?? 64
+    if let rate = option("--rate").flatMap(Int.init) {
+        options.pacing = .open(ratePerSecond: rate)
+    } else {
+        options.pacing = .closed(depth: Int(option("--depth") ?? "1") ?? 1)
+    }
+    options.stock = Int(option("--stock") ?? "100000") ?? 100_000
+    options.requests = Int(option("--requests") ?? String(options.stock * 3)) ?? options.stock * 3
+    options.seconds = Double(option("--seconds") ?? "60") ?? 60
+    options.threads = Int(option("--threads") ?? "1") ?? 1
+    if let list = option("--peers") {
+        options.peers = list.split(separator: ",").map { name in
+            guard let peer = PeerKind(rawValue: String(name)) else {
+                print("unknown peer \(name); peers: \(PeerKind.allCases.map(\.rawValue).joined(separator: ","))")
+                exit(2)
+            }
+            return peer
+        }
+    }
+    do {
+        let results = try FlashSale(options: options).run { print($0) }
+        let command = "kami-bench " + arguments.joined(separator: " ")
+        let document = Report.document(scenario: "flash-sale", command: command, options: options, results: results)
+        print("")
+        print(document)
+        let directory = option("--results") ?? "Benchmarks/results"
+        if FileManager.default.fileExists(atPath: directory) {
+            let formatter = DateFormatter()
+            formatter.dateFormat = "yyyy-MM-dd-HHmmss"
+            formatter.timeZone = TimeZone(identifier: "UTC")
+            let path = "\(directory)/\(formatter.string(from: Date()))-flash-sale.md"
+            try document.write(toFile: path, atomically: true, encoding: .utf8)
+            print("written to \(path)")
+        } else {
+            print("(no \(directory) here: report not written; pass --results DIR)")
+        }
+        exit(results.contains { !$0.problems.isEmpty } ? 1 : 0)
+    } catch {
+        print("kami-bench: \(error)")
+        exit(1)
+    }
 case "import":
     EngineBench.importCSV(rows: Int(option("--rows") ?? "1000000") ?? 1_000_000)
 case "import-run":
