@@ -86,6 +86,11 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        .testTarget(
+            name: "KamiBenchTests",
+            dependencies: ["KamiBench", "KamiEngine", "KamiStore", "KamiCrypto", "KamiCore", "kamid", "kami-echo"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "KamiCoreTests", dependencies: ["KamiCore"], swiftSettings: strict),
         .testTarget(name: "KamiProtocolTests", dependencies: ["KamiProtocol", "KamiCore"], swiftSettings: strict),
         .testTarget(

@@ -1,3 +1,4 @@
+import CKamiLinux
 import Foundation
 import Glibc
 import KamiCore
