@@ -1,19 +1,26 @@
 import KamiCore
 import KamiProtocol
 
-/// kamid's binary protocol: `hello`, then one `issue` per request (a new order of a new user
-/// on the hot SKU, quantity 1).
+/// kamid's binary protocol: `hello`, then the scenario's requests.
 public struct KamiAdapter: WireAdapter {
-    public let token: String
-    public let sku: String
-    /// Users per connection before a user id repeats (0: every order a new user).
-    public let usersPerConnection: Int
-
-    public init(token: String, sku: String, usersPerConnection: Int = 0) {
-        self.token = token
-        self.sku = sku
-        self.usersPerConnection = usersPerConnection
+    /// What the requests are.
+    public enum Mode: Sendable {
+        /// One `issue` per request: a new order of a new user, on the SKUs in turn.
+        case issue(skus: [String])
+        /// Pairs: `reserve` (hold `ttlMs`), then `commit` (7 in 10), `release` (2 in 10), or
+        /// nothing but a `stock` query (1 in 10: the hold is abandoned and expires).
+        case checkout(sku: String, ttlMs: Int64)
     }
+
+    public let token: String
+    public let mode: Mode
+
+    public init(token: String, mode: Mode) {
+        self.token = token
+        self.mode = mode
+    }
+
+    public init(token: String, sku: String) { self.init(token: token, mode: .issue(skus: [sku])) }
 
     public func handshake() -> (bytes: [UInt8], replies: Int) {
         var hello = Request(id: .number(0), op: .hello)
@@ -24,15 +31,50 @@ public struct KamiAdapter: WireAdapter {
         return (out, 1)
     }
 
+    /// What the second request of checkout pair `pair` does: 0 commit, 1 release, 2 abandon.
+    public static func checkoutStep(pair: Int) -> Int {
+        let bucket = (pair &* 2_654_435_761) % 10
+        return bucket < 7 ? 0 : (bucket < 9 ? 1 : 2)
+    }
+
     public func encode(connection: Int, sequence: Int, into out: inout [UInt8]) -> String {
-        let order = "o\(connection)-\(sequence)"
-        var request = Request(id: .number(Int64(sequence & 0x7FFF_FFFF)), op: .issue)
-        request.order = order
-        let user = usersPerConnection > 0 ? sequence % usersPerConnection : sequence
-        request.user = "u\(connection)-\(user)"
-        request.sku = sku
-        request.qty = 1
-        request.paymentRef = "pay"
+        let id = RequestID.number(Int64(sequence & 0x7FFF_FFFF))
+        var request: Request
+        let order: String
+        switch mode {
+        case .issue(let skus):
+            order = "o\(connection)-\(sequence)"
+            request = Request(id: id, op: .issue)
+            request.order = order
+            request.user = "u\(connection)-\(sequence)"
+            request.sku = skus[sequence % skus.count]
+            request.qty = 1
+            request.paymentRef = "pay"
+        case .checkout(let sku, let ttlMs):
+            let pair = (sequence + 1) / 2
+            order = "o\(connection)-\(pair)"
+            if sequence % 2 == 1 {
+                request = Request(id: id, op: .reserve)
+                request.user = "u\(connection)-\(pair)"
+                request.sku = sku
+                request.qty = 1
+                request.ttlMs = ttlMs
+                request.order = order
+            } else {
+                switch KamiAdapter.checkoutStep(pair: pair) {
+                case 0:
+                    request = Request(id: id, op: .commit)
+                    request.order = order
+                    request.paymentRef = "pay"
+                case 1:
+                    request = Request(id: id, op: .release)
+                    request.order = order
+                default:
+                    request = Request(id: id, op: .stock)
+                    request.sku = sku
+                }
+            }
+        }
         try! BinaryCodec.encode(request, into: &out)
         return order
     }
@@ -45,7 +87,7 @@ public struct KamiAdapter: WireAdapter {
             throw Driver.DriverError("bad reply from kamid: \(error)")
         case .item(let (reply, _), let consumed):
             switch reply.result {
-            case .success(.order(let order)):
+            case .success(.order(let order)) where order.state == .committed:
                 return (consumed, .ok(codes: order.codes.map { String($0.codeID) }))
             case .success:
                 return (consumed, .ok(codes: []))
@@ -82,8 +124,13 @@ public struct EchoAdapter: WireAdapter {
 public struct RedisAdapter: WireAdapter {
     public enum Mode: Sendable { case lua(sha: String), lmove }
     public let mode: Mode
+    /// Stock lists, used in turn (`codes` for one hot SKU).
+    public let lists: [String]
 
-    public init(mode: Mode) { self.mode = mode }
+    public init(mode: Mode, lists: [String] = ["codes"]) {
+        self.mode = mode
+        self.lists = lists
+    }
 
     /// The script. KEYS: codes list, orders hash, users hash; ARGV: order id, user id.
     public static let script = """
@@ -101,11 +148,12 @@ public struct RedisAdapter: WireAdapter {
 
     public func encode(connection: Int, sequence: Int, into out: inout [UInt8]) -> String {
         let order = "o\(connection)-\(sequence)"
+        let list = lists[sequence % lists.count]
         switch mode {
         case .lua(let sha):
-            RESP.command(["EVALSHA", sha, "3", "codes", "orders", "users", order, "u\(connection)-\(sequence)"], into: &out)
+            RESP.command(["EVALSHA", sha, "3", list, "orders", "users", order, "u\(connection)-\(sequence)"], into: &out)
         case .lmove:
-            RESP.command(["LMOVE", "codes", "issued", "LEFT", "RIGHT"], into: &out)
+            RESP.command(["LMOVE", list, "issued", "LEFT", "RIGHT"], into: &out)
         }
         return order
     }

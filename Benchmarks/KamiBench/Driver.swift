@@ -53,6 +53,9 @@ public struct RunPlan: Sendable {
     public var seconds: Double
     /// Client threads (each drives its share of the connections on its own epoll).
     public var threads: Int
+    /// Retry storm: every this many requests a connection is dropped with its requests in
+    /// flight, reconnected, and those requests sent again with the same order ids (0: never).
+    public var dropEvery = 0
 
     public init(port: UInt16, connections: Int, pacing: Pacing, requests: Int, seconds: Double, threads: Int = 1) {
         self.port = port
@@ -78,6 +81,11 @@ public struct RunResult: Sendable {
     public var lastIssueNs: UInt64 = 0
     /// Connections the server closed or reset under the run (should be 0).
     public var droppedConnections = 0
+    /// Connections the client dropped on purpose (retry storm), and requests sent again.
+    public var clientDrops = 0
+    public var resent = 0
+    /// Orders whose repeated replies disagreed (a retry that got other codes).
+    public var conflicts: [String] = []
 
     public var repliesPerSecond: Double { elapsedNs == 0 ? 0 : Double(replies) / (Double(elapsedNs) / 1e9) }
     public var okPerSecond: Double { lastIssueNs == 0 ? 0 : Double(ok) / (Double(lastIssueNs) / 1e9) }
@@ -91,6 +99,9 @@ public struct RunResult: Sendable {
         elapsedNs = max(elapsedNs, other.elapsedNs)
         lastIssueNs = max(lastIssueNs, other.lastIssueNs)
         droppedConnections += other.droppedConnections
+        clientDrops += other.clientDrops
+        resent += other.resent
+        conflicts += other.conflicts
     }
 }
 
@@ -149,13 +160,13 @@ public enum Driver {
     }
 
     private final class Link {
-        let fd: Int32
+        var fd: Int32
         let index: Int
         var output: [UInt8] = []
         var sentBytes = 0
         var input: [UInt8] = []
-        /// Send time (or due time, open loop) and order id of each request in flight.
-        var inFlight: [(ns: UInt64, order: String)] = []
+        /// Send time (or due time, open loop), order id and sequence of each request in flight.
+        var inFlight: [(ns: UInt64, order: String, sequence: Int)] = []
         var inFlightHead = 0
         var handshakeReplies = 0
         var sequence = 0
@@ -194,7 +205,7 @@ public enum Driver {
                     && sent.take() < plan.requests {
                     link.sequence += 1
                     let order = adapter.encode(connection: link.index, sequence: link.sequence, into: &link.output)
-                    link.inFlight.append((monotonicNs(), order))
+                    link.inFlight.append((monotonicNs(), order, link.sequence))
                 }
             }
         }
@@ -215,7 +226,34 @@ public enum Driver {
         func enqueue(_ link: Link, dueNs: UInt64) {
             link.sequence += 1
             let order = adapter.encode(connection: link.index, sequence: link.sequence, into: &link.output)
-            link.inFlight.append((dueNs, order))
+            link.inFlight.append((dueNs, order, link.sequence))
+        }
+        /// Retry storm: drop the connection with its requests in flight, reconnect, say
+        /// hello again and re-send them (same order ids, latency still from the first send).
+        func dropAndResend(_ link: Link, token: UInt64) throws {
+            flush(link)
+            epoll_ctl(epfd, EPOLL_CTL_DEL, link.fd, nil)
+            close(link.fd)
+            result.clientDrops += 1
+            link.fd = try connect(port: plan.port)
+            let hello = adapter.handshake()
+            link.output = hello.bytes
+            link.sentBytes = 0
+            link.handshakeReplies = hello.replies
+            link.input.removeAll(keepingCapacity: true)
+            let pending = Array(link.inFlight[link.inFlightHead...])
+            link.inFlight = []
+            link.inFlightHead = 0
+            for entry in pending {
+                _ = adapter.encode(connection: link.index, sequence: entry.sequence, into: &link.output)
+                link.inFlight.append(entry)
+                result.resent += 1
+            }
+            var event = epoll_event()
+            event.events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLET.rawValue
+            event.data.u64 = token
+            epoll_ctl(epfd, EPOLL_CTL_ADD, link.fd, &event)
+            flush(link)
         }
         func flush(_ link: Link) {
             while link.sentBytes < link.output.count {
@@ -272,6 +310,7 @@ public enum Driver {
                 }
                 // Parse complete replies.
                 var consumedTotal = 0
+                var dropped = false
                 while consumedTotal < link.input.count {
                     let parsed = try link.input.withUnsafeBytes { raw in
                         try adapter.parse(UnsafeRawBufferPointer(rebasing: raw[consumedTotal...]))
@@ -288,7 +327,7 @@ public enum Driver {
                         continue
                     }
                     guard link.inFlightHead < link.inFlight.count else { throw DriverError("a reply nobody asked for") }
-                    let (sentNs, order) = link.inFlight[link.inFlightHead]
+                    let (sentNs, order, _) = link.inFlight[link.inFlightHead]
                     link.inFlightHead += 1
                     result.latency.record(arrived &- sentNs)
                     result.replies += 1
@@ -296,6 +335,9 @@ public enum Driver {
                     case .ok(let codes):
                         result.ok += 1
                         if !codes.isEmpty {
+                            if let earlier = result.acknowledged[order], earlier != codes {
+                                result.conflicts.append("\(order): \(earlier) then \(codes)")
+                            }
                             result.acknowledged[order] = codes
                             result.lastIssueNs = arrived - start
                         }
@@ -304,9 +346,14 @@ public enum Driver {
                     }
                     if case .closed = pacing, takeTicket() {
                         enqueue(link, dueNs: monotonicNs())
+                        if plan.dropEvery > 0 && link.sequence % plan.dropEvery == 0 {
+                            try dropAndResend(link, token: events[i].data.u64)
+                            dropped = true
+                            break
+                        }
                     }
                 }
-                if consumedTotal > 0 { link.input.removeFirst(consumedTotal) }
+                if !dropped && consumedTotal > 0 { link.input.removeFirst(consumedTotal) }
                 if link.inFlightHead > 4_096 {
                     link.inFlight.removeFirst(link.inFlightHead)
                     link.inFlightHead = 0

@@ -24,6 +24,8 @@ public struct Ledger: Sendable {
     public var stock: Int = 0
     /// Codes still available in storage after the run.
     public var available: Int = 0
+    /// Codes still held by unpaid orders after the run (checkout).
+    public var held: Int = 0
     /// Most codes one user may hold (0: no limit).
     public var perUserLimit: Int = 0
     /// Every code that was loaded, when known (an issued code must be one of them).
@@ -63,8 +65,8 @@ public struct Ledger: Sendable {
         }
         // No oversell, and stock is conserved.
         if issued > stock { problem("oversold: \(issued) codes issued from a stock of \(stock)") }
-        if issued + available != stock {
-            problem("conservation: \(issued) issued + \(available) available != \(stock) loaded")
+        if issued + available + held != stock {
+            problem("conservation: \(issued) issued + \(available) available + \(held) held != \(stock) loaded")
         }
         if perUserLimit > 0 {
             for (user, held) in perUser where held > perUserLimit {

@@ -148,8 +148,8 @@ public enum Peers {
 
     /// kamid with durability full on a temp data dir, one hot SKU of `stock` codes with a
     /// per-user limit; returns the process and the adapter's token.
-    public static func startKamid(stock: Int, perUserLimit: Int, sku: String = "hot", binDirectory: String = binDirectory)
-        throws -> (PeerProcess, token: String)
+    public static func startKamid(stock: Int, perUserLimit: Int, skus: [String] = ["hot"],
+                                  binDirectory: String = binDirectory) throws -> (PeerProcess, token: String)
     {
         let directory = PeerProcess.tempDirectory("kamid")
         let peer = PeerProcess(name: "kamid", directory: directory)
@@ -158,16 +158,23 @@ public enum Peers {
         ]) { log in log.contains(">ready") ? PeerProcess.firstPort(in: log, after: "ready tcp=") : nil }
         let token = try String(contentsOfFile: directory + "/data/default.token", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        let csv = directory + "/codes.csv"
-        var text = "secret\n"
-        text.reserveCapacity(stock * 24)
-        for n in 0..<stock { text += "CODE-\(n)-\(String(n &* 2_654_435_761 % 999_983, radix: 36))\n" }
-        try text.write(toFile: csv, atomically: true, encoding: .utf8)
         let socket = directory + "/data/kamid.sock"
-        for line in [#"{"id":1,"op":"sku_set","sku":"\#(sku)","name":"Flash","per_user_limit":\#(perUserLimit)}"#,
-                     #"{"id":2,"op":"import","sku":"\#(sku)","path":"\#(csv)"}"#] {
-            let reply = try operatorCall(socket: socket, line)
-            guard reply.contains("\"ok\":true") else { throw Driver.DriverError("kamid setup failed: \(reply)") }
+        var next = 0
+        for (index, sku) in skus.enumerated() {
+            let share = stock / skus.count + (index < stock % skus.count ? 1 : 0)
+            let csv = directory + "/codes-\(index).csv"
+            var text = "secret\n"
+            text.reserveCapacity(share * 24)
+            for _ in 0..<share {
+                text += "CODE-\(next)-\(String(next &* 2_654_435_761 % 999_983, radix: 36))\n"
+                next += 1
+            }
+            try text.write(toFile: csv, atomically: true, encoding: .utf8)
+            for line in [#"{"id":1,"op":"sku_set","sku":"\#(sku)","name":"Bench","per_user_limit":\#(perUserLimit)}"#,
+                         #"{"id":2,"op":"import","sku":"\#(sku)","path":"\#(csv)"}"#] {
+                let reply = try operatorCall(socket: socket, line)
+                guard reply.contains("\"ok\":true") else { throw Driver.DriverError("kamid setup failed: \(reply)") }
+            }
         }
         return (peer, token)
     }
@@ -216,6 +223,7 @@ public enum Peers {
         ledger.stock = stock
         ledger.perUserLimit = perUserLimit
         ledger.available = counts.states.values.reduce(0) { $0 + $1[0] }
+        ledger.held = counts.states.values.reduce(0) { $0 + $1[1] }
         for order in snapshot.orders {
             ledger.stored[order.orderID] = Ledger.StoredOrder(
                 user: order.user, committed: order.state == .committed, codes: order.codes.map { String($0.codeID) })
@@ -226,7 +234,7 @@ public enum Peers {
 
     /// redis-server with AOF (`appendfsync` always or everysec), the stock in list `codes`,
     /// the script loaded; returns the process and the script's sha.
-    public static func startRedis(stock: Int, fsync: String) throws -> (PeerProcess, sha: String) {
+    public static func startRedis(stock: Int, fsync: String, lists: [String] = ["codes"]) throws -> (PeerProcess, sha: String) {
         let directory = PeerProcess.tempDirectory("redis")
         let peer = PeerProcess(name: "redis", directory: directory)
         let port = try freePort()
@@ -238,7 +246,7 @@ public enum Peers {
         let client = try RedisClient(port: port)
         var batch: [[String]] = []
         for n in 0..<stock {
-            batch.append(["RPUSH", "codes", "CODE-\(n)"])
+            batch.append(["RPUSH", lists[n % lists.count], "CODE-\(n)"])
             if batch.count == 1_000 || n == stock - 1 {
                 _ = try client.pipeline(batch)
                 batch.removeAll(keepingCapacity: true)
@@ -252,14 +260,16 @@ public enum Peers {
 
     /// Redis's side of the ledger, read from its keys (then it is stopped).
     public static func redisLedger(_ peer: PeerProcess, lua: Bool, acknowledged: [String: [String]], stock: Int,
-                                   perUserLimit: Int) throws -> Ledger {
+                                   perUserLimit: Int, lists: [String] = ["codes"]) throws -> Ledger {
         let client = try RedisClient(port: peer.port)
         var ledger = Ledger()
         ledger.acknowledged = acknowledged
         ledger.stock = stock
         ledger.perUserLimit = lua ? perUserLimit : 0
-        guard case .integer(let left) = try client.call("LLEN", "codes") else { throw Driver.DriverError("LLEN failed") }
-        ledger.available = Int(left)
+        for list in lists {
+            guard case .integer(let left) = try client.call("LLEN", list) else { throw Driver.DriverError("LLEN failed") }
+            ledger.available += Int(left)
+        }
         if lua {
             guard case .array(let pairs?) = try client.call("HGETALL", "orders"),
                   case .array(let users?) = try client.call("HGETALL", "users") else {

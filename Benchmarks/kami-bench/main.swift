@@ -8,8 +8,9 @@
 //   kami-bench import [--rows N]          CSV import rows/s and peak memory
 //   kami-bench load [--connections C] [--depth D] [--seconds S] [--codes N]
 //                                         binary issue load against a kamid it starts (durability full)
-//   kami-bench flash-sale [--connections C] [--depth D | --rate R] [--stock N] [--requests N]
-//                         [--seconds S] [--threads T] [--peers a,b,...] [--results DIR]
+//   kami-bench flash-sale|steady|checkout|retry-storm [--connections C] [--depth D | --rate R]
+//                         [--stock N] [--requests N] [--seconds S] [--threads T] [--skus N]
+//                         [--drop-every N] [--peers a,b,...] [--results DIR]
 //                                         kamid vs Redis (Lua/LMOVE, always/everysec) vs the echo
 //                                         ceiling, same clients, audited, table to stdout and DIR
 import Foundation
@@ -30,8 +31,9 @@ func usage() -> Never {
                kami-bench boot [--codes N] [--keep DIR]
                kami-bench import [--rows N]
                kami-bench load [--connections C] [--depth D] [--seconds S] [--codes N]
-               kami-bench flash-sale [--connections C] [--depth D | --rate R] [--stock N] [--requests N]
-                                     [--seconds S] [--threads T] [--peers kamid,redis-lua-always,...] [--results DIR]
+               kami-bench flash-sale|steady|checkout|retry-storm [--connections C] [--depth D | --rate R]
+                          [--stock N] [--requests N] [--seconds S] [--threads T] [--skus N] [--drop-every N]
+                          [--peers kamid,redis-lua-always,redis-lua-everysec,redis-lmove-always,echo] [--results DIR]
         """)
     exit(2)
 }
@@ -51,8 +53,12 @@ case "boot-open":
 case "load":
     LoadBench.run(connections: Int(option("--connections") ?? "64") ?? 64, depth: Int(option("--depth") ?? "1") ?? 1,
                   seconds: Double(option("--seconds") ?? "10") ?? 10, codes: Int(option("--codes") ?? "1000000") ?? 1_000_000)
-case "flash-sale":
-    var options = FlashSale.Options()
+case "flash-sale", "steady", "checkout", "retry-storm":
+    var options = ScenarioBench.Options()
+    options.scenario = Scenario(rawValue: arguments[0])!
+    options.peers = ScenarioBench.supported(options.scenario)
+    options.skus = Int(option("--skus") ?? "100") ?? 100
+    options.dropEvery = Int(option("--drop-every") ?? "25") ?? 25
     options.connections = Int(option("--connections") ?? "64") ?? 64
     if let rate = option("--rate").flatMap(Int.init) {
         options.pacing = .open(ratePerSecond: rate)
@@ -73,9 +79,10 @@ case "flash-sale":
         }
     }
     do {
-        let results = try FlashSale(options: options).run { print($0) }
+        let results = try ScenarioBench(options: options).run { print($0) }
         let command = "kami-bench " + arguments.joined(separator: " ")
-        let document = Report.document(scenario: "flash-sale", command: command, options: options, results: results)
+        let document = Report.document(scenario: options.scenario.rawValue, command: command, options: options,
+                                       results: results)
         print("")
         print(document)
         let directory = option("--results") ?? "Benchmarks/results"
@@ -83,7 +90,7 @@ case "flash-sale":
             let formatter = DateFormatter()
             formatter.dateFormat = "yyyy-MM-dd-HHmmss"
             formatter.timeZone = TimeZone(identifier: "UTC")
-            let path = "\(directory)/\(formatter.string(from: Date()))-flash-sale.md"
+            let path = "\(directory)/\(formatter.string(from: Date()))-\(options.scenario.rawValue).md"
             try document.write(toFile: path, atomically: true, encoding: .utf8)
             print("written to \(path)")
         } else {

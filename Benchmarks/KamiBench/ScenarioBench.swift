@@ -1,11 +1,48 @@
 public import Foundation
 import Glibc
 
-/// The flash-sale scenario: one hot SKU, every request a new order of a new user (per-user
-/// limit 1), a burst of requests far larger than the stock. Run against each peer in turn
-/// with the same client pattern, audited after each run.
-public struct FlashSale: Sendable {
+/// The load scenarios.
+public enum Scenario: String, Sendable, CaseIterable {
+    /// One hot SKU, every request a new order of a new user (per-user limit 1), a burst far
+    /// larger than the stock.
+    case flashSale = "flash-sale"
+    /// Many SKUs, requests spread uniformly over them, every request a new order.
+    case steady
+    /// reserve, then commit (70%), release (20%) or abandon to the hold TTL (10%); kamid only.
+    case checkout
+    /// flash-sale where clients drop their connections with requests in flight and re-send
+    /// the same order ids: an idempotent server hands out each order's code once.
+    case retryStorm = "retry-storm"
+
+    /// What one line of the report says about the load.
+    func describe(_ options: ScenarioBench.Options) -> String {
+        switch self {
+        case .flashSale:
+            "\(options.requests) requests for \(options.stock) codes (one hot SKU, every request a new order of a new user, "
+                + "per-user limit 1)"
+        case .steady:
+            "\(options.requests) requests over \(options.skus) SKUs holding \(options.stock) codes, every request a new order"
+        case .checkout:
+            "\(options.requests) requests in reserve/commit pairs (70% commit, 20% release, 10% abandoned to a "
+                + "\(options.holdTTLMs) ms hold) on one SKU of \(options.stock) codes"
+        case .retryStorm:
+            "flash-sale, every \(options.dropEvery)th request the connection is dropped with its requests in flight "
+                + "and they are re-sent with the same order ids"
+        }
+    }
+}
+
+/// Runs a scenario against each peer in turn with the same client pattern, and audits each
+/// run against the peer's storage.
+public struct ScenarioBench: Sendable {
     public struct Options: Sendable {
+        public var scenario = Scenario.flashSale
+        /// SKUs (steady).
+        public var skus = 100
+        /// Hold of a checkout reserve, ms (at least 1000).
+        public var holdTTLMs: Int64 = 1_000
+        /// Retry storm: drop a connection every this many of its requests.
+        public var dropEvery = 25
         public var connections = 64
         public var pacing = Pacing.closed(depth: 1)
         /// Codes in stock.
@@ -19,6 +56,15 @@ public struct FlashSale: Sendable {
         public var binDirectory = Peers.binDirectory
 
         public init() {}
+    }
+
+    /// The peers that can run `scenario`.
+    public static func supported(_ scenario: Scenario) -> [PeerKind] {
+        switch scenario {
+        case .checkout: [.kamid]
+        case .retryStorm: [.kamid, .redisLuaAlways, .redisLuaEverysec, .redisLMoveAlways]
+        case .flashSale, .steady: PeerKind.allCases
+        }
     }
 
     /// One peer's run.
@@ -49,32 +95,45 @@ public struct FlashSale: Sendable {
     }
 
     private func plan(port: UInt16) -> RunPlan {
-        RunPlan(port: port, connections: options.connections, pacing: options.pacing, requests: options.requests,
-                seconds: options.seconds, threads: options.threads)
+        var plan = RunPlan(port: port, connections: options.connections, pacing: options.pacing,
+                           requests: options.requests, seconds: options.seconds, threads: options.threads)
+        if options.scenario == .retryStorm { plan.dropEvery = options.dropEvery }
+        return plan
     }
+
+    private var skuKeys: [String] {
+        options.scenario == .steady ? (0..<max(1, options.skus)).map { "s\($0)" } : ["hot"]
+    }
+
+    /// Per-user limit of the scenario's SKUs (every order has its own user anyway).
+    private var perUserLimit: Int { options.scenario == .steady || options.scenario == .checkout ? 0 : 1 }
 
     private func runOne(_ peer: PeerKind) throws -> PeerResult {
         switch peer {
         case .kamid:
-            let (process, token) = try Peers.startKamid(stock: options.stock, perUserLimit: 1, binDirectory: options.binDirectory)
-            let result = try Driver.run(plan(port: process.port), adapter: KamiAdapter(token: token, sku: "hot"))
+            let (process, token) = try Peers.startKamid(stock: options.stock, perUserLimit: perUserLimit, skus: skuKeys,
+                                                        binDirectory: options.binDirectory)
+            let mode: KamiAdapter.Mode = options.scenario == .checkout
+                ? .checkout(sku: "hot", ttlMs: options.holdTTLMs) : .issue(skus: skuKeys)
+            let result = try Driver.run(plan(port: process.port), adapter: KamiAdapter(token: token, mode: mode))
             let (ledger, verify) = try Peers.kamidLedger(process, acknowledged: result.acknowledged, stock: options.stock,
-                                                         perUserLimit: 1)
+                                                         perUserLimit: perUserLimit)
             var problems = ledger.audit()
             if verify != "clean" { problems.insert("kamid verify: \(verify)", at: 0) }
-            if result.droppedConnections > 0 { problems.append("\(result.droppedConnections) connections dropped") }
+            problems += common(result)
             try? FileManager.default.removeItem(atPath: process.directory)
             return PeerResult(peer: peer, result: result, problems: problems, audited: true)
         case .redisLuaAlways, .redisLuaEverysec, .redisLMoveAlways:
             let fsync = peer == .redisLuaEverysec ? "everysec" : "always"
-            let (process, sha) = try Peers.startRedis(stock: options.stock, fsync: fsync)
+            let lists = skuKeys.map { "codes:\($0)" }
+            let (process, sha) = try Peers.startRedis(stock: options.stock, fsync: fsync, lists: lists)
             let lua = peer != .redisLMoveAlways
-            let adapter = RedisAdapter(mode: lua ? .lua(sha: sha) : .lmove)
+            let adapter = RedisAdapter(mode: lua ? .lua(sha: sha) : .lmove, lists: lists)
             let result = try Driver.run(plan(port: process.port), adapter: adapter)
             let ledger = try Peers.redisLedger(process, lua: lua, acknowledged: result.acknowledged, stock: options.stock,
-                                               perUserLimit: 1)
+                                               perUserLimit: perUserLimit, lists: lists)
             var problems = ledger.audit()
-            if result.droppedConnections > 0 { problems.append("\(result.droppedConnections) connections dropped") }
+            problems += common(result)
             try? FileManager.default.removeItem(atPath: process.directory)
             return PeerResult(peer: peer, result: result, problems: problems, audited: true)
         case .echo:
@@ -84,6 +143,14 @@ public struct FlashSale: Sendable {
             return PeerResult(peer: peer, result: result, problems: [], audited: false)
         }
     }
+
+    /// Problems any peer can have: connections the server dropped, retries that got other codes.
+    private func common(_ result: RunResult) -> [String] {
+        var problems: [String] = []
+        if result.droppedConnections > 0 { problems.append("\(result.droppedConnections) connections dropped by the server") }
+        for conflict in result.conflicts.prefix(5) { problems.append("a retry got other codes: \(conflict)") }
+        return problems
+    }
 }
 
 /// The comparison table, for stdout and `Benchmarks/results/`.
@@ -92,7 +159,7 @@ public enum Report {
 
     /// A Markdown table of every peer, then the ratios of kamid to Redis (Lua, always) and
     /// to the echo ceiling.
-    public static func table(_ results: [FlashSale.PeerResult]) -> String {
+    public static func table(_ results: [ScenarioBench.PeerResult]) -> String {
         var out = "| peer | durability | replies | issued | errors | replies/s | issued/s (until sold out) "
             + "| p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | audit |\n"
         out += "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
@@ -136,15 +203,21 @@ public enum Report {
     }
 
     /// The whole report: what ran, on what, and the table.
-    public static func document(scenario: String, command: String, options: FlashSale.Options,
-                                results: [FlashSale.PeerResult], date: Date = Date()) -> String {
+    public static func document(scenario: String, command: String, options: ScenarioBench.Options,
+                                results: [ScenarioBench.PeerResult], date: Date = Date()) -> String {
         var text = "# kami-bench \(scenario), \(ISO8601DateFormatter().string(from: date))\n\n"
         text += "- machine: \(machine())\n"
         text += "- command: `\(command)`\n"
         text += "- load: \(options.connections) connections, \(options.pacing), \(options.threads) client thread(s) "
-            + "on the same machine; \(options.requests) requests for \(options.stock) codes (one hot SKU, "
-            + "every request a new order of a new user, per-user limit 1)\n\n"
+            + "on the same machine; \(options.scenario.describe(options))\n\n"
         text += table(results)
+        let storms = results.filter { $0.result.clientDrops > 0 }
+        if !storms.isEmpty {
+            text += "\nRetry storm: " + storms.map {
+                "\($0.peer.rawValue) \($0.result.clientDrops) drops, \($0.result.resent) requests re-sent, "
+                    + "\($0.result.conflicts.count) conflicting replies"
+            }.joined(separator: "; ") + "\n"
+        }
         let failed = results.filter { !$0.problems.isEmpty }
         if !failed.isEmpty {
             text += "\nAudit failures:\n"
