@@ -321,7 +321,9 @@ public enum Driver {
                     if link.handshakeReplies > 0 {
                         link.handshakeReplies -= 1
                         if case .error(let code) = outcome { throw DriverError("handshake refused: \(code)") }
-                        if link.handshakeReplies == 0, case .closed(let depth) = pacing {
+                        // The first handshake fills the pipeline; after a reconnect the
+                        // re-sent requests are already in flight.
+                        if link.handshakeReplies == 0, link.sequence == 0, case .closed(let depth) = pacing {
                             for _ in 0..<depth where takeTicket() { enqueue(link, dueNs: monotonicNs()) }
                         }
                         continue

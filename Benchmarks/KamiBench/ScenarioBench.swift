@@ -116,6 +116,10 @@ public struct ScenarioBench: Sendable {
             let mode: KamiAdapter.Mode = options.scenario == .checkout
                 ? .checkout(sku: "hot", ttlMs: options.holdTTLMs) : .issue(skus: skuKeys)
             let result = try Driver.run(plan(port: process.port), adapter: KamiAdapter(token: token, mode: mode))
+            if options.scenario == .checkout {
+                // Let the abandoned holds expire, so that verify sees kamid at rest.
+                usleep(UInt32(options.holdTTLMs + 1_500) * 1_000)
+            }
             let (ledger, verify) = try Peers.kamidLedger(process, acknowledged: result.acknowledged, stock: options.stock,
                                                          perUserLimit: perUserLimit)
             var problems = ledger.audit()
