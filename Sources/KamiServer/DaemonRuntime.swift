@@ -108,6 +108,9 @@ final class DaemonRuntime: @unchecked Sendable {
         ])
         serving.store(true, ordering: .relaxed)
         notifier?.ready(status: statusLine())
+        let monitor = Thread { [self] in watchHealth(engine: engine, dataDirectory: config.dataDirectory) }
+        monitor.name = "kami-health"
+        monitor.start()
 
         while true {
             var received: Int32 = 0
@@ -121,6 +124,7 @@ final class DaemonRuntime: @unchecked Sendable {
             break
         }
         serving.store(false, ordering: .relaxed)
+        stopping.store(true, ordering: .relaxed)
         notifier?.stopping(status: "stopping: finishing \(server.connections) connections")
         let deadlineMs = lock.withLock { running.shutdownTimeoutMs } + DaemonRuntime.closeGraceMs
         let watchdog = ShutdownGuard(afterMs: deadlineMs, logger: logger)
@@ -233,6 +237,34 @@ final class DaemonRuntime: @unchecked Sendable {
 
     /// Set once listening, cleared when stopping.
     private let serving = Atomic<Bool>(false)
+    private let stopping = Atomic<Bool>(false)
+    /// The last readiness the health thread saw: nil while ready, else why not.
+    private var health: String?
+
+    /// How often the health thread looks at readiness.
+    static let healthCheckMs: UInt32 = 1_000
+
+    /// Watches readiness once a second; when it changes, logs it and tells systemd through
+    /// `STATUS=` (a full disk, a failing commit, and their end).
+    private func watchHealth(engine: Engine, dataDirectory: String) {
+        while !stopping.load(ordering: .relaxed) {
+            usleep(DaemonRuntime.healthCheckMs * 1_000)
+            if stopping.load(ordering: .relaxed) { break }
+            let (ready, reason) = readiness(engine: engine, dataDirectory: dataDirectory)
+            let changed: Bool = lock.withLock {
+                let now: String? = ready ? nil : reason
+                defer { health = now }
+                return now != health
+            }
+            guard changed else { continue }
+            if ready {
+                logger.log(.notice, "ready-again")
+            } else {
+                logger.log(.warning, "not-ready", ["reason": reason])
+            }
+            notifier?.status(lock.withLock { statusLine() })
+        }
+    }
 
     /// Free bytes below which the data directory's disk is reported not ready: room for a
     /// few checkpoints of a busy WAL.
@@ -283,6 +315,7 @@ final class DaemonRuntime: @unchecked Sendable {
         guard let server else { return "starting" }
         let ports = server.boundPorts.map(String.init).joined(separator: ",")
         return "serving tcp=\(ports.isEmpty ? "off" : ports) connections=\(server.connections) "
+            + "health=\(health.map { "NOT READY: \($0)" } ?? "ready") "
             + "config_generation=\(generation) last_reload=\(lastReload)"
     }
 
