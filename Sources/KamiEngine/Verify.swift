@@ -5,7 +5,7 @@ import KamiStore
 
 /// One broken invariant found by `Engine.verify()`.
 public struct Violation: Sendable, Hashable, CustomStringConvertible {
-    /// Which invariant: `conservation`, `double-issue`, `order-codes`, `user-limit`, `memory`, `audit`.
+    /// Which invariant: `conservation`, `double-issue`, `order-codes`, `user-limit`, `memory`, `audit`, `storage`.
     public var invariant: String
     /// What exactly is wrong.
     public var detail: String
@@ -18,7 +18,13 @@ extension Engine {
     /// checks hold at any time; memory is compared with the disk, so those checks are exact
     /// only at rest (no operation in flight).
     public func verify() throws(KamiError) -> [Violation] {
-        try store.consistentRead { () throws(KamiError) in try verifyInSnapshot() }
+        var violations = try store.consistentRead { () throws(KamiError) in try verifyInSnapshot() }
+        // 7. SQLite's own structure: every page, index and constraint.
+        let integrity = try store.integrityCheck()
+        if integrity != "ok" {
+            violations.append(Violation(invariant: "storage", detail: "integrity_check: \(integrity.prefix(500))"))
+        }
+        return violations
     }
 
     private func verifyInSnapshot() throws(KamiError) -> [Violation] {
