@@ -75,6 +75,13 @@ let package = Package(
             path: "Benchmarks/KamiBench",
             swiftSettings: strict
         ),
+        // The fuzzers' targets, also replayed by the regression tests.
+        .target(
+            name: "KamiFuzzTargets",
+            dependencies: ["KamiProtocol", "KamiCSV", "KamiServer", "KamiCore"],
+            path: "Fuzz/KamiFuzzTargets",
+            swiftSettings: strict
+        ),
         // The echo ceiling for kami-bench: kamid's framing, no work (C, no dependencies).
         .executableTarget(name: "kami-echo", path: "Benchmarks/kami-echo"),
 
@@ -91,6 +98,7 @@ let package = Package(
             dependencies: ["KamiBench", "KamiEngine", "KamiStore", "KamiCrypto", "KamiCore", "kamid", "kami-echo"],
             swiftSettings: strict
         ),
+        .testTarget(name: "KamiFuzzTests", dependencies: ["KamiFuzzTargets", "KamiProtocol"], swiftSettings: strict),
         .testTarget(name: "KamiCoreTests", dependencies: ["KamiCore"], swiftSettings: strict),
         .testTarget(name: "KamiProtocolTests", dependencies: ["KamiProtocol", "KamiCore"], swiftSettings: strict),
         .testTarget(
@@ -114,3 +122,17 @@ let package = Package(
         ),
     ]
 )
+
+// The libFuzzer driver exists only when asked for (`KAMI_FUZZ=1`, see Fuzz/run): a fuzzer
+// build needs -sanitize=fuzzer and the lld linker, which a plain `swift build` or
+// `swift test` must never try.
+if Context.environment["KAMI_FUZZ"] == "1" {
+    package.targets.append(.executableTarget(
+        name: "kami-fuzz",
+        dependencies: ["KamiFuzzTargets"],
+        path: "Fuzz/kami-fuzz",
+        swiftSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])],
+        linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address", "-use-ld=lld"])]
+    ))
+    package.products.append(.executable(name: "kami-fuzz", targets: ["kami-fuzz"]))
+}

@@ -1,0 +1,102 @@
+import KamiCSV
+import KamiCore
+import KamiProtocol
+import KamiServer
+
+/// What the fuzzers feed bytes to, and the properties they check beyond "does not crash":
+/// a decoder never claims more bytes than it was given, and what it decodes re-encodes and
+/// decodes to the same request. The regression test replays every saved input through the
+/// same functions, so a crash found once stays fixed.
+public enum FuzzTarget: String, CaseIterable, Sendable {
+    case frame, json, csv, config
+
+    /// Runs one input; a violated property is a `preconditionFailure` (what libFuzzer and
+    /// the regression test both see as a failure).
+    public func run(_ data: UnsafeRawBufferPointer) {
+        switch self {
+        case .frame: FuzzTarget.frame(data)
+        case .json: FuzzTarget.json(data)
+        case .csv: FuzzTarget.csv(data)
+        case .config: FuzzTarget.config(data)
+        }
+    }
+
+    /// Binary request frames, decoded one after another as a connection would.
+    static func frame(_ data: UnsafeRawBufferPointer) {
+        var offset = 0
+        while offset < data.count {
+            let window = UnsafeRawBufferPointer(rebasing: data[offset...])
+            switch BinaryCodec.decodeRequest(window) {
+            case .needMore:
+                return
+            case .failure(_, _, let consumed, let fatal):
+                precondition(consumed > 0 && consumed <= window.count, "frame failure consumed \(consumed) of \(window.count)")
+                if fatal { return }
+                offset += consumed
+            case .item(let request, let consumed):
+                precondition(consumed > 0 && consumed <= window.count, "frame consumed \(consumed) of \(window.count)")
+                var again: [UInt8] = []
+                if (try? BinaryCodec.encode(request, into: &again)) != nil {
+                    let redecoded = again.withUnsafeBytes { BinaryCodec.decodeRequest($0) }
+                    guard case .item(let same, _) = redecoded else { preconditionFailure("re-encoded frame does not decode") }
+                    precondition(same == request, "frame round trip changed the request")
+                }
+                offset += consumed
+            }
+        }
+    }
+
+    /// JSON request lines, decoded one after another.
+    static func json(_ data: UnsafeRawBufferPointer) {
+        var offset = 0
+        while offset < data.count {
+            let window = UnsafeRawBufferPointer(rebasing: data[offset...])
+            switch JSONCodec.decodeRequest(window) {
+            case .needMore:
+                return
+            case .failure(_, _, let consumed, let fatal):
+                precondition(consumed > 0 && consumed <= window.count, "json failure consumed \(consumed) of \(window.count)")
+                if fatal { return }
+                offset += consumed
+            case .item(let request, let consumed):
+                precondition(consumed > 0 && consumed <= window.count, "json consumed \(consumed) of \(window.count)")
+                var again: [UInt8] = []
+                if (try? JSONCodec.encode(request, into: &again)) != nil {
+                    let redecoded = again.withUnsafeBytes { JSONCodec.decodeRequest($0) }
+                    guard case .item(let same, _) = redecoded else { preconditionFailure("re-encoded line does not decode") }
+                    precondition(same == request, "json round trip changed the request")
+                }
+                offset += consumed
+            }
+        }
+    }
+
+    /// A CSV import of the bytes, fed in two pieces cut at a data-chosen point.
+    static func csv(_ data: UnsafeRawBufferPointer) {
+        let encoding: CSVEncoding = (data.first ?? 0) & 1 == 0 ? .utf8 : .gb18030
+        guard var importer = try? CSVCodeImporter(encoding: encoding) else { return }
+        var rows = 0
+        let cut = data.isEmpty ? 0 : Int(data[data.count - 1]) % (data.count + 1)
+        do {
+            try importer.feed(UnsafeRawBufferPointer(rebasing: data[..<cut])) { _ in rows += 1 }
+            try importer.feed(UnsafeRawBufferPointer(rebasing: data[cut...])) { _ in rows += 1 }
+            let summary = try importer.finish { _ in rows += 1 }
+            precondition(summary.rowCount + summary.rejectCount == rows, "csv summary \(summary) vs \(rows) items")
+            precondition(summary.byteCount == data.count, "csv counted \(summary.byteCount) of \(data.count) bytes")
+        } catch {
+            // A refused header or undecodable input is an answer, not a failure.
+        }
+    }
+
+    /// The config parser over the bytes as text (never touching the environment).
+    static func config(_ data: UnsafeRawBufferPointer) {
+        let text = String(decoding: data, as: UTF8.self)
+        do {
+            let config = try DaemonConfig.parse(text, source: "fuzz.conf", environment: ["X": "/x"])
+            precondition(config.holdTTLDefaultMs <= config.holdTTLMaxMs, "accepted default hold above max")
+            precondition(DaemonConfig.Range.maxConnections.contains(config.maxConnections), "accepted max_connections out of range")
+        } catch {
+            precondition(error.description.hasPrefix("fuzz.conf:"), "config error without file:line: \(error)")
+        }
+    }
+}
