@@ -47,6 +47,10 @@ final class Connection {
     /// Waiting for EPOLLOUT because the socket buffer was full.
     var waitingWritable = false
     var lastActivityMs: Int64
+    /// When the request now being received began to arrive (nil between requests): a
+    /// request that takes longer than the request timeout to arrive closes the connection
+    /// (slowloris).
+    var partialSinceMs: Int64?
     /// Queries waiting for earlier writes of this connection to finish (read your writes).
     var deferred: [(UInt64, Request, UInt64)] = []
 

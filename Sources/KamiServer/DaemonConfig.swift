@@ -12,6 +12,7 @@ public struct DaemonConfig: Sendable, Equatable {
     public var loopThreads = 0
     public var maxConnections = 10_000
     public var idleTimeoutMs: Int64 = 300_000
+    public var requestTimeoutMs: Int64 = 10_000
     public var shutdownTimeoutMs: Int64 = 10_000
     public var maxRequestBytes = 65_536
     public var dataDirectory = "./kami-data"
@@ -49,6 +50,7 @@ public struct DaemonConfig: Sendable, Equatable {
         public static let loopThreads = 0...64
         public static let maxConnections = 1...1_000_000
         public static let idleTimeoutMs: ClosedRange<Int64> = 1_000...86_400_000
+        public static let requestTimeoutMs: ClosedRange<Int64> = 100...600_000
         public static let shutdownTimeoutMs: ClosedRange<Int64> = 100...300_000
         public static let maxRequestBytes = 4_096...65_536
         public static let commitBatchMax = 1...Limits.commitBatchMax
@@ -61,7 +63,7 @@ public struct DaemonConfig: Sendable, Equatable {
     /// stands for one key per client.
     public static let keys = [
         "listen", "unix_socket", "unix_socket_mode", "loop_threads", "max_connections", "idle_timeout_ms",
-        "shutdown_timeout_ms", "max_request_bytes", "data_dir", "durability", "commit_batch_max", "commit_delay_us",
+        "request_timeout_ms", "shutdown_timeout_ms", "max_request_bytes", "data_dir", "durability", "commit_batch_max", "commit_delay_us",
         "hold_ttl_default_ms", "hold_ttl_max_ms", "token_dir", "token_file.CLIENT", "master_key_file",
         "metrics_listen", "log_level",
     ]
@@ -127,6 +129,7 @@ public struct DaemonConfig: Sendable, Equatable {
             case "loop_threads": config.loopThreads = try integer(value, Range.loopThreads, bad: bad)
             case "max_connections": config.maxConnections = try integer(value, Range.maxConnections, bad: bad)
             case "idle_timeout_ms": config.idleTimeoutMs = try integer(value, Range.idleTimeoutMs, bad: bad)
+            case "request_timeout_ms": config.requestTimeoutMs = try integer(value, Range.requestTimeoutMs, bad: bad)
             case "shutdown_timeout_ms": config.shutdownTimeoutMs = try integer(value, Range.shutdownTimeoutMs, bad: bad)
             case "max_request_bytes": config.maxRequestBytes = try integer(value, Range.maxRequestBytes, bad: bad)
             case "data_dir": config.dataDirectory = try path(value, bad: bad)

@@ -71,6 +71,7 @@ final class DaemonRuntime: @unchecked Sendable {
         serverConfig.loopThreads = config.loopThreads
         serverConfig.maxConnections = config.maxConnections
         serverConfig.idleTimeoutMs = config.idleTimeoutMs
+        serverConfig.requestTimeoutMs = config.requestTimeoutMs
         serverConfig.shutdownDrainMs = config.shutdownTimeoutMs
         serverConfig.requestBytesMax = config.maxRequestBytes
         serverConfig.tokens = tokens
@@ -190,7 +191,7 @@ final class DaemonRuntime: @unchecked Sendable {
         engine.storage.writer.setSettings(CommitSettings(batchMax: next.commitBatchMax, delayUs: next.commitDelayUs))
         server.apply(Server.LiveSettings(
             maxConnections: next.maxConnections, idleTimeoutMs: next.idleTimeoutMs,
-            shutdownDrainMs: next.shutdownTimeoutMs, requestBytesMax: next.maxRequestBytes, tokens: tokens))
+            requestTimeoutMs: next.requestTimeoutMs, shutdownDrainMs: next.shutdownTimeoutMs, requestBytesMax: next.maxRequestBytes, tokens: tokens))
         // Restart keys keep their running values, so each reload reports them until restarted.
         var now = next
         now.listen = old.listen
@@ -217,6 +218,7 @@ final class DaemonRuntime: @unchecked Sendable {
         check("loop_threads", \.loopThreads)
         check("max_connections", \.maxConnections)
         check("idle_timeout_ms", \.idleTimeoutMs)
+        check("request_timeout_ms", \.requestTimeoutMs)
         check("shutdown_timeout_ms", \.shutdownTimeoutMs)
         check("max_request_bytes", \.maxRequestBytes)
         check("data_dir", \.dataDirectory)

@@ -66,6 +66,12 @@ max_connections = 10000
 # storefronts that keep a pool of connections open between sales.
 idle_timeout_ms = 300000
 
+# request_timeout_ms: once the first byte of a request has arrived, the whole request must
+# arrive within this long, 100 to 600000, or the connection is closed. Real clients send a
+# request in one write; a client trickling bytes to hold a connection open (slowloris) is
+# cut off here, which idle_timeout_ms alone cannot do since every byte counts as activity.
+request_timeout_ms = 10000
+
 # shutdown_timeout_ms: on SIGTERM kamid stops accepting and waits at most this long for
 # replies in flight before closing connections, 100 to 300000. Every request either gets
 # its reply or sees its connection closed; nothing acknowledged is lost either way. Keep

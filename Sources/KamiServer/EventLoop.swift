@@ -319,9 +319,11 @@ final class EventLoop: @unchecked Sendable {
             }
             switch result {
             case .needMore:
+                if connection.partialSinceMs == nil { connection.partialSinceMs = server.clock.nowMs() }
                 connection.compactInput()
                 return
             case .item(let request, let consumed):
+                connection.partialSinceMs = nil
                 connection.inputStart += consumed
                 dispatch(request, on: connection)
             case .failure(let id, let error, let consumed, let fatal):
@@ -505,10 +507,16 @@ final class EventLoop: @unchecked Sendable {
 
     private func closeIdle(now: Int64) {
         let limit = server.idleTimeoutMs
-        for connection in Array(connections.values)
-        where connection.inFlight == 0 && now - connection.lastActivityMs > limit {
-            server.logger.log(.debug, "connection-idle-closed", ["peer": connection.peer])
-            closeConnection(connection)
+        let requestLimit = server.requestTimeoutMs
+        for connection in Array(connections.values) {
+            if connection.inFlight == 0 && now - connection.lastActivityMs > limit {
+                server.logger.log(.debug, "connection-idle-closed", ["peer": connection.peer])
+                closeConnection(connection)
+            } else if let since = connection.partialSinceMs, now - since > requestLimit {
+                // Bytes keep coming but never a whole request: a slow or hostile client.
+                server.logger.log(.info, "connection-request-timeout", ["peer": connection.peer])
+                closeConnection(connection)
+            }
         }
     }
 

@@ -17,6 +17,8 @@ public struct ServerConfig: Sendable {
     public var loopThreads = 0
     public var maxConnections = 10_000
     public var idleTimeoutMs: Int64 = 300_000
+    /// Longest a request may take to arrive once its first byte did.
+    public var requestTimeoutMs: Int64 = 10_000
     /// Longest a SIGTERM waits for replies in flight before closing anyway.
     public var shutdownDrainMs: Int64 = 10_000
     /// client → token.
@@ -43,6 +45,7 @@ public final class Server: @unchecked Sendable {
     private let config: ServerConfig
     private let maxConnections: Atomic<Int>
     private let idleTimeout: Atomic<Int64>
+    private let requestTimeout: Atomic<Int64>
     private let shutdownDrain: Atomic<Int64>
     private let requestLimit: Atomic<Int>
     let notifier: Notifier?
@@ -68,6 +71,7 @@ public final class Server: @unchecked Sendable {
         self.config = config
         self.maxConnections = Atomic(config.maxConnections)
         self.idleTimeout = Atomic(config.idleTimeoutMs)
+        self.requestTimeout = Atomic(config.requestTimeoutMs)
         self.shutdownDrain = Atomic(config.shutdownDrainMs)
         self.requestLimit = Atomic(min(config.requestBytesMax, ProtocolLimits.frameBytesMax))
         self.notifier = config.notifier
@@ -77,14 +81,16 @@ public final class Server: @unchecked Sendable {
     public struct LiveSettings: Sendable, Equatable {
         public var maxConnections: Int
         public var idleTimeoutMs: Int64
+        public var requestTimeoutMs: Int64
         public var shutdownDrainMs: Int64
         public var requestBytesMax: Int
         public var tokens: [String: String]
 
-        public init(maxConnections: Int, idleTimeoutMs: Int64, shutdownDrainMs: Int64, requestBytesMax: Int,
-                    tokens: [String: String]) {
+        public init(maxConnections: Int, idleTimeoutMs: Int64, requestTimeoutMs: Int64, shutdownDrainMs: Int64,
+                    requestBytesMax: Int, tokens: [String: String]) {
             self.maxConnections = maxConnections
             self.idleTimeoutMs = idleTimeoutMs
+            self.requestTimeoutMs = requestTimeoutMs
             self.shutdownDrainMs = shutdownDrainMs
             self.requestBytesMax = requestBytesMax
             self.tokens = tokens
@@ -96,12 +102,14 @@ public final class Server: @unchecked Sendable {
     public func apply(_ live: LiveSettings) {
         maxConnections.store(live.maxConnections, ordering: .relaxed)
         idleTimeout.store(live.idleTimeoutMs, ordering: .relaxed)
+        requestTimeout.store(live.requestTimeoutMs, ordering: .relaxed)
         shutdownDrain.store(live.shutdownDrainMs, ordering: .relaxed)
         requestLimit.store(min(live.requestBytesMax, ProtocolLimits.frameBytesMax), ordering: .relaxed)
         authenticator.setTokens(live.tokens)
     }
 
     var idleTimeoutMs: Int64 { idleTimeout.load(ordering: .relaxed) }
+    var requestTimeoutMs: Int64 { requestTimeout.load(ordering: .relaxed) }
     var requestBytesMax: Int { requestLimit.load(ordering: .relaxed) }
 
     /// Opens the listeners and starts the loop threads.

@@ -48,6 +48,7 @@ final class DaemonConfigTests: XCTestCase {
             loop_threads = 3
             max_connections = 1_000
             idle_timeout_ms = 2000
+            request_timeout_ms = 750
             shutdown_timeout_ms = 500
             max_request_bytes = 8192
             data_dir = "/var/lib/kami # not a comment"
@@ -70,6 +71,7 @@ final class DaemonConfigTests: XCTestCase {
         XCTAssertEqual(config.loopThreads, 3)
         XCTAssertEqual(config.maxConnections, 1_000)
         XCTAssertEqual(config.idleTimeoutMs, 2_000)
+        XCTAssertEqual(config.requestTimeoutMs, 750)
         XCTAssertEqual(config.shutdownTimeoutMs, 500)
         XCTAssertEqual(config.maxRequestBytes, 8_192)
         XCTAssertEqual(config.dataDirectory, "/var/lib/kami # not a comment")
