@@ -93,7 +93,12 @@ public struct DaemonConfig: Sendable, Equatable {
         var seen: [String: Int] = [:]
         var listenSeen = false
         var number = 0
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // Lines end in \n or \r\n (a file edited on Windows). Swift sees "\r\n" as one
+        // Character, so split the scalars, not the Characters.
+        let lines = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+            String(String.UnicodeScalarView(line.last == "\r" ? line.dropLast() : line[...]))
+        }
+        for raw in lines {
             number += 1
             let place = "\(source):\(number)"
             guard let (key, rawValue) = try splitLine(String(raw), place: place) else { continue }

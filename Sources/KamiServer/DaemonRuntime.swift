@@ -175,15 +175,26 @@ final class DaemonRuntime: @unchecked Sendable {
 
     /// Under `lock`: builds the new config and tokens, then applies them.
     private func prepareAndApply() -> Result<([String], [String]), KamiError> {
-        let next: DaemonConfig
-        do { next = try source.load() } catch { return .failure(KamiError(.badRequest, error.description)) }
+        let loaded: DaemonConfig
+        do { loaded = try source.load() } catch { return .failure(KamiError(.badRequest, error.description)) }
+        // Restart-only keys keep their running values (data_dir above all: token_dir and the
+        // token files resolve against the directory kamid runs on, not one it will use later).
+        var next = loaded
+        next.listen = running.listen
+        next.unixSocket = running.unixSocket
+        next.unixSocketMode = running.unixSocketMode
+        next.loopThreads = running.loopThreads
+        next.dataDirectory = running.dataDirectory
+        next.durability = running.durability
+        next.masterKeyFile = running.masterKeyFile
+        next.metricsListen = running.metricsListen
         let tokens: [String: String]
         do { tokens = try TokenStore.load(next) } catch { return .failure(error) }
         guard let engine, let server else { return .failure(KamiError(.unavailable, "kamid is still starting")) }
 
         let old = running
-        var applied = DaemonRuntime.changedKeys(old, next).filter { !DaemonConfig.restartKeys.contains($0) }
-        let restart = DaemonRuntime.changedKeys(old, next).filter { DaemonConfig.restartKeys.contains($0) }
+        var applied = DaemonRuntime.changedKeys(old, next)
+        let restart = DaemonRuntime.changedKeys(old, loaded).filter { DaemonConfig.restartKeys.contains($0) }
         if tokens != server.authenticator.currentTokens { applied.append("tokens") }
 
         logger.setLevel(next.logLevel)
@@ -192,17 +203,8 @@ final class DaemonRuntime: @unchecked Sendable {
         server.apply(Server.LiveSettings(
             maxConnections: next.maxConnections, idleTimeoutMs: next.idleTimeoutMs,
             requestTimeoutMs: next.requestTimeoutMs, shutdownDrainMs: next.shutdownTimeoutMs, requestBytesMax: next.maxRequestBytes, tokens: tokens))
-        // Restart keys keep their running values, so each reload reports them until restarted.
-        var now = next
-        now.listen = old.listen
-        now.unixSocket = old.unixSocket
-        now.unixSocketMode = old.unixSocketMode
-        now.loopThreads = old.loopThreads
-        now.dataDirectory = old.dataDirectory
-        now.durability = old.durability
-        now.masterKeyFile = old.masterKeyFile
-        now.metricsListen = old.metricsListen
-        running = now
+        // Restart keys kept their running values, so each reload reports them until restarted.
+        running = next
         return .success((applied, restart))
     }
 

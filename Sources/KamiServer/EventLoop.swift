@@ -301,6 +301,7 @@ final class EventLoop: @unchecked Sendable {
         while connection.state == .open && connection.inputStart < connection.inputEnd {
             if connection.mustPause {
                 connection.readPaused = true
+                connection.partialSinceMs = nil
                 return
             }
             if connection.encoding == nil {
@@ -327,6 +328,7 @@ final class EventLoop: @unchecked Sendable {
                 connection.inputStart += consumed
                 dispatch(request, on: connection)
             case .failure(let id, let error, let consumed, let fatal):
+                connection.partialSinceMs = nil
                 connection.inputStart += consumed
                 server.metrics.recordReply(op: nil, error: error.code, latencyNs: 0)
                 let seq = connection.openSlot()

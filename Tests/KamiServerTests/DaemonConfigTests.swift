@@ -136,6 +136,16 @@ final class DaemonConfigTests: XCTestCase {
         }
     }
 
+    func testWindowsLineEndingsAreLines() throws {
+        let config = try DaemonConfig.parse("# c\r\nlog_level = debug\r\nmax_connections = 7\r\n", source: "w.conf",
+                                            environment: [:])
+        XCTAssertEqual(config.logLevel, .debug)
+        XCTAssertEqual(config.maxConnections, 7)
+        XCTAssertThrowsError(try DaemonConfig.parse("# c\r\nmax_connections = 0\r\n", source: "w.conf", environment: [:])) {
+            XCTAssertTrue("\($0)".hasPrefix("w.conf:2: max_connections"), "\($0)")
+        }
+    }
+
     func testAMissingFileIsNamed() {
         XCTAssertThrowsError(try DaemonConfig.load(path: "/nonexistent/kamid.conf", environment: [:])) { error in
             XCTAssertTrue("\(error)".contains("/nonexistent/kamid.conf"), "\(error)")

@@ -176,6 +176,7 @@ final class ReloadAndStopTests: XCTestCase {
             token_file.shop = \(shopToken)
             loop_threads = 3
             unix_socket_mode = 0600
+            data_dir = /elsewhere
             max_connections = 77
             """.write(toFile: config, atomically: true, encoding: .utf8)
         let reply = admin.call(#""id":1,"op":"reload""#)
@@ -184,6 +185,7 @@ final class ReloadAndStopTests: XCTestCase {
             guard case .array(let items)? = fields.first(where: { $0.0 == key })?.1 else { return [] }
             return items.compactMap { if case .string(let s) = $0 { s } else { nil } }
         }
+        // data_dir comes from the command line here, which wins over the file.
         XCTAssertEqual(strings("restart_required"), ["unix_socket_mode", "loop_threads"], "reported, not applied")
         XCTAssertEqual(strings("applied"), ["max_connections", "tokens"])
         XCTAssertEqual(try hello("shop", "shop-token-one-0123456789")?.error?.code, .unauthorized, "old token refused")
