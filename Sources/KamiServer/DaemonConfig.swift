@@ -77,6 +77,21 @@ public struct DaemonConfig: Sendable, Equatable {
         "master_key_file", "metrics_listen",
     ]
 
+    /// This config with every key of `restartKeys` set to its value in `running`: what a
+    /// reload can apply while kamid keeps the listeners, data directory and key it started with.
+    public func keepingRestartKeys(of running: DaemonConfig) -> DaemonConfig {
+        var kept = self
+        kept.listen = running.listen
+        kept.unixSocket = running.unixSocket
+        kept.unixSocketMode = running.unixSocketMode
+        kept.loopThreads = running.loopThreads
+        kept.dataDirectory = running.dataDirectory
+        kept.durability = running.durability
+        kept.masterKeyFile = running.masterKeyFile
+        kept.metricsListen = running.metricsListen
+        return kept
+    }
+
     /// A config error naming the file, line and key.
     public struct Problem: Error, Sendable, CustomStringConvertible, Equatable {
         public let description: String

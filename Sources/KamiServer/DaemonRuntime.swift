@@ -179,15 +179,7 @@ final class DaemonRuntime: @unchecked Sendable {
         do { loaded = try source.load() } catch { return .failure(KamiError(.badRequest, error.description)) }
         // Restart-only keys keep their running values (data_dir above all: token_dir and the
         // token files resolve against the directory kamid runs on, not one it will use later).
-        var next = loaded
-        next.listen = running.listen
-        next.unixSocket = running.unixSocket
-        next.unixSocketMode = running.unixSocketMode
-        next.loopThreads = running.loopThreads
-        next.dataDirectory = running.dataDirectory
-        next.durability = running.durability
-        next.masterKeyFile = running.masterKeyFile
-        next.metricsListen = running.metricsListen
+        let next = loaded.keepingRestartKeys(of: running)
         let tokens: [String: String]
         do { tokens = try TokenStore.load(next) } catch { return .failure(error) }
         guard let engine, let server else { return .failure(KamiError(.unavailable, "kamid is still starting")) }

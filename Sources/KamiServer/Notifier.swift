@@ -1,7 +1,6 @@
 import CKamiLinux
 import Foundation
 import Glibc
-import Synchronization
 
 /// The systemd notification protocol, spoken directly (no libsystemd): each message is one
 /// datagram of `KEY=value` lines sent to the `AF_UNIX` socket named by `$NOTIFY_SOCKET` (a
@@ -15,7 +14,6 @@ public final class Notifier: Sendable {
     public let watchdogIntervalMs: Int64?
     private let fd: Int32
     private let address: [UInt8]
-    private let sent = Atomic<Int>(0)
 
     /// Reads `$NOTIFY_SOCKET`, `$WATCHDOG_USEC` and `$WATCHDOG_PID`; nil when there is no
     /// socket to notify.
@@ -72,7 +70,6 @@ public final class Notifier: Sendable {
                 }
             }
         }
-        if result == message.count { sent.wrappingAdd(1, ordering: .relaxed) }
         return result == message.count
     }
 
@@ -92,9 +89,6 @@ public final class Notifier: Sendable {
 
     /// `WATCHDOG=1`.
     func watchdog() { send("WATCHDOG=1") }
-
-    /// Messages sent so far.
-    public var messagesSent: Int { sent.load(ordering: .relaxed) }
 
     /// CLOCK_MONOTONIC in microseconds, as systemd reads it.
     static func monotonicUs() -> UInt64 {

@@ -163,5 +163,22 @@ final class DaemonConfigTests: XCTestCase {
         XCTAssertEqual(Set(changed), ["log_level", "max_connections", "listen", "durability"])
         XCTAssertEqual(Set(changed.filter { DaemonConfig.restartKeys.contains($0) }), ["listen", "durability"])
         XCTAssertEqual(DaemonRuntime.changedKeys(old, old), [])
+        // Keeping the restart keys undoes exactly those changes, and only those.
+        XCTAssertEqual(Set(DaemonRuntime.changedKeys(old, new.keepingRestartKeys(of: old))), ["log_level", "max_connections"])
+        var everything = try DaemonConfig.parse("""
+
+            listen = 127.0.0.1:1
+            unix_socket = /s
+            unix_socket_mode = 0600
+            loop_threads = 2
+            data_dir = /d
+            durability = normal
+            master_key_file = /k
+            metrics_listen = off
+            """, source: "r.conf", environment: [:])
+        XCTAssertEqual(Set(DaemonRuntime.changedKeys(old, everything)), DaemonConfig.restartKeys.union(["token_dir"]),
+                       "token_dir resolves against data_dir")
+        everything = everything.keepingRestartKeys(of: old)
+        XCTAssertEqual(DaemonRuntime.changedKeys(old, everything), [], "every restart key is kept")
     }
 }

@@ -222,3 +222,11 @@ final class MetricsTests: XCTestCase {
         }
     }
 }
+
+final class MetricsSlotTests: XCTestCase {
+    func testEveryErrorCodeHasItsOwnResultSlot() {
+        for code in ErrorCode.allCases {
+            XCTAssertEqual(Metrics.results[Metrics.resultSlot(code)], code.rawValue)
+        }
+    }
+}
