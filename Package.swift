@@ -25,6 +25,9 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .target(name: "CKamiLinux"),
+        // Test-only: a SQLite VFS that plays an unreliable disk (power cuts, write and fsync
+        // errors). Only test targets depend on it.
+        .target(name: "CKamiFaultVFS", dependencies: ["CSQLite"]),
 
         // Pure domain: model, state machines, limits, errors. No I/O, no C.
         .target(name: "KamiCore", swiftSettings: strict),
@@ -117,7 +120,8 @@ let package = Package(
         ),
         .testTarget(
             name: "KamiEngineTests",
-            dependencies: ["KamiEngine", "KamiStore", "KamiPool", "KamiCore", "KamiCrypto", "CKamiLinux", "kami-crash-helper"],
+            dependencies: ["KamiEngine", "KamiStore", "KamiPool", "KamiCore", "KamiCrypto", "CKamiLinux", "CKamiFaultVFS",
+                           "kami-crash-helper"],
             swiftSettings: strict
         ),
     ]

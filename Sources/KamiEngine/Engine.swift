@@ -46,7 +46,7 @@ public final class Engine: Sendable {
         do {
             store = try Store(
                 directory: config.directory, durability: config.durability, settings: config.commit,
-                clock: config.clock)
+                clock: config.clock, vfs: config.vfs)
         } catch {
             throw error.kamiError
         }

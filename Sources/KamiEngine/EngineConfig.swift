@@ -23,6 +23,9 @@ public struct EngineConfig: Sendable {
     /// Run a thread that expires holds on time. Tests with a manual clock turn it off and
     /// call `Engine.expireDue()` themselves.
     public var expiryThread = true
+    /// The SQLite VFS to open the database through; nil is SQLite's default. Tests name a
+    /// fault-injecting one (power cuts, write and fsync errors).
+    public var vfs: String?
 
     /// Makes a config with defaults for everything but the directory and the keys.
     public init(directory: String, sealer: Sealer) {

@@ -42,12 +42,13 @@ public final class Connection: @unchecked Sendable {
     /// The file this connection opened.
     public let path: String
 
-    /// Opens (creating if asked) the database at `path`.
-    public init(path: String, readOnly: Bool = false, create: Bool = true) throws(SQLiteError) {
+    /// Opens (creating if asked) the database at `path`, through the SQLite VFS named `vfs`
+    /// (nil: the default one; tests name a fault-injecting one).
+    public init(path: String, readOnly: Bool = false, create: Bool = true, vfs: String? = nil) throws(SQLiteError) {
         var db: OpaquePointer?
         var flags = SQLITE_OPEN_NOMUTEX | (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE)
         if create && !readOnly { flags |= SQLITE_OPEN_CREATE }
-        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        let rc = sqlite3_open_v2(path, &db, flags, vfs)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             if let db { sqlite3_close_v2(db) }

@@ -50,13 +50,13 @@ public final class Store: Sendable {
     /// writer. The directory is created with mode 0700: it holds sealed secrets.
     public init(
         directory: String, durability: Durability = .full, settings: CommitSettings = CommitSettings(),
-        clock: any Clock = SystemClock()
+        clock: any Clock = SystemClock(), vfs: String? = nil
     ) throws(StoreError) {
         try Store.ensureDirectory(directory)
         path = directory + "/" + Store.fileName
         self.durability = durability
         let db: Connection
-        do { db = try Connection(path: path) } catch { throw .sqlite(error) }
+        do { db = try Connection(path: path, vfs: vfs) } catch { throw .sqlite(error) }
         // The file holds sealed secrets: owner only. SQLite gives its -wal and -shm files the
         // same mode as the database file.
         if chmod(path, 0o600) != 0 {
@@ -67,7 +67,7 @@ public final class Store: Sendable {
         let audit: AuditChain
         do { audit = try AuditChain.load(db) } catch { throw .sqlite(error) }
         writer = CommitWriter(db: db, audit: audit, settings: settings, clock: clock)
-        readers = ReaderPool(path: path)
+        readers = ReaderPool(path: path, vfs: vfs)
     }
 
     private static func ensureDirectory(_ directory: String) throws(StoreError) {
@@ -266,13 +266,17 @@ final class ReaderPool: Sendable {
     static let idleMax = 8
 
     private let path: String
+    private let vfs: String?
     private let idle = Mutex<[Connection]>([])
 
-    init(path: String) { self.path = path }
+    init(path: String, vfs: String?) {
+        self.path = path
+        self.vfs = vfs
+    }
 
     func checkout() throws(SQLiteError) -> Connection {
         if let connection = idle.withLock({ $0.popLast() }) { return connection }
-        let connection = try Connection(path: path, readOnly: true)
+        let connection = try Connection(path: path, readOnly: true, vfs: vfs)
         return connection
     }
 

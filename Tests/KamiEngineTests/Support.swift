@@ -29,6 +29,8 @@ final class Harness {
     var engine: Engine!
     var pool: PoolKind
     var durability: Durability
+    /// The SQLite VFS to open through (nil: the default; see FaultDisk).
+    var vfs: String?
     private var imports = 0
 
     init(pool: PoolKind = .lockFree, durability: Durability = .normal, open: Bool = true) {
@@ -44,6 +46,7 @@ final class Harness {
         config.expiryThread = false
         config.pool = pool
         config.durability = durability
+        config.vfs = vfs
         return config
     }
 
