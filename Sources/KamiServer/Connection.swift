@@ -62,7 +62,7 @@ final class Connection {
         self.isOperator = isOperator
         self.authenticated = kind == .unix
         self.lastActivityMs = nowMs
-        self.input = [UInt8](repeating: 0, count: ServerLimits.readBufferBytes)
+        self.input = [UInt8](repeating: 0, count: ServerLimits.readBufferInitialBytes)
     }
 
     var inFlight: Int { slots.count - slotsHead }
@@ -126,11 +126,24 @@ final class Connection {
         unsentBytes <= ServerLimits.writeBufferBytesMax / 2 && inFlight < ServerLimits.pipelineDepthMax / 2
     }
 
-    /// Makes room at the end of the input buffer by moving undecoded bytes to the front.
+    /// Doubles the input buffer for a request that does not fit yet; false when it is already
+    /// `readBufferBytes`.
+    func growInput() -> Bool {
+        guard input.count < ServerLimits.readBufferBytes else { return false }
+        input += repeatElement(0, count: min(input.count, ServerLimits.readBufferBytes - input.count))
+        return true
+    }
+
+    /// Makes room at the end of the input buffer by moving undecoded bytes to the front. An
+    /// empty buffer that grew for a large request goes back to its initial size, so a
+    /// connection does not keep that memory while it idles.
     func compactInput() {
         if inputStart == inputEnd {
             inputStart = 0
             inputEnd = 0
+            if input.count > ServerLimits.readBufferInitialBytes {
+                input = [UInt8](repeating: 0, count: ServerLimits.readBufferInitialBytes)
+            }
         } else if inputStart > 0 {
             input.withUnsafeMutableBytes { raw in
                 let base = raw.baseAddress!

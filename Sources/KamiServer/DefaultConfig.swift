@@ -56,9 +56,9 @@ unix_socket_mode = 0660
 loop_threads = 0
 
 # max_connections: open client connections at most, 1 to 1000000. One past it is answered
-# BUSY and closed. Each idle connection costs about 130 KiB of buffers at worst, so 10000
-# connections can hold about 1.3 GiB; the file descriptor limit (LimitNOFILE in the unit)
-# must be above this.
+# BUSY and closed. An idle connection costs about 5 KiB of buffers; one in the middle of a
+# maximal request up to 130 KiB, so 10000 connections can hold about 1.3 GiB at worst; the
+# file descriptor limit (LimitNOFILE in the unit) must be above this.
 max_connections = 10000
 
 # idle_timeout_ms: a connection that sends nothing for this long is closed, 1000 to

@@ -269,6 +269,8 @@ final class EventLoop: @unchecked Sendable {
             if connection.inputEnd == connection.input.count { connection.compactInput() }
             let free = connection.input.count - connection.inputEnd
             if free == 0 {
+                // A request larger than the buffer so far: make room for it.
+                if connection.growInput() { continue }
                 // A full buffer that holds no complete request: the decoders already answered
                 // TOO_LARGE for it; this is a safety net.
                 fail(connection, KamiError(.tooLarge, "request larger than \(ServerLimits.readBufferBytes) bytes"))

@@ -1,8 +1,14 @@
 /// Limits of the network side, each with its cost (see `Limits` for the engine's).
 public enum ServerLimits {
     /// Bytes read from a socket into a connection's buffer at most; a whole frame or JSON line
-    /// (64 KiB at most) always fits, so the buffer never has to grow.
+    /// (64 KiB at most) always fits.
     public static let readBufferBytes = 128 * 1024
+
+    /// A connection's read buffer to begin with, and again once it is drained: the largest
+    /// storefront request needs under 2 KiB, so an idle or slow connection holds this much, not
+    /// `readBufferBytes`. The buffer doubles (up to `readBufferBytes`) only while a request that
+    /// does not fit is arriving.
+    public static let readBufferInitialBytes = 4 * 1024
 
     /// Unsent reply bytes one connection may hold before kamid stops reading its requests
     /// (backpressure): a client that does not read its replies costs at most this much.
@@ -41,6 +47,7 @@ public enum ServerLimits {
 
     static func check() {
         precondition(readBufferBytes >= 2 * 65_536, "read buffer \(readBufferBytes) must hold two maximal frames")
+        precondition(readBufferInitialBytes > 0 && readBufferInitialBytes <= readBufferBytes, "initial read buffer")
         precondition(writeBufferBytesMax >= 65_536, "write buffer \(writeBufferBytesMax) below one frame")
     }
 }
