@@ -129,6 +129,9 @@ final class DaemonRuntime: @unchecked Sendable {
         notifier?.stopping(status: "stopping: finishing \(server.connections) connections")
         let deadlineMs = lock.withLock { running.shutdownTimeoutMs } + DaemonRuntime.closeGraceMs
         let watchdog = ShutdownGuard(afterMs: deadlineMs, logger: logger)
+        // An import in progress holds the writer thread: cancel it first (it is rolled back
+        // and its caller told so), or the drain and the close would wait for all of it.
+        engine.cancelJobs()
         server.stop()
         metricsServer?.stop()
         engine.close()
