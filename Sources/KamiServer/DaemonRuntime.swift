@@ -301,7 +301,7 @@ final class DaemonRuntime: @unchecked Sendable {
             let (token, path) = try TokenStore.mint(client: client, config: running)
             tokens[client] = token
             server.authenticator.setTokens(tokens)
-            logger.log(.notice, "token-created", ["client": client, "path": path, "replaced": String(replaced)])
+            logger.log(.notice, "token-created", ["client": Logger.untrusted(client), "path": path, "replaced": String(replaced)])
             return .success(NewToken(client: client, token: Secret(token), path: path, replaced: replaced))
         } catch {
             return .failure(error)
