@@ -32,7 +32,8 @@ enum DefaultConfig {
 
 # --- Network -------------------------------------------------------------------------
 
-# listen [restart]: a TCP address storefronts connect to, HOST:PORT or [IPV6]:PORT. Repeat
+# listen [restart]: a TCP address storefronts connect to, IPV4:PORT or [IPV6]:PORT. An
+# address, not a host name: `localhost` is refused (write 127.0.0.1 or [::1]). Repeat
 # the key to listen on several addresses (the first `listen` line replaces the default).
 # `listen = none` turns TCP off, leaving only the Unix socket. Anything but loopback puts
 # the protocol on a network: tokens are checked on every connection, but the protocol is
@@ -144,9 +145,9 @@ master_key_file = master.key
 
 # --- Observability -------------------------------------------------------------------
 
-# metrics_listen [restart]: loopback HOST:PORT for the HTTP endpoints /metrics
-# (Prometheus text format), /healthz and /readyz, or `off`. Only loopback addresses are
-# accepted: metrics carry no secrets, but stock levels are business data.
+# metrics_listen [restart]: loopback IPV4:PORT or [::1]:PORT for the HTTP endpoints
+# /metrics (Prometheus text format), /healthz and /readyz, or `off`. Only loopback
+# addresses are accepted: metrics carry no secrets, but stock levels are business data.
 metrics_listen = 127.0.0.1:9420
 
 # log_level: the least important events logged: error, warning, notice, info or debug.
