@@ -201,6 +201,41 @@ final class ReloadAndStopTests: XCTestCase {
         XCTAssertFalse(kamid.log.contains { $0.contains("stop-timeout") }, "\(kamid.log.suffix(5))")
     }
 
+    /// A `kamictl reload` that arrives as soon as the Unix socket accepts (before READY) is
+    /// applied, not answered "still starting": the server is published before it starts.
+    func testReloadRacingStartUpIsApplied() throws {
+        let directory = NSTemporaryDirectory() + "kamid-early-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let data = directory + "/data"
+        let started = Mutex<Kamid?>(nil)
+        let failure = Mutex<String?>(nil)
+        let thread = Thread {
+            do {
+                let kamid = try Kamid(directory: data, arguments: ["--metrics-listen", "off"],
+                                      environment: ["KAMID_TEST_PAUSE_AFTER_LISTEN_MS": "3000"])
+                started.withLock { $0 = kamid }
+            } catch {
+                failure.withLock { $0 = "\(error)" }
+            }
+        }
+        thread.start()
+        var admin: RawClient?
+        let deadline = Date().addingTimeInterval(20)
+        while admin == nil && Date() < deadline {
+            admin = try? RawClient(unixPath: data + "/kamid.sock")
+            if admin == nil { usleep(5_000) }
+        }
+        let reply = admin?.call(#""id":1,"op":"reload""#)
+        XCTAssertNil(started.withLock { $0 }, "the reload went in before READY")
+        XCTAssertEqual(reply?.isOK, true, "\(String(describing: reply))")
+        while started.withLock({ $0 }) == nil && failure.withLock({ $0 }) == nil && Date() < deadline { usleep(10_000) }
+        XCTAssertNil(failure.withLock { $0 })
+        let kamid = try XCTUnwrap(started.withLock { $0 })
+        XCTAssertTrue(kamid.log.contains { $0.contains("reload-applied") && $0.contains("trigger=kamictl") }, "\(kamid.log)")
+        XCTAssertEqual(kamid.stop(), 0)
+    }
+
     func testRestartKeysAreReportedAndTokensRotateByReload() throws {
         let directory = NSTemporaryDirectory() + "kamid-keys-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
