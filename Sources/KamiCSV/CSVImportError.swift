@@ -20,6 +20,10 @@ public struct CSVImportError: Error, Sendable, Equatable, CustomStringConvertibl
         case conversionFailed = "CSV_CONVERSION_FAILED"
         /// Opening or reading the file failed.
         case ioFailed = "CSV_IO_FAILED"
+        /// The path names a device, fifo, socket or directory: only regular files are read.
+        case notRegularFile = "CSV_NOT_REGULAR_FILE"
+        /// The caller cancelled the import (kamid is stopping).
+        case cancelled = "CSV_CANCELLED"
     }
 
     /// The stable code.

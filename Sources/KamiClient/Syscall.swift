@@ -41,9 +41,21 @@ enum Syscall {
         access(path, F_OK) == 0
     }
 
-    /// Removes a file; whether it is gone.
-    static func remove(_ path: String) -> Bool {
-        unlink(path) == 0 || errno == ENOENT
+    /// What `path` is when it exists (without following a symbolic link) and is not a
+    /// regular file: "a directory", "a symbolic link", ...; nil when it is missing or regular.
+    static func nonRegularFileKind(_ path: String) -> String? {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return nil }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: return nil
+        case S_IFDIR: return "a directory"
+        case S_IFLNK: return "a symbolic link"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFIFO: return "a fifo"
+        case S_IFSOCK: return "a socket"
+        default: return "not a regular file"
+        }
     }
 
     /// Now in UTC as `YYYYMMDD-HHMMSS`.

@@ -33,6 +33,9 @@ public final class Engine: Sendable {
     let holdTTLMax = Atomic<Int64>(Limits.holdTTLMsMax)
     /// The import or export running now, for progress reports.
     let job = Mutex<JobTracker?>(nil)
+    /// Set when the engine is stopping: a running import gives up at its next chunk (it runs
+    /// on the writer thread, which the stop waits for), and no new one starts.
+    let jobsCancelled = Atomic<Bool>(false)
     /// Serialises catalog changes and imports (operator operations): an import's pool segment
     /// must be added in id order, and a SKU must not turn into a bundle while codes arrive.
     let adminLock = ConditionLock()
@@ -60,8 +63,16 @@ public final class Engine: Sendable {
         expiry?.start(self)
     }
 
+    /// Makes a running import stop at its next chunk (rolled back: nothing of it is imported)
+    /// and refuses new ones. Called at the start of a shutdown, so that an import of a huge
+    /// file does not hold the stop up; `close` calls it too.
+    public func cancelJobs() {
+        jobsCancelled.store(true, ordering: .releasing)
+    }
+
     /// Stops expiring holds, commits everything queued, closes the database.
     public func close() {
+        cancelJobs()
         expiry?.stop()
         store.close()
     }

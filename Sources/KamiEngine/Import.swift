@@ -2,6 +2,7 @@ public import KamiCore
 import KamiPool
 import KamiCSV
 import Synchronization
+import Glibc
 public import KamiStore
 
 extension Engine {
@@ -23,6 +24,19 @@ extension Engine {
 }
 
 extension Engine {
+    /// Refuses to import from anything but a regular file (after symbolic links): a device
+    /// such as `/dev/zero` or a fifo could be read forever, and the import holds the writer.
+    static func checkImportFile(_ path: String) throws(KamiError) {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw KamiError(.badRequest, "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        let kind = info.st_mode & S_IFMT
+        guard kind == S_IFREG else {
+            throw KamiError(.badRequest, "\(path) is \(fileKindName(kind)), not a regular file; only regular files are imported")
+        }
+    }
+
     /// Puts freshly imported (durable) codes into the pool and the stock counts.
     private func makeAvailable(_ codes: Range<CodeID>, sku: SkuID) {
         guard !codes.isEmpty else { return }
@@ -42,11 +56,18 @@ extension Engine {
         guard !sku.isBundle else {
             throw KamiError(.badRequest, "\(sku.key) is a bundle; import codes into its component SKUs")
         }
+        // Checked here, off the writer thread, so that a device or a fifo never reaches it
+        // (CSVFileImport checks the opened file again).
+        try Engine.checkImportFile(path)
+        guard !jobsCancelled.load(ordering: .acquiring) else {
+            throw KamiError(.unavailable, "kamid is stopping; import of \(path) not started")
+        }
         let progress = beginJob(kind: "import", sku: sku.key, path: path)
         defer { progress.end() }
-        let report = try store.importCodes(sku: sku.id, sealer: sealer, label: path, dryRun: dryRun) { sink in
+        let report = try store.importCodes(sku: sku.id, sealer: sealer, label: path, dryRun: dryRun) { [self] sink in
             do {
-                _ = try CSVFileImport.importCodes(path: path) { item in
+                let isCancelled = { self.jobsCancelled.load(ordering: .acquiring) }
+                _ = try CSVFileImport.importCodes(path: path, isCancelled: isCancelled) { item in
                     progress.count()
                     switch item {
                     case .row(let row):
@@ -57,6 +78,10 @@ extension Engine {
                         try sink(.rejected(RejectedRow(line: reject.line, reason: reject.reason)))
                     }
                 }
+            } catch let error as CSVImportError where error.code == .cancelled {
+                throw KamiError(.unavailable, "import of \(path) cancelled: kamid is stopping; nothing was imported")
+            } catch let error as CSVImportError where error.code == .notRegularFile {
+                throw KamiError(.badRequest, error.message)
             } catch let error as CSVImportError {
                 throw KamiError(.badRequest, "\(path): \(error.message)")
             }

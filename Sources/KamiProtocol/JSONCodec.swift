@@ -89,6 +89,7 @@ public enum JSONCodec {
         number(.codeID, request.codeID)
         flag(.withSecrets, request.withSecrets)
         flag(.dryRun, request.dryRun)
+        flag(.replace, request.replace)
         out.appendStatic("}\n")
         let lineCount = out.count - start
         guard lineCount <= ProtocolLimits.jsonLineBytesMax else {

@@ -2,7 +2,7 @@
 /// raw value is the field's bit in the decoder's "seen" mask (duplicate detection).
 enum JSONField: UInt8, CaseIterable {
     case id, op, order, user, sku, qty, ttlMs, paymentRef, ip, device, client, token
-    case name, priceCents, perUserLimit, activationURL, path, batch, codeID, withSecrets, dryRun
+    case name, priceCents, perUserLimit, activationURL, path, batch, codeID, withSecrets, dryRun, replace
 
     /// The name on the wire.
     var key: StaticString {
@@ -28,6 +28,7 @@ enum JSONField: UInt8, CaseIterable {
         case .codeID: "code_id"
         case .withSecrets: "with_secrets"
         case .dryRun: "dry_run"
+        case .replace: "replace"
         }
     }
 
@@ -46,7 +47,7 @@ enum JSONField: UInt8, CaseIterable {
         case 4: candidates = (.user, .name, .path)
         case 5: candidates = (.order, .token, .batch)
         case 6: candidates = (.ttlMs, .client, .device)
-        case 7: candidates = (.codeID, .dryRun, nil)
+        case 7: candidates = (.codeID, .dryRun, .replace)
         case 11: candidates = (.paymentRef, .priceCents, nil)
         case 12: candidates = (.withSecrets, nil, nil)
         case 14: candidates = (.perUserLimit, .activationURL, nil)

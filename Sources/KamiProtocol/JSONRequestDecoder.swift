@@ -131,6 +131,7 @@ struct JSONRequestDecoder {
         case .codeID: request.codeID = integer(field, value)
         case .withSecrets: request.withSecrets = bool(field, value)
         case .dryRun: request.dryRun = bool(field, value)
+        case .replace: request.replace = bool(field, value)
         }
     }
 

@@ -100,6 +100,8 @@ public struct Request: Sendable, Hashable {
     public var withSecrets: Bool?
     /// `import`: check without importing (`dry_run`).
     public var dryRun: Bool?
+    /// `export`: replace an existing regular file at `path` (never anything else).
+    public var replace: Bool?
 
     /// Makes a request with only the id and operation set.
     public init(id: RequestID, op: Operation) {

@@ -12,8 +12,8 @@ public enum Daemon {
     public static let version = "0.4.0"
 
     static let usage = """
-        usage: kamid [--config FILE] [--listen HOST:PORT]... [--data-dir DIR] [--socket PATH]
-                     [--durability full|normal] [--master-key-file PATH] [--metrics-listen HOST:PORT|off]
+        usage: kamid [--config FILE] [--listen ADDR:PORT]... [--data-dir DIR] [--socket PATH]
+                     [--durability full|normal] [--master-key-file PATH] [--metrics-listen ADDR:PORT|off]
                kamid --check-config [--config FILE] [overrides...]
                kamid --print-default-config | --help | --version
 
@@ -22,7 +22,8 @@ public enum Daemon {
         ./kami-data, the Unix socket at ./kami-data/kamid.sock, and a master key and the token
         of client `default` generated in the data directory on first start. Options override
         the config file, at start and at every reload. --check-config validates the config
-        (and reads the token files) and exits: 0 when it is good, 2 when not.
+        (and reads the token files) and exits: 0 when it is good, 2 when not. ADDR is an IPv4
+        address or an IPv6 one in brackets ([::1]); host names such as localhost are refused.
 
         Signals: SIGHUP reloads the config; SIGTERM and SIGINT stop gracefully.
         """
@@ -93,11 +94,13 @@ public enum Daemon {
                 guard let text = value("--config") else { return 2 }
                 source.path = text
             case "--listen":
-                guard let text = value("--listen"), let address = ListenAddress(hostPort: text) else {
-                    printError("kamid: --listen expects HOST:PORT or [IPV6]:PORT\n")
+                guard let text = value("--listen") else { return 2 }
+                switch ListenAddress.parse(hostPort: text) {
+                case .success(let address): source.overrides.listen.append(address)
+                case .failure(let problem):
+                    printError("kamid: --listen expects IPV4:PORT or [IPV6]:PORT: \(problem.why)\n")
                     return 2
                 }
-                source.overrides.listen.append(address)
             case "--data-dir":
                 guard let text = value("--data-dir") else { return 2 }
                 source.overrides.dataDirectory = text
@@ -112,11 +115,15 @@ public enum Daemon {
                 if text == "off" {
                     source.overrides.metricsListen = .some(nil)
                 } else {
-                    guard let address = ListenAddress(hostPort: text), address.isLoopback else {
-                        printError("kamid: --metrics-listen expects a loopback HOST:PORT or off\n")
+                    switch ListenAddress.parse(hostPort: text) {
+                    case .success(let address) where address.isLoopback: source.overrides.metricsListen = .some(address)
+                    case .success:
+                        printError("kamid: --metrics-listen expects a loopback address (127.0.0.0/8 or [::1]) or off\n")
+                        return 2
+                    case .failure(let problem):
+                        printError("kamid: --metrics-listen expects a loopback IPV4:PORT, [::1]:PORT or off: \(problem.why)\n")
                         return 2
                     }
-                    source.overrides.metricsListen = .some(address)
                 }
             case "--durability":
                 guard let text = value("--durability"), let mode = Durability(rawValue: text) else {

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import KamiCore
 public import KamiStore
 
@@ -131,8 +132,10 @@ public struct DaemonConfig: Sendable, Equatable {
                     listenSeen = true
                     continue
                 }
-                guard let address = ListenAddress(hostPort: value) else {
-                    throw bad("expected HOST:PORT, [IPV6]:PORT or none, got \(quoted(value))")
+                let address: ListenAddress
+                switch ListenAddress.parse(hostPort: value) {
+                case .success(let parsed): address = parsed
+                case .failure(let problem): throw bad(problem.why)
                 }
                 if !listenSeen { config.listen = [] } else if config.listen.isEmpty {
                     throw bad("`none` cannot be combined with addresses")
@@ -166,8 +169,10 @@ public struct DaemonConfig: Sendable, Equatable {
                 if value == "off" {
                     config.metricsListen = nil
                 } else {
-                    guard let address = ListenAddress(hostPort: value) else {
-                        throw bad("expected a loopback HOST:PORT or off, got \(quoted(value))")
+                    let address: ListenAddress
+                    switch ListenAddress.parse(hostPort: value) {
+                    case .success(let parsed): address = parsed
+                    case .failure(let problem): throw bad(problem.why)
                     }
                     guard address.isLoopback else { throw bad("\(value) is not a loopback address (127.0.0.0/8 or ::1)") }
                     config.metricsListen = address
@@ -310,9 +315,15 @@ public struct DaemonConfig: Sendable, Equatable {
 }
 
 extension ListenAddress {
-    /// 127.0.0.0/8, ::1 or localhost.
+    /// 127.0.0.0/8 or ::1 (host names are never listen addresses: see `parse(hostPort:)`).
     public var isLoopback: Bool {
         guard case .tcp(let host, _) = self else { return true }
-        return host == "::1" || host == "localhost" || host.hasPrefix("127.")
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, host, &v6) == 1 {
+            return withUnsafeBytes(of: &v6) { $0.elementsEqual([UInt8](repeating: 0, count: 15) + [1]) }
+        }
+        var v4 = in_addr()
+        guard inet_pton(AF_INET, host, &v4) == 1 else { return false }
+        return withUnsafeBytes(of: &v4) { $0.first == 127 }
     }
 }

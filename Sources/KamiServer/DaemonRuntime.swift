@@ -11,8 +11,9 @@ import Synchronization
 /// `lock`; each reload parses and validates the whole new config, and reads every token,
 /// before it changes anything.
 final class DaemonRuntime: @unchecked Sendable {
-    // @unchecked: `running`, `generation`, `engine`, `server` are written during `run`'s
-    // start-up before any other thread can call in, then only under `lock`.
+    // @unchecked: `running`, `generation`, `lastReload`, `health`, `engine` and `server` are
+    // read and written only under `lock` once any other thread exists (`running` is read
+    // without it only at the top of `run`, before the first thread starts).
     private let source: Daemon.ConfigSource
     private let lock = NSLock()
     /// The config in effect: live keys as last applied, restart keys as started.
@@ -63,7 +64,7 @@ final class DaemonRuntime: @unchecked Sendable {
             notifier?.status("startup failed: \(error)")
             return 1
         }
-        self.engine = engine
+        lock.withLock { self.engine = engine }
         var serverConfig = ServerConfig()
         serverConfig.tcp = config.listen
         serverConfig.unixSocket = config.socketPath
@@ -80,13 +81,17 @@ final class DaemonRuntime: @unchecked Sendable {
             reload: { [self] in reload(trigger: "kamictl") },
             newToken: { [self] client in newToken(client: client) })
         let server = Server(engine: engine, config: serverConfig, logger: logger, controls: controls)
+        // Published before it starts: the first connection (a `kamictl reload` racing the
+        // start-up) may call back into `reload` at once, and must find the server.
+        lock.withLock { self.server = server }
         do { try server.start() } catch {
             logger.log(.error, "listen-failed", ["error": "\(error)"])
             notifier?.status("listen failed: \(error)")
+            lock.withLock { self.server = nil }
             engine.close()
             return 1
         }
-        self.server = server
+        DaemonRuntime.testPauseAfterListen()
         var metricsServer: MetricsServer?
         if let address = config.metricsListen {
             let endpoint = MetricsServer(
@@ -108,7 +113,7 @@ final class DaemonRuntime: @unchecked Sendable {
             "version": Daemon.version,
         ])
         serving.store(true, ordering: .relaxed)
-        notifier?.ready(status: statusLine())
+        notifier?.ready(status: lock.withLock { statusLine() })
         let monitor = Thread { [self] in watchHealth(engine: engine, dataDirectory: config.dataDirectory) }
         monitor.name = "kami-health"
         monitor.start()
@@ -129,12 +134,23 @@ final class DaemonRuntime: @unchecked Sendable {
         notifier?.stopping(status: "stopping: finishing \(server.connections) connections")
         let deadlineMs = lock.withLock { running.shutdownTimeoutMs } + DaemonRuntime.closeGraceMs
         let watchdog = ShutdownGuard(afterMs: deadlineMs, logger: logger)
+        // An import in progress holds the writer thread: cancel it first (it is rolled back
+        // and its caller told so), or the drain and the close would wait for all of it.
+        engine.cancelJobs()
         server.stop()
         metricsServer?.stop()
         engine.close()
         watchdog.cancel()
         logger.log(.notice, "stopped")
         return 0
+    }
+
+    /// Test hook: `KAMID_TEST_PAUSE_AFTER_LISTEN_MS` holds the start-up between the listeners
+    /// opening and READY, so a test can send requests into that window. Unset in production.
+    private static func testPauseAfterListen() {
+        guard let text = ProcessInfo.processInfo.environment["KAMID_TEST_PAUSE_AFTER_LISTEN_MS"],
+              let ms = UInt32(text), ms > 0 else { return }
+        usleep(min(ms, 10_000) * 1_000)
     }
 
     /// Time allowed after the drain for the database to close before kamid exits anyway.
@@ -298,7 +314,7 @@ final class DaemonRuntime: @unchecked Sendable {
             let (token, path) = try TokenStore.mint(client: client, config: running)
             tokens[client] = token
             server.authenticator.setTokens(tokens)
-            logger.log(.notice, "token-created", ["client": client, "path": path, "replaced": String(replaced)])
+            logger.log(.notice, "token-created", ["client": Logger.untrusted(client), "path": path, "replaced": String(replaced)])
             return .success(NewToken(client: client, token: Secret(token), path: path, replaced: replaced))
         } catch {
             return .failure(error)

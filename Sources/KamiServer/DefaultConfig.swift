@@ -32,22 +32,25 @@ enum DefaultConfig {
 
 # --- Network -------------------------------------------------------------------------
 
-# listen [restart]: a TCP address storefronts connect to, HOST:PORT or [IPV6]:PORT. Repeat
+# listen [restart]: a TCP address storefronts connect to, IPV4:PORT or [IPV6]:PORT. An
+# address, not a host name: `localhost` is refused (write 127.0.0.1 or [::1]). Repeat
 # the key to listen on several addresses (the first `listen` line replaces the default).
 # `listen = none` turns TCP off, leaving only the Unix socket. Anything but loopback puts
 # the protocol on a network: tokens are checked on every connection, but the protocol is
 # not encrypted, so keep kamid behind a private network or a TLS-terminating proxy.
 listen = 127.0.0.1:7420
 
-# unix_socket [restart]: path of the Unix socket. Operators (kamictl) use it: on it the
-# peer's uid is checked (kamid's own uid, or root) instead of a token, and only on it are
-# operator operations (imports, exports, void, refund, reload) accepted. Storefronts on the
-# same host may use it too; it skips TCP's loopback overhead.
+# unix_socket [restart]: path of the Unix socket, for operators (kamictl). Instead of a
+# token, the peer's uid is checked: only kamid's own uid and root are let in, and every
+# connection let in may run operator operations (imports, exports, void, refund, reload),
+# which are accepted only here. Storefronts connect over TCP with a token, even on the
+# same host (one running as kamid's own uid could use the socket, with operator rights).
 unix_socket = kamid.sock
 
 # unix_socket_mode [restart]: permission bits of the socket file, in octal, 0600 to 0666.
-# 0660 lets a group (the unit's group) reach the socket; the uid check still applies to
-# operator operations.
+# They only decide who may connect(2) at all: kamid then refuses every peer whose uid is
+# not its own or root, whatever its group, so group bits (as in 0660) let no group member
+# in, not even for storefront operations.
 unix_socket_mode = 0660
 
 # loop_threads [restart]: event loop threads, 0 to 64; 0 means one per core. Each loop
@@ -144,9 +147,9 @@ master_key_file = master.key
 
 # --- Observability -------------------------------------------------------------------
 
-# metrics_listen [restart]: loopback HOST:PORT for the HTTP endpoints /metrics
-# (Prometheus text format), /healthz and /readyz, or `off`. Only loopback addresses are
-# accepted: metrics carry no secrets, but stock levels are business data.
+# metrics_listen [restart]: loopback IPV4:PORT or [::1]:PORT for the HTTP endpoints
+# /metrics (Prometheus text format), /healthz and /readyz, or `off`. Only loopback
+# addresses are accepted: metrics carry no secrets, but stock levels are business data.
 metrics_listen = 127.0.0.1:9420
 
 # log_level: the least important events logged: error, warning, notice, info or debug.

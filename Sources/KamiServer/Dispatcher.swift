@@ -118,7 +118,8 @@ final class Dispatcher: Sendable {
             ])
         case .export:
             let count = try engine.exportCSV(
-                sku: try need(request.sku, "sku"), to: try need(request.path, "path"), withSecrets: request.withSecrets ?? false)
+                sku: try need(request.sku, "sku"), to: try need(request.path, "path"), withSecrets: request.withSecrets ?? false,
+                replace: request.replace ?? false)
             return .fields([("exported", .int(Int64(count))), ("path", .string(request.path ?? ""))])
         case .stats:
             let writer = engine.storage.writer.stats

@@ -371,7 +371,7 @@ final class EventLoop: @unchecked Sendable {
             }
             if let error = server.authenticator.check(client: client, token: token, peer: connection.peer,
                                                       nowMs: server.clock.nowMs()) {
-                server.logger.log(.warning, "hello-refused", ["peer": connection.peer, "client": client])
+                server.logger.log(.warning, "hello-refused", ["peer": connection.peer, "client": Logger.untrusted(client)])
                 answer(connection, seq: seq, op: .hello, Reply(id: request.id, result: .failure(error)))
                 return
             }

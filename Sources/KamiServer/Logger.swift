@@ -25,10 +25,18 @@ public enum LogLevel: Int, Sendable, Comparable, CaseIterable {
 }
 
 /// One line per event on stderr: `<6>event key=value ...`, with journald priority prefixes.
-/// Values are quoted when they hold spaces or quotes. Callers never pass a secret.
+/// Values are quoted when they hold spaces, quotes, `=`, backslashes or control characters,
+/// and every control character (NUL, newline, carriage return, escape, ...) is escaped, so
+/// one event is always exactly one line, whole. Callers never pass a secret, and pass any
+/// value a client chose through `untrusted` first, which bounds its length.
 public final class Logger: Sendable {
     private let level: Atomic<Int>
     private let lock = Mutex<Void>(())
+
+    /// Most UTF-8 bytes of a client-supplied value kept by `untrusted`.
+    static let untrustedBytesMax = 64
+    /// Most UTF-8 bytes of any value (before escaping); longer ones are cut with a marker.
+    static let valueBytesMax = 1_024
 
     /// Logs at `level` and above.
     public init(level: LogLevel = .info) { self.level = Atomic(level.rawValue) }
@@ -43,29 +51,85 @@ public final class Logger: Sendable {
     /// Writes one line if `priority` is enabled.
     public func log(_ priority: LogLevel, _ event: String, _ fields: KeyValuePairs<String, String> = [:]) {
         guard priority.rawValue <= level.load(ordering: .relaxed) else { return }
-        var line = "<\(priority.rawValue)>\(event)"
-        for (key, value) in fields {
-            line += " \(key)=" + Logger.quote(value)
-        }
-        line += "\n"
+        let line = Array(Logger.line(priority, event, fields).utf8)
         lock.withLock { _ in
-            _ = line.withCString { write(2, $0, strlen($0)) }
+            var offset = 0
+            while offset < line.count {
+                let written = line.withUnsafeBytes { write(2, $0.baseAddress! + offset, $0.count - offset) }
+                if written < 0 && errno == EINTR { continue }
+                guard written > 0 else { return }
+                offset += written
+            }
         }
     }
 
-    static func quote(_ value: String) -> String {
-        guard value.isEmpty || value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0.isNewline }) else {
-            return value
+    /// The text of one log line, newline included.
+    static func line(_ priority: LogLevel, _ event: String, _ fields: KeyValuePairs<String, String>) -> String {
+        var line = "<\(priority.rawValue)>" + escaped(truncated(event, to: valueBytesMax))
+        for (key, value) in fields {
+            line += " \(key)=" + quote(value)
         }
-        var out = "\""
-        for ch in value {
-            switch ch {
+        return line + "\n"
+    }
+
+    /// A value a client chose (a client name from a hello, say), cut to
+    /// `untrustedBytesMax` bytes with a marker saying how much was left out.
+    public static func untrusted(_ value: String) -> String { truncated(value, to: untrustedBytesMax) }
+
+    /// `value` if it has at most `limit` UTF-8 bytes; otherwise its first whole characters
+    /// within `limit` bytes and `...(+N bytes)`.
+    static func truncated(_ value: String, to limit: Int) -> String {
+        guard value.utf8.count > limit else { return value }
+        var kept = 0
+        var end = value.unicodeScalars.startIndex
+        for index in value.unicodeScalars.indices {
+            let size = UTF8.width(value.unicodeScalars[index])
+            if kept + size > limit { break }
+            kept += size
+            end = value.unicodeScalars.index(after: index)
+        }
+        return String(value.unicodeScalars[..<end]) + "...(+\(value.utf8.count - kept) bytes)"
+    }
+
+    /// `value` bounded to `valueBytesMax` bytes, quoted when it needs to be, with every
+    /// control character escaped.
+    static func quote(_ value: String) -> String {
+        let value = truncated(value, to: valueBytesMax)
+        let plain = !value.isEmpty && value.unicodeScalars.allSatisfy { scalar in
+            scalar != " " && scalar != "\"" && scalar != "=" && scalar != "\\" && !needsEscape(scalar)
+        }
+        return plain ? value : "\"" + escaped(value) + "\""
+    }
+
+    /// `\"`, `\\`, `\n`, `\r`, `\t`, and `\xHH` / `\u{HHHH}` for every other control character
+    /// (C0, DEL, C1, and the Unicode line and paragraph separators).
+    static func escaped(_ value: String) -> String {
+        var out = ""
+        for scalar in value.unicodeScalars {
+            switch scalar {
             case "\"": out += "\\\""
             case "\\": out += "\\\\"
             case "\n": out += "\\n"
-            default: out.append(ch)
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if needsEscape(scalar) {
+                    let hex = String(scalar.value, radix: 16, uppercase: true)
+                    out += scalar.value < 0x100
+                        ? "\\x" + (hex.count == 1 ? "0" : "") + hex
+                        : "\\u{" + hex + "}"
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
             }
         }
-        return out + "\""
+        return out
+    }
+
+    private static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x00...0x1F, 0x7F...0x9F, 0x2028, 0x2029: true
+        default: false
+        }
     }
 }

@@ -13,24 +13,67 @@ public enum ListenAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// Parses `HOST:PORT` or `[V6]:PORT`; nil when malformed.
+    /// Parses `IPV4:PORT` or `[IPV6]:PORT`; nil when malformed (see `parse` for why).
     public init?(hostPort: String) {
-        var host: Substring
-        var portText: Substring
-        if hostPort.hasPrefix("[") {
-            guard let close = hostPort.firstIndex(of: "]") else { return nil }
+        guard case .success(let address) = ListenAddress.parse(hostPort: hostPort) else { return nil }
+        self = address
+    }
+
+    /// Parses `IPV4:PORT` or `[IPV6]:PORT`, checking the address with `inet_pton` as bind
+    /// will: host names are not resolved (so `localhost` is refused, with a hint), and a
+    /// malformed address fails here, at `--check-config`, rather than at start-up.
+    /// The failure says why, without the `file:line: key:` prefix.
+    public static func parse(hostPort: String) -> Result<ListenAddress, ListenAddressProblem> {
+        func bad(_ why: String) -> Result<ListenAddress, ListenAddressProblem> { .failure(ListenAddressProblem(why: why)) }
+        let host: Substring
+        let portText: Substring
+        let bracketed = hostPort.hasPrefix("[")
+        if bracketed {
+            guard let close = hostPort.firstIndex(of: "]") else { return bad("missing ] in \(shown(hostPort))") }
             host = hostPort[hostPort.index(after: hostPort.startIndex)..<close]
             let rest = hostPort[hostPort.index(after: close)...]
-            guard rest.hasPrefix(":") else { return nil }
+            guard rest.hasPrefix(":") else { return bad("expected [IPV6]:PORT, got \(shown(hostPort))") }
             portText = rest.dropFirst()
         } else {
-            guard let colon = hostPort.lastIndex(of: ":") else { return nil }
+            guard let colon = hostPort.lastIndex(of: ":") else {
+                return bad("expected IPV4:PORT or [IPV6]:PORT, got \(shown(hostPort))")
+            }
             host = hostPort[..<colon]
             portText = hostPort[hostPort.index(after: colon)...]
         }
-        guard !host.isEmpty, let port = UInt16(portText) else { return nil }
-        self = .tcp(host: String(host), port: port)
+        guard !host.isEmpty else { return bad("no address before the port in \(shown(hostPort))") }
+        guard !portText.isEmpty, portText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let port = UInt16(portText) else {
+            return bad("the port must be a number from 0 to 65535, got \(shown(String(portText)))")
+        }
+        let text = String(host)
+        if host.lowercased() == "localhost" {
+            return bad("localhost is not resolved; write 127.0.0.1:\(port) (or [::1]:\(port) for IPv6)")
+        }
+        if bracketed {
+            var address = in6_addr()
+            guard inet_pton(AF_INET6, text, &address) == 1 else {
+                return bad("\(shown(text)) is not an IPv6 address")
+            }
+        } else {
+            if host.contains(":") {
+                return bad("an IPv6 address needs brackets: [\(text)]:PORT")
+            }
+            var address = in_addr()
+            guard inet_pton(AF_INET, text, &address) == 1 else {
+                return bad("\(shown(text)) is not an IPv4 address (host names are not resolved: write the address)")
+            }
+        }
+        return .success(.tcp(host: text, port: port))
     }
+
+    private static func shown(_ text: String) -> String {
+        "`" + (text.count > 80 ? String(text.prefix(80)) + "…" : text) + "`"
+    }
+}
+
+/// Why a listen address was refused (`ListenAddress.parse`).
+public struct ListenAddressProblem: Error, Sendable, Equatable {
+    public let why: String
 }
 
 /// Socket setup and the small calls around it, all through `Syscall`.

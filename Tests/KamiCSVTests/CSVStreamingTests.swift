@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import KamiCSV
 import KamiCore
@@ -146,6 +147,61 @@ final class CSVStreamingTests: XCTestCase {
         }
     }
 
+    /// A device or a fifo is refused before a byte is read (reading `/dev/zero` would never
+    /// end; opening a fifo would wait for a writer).
+    func testNonRegularFilesAreRefusedNamingThePath() throws {
+        let fifo = NSTemporaryDirectory() + "kami-fifo-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        addTeardownBlock { unlink(fifo) }
+        for (path, kind) in [("/dev/zero", "a character device"), (fifo, "a fifo"), ("/tmp", "a directory")] {
+            let outcome = runWithDeadline(seconds: 10) {
+                Result { try CSVFileImport.importCodes(path: path) { _ in } }
+            }
+            guard let outcome else {
+                XCTFail("importing \(path) did not return within 10 s")
+                continue
+            }
+            XCTAssertThrowsError(try outcome.get()) { error in
+                XCTAssertEqual((error as? CSVImportError)?.code, .notRegularFile, "\(error)")
+                XCTAssertTrue("\(error)".contains(path) && "\(error)".contains(kind), "\(error)")
+            }
+        }
+    }
+
+    /// A caller can stop a long import between chunks, in the detection pass and after it.
+    func testCancellationIsCheckedEveryChunk() throws {
+        var bytes = Array("secret\n".utf8)
+        while bytes.count < CSVLimits.readChunkBytes * 8 { bytes += Array("CODE-\(bytes.count)\n".utf8) }
+        let path = try temporaryFile(bytes)
+        let total = bytes.filter { $0 == UInt8(ascii: "\n") }.count - 1
+        for (encoding, askedBeforeStop) in [(CSVEncoding?.none, 3), (CSVEncoding?.none, 12), (.utf8, 2)] {
+            var asked = 0
+            var rows = 0
+            XCTAssertThrowsError(try CSVFileImport.importCodes(path: path, encoding: encoding, isCancelled: {
+                asked += 1
+                return asked > askedBeforeStop
+            }) { _ in rows += 1 }) { error in
+                XCTAssertEqual((error as? CSVImportError)?.code, .cancelled, "\(error)")
+            }
+            XCTAssertEqual(asked, askedBeforeStop + 1, "asked once per chunk, stopped at the first yes")
+            XCTAssertLessThan(rows, total, "stopped part way")
+        }
+    }
+
+    /// Runs `body` on a thread; its result, or nil if it has not returned within `seconds`
+    /// (the thread is then left behind: the test has failed anyway).
+    private func runWithDeadline<T: Sendable>(seconds: Double, _ body: @escaping @Sendable () -> T) -> T? {
+        let box = DeadlineBox<T>()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            let value = body()
+            box.lock.withLock { box.value = value }
+            done.signal()
+        }.start()
+        guard done.wait(timeout: .now() + seconds) == .success else { return nil }
+        return box.lock.withLock { box.value }
+    }
+
     /// An error thrown by the caller's closure stops the import and comes out unchanged.
     func testCallerErrorStopsTheImport() throws {
         struct Stop: Error {}
@@ -159,4 +215,10 @@ final class CSVStreamingTests: XCTestCase {
         }) { XCTAssertTrue($0 is Stop) }
         XCTAssertEqual(seen, 2)
     }
+}
+
+/// The result of `runWithDeadline`'s thread; `value` is guarded by `lock`.
+private final class DeadlineBox<T>: @unchecked Sendable {
+    let lock = NSLock()
+    var value: T?
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import KamiClient
 import KamiCore
 import KamiProtocol
@@ -112,6 +113,24 @@ final class KamiCtlCommandsTests: XCTestCase {
 
         let unknown = try KamictlRun(socket + ["export", "--sku", "nope", "--out", work + "/n.csv"])
         XCTAssertEqual(unknown.status, 1)
+        // --force replaces only once the request is known good: a bad SKU leaves the file be.
+        let failedForce = try KamictlRun(socket + ["export", "--sku", "nope", "--out", target, "--force"])
+        XCTAssertEqual(failedForce.status, 1)
+        XCTAssertEqual(try String(contentsOfFile: target, encoding: .utf8), withSecrets, "the target is untouched")
+        // --force never replaces what is not a regular file.
+        let link = work + "/link.csv"
+        XCTAssertEqual(symlink(target, link), 0)
+        let fifo = work + "/fifo.csv"
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        for (path, kind, type) in [(link, "symbolic link", S_IFLNK), (fifo, "fifo", S_IFIFO), (work, "directory", S_IFDIR)] {
+            let refused = try KamictlRun(socket + ["export", "--sku", "vip", "--out", path, "--force"])
+            XCTAssertEqual(refused.status, 1, path)
+            XCTAssertTrue(refused.stderr.contains(path) && refused.stderr.contains(kind), refused.stderr)
+            var info = stat()
+            XCTAssertEqual(lstat(path, &info), 0)
+            XCTAssertEqual(info.st_mode & S_IFMT, type, "\(path) is still a \(kind)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: target, encoding: .utf8), withSecrets)
         XCTAssertEqual(try KamictlRun(socket + ["export"]).status, 2, "--sku is required")
     }
 

@@ -1,5 +1,6 @@
 import CKamiLinux
 import Foundation
+import Glibc
 import KamiCore
 import KamiCrypto
 import KamiEngine
@@ -104,6 +105,58 @@ final class ImportExportTests: XCTestCase {
         let back = try h.engine.importCSV(path: full, sku: "copy")
         XCTAssertEqual(back.imported, 0)
         XCTAssertEqual(back.rejectedCount, 5)
+        h.assertInvariants()
+    }
+
+    /// An export checks the SKU and the target before anything on disk changes, replaces only
+    /// a regular file and only when asked, and leaves no temporary file behind.
+    func testExportValidatesFirstAndReplacesOnlyRegularFiles() throws {
+        let h = Harness()
+        _ = h.stockSku("vip", count: 3, batch: "B")
+        let target = h.directory + "/out.csv"
+        try "keep me\n".write(toFile: target, atomically: false, encoding: .utf8)
+        func message(_ body: () throws -> Int) -> String {
+            do {
+                _ = try body()
+                return "no error"
+            } catch {
+                return (error as? KamiError)?.message ?? "\(error)"
+            }
+        }
+        XCTAssertTrue(message { try h.engine.exportCSV(sku: "nope", to: target, replace: true) }.contains("nope"))
+        XCTAssertEqual(try String(contentsOfFile: target, encoding: .utf8), "keep me\n", "an unknown SKU changes nothing")
+        XCTAssertTrue(message { try h.engine.exportCSV(sku: "vip", to: target) }.contains(target + " exists"))
+        XCTAssertEqual(try String(contentsOfFile: target, encoding: .utf8), "keep me\n", "never overwritten unasked")
+        XCTAssertEqual(try h.engine.exportCSV(sku: "vip", to: target, replace: true), 3)
+        let replaced = try String(contentsOfFile: target, encoding: .utf8)
+        XCTAssertEqual(replaced.utf8.filter { $0 == UInt8(ascii: "\n") }.count, 4, "header and 3 rows")
+        let mode = try FileManager.default.attributesOfItem(atPath: target)[.posixPermissions] as? Int
+        XCTAssertEqual(mode, 0o600)
+
+        // Not regular files: refused with the path named, and left as they were.
+        let victim = h.directory + "/victim.txt"
+        try "victim\n".write(toFile: victim, atomically: false, encoding: .utf8)
+        let link = h.directory + "/link.csv"
+        XCTAssertEqual(symlink(victim, link), 0)
+        let fifo = h.directory + "/fifo.csv"
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        let directory = h.directory + "/dir.csv"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        for (path, kind, type) in [(link, "a symbolic link", S_IFLNK), (fifo, "a fifo", S_IFIFO),
+                                   (directory, "a directory", S_IFDIR)] {
+            for replace in [false, true] {
+                let text = message { try h.engine.exportCSV(sku: "vip", to: path, withSecrets: true, replace: replace) }
+                XCTAssertTrue(text.contains(path) && text.contains(kind) && text.contains("not a regular file"), text)
+                var info = stat()
+                XCTAssertEqual(lstat(path, &info), 0)
+                XCTAssertEqual(info.st_mode & S_IFMT, type, "\(path) is still \(kind)")
+            }
+        }
+        XCTAssertEqual(try String(contentsOfFile: victim, encoding: .utf8), "victim\n")
+        XCTAssertTrue(message { try h.engine.exportCSV(sku: "vip", to: h.directory + "/missing/x.csv") }
+            .contains(h.directory + "/missing"))
+        let left = try FileManager.default.contentsOfDirectory(atPath: h.directory).filter { $0.contains("kami-export") }
+        XCTAssertEqual(left, [], "no temporary file is left behind")
         h.assertInvariants()
     }
 

@@ -55,7 +55,7 @@ final class NameTableTests: XCTestCase {
         let line = "{\"id\":1,\"op\":\"sku_set\",\"order\":\"o\",\"user\":\"u\",\"sku\":\"s\",\"qty\":2,\"ttl_ms\":3,"
             + "\"payment_ref\":\"p\",\"ip\":\"i\",\"device\":\"d\",\"client\":\"c\",\"token\":\"t\",\"name\":\"n\","
             + "\"price_cents\":4,\"per_user_limit\":5,\"activation_url\":\"a\",\"path\":\"pa\",\"batch\":\"b\","
-            + "\"code_id\":6,\"with_secrets\":true,\"dry_run\":false}\n"
+            + "\"code_id\":6,\"with_secrets\":true,\"dry_run\":false,\"replace\":true}\n"
         guard let (request, _) = expectItem(bytes(line).decode(JSONCodec.decodeRequest)) else { return }
         var expected = Request(id: .number(1), op: .skuSet)
         expected.order = "o"
@@ -77,6 +77,7 @@ final class NameTableTests: XCTestCase {
         expected.codeID = 6
         expected.withSecrets = true
         expected.dryRun = false
+        expected.replace = true
         XCTAssertEqual(request, expected)
         var out: [UInt8] = []
         try JSONCodec.encode(expected, into: &out)

@@ -113,7 +113,21 @@ final class DaemonConfigTests: XCTestCase {
             ("data_dir = \"/x", 1, ["data_dir", "not closed"]),
             ("data_dir = \"/x\" trailing", 1, ["data_dir", "after the quoted value"]),
             ("master_key_file = ${NOPE_NOT_SET}/k", 1, ["master_key_file", "NOPE_NOT_SET"]),
-            ("listen = localhost", 1, ["listen", "HOST:PORT"]),
+            ("listen = localhost", 1, ["listen", "IPV4:PORT"]),
+            ("# c\nlisten = localhost:7420", 2, ["listen", "localhost is not resolved", "127.0.0.1:7420", "[::1]:7420"]),
+            ("listen = LocalHost:7420", 1, ["listen", "localhost is not resolved"]),
+            ("listen = 256.0.0.1:7420", 1, ["listen", "`256.0.0.1` is not an IPv4 address"]),
+            ("listen = 127.1:7420", 1, ["listen", "`127.1` is not an IPv4 address"]),
+            ("listen = kami.example.com:7420", 1, ["listen", "not an IPv4 address", "not resolved"]),
+            ("listen = [::1::2]:7420", 1, ["listen", "`::1::2` is not an IPv6 address"]),
+            ("listen = [127.0.0.1]:7420", 1, ["listen", "not an IPv6 address"]),
+            ("listen = ::1:7420", 1, ["listen", "needs brackets"]),
+            ("listen = [::1]7420", 1, ["listen", "[IPV6]:PORT"]),
+            ("listen = 127.0.0.1:70000", 1, ["listen", "port", "65535"]),
+            ("listen = 127.0.0.1:+1", 1, ["listen", "port"]),
+            ("listen = :7420", 1, ["listen", "no address"]),
+            ("metrics_listen = localhost:9420", 1, ["metrics_listen", "localhost is not resolved"]),
+            ("metrics_listen = 127.0.0.1.1:9420", 1, ["metrics_listen", "not an IPv4 address"]),
             ("listen = 127.0.0.1:1\nlisten = 127.0.0.1:1", 2, ["listen", "twice"]),
             ("listen = 127.0.0.1:1\nlisten = none", 2, ["listen", "none"]),
             ("metrics_listen = 0.0.0.0:9420", 1, ["metrics_listen", "loopback"]),
@@ -134,6 +148,28 @@ final class DaemonConfigTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// Every address that parses is one bind accepts: IPv4 dotted quads and bracketed IPv6,
+    /// checked with inet_pton; loopback is 127.0.0.0/8 and ::1 in any spelling, never a name.
+    func testListenAddressesAreCheckedLikeBindWill() throws {
+        let config = try DaemonConfig.parse("""
+            listen = 0.0.0.0:7420
+            listen = [::]:7421
+            listen = [fe80::1]:7422
+            listen = 10.1.2.3:0
+            metrics_listen = [0:0:0:0:0:0:0:1]:9420
+            """, source: "t", environment: [:])
+        XCTAssertEqual(config.listen, [.tcp(host: "0.0.0.0", port: 7420), .tcp(host: "::", port: 7421),
+                                       .tcp(host: "fe80::1", port: 7422), .tcp(host: "10.1.2.3", port: 0)])
+        XCTAssertEqual(config.metricsListen, .tcp(host: "0:0:0:0:0:0:0:1", port: 9420))
+        XCTAssertTrue(ListenAddress.tcp(host: "127.8.9.10", port: 1).isLoopback)
+        XCTAssertTrue(ListenAddress.tcp(host: "::1", port: 1).isLoopback)
+        XCTAssertFalse(ListenAddress.tcp(host: "localhost", port: 1).isLoopback, "a name is not an address")
+        XCTAssertFalse(ListenAddress.tcp(host: "127.example.com", port: 1).isLoopback)
+        XCTAssertFalse(ListenAddress.tcp(host: "::2", port: 1).isLoopback)
+        XCTAssertNil(ListenAddress(hostPort: "localhost:1"))
+        XCTAssertNil(ListenAddress(hostPort: "999.1.1.1:1"))
     }
 
     func testWindowsLineEndingsAreLines() throws {

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import KamiCore
 import KamiProtocol
+import KamiServer
 import Synchronization
 import XCTest
 
@@ -254,5 +255,48 @@ final class EndToEndTests: XCTestCase {
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         XCTAssertTrue(output.contains("UNAUTHORIZED"), output)
         XCTAssertFalse(output.contains("\"clean\""), output)
+    }
+
+    /// What Config/kamid.conf says about the Unix socket is what kamid does: the file mode
+    /// decides who may connect(2), and then only kamid's uid and root are let in. A member of
+    /// the socket's group, let through by mode 0660, is refused even a ping.
+    func testUnixSocketGroupMembersAreRefusedAsTheConfigSays() throws {
+        let text = DaemonConfig.embeddedDefaultText
+        XCTAssertFalse(text.contains("lets a group"), "the config must not promise group members the socket")
+        XCTAssertFalse(text.contains("Storefronts on the\n# same host may use it too"))
+        XCTAssertTrue(text.contains("whatever its group"), "the config says group members are refused")
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser"),
+              FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") else {
+            throw XCTSkip("needs root and runuser to connect as another uid")
+        }
+        let kamid = try startStocked(count: 1)
+        defer { kamid.stop() }
+        var info = stat()
+        XCTAssertEqual(stat(kamid.socketPath, &info), 0)
+        XCTAssertEqual(info.st_mode & 0o777, 0o660, "the default mode")
+        // The directory as the unit has it: the group may enter.
+        chmod(kamid.directory, 0o750)
+        let group = String(cString: getgrgid(info.st_gid).pointee.gr_name)
+        let script = """
+            import socket,sys
+            s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
+            print("connected")
+            try:
+                s.sendall(b'{"id":1,"op":"ping"}\\n'); print(s.recv(4096).decode())
+            except OSError as e:
+                print("closed", e)
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+        process.arguments = ["-u", "nobody", "-g", group, "--", "/usr/bin/python3", "-c", script, kamid.socketPath]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        process.waitUntilExit()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertTrue(output.contains("connected"), "the group bits let the connect through: \(output)")
+        XCTAssertTrue(output.contains("UNAUTHORIZED") && output.contains("peer uid not allowed"), output)
+        XCTAssertFalse(output.contains("\"ok\":true"), output)
     }
 }

@@ -149,6 +149,93 @@ final class ReloadAndStopTests: XCTestCase {
             + String(format: "%.2f", stopSeconds) + " s")
     }
 
+    /// A device or a fifo is refused at once; an import of a file that is too big to finish
+    /// does not hold up SIGTERM: it is cancelled (and rolled back) and kamid exits 0 within
+    /// shutdown_timeout_ms, not after the stop guard's grace.
+    func testNonRegularImportsAreRefusedAndSigtermCancelsARunningImport() throws {
+        let directory = NSTemporaryDirectory() + "kamid-import-stop-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let config = directory + "/kamid.conf"
+        try "shutdown_timeout_ms = 2000\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let kamid = try Kamid(directory: directory + "/data", arguments: ["--config", config, "--metrics-listen", "off"])
+        try kamid.stock(sku: "vip", count: 10)
+        let admin = try RawClient(unixPath: kamid.socketPath)
+        let fifo = directory + "/codes.fifo"
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        for (path, kind) in [("/dev/zero", "a character device"), (fifo, "a fifo"), (directory, "a directory")] {
+            let reply = admin.call(#""id":1,"op":"import","sku":"vip","path":"\#(path)""#)
+            XCTAssertEqual(reply?.error?.code, .badRequest, "\(path): \(String(describing: reply))")
+            let message = reply?.error?.message ?? ""
+            XCTAssertTrue(message.contains(path) && message.contains(kind) && message.contains("not a regular file"), message)
+        }
+        let storefront = try kamid.storefront()
+        let issued = storefront.call(#""id":2,"op":"issue","order":"o1","user":"u1","sku":"vip","qty":1,"payment_ref":"p""#)
+        XCTAssertEqual(issued?.order?.state, .committed, "issuing goes on after the refused imports")
+
+        // A sparse terabyte: a regular file whose reading would take far longer than the test.
+        let huge = directory + "/huge.csv"
+        let fd = open(huge, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        XCTAssertEqual(ftruncate(fd, 1 << 40), 0)
+        close(fd)
+        let importer = try RawClient(unixPath: kamid.socketPath, timeoutMs: 60_000)
+        let importReply = Mutex<Reply?>(nil)
+        let importDone = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            let reply = importer.call(#""id":3,"op":"import","sku":"vip","path":"\#(huge)""#)
+            importReply.withLock { $0 = reply }
+            importDone.signal()
+        }
+        thread.start()
+        usleep(1_000_000)
+        XCTAssertEqual(importDone.wait(timeout: .now()), .timedOut, "the import is still running")
+        let started = Date()
+        XCTAssertEqual(kamid.stop(), 0, "SIGTERM during an import exits 0")
+        let stopSeconds = Date().timeIntervalSince(started)
+        XCTAssertLessThan(stopSeconds, 5, "stopped within shutdown_timeout_ms (2 s) and a little")
+        XCTAssertEqual(importDone.wait(timeout: .now() + 10), .success)
+        let reply = importReply.withLock { $0 }
+        XCTAssertEqual(reply?.error?.code, .unavailable, "\(String(describing: reply))")
+        XCTAssertTrue(reply?.error?.message.contains("cancelled") == true, "\(String(describing: reply))")
+        XCTAssertFalse(kamid.log.contains { $0.contains("stop-timeout") }, "\(kamid.log.suffix(5))")
+    }
+
+    /// A `kamictl reload` that arrives as soon as the Unix socket accepts (before READY) is
+    /// applied, not answered "still starting": the server is published before it starts.
+    func testReloadRacingStartUpIsApplied() throws {
+        let directory = NSTemporaryDirectory() + "kamid-early-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let data = directory + "/data"
+        let started = Mutex<Kamid?>(nil)
+        let failure = Mutex<String?>(nil)
+        let thread = Thread {
+            do {
+                let kamid = try Kamid(directory: data, arguments: ["--metrics-listen", "off"],
+                                      environment: ["KAMID_TEST_PAUSE_AFTER_LISTEN_MS": "3000"])
+                started.withLock { $0 = kamid }
+            } catch {
+                failure.withLock { $0 = "\(error)" }
+            }
+        }
+        thread.start()
+        var admin: RawClient?
+        let deadline = Date().addingTimeInterval(20)
+        while admin == nil && Date() < deadline {
+            admin = try? RawClient(unixPath: data + "/kamid.sock")
+            if admin == nil { usleep(5_000) }
+        }
+        let reply = admin?.call(#""id":1,"op":"reload""#)
+        XCTAssertNil(started.withLock { $0 }, "the reload went in before READY")
+        XCTAssertEqual(reply?.isOK, true, "\(String(describing: reply))")
+        while started.withLock({ $0 }) == nil && failure.withLock({ $0 }) == nil && Date() < deadline { usleep(10_000) }
+        XCTAssertNil(failure.withLock { $0 })
+        let kamid = try XCTUnwrap(started.withLock { $0 })
+        XCTAssertTrue(kamid.log.contains { $0.contains("reload-applied") && $0.contains("trigger=kamictl") }, "\(kamid.log)")
+        XCTAssertEqual(kamid.stop(), 0)
+    }
+
     func testRestartKeysAreReportedAndTokensRotateByReload() throws {
         let directory = NSTemporaryDirectory() + "kamid-keys-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

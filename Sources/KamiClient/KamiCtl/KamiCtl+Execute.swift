@@ -49,18 +49,22 @@ extension KamiCtl {
         case .export(let sku, let path, let withSecrets, let force):
             let chosen = path ?? "\(sku)-export-\(timestampForFileName()).csv"
             let absolute = absolutePath(chosen, currentDirectory: currentDirectory)
-            if Syscall.exists(absolute) {
-                guard force else {
-                    return Outcome(stderr: "kamictl: \(absolute) exists; choose another --out or add --force\n", exit: .failed)
-                }
-                guard Syscall.remove(absolute) else {
-                    return Outcome(stderr: "kamictl: cannot replace \(absolute)\n", exit: .failed)
-                }
+            // Nothing is removed here: kamid checks the request (the SKU, the target) first, writes
+            // a temporary file and renames it over the target only when the export succeeded.
+            // These early checks only give a clearer message; kamid makes the same ones.
+            if let kind = Syscall.nonRegularFileKind(absolute) {
+                return Outcome(
+                    stderr: "kamictl: \(absolute) exists and is \(kind), not a regular file; refusing to replace it\n",
+                    exit: .failed)
+            }
+            if Syscall.exists(absolute) && !force {
+                return Outcome(stderr: "kamictl: \(absolute) exists; choose another --out or add --force\n", exit: .failed)
             }
             request = operatorRequest(.export) {
                 $0.sku = sku
                 $0.path = absolute
                 $0.withSecrets = withSecrets ? true : nil
+                $0.replace = force ? true : nil
             }
         case .entitlements(let user, _):
             request = operatorRequest(.entitlements) { $0.user = user }

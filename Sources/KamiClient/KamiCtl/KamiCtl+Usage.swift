@@ -114,7 +114,9 @@ extension KamiCtl {
                   --sku SKU               the SKU to export (required)
                   --out FILE              where (default: ./SKU-export-YYYYMMDD-HHMMSS.csv, UTC)
                   --with-secrets          include the secrets
-                  --force                 replace FILE if it exists (otherwise an error)
+                  --force                 replace FILE if it exists (otherwise an error); only a
+                                          regular file is ever replaced, and only once the export
+                                          has succeeded
                 """
         case .entitlements:
             return """
