@@ -31,6 +31,8 @@ final class Harness {
     var durability: Durability
     /// The SQLite VFS to open through (nil: the default; see FaultDisk).
     var vfs: String?
+    /// Group-commit settings (nil: the defaults).
+    var commit: CommitSettings?
     private var imports = 0
 
     init(pool: PoolKind = .lockFree, durability: Durability = .normal, open: Bool = true) {
@@ -47,6 +49,7 @@ final class Harness {
         config.pool = pool
         config.durability = durability
         config.vfs = vfs
+        if let commit { config.commit = commit }
         return config
     }
 
