@@ -14,7 +14,7 @@ import Synchronization
 /// encodes and writes. Everything else of a loop is touched only by its thread.
 final class EventLoop: @unchecked Sendable {
     // @unchecked: `connections`, `listeners`, buffers are confined to the loop thread; the
-    // inbox is behind `inbox` (a Mutex) and the wake flag is atomic.
+    // inbox is behind `inbox` (a lock) and the wake flag is atomic.
 
     /// A reply finished off the loop thread.
     struct Completion: Sendable {
@@ -38,8 +38,12 @@ final class EventLoop: @unchecked Sendable {
     private let wakeFD: Int32
     private unowned let server: Server
     private var listeners: [UInt64: Listener] = [:]
+    /// Listeners taken out of epoll after accept ran out of descriptors or memory, with when
+    /// to listen again (nginx's answer to EMFILE: a level-triggered listener left in epoll
+    /// would wake the loop in a busy circle until a descriptor is freed).
+    private var pausedListeners: [UInt64: Int64] = [:]
     private var connections: [UInt64: Connection] = [:]
-    private let inbox = Mutex<[Completion]>([])
+    private let inbox = Locked<[Completion]>([])
     private let wakePending = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
     private var thread: pthread_t?
@@ -61,6 +65,29 @@ final class EventLoop: @unchecked Sendable {
     deinit {
         close(wakeFD)
         close(epfd)
+    }
+
+    private func pause(_ listener: Listener, token: UInt64, errno code: Int32) {
+        var event = epoll_event()
+        event.events = 0
+        event.data.u64 = token
+        epoll_ctl(epfd, EPOLL_CTL_MOD, listener.fd, &event)
+        pausedListeners[token] = server.clock.nowMs() + ServerLimits.acceptPauseMs
+        server.metrics.recordAcceptPaused()
+        server.logger.log(.warning, "accept-paused", [
+            "reason": String(cString: strerror(code)), "retry_ms": String(ServerLimits.acceptPauseMs),
+        ])
+    }
+
+    private func resumeListeners(now: Int64) {
+        for (token, until) in pausedListeners where now >= until {
+            guard let listener = listeners[token] else { continue }
+            var event = epoll_event()
+            event.events = EPOLLIN.rawValue
+            event.data.u64 = token
+            epoll_ctl(epfd, EPOLL_CTL_MOD, listener.fd, &event)
+            pausedListeners[token] = nil
+        }
     }
 
     private func add(fd: Int32, token: UInt64, events: UInt32) throws(SystemError) {
@@ -169,7 +196,7 @@ final class EventLoop: @unchecked Sendable {
                     var value: UInt64 = 0
                     _ = withUnsafeMutableBytes(of: &value) { read(wakeFD, $0.baseAddress, 8) }
                 } else if let listener = listeners[token] {
-                    acceptAll(listener)
+                    acceptAll(listener, token: token)
                 } else if let connection = connections[token] {
                     handle(connection, flags: flags)
                 }
@@ -180,6 +207,7 @@ final class EventLoop: @unchecked Sendable {
                 lastIdleCheckMs = now
                 closeIdle(now: now)
             }
+            if !pausedListeners.isEmpty && !stoppingNow { resumeListeners(now: now) }
         }
         for connection in Array(connections.values) { closeConnection(connection) }
     }
@@ -192,12 +220,21 @@ final class EventLoop: @unchecked Sendable {
         listeners.removeAll()
     }
 
-    private func acceptAll(_ listener: Listener) {
+    private func acceptAll(_ listener: Listener, token: UInt64) {
         while true {
             let accepted: (fd: Int32, peer: String)?
             do { accepted = try Sockets.accept(listener.fd) } catch {
-                // EMFILE and friends: log and stop accepting for this wake-up; the others go on.
-                server.logger.log(.warning, "accept-failed", ["error": "\(error)"])
+                switch error.errno {
+                case ECONNABORTED, EPROTO, EPERM:
+                    // That peer gave up (or a filter refused it) before we took it: next.
+                    continue
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                    // Out of descriptors or memory: stop listening for a while; the pending
+                    // connections wait in the backlog, the open ones go on being served.
+                    pause(listener, token: token, errno: error.errno)
+                default:
+                    server.logger.log(.warning, "accept-failed", ["error": "\(error)"])
+                }
                 return
             }
             guard let (fd, peer) = accepted else { return }

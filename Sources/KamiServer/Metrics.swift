@@ -22,6 +22,7 @@ public final class Metrics: Sendable {
     private let latency: [Histogram]
     private let reloads = AtomicCounters(count: 2)
     private let accepted = Atomic<Int>(0)
+    private let acceptPauses = Atomic<Int>(0)
     private let startedNs = monotonicNs()
 
     /// Latency bucket bounds, microseconds: 10 µs to 10 s in 1-2.5-5 steps.
@@ -61,6 +62,9 @@ public final class Metrics: Sendable {
     }
 
     func recordAccepted() { accepted.wrappingAdd(1, ordering: .relaxed) }
+
+    /// Counts a listener taken out of epoll because accept ran out of descriptors or memory.
+    func recordAcceptPaused() { acceptPauses.wrappingAdd(1, ordering: .relaxed) }
 
     /// Counts a reload and whether it was applied (the daemon calls it).
     public func recordReload(applied: Bool) { reloads.add(applied ? 0 : 1) }
@@ -113,6 +117,9 @@ public final class Metrics: Sendable {
         out.sample("kami_connections_open", [], Double(server.connections))
         out.family("kami_connections_accepted_total", "counter", "Client connections accepted.")
         out.sample("kami_connections_accepted_total", [], Double(accepted.load(ordering: .relaxed)))
+        out.family("kami_accept_paused_total", "counter",
+                   "Times a listener paused because accept ran out of file descriptors or memory (EMFILE, ENFILE).")
+        out.sample("kami_accept_paused_total", [], Double(acceptPauses.load(ordering: .relaxed)))
 
         let writer = engine.storage.writer
         let stats = writer.stats

@@ -45,6 +45,11 @@ public enum ServerLimits {
     /// How often a loop checks idle timeouts, ms.
     public static let idleCheckIntervalMs: Int64 = 1_000
 
+    /// How long a listener stays out of epoll after accept failed for want of descriptors
+    /// (EMFILE, ENFILE) or memory: long enough not to spin, short enough that a freed
+    /// descriptor is used soon.
+    public static let acceptPauseMs: Int64 = 100
+
     static func check() {
         precondition(readBufferBytes >= 2 * 65_536, "read buffer \(readBufferBytes) must hold two maximal frames")
         precondition(readBufferInitialBytes > 0 && readBufferInitialBytes <= readBufferBytes, "initial read buffer")

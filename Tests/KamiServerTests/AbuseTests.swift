@@ -597,6 +597,68 @@ final class AbuseTests: XCTestCase {
     }
 }
 
+extension AbuseTests {
+    /// kamid out of file descriptors: accept fails with EMFILE while connections wait in the
+    /// backlog. A level-triggered listener would wake the loop in a busy circle; kamid must take
+    /// the listener out of epoll for a while (using little CPU), keep serving what it has, and
+    /// accept again once descriptors are free.
+    func testOutOfDescriptorsPausesAcceptInsteadOfSpinning() throws {
+        _ = raiseFileLimit()
+        let directory = NSTemporaryDirectory() + "kami-emfile-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let kamid = try Kamid(directory: directory)
+        defer { kamid.stop() }
+        let pid = kamid.process.processIdentifier
+        let early = try kamid.storefront()
+        let baseline = DaemonMonitor.fdCount(pid)
+        // Room for 4 more descriptors, then 40 connections: most wait in the backlog.
+        XCTAssertEqual(try runPrlimit(pid: pid, nofile: baseline + 4), 0)
+        var waiting: [RawClient] = []
+        for _ in 0..<40 { waiting.append(try RawClient(port: kamid.port, timeoutMs: 2_000)) }
+        usleep(300_000)
+        let cpuBefore = cpuTicks(pid)
+        usleep(1_000_000)
+        let cpuUsed = cpuTicks(pid) - cpuBefore
+        let ticksPerSecond = sysconf(Int32(_SC_CLK_TCK))
+        print("EMFILE: kamid used \(cpuUsed) of \(ticksPerSecond) clock ticks in 1 s with 40 connections it cannot accept")
+        XCTAssertLessThan(cpuUsed, ticksPerSecond / 5, "kamid spins while it cannot accept")
+        XCTAssertTrue(kamid.log.contains { $0.contains("accept-paused") }, "no accept-paused warning logged")
+        // The connection it had keeps being served meanwhile.
+        XCTAssertEqual(early.call(#""id":1,"op":"ping""#)?.isOK, true, "an accepted client is not served")
+        // Descriptors back: the waiting connections are taken, and new ones too.
+        waiting.removeAll()
+        XCTAssertEqual(try runPrlimit(pid: pid, nofile: 4_096), 0)
+        var served = false
+        let deadline = Date().addingTimeInterval(5)
+        while !served && Date() < deadline {
+            if let client = try? kamid.storefront(), client.call(#""id":2,"op":"ping""#)?.isOK == true { served = true }
+            else { usleep(50_000) }
+        }
+        XCTAssertTrue(served, "kamid did not accept again once descriptors were free")
+        XCTAssertEqual(kamid.stop(), 0)
+    }
+
+    private func runPrlimit(pid: Int32, nofile: Int) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+        // Only the soft limit: lowering the hard one could not be undone without CAP_SYS_RESOURCE.
+        process.arguments = ["--pid", String(pid), "--nofile=\(nofile):"]
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// utime + stime of a process, in clock ticks (/proc/PID/stat fields 14 and 15).
+    private func cpuTicks(_ pid: Int32) -> Int {
+        let text = readProcFile("/proc/\(pid)/stat")
+        guard let close = text.lastIndex(of: ")") else { return 0 }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // After the command name: state is field 3, so utime (14) and stime (15) are at 11, 12.
+        guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return 0 }
+        return user + system
+    }
+}
+
 // MARK: - Helpers
 
 private func nowNs() -> UInt64 {
