@@ -75,7 +75,7 @@ public final class KamiClient: Sendable {
     /// One permit per connection the pool may have in use; a call holds one for its round
     /// trip, so no more than `poolSize` connections ever exist.
     private let permits: DispatchSemaphore
-    private let pool = Mutex(Pool())
+    private let pool = Locked(Pool())
 
     /// A client with the given configuration. No connection is made until the first call.
     public init(_ configuration: Configuration) {

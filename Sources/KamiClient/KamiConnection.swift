@@ -23,7 +23,7 @@ public final class KamiConnection: Sendable {
     public let endpoint: KamiEndpoint
     /// The encoding it speaks.
     public let encoding: WireEncoding
-    private let core: Mutex<ConnectionCore>
+    private let core: Locked<ConnectionCore>
 
     /// Connects to `endpoint` and, when the options carry credentials, says hello.
     ///
@@ -36,7 +36,7 @@ public final class KamiConnection: Sendable {
         self.endpoint = endpoint
         self.encoding = options.encoding ?? endpoint.defaultEncoding
         let socket = try ClientSocket.connect(to: endpoint, deadline: Deadline(timeoutMs: options.connectTimeoutMs))
-        core = Mutex(ConnectionCore(endpoint: endpoint, encoding: encoding, requestTimeoutMs: options.requestTimeoutMs,
+        core = Locked(ConnectionCore(endpoint: endpoint, encoding: encoding, requestTimeoutMs: options.requestTimeoutMs,
                                     socket: socket))
         guard let credentials = options.credentials else { return }
         let reply = try send(.hello(client: credentials.client, token: credentials.token))

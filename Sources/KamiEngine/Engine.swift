@@ -23,16 +23,16 @@ public final class Engine: Sendable {
     let holds = HoldTimer()
     let orders = OrderTable()
     let userOrders = UserIndex()
-    let catalog = Mutex(Catalog())
-    let stock = Mutex<[SkuID: StockCounts]>([:])
+    let catalog = Locked(Catalog())
+    let stock = Locked<[SkuID: StockCounts]>([:])
     /// Live holds by sequence number, so the timer (which knows sequence numbers) finds them.
-    let holdIDs = Mutex<[OrderSeq: String]>([:])
+    let holdIDs = Locked<[OrderSeq: String]>([:])
     let nextSeq: Atomic<Int64>
     /// Hold TTL used when a reserve gives none, and the longest one accepted (reloadable).
     let holdTTLDefault = Atomic<Int64>(Limits.holdTTLMsDefault)
     let holdTTLMax = Atomic<Int64>(Limits.holdTTLMsMax)
     /// The import or export running now, for progress reports.
-    let job = Mutex<JobTracker?>(nil)
+    let job = Locked<JobTracker?>(nil)
     /// Set when the engine is stopping: a running import gives up at its next chunk (it runs
     /// on the writer thread, which the stop waits for), and no new one starts.
     let jobsCancelled = Atomic<Bool>(false)

@@ -138,9 +138,9 @@ final class UserIndex: Sendable {
     func orders(of user: String) -> [String] { shard(user).withLock { $0[user] ?? [] } }
 }
 
-/// One lock shard: a `Mutex` in a class, because arrays cannot hold noncopyable values.
+/// One lock shard (a `Locked` value).
 final class Shard<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
+    private let mutex: Locked<Value>
+    init(_ value: Value) { mutex = Locked(value) }
     func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
 }

@@ -9,12 +9,12 @@ public final class Authenticator: Sendable {
         var windowStartMs: Int64
     }
 
-    private let tokens: Mutex<[String: [UInt8]]>
-    private let failures = Mutex<[String: Failures]>([:])
+    private let tokens: Locked<[String: [UInt8]]>
+    private let failures = Locked<[String: Failures]>([:])
 
     /// Makes an authenticator for the given client → token map.
     public init(tokens: [String: String]) {
-        self.tokens = Mutex(tokens.mapValues { Array($0.utf8) })
+        self.tokens = Locked(tokens.mapValues { Array($0.utf8) })
     }
 
     /// The tokens accepted now, client → token.

@@ -1,3 +1,4 @@
+import KamiCore
 import Glibc
 import Synchronization
 
@@ -31,7 +32,7 @@ public enum LogLevel: Int, Sendable, Comparable, CaseIterable {
 /// value a client chose through `untrusted` first, which bounds its length.
 public final class Logger: Sendable {
     private let level: Atomic<Int>
-    private let lock = Mutex<Void>(())
+    private let lock = Locked<Void>(())
 
     /// Most UTF-8 bytes of a client-supplied value kept by `untrusted`.
     static let untrustedBytesMax = 64

@@ -67,7 +67,7 @@ public final class CommitWriter: Sendable {
     private let shared = Shared()
     private let clock: any Clock
     /// The connection and audit chain; touched only by the writer thread (and by `init`).
-    private let context: Mutex<WriterContext?>
+    private let context: Locked<WriterContext?>
     private let finished = ConditionLock()
     private let done = Atomic<Bool>(false)
     /// Test hook: the next N batches fail as if the disk were full.
@@ -86,7 +86,7 @@ public final class CommitWriter: Sendable {
     init(db: Connection, audit: AuditChain, settings: CommitSettings, clock: any Clock) {
         shared.settings = settings
         self.clock = clock
-        self.context = Mutex(WriterContext(db: db, audit: audit, clock: clock))
+        self.context = Locked(WriterContext(db: db, audit: audit, clock: clock))
         let thread = Thread { [self] in self.run() }
         thread.name = "kami-writer"
         thread.start()

@@ -39,7 +39,7 @@ public final class Store: Sendable {
     public let writer: CommitWriter
     private let readers: ReaderPool
     /// Reader connections pinned to a thread by `consistentRead`.
-    private let pinned = Mutex<[pthread_t: Connection]>([:])
+    private let pinned = Locked<[pthread_t: Connection]>([:])
     /// Durability in force.
     public let durability: Durability
 
@@ -267,7 +267,7 @@ final class ReaderPool: Sendable {
 
     private let path: String
     private let vfs: String?
-    private let idle = Mutex<[Connection]>([])
+    private let idle = Locked<[Connection]>([])
 
     init(path: String, vfs: String?) {
         self.path = path
