@@ -135,8 +135,10 @@ final class AbuseTests: XCTestCase {
         // ServerLimits.readBufferInitialBytes), a pipeliner at most about 1 MiB of replies. (With
         // a full 128 KiB buffer per connection the flood alone took kamid to about 400 MiB, and
         // it kept it afterwards.)
-        XCTAssertLessThan(peak.rssKiB, rssBefore + Self.maxConnections * 16 + 64 * 1024, "kamid's peak RSS")
-        XCTAssertLessThan(rssAfter, rssBefore + 64 * 1024, "kamid's RSS after the abusers left")
+        if !Self.underSanitizer {
+            XCTAssertLessThan(peak.rssKiB, rssBefore + Self.maxConnections * 16 + 64 * 1024, "kamid's peak RSS")
+            XCTAssertLessThan(rssAfter, rssBefore + 64 * 1024, "kamid's RSS after the abusers left")
+        }
 
         let violations = try kamid.violations()
         XCTAssertEqual(violations, [], "invariants broken under abuse")
@@ -509,7 +511,9 @@ final class AbuseTests: XCTestCase {
         }
         figures.rssStalledKiB = DaemonMonitor.rssKiB(pid)
         let unread = ports.map { queued[$0] ?? 0 }
-        XCTAssertTrue(holdingStill, "kamid kept reading from clients that never read their replies")
+        if !Self.underSanitizer {
+            XCTAssertTrue(holdingStill, "kamid kept reading from clients that never read their replies")
+        }
         for (i, bytes) in unread.enumerated() where !closed[i] {
             XCTAssertGreaterThan(bytes, 0, "pipeliner \(i): nothing waits unread in kamid's receive queue")
         }
@@ -527,7 +531,9 @@ final class AbuseTests: XCTestCase {
         progress("phase D: \(figures.stalled)/\(fds.count) pipeliners stalled after \(sent.map { $0 / 1024 }) KiB each; kamid stopped reading (\(holdingStill)) with \(unread.map { $0 / 1024 }) KiB unread; \(extra / 1024) KiB more taken in the next 0.5 s; RSS \(figures.rssBeforeKiB / 1024) -> \(figures.rssStalledKiB / 1024) MiB")
         XCTAssertEqual(figures.stalled, fds.count, "kamid kept reading from clients that never read their replies")
         XCTAssertLessThan(figures.maxSentBytes, 64 << 20, "kamid took in more than 64 MiB from one client that never reads")
-        XCTAssertLessThan(figures.rssStalledKiB - figures.rssBeforeKiB, 64 * 1024, "kamid's RSS grew by more than 64 MiB")
+        if !Self.underSanitizer {
+            XCTAssertLessThan(figures.rssStalledKiB - figures.rssBeforeKiB, 64 * 1024, "kamid's RSS grew by more than 64 MiB")
+        }
         // A client that reads nothing is, to kamid, idle: it is dropped after idle_timeout_ms
         // (seen as a reset on the client's side, or its entry gone from /proc/net/tcp).
         let dropDeadline = stillSinceNs + UInt64(Self.idleTimeoutMs + Self.checkIntervalMs + 3_000) * 1_000_000
@@ -542,7 +548,9 @@ final class AbuseTests: XCTestCase {
         }
         let droppedAfterMs = (nowNs() - stillSinceNs) / 1_000_000
         progress("phase D: \(dropped.filter { $0 }.count)/\(fds.count) pipeliners dropped by kamid \(droppedAfterMs) ms after its last read")
-        XCTAssertEqual(dropped.filter { $0 }.count, fds.count, "kamid never dropped clients that read nothing")
+        if !Self.underSanitizer {
+            XCTAssertEqual(dropped.filter { $0 }.count, fds.count, "kamid never dropped clients that read nothing")
+        }
         for fd in fds { close(fd) }
         usleep(300_000)
         figures.rssAfterKiB = DaemonMonitor.rssKiB(pid)
@@ -598,6 +606,11 @@ final class AbuseTests: XCTestCase {
 }
 
 extension AbuseTests {
+    /// Set by `.ci/sanitize`: a sanitized kamid is several times slower and keeps freed memory
+    /// in quarantine, so the time and memory bounds are reported, not asserted; everything
+    /// functional (no failures, limits, invariants) is still asserted.
+    static var underSanitizer: Bool { ProcessInfo.processInfo.environment["KAMI_SANITIZER"] != nil }
+
     /// kamid out of file descriptors: accept fails with EMFILE while connections wait in the
     /// backlog. A level-triggered listener would wake the loop in a busy circle; kamid must take
     /// the listener out of epoll for a while (using little CPU), keep serving what it has, and
@@ -621,7 +634,9 @@ extension AbuseTests {
         let cpuUsed = cpuTicks(pid) - cpuBefore
         let ticksPerSecond = sysconf(Int32(_SC_CLK_TCK))
         print("EMFILE: kamid used \(cpuUsed) of \(ticksPerSecond) clock ticks in 1 s with 40 connections it cannot accept")
-        XCTAssertLessThan(cpuUsed, ticksPerSecond / 5, "kamid spins while it cannot accept")
+        if !Self.underSanitizer {
+            XCTAssertLessThan(cpuUsed, ticksPerSecond / 5, "kamid spins while it cannot accept")
+        }
         XCTAssertTrue(kamid.log.contains { $0.contains("accept-paused") }, "no accept-paused warning logged")
         // The connection it had keeps being served meanwhile.
         XCTAssertEqual(early.call(#""id":1,"op":"ping""#)?.isOK, true, "an accepted client is not served")
@@ -848,7 +863,10 @@ private final class DaemonMonitor: @unchecked Sendable {
         defer { closedir(dir) }
         var count = 0
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            // The name in place: copying `d_name` as a 256-byte tuple reads past the end of a
+            // record sized for its name (AddressSanitizer caught it).
+            let offset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
+            let name = String(cString: (UnsafeRawPointer(entry) + offset).assumingMemoryBound(to: CChar.self))
             if name != "." && name != ".." { count += 1 }
         }
         return count
