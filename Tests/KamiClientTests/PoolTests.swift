@@ -17,8 +17,8 @@ final class PoolTests: XCTestCase {
         let client = KamiClient(.init(
             endpoint: kamid.tcp, connection: ConnectionOptions(credentials: try kamid.credentials),
             poolSize: poolSize))
-        let delivered = Mutex<[Int64: String]>([:])
-        let failures = Mutex<[String]>([])
+        let delivered = Locked<[Int64: String]>([:])
+        let failures = Locked<[String]>([])
         DispatchQueue.concurrentPerform(iterations: threads) { thread in
             for index in 0..<ordersPerThread {
                 let order = "T\(thread)-\(index)"

@@ -34,7 +34,7 @@ do { engine = try Engine(config: config) } catch {
     exit(3)
 }
 
-let output = Mutex<Void>(())
+let output = Locked<Void>(())
 @Sendable func say(_ line: String) {
     // One write(2) per line, under a lock: lines never interleave, and nothing is buffered in
     // the process when it is killed.

@@ -115,7 +115,7 @@ final class SealerTests: XCTestCase {
     func testConcurrentSealingAndOpeningRoundTrips() {
         let sealer = Sealer(keyring: Keyring(current: MasterKey.random(), previous: [MasterKey.random()]))
         let failures = Atomic<Int>(0)
-        let nonces = Mutex(Set<[UInt8]>())
+        let nonces = Locked(Set<[UInt8]>())
         let perThread = 2_000
         DispatchQueue.concurrentPerform(iterations: 8) { worker in
             var local = [[UInt8]]()

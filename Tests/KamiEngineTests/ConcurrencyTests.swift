@@ -12,8 +12,8 @@ final class ConcurrencyTests: XCTestCase {
             let h = Harness(pool: pool)
             h.stockSku("hot", count: 500, limit: 1)
             let engine = h.engine!
-            let winners = Mutex<[String: [CodeID]]>([:])
-            let outcomes = Mutex<[ErrorCode: Int]>([:])
+            let winners = Locked<[String: [CodeID]]>([:])
+            let outcomes = Locked<[ErrorCode: Int]>([:])
             // 4,000 buyers (some of them twice, as retries and as greedy users) for 500 codes.
             DispatchQueue.concurrentPerform(iterations: 8) { thread in
                 for n in 0..<500 {

@@ -566,7 +566,7 @@ final class AbuseTests: XCTestCase {
 
     private func failedHelloPhase(port: UInt16, progress: (String) -> Void) -> HelloFigures {
         let threads = 4, connectionsPerThread = 250, hellosPerConnection = 10
-        final class Tally: Sendable { let figures = Mutex(HelloFigures()) }
+        final class Tally: Sendable { let figures = Locked(HelloFigures()) }
         let tally = Tally()
         let done = DispatchSemaphore(value: 0)
         let deadline = nowNs() + 30_000_000_000
@@ -828,7 +828,7 @@ private final class DaemonMonitor: @unchecked Sendable {
     // @unchecked: the sample is behind a Mutex, the flags are atomic.
     struct Sample { var fds = 0, rssKiB = 0 }
     let pid: Int32
-    private let peakSample = Mutex(Sample())
+    private let peakSample = Locked(Sample())
     private let running = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
 
@@ -891,7 +891,7 @@ private final class WellBehavedClient: @unchecked Sendable {
         var failures: [String] = []
     }
     private let client: RawClient
-    private let results = Mutex(Results())
+    private let results = Locked(Results())
     private let running = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
 

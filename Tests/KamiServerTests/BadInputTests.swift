@@ -94,7 +94,11 @@ final class BadInputTests: XCTestCase {
         let kamid = try Kamid(directory: directory + "/data", arguments: ["--config", config])
         defer { kamid.stop() }
         let clients = try (0..<3).map { _ in try RawClient(port: kamid.port) }
-        XCTAssertEqual(clients[0].call(#""id":0,"op":"hello","client":"default","token":"\#(kamid.token)""#)?.isOK, true)
+        // Each loop accepts from its own SO_REUSEPORT listener: make sure all three are accepted
+        // (answered) before the fourth connects, or a slow loop could still hold one in its backlog.
+        for client in clients {
+            XCTAssertEqual(client.call(#""id":0,"op":"hello","client":"default","token":"\#(kamid.token)""#)?.isOK, true)
+        }
         let extra = try RawClient(port: kamid.port)
         XCTAssertEqual(extra.readJSONReply()?.error?.code, .busy)
         XCTAssertTrue(extra.isClosedByPeer())

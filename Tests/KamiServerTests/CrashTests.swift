@@ -94,7 +94,7 @@ final class DaemonCrashTests: XCTestCase {
                 XCTAssertEqual(admin.call(#""id":2,"op":"import","sku":"hot","path":"\#(csv)""#)?.isOK, true)
                 stock += count
             }
-            let history = Mutex<[String: Outcome]>([:])
+            let history = Locked<[String: Outcome]>([:])
             let port = kamid.port
             let token = kamid.token
             let group = DispatchGroup()

@@ -136,8 +136,8 @@ final class EndToEndTests: XCTestCase {
     func testTwoHundredConnectionsOnOneSkuNeverDoubleIssue() throws {
         let kamid = try startStocked(count: 1_000, limit: 1)
         defer { kamid.stop() }
-        let sold = Mutex<[Int64]>([])
-        let failures = Mutex<[ErrorCode: Int]>([:])
+        let sold = Locked<[Int64]>([])
+        let failures = Locked<[ErrorCode: Int]>([:])
         let port = kamid.port
         let token = kamid.token
         DispatchQueue.concurrentPerform(iterations: 200) { n in

@@ -180,7 +180,7 @@ final class ReloadAndStopTests: XCTestCase {
         XCTAssertEqual(ftruncate(fd, 1 << 40), 0)
         close(fd)
         let importer = try RawClient(unixPath: kamid.socketPath, timeoutMs: 60_000)
-        let importReply = Mutex<Reply?>(nil)
+        let importReply = Locked<Reply?>(nil)
         let importDone = DispatchSemaphore(value: 0)
         let thread = Thread {
             let reply = importer.call(#""id":3,"op":"import","sku":"vip","path":"\#(huge)""#)
@@ -208,8 +208,8 @@ final class ReloadAndStopTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let data = directory + "/data"
-        let started = Mutex<Kamid?>(nil)
-        let failure = Mutex<String?>(nil)
+        let started = Locked<Kamid?>(nil)
+        let failure = Locked<String?>(nil)
         let thread = Thread {
             do {
                 let kamid = try Kamid(directory: data, arguments: ["--metrics-listen", "off"],

@@ -25,7 +25,7 @@ final class StoreTests: XCTestCase {
     }
 
     private func submit(_ store: Store, _ mutation: Mutation) throws -> MutationOutcome {
-        let box = Mutex<Result<MutationOutcome, KamiError>?>(nil)
+        let box = Locked<Result<MutationOutcome, KamiError>?>(nil)
         let done = DispatchSemaphore(value: 0)
         store.writer.submit(mutation) { result in
             box.withLock { $0 = result }
@@ -198,7 +198,7 @@ final class StoreTests: XCTestCase {
         let reopened = try Store(directory: directory)
         defer { reopened.close() }
         XCTAssertEqual(try reopened.loadSnapshot().skus.count, 100)
-        let refused = Mutex<KamiError?>(nil)
+        let refused = Locked<KamiError?>(nil)
         reopened.writer.shutdown()
         reopened.writer.submit(.setCodes([], audit: AuditEvent("x", subject: "y", detail: ""))) { result in
             refused.withLock { $0 = result.failure }
@@ -218,7 +218,7 @@ final class BatchIsolationTests: XCTestCase {
         // A 20 ms gathering delay puts all three mutations in one batch.
         let store = try Store(directory: directory, settings: CommitSettings(batchMax: 64, delayUs: 10_000))
         defer { store.close() }
-        let results = Mutex<[String: Result<MutationOutcome, KamiError>]>([:])
+        let results = Locked<[String: Result<MutationOutcome, KamiError>]>([:])
         let group = DispatchGroup()
         func submit(_ name: String, key: String) {
             group.enter()
