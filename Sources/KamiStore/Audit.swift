@@ -58,8 +58,7 @@ struct AuditChain {
     mutating func append(_ event: AuditEvent, atMs: Int64, db: Connection) throws(SQLiteError) {
         let seq = lastSeq + 1
         let hash = AuditChain.hash(prev: lastHash, seq: seq, atMs: atMs, event: event)
-        let stmt = try db.prepare(
-            "INSERT INTO audit(seq, at_ms, event, subject, detail, prev_hash, hash) VALUES(?,?,?,?,?,?,?)")
+        let stmt = try db.prepare(HotSQL.appendAudit)
         stmt.bind(1, seq)
         stmt.bind(2, atMs)
         stmt.bind(3, event.event)

@@ -318,7 +318,7 @@ public struct WriterContext: ~Copyable {
         var outcomes: [Result<MutationOutcome, KamiError>] = []
         outcomes.reserveCapacity(mutations.count)
         do throws(SQLiteError) {
-            try db.execute("BEGIN IMMEDIATE")
+            try db.run(HotSQL.begin)
             let applier = MutationApplier(db: db)
             if isolated {
                 let savepoint = try db.prepare("SAVEPOINT m")
@@ -347,7 +347,7 @@ public struct WriterContext: ~Copyable {
                 throw SQLiteError(resultCode: 13, context: "commit", message: "injected fault: database or disk is full")
             }
             let start = monotonicNs()
-            try db.execute("COMMIT")
+            try db.run(HotSQL.commit)
             return (.success(outcomes), monotonicNs() - start)
         } catch {
             try? db.execute("ROLLBACK")

@@ -111,12 +111,7 @@ struct MutationApplier {
     }
 
     private func writeOrder(_ order: Order) throws(SQLiteError) {
-        let stmt = try db.prepare("""
-            INSERT INTO orders(seq, order_id, user_id, sku_id, units, state, payment_ref, codes, ttl_ms,
-                expires_at_ms, created_at_ms, updated_at_ms) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)
-            ON CONFLICT(seq) DO UPDATE SET state = excluded.state, payment_ref = excluded.payment_ref,
-                codes = excluded.codes, expires_at_ms = excluded.expires_at_ms, updated_at_ms = excluded.updated_at_ms
-            """)
+        let stmt = try db.prepare(HotSQL.writeOrder)
         stmt.bind(1, order.seq)
         stmt.bind(2, order.orderID)
         stmt.bind(3, order.user)
@@ -134,7 +129,7 @@ struct MutationApplier {
 
     private func setCodes(_ codes: [CodeChange]) throws(SQLiteError) {
         guard !codes.isEmpty else { return }
-        let stmt = try db.prepare("UPDATE code_state SET state = ?, order_seq = ? WHERE id = ?")
+        let stmt = try db.prepare(HotSQL.setCodeState)
         for change in codes {
             stmt.bind(1, Int64(change.state.rawValue))
             if let seq = change.orderSeq { stmt.bind(2, seq) } else { stmt.bindNull(2) }

@@ -39,6 +39,8 @@ public struct SQLiteError: Error, Sendable, CustomStringConvertible {
 public final class Connection: @unchecked Sendable {
     let handle: OpaquePointer
     private var cache: [String: Statement] = [:]
+    /// The hot path's statements, by slot: no hashing of their SQL on every use.
+    private var hot = [Statement?](repeating: nil, count: HotSQL.slots)
     /// The file this connection opened.
     public let path: String
 
@@ -64,6 +66,7 @@ public final class Connection: @unchecked Sendable {
 
     deinit {
         cache.removeAll()
+        hot.removeAll()
         sqlite3_close_v2(handle)
     }
 
@@ -92,6 +95,21 @@ public final class Connection: @unchecked Sendable {
         let statement = Statement(stmt, connection: self, sql: sql)
         cache[sql] = statement
         return statement
+    }
+
+    /// A statement of the hot path, prepared once per connection and found by its slot.
+    @inline(__always)
+    func prepare(_ key: HotSQL) throws(SQLiteError) -> Statement {
+        if let cached = hot[key.slot] { return cached }
+        let statement = try prepare(key.sql)
+        hot[key.slot] = statement
+        return statement
+    }
+
+    /// Runs a hot statement that returns no rows (BEGIN, COMMIT).
+    func run(_ key: HotSQL) throws(SQLiteError) {
+        let statement = try prepare(key)
+        try statement.run()
     }
 
     /// Whether no transaction is open and no statement is mid-step (safe to hand to another caller).
@@ -128,6 +146,30 @@ public final class Connection: @unchecked Sendable {
         guard try stmt.step() else { return nil }
         return stmt.text(0)
     }
+}
+
+/// A statement run for every request, kept in a fixed slot of each connection. The statement
+/// is left reset after each use (`Statement.run`, or the caller's `reset`).
+struct HotSQL: Sendable {
+    let slot: Int
+    let sql: String
+
+    static let begin = HotSQL(slot: 0, sql: "BEGIN IMMEDIATE")
+    static let commit = HotSQL(slot: 1, sql: "COMMIT")
+    static let writeOrder = HotSQL(slot: 2, sql: """
+        INSERT INTO orders(seq, order_id, user_id, sku_id, units, state, payment_ref, codes, ttl_ms,
+            expires_at_ms, created_at_ms, updated_at_ms) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)
+        ON CONFLICT(seq) DO UPDATE SET state = excluded.state, payment_ref = excluded.payment_ref,
+            codes = excluded.codes, expires_at_ms = excluded.expires_at_ms, updated_at_ms = excluded.updated_at_ms
+        """)
+    static let setCodeState = HotSQL(slot: 3, sql: "UPDATE code_state SET state = ?, order_seq = ? WHERE id = ?")
+    static let appendAudit = HotSQL(slot: 4, sql:
+        "INSERT INTO audit(seq, at_ms, event, subject, detail, prev_hash, hash) VALUES(?,?,?,?,?,?,?)")
+    static let readCode = HotSQL(slot: 5, sql: """
+        SELECT id, sku_id, batch, card_number, cost_cents, expires_at_ms, key_id, nonce, sealed
+        FROM codes WHERE id = ?
+        """)
+    static let slots = 6
 }
 
 /// A prepared statement. Bind parameters are 1-based, columns 0-based, as in SQLite.

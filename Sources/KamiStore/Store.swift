@@ -143,10 +143,7 @@ public final class Store: Sendable {
     /// The immutable rows of the given codes, in the order asked. Missing ids are an integrity error.
     public func codes(_ ids: [CodeID]) throws(KamiError) -> [StoredCode] {
         try read { db throws(SQLiteError) in
-            let stmt = try db.prepare("""
-                SELECT id, sku_id, batch, card_number, cost_cents, expires_at_ms, key_id, nonce, sealed
-                FROM codes WHERE id = ?
-                """)
+            let stmt = try db.prepare(HotSQL.readCode)
             var result: [StoredCode] = []
             result.reserveCapacity(ids.count)
             for id in ids {
@@ -264,7 +261,6 @@ public final class Store: Sendable {
 final class ReaderPool: Sendable {
     /// Idle readers kept open; more are opened under load and closed when returned past this.
     static let idleMax = 8
-
     private let path: String
     private let vfs: String?
     private let idle = Locked<[Connection]>([])
@@ -277,6 +273,8 @@ final class ReaderPool: Sendable {
     func checkout() throws(SQLiteError) -> Connection {
         if let connection = idle.withLock({ $0.popLast() }) { return connection }
         let connection = try Connection(path: path, readOnly: true, vfs: vfs)
+        // Not memory-mapped: `PRAGMA mmap_size` was measured slower on the issue path (a page
+        // fault per first touch instead of a pread into the page cache; see Benchmarks/README.md).
         return connection
     }
 
