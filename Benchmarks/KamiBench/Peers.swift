@@ -51,6 +51,9 @@ public final class PeerProcess: @unchecked Sendable {
 
     public var log: String { lock.withLock { logText } }
 
+    /// CPU time the process (all its threads) has used so far, nanoseconds.
+    public var cpuNs: UInt64 { CPUTime.process(process.processIdentifier) }
+
     /// SIGTERM and wait; the exit status.
     @discardableResult
     public func stop() -> Int32 {
@@ -77,6 +80,28 @@ public final class PeerProcess: @unchecked Sendable {
     static func firstPort(in log: String, after key: String) -> UInt16? {
         guard let range = log.range(of: key) else { return nil }
         return UInt16(log[range.upperBound...].prefix { $0.isNumber })
+    }
+}
+
+/// CPU time from /proc and getrusage, to put a CPU cost on each request.
+public enum CPUTime {
+    /// utime + stime of process `pid` (all threads), nanoseconds (clock-tick resolution).
+    public static func process(_ pid: Int32) -> UInt64 {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return 0 }
+        // After "(comm)": field 3 is the state, so utime (14) and stime (15) are at 11 and 12.
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = UInt64(fields[11]), let system = UInt64(fields[12]) else { return 0 }
+        let ticks = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
+        return (user + system) * 1_000_000_000 / ticks
+    }
+
+    /// CPU time of this process (the load generator), nanoseconds.
+    public static func this() -> UInt64 {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        func ns(_ t: timeval) -> UInt64 { UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_usec) * 1_000 }
+        return ns(usage.ru_utime) + ns(usage.ru_stime)
     }
 }
 
@@ -149,11 +174,12 @@ public enum Peers {
     /// kamid with durability full on a temp data dir, one hot SKU of `stock` codes with a
     /// per-user limit; returns the process and the adapter's token.
     public static func startKamid(stock: Int, perUserLimit: Int, skus: [String] = ["hot"],
-                                  binDirectory: String = binDirectory) throws -> (PeerProcess, token: String)
+                                  binDirectory: String = binDirectory, config: String? = nil)
+        throws -> (PeerProcess, token: String)
     {
         let directory = PeerProcess.tempDirectory("kamid")
         let peer = PeerProcess(name: "kamid", directory: directory)
-        try peer.start(binDirectory + "/kamid", [
+        try peer.start(binDirectory + "/kamid", (config.map { ["--config", $0] } ?? []) + [
             "--data-dir", directory + "/data", "--listen", "127.0.0.1:0", "--durability", "full", "--metrics-listen", "off",
         ]) { log in log.contains(">ready") ? PeerProcess.firstPort(in: log, after: "ready tcp=") : nil }
         let token = try String(contentsOfFile: directory + "/data/default.token", encoding: .utf8)

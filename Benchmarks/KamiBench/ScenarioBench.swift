@@ -54,6 +54,8 @@ public struct ScenarioBench: Sendable {
         public var threads = 1
         public var peers: [PeerKind] = PeerKind.allCases
         public var binDirectory = Peers.binDirectory
+        /// A kamid config file (`--config`) for the kamid peer, e.g. to set `loop_threads`.
+        public var kamidConfig: String?
 
         public init() {}
     }
@@ -75,6 +77,30 @@ public struct ScenarioBench: Sendable {
         public var problems: [String]
         /// Whether an audit applies (not to echo).
         public var audited: Bool
+        /// CPU the server process and the load generator used during the load, nanoseconds.
+        public var serverCPUNs: UInt64 = 0
+        public var clientCPUNs: UInt64 = 0
+
+        /// Server CPU per reply, microseconds.
+        public var serverCPUPerReplyUs: Double {
+            result.replies == 0 ? 0 : Double(serverCPUNs) / 1_000 / Double(result.replies)
+        }
+        /// Server CPU in cores (CPU seconds per second of the run).
+        public var serverCores: Double {
+            result.elapsedNs == 0 ? 0 : Double(serverCPUNs) / Double(result.elapsedNs)
+        }
+        public var clientCores: Double {
+            result.elapsedNs == 0 ? 0 : Double(clientCPUNs) / Double(result.elapsedNs)
+        }
+    }
+
+    /// Runs the load against `process`, measuring the CPU both sides used meanwhile.
+    private func measured(_ process: PeerProcess, _ load: () throws -> RunResult) rethrows
+        -> (RunResult, server: UInt64, client: UInt64)
+    {
+        let server0 = process.cpuNs, client0 = CPUTime.this()
+        let result = try load()
+        return (result, process.cpuNs &- server0, CPUTime.this() &- client0)
     }
 
     public let options: Options
@@ -112,10 +138,12 @@ public struct ScenarioBench: Sendable {
         switch peer {
         case .kamid:
             let (process, token) = try Peers.startKamid(stock: options.stock, perUserLimit: perUserLimit, skus: skuKeys,
-                                                        binDirectory: options.binDirectory)
+                                                        binDirectory: options.binDirectory, config: options.kamidConfig)
             let mode: KamiAdapter.Mode = options.scenario == .checkout
                 ? .checkout(sku: "hot", ttlMs: options.holdTTLMs) : .issue(skus: skuKeys)
-            let result = try Driver.run(plan(port: process.port), adapter: KamiAdapter(token: token, mode: mode))
+            let (result, serverCPU, clientCPU) = try measured(process) {
+                try Driver.run(plan(port: process.port), adapter: KamiAdapter(token: token, mode: mode))
+            }
             if options.scenario == .checkout {
                 // Let the abandoned holds expire, so that verify sees kamid at rest.
                 usleep(UInt32(options.holdTTLMs + 1_500) * 1_000)
@@ -126,25 +154,30 @@ public struct ScenarioBench: Sendable {
             if verify != "clean" { problems.insert("kamid verify: \(verify)", at: 0) }
             problems += common(result)
             try? FileManager.default.removeItem(atPath: process.directory)
-            return PeerResult(peer: peer, result: result, problems: problems, audited: true)
+            return PeerResult(peer: peer, result: result, problems: problems, audited: true,
+                              serverCPUNs: serverCPU, clientCPUNs: clientCPU)
         case .redisLuaAlways, .redisLuaEverysec, .redisLMoveAlways:
             let fsync = peer == .redisLuaEverysec ? "everysec" : "always"
             let lists = skuKeys.map { "codes:\($0)" }
             let (process, sha) = try Peers.startRedis(stock: options.stock, fsync: fsync, lists: lists)
             let lua = peer != .redisLMoveAlways
             let adapter = RedisAdapter(mode: lua ? .lua(sha: sha) : .lmove, lists: lists)
-            let result = try Driver.run(plan(port: process.port), adapter: adapter)
+            let (result, serverCPU, clientCPU) = try measured(process) { try Driver.run(plan(port: process.port), adapter: adapter) }
             let ledger = try Peers.redisLedger(process, lua: lua, acknowledged: result.acknowledged, stock: options.stock,
                                                perUserLimit: perUserLimit, lists: lists)
             var problems = ledger.audit()
             problems += common(result)
             try? FileManager.default.removeItem(atPath: process.directory)
-            return PeerResult(peer: peer, result: result, problems: problems, audited: true)
+            return PeerResult(peer: peer, result: result, problems: problems, audited: true,
+                              serverCPUNs: serverCPU, clientCPUNs: clientCPU)
         case .echo:
             let process = try Peers.startEcho(binDirectory: options.binDirectory)
             defer { process.stop() }
-            let result = try Driver.run(plan(port: process.port), adapter: EchoAdapter())
-            return PeerResult(peer: peer, result: result, problems: [], audited: false)
+            let (result, serverCPU, clientCPU) = try measured(process) {
+                try Driver.run(plan(port: process.port), adapter: EchoAdapter())
+            }
+            return PeerResult(peer: peer, result: result, problems: [], audited: false,
+                              serverCPUNs: serverCPU, clientCPUNs: clientCPU)
         }
     }
 
@@ -165,8 +198,8 @@ public enum Report {
     /// to the echo ceiling.
     public static func table(_ results: [ScenarioBench.PeerResult]) -> String {
         var out = "| peer | durability | replies | issued | errors | replies/s | issued/s (until sold out) "
-            + "| p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | audit |\n"
-        out += "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
+            + "| p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server CPU µs/reply | server cores | client cores | audit |\n"
+        out += "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
         for r in results {
             let h = r.result.latency
             let errors = r.result.errors.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
@@ -174,7 +207,9 @@ public enum Report {
             out += "| \(r.peer.rawValue) | \(r.peer.durable) | \(r.result.replies) | \(r.result.acknowledged.count) "
                 + "| \(errors.isEmpty ? "-" : errors) | \(Int(r.result.repliesPerSecond)) | \(Int(r.result.okPerSecond)) "
                 + "| \(ms(h.value(atPercentile: 50))) | \(ms(h.value(atPercentile: 90))) | \(ms(h.value(atPercentile: 99))) "
-                + "| \(ms(h.value(atPercentile: 99.9))) | \(ms(h.max)) | \(audit) |\n"
+                + "| \(ms(h.value(atPercentile: 99.9))) | \(ms(h.max)) "
+                + "| \(String(format: "%.1f", r.serverCPUPerReplyUs)) | \(String(format: "%.2f", r.serverCores)) "
+                + "| \(String(format: "%.2f", r.clientCores)) | \(audit) |\n"
         }
         if let kamid = results.first(where: { $0.peer == .kamid }) {
             out += "\n"

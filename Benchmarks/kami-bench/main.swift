@@ -10,7 +10,7 @@
 //                                         binary issue load against a kamid it starts (durability full)
 //   kami-bench flash-sale|steady|checkout|retry-storm [--connections C] [--depth D | --rate R]
 //                         [--stock N] [--requests N] [--seconds S] [--threads T] [--skus N]
-//                         [--drop-every N] [--peers a,b,...] [--results DIR]
+//                         [--drop-every N] [--peers a,b,...] [--results DIR] [--kamid-config FILE]
 //                                         kamid vs Redis (Lua/LMOVE, always/everysec) vs the echo
 //                                         ceiling, same clients, audited, table to stdout and DIR
 import Foundation
@@ -34,6 +34,7 @@ func usage() -> Never {
                kami-bench flash-sale|steady|checkout|retry-storm [--connections C] [--depth D | --rate R]
                           [--stock N] [--requests N] [--seconds S] [--threads T] [--skus N] [--drop-every N]
                           [--peers kamid,redis-lua-always,redis-lua-everysec,redis-lmove-always,echo] [--results DIR]
+                          [--kamid-config FILE]
         """)
     exit(2)
 }
@@ -69,6 +70,7 @@ case "flash-sale", "steady", "checkout", "retry-storm":
     options.requests = Int(option("--requests") ?? String(options.stock * 3)) ?? options.stock * 3
     options.seconds = Double(option("--seconds") ?? "60") ?? 60
     options.threads = Int(option("--threads") ?? "1") ?? 1
+    options.kamidConfig = option("--kamid-config")
     if let list = option("--peers") {
         options.peers = list.split(separator: ",").map { name in
             guard let peer = PeerKind(rawValue: String(name)) else {

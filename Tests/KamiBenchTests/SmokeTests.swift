@@ -21,6 +21,10 @@ final class SmokeTests: XCTestCase {
             XCTAssertEqual(result.problems, [], "\(result.peer.rawValue) audit")
             XCTAssertEqual(result.result.replies, 1_500, "\(result.peer.rawValue): every request answered")
             XCTAssertEqual(result.result.droppedConnections, 0)
+            // 1,500 requests cost the server and the client some CPU, and no more than the run's
+            // wall time on every core.
+            XCTAssertGreaterThan(result.serverCPUNs + result.clientCPUNs, 0, "\(result.peer.rawValue): no CPU measured")
+            XCTAssertLessThan(result.serverCores, Double(ProcessInfo.processInfo.activeProcessorCount) + 0.5)
             if result.audited {
                 XCTAssertEqual(result.result.acknowledged.count, 500, "\(result.peer.rawValue) sells the whole stock")
                 XCTAssertEqual(result.result.errors["SOLD_OUT"], 1_000, "\(result.peer.rawValue): the rest is sold out")
@@ -28,6 +32,7 @@ final class SmokeTests: XCTestCase {
         }
         let table = Report.table(results)
         XCTAssertTrue(table.contains("| kamid |") && table.contains("kamid / the echo ceiling"), table)
+        XCTAssertTrue(table.contains("server CPU µs/reply"), table)
     }
 
     func testOpenLoopChargesLatencyFromTheScheduledTime() throws {
