@@ -100,7 +100,9 @@ public struct ScenarioBench: Sendable {
     {
         let server0 = process.cpuNs, client0 = CPUTime.this()
         let result = try load()
-        return (result, process.cpuNs &- server0, CPUTime.this() &- client0)
+        // A server that died meanwhile has no /proc entry left (0): report 0, not a wrapped value.
+        let server1 = process.cpuNs, client1 = CPUTime.this()
+        return (result, server1 >= server0 ? server1 - server0 : 0, client1 >= client0 ? client1 - client0 : 0)
     }
 
     public let options: Options

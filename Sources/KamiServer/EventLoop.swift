@@ -42,6 +42,9 @@ final class EventLoop: @unchecked Sendable {
     /// to listen again (nginx's answer to EMFILE: a level-triggered listener left in epoll
     /// would wake the loop in a busy circle until a descriptor is freed).
     private var pausedListeners: [UInt64: Int64] = [:]
+    /// When an accept pause was last logged (monotonic ms): at most one warning a second
+    /// while descriptors stay short.
+    private var lastPauseLogMs: Int64 = -1_000_000
     private var connections: [UInt64: Connection] = [:]
     private let inbox = Locked<[Completion]>([])
     private let wakePending = Atomic<Bool>(false)
@@ -72,16 +75,33 @@ final class EventLoop: @unchecked Sendable {
         event.events = 0
         event.data.u64 = token
         epoll_ctl(epfd, EPOLL_CTL_MOD, listener.fd, &event)
-        pausedListeners[token] = server.clock.nowMs() + ServerLimits.acceptPauseMs
+        // Monotonic: a wall clock stepped back must not keep the listener out for the step.
+        let now = EventLoop.monotonicMs()
+        pausedListeners[token] = now + ServerLimits.acceptPauseMs
         server.metrics.recordAcceptPaused()
-        server.logger.log(.warning, "accept-paused", [
-            "reason": String(cString: strerror(code)), "retry_ms": String(ServerLimits.acceptPauseMs),
-        ])
+        if now - lastPauseLogMs >= 1_000 {
+            lastPauseLogMs = now
+            server.logger.log(.warning, "accept-paused", [
+                "reason": String(cString: strerror(code)), "retry_ms": String(ServerLimits.acceptPauseMs),
+            ])
+        }
     }
 
-    private func resumeListeners(now: Int64) {
+    private static func monotonicMs() -> Int64 { Int64(monotonicNs() / 1_000_000) }
+
+    /// How long epoll may sleep before a paused listener is due back, ms (nil: none paused).
+    private func msUntilResume() -> Int32? {
+        guard let due = pausedListeners.values.min() else { return nil }
+        return Int32(clamping: max(0, due - EventLoop.monotonicMs()))
+    }
+
+    private func resumeListeners() {
+        let now = EventLoop.monotonicMs()
         for (token, until) in pausedListeners where now >= until {
-            guard let listener = listeners[token] else { continue }
+            guard let listener = listeners[token] else {
+                pausedListeners[token] = nil
+                continue
+            }
             var event = epoll_event()
             event.events = EPOLLIN.rawValue
             event.data.u64 = token
@@ -182,7 +202,8 @@ final class EventLoop: @unchecked Sendable {
             // Replies posted by this loop itself while it handled the last events (queries
             // answered at once) are in the inbox without a wake-up: do not sleep on them.
             let pendingOwn = inbox.withLock { !$0.isEmpty }
-            let timeoutMs: Int32 = pendingOwn ? 0 : (stoppingNow ? min(20, passInterval) : passInterval)
+            var timeoutMs: Int32 = pendingOwn ? 0 : (stoppingNow ? min(20, passInterval) : passInterval)
+            if let resume = msUntilResume() { timeoutMs = min(timeoutMs, resume) }
             let count = epoll_wait(epfd, &events, Int32(events.count), timeoutMs)
             if count < 0 {
                 if errno == EINTR { continue }
@@ -207,7 +228,7 @@ final class EventLoop: @unchecked Sendable {
                 lastIdleCheckMs = now
                 closeIdle(now: now)
             }
-            if !pausedListeners.isEmpty && !stoppingNow { resumeListeners(now: now) }
+            if !pausedListeners.isEmpty && !stoppingNow { resumeListeners() }
         }
         for connection in Array(connections.values) { closeConnection(connection) }
     }

@@ -35,6 +35,19 @@ final class SmokeTests: XCTestCase {
         XCTAssertTrue(table.contains("server CPU µs/reply"), table)
     }
 
+    /// /proc/PID/stat parsing agrees with getrusage for this very process once it has burnt
+    /// some CPU (clock ticks are 10 ms, so allow 30 ms).
+    func testCPUTimeFromProcMatchesGetrusage() {
+        var x: UInt64 = 1
+        let start = CPUTime.this()
+        while CPUTime.this() - start < 200_000_000 { for i in 0..<10_000 { x = x &* 6_364_136_223_846_793_005 &+ UInt64(i) } }
+        let fromProc = CPUTime.process(getpid())
+        let fromRusage = CPUTime.this()
+        XCTAssertNotEqual(x, 0)
+        XCTAssertGreaterThan(fromProc, 150_000_000, "/proc says \(fromProc) ns after 200 ms of CPU")
+        XCTAssertLessThan(Double(abs(Int64(bitPattern: fromProc &- fromRusage))), 30_000_000 + 0.05 * Double(fromRusage))
+    }
+
     func testOpenLoopChargesLatencyFromTheScheduledTime() throws {
         var options = ScenarioBench.Options()
         options.connections = 4
