@@ -513,7 +513,9 @@ final class AbuseTests: XCTestCase {
         figures.rssStalledKiB = DaemonMonitor.rssKiB(pid)
         let unread = ports.map { queued[$0] ?? 0 }
         XCTAssertTrue(holdingStill, "kamid kept reading from clients that never read their replies")
-        for (i, bytes) in unread.enumerated() where !closed[i] {
+        // (Under ThreadSanitizer a slow kamid sometimes drains a queue to the last byte before
+        // it pauses that connection; "stalled" and "0 KiB more taken" below still hold.)
+        for (i, bytes) in unread.enumerated() where !closed[i] && !Self.underSanitizer {
             XCTAssertGreaterThan(bytes, 0, "pipeliner \(i): nothing waits unread in kamid's receive queue")
         }
         // Try again for half a second: a daemon that stopped reading lets next to nothing more in.
