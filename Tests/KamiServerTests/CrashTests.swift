@@ -57,6 +57,12 @@ final class DaemonCrashTests: XCTestCase {
         var unknownTotal = 0, unknownCommitted = 0, cleanErrors = 0
         var stock = 0
         for cycle in 0...cycles {
+            if cycle > 0 && cycle % 25 == 0 {
+                // Long runs (KAMI_DAEMON_CRASH_CYCLES=1000) take hours: show that they move.
+                print("daemon crash loop: cycle \(cycle)/\(cycles), \(acked.count) acknowledged so far, "
+                    + "\(unknownTotal) unknown outcomes retried, seed \(seed)")
+                fflush(nil)
+            }
             let kamid = try Kamid(directory: directory)
             let admin = try RawClient(unixPath: kamid.socketPath)
             if cycle == 0 { XCTAssertEqual(admin.call(#""id":1,"op":"sku_set","sku":"hot","name":"Hot""#)?.isOK, true) }
