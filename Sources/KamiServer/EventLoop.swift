@@ -79,7 +79,7 @@ final class EventLoop: @unchecked Sendable {
         let now = EventLoop.monotonicMs()
         pausedListeners[token] = now + ServerLimits.acceptPauseMs
         server.metrics.recordAcceptPaused()
-        if now - lastPauseLogMs >= 1_000 {
+        if now - lastPauseLogMs >= ServerLimits.acceptPauseLogIntervalMs {
             lastPauseLogMs = now
             server.logger.log(.warning, "accept-paused", [
                 "reason": String(cString: strerror(code)), "retry_ms": String(ServerLimits.acceptPauseMs),
@@ -187,7 +187,7 @@ final class EventLoop: @unchecked Sendable {
         var events = [epoll_event](repeating: epoll_event(), count: ServerLimits.epollEventsMax)
         let passInterval = passIntervalMs
         while true {
-            let beat = Int64(monotonicNs() / 1_000_000)
+            let beat = EventLoop.monotonicMs()
             heartbeat.store(beat, ordering: .relaxed)
             if index == 0 { server.feedWatchdog(nowMs: beat) }
             let stall = stallMs.exchange(0, ordering: .relaxed)

@@ -50,6 +50,9 @@ public enum ServerLimits {
     /// descriptor is used soon.
     public static let acceptPauseMs: Int64 = 100
 
+    /// At most one `accept-paused` warning per this many ms while descriptors stay short.
+    public static let acceptPauseLogIntervalMs: Int64 = 1_000
+
     static func check() {
         precondition(readBufferBytes >= 2 * 65_536, "read buffer \(readBufferBytes) must hold two maximal frames")
         precondition(readBufferInitialBytes > 0 && readBufferInitialBytes <= readBufferBytes, "initial read buffer")

@@ -87,21 +87,25 @@ public final class Connection: @unchecked Sendable {
             cached.reset()
             return cached
         }
+        let statement = try compile(sql)
+        cache[sql] = statement
+        return statement
+    }
+
+    private func compile(_ sql: String) throws(SQLiteError) -> Statement {
         var stmt: OpaquePointer?
         let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil)
         guard rc == SQLITE_OK, let stmt else {
             throw SQLiteError(resultCode: rc, context: "prepare \(sql.prefix(60))", message: lastMessage)
         }
-        let statement = Statement(stmt, connection: self, sql: sql)
-        cache[sql] = statement
-        return statement
+        return Statement(stmt, connection: self, sql: sql)
     }
 
     /// A statement of the hot path, prepared once per connection and found by its slot.
     @inline(__always)
     func prepare(_ key: HotSQL) throws(SQLiteError) -> Statement {
         if let cached = hot[key.slot] { return cached }
-        let statement = try prepare(key.sql)
+        let statement = try compile(key.sql)
         hot[key.slot] = statement
         return statement
     }

@@ -261,6 +261,7 @@ public final class Store: Sendable {
 final class ReaderPool: Sendable {
     /// Idle readers kept open; more are opened under load and closed when returned past this.
     static let idleMax = 8
+
     private let path: String
     private let vfs: String?
     private let idle = Locked<[Connection]>([])
