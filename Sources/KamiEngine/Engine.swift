@@ -181,6 +181,13 @@ public final class Engine: Sendable {
         return revealed
     }
 
+    /// Opens a read scope on this thread: the secret reads until `endReadScope` share one
+    /// read snapshot (the event loop opens one per pass; see `Store.beginReadScope`).
+    public func beginReadScope() { store.beginReadScope() }
+
+    /// Ends this thread's read scope.
+    public func endReadScope() { store.endReadScope() }
+
     /// Reads and opens the secrets of `codes`: the ones that open, in order, and the ones whose
     /// sealed secret fails authentication (tampered with, or sealed under an unknown key).
     func openSecrets(_ codes: [OrderCode]) throws(KamiError) -> (revealed: [IssuedCode], bad: [OrderCode]) {

@@ -47,6 +47,7 @@ public final class Connection: @unchecked Sendable {
     /// Opens (creating if asked) the database at `path`, through the SQLite VFS named `vfs`
     /// (nil: the default one; tests name a fault-injecting one).
     public init(path: String, readOnly: Bool = false, create: Bool = true, vfs: String? = nil) throws(SQLiteError) {
+        _ = Connection.configureLibrary
         var db: OpaquePointer?
         var flags = SQLITE_OPEN_NOMUTEX | (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE)
         if create && !readOnly { flags |= SQLITE_OPEN_CREATE }
@@ -63,6 +64,11 @@ public final class Connection: @unchecked Sendable {
         // covers checkpoints and a second process (kamictl opening the file read-only).
         sqlite3_busy_timeout(db, 5_000)
     }
+
+    /// Process-wide SQLite settings, applied once before the first connection opens.
+    private static let configureLibrary: Void = {
+        _ = kami_sqlite_disable_memstatus()
+    }()
 
     deinit {
         cache.removeAll()
@@ -173,7 +179,9 @@ struct HotSQL: Sendable {
         SELECT id, sku_id, batch, card_number, cost_cents, expires_at_ms, key_id, nonce, sealed
         FROM codes WHERE id = ?
         """)
-    static let slots = 6
+    /// A read transaction (deferred: the snapshot starts at its first read).
+    static let beginRead = HotSQL(slot: 6, sql: "BEGIN")
+    static let slots = 7
 }
 
 /// A prepared statement. Bind parameters are 1-based, columns 0-based, as in SQLite.

@@ -40,6 +40,8 @@ public final class Store: Sendable {
     private let readers: ReaderPool
     /// Reader connections pinned to a thread by `consistentRead`.
     private let pinned = Locked<[pthread_t: Connection]>([:])
+    /// How many threads have a pinned connection: when none, `read` skips the lock.
+    private let pinnedThreads = Atomic<Int>(0)
     /// Durability in force.
     public let durability: Durability
 
@@ -109,7 +111,7 @@ public final class Store: Sendable {
     /// Runs `body` with a reader connection (WAL readers see every committed batch and never
     /// block the writer).
     public func read<T>(_ body: (Connection) throws(SQLiteError) -> T) throws(KamiError) -> T {
-        if let connection = pinned.withLock({ $0[pthread_self()] }) {
+        if pinnedThreads.load(ordering: .acquiring) > 0, let connection = pinned.withLock({ $0[pthread_self()] }) {
             do { return try body(connection) } catch { throw error.kamiError }
         }
         let connection: Connection
@@ -117,6 +119,10 @@ public final class Store: Sendable {
         defer { readers.checkin(connection) }
         do { return try body(connection) } catch { throw error.kamiError }
     }
+
+    func checkoutReader() throws(SQLiteError) -> Connection { try readers.checkout() }
+
+    func returnReader(_ connection: Connection) { readers.checkin(connection) }
 
     /// Runs `body` with every `read` on this thread inside one read transaction, so that all
     /// of them see the same committed state (verification under load).
@@ -133,30 +139,55 @@ public final class Store: Sendable {
         }
         let thread = pthread_self()
         pinned.withLock { $0[thread] = connection }
+        pinnedThreads.add(1, ordering: .releasing)
         defer {
             pinned.withLock { $0[thread] = nil }
+            pinnedThreads.subtract(1, ordering: .releasing)
             try? connection.execute("COMMIT")
         }
         return try body()
     }
 
-    /// The immutable rows of the given codes, in the order asked. Missing ids are an integrity error.
+    /// The immutable rows of the given codes, in the order asked. Missing ids are an integrity
+    /// error. Inside a read scope (`beginReadScope`) the scope's snapshot is used; a code it
+    /// lacks (imported after the snapshot began) is looked up again in a fresh one.
     public func codes(_ ids: [CodeID]) throws(KamiError) -> [StoredCode] {
-        try read { db throws(SQLiteError) in
-            let stmt = try db.prepare(HotSQL.readCode)
-            var result: [StoredCode] = []
-            result.reserveCapacity(ids.count)
-            for id in ids {
-                stmt.bind(1, id)
-                guard try stmt.step() else {
-                    stmt.reset()
-                    throw SQLiteError(resultCode: 0, context: "read code", message: "code \(id) is missing")
-                }
-                result.append(Store.storedCode(stmt))
-                stmt.reset()
-            }
-            return result
+        if pinnedThreads.load(ordering: .acquiring) == 0, let scope = openReadScope {
+            let first = try readInScope(scope) { db throws(SQLiteError) in try Store.readCodes(ids, db) }
+            if case .found(let rows) = first { return rows }
+            releaseScopeConnection(scope)
+            let second = try readInScope(scope) { db throws(SQLiteError) in try Store.readCodes(ids, db) }
+            return try second.rows()
         }
+        return try read { db throws(SQLiteError) in try Store.readCodes(ids, db) }.rows()
+    }
+
+    private enum CodeRows {
+        case found([StoredCode])
+        case missing(CodeID)
+
+        func rows() throws(KamiError) -> [StoredCode] {
+            switch self {
+            case .found(let rows): return rows
+            case .missing(let id): throw SQLiteError(resultCode: 0, context: "read code", message: "code \(id) is missing").kamiError
+            }
+        }
+    }
+
+    private static func readCodes(_ ids: [CodeID], _ db: Connection) throws(SQLiteError) -> CodeRows {
+        let stmt = try db.prepare(HotSQL.readCode)
+        var result: [StoredCode] = []
+        result.reserveCapacity(ids.count)
+        for id in ids {
+            stmt.bind(1, id)
+            guard try stmt.step() else {
+                stmt.reset()
+                return .missing(id)
+            }
+            result.append(Store.storedCode(stmt))
+            stmt.reset()
+        }
+        return .found(result)
     }
 
     static func storedCode(_ stmt: Statement) -> StoredCode {

@@ -168,6 +168,45 @@ final class StoreTests: XCTestCase {
         }
     }
 
+    /// A PASSIVE checkpoint from another connection: (frames in the WAL, frames checkpointed).
+    private func passiveCheckpoint() throws -> (log: Int64, done: Int64) {
+        let db = try Connection(path: directory + "/" + Store.fileName)
+        let stmt = try db.prepare("PRAGMA wal_checkpoint(PASSIVE)")
+        defer { stmt.reset() }
+        XCTAssertTrue(try stmt.step())
+        return (stmt.int64(1), stmt.int64(2))
+    }
+
+    func testAReadScopeHoldsOneSnapshotFindsCodesImportedAfterItAndReleasesIt() throws {
+        let store = try Store(directory: directory)
+        defer { store.close() }
+        let skuID = try sku(store)
+        let sealer = Sealer(key: MasterKey.random())
+        let first = try store.importCodes(sku: skuID, source: rows(["A", "B"]), sealer: sealer, label: "one")
+        store.beginReadScope()
+        XCTAssertEqual(try store.codes(Array(first.codeIDs)).map(\.id), Array(first.codeIDs))
+        // The scope's snapshot is open: commits after it cannot all be checkpointed.
+        let second = try store.importCodes(sku: skuID, source: rows(["C", "D"]), sealer: sealer, label: "two")
+        let held = try passiveCheckpoint()
+        XCTAssertLessThan(held.done, held.log, "an open read scope pins its snapshot")
+        // Codes imported after the snapshot began are found all the same (a fresh snapshot).
+        XCTAssertEqual(try store.codes(Array(second.codeIDs)).map(\.id), Array(second.codeIDs))
+        XCTAssertEqual(try store.codes([first.codeIDs.lowerBound, second.codeIDs.lowerBound]).map(\.sealed.count).count, 2)
+        // A code that does not exist is still an error inside a scope.
+        XCTAssertThrowsError(try store.codes([second.codeIDs.upperBound + 100])) { error in
+            XCTAssertTrue("\(error)".contains("is missing"), "\(error)")
+        }
+        store.endReadScope()
+        // Ended: nothing pins the WAL any more.
+        let released = try passiveCheckpoint()
+        XCTAssertEqual(released.done, released.log, "the scope's snapshot is released at its end")
+        // A second scope on the same thread works, and reads without one still do.
+        store.beginReadScope()
+        XCTAssertEqual(try store.codes(Array(first.codeIDs)).count, 2)
+        store.endReadScope()
+        XCTAssertEqual(try store.codes(Array(second.codeIDs)).count, 2)
+    }
+
     func testAFlippedByteInASealedSecretIsDetected() throws {
         let store = try Store(directory: directory)
         let skuID = try sku(store)
