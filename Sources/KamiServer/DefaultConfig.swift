@@ -53,7 +53,8 @@ unix_socket = kamid.sock
 # in, not even for storefront operations.
 unix_socket_mode = 0660
 
-# loop_threads [restart]: event loop threads, 0 to 64; 0 means one per core. Each loop
+# loop_threads [restart]: event loop threads, 0 to 64; 0 means one per core but one (at
+# least one): the commit writer thread, busy with every issue, needs the other. Each loop
 # owns its connections and does its own reads, decoding and writes, so more loops than
 # cores only adds context switches.
 loop_threads = 0

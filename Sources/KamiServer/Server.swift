@@ -112,11 +112,16 @@ public final class Server: @unchecked Sendable {
     var requestTimeoutMs: Int64 { requestTimeout.load(ordering: .relaxed) }
     var requestBytesMax: Int { requestLimit.load(ordering: .relaxed) }
 
+    /// Loops when `loop_threads = 0`: one per core but one, which the commit writer (busy
+    /// with every issue) needs; at least one. On the 2-core benchmark machine 1 loop served
+    /// the flash sale 4–17% faster than 2 (Benchmarks/README.md).
+    public static func defaultLoopThreads(cores: Int) -> Int { max(1, cores - 1) }
+
     /// Opens the listeners and starts the loop threads.
     public func start() throws(SystemError) {
         // A peer that vanishes mid-write must cost an EPIPE, not the process.
         signal(SIGPIPE, SIG_IGN)
-        let count = config.loopThreads > 0 ? config.loopThreads : max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let count = config.loopThreads > 0 ? config.loopThreads : Server.defaultLoopThreads(cores: sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         for index in 0..<count { loops.append(try EventLoop(index: index, server: self)) }
         var ports: [UInt16] = []
         for address in config.tcp {

@@ -40,6 +40,7 @@ final class AbuseTests: XCTestCase {
             idle_timeout_ms = \(Self.idleTimeoutMs)
             request_timeout_ms = \(Self.requestTimeoutMs)
             max_request_bytes = \(Self.maxRequestBytes)
+            loop_threads = 2
 
             """.write(toFile: config, atomically: true, encoding: .utf8)
         let kamid = try Kamid(directory: directory + "/data", arguments: ["--config", config])

@@ -11,7 +11,7 @@ final class BadInputTests: XCTestCase {
         let directory = NSTemporaryDirectory() + "kamid-bad-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let config = directory + "/kamid.conf"
-        try "idle_timeout_ms = 1500\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try ("idle_timeout_ms = 1500\n" + Kamid.twoLoops).write(toFile: config, atomically: true, encoding: .utf8)
         let kamid = try Kamid(directory: directory + "/data", arguments: ["--config", config])
         defer { XCTAssertEqual(kamid.stop(), 0) }
         let admin = try RawClient(unixPath: kamid.socketPath)
@@ -90,7 +90,7 @@ final class BadInputTests: XCTestCase {
         let directory = NSTemporaryDirectory() + "kamid-max-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let config = directory + "/kamid.conf"
-        try "max_connections = 3\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try ("max_connections = 3\n" + Kamid.twoLoops).write(toFile: config, atomically: true, encoding: .utf8)
         let kamid = try Kamid(directory: directory + "/data", arguments: ["--config", config])
         defer { kamid.stop() }
         let clients = try (0..<3).map { _ in try RawClient(port: kamid.port) }

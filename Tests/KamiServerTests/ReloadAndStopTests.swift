@@ -62,7 +62,7 @@ final class ReloadAndStopTests: XCTestCase {
         let config = directory + "/kamid.conf"
         func write(ttlMinutes: Int, valid: Bool) throws {
             var text = "log_level = \(ttlMinutes % 2 == 0 ? "info" : "notice")\nhold_ttl_default_ms = \(ttlMinutes * 60_000)\n"
-            text += "max_connections = \(1_000 + ttlMinutes)\n"
+            text += "max_connections = \(1_000 + ttlMinutes)\n" + Kamid.twoLoops
             if !valid { text += "idle_timeout_ms = soon\n" }
             try text.write(toFile: config, atomically: true, encoding: .utf8)
         }
@@ -93,7 +93,7 @@ final class ReloadAndStopTests: XCTestCase {
                 currentMinutes = minutes
             } else {
                 XCTAssertEqual(reply?.error?.code, .badRequest, "\(String(describing: reply))")
-                XCTAssertTrue(reply?.error?.message.contains("kamid.conf:4: idle_timeout_ms") ?? false,
+                XCTAssertTrue(reply?.error?.message.contains("kamid.conf:5: idle_timeout_ms") ?? false,
                               reply?.error?.message ?? "no reply")
             }
             // The hold a reserve gets without ttl_ms is the last valid config's, whatever came after.

@@ -19,6 +19,9 @@ final class Kamid: @unchecked Sendable {
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
     }
 
+    /// The config line tests add so that kamid runs several loops on any machine.
+    static let twoLoops = "loop_threads = 2\n"
+
     static var binary: String {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("kamid").path
@@ -33,6 +36,16 @@ final class Kamid: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: Kamid.binary)
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        var arguments = arguments
+        if !arguments.contains("--config") {
+            // Two loops, as on a 4-core host, even where the default gives one: the tests
+            // then cover connections spread over several loops and their shared state.
+            let config = directory + ".conf"
+            try FileManager.default.createDirectory(
+                atPath: (directory as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Kamid.twoLoops.write(toFile: config, atomically: true, encoding: .utf8)
+            arguments = ["--config", config] + arguments
         }
         process.arguments = ["--data-dir", directory, "--listen", "127.0.0.1:0", "--durability", "full", "--metrics-listen", "off"]
             + arguments
