@@ -352,6 +352,10 @@ static int v_current_time_int64(sqlite3_vfs *vfs, sqlite3_int64 *out) {
 int kami_faultvfs_register(void) {
     pthread_mutex_lock(&lock);
     if (real_vfs) { pthread_mutex_unlock(&lock); return SQLITE_OK; }
+    /* sqlite3_vfs_find initializes SQLite, after which it takes no more configuration:
+       apply kamid's (no memory statistics, see CSQLite/shim.h) first, so that tests with
+       this VFS run SQLite as kamid does. SQLITE_MISUSE just means it was already applied. */
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     sqlite3_vfs *base = sqlite3_vfs_find(NULL);
     if (!base) { pthread_mutex_unlock(&lock); return SQLITE_ERROR; }
     real_vfs = base;

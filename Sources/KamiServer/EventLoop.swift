@@ -353,7 +353,10 @@ final class EventLoop: @unchecked Sendable {
                 decodeAll(connection)
                 // A short read emptied the socket's receive queue: anything arriving later
                 // raises a new edge, so the recv that would only say EAGAIN is skipped (one
-                // system call less per request at one request in flight).
+                // system call less per request at one request in flight). Exceptions, which
+                // only stall the client that causes them until its idle timeout: TCP urgent
+                // data (recv stops at the mark) and descriptors passed over the Unix socket
+                // (recv stops after their message); no client of ours sends either.
                 if n < free && !drain { return }
                 continue
             }

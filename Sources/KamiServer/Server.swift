@@ -113,9 +113,9 @@ public final class Server: @unchecked Sendable {
     var requestBytesMax: Int { requestLimit.load(ordering: .relaxed) }
 
     /// Loops when `loop_threads = 0`: one per core but one, which the commit writer (busy
-    /// with every issue) needs; at least one. On the 2-core benchmark machine 1 loop served
+    /// with every issue) needs; at least one, at most what the config allows (64). On the 2-core benchmark machine 1 loop served
     /// the flash sale 4–17% faster than 2 (Benchmarks/README.md).
-    public static func defaultLoopThreads(cores: Int) -> Int { max(1, cores - 1) }
+    public static func defaultLoopThreads(cores: Int) -> Int { min(DaemonConfig.Range.loopThreads.upperBound, max(1, cores - 1)) }
 
     /// Opens the listeners and starts the loop threads.
     public func start() throws(SystemError) {

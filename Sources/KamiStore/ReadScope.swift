@@ -1,5 +1,6 @@
 import Glibc
 import KamiCore
+import Synchronization
 
 /// A read transaction that one thread keeps open across the code reads of one batch of work
 /// (an event-loop pass), so that the reads share one snapshot instead of starting one each.
@@ -41,6 +42,26 @@ final class ReadScope {
         pthread_setspecific(key, Unmanaged.passRetained(scope).toOpaque())
         return scope
     }
+}
+
+/// What the writer's WAL checkpoints see: whether the last one was held back by readers.
+/// While it is, read scopes stop holding snapshots, so that the next checkpoint can copy the
+/// whole WAL and SQLite can start it over (with many loops, each holding a snapshot for part
+/// of its pass, there might otherwise never be a moment when none is held).
+public final class WALWatch: @unchecked Sendable {
+    // @unchecked: `threshold` is set once, before the hook that reads it is installed.
+    var threshold: Int32 = 0
+    /// The last checkpoint could not copy every frame (a reader's snapshot was in the way).
+    let behind = Atomic<Bool>(false)
+    /// Checkpoints run by the hook.
+    let checkpoints = Atomic<Int>(0)
+
+    init() {}
+
+    /// Whether the last checkpoint was held back by readers.
+    public var isBehind: Bool { behind.load(ordering: .relaxed) }
+    /// How many checkpoints the writer ran.
+    public var checkpointCount: Int { checkpoints.load(ordering: .relaxed) }
 }
 
 extension Store {

@@ -1,5 +1,6 @@
 private import CSQLite
 public import KamiCore
+import Synchronization
 
 /// A SQLite failure: the call that failed, SQLite's result code and message. Never holds
 /// bound values, so a secret bound to a statement cannot reach it.
@@ -39,6 +40,8 @@ public struct SQLiteError: Error, Sendable, CustomStringConvertible {
 public final class Connection: @unchecked Sendable {
     let handle: OpaquePointer
     private var cache: [String: Statement] = [:]
+    /// The context object of a hook installed on this connection, kept alive with it.
+    private var hookContext: AnyObject?
     /// The hot path's statements, by slot: no hashing of their SQL on every use.
     private var hot = [Statement?](repeating: nil, count: HotSQL.slots)
     /// The file this connection opened.
@@ -69,6 +72,18 @@ public final class Connection: @unchecked Sendable {
     private static let configureLibrary: Void = {
         _ = kami_sqlite_disable_memstatus()
     }()
+
+    /// Whether SQLite keeps no memory statistics in this process (so `sqlite3_malloc` takes
+    /// no process-wide mutex). False only if something initialized SQLite before the first
+    /// connection without applying kamid's settings.
+    public static var memoryStatisticsOff: Bool {
+        _ = configureLibrary
+        var current: sqlite3_int64 = 0
+        var highwater: sqlite3_int64 = 0
+        // With statistics off SQLite counts nothing: in use stays 0 however much is allocated.
+        guard sqlite3_status64(SQLITE_STATUS_MEMORY_USED, &current, &highwater, 0) == SQLITE_OK else { return false }
+        return current == 0
+    }
 
     deinit {
         cache.removeAll()
@@ -120,6 +135,28 @@ public final class Connection: @unchecked Sendable {
     func run(_ key: HotSQL) throws(SQLiteError) {
         let statement = try prepare(key)
         try statement.run()
+    }
+
+    /// Replaces `PRAGMA wal_autocheckpoint`: after each commit that leaves `pages` or more
+    /// frames in the WAL, runs a PASSIVE checkpoint as SQLite's own would, and records in
+    /// `watch` whether readers kept it from copying everything (`WALWatch.behind`).
+    func checkpointWAL(every pages: Int32, into watch: WALWatch) {
+        watch.threshold = pages
+        hookContext = watch
+        sqlite3_wal_hook(handle, { context, db, name, frames in
+            guard let context else { return SQLITE_OK }
+            let watch = Unmanaged<WALWatch>.fromOpaque(context).takeUnretainedValue()
+            guard frames >= watch.threshold else {
+                watch.behind.store(false, ordering: .relaxed)
+                return SQLITE_OK
+            }
+            var log: Int32 = 0
+            var copied: Int32 = 0
+            let rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log, &copied)
+            watch.behind.store(rc != SQLITE_OK || copied < log, ordering: .relaxed)
+            watch.checkpoints.add(1, ordering: .relaxed)
+            return SQLITE_OK
+        }, Unmanaged.passUnretained(watch).toOpaque())
     }
 
     /// Whether no transaction is open and no statement is mid-step (safe to hand to another caller).

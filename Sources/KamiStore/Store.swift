@@ -44,6 +44,8 @@ public final class Store: Sendable {
     private let pinnedThreads = Atomic<Int>(0)
     /// Durability in force.
     public let durability: Durability
+    /// The writer's checkpoints, as read scopes need to know them.
+    public let walWatch: WALWatch
 
     /// The name of the database file inside the data directory.
     public static let fileName = "kami.db"
@@ -52,7 +54,7 @@ public final class Store: Sendable {
     /// writer. The directory is created with mode 0700: it holds sealed secrets.
     public init(
         directory: String, durability: Durability = .full, settings: CommitSettings = CommitSettings(),
-        clock: any Clock = SystemClock(), vfs: String? = nil
+        clock: any Clock = SystemClock(), vfs: String? = nil, checkpointPages: Int32 = Store.checkpointPages
     ) throws(StoreError) {
         try Store.ensureDirectory(directory)
         path = directory + "/" + Store.fileName
@@ -64,7 +66,9 @@ public final class Store: Sendable {
         if chmod(path, 0o600) != 0 {
             throw .directory(path: path, reason: "cannot chmod 600: " + String(cString: strerror(errno)))
         }
-        try Store.configure(db, durability: durability)
+        let watch = WALWatch()
+        walWatch = watch
+        try Store.configure(db, durability: durability, walWatch: watch, checkpointPages: checkpointPages)
         try Schema.migrate(db)
         let audit: AuditChain
         do { audit = try AuditChain.load(db) } catch { throw .sqlite(error) }
@@ -85,14 +89,21 @@ public final class Store: Sendable {
         }
     }
 
-    private static func configure(_ db: Connection, durability: Durability) throws(StoreError) {
+    /// WAL frames after which the writer checkpoints (SQLite's default is 1,000).
+    public static let checkpointPages: Int32 = 4_000
+
+    private static func configure(
+        _ db: Connection, durability: Durability, walWatch: WALWatch, checkpointPages: Int32
+    ) throws(StoreError) {
         do {
             let mode = try db.scalarText("PRAGMA journal_mode = WAL")
             guard mode == "wal" else { throw StoreError.corrupt("cannot switch to WAL mode (got \(mode ?? "nil"))") }
             try db.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
             // Temporary b-trees (sorts of large imports) in memory, a larger page cache for the
-            // writer (64 MiB), and checkpoints every 4,000 pages so the WAL stays near 16 MiB.
-            try db.execute("PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 4000")
+            // writer (64 MiB), and checkpoints every 4,000 pages so the WAL stays near 16 MiB
+            // (by our own hook, which also tells read scopes when readers hold them back).
+            try db.execute("PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536")
+            db.checkpointWAL(every: checkpointPages, into: walWatch)
         } catch let error as SQLiteError {
             throw .sqlite(error)
         } catch let error as StoreError {
@@ -152,7 +163,11 @@ public final class Store: Sendable {
     /// error. Inside a read scope (`beginReadScope`) the scope's snapshot is used; a code it
     /// lacks (imported after the snapshot began) is looked up again in a fresh one.
     public func codes(_ ids: [CodeID]) throws(KamiError) -> [StoredCode] {
-        if pinnedThreads.load(ordering: .acquiring) == 0, let scope = openReadScope {
+        if let scope = openReadScope, walWatch.isBehind, scope.connection != nil {
+            // A checkpoint was held back by snapshots: hold none until one gets through.
+            releaseScopeConnection(scope)
+        }
+        if pinnedThreads.load(ordering: .acquiring) == 0, !walWatch.isBehind, let scope = openReadScope {
             let first = try readInScope(scope) { db throws(SQLiteError) in try Store.readCodes(ids, db) }
             if case .found(let rows) = first { return rows }
             releaseScopeConnection(scope)

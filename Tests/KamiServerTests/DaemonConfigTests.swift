@@ -40,7 +40,7 @@ final class DaemonConfigTests: XCTestCase {
     }
 
     func testLoopThreadsZeroLeavesOneCoreToTheCommitWriter() {
-        XCTAssertEqual([1, 2, 3, 4, 16].map { Server.defaultLoopThreads(cores: $0) }, [1, 1, 2, 3, 15])
+        XCTAssertEqual([1, 2, 3, 4, 16, 65, 128].map { Server.defaultLoopThreads(cores: $0) }, [1, 1, 2, 3, 15, 64, 64])
         XCTAssertEqual(Server.defaultLoopThreads(cores: 0), 1, "sysconf failing still gives one loop")
         XCTAssertEqual(DaemonConfig().loopThreads, 0, "the default config asks for the automatic count")
     }

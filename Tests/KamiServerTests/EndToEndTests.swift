@@ -215,7 +215,9 @@ final class EndToEndTests: XCTestCase {
         } == 0
         close(probe)
         guard usable else { throw XCTSkip("no IPv6 loopback on this machine") }
-        let kamid = try Kamid(arguments: ["--listen", "[::1]:0"])  // besides the helper's 127.0.0.1:0
+        // Besides the helper's 127.0.0.1:0; and on the embedded default config (no file), as
+        // `kamid` alone runs.
+        let kamid = try Kamid(arguments: ["--listen", "[::1]:0"], twoLoops: false)
         defer { kamid.stop() }
         let ready = kamid.log.first { $0.contains(">ready") } ?? ""
         let ports = ready.split(separator: " ").first { $0.hasPrefix("tcp=") }?.dropFirst(4).split(separator: ",") ?? []

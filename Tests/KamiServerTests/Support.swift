@@ -12,6 +12,8 @@ final class Kamid: @unchecked Sendable {
     private(set) var port: UInt16 = 0
     private let stderrPipe = Pipe()
     private var stderrLines: [String] = []
+    /// The two-loop config file this helper wrote (removed with it).
+    private var writtenConfig: String?
     private let lock = NSLock()
     var socketPath: String { directory + "/kamid.sock" }
     var token: String {
@@ -27,24 +29,28 @@ final class Kamid: @unchecked Sendable {
         return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("kamid").path
     }
 
-    init(directory: String? = nil, arguments: [String] = [], environment: [String: String] = [:]) throws {
+    /// `twoLoops`: without a `--config` argument, kamid gets a config of its own that asks
+    /// for two loops; false runs it on its embedded default config.
+    init(directory: String? = nil, arguments: [String] = [], environment: [String: String] = [:],
+         twoLoops: Bool = true) throws {
         self.directory = directory ?? NSTemporaryDirectory() + "kamid-\(UUID().uuidString)"
-        try start(arguments: arguments, environment: environment)
+        try start(arguments: arguments, environment: environment, twoLoops: twoLoops)
     }
 
-    private func start(arguments: [String], environment: [String: String]) throws {
+    private func start(arguments: [String], environment: [String: String], twoLoops: Bool) throws {
         process.executableURL = URL(fileURLWithPath: Kamid.binary)
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
         var arguments = arguments
-        if !arguments.contains("--config") {
+        if twoLoops && !arguments.contains("--config") {
             // Two loops, as on a 4-core host, even where the default gives one: the tests
             // then cover connections spread over several loops and their shared state.
             let config = directory + ".conf"
             try FileManager.default.createDirectory(
                 atPath: (directory as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try Kamid.twoLoops.write(toFile: config, atomically: true, encoding: .utf8)
+            writtenConfig = config
             arguments = ["--config", config] + arguments
         }
         process.arguments = ["--data-dir", directory, "--listen", "127.0.0.1:0", "--durability", "full", "--metrics-listen", "off"]
@@ -99,6 +105,7 @@ final class Kamid: @unchecked Sendable {
 
     deinit {
         if process.isRunning { kill9() }
+        if let writtenConfig { try? FileManager.default.removeItem(atPath: writtenConfig) }
     }
 }
 

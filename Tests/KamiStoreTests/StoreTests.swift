@@ -184,6 +184,8 @@ final class StoreTests: XCTestCase {
         let sealer = Sealer(key: MasterKey.random())
         let first = try store.importCodes(sku: skuID, source: rows(["A", "B"]), sealer: sealer, label: "one")
         store.beginReadScope()
+        var scopeOpen = true
+        defer { if scopeOpen { store.endReadScope() } }
         XCTAssertEqual(try store.codes(Array(first.codeIDs)).map(\.id), Array(first.codeIDs))
         // The scope's snapshot is open: commits after it cannot all be checkpointed.
         let second = try store.importCodes(sku: skuID, source: rows(["C", "D"]), sealer: sealer, label: "two")
@@ -197,6 +199,7 @@ final class StoreTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("is missing"), "\(error)")
         }
         store.endReadScope()
+        scopeOpen = false
         // Ended: nothing pins the WAL any more.
         let released = try passiveCheckpoint()
         XCTAssertEqual(released.done, released.log, "the scope's snapshot is released at its end")
@@ -205,6 +208,40 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try store.codes(Array(first.codeIDs)).count, 2)
         store.endReadScope()
         XCTAssertEqual(try store.codes(Array(second.codeIDs)).count, 2)
+    }
+
+    func testACheckpointHeldBackByAReadScopeMakesScopesLetGoUntilOneGetsThrough() throws {
+        // A tiny checkpoint threshold, so that one import crosses it.
+        let store = try Store(directory: directory, checkpointPages: 20)
+        defer { store.close() }
+        let skuID = try sku(store)
+        let sealer = Sealer(key: MasterKey.random())
+        let first = try store.importCodes(sku: skuID, source: rows(["A", "B"]), sealer: sealer, label: "one")
+        XCTAssertFalse(store.walWatch.isBehind)
+        store.beginReadScope()
+        var scopeOpen = true
+        defer { if scopeOpen { store.endReadScope() } }
+        XCTAssertEqual(try store.codes(Array(first.codeIDs)).count, 2)  // the scope holds a snapshot
+        let before = store.walWatch.checkpointCount
+        _ = try store.importCodes(sku: skuID, source: rows((0..<2_000).map { "BULK-\($0)" }), sealer: sealer, label: "bulk")
+        XCTAssertGreaterThan(store.walWatch.checkpointCount, before, "the import crossed the threshold")
+        XCTAssertTrue(store.walWatch.isBehind, "the scope's snapshot kept the checkpoint from copying everything")
+        // Inside the same scope, the next read lets the snapshot go and reads without holding one.
+        XCTAssertEqual(try store.codes(Array(first.codeIDs)).count, 2)
+        let free = try passiveCheckpoint()
+        XCTAssertEqual(free.done, free.log, "no snapshot is held any more, though the scope is still open")
+        // The writer's next checkpoint gets through, and scopes hold snapshots again.
+        _ = try sku(store, "other")
+        XCTAssertFalse(store.walWatch.isBehind)
+        store.endReadScope()
+        scopeOpen = false
+    }
+
+    func testSQLiteKeepsNoMemoryStatistics() throws {
+        let store = try Store(directory: directory)
+        defer { store.close() }
+        _ = try sku(store)
+        XCTAssertTrue(Connection.memoryStatisticsOff, "sqlite3_malloc would take a process-wide mutex")
     }
 
     func testAFlippedByteInASealedSecretIsDetected() throws {
