@@ -184,8 +184,11 @@ final class DaemonCrashTests: XCTestCase {
         }
         let issued = acked.values.reduce(0) { $0 + $1.codes.count }
         XCTAssertLessThanOrEqual(issued, stock, "no oversell")
-        print("daemon crash loop: \(cycles) SIGKILL cycles, \(acked.count) acknowledged issues checked after every "
-            + "restart, \(unknownTotal) unknown outcomes retried (\(unknownCommitted) had committed), "
+        let checked = incremental
+            ? "checked (new ones and \(DaemonCrashTests.olderSample) older after every restart, all every \(DaemonCrashTests.fullCheckEvery) and at the end)"
+            : "checked after every restart"
+        print("daemon crash loop: \(cycles) SIGKILL cycles, \(acked.count) acknowledged issues \(checked), "
+            + "\(unknownTotal) unknown outcomes retried (\(unknownCommitted) had committed), "
             + "\(cleanErrors) clean errors, \(stock) codes loaded")
         XCTAssertGreaterThan(acked.count, cycles * 10, "the clients did get work done between kills")
     }
