@@ -139,7 +139,10 @@ public final class Connection: @unchecked Sendable {
 
     /// Replaces `PRAGMA wal_autocheckpoint`: after each commit that leaves `pages` or more
     /// frames in the WAL, runs a PASSIVE checkpoint as SQLite's own would, and records in
-    /// `watch` whether readers kept it from copying everything (`WALWatch.behind`).
+    /// `watch` whether readers are holding the WAL back (`WALWatch.behind`): set when a
+    /// checkpoint could not copy everything, or when the WAL reached twice `pages` (copied,
+    /// but a reader kept SQLite from starting it over); cleared only when the WAL did start
+    /// over (a commit leaves fewer than `pages` frames).
     func checkpointWAL(every pages: Int32, into watch: WALWatch) {
         watch.threshold = pages
         hookContext = watch
@@ -153,7 +156,9 @@ public final class Connection: @unchecked Sendable {
             var log: Int32 = 0
             var copied: Int32 = 0
             let rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log, &copied)
-            watch.behind.store(rc != SQLITE_OK || copied < log, ordering: .relaxed)
+            if rc != SQLITE_OK || copied < log || frames >= 2 * watch.threshold {
+                watch.behind.store(true, ordering: .relaxed)
+            }
             watch.checkpoints.add(1, ordering: .relaxed)
             return SQLITE_OK
         }, Unmanaged.passUnretained(watch).toOpaque())

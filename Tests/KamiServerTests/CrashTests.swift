@@ -61,6 +61,8 @@ final class DaemonCrashTests: XCTestCase {
         let seed = ProcessInfo.processInfo.environment["KAMI_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...1_000_000)
         print("daemon crash loop seed \(seed), \(cycles) cycles, \(DaemonCrashTests.clients) clients")
         var rng = SplitMix(seed: seed)
+        // Its own generator, so that the kill times follow from the seed alone.
+        var sampling = SplitMix(seed: seed ^ 0x5A5A_5A5A)
         let directory = NSTemporaryDirectory() + "kamid-crash-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var acked: [String: (codes: [Int64], secrets: [String])] = [:]
@@ -85,8 +87,8 @@ final class DaemonCrashTests: XCTestCase {
             //    long runs: everything new, a sample of the rest, and everything every 25th).
             var orders = Array(acked.keys)
             if incremental && cycle % DaemonCrashTests.fullCheckEvery != 0 && cycle != cycles {
-                var older = orders.filter { !fresh.contains($0) }
-                older.shuffle(using: &rng)
+                var older = orders.filter { !fresh.contains($0) }.sorted()
+                older.shuffle(using: &sampling)
                 orders = Array(fresh) + older.prefix(DaemonCrashTests.olderSample)
             }
             fresh.removeAll()
