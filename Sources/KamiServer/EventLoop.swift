@@ -1,8 +1,8 @@
-import KamiEngine
 import CKamiLinux
 
 import Glibc
 import KamiCore
+import KamiEngine
 import KamiProtocol
 import KamiStore
 import Synchronization
@@ -215,7 +215,6 @@ final class EventLoop: @unchecked Sendable {
             // `Store.beginReadScope`); it ends before completions run and before epoll sleeps.
             let engine = server.dispatcher.engine
             engine.beginReadScope()
-            defer { engine.endReadScope() }
             for i in 0..<Int(count) {
                 let token = events[i].data.u64
                 let flags = events[i].events

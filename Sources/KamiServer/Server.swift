@@ -113,15 +113,19 @@ public final class Server: @unchecked Sendable {
     var requestBytesMax: Int { requestLimit.load(ordering: .relaxed) }
 
     /// Loops when `loop_threads = 0`: one per core but one, which the commit writer (busy
-    /// with every issue) needs; at least one, at most what the config allows (64). On the 2-core benchmark machine 1 loop served
-    /// the flash sale 4–17% faster than 2 (Benchmarks/README.md).
-    public static func defaultLoopThreads(cores: Int) -> Int { min(DaemonConfig.Range.loopThreads.upperBound, max(1, cores - 1)) }
+    /// with every issue) needs; at least one, at most what the config allows (64). On the
+    /// 2-core benchmark machine 1 loop served the flash sale 4–17% faster than 2
+    /// (Benchmarks/README.md).
+    public static func defaultLoopThreads(cores: Int) -> Int {
+        min(DaemonConfig.Range.loopThreads.upperBound, max(1, cores - 1))
+    }
 
     /// Opens the listeners and starts the loop threads.
     public func start() throws(SystemError) {
         // A peer that vanishes mid-write must cost an EPIPE, not the process.
         signal(SIGPIPE, SIG_IGN)
-        let count = config.loopThreads > 0 ? config.loopThreads : Server.defaultLoopThreads(cores: sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let count = config.loopThreads > 0
+            ? config.loopThreads : Server.defaultLoopThreads(cores: sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         for index in 0..<count { loops.append(try EventLoop(index: index, server: self)) }
         var ports: [UInt16] = []
         for address in config.tcp {

@@ -48,17 +48,17 @@ final class ReadScope {
 /// While it is, read scopes stop holding snapshots, so that the next checkpoint can copy the
 /// whole WAL and SQLite can start it over (with many loops, each holding a snapshot for part
 /// of its pass, there might otherwise never be a moment when none is held).
-public final class WALWatch: @unchecked Sendable {
-    // @unchecked: `threshold` is set once, before the hook that reads it is installed.
-    var threshold: Int32 = 0
-    /// The last checkpoint could not copy every frame (a reader's snapshot was in the way).
+public final class WALWatch: Sendable {
+    /// WAL frames after which the writer checkpoints.
+    let threshold: Int32
+    /// Readers hold the WAL back (see `Connection.checkpointWAL`).
     let behind = Atomic<Bool>(false)
     /// Checkpoints run by the hook.
     let checkpoints = Atomic<Int>(0)
 
-    init() {}
+    init(threshold: Int32) { self.threshold = threshold }
 
-    /// Whether the last checkpoint was held back by readers.
+    /// Whether readers hold the WAL back.
     public var isBehind: Bool { behind.load(ordering: .relaxed) }
     /// How many checkpoints the writer ran.
     public var checkpointCount: Int { checkpoints.load(ordering: .relaxed) }

@@ -137,14 +137,13 @@ public final class Connection: @unchecked Sendable {
         try statement.run()
     }
 
-    /// Replaces `PRAGMA wal_autocheckpoint`: after each commit that leaves `pages` or more
-    /// frames in the WAL, runs a PASSIVE checkpoint as SQLite's own would, and records in
-    /// `watch` whether readers are holding the WAL back (`WALWatch.behind`): set when a
-    /// checkpoint could not copy everything, or when the WAL reached twice `pages` (copied,
-    /// but a reader kept SQLite from starting it over); cleared only when the WAL did start
-    /// over (a commit leaves fewer than `pages` frames).
-    func checkpointWAL(every pages: Int32, into watch: WALWatch) {
-        watch.threshold = pages
+    /// Replaces `PRAGMA wal_autocheckpoint`: after each commit that leaves `watch.threshold`
+    /// frames or more in the WAL, runs a PASSIVE checkpoint as SQLite's own would, and records
+    /// in `watch` whether readers are holding the WAL back (`WALWatch.behind`): set when a
+    /// checkpoint could not copy everything, or when the WAL reached twice the threshold
+    /// (copied, but a reader kept SQLite from starting it over); cleared only when the WAL did
+    /// start over (a commit leaves fewer frames than the threshold).
+    func checkpointWAL(into watch: WALWatch) {
         hookContext = watch
         sqlite3_wal_hook(handle, { context, db, name, frames in
             guard let context else { return SQLITE_OK }

@@ -66,9 +66,9 @@ public final class Store: Sendable {
         if chmod(path, 0o600) != 0 {
             throw .directory(path: path, reason: "cannot chmod 600: " + String(cString: strerror(errno)))
         }
-        let watch = WALWatch()
+        let watch = WALWatch(threshold: checkpointPages)
         walWatch = watch
-        try Store.configure(db, durability: durability, walWatch: watch, checkpointPages: checkpointPages)
+        try Store.configure(db, durability: durability, walWatch: watch)
         try Schema.migrate(db)
         let audit: AuditChain
         do { audit = try AuditChain.load(db) } catch { throw .sqlite(error) }
@@ -92,9 +92,7 @@ public final class Store: Sendable {
     /// WAL frames after which the writer checkpoints (SQLite's default is 1,000).
     public static let checkpointPages: Int32 = 4_000
 
-    private static func configure(
-        _ db: Connection, durability: Durability, walWatch: WALWatch, checkpointPages: Int32
-    ) throws(StoreError) {
+    private static func configure(_ db: Connection, durability: Durability, walWatch: WALWatch) throws(StoreError) {
         do {
             let mode = try db.scalarText("PRAGMA journal_mode = WAL")
             guard mode == "wal" else { throw StoreError.corrupt("cannot switch to WAL mode (got \(mode ?? "nil"))") }
@@ -103,7 +101,7 @@ public final class Store: Sendable {
             // writer (64 MiB), and checkpoints every 4,000 pages so the WAL stays near 16 MiB
             // (by our own hook, which also tells read scopes when readers hold them back).
             try db.execute("PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536")
-            db.checkpointWAL(every: checkpointPages, into: walWatch)
+            db.checkpointWAL(into: walWatch)
         } catch let error as SQLiteError {
             throw .sqlite(error)
         } catch let error as StoreError {
@@ -163,16 +161,18 @@ public final class Store: Sendable {
     /// error. Inside a read scope (`beginReadScope`) the scope's snapshot is used; a code it
     /// lacks (imported after the snapshot began) is looked up again in a fresh one.
     public func codes(_ ids: [CodeID]) throws(KamiError) -> [StoredCode] {
-        if let scope = openReadScope, walWatch.isBehind, scope.connection != nil {
-            // A checkpoint was held back by snapshots: hold none until one gets through.
-            releaseScopeConnection(scope)
-        }
-        if pinnedThreads.load(ordering: .acquiring) == 0, !walWatch.isBehind, let scope = openReadScope {
-            let first = try readInScope(scope) { db throws(SQLiteError) in try Store.readCodes(ids, db) }
-            if case .found(let rows) = first { return rows }
-            releaseScopeConnection(scope)
-            let second = try readInScope(scope) { db throws(SQLiteError) in try Store.readCodes(ids, db) }
-            return try second.rows()
+        if let scope = openReadScope {
+            if walWatch.isBehind || pinnedThreads.load(ordering: .acquiring) > 0 {
+                // Readers hold a checkpoint back (hold no snapshot until one gets through), or
+                // a `consistentRead` pins a snapshot of its own: read as without a scope.
+                releaseScopeConnection(scope)
+            } else {
+                let first = try readInScope(scope) { db throws(SQLiteError) in try Store.readCodes(ids, db) }
+                if case .found(let rows) = first { return rows }
+                releaseScopeConnection(scope)
+                let second = try readInScope(scope) { db throws(SQLiteError) in try Store.readCodes(ids, db) }
+                return try second.rows()
+            }
         }
         return try read { db throws(SQLiteError) in try Store.readCodes(ids, db) }.rows()
     }
