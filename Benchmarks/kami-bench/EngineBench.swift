@@ -49,7 +49,7 @@ enum EngineBench {
                     state: .committed, paymentRef: "p", codes: [OrderCode(codeID: code, sku: skuID)], ttlMs: 0,
                     expiresAtMs: 0, createdAtMs: 0, updatedAtMs: 0)
                 store.writer.submit(.writeOrder(
-                    order, codes: [CodeChange(codeID: code, state: .issued, orderSeq: seq)],
+                    order, codes: [CodeChange(codeID: code, from: .available, to: .issued, orderSeq: seq)],
                     audit: AuditEvent("issue", subject: "order:bench-\(offset)", detail: "codes=\(code)"))) { _ in
                     window.signal()
                     group.leave()

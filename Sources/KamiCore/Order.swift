@@ -56,6 +56,24 @@ public struct Order: Sendable, Hashable {
     }
 }
 
+extension Order {
+    /// Moves the order to `next` at `atMs`. A move that is not in `OrderState.moves` is a
+    /// programmer error (the engine checks the state before it decides): it traps, naming
+    /// the order and both states.
+    public mutating func move(to next: OrderState, atMs: Int64) {
+        precondition(state.canMove(to: next), "order \(orderID) (seq \(seq)) cannot go from \(state) to \(next)")
+        state = next
+        updatedAtMs = atMs
+    }
+
+    /// The order after `move(to:atMs:)`.
+    public func moved(to next: OrderState, atMs: Int64) -> Order {
+        var copy = self
+        copy.move(to: next, atMs: atMs)
+        return copy
+    }
+}
+
 /// A source of wall-clock time in Unix milliseconds, so tests can drive time by hand.
 public protocol Clock: Sendable {
     /// Milliseconds since the Unix epoch.

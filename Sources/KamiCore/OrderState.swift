@@ -1,7 +1,13 @@
-/// The life of one order: `reserved → committed`, `reserved → released | expired`,
-/// `committed → refunded`. An expired order can still be committed (a late payment) when
-/// stock remains: that takes fresh codes, so `expired → committed` is allowed too.
-/// `released` and `refunded` are terminal.
+/// The life of one order, declared as a table: `starts` (the states an order is created in),
+/// `moves` (every legal move), and `codeStates` (what each state implies about the order's
+/// codes). The engine moves orders only through `Order.move(to:atMs:)`, which traps on a
+/// move not in the table, and `verify` checks codes against `codeStates`: adding a state is
+/// one case here, its rows in the tables, and its tests.
+///
+/// `reserved → committed`, `reserved → released | expired`, `committed → refunded`. An
+/// expired order can still be committed (a late payment) when stock remains: that takes
+/// fresh codes, so `expired → committed` is allowed too. `released` and `refunded` are
+/// terminal.
 public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case reserved = 0
     case committed = 1
@@ -9,16 +15,40 @@ public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case expired = 3
     case refunded = 4
 
-    /// Whether the move from `self` to `next` is one the brief allows.
-    public func canMove(to next: OrderState) -> Bool {
-        switch (self, next) {
-        case (.reserved, .committed), (.reserved, .released), (.reserved, .expired),
-            (.committed, .refunded), (.expired, .committed):
-            return true
-        default:
-            return false
+    /// The states an order can be created in: a hold (`reserve`), or paid at once (`issue`).
+    public static let starts: Set<OrderState> = [.reserved, .committed]
+
+    /// Every legal move, as (from, to).
+    public static let moves: Set<Move> = [
+        Move(.reserved, .committed), Move(.reserved, .released), Move(.reserved, .expired),
+        Move(.committed, .refunded), Move(.expired, .committed),
+    ]
+
+    /// One move of an order between two states.
+    public struct Move: Sendable, Hashable {
+        public let from: OrderState
+        public let to: OrderState
+        /// Makes a move (legal or not; `OrderState.moves` says which).
+        public init(_ from: OrderState, _ to: OrderState) {
+            self.from = from
+            self.to = to
         }
     }
+
+    /// The states the order's codes may be in, or nil when the order gave its codes back
+    /// (released, expired: the code list is kept for the record only). A committed order's
+    /// code may be voided one by one (a leak) and stays on the order.
+    public var codeStates: Set<CodeState>? {
+        switch self {
+        case .reserved: [.reserved]
+        case .committed: [.issued, .voided]
+        case .refunded: [.voided]
+        case .released, .expired: nil
+        }
+    }
+
+    /// Whether the move from `self` to `next` is one the brief allows.
+    public func canMove(to next: OrderState) -> Bool { OrderState.moves.contains(Move(self, next)) }
 
     /// The state after moving to `next`, or an `invalidState` error naming both states.
     public func moving(to next: OrderState) throws(KamiError) -> OrderState {
@@ -29,7 +59,7 @@ public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     }
 
     /// Whether the order holds codes (and counts against per-user limits).
-    public var holdsCodes: Bool { self == .reserved || self == .committed }
+    public var holdsCodes: Bool { codeStates?.contains(where: \.isHeld) ?? false }
 
     public var description: String {
         switch self {

@@ -46,6 +46,9 @@ public struct Sku: Sendable, Hashable {
     /// Whether this SKU is a bundle of others.
     public var isBundle: Bool { !components.isEmpty }
 
+    /// How many codes one unit takes: 1, or the sum of a bundle's component units.
+    public var codesPerUnit: Int { unitComposition.reduce(0) { $0 + $1.units } }
+
     /// The codes one unit of this SKU takes, per real SKU: itself once, or its components.
     public var unitComposition: [BundleComponent] {
         isBundle ? components : [BundleComponent(sku: id, units: 1)]

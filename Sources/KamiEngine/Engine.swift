@@ -105,8 +105,7 @@ public final class Engine: Sendable {
         for (sku, codes) in snapshot.available { pool.put(sku: sku, codes: codes) }
         stock.withLock { stock in
             for (sku, counts) in snapshot.stateCounts {
-                stock[sku] = StockCounts(
-                    available: counts[0], reserved: counts[1], issued: counts[2], voided: counts[3])
+                stock[sku] = StockCounts(byState: counts)
             }
         }
         let skus = catalog.withLock { $0.byID }
@@ -225,7 +224,7 @@ public final class Engine: Sendable {
     /// caller). If the write fails they go back to the pool and are caught again next time.
     func quarantine(_ codes: [OrderCode]) {
         guard !codes.isEmpty else { return }
-        let changes = codes.map { CodeChange(codeID: $0.codeID, state: .voided, orderSeq: nil) }
+        let changes = codes.map { CodeChange(codeID: $0.codeID, from: .available, to: .voided, orderSeq: nil) }
         let event = AuditEvent(
             "quarantine", subject: "codes", detail: "failed authentication codes=\(Engine.codeIDList(codes))")
         store.writer.submit(.setCodes(changes, audit: event)) { [self] result in
@@ -262,33 +261,29 @@ public final class Engine: Sendable {
     }
 }
 
-/// Per-SKU counts of codes by state, kept in memory from durable completions.
-struct StockCounts: Sendable, Hashable {
-    var available = 0
-    var reserved = 0
-    var issued = 0
-    var voided = 0
+/// Per-SKU counts of codes by state, kept in memory from durable completions. One count per
+/// `CodeState` case, indexed by its raw value, so a new state needs no edit here.
+struct StockCounts: Sendable, Hashable, CustomStringConvertible {
+    private(set) var byState: [Int]
 
-    subscript(state: CodeState) -> Int {
-        get {
-            switch state {
-            case .available: available
-            case .reserved: reserved
-            case .issued: issued
-            case .voided: voided
-            }
-        }
-        set {
-            switch state {
-            case .available: available = newValue
-            case .reserved: reserved = newValue
-            case .issued: issued = newValue
-            case .voided: voided = newValue
-            }
-        }
+    init() { byState = CodeState.zeroCounts }
+
+    /// Counts as the store reports them (indexed by `CodeState.rawValue`).
+    init(byState: [Int]) {
+        precondition(byState.count == CodeState.allCases.count, "\(byState.count) state counts")
+        self.byState = byState
     }
 
-    var total: Int { available + reserved + issued + voided }
+    subscript(state: CodeState) -> Int {
+        get { byState[Int(state.rawValue)] }
+        set { byState[Int(state.rawValue)] = newValue }
+    }
+
+    var total: Int { byState.reduce(0, +) }
+
+    var description: String {
+        CodeState.allCases.map { "\($0) \(self[$0])" }.joined(separator: ", ")
+    }
 }
 
 /// The SKU catalog in memory.

@@ -42,7 +42,7 @@ extension Engine {
         guard !codes.isEmpty else { return }
         pool.addSegment(sku: sku, codes: codes)
         pool.put(sku: sku, codes: Array(codes))
-        stock.withLock { $0[sku, default: StockCounts()].available += codes.count }
+        stock.withLock { $0[sku, default: StockCounts()][.available] += codes.count }
     }
 
     /// Imports a CSV file as shops have them (UTF-8 with or without BOM, or GBK/GB18030; see

@@ -25,6 +25,7 @@ extension Engine {
                 throw KamiError(.badRequest, "ttl_ms \(ttl) is outside \(Limits.holdTTLMsMin)...\(ttlMax)")
             }
             sku = try self.sku(key: skuKey)
+            try Engine.validate(codesOf: sku, units: units)
         } catch {
             return completion(.failure(error))
         }
@@ -63,6 +64,7 @@ extension Engine {
             try Engine.validate(orderID: orderID, user: user, units: units)
             try Engine.validate(paymentRef: paymentRef)
             sku = try self.sku(key: skuKey)
+            try Engine.validate(codesOf: sku, units: units)
         } catch {
             return completion(.failure(error))
         }
@@ -90,6 +92,7 @@ extension Engine {
 
     /// Creates a new order (reserved or committed) whose placeholder is in flight.
     private func create(_ draft: Order, sku: Sku, completion: @escaping OrderCompletion) {
+        precondition(OrderState.starts.contains(draft.state), "order \(draft.orderID) cannot start \(draft.state)")
         let reserving = draft.state == .reserved
         if reserving && !userLimits.tryAddPendingHold(user: draft.user, limit: Limits.pendingHoldsPerUserMax) {
             orders.end(draft.orderID)
@@ -136,7 +139,7 @@ extension Engine {
             revealed = opened.revealed
         }
         let codeState: CodeState = reserving ? .reserved : .issued
-        let changes = codes.map { CodeChange(codeID: $0.codeID, state: codeState, orderSeq: order.seq) }
+        let changes = codes.map { CodeChange(codeID: $0.codeID, from: .available, to: codeState, orderSeq: order.seq) }
         let event = AuditEvent(
             reserving ? "reserve" : "issue", subject: "order:\(order.orderID)",
             detail: "seq=\(order.seq) user=\(order.user) sku=\(order.sku) units=\(order.units) codes=\(Engine.codeIDList(codes))")
@@ -271,13 +274,12 @@ extension Engine {
             return completion(.failure(failure))
         }
         let codes = (chosen + takenCodes.filter { !chosen.contains($0) }).filter { !badCodes.contains($0) }
-        var committed = order
-        committed.state = .committed
+        var committed = order.moved(to: .committed, atMs: clock.nowMs())
         committed.paymentRef = paymentRef
         committed.codes = codes
-        committed.updatedAtMs = clock.nowMs()
-        let changes = codes.map { CodeChange(codeID: $0.codeID, state: .issued, orderSeq: order.seq) }
-            + badCodes.map { CodeChange(codeID: $0.codeID, state: .voided, orderSeq: nil) }
+        func held(_ code: OrderCode) -> CodeState { own.contains(code) ? .reserved : .available }
+        let changes = codes.map { CodeChange(codeID: $0.codeID, from: held($0), to: .issued, orderSeq: order.seq) }
+            + badCodes.map { CodeChange(codeID: $0.codeID, from: held($0), to: .voided, orderSeq: nil) }
         let event = AuditEvent(
             late ? "commit-late" : "commit", subject: "order:\(order.orderID)",
             detail: "seq=\(order.seq) payment=\(paymentRef) codes=\(Engine.codeIDList(codes))"
@@ -362,10 +364,8 @@ extension Engine {
 
     /// Moves a reserved order (in flight for the caller) to released or expired.
     private func endReservation(_ order: Order, to state: OrderState, completion: @escaping OrderCompletion) {
-        var ended = order
-        ended.state = state
-        ended.updatedAtMs = clock.nowMs()
-        let changes = order.codes.map { CodeChange(codeID: $0.codeID, state: .available, orderSeq: nil) }
+        let ended = order.moved(to: state, atMs: clock.nowMs())
+        let changes = order.codes.map { CodeChange(codeID: $0.codeID, from: .reserved, to: .available, orderSeq: nil) }
         let event = AuditEvent(
             state == .expired ? "expire" : "release", subject: "order:\(order.orderID)",
             detail: "seq=\(order.seq) codes=\(Engine.codeIDList(order.codes))")
@@ -426,10 +426,8 @@ extension Engine {
                 orders.end(orderID)
                 return completion(.failure(error))
             }
-            var refunded = order
-            refunded.state = .refunded
-            refunded.updatedAtMs = clock.nowMs()
-            let changes = order.codes.map { CodeChange(codeID: $0.codeID, state: .voided, orderSeq: order.seq) }
+            let refunded = order.moved(to: .refunded, atMs: clock.nowMs())
+            let changes = stillIssued.map { CodeChange(codeID: $0.codeID, from: .issued, to: .voided, orderSeq: order.seq) }
             let event = AuditEvent(
                 "refund", subject: "order:\(orderID)", detail: "seq=\(order.seq) codes=\(Engine.codeIDList(order.codes))")
             let published = refunded
@@ -473,6 +471,16 @@ extension Engine {
         }
         if let units, units < 1 || units > Limits.unitsPerOrderMax {
             throw KamiError(.badRequest, "qty \(units) is outside 1...\(Limits.unitsPerOrderMax)")
+        }
+    }
+
+    /// An order's codes in all: units x codes per unit (a bundle's components). Checked before
+    /// anything is taken, so no order ever holds more codes than a reply can carry.
+    static func validate(codesOf sku: Sku, units: Int) throws(KamiError) {
+        let codes = units * sku.codesPerUnit
+        guard codes <= Limits.codesPerOrderMax else {
+            throw KamiError(.badRequest, "qty \(units) of \(sku.key) takes \(codes) codes (\(sku.codesPerUnit) per unit); "
+                + "one order takes at most \(Limits.codesPerOrderMax) codes (codes_per_order_max)")
         }
     }
 

@@ -57,8 +57,8 @@ extension Engine {
         }
         let counts = stock.withLock { $0[sku.id] } ?? StockCounts()
         return StockReply(
-            skuKey: sku.key, available: pool.available(sku: sku.id), reserved: counts.reserved, issued: counts.issued,
-            voided: counts.voided, imported: counts.total)
+            skuKey: sku.key, available: pool.available(sku: sku.id), reserved: counts[.reserved], issued: counts[.issued],
+            voided: counts[.voided], imported: counts.total)
     }
 
     /// Every SKU in the catalog, by id.

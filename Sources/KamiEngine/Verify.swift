@@ -37,26 +37,26 @@ extension Engine {
 
         // 2. Conservation: available + reserved + issued + voided = imported, per SKU.
         for sku in Set(counts.states.keys).union(counts.imported.keys) {
-            let states = counts.states[sku] ?? [0, 0, 0, 0]
+            let disk = StockCounts(byState: counts.states[sku] ?? CodeState.zeroCounts)
             let imported = counts.imported[sku] ?? 0
-            if states.reduce(0, +) != imported || (counts.rows[sku] ?? 0) != imported {
-                fail("conservation", "SKU \(skuKey(sku)): states \(states) sum to \(states.reduce(0, +)), "
+            if disk.total != imported || (counts.rows[sku] ?? 0) != imported {
+                fail("conservation", "SKU \(skuKey(sku)): states (\(disk)) sum to \(disk.total), "
                     + "code rows \(counts.rows[sku] ?? 0), imported \(imported)")
             }
             let memory = stock.withLock { $0[sku] } ?? StockCounts()
-            let disk = StockCounts(available: states[0], reserved: states[1], issued: states[2], voided: states[3])
             if memory != disk {
-                fail("memory", "SKU \(skuKey(sku)): memory counts \(memory) differ from disk \(disk)")
+                fail("memory", "SKU \(skuKey(sku)): memory counts (\(memory)) differ from disk (\(disk))")
             }
-            if pool.available(sku: sku) != states[0] {
-                fail("memory", "SKU \(skuKey(sku)): pool has \(pool.available(sku: sku)) available, disk \(states[0])")
+            if pool.available(sku: sku) != disk[.available] {
+                fail("memory", "SKU \(skuKey(sku)): pool has \(pool.available(sku: sku)) available, disk \(disk[.available])")
             }
         }
 
-        // 1. A code is held by at most one order, and each order's codes agree with code_state.
+        // 1. A code is held by at most one order, and each order's codes are in a state its own
+        // state allows (`OrderState.codeStates`, the one table of what an order implies).
         var holder: [CodeID: OrderSeq] = [:]
         var heldCodes: [CodeID] = []
-        for order in snapshot.orders where order.state != .released && order.state != .expired {
+        for order in snapshot.orders where order.state.codeStates != nil {
             for code in order.codes {
                 if let other = holder[code.codeID] {
                     fail("double-issue", "code \(code.codeID) is on orders \(other) and \(order.seq)")
@@ -66,29 +66,28 @@ extension Engine {
             }
         }
         let codeStates = try store.codeStates(heldCodes)
-        var expectedHeld = [0, 0, 0, 0]
-        for order in snapshot.orders where order.state != .released && order.state != .expired {
+        var expectedHeld = StockCounts()
+        for order in snapshot.orders {
+            guard let allowed = order.state.codeStates else { continue }
             for code in order.codes {
                 guard let entry = codeStates[code.codeID] else {
                     fail("order-codes", "order \(order.orderID) holds unknown code \(code.codeID)")
                     continue
                 }
-                let allowed: [CodeState] = switch order.state {
-                case .reserved: [.reserved]
-                case .committed: [.issued, .voided]
-                default: [.voided]
-                }
                 if !allowed.contains(entry.state) || entry.orderSeq != order.seq {
                     fail("order-codes", "order \(order.orderID) (\(order.state)) has code \(code.codeID) in state "
                         + "\(entry.state) held by \(entry.orderSeq.map(String.init) ?? "nobody")")
                 }
-                if entry.state == .reserved || entry.state == .issued { expectedHeld[Int(entry.state.rawValue)] += 1 }
+                if entry.state.isHeld { expectedHeld[entry.state] += 1 }
             }
         }
-        let totals = counts.states.values.reduce([0, 0, 0, 0]) { zip($0, $1).map { $0 + $1 } }
-        if totals[1] != expectedHeld[1] || totals[2] != expectedHeld[2] {
-            fail("order-codes", "disk has \(totals[1]) reserved and \(totals[2]) issued codes but orders hold "
-                + "\(expectedHeld[1]) and \(expectedHeld[2])")
+        // Every code in a held state (reserved, issued) belongs to an order.
+        var totals = StockCounts()
+        for perSku in counts.states.values {
+            for state in CodeState.allCases { totals[state] += perSku[Int(state.rawValue)] }
+        }
+        for state in CodeState.allCases where state.isHeld && totals[state] != expectedHeld[state] {
+            fail("order-codes", "disk has \(totals[state]) \(state) codes but orders hold \(expectedHeld[state])")
         }
 
         // 4. Per-user limits.

@@ -43,7 +43,7 @@ extension Engine {
             }
         }
         if !fromPool.isEmpty {
-            let changes = fromPool.map { CodeChange(codeID: $0.codeID, state: .voided, orderSeq: nil) }
+            let changes = fromPool.map { CodeChange(codeID: $0.codeID, from: .available, to: .voided, orderSeq: nil) }
             let event = AuditEvent("void", subject: label, detail: "available codes=\(Engine.codeIDList(fromPool))")
             do throws(KamiError) {
                 _ = try submitAndWait(.setCodes(changes, audit: event))
@@ -71,7 +71,7 @@ extension Engine {
         let current = try store.codeStates(ids)
         let still = ids.filter { current[$0]?.state == .issued }.map { OrderCode(codeID: $0, sku: skus[$0]!) }
         guard !still.isEmpty else { return 0 }
-        let changes = still.map { CodeChange(codeID: $0.codeID, state: .voided, orderSeq: order.seq) }
+        let changes = still.map { CodeChange(codeID: $0.codeID, from: .issued, to: .voided, orderSeq: order.seq) }
         let event = AuditEvent(
             "void", subject: label, detail: "order=\(order.orderID) issued codes=\(Engine.codeIDList(still))")
         _ = try submitAndWait(.setCodes(changes, audit: event))

@@ -1,15 +1,23 @@
 public import KamiCore
 
-/// A code's new state as part of a mutation.
+/// One code's move as part of a mutation. The only way to change a code's state: the
+/// move must be in `CodeState.moves` (another is a programmer error and traps here), and
+/// the store applies it only when the code is still in `from` (otherwise the mutation
+/// fails and nothing of it is written).
 public struct CodeChange: Sendable, Hashable {
     public var codeID: CodeID
+    /// The state the code is in now.
+    public var from: CodeState
+    /// The state it moves to.
     public var state: CodeState
     /// The order holding the code (nil when it returns to the pool or is voided while available).
     public var orderSeq: OrderSeq?
 
-    /// Makes a change.
-    public init(codeID: CodeID, state: CodeState, orderSeq: OrderSeq?) {
+    /// Makes a change; traps on a move the state machine does not allow.
+    public init(codeID: CodeID, from: CodeState, to state: CodeState, orderSeq: OrderSeq?) {
+        precondition(from.canMove(to: state), "code \(codeID) cannot go from \(from) to \(state)")
         self.codeID = codeID
+        self.from = from
         self.state = state
         self.orderSeq = orderSeq
     }
@@ -134,9 +142,11 @@ struct MutationApplier {
             stmt.bind(1, Int64(change.state.rawValue))
             if let seq = change.orderSeq { stmt.bind(2, seq) } else { stmt.bindNull(2) }
             stmt.bind(3, change.codeID)
+            stmt.bind(4, Int64(change.from.rawValue))
             try stmt.run()
             if db.changes != 1 {
-                throw SQLiteError(resultCode: 0, context: "set code state", message: "code \(change.codeID) has no state row")
+                throw SQLiteError(resultCode: 0, context: "set code state",
+                                  message: "code \(change.codeID) is not \(change.from) (or has no state row)")
             }
         }
     }

@@ -213,7 +213,7 @@ struct HotSQL: Sendable {
         ON CONFLICT(seq) DO UPDATE SET state = excluded.state, payment_ref = excluded.payment_ref,
             codes = excluded.codes, expires_at_ms = excluded.expires_at_ms, updated_at_ms = excluded.updated_at_ms
         """)
-    static let setCodeState = HotSQL(slot: 3, sql: "UPDATE code_state SET state = ?, order_seq = ? WHERE id = ?")
+    static let setCodeState = HotSQL(slot: 3, sql: "UPDATE code_state SET state = ?, order_seq = ? WHERE id = ? AND state = ?")
     static let appendAudit = HotSQL(slot: 4, sql:
         "INSERT INTO audit(seq, at_ms, event, subject, detail, prev_hash, hash) VALUES(?,?,?,?,?,?,?)")
     static let readCode = HotSQL(slot: 5, sql: """

@@ -240,15 +240,15 @@ public final class Store: Sendable {
             defer { states.reset() }
             var lastSku: SkuID = -1
             var available: [CodeID] = []
-            var counts = [Int](repeating: 0, count: CodeState.allCases.count)
+            var counts = CodeState.zeroCounts
             func flush() {
                 if lastSku >= 0 {
                     snapshot.available[lastSku, default: []].append(contentsOf: available)
-                    let merged = zip(snapshot.stateCounts[lastSku] ?? [0, 0, 0, 0], counts).map { $0 + $1 }
+                    let merged = zip(snapshot.stateCounts[lastSku] ?? CodeState.zeroCounts, counts).map { $0 + $1 }
                     snapshot.stateCounts[lastSku] = merged
                 }
                 available.removeAll(keepingCapacity: true)
-                counts = [0, 0, 0, 0]
+                counts = CodeState.zeroCounts
             }
             while try states.step() {
                 let sku = SkuID(states.int64(1))
@@ -257,11 +257,11 @@ public final class Store: Sendable {
                     lastSku = sku
                 }
                 let state = Int(states.int64(2))
-                guard state < counts.count else {
+                guard state >= 0 && state < counts.count else {
                     throw SQLiteError(resultCode: 0, context: "recover", message: "code \(states.int64(0)) has state \(state)")
                 }
                 counts[state] += 1
-                if state == 0 { available.append(states.int64(0)) }
+                if state == Int(CodeState.available.rawValue) { available.append(states.int64(0)) }
             }
             flush()
             states.reset()
@@ -396,7 +396,7 @@ extension Store {
             while try byState.step() {
                 let sku = SkuID(byState.int64(0))
                 let state = byState.int(1)
-                var counts = states[sku] ?? [0, 0, 0, 0]
+                var counts = states[sku] ?? CodeState.zeroCounts
                 if state >= 0 && state < counts.count { counts[state] += byState.int(2) }
                 states[sku] = counts
             }

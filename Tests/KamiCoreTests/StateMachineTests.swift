@@ -5,6 +5,7 @@ final class StateMachineTests: XCTestCase {
     func testCodeTransitionsAreExactlyTheBriefs() {
         let legal: Set<String> = [
             "available>reserved", "reserved>issued", "reserved>available", "issued>voided", "available>voided",
+            "available>issued", "reserved>voided",
         ]
         for from in CodeState.allCases {
             for to in CodeState.allCases {
@@ -38,6 +39,38 @@ final class StateMachineTests: XCTestCase {
         XCTAssertNil(OrderState(name: "paid"))
         XCTAssertTrue(OrderState.committed.holdsCodes)
         XCTAssertFalse(OrderState.released.holdsCodes)
+        XCTAssertFalse(OrderState.refunded.holdsCodes)
+        XCTAssertEqual(OrderState.starts, [.reserved, .committed])
+    }
+
+    /// What each order state implies about its codes: every state an order can reach names
+    /// its codes' states or says it gave them back, and every code state it names is one a
+    /// code reaches by a move from a state the order's predecessors allowed.
+    func testOrderStatesDeclareTheirCodesStates() {
+        XCTAssertEqual(OrderState.reserved.codeStates, [.reserved])
+        XCTAssertEqual(OrderState.committed.codeStates, [.issued, .voided])
+        XCTAssertEqual(OrderState.refunded.codeStates, [.voided])
+        XCTAssertNil(OrderState.released.codeStates)
+        XCTAssertNil(OrderState.expired.codeStates)
+        for move in OrderState.moves {
+            guard let before = move.from.codeStates, let after = move.to.codeStates else { continue }
+            for code in after where !before.contains(code) {
+                XCTAssertTrue(before.contains { $0.canMove(to: code) }, "\(move.from)>\(move.to): no code move to \(code)")
+            }
+        }
+        XCTAssertEqual(CodeState.zeroCounts.count, CodeState.allCases.count)
+        XCTAssertEqual(CodeState.allCases.filter(\.isHeld), [.reserved, .issued])
+    }
+
+    func testOrderMovesOnlyThroughTheTable() {
+        var order = Order(seq: 1, orderID: "o1", user: "u", sku: 1, units: 1, state: .reserved, paymentRef: nil,
+                          codes: [], ttlMs: 1_000, expiresAtMs: 2_000, createdAtMs: 1_000, updatedAtMs: 1_000)
+        order.move(to: .expired, atMs: 2_500)
+        XCTAssertEqual(order.state, .expired)
+        XCTAssertEqual(order.updatedAtMs, 2_500)
+        let late = order.moved(to: .committed, atMs: 3_000)
+        XCTAssertEqual(late.state, .committed)
+        XCTAssertEqual(order.state, .expired, "moved(to:) leaves the original alone")
     }
 
     func testSecretNeverPrints() {

@@ -216,6 +216,55 @@ final class OperationTests: XCTestCase {
         h.assertInvariants()
     }
 
+    /// An order's codes in all (units x codes per unit) are bounded by `codesPerOrderMax`, checked
+    /// before anything is taken: no order can be committed that no reply could carry.
+    func testTheCodesOfOneOrderAreBoundedBeforeAnythingIsTaken() throws {
+        let h = Harness()
+        h.stockSku("cards", count: 460)
+        h.stockSku("gift", count: 50)
+        _ = try h.engine.setSku(SkuDefinition(key: "pack", components: [("cards", 10), ("gift", 1)]))
+        // 46 packs take 506 codes: refused, naming the limit, and nothing was taken.
+        let tooMany = h.engine.issueSync(order: "p1", user: "u1", sku: "pack", units: 46, paymentRef: "pay").failure
+        XCTAssertEqual(tooMany?.code, .badRequest)
+        XCTAssertTrue(tooMany?.message.contains("506 codes") == true, tooMany?.message ?? "")
+        XCTAssertTrue(tooMany?.message.contains("\(Limits.codesPerOrderMax)") == true, tooMany?.message ?? "")
+        XCTAssertEqual(h.engine.reserveSync(order: "p2", user: "u1", sku: "pack", units: 46).failure?.code, .badRequest)
+        XCTAssertEqual(try h.engine.stock(sku: "cards").available, 460)
+        XCTAssertEqual(try h.engine.stock(sku: "gift").available, 50)
+        XCTAssertNil(try? h.engine.order("p1"), "no order was created")
+        // 45 packs (495 codes) fit, and the order stays readable, retries included.
+        let fits = try h.engine.issueSync(order: "p3", user: "u1", sku: "pack", units: 45, paymentRef: "pay").get()
+        XCTAssertEqual(fits.codes.count, 495)
+        XCTAssertEqual(try h.engine.order("p3").codes.count, 495)
+        // Plain units: the unit limit is the bound (100 codes), and it is checked the same way.
+        h.stockSku("plain", count: 101)
+        XCTAssertEqual(h.engine.issueSync(order: "q1", user: "u2", sku: "plain", units: 101, paymentRef: "p").failure?.code,
+                       .badRequest)
+        XCTAssertEqual(try h.engine.issueSync(order: "q2", user: "u2", sku: "plain", units: 100, paymentRef: "p").get()
+            .codes.count, 100)
+        h.assertInvariants()
+    }
+
+    /// The store applies a code's move only from the state the move names: a change built
+    /// on a stale state fails alone, and nothing of it is written.
+    func testTheStoreRefusesAMoveFromAStateTheCodeIsNotIn() throws {
+        let h = Harness()
+        h.stockSku("vip", count: 2)
+        let held = try h.engine.reserveSync(order: "o1", user: "u1", sku: "vip").get()
+        let code = held.codeIDs[0]
+        let waiter = ResultBox<MutationOutcome>()
+        let stale = CodeChange(codeID: code, from: .available, to: .voided, orderSeq: nil)
+        h.engine.storage.writer.submit(.setCodes([stale], audit: AuditEvent("void", subject: "test", detail: "stale"))) {
+            waiter.set($0)
+        }
+        let error = waiter.wait().failure
+        XCTAssertNotNil(error)
+        XCTAssertTrue(error?.message.contains("is not available") == true, error?.message ?? "")
+        XCTAssertEqual(try h.engine.storage.codeStates([code])[code]?.state, .reserved)
+        XCTAssertEqual(try h.engine.commitSync(order: "o1", paymentRef: "p").get().codes.map(\.codeID), [code])
+        h.assertInvariants()
+    }
+
     func testValidationErrorsAreClearAndNeverEchoSecrets() throws {
         let h = Harness()
         h.stockSku("vip", count: 1)

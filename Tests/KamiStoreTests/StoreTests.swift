@@ -80,7 +80,7 @@ final class StoreTests: XCTestCase {
                 seq: Int64(n + 1), orderID: "o\(n)", user: "u", sku: skuID, units: 1, state: .committed,
                 paymentRef: "p", codes: [OrderCode(codeID: report.codeIDs.lowerBound + Int64(n), sku: skuID)],
                 ttlMs: 0, expiresAtMs: 0, createdAtMs: 1, updatedAtMs: 1)
-            let change = CodeChange(codeID: report.codeIDs.lowerBound + Int64(n), state: .issued, orderSeq: Int64(n + 1))
+            let change = CodeChange(codeID: report.codeIDs.lowerBound + Int64(n), from: .available, to: .issued, orderSeq: Int64(n + 1))
             store.writer.submit(.writeOrder(order, codes: [change], audit: AuditEvent("issue", subject: "o\(n)", detail: ""))) {
                 if case .failure = $0 { failures.add(1, ordering: .relaxed) }
                 group.leave()
