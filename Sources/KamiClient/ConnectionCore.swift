@@ -193,8 +193,11 @@ struct ConnectionCore {
 
     /// Decodes one JSON reply line: the bytes consumed, or nil when the line is not all in.
     private func decodeJSON(_ pending: inout PendingReplies) throws(TransportFailure) -> Int? {
+        // Replies come in request order: the next one answers the next request, whose op
+        // tells the body's shape (extra fields from a newer server are then ignored).
+        let op = pending.nextExpectedOp
         let result = inbox.withUnsafeBytes {
-            JSONCodec.decodeReply(UnsafeRawBufferPointer(rebasing: $0[inboxStart...]))
+            JSONCodec.decodeReply(UnsafeRawBufferPointer(rebasing: $0[inboxStart...]), op: op)
         }
         switch result {
         case .needMore:
@@ -265,6 +268,9 @@ struct PendingReplies {
 
     /// The wire id the next reply must carry when replies come in order (JSON).
     var nextExpectedID: RequestID { .number(Int64(firstID) + Int64(answered)) }
+
+    /// The op of the request the next JSON reply answers (nil when all are answered).
+    var nextExpectedOp: Operation? { answered < requests.count ? requests[answered].op : nil }
 
     /// JSON: replies come in request order, so the next one must carry the next id.
     mutating func answerNext(id: RequestID, with result: Result<ReplyBody, KamiError>) throws(TransportFailure) {

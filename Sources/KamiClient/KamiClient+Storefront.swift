@@ -41,9 +41,21 @@ extension KamiClient {
         try send(.lookUp(order: order)).wireOrder(.order)
     }
 
-    /// Everything `user` owns: each code with its state, owning order and activation link.
+    /// The first page of what `user` owns, newest first: each code with its state, owning
+    /// order and activation link (at most the server's default page; see `entitlementsPage`).
     public func entitlements(user: String) throws(KamiError) -> [WireCode] {
-        try send(.entitlements(user: user)).wireCodes(.entitlements)
+        try send(.entitlements(user: user)).wireCodes(.entitlements).codes
+    }
+
+    /// One page of what `user` owns, newest first, and the cursor of the next page (nil on
+    /// the last). `limit` nil is the server's default page size; the server caps it.
+    public func entitlementsPage(
+        user: String, limit: Int? = nil, cursor: String? = nil
+    ) throws(KamiError) -> (codes: [WireCode], nextCursor: String?) {
+        var request = Request.entitlements(user: user)
+        request.limit = limit
+        request.cursor = cursor
+        return try send(request).wireCodes(.entitlements)
     }
 
     /// The stock counters of `sku`.

@@ -24,6 +24,12 @@ public final class KamiConnection: Sendable {
     /// The encoding it speaks.
     public let encoding: WireEncoding
     private let core: Locked<ConnectionCore>
+    /// What the server answered to the connection's hello (nil before one was said).
+    private let hello = Locked<WireHello?>(nil)
+
+    /// The protocol version and features the server announced in its hello, so a caller can
+    /// check for a feature before using it; nil when the connection has not said hello.
+    public var server: WireHello? { hello.withLock { $0 } }
 
     /// Connects to `endpoint` and, when the options carry credentials, says hello.
     ///
@@ -40,7 +46,10 @@ public final class KamiConnection: Sendable {
                                     socket: socket))
         guard let credentials = options.credentials else { return }
         let reply = try send(.hello(client: credentials.client, token: credentials.token))
-        if case .failure(let error) = reply.result {
+        do throws(KamiError) {
+            let answer = try reply.wireHello()
+            hello.withLock { $0 = answer }
+        } catch {
             close()
             throw error
         }
@@ -58,6 +67,14 @@ public final class KamiConnection: Sendable {
     /// (the connection is then closed; see the type's documentation for retrying).
     public func send(_ request: Request) throws(KamiError) -> Reply {
         try core.withLock { core throws(KamiError) in try core.exchange([request]) }[0]
+    }
+
+    /// Says hello (again) and returns what the server answered: its protocol version and
+    /// features. On the Unix socket the client name and token are not checked.
+    public func sayHello(client: String, token: String) throws(KamiError) -> WireHello {
+        let answer = try send(.hello(client: client, token: token)).wireHello()
+        hello.withLock { $0 = answer }
+        return answer
     }
 
     /// Sends every request before reading any reply, and returns the replies in the order

@@ -19,9 +19,19 @@ extension Reply {
         return order
     }
 
-    func wireCodes(_ op: Operation) throws(KamiError) -> [WireCode] {
-        guard case .codes(let codes) = try successBody() else { throw unexpected(op, "a list of codes") }
-        return codes
+    func wireCodes(_ op: Operation) throws(KamiError) -> (codes: [WireCode], nextCursor: String?) {
+        guard case .codes(let codes, let next) = try successBody() else { throw unexpected(op, "a list of codes") }
+        return (codes, next)
+    }
+
+    /// The server's hello; an older server that answers an empty hello speaks protocol 1
+    /// with no features announced.
+    func wireHello() throws(KamiError) -> WireHello {
+        switch try successBody() {
+        case .hello(let hello): return hello
+        case .empty: return WireHello(protocolVersion: 1, server: "kamid", features: [])
+        default: throw unexpected(.hello, "its protocol version")
+        }
     }
 
     func wireStock(_ op: Operation) throws(KamiError) -> WireStock {

@@ -1,20 +1,64 @@
-/// The stable error codes of Kami. They appear on the wire (issue 3) and in `kamictl`
-/// exit paths, so a case is never renamed once released.
-public enum ErrorCode: String, Sendable, CaseIterable {
-    case badRequest = "BAD_REQUEST"
-    case unauthorized = "UNAUTHORIZED"
-    case notFound = "NOT_FOUND"
-    case soldOut = "SOLD_OUT"
-    case limitReached = "LIMIT_REACHED"
-    case conflict = "CONFLICT"
-    case expired = "EXPIRED"
-    case tooLarge = "TOO_LARGE"
-    case busy = "BUSY"
-    case unavailable = "UNAVAILABLE"
+/// The stable error codes of Kami. They appear on the wire and in `kamictl` exit paths, so a
+/// case is never renamed once released.
+///
+/// A client may talk to a newer server that has codes this version does not know: those
+/// decode to `.other(name)` with the name as sent, never to a failure to read the reply.
+/// The server itself never produces `.other`.
+public enum ErrorCode: Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    case badRequest
+    case unauthorized
+    case notFound
+    case soldOut
+    case limitReached
+    case conflict
+    case expired
+    case tooLarge
+    case busy
+    case unavailable
     /// The operation is not allowed in the current state (commit of a released order...).
-    case invalidState = "INVALID_STATE"
+    case invalidState
     /// Stored data failed an integrity check (a tampered sealed secret, a broken audit chain).
-    case integrity = "INTEGRITY"
+    case integrity
+    /// A code this version does not know, by the name the peer sent.
+    case other(String)
+
+    /// Every code this version knows (not `.other`).
+    public static let allCases: [ErrorCode] = [
+        .badRequest, .unauthorized, .notFound, .soldOut, .limitReached, .conflict, .expired, .tooLarge, .busy,
+        .unavailable, .invalidState, .integrity,
+    ]
+
+    /// The code's name on the wire (`SOLD_OUT`).
+    public var rawValue: String {
+        switch self {
+        case .badRequest: "BAD_REQUEST"
+        case .unauthorized: "UNAUTHORIZED"
+        case .notFound: "NOT_FOUND"
+        case .soldOut: "SOLD_OUT"
+        case .limitReached: "LIMIT_REACHED"
+        case .conflict: "CONFLICT"
+        case .expired: "EXPIRED"
+        case .tooLarge: "TOO_LARGE"
+        case .busy: "BUSY"
+        case .unavailable: "UNAVAILABLE"
+        case .invalidState: "INVALID_STATE"
+        case .integrity: "INTEGRITY"
+        case .other(let name): name
+        }
+    }
+
+    /// The code with this wire name; a name this version does not know is `.other(name)`.
+    public init(rawValue name: String) {
+        self = ErrorCode.allCases.first { $0.rawValue == name } ?? .other(name)
+    }
+
+    /// Whether this version knows the code.
+    public var isKnown: Bool {
+        if case .other = self { return false }
+        return true
+    }
+
+    public var description: String { rawValue }
 }
 
 /// An operating error: bad input, a state that forbids the operation, a full disk.

@@ -30,6 +30,14 @@ public enum Limits {
     /// Most codes one order may take across all SKUs of a bundle (units x components).
     public static let codesPerOrderMax = 500
 
+    /// Codes in one page of `entitlements` when the caller asks for no size: a "my codes"
+    /// screen shows a few dozen; the reply is read in one statement.
+    public static let entitlementsPageDefault = 100
+
+    /// Most codes in one page of `entitlements`. A page is one read and one reply, sized like
+    /// the largest order (`codesPerOrderMax`), so it always fits in a reply.
+    public static let entitlementsPageMax = 500
+
     /// Most distinct component SKUs in a bundle.
     public static let bundleComponentsMax = 16
 
@@ -73,6 +81,8 @@ public enum Limits {
     /// Asserts the relations between limits. A violation is a programmer error.
     public static func check() {
         precondition(codesPerOrderMax >= unitsPerOrderMax, "codesPerOrderMax \(codesPerOrderMax) < unitsPerOrderMax")
+        precondition(entitlementsPageDefault <= entitlementsPageMax && entitlementsPageMax <= codesPerOrderMax,
+                     "entitlements page \(entitlementsPageDefault)/\(entitlementsPageMax) vs codesPerOrderMax")
         precondition(commitQueueDepthMax >= commitBatchMax, "commit queue \(commitQueueDepthMax) < batch")
         precondition(holdTTLMsMin <= holdTTLMsDefault && holdTTLMsDefault <= holdTTLMsMax, "hold TTL bounds")
         precondition(skusMax <= Int(Int32.max), "skusMax \(skusMax) does not fit SkuID")

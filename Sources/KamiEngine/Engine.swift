@@ -173,7 +173,12 @@ public final class Engine: Sendable {
 
     /// Reads and opens the secrets of `codes`; a code that fails authentication is never served.
     func reveal(_ codes: [OrderCode]) throws(KamiError) -> [IssuedCode] {
-        let (revealed, bad) = try openSecrets(codes)
+        try reveal(rows: try store.codes(codes.map(\.codeID)))
+    }
+
+    /// `reveal` of rows already read.
+    func reveal(rows: [StoredCode]) throws(KamiError) -> [IssuedCode] {
+        let (revealed, bad) = try openSecrets(rows: rows)
         if let first = bad.first {
             throw KamiError(.integrity, "code \(first.codeID) failed authentication; it is not served")
         }
@@ -191,7 +196,11 @@ public final class Engine: Sendable {
     /// sealed secret fails authentication (tampered with, or sealed under an unknown key).
     func openSecrets(_ codes: [OrderCode]) throws(KamiError) -> (revealed: [IssuedCode], bad: [OrderCode]) {
         guard !codes.isEmpty else { return ([], []) }
-        let rows = try store.codes(codes.map(\.codeID))
+        return try openSecrets(rows: try store.codes(codes.map(\.codeID)))
+    }
+
+    /// Opens the secrets of rows already read; see `openSecrets(_:)`.
+    func openSecrets(rows: [StoredCode]) throws(KamiError) -> (revealed: [IssuedCode], bad: [OrderCode]) {
         var result: [IssuedCode] = []
         var bad: [OrderCode] = []
         result.reserveCapacity(rows.count)

@@ -452,7 +452,10 @@ extension Engine {
     func answerExisting(_ order: Order) -> Result<OrderReply, KamiError> {
         guard order.state == .committed else { return .success(reply(order)) }
         do throws(KamiError) {
-            return .success(reply(order, codes: try reveal(try codes(order.codes, in: .issued))))
+            // States and rows in one statement, whatever the order's size.
+            let rows = try store.codesWithState(order.codes.map(\.codeID))
+            let issued = order.codes.compactMap { rows[$0.codeID] }.filter { $0.state == .issued }.map(\.code)
+            return .success(reply(order, codes: try reveal(rows: issued)))
         } catch {
             return .failure(error)
         }

@@ -5,11 +5,11 @@ import KamiStore
 
 extension Engine {
     /// Keeps the codes of `codes` that are in `state` now (a leaked code voided by an operator
-    /// is never served again).
+    /// is never served again). One statement, whatever the count.
     func codes(_ codes: [OrderCode], in state: CodeState) throws(KamiError) -> [OrderCode] {
         guard !codes.isEmpty else { return [] }
-        let states = try store.codeStates(codes.map(\.codeID))
-        return codes.filter { states[$0.codeID]?.state == state }
+        let rows = try store.codesWithState(codes.map(\.codeID))
+        return codes.filter { rows[$0.codeID]?.state == state }
     }
 
     /// An order as it is now; once committed, with the secrets of its codes that are not voided.
@@ -19,33 +19,68 @@ extension Engine {
         return try answerExisting(order).get()
     }
 
-    /// What a user owns: the codes of their committed and refunded orders, with state and
-    /// activation link, and secrets of issued codes when `withSecrets`.
+    /// Every code a user owns (all pages; for tools and tests; storefronts page with
+    /// `entitlements(user:withSecrets:limit:cursor:)`).
     public func entitlements(user: String, withSecrets: Bool = false) throws(KamiError) -> [Entitlement] {
+        var all: [Entitlement] = []
+        var cursor: String?
+        repeat {
+            let page = try entitlements(user: user, withSecrets: withSecrets, limit: Limits.entitlementsPageMax,
+                                        cursor: cursor)
+            all += page.items
+            cursor = page.nextCursor
+        } while cursor != nil
+        return all
+    }
+
+    /// One page of what a user owns: the codes of their committed and refunded orders,
+    /// newest order first (an order's codes in their order), with state and activation link,
+    /// and secrets of issued codes when `withSecrets`. At most `limit` codes (default
+    /// `Limits.entitlementsPageDefault`, at most `Limits.entitlementsPageMax`); `cursor` is
+    /// the `nextCursor` of the page before. The page's codes are read in one statement.
+    public func entitlements(
+        user: String, withSecrets: Bool, limit: Int?, cursor: String?
+    ) throws(KamiError) -> EntitlementsPage {
         if let problem = IdentifierRules.problem(user, field: "user", maxBytes: Limits.userIDBytesMax) {
             throw KamiError(.badRequest, problem)
         }
-        var owned: [(order: Order, code: OrderCode)] = []
-        for orderID in userOrders.orders(of: user) {
-            guard let order = orders.get(orderID), order.state == .committed || order.state == .refunded else { continue }
-            for code in order.codes { owned.append((order, code)) }
+        let pageMax = limit ?? Limits.entitlementsPageDefault
+        guard pageMax >= 1 && pageMax <= Limits.entitlementsPageMax else {
+            throw KamiError(.badRequest, "limit \(pageMax) is outside 1...\(Limits.entitlementsPageMax)")
         }
-        guard !owned.isEmpty else { return [] }
-        let states = try store.codeStates(owned.map(\.code.codeID))
-        let rows = try store.codes(owned.map(\.code.codeID))
+        let start = try cursor.map { cursor throws(KamiError) in try EntitlementCursor(cursor) }
+        var owned: [(order: Order, code: OrderCode)] = []
+        var next: EntitlementCursor?
+        walk: for orderID in userOrders.orders(of: user).reversed() {
+            guard let order = orders.get(orderID), order.state == .committed || order.state == .refunded else { continue }
+            if let start, order.seq > start.seq { continue }
+            for (index, code) in order.codes.enumerated() {
+                if let start, order.seq == start.seq, index < start.index { continue }
+                if owned.count == pageMax {
+                    next = EntitlementCursor(seq: order.seq, index: index)
+                    break walk
+                }
+                owned.append((order, code))
+            }
+        }
+        guard !owned.isEmpty else { return EntitlementsPage(items: [], nextCursor: nil) }
+        let rows = try store.codesWithState(owned.map(\.code.codeID))
         var secrets: [CodeID: Secret] = [:]
         if withSecrets {
-            let issued = owned.map(\.code).filter { states[$0.codeID]?.state == .issued }
-            for code in try reveal(issued) { secrets[code.codeID] = code.secret }
+            let issued = owned.compactMap { rows[$0.code.codeID] }.filter { $0.state == .issued }.map(\.code)
+            for code in try reveal(rows: issued) { secrets[code.codeID] = code.secret }
         }
-        return zip(owned, rows).map { entry, row in
+        let items = owned.map { entry in
             let sku = self.sku(id: entry.code.sku)
+            let row = rows[entry.code.codeID]
             return Entitlement(
                 orderID: entry.order.orderID, skuKey: sku?.key ?? "#\(entry.code.sku)", codeID: entry.code.codeID,
-                state: states[entry.code.codeID]?.state ?? .voided,
-                activationURL: Engine.activationURL(sku?.activationURLTemplate, codeID: row.id, cardNumber: row.cardNumber),
-                secret: secrets[entry.code.codeID], cardNumber: row.cardNumber)
+                state: row?.state ?? .voided,
+                activationURL: Engine.activationURL(sku?.activationURLTemplate, codeID: entry.code.codeID,
+                                                    cardNumber: row?.code.cardNumber),
+                secret: secrets[entry.code.codeID], cardNumber: row?.code.cardNumber)
         }
+        return EntitlementsPage(items: items, nextCursor: next?.text)
     }
 
     /// Stock of a SKU; for a bundle, `available` is the number of complete bundles.

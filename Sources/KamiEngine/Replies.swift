@@ -54,6 +54,37 @@ public struct Entitlement: Sendable, Hashable {
     public var cardNumber: String?
 }
 
+/// One page of a user's entitlements.
+public struct EntitlementsPage: Sendable, Hashable {
+    /// The codes, newest order first.
+    public var items: [Entitlement]
+    /// Where the next page starts, or nil when this is the last.
+    public var nextCursor: String?
+}
+
+/// Where a page of entitlements starts: the order (by sequence number, newest first) and
+/// the index of the code in it. On the wire, `<seq>.<index>`; only what kamid gave is read.
+struct EntitlementCursor: Sendable, Hashable {
+    var seq: OrderSeq
+    var index: Int
+
+    init(seq: OrderSeq, index: Int) {
+        self.seq = seq
+        self.index = index
+    }
+
+    init(_ text: String) throws(KamiError) {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard text.utf8.count <= 40, parts.count == 2, let seq = OrderSeq(parts[0]), let index = Int(parts[1]),
+            seq > 0, index >= 0, index < Limits.codesPerOrderMax
+        else { throw KamiError(.badRequest, "cursor is not one kamid gave (expected the next_cursor of a page)") }
+        self.seq = seq
+        self.index = index
+    }
+
+    var text: String { "\(seq).\(index)" }
+}
+
 /// What `void` did.
 public struct VoidReport: Sendable, Hashable {
     public var voided: Int = 0

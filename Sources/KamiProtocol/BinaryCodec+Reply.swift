@@ -71,9 +71,17 @@ extension BinaryCodec {
         switch body {
         case .empty, .fields:
             break
+        case .hello(let hello):
+            guard let version = UInt16(exactly: hello.protocolVersion) else {
+                preconditionFailure("protocol version \(hello.protocolVersion) outside UInt16")
+            }
+            out.appendU16LE(version)
+            appendString(hello.server, &out, &fits)
+            guard appendCount(hello.features.count, &out, &fits) else { return }
+            for feature in hello.features { appendString(feature, &out, &fits) }
         case .order(let order):
             appendString(order.order, &out, &fits)
-            out.append(order.state.rawValue)
+            out.append(number(order.state))
             appendString(order.sku, &out, &fits)
             guard let qty = UInt32(exactly: order.qty) else {
                 preconditionFailure("order qty \(order.qty) outside UInt32")
@@ -88,23 +96,25 @@ extension BinaryCodec {
                 appendOptional(code.cardNumber, &out, &fits)
                 appendOptional(code.activationURL, &out, &fits)
             }
-        case .codes(let codes):
+        case .codes(let codes, let nextCursor):
             guard appendCount(codes.count, &out, &fits) else { return }
             for code in codes {
                 guard let order = code.order else {
                     preconditionFailure("entitlement code \(code.codeID) has no order")
                 }
-                guard let name = code.state, let state = CodeState(wireName: name) else {
-                    preconditionFailure("entitlement code \(code.codeID) has state \(code.state ?? "nil")")
+                guard let state = code.state else {
+                    preconditionFailure("entitlement code \(code.codeID) has no state")
                 }
                 appendString(order, &out, &fits)
                 out.appendI64LE(code.codeID)
                 appendString(code.sku, &out, &fits)
-                out.append(state.rawValue)
+                out.append(number(state))
                 appendOptional(code.secret?.bytes, &out, &fits)
                 appendOptional(code.cardNumber, &out, &fits)
                 appendOptional(code.activationURL, &out, &fits)
             }
+            // Added with paging, after everything older decoders read (they skip it).
+            appendOptional(nextCursor, &out, &fits)
         case .stock(let stock):
             appendString(stock.sku, &out, &fits)
             out.appendI64LE(stock.available)
@@ -113,6 +123,13 @@ extension BinaryCodec {
             out.appendI64LE(stock.voided)
             out.appendI64LE(stock.imported)
         }
+    }
+
+    /// A state's binary number. The server sends only states it knows; `.other` here is a
+    /// programmer error.
+    private static func number<Known>(_ state: WireState<Known>) -> UInt8 {
+        guard case .known(let known) = state else { preconditionFailure("state \(state.name) has no number here") }
+        return known.rawValue
     }
 
     private static func appendCount(_ count: Int, _ out: inout [UInt8], _ fits: inout Bool) -> Bool {
@@ -195,8 +212,9 @@ extension BinaryCodec {
         }
         guard let op else { return refuse("reply names unknown op \(header.op)") }
         do throws(PayloadError) {
+            // Bytes after the fields this version knows are fields a newer server added:
+            // skipped, not an error (forward compatibility, docs/protocol.md).
             let body = try readBody(op, &reader)
-            try reader.finish()
             return .item((Reply(id: id, result: .success(body)), op), consumed: consumed)
         } catch {
             return refuse(error.message(prefix: "reply to \(op.name)"))
@@ -207,10 +225,16 @@ extension BinaryCodec {
         switch op.replyKind {
         case .empty:
             return .empty
+        case .hello:
+            let version = Int64(try r.u16("protocol"))
+            let server = try r.str("server")
+            let count = Int(try r.u16("count"))
+            var features: [String] = []
+            for _ in 0..<count { features.append(try r.str("feature")) }
+            return .hello(WireHello(protocolVersion: version, server: server, features: features))
         case .order:
             let order = try r.str("order")
-            let stateRaw = try r.u8("state")
-            guard let state = OrderState(rawValue: stateRaw) else { throw .invalid("unknown order state \(stateRaw)") }
+            let state = WireOrderState(number: try r.u8("state"))
             let sku = try r.str("sku")
             let qty = Int(try r.u32("qty"))
             let expiresAtMs = try r.i64("expires_at_ms")
@@ -236,17 +260,15 @@ extension BinaryCodec {
                 let order = try r.str("order")
                 let codeID = try r.i64("code_id")
                 let sku = try r.str("sku")
-                let stateRaw = try r.u8("state")
-                guard let state = CodeState(rawValue: stateRaw) else {
-                    throw .invalid("unknown code state \(stateRaw)")
-                }
+                let state = WireCodeState(number: try r.u8("state"))
                 let secret = try r.optSecret("secret")
                 let cardNumber = try r.optStr("card_number")
                 let activationURL = try r.optStr("activation_url")
                 codes.append(WireCode(codeID: codeID, sku: sku, secret: secret, cardNumber: cardNumber,
-                                      activationURL: activationURL, state: state.description, order: order))
+                                      activationURL: activationURL, state: state, order: order))
             }
-            return .codes(codes)
+            let next = r.remaining > 0 ? try r.optStr("next_cursor") : nil
+            return .codes(codes, nextCursor: next)
         case .stock:
             return .stock(WireStock(
                 sku: try r.str("sku"), available: try r.i64("available"), reserved: try r.i64("reserved"),

@@ -92,6 +92,12 @@ public enum BinaryCodec {
             request.order = try r.str("order")
         case .entitlements:
             request.user = try r.str("user")
+            // Paging came later: a frame that ends after the user asks for the first page.
+            if r.remaining > 0 {
+                let limit = try r.u32("limit")
+                request.limit = limit == 0 ? nil : Int(limit)
+                request.cursor = try r.optStr("cursor")
+            }
         case .stock:
             request.sku = try r.str("sku")
         case .skuSet, .importCSV, .void, .refund, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs:
@@ -177,6 +183,13 @@ public enum BinaryCodec {
             try required(request.order, "order")
         case .entitlements:
             try required(request.user, "user")
+            if request.limit != nil || request.cursor != nil {
+                guard let limit = UInt32(exactly: request.limit ?? 0) else {
+                    throw KamiError(.badRequest, "limit must be between 0 and \(UInt32.max), got \(request.limit ?? 0)")
+                }
+                out.appendU32LE(limit)
+                try optional(request.cursor, "cursor")
+            }
         case .stock:
             try required(request.sku, "sku")
         case .skuSet, .importCSV, .void, .refund, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs:

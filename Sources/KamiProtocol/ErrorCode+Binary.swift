@@ -19,11 +19,14 @@ extension ErrorCode {
         case .unavailable: 10
         case .invalidState: 11
         case .integrity: 12
+        // The server never sends a code it does not know; a relay that passes one on says so.
+        case .other: 255
         }
     }
 
-    /// The code with the given binary status number, or nil for 0 (success) and numbers
-    /// this version does not know.
+    /// The code with the given binary status number, or nil for 0 (success). A number this
+    /// version does not know (a newer server's) is `.other("STATUS_<n>")`: binary replies
+    /// carry the number, not the name, and the message says the rest.
     public init?(binaryStatus: UInt8) {
         switch binaryStatus {
         case 1: self = .badRequest
@@ -38,7 +41,8 @@ extension ErrorCode {
         case 10: self = .unavailable
         case 11: self = .invalidState
         case 12: self = .integrity
-        default: return nil
+        case 0: return nil
+        default: self = .other("STATUS_\(binaryStatus)")
         }
     }
 }

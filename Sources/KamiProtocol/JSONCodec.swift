@@ -90,6 +90,8 @@ public enum JSONCodec {
         flag(.withSecrets, request.withSecrets)
         flag(.dryRun, request.dryRun)
         flag(.replace, request.replace)
+        number(.limit, request.limit.map { Int64($0) })
+        text(.cursor, request.cursor)
         out.appendStatic("}\n")
         let lineCount = out.count - start
         guard lineCount <= ProtocolLimits.jsonLineBytesMax else {
@@ -145,11 +147,23 @@ public enum JSONCodec {
         switch body {
         case .empty:
             break
+        case .hello(let hello):
+            JSONWriter.key("protocol", &out)
+            out.appendDecimal(hello.protocolVersion)
+            JSONWriter.key("server", &out)
+            JSONWriter.string(hello.server, &out)
+            JSONWriter.key("features", &out)
+            out.append(UInt8(ascii: "["))
+            for (i, feature) in hello.features.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                JSONWriter.string(feature, &out)
+            }
+            out.append(UInt8(ascii: "]"))
         case .order(let order):
             JSONWriter.key("order", &out)
             JSONWriter.string(order.order, &out)
             JSONWriter.key("state", &out)
-            JSONWriter.string(order.state.description, &out)
+            JSONWriter.string(order.state.name, &out)
             JSONWriter.key("sku", &out)
             JSONWriter.string(order.sku, &out)
             JSONWriter.key("qty", &out)
@@ -157,8 +171,10 @@ public enum JSONCodec {
             JSONWriter.key("expires_at_ms", &out)
             out.appendDecimal(order.expiresAtMs)
             appendCodes(order.codes, entitlements: false, &out)
-        case .codes(let codes):
+        case .codes(let codes, let nextCursor):
             appendCodes(codes, entitlements: true, &out)
+            JSONWriter.key("next_cursor", &out)
+            JSONWriter.optionalString(nextCursor, &out)
         case .stock(let stock):
             JSONWriter.key("sku", &out)
             JSONWriter.string(stock.sku, &out)
@@ -204,7 +220,7 @@ public enum JSONCodec {
                 JSONWriter.key("order", &out)
                 JSONWriter.optionalString(code.order, &out)
                 JSONWriter.key("state", &out)
-                JSONWriter.optionalString(code.state, &out)
+                JSONWriter.optionalString(code.state?.name, &out)
             }
             out.append(UInt8(ascii: "}"))
         }
@@ -213,15 +229,22 @@ public enum JSONCodec {
 
     /// Decodes the reply line at the front of `buffer`, for clients.
     ///
-    /// Lines up to `ProtocolLimits.replyBytesMax` are accepted (longer is fatal). The body
-    /// is recognised by its exact set of keys besides `id` and `ok`: none is `.empty`;
-    /// `order state sku qty expires_at_ms codes` is `.order`; `codes` alone, each code
-    /// with `order` and `state`, is `.codes`; `sku available reserved issued voided
-    /// imported` is `.stock`; anything else, or one of those whose values do not have the
-    /// expected types, is `.fields` in the order given. Numbers must be integers. A line
-    /// that is not such a reply is a non-fatal BAD_REQUEST failure that consumes it; an
-    /// error code this client does not know is too, with the server's message.
+    /// Lines up to `ProtocolLimits.replyBytesMax` are accepted (longer is fatal). Replies are
+    /// read forward compatibly: fields this version does not know are ignored, an order or
+    /// code state it does not know is `.other(name)`, an error code is `ErrorCode.other`.
+    /// With `op` (the operation the reply answers; a client knows it) the body's shape
+    /// follows from the op. Without it the shape is recognised by the keys it must have:
+    /// `protocol` → `.hello`; `order state sku qty expires_at_ms codes` → `.order`; `codes`
+    /// (each with `order` and `state`) → `.codes`; `sku available reserved issued voided
+    /// imported` → `.stock`; no key → `.empty`; anything else → `.fields` in the order given.
+    /// Numbers must be integers. A line that is not such a reply is a non-fatal BAD_REQUEST
+    /// failure that consumes it.
     public static func decodeReply(_ buffer: UnsafeRawBufferPointer) -> DecodeResult<Reply> {
+        decodeReply(buffer, op: nil)
+    }
+
+    /// `decodeReply(_:)` for a reply to `op` (nil: the shape is recognised by its keys).
+    public static func decodeReply(_ buffer: UnsafeRawBufferPointer, op: Operation?) -> DecodeResult<Reply> {
         switch JSONLineFramer.scan(buffer, limit: ProtocolLimits.replyBytesMax) {
         case .needMore:
             return .needMore
@@ -229,7 +252,7 @@ public enum JSONCodec {
             return .failure(id: .none, error: KamiError(.tooLarge, "no end of line within "
                 + "\(ProtocolLimits.replyBytesMax) bytes of reply"), consumed: buffer.count, fatal: true)
         case .line(let start, let end, let consumed):
-            switch JSONReplyDecoder.decode(base: buffer.baseAddress!, start: start, end: end) {
+            switch JSONReplyDecoder.decode(base: buffer.baseAddress!, start: start, end: end, op: op) {
             case .success(let reply):
                 return .item(reply, consumed: consumed)
             case .failure(let failure):

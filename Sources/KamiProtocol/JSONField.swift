@@ -3,6 +3,7 @@
 enum JSONField: UInt8, CaseIterable {
     case id, op, order, user, sku, qty, ttlMs, paymentRef, ip, device, client, token
     case name, priceCents, perUserLimit, activationURL, path, batch, codeID, withSecrets, dryRun, replace
+    case limit, cursor
 
     /// The name on the wire.
     var key: StaticString {
@@ -29,6 +30,8 @@ enum JSONField: UInt8, CaseIterable {
         case .withSecrets: "with_secrets"
         case .dryRun: "dry_run"
         case .replace: "replace"
+        case .limit: "limit"
+        case .cursor: "cursor"
         }
     }
 
@@ -40,22 +43,23 @@ enum JSONField: UInt8, CaseIterable {
     /// checks that it agrees with `key` for every field.
     @inline(__always)
     static func match(_ p: UnsafeRawPointer, count: Int) -> JSONField? {
-        let candidates: (JSONField, JSONField?, JSONField?)
+        let candidates: (JSONField, JSONField?, JSONField?, JSONField?)
         switch count {
-        case 2: candidates = (.id, .op, .ip)
-        case 3: candidates = (.sku, .qty, nil)
-        case 4: candidates = (.user, .name, .path)
-        case 5: candidates = (.order, .token, .batch)
-        case 6: candidates = (.ttlMs, .client, .device)
-        case 7: candidates = (.codeID, .dryRun, .replace)
-        case 11: candidates = (.paymentRef, .priceCents, nil)
-        case 12: candidates = (.withSecrets, nil, nil)
-        case 14: candidates = (.perUserLimit, .activationURL, nil)
+        case 2: candidates = (.id, .op, .ip, nil)
+        case 3: candidates = (.sku, .qty, nil, nil)
+        case 4: candidates = (.user, .name, .path, nil)
+        case 5: candidates = (.order, .token, .batch, .limit)
+        case 6: candidates = (.ttlMs, .client, .device, .cursor)
+        case 7: candidates = (.codeID, .dryRun, .replace, nil)
+        case 11: candidates = (.paymentRef, .priceCents, nil, nil)
+        case 12: candidates = (.withSecrets, nil, nil, nil)
+        case 14: candidates = (.perUserLimit, .activationURL, nil, nil)
         default: return nil
         }
         if candidates.0.key.matches(p, count: count) { return candidates.0 }
         if let field = candidates.1, field.key.matches(p, count: count) { return field }
         if let field = candidates.2, field.key.matches(p, count: count) { return field }
+        if let field = candidates.3, field.key.matches(p, count: count) { return field }
         return nil
     }
 }

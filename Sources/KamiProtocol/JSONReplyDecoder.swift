@@ -100,7 +100,7 @@ struct JSONValueParser {
 
 /// Maps a parsed reply line onto `Reply`.
 enum JSONReplyDecoder {
-    static func decode(base: UnsafeRawPointer, start: Int, end: Int) -> Result<Reply, ReplyFailure> {
+    static func decode(base: UnsafeRawPointer, start: Int, end: Int, op: Operation?) -> Result<Reply, ReplyFailure> {
         var parser = JSONValueParser(scanner: JSONScanner(base: base, start: start, end: end))
         let document: JSONValue
         do throws(JSONSyntaxError) {
@@ -137,7 +137,11 @@ enum JSONReplyDecoder {
         guard let ok else { return fail(id, "reply has no field ok") }
         guard ok else { return error(id, errorValue) }
         guard errorValue == nil else { return fail(id, "a reply with ok true carries an error") }
-        return .success(Reply(id: id, result: .success(body(rest))))
+        guard let op else { return .success(Reply(id: id, result: .success(body(rest)))) }
+        guard let shaped = body(rest, kind: op.replyKind) else {
+            return fail(id, "the \(op.name) reply lacks a field it must have, or has one of the wrong type")
+        }
+        return .success(Reply(id: id, result: .success(shaped)))
     }
 
     private static func fail(_ id: RequestID, _ message: String) -> Result<Reply, ReplyFailure> {
@@ -148,10 +152,8 @@ enum JSONReplyDecoder {
         guard case .object(let members) = value,
             let codeName = string(members, "code"), let message = string(members, "message")
         else { return fail(id, "reply with ok false has no error object with code and message strings") }
-        guard let code = ErrorCode(rawValue: codeName) else {
-            return fail(id, "error code \(codeName) is unknown to this client; the server said: \(message)")
-        }
-        return .success(Reply(id: id, result: .failure(KamiError(code, message))))
+        // A code this version does not know is the server's error all the same: `.other`.
+        return .success(Reply(id: id, result: .failure(KamiError(ErrorCode(rawValue: codeName), message))))
     }
 
     private static func string(_ members: [(String, JSONValue)], _ name: String) -> String? {
@@ -159,73 +161,103 @@ enum JSONReplyDecoder {
         return text
     }
 
-    /// The body with exactly the shape of one of the structured replies, or `.fields`.
+    /// The body recognised by the keys it must have (extra keys are ignored), or `.fields`.
     static func body(_ members: [(String, JSONValue)]) -> ReplyBody {
         if members.isEmpty { return .empty }
-        if let values = exactly(members, ["order", "state", "sku", "qty", "expires_at_ms", "codes"]),
-            case .string(let order) = values[0], case .string(let stateName) = values[1],
-            let state = OrderState(name: stateName), case .string(let sku) = values[2],
-            case .int(let qty) = values[3], case .int(let expiresAtMs) = values[4],
-            let codes = codes(values[5], entitlements: false)
-        {
-            return .order(WireOrder(order: order, state: state, sku: sku, qty: Int(qty), expiresAtMs: expiresAtMs,
-                                    codes: codes))
-        }
-        if let values = exactly(members, ["codes"]), let codes = codes(values[0], entitlements: true) {
-            return .codes(codes)
-        }
-        if let values = exactly(members, ["sku", "available", "reserved", "issued", "voided", "imported"]),
-            case .string(let sku) = values[0], case .int(let available) = values[1],
-            case .int(let reserved) = values[2], case .int(let issued) = values[3],
-            case .int(let voided) = values[4], case .int(let imported) = values[5]
-        {
-            return .stock(WireStock(sku: sku, available: available, reserved: reserved, issued: issued,
-                                    voided: voided, imported: imported))
+        let names = Set(members.map(\.0))
+        for kind in [ReplyKind.hello, .order, .stock, .codes] where names.isSuperset(of: kind.requiredKeys) {
+            if let body = body(members, kind: kind) { return body }
         }
         return .fields(members)
     }
 
-    /// The values of `members` in the order of `names`, when the keys are exactly those.
-    private static func exactly(_ members: [(String, JSONValue)], _ names: [String]) -> [JSONValue]? {
-        guard members.count == names.count else { return nil }
-        var values: [JSONValue] = []
-        values.reserveCapacity(names.count)
-        for name in names {
-            guard let value = members.first(where: { $0.0 == name })?.1 else { return nil }
-            values.append(value)
+    /// The body of a reply of `kind`: its fields by name, extra ones ignored; nil when one it
+    /// needs is missing or of the wrong type.
+    static func body(_ members: [(String, JSONValue)], kind: ReplyKind) -> ReplyBody? {
+        let fields = Fields(members)
+        switch kind {
+        case .empty:
+            return .empty
+        case .fields:
+            return .fields(members)
+        case .hello:
+            guard let version = fields.int("protocol"), let server = fields.string("server"),
+                case .array(let items)? = fields["features"] else { return nil }
+            var features: [String] = []
+            for item in items {
+                guard case .string(let name) = item else { return nil }
+                features.append(name)
+            }
+            return .hello(WireHello(protocolVersion: version, server: server, features: features))
+        case .order:
+            guard let order = fields.string("order"), let state = fields.string("state"), let sku = fields.string("sku"),
+                let qty = fields.int("qty"), let expiresAtMs = fields.int("expires_at_ms"),
+                let value = fields["codes"], let codes = codes(value, entitlements: false)
+            else { return nil }
+            return .order(WireOrder(order: order, state: WireOrderState(name: state), sku: sku, qty: Int(qty),
+                                    expiresAtMs: expiresAtMs, codes: codes))
+        case .codes:
+            guard let value = fields["codes"], let codes = codes(value, entitlements: true) else { return nil }
+            let next: String?
+            switch fields["next_cursor"] {
+            case nil, .null?: next = nil
+            case .string(let cursor)?: next = cursor
+            default: return nil
+            }
+            return .codes(codes, nextCursor: next)
+        case .stock:
+            guard let sku = fields.string("sku"), let available = fields.int("available"),
+                let reserved = fields.int("reserved"), let issued = fields.int("issued"),
+                let voided = fields.int("voided"), let imported = fields.int("imported")
+            else { return nil }
+            return .stock(WireStock(sku: sku, available: available, reserved: reserved, issued: issued,
+                                    voided: voided, imported: imported))
         }
-        return values
+    }
+
+    /// Members by name (a reply has a handful; the first of a name wins, names are unique).
+    private struct Fields {
+        let members: [(String, JSONValue)]
+        init(_ members: [(String, JSONValue)]) { self.members = members }
+        subscript(name: String) -> JSONValue? { members.first { $0.0 == name }?.1 }
+        func string(_ name: String) -> String? {
+            if case .string(let text)? = self[name] { return text }
+            return nil
+        }
+        func int(_ name: String) -> Int64? {
+            if case .int(let number)? = self[name] { return number }
+            return nil
+        }
     }
 
     private static func codes(_ value: JSONValue, entitlements: Bool) -> [WireCode]? {
         guard case .array(let items) = value else { return nil }
-        var names = ["code_id", "sku", "secret", "card_number", "activation_url"]
-        if entitlements { names += ["order", "state"] }
         var codes: [WireCode] = []
         codes.reserveCapacity(items.count)
         for item in items {
-            guard case .object(let members) = item, let values = exactly(members, names),
-                case .int(let codeID) = values[0], case .string(let sku) = values[1],
-                let secret = optional(values[2]), let cardNumber = optional(values[3]),
-                let activationURL = optional(values[4])
+            guard case .object(let members) = item else { return nil }
+            let fields = Fields(members)
+            guard let codeID = fields.int("code_id"), let sku = fields.string("sku"),
+                let secret = optional(fields["secret"]), let cardNumber = optional(fields["card_number"]),
+                let activationURL = optional(fields["activation_url"])
             else { return nil }
             var code = WireCode(codeID: codeID, sku: sku, secret: secret.map { Secret(bytes: Array($0.utf8)) },
                                 cardNumber: cardNumber, activationURL: activationURL)
             if entitlements {
-                guard let order = optional(values[5]), let state = optional(values[6]) else { return nil }
+                guard let order = optional(fields["order"]), let state = optional(fields["state"]) else { return nil }
                 code.order = order
-                code.state = state
+                code.state = state.map { WireCodeState(name: $0) }
             }
             codes.append(code)
         }
         return codes
     }
 
-    /// `.some(nil)` for null, `.some(text)` for a string, nil for anything else.
-    private static func optional(_ value: JSONValue) -> String?? {
+    /// `.some(nil)` for null or absent, `.some(text)` for a string, nil for anything else.
+    private static func optional(_ value: JSONValue?) -> String?? {
         switch value {
-        case .null: return .some(nil)
-        case .string(let text): return .some(text)
+        case nil, .null?: return .some(nil)
+        case .string(let text)?: return .some(text)
         default: return nil
         }
     }

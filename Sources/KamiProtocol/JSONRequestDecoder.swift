@@ -132,6 +132,8 @@ struct JSONRequestDecoder {
         case .withSecrets: request.withSecrets = bool(field, value)
         case .dryRun: request.dryRun = bool(field, value)
         case .replace: request.replace = bool(field, value)
+        case .limit: request.limit = integer(field, value).map { Int($0) }
+        case .cursor: request.cursor = string(field, value)
         }
     }
 

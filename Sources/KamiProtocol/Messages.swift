@@ -102,6 +102,10 @@ public struct Request: Sendable, Hashable {
     public var dryRun: Bool?
     /// `export`: replace an existing regular file at `path` (never anything else).
     public var replace: Bool?
+    /// `entitlements`: most codes in the page (`limit`); nil is the server's default.
+    public var limit: Int?
+    /// `entitlements`: where the page starts (`cursor`, from the last page's `next_cursor`).
+    public var cursor: String?
 
     /// Makes a request with only the id and operation set.
     public init(id: RequestID, op: Operation) {
@@ -122,15 +126,15 @@ public struct WireCode: Sendable, Hashable {
     public var cardNumber: String?
     /// The SKU's activation link for this code (`activation_url`).
     public var activationURL: String?
-    /// Code state name for entitlements (`issued`, `voided`); nil elsewhere.
-    public var state: String?
+    /// Code state for entitlements (`issued`, `voided`); nil elsewhere.
+    public var state: WireCodeState?
     /// Owning order for entitlements; nil elsewhere.
     public var order: String?
 
     /// Makes a code; the optional parts default to absent.
     public init(
         codeID: Int64, sku: String, secret: Secret? = nil, cardNumber: String? = nil, activationURL: String? = nil,
-        state: String? = nil, order: String? = nil
+        state: WireCodeState? = nil, order: String? = nil
     ) {
         self.codeID = codeID
         self.sku = sku
@@ -146,8 +150,9 @@ public struct WireCode: Sendable, Hashable {
 public struct WireOrder: Sendable, Hashable {
     /// The storefront's order id.
     public var order: String
-    /// Where the order is in its life.
-    public var state: OrderState
+    /// Where the order is in its life (a newer server's state this version does not know
+    /// is `.other(name)`).
+    public var state: WireOrderState
     /// The SKU key.
     public var sku: String
     /// Units ordered.
@@ -158,7 +163,7 @@ public struct WireOrder: Sendable, Hashable {
     public var codes: [WireCode]
 
     /// Makes an order reply.
-    public init(order: String, state: OrderState, sku: String, qty: Int, expiresAtMs: Int64, codes: [WireCode]) {
+    public init(order: String, state: WireOrderState, sku: String, qty: Int, expiresAtMs: Int64, codes: [WireCode]) {
         self.order = order
         self.state = state
         self.sku = sku
@@ -224,12 +229,15 @@ public indirect enum JSONValue: Sendable, Hashable {
 
 /// What a successful reply carries.
 public enum ReplyBody: Sendable, Hashable {
-    /// `hello`, `ping`: nothing more than `"ok": true`.
+    /// `ping`: nothing more than `"ok": true`.
     case empty
+    /// `hello`: the protocol version and features of the server.
+    case hello(WireHello)
     /// `reserve`, `commit`, `issue`, `release`, `order`, `refund`.
     case order(WireOrder)
-    /// `entitlements`: the user's codes.
-    case codes([WireCode])
+    /// `entitlements`: one page of the user's codes, newest first, and the cursor of the
+    /// next page (nil on the last).
+    case codes([WireCode], nextCursor: String?)
     /// `stock`.
     case stock(WireStock)
     /// Operator replies: extra top-level fields.
@@ -239,8 +247,9 @@ public enum ReplyBody: Sendable, Hashable {
     public static func == (a: ReplyBody, b: ReplyBody) -> Bool {
         switch (a, b) {
         case (.empty, .empty): true
+        case (.hello(let x), .hello(let y)): x == y
         case (.order(let x), .order(let y)): x == y
-        case (.codes(let x), .codes(let y)): x == y
+        case (.codes(let x, let xc), .codes(let y, let yc)): x == y && xc == yc
         case (.stock(let x), .stock(let y)): x == y
         case (.fields(let x), .fields(let y)): JSONValue.object(x) == JSONValue.object(y)
         default: false

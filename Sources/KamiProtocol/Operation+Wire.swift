@@ -3,14 +3,26 @@ import KamiCore
 /// The shape of a successful reply, which in binary follows from the operation alone
 /// (frames carry no body tag).
 enum ReplyKind: Sendable {
-    case empty, order, codes, stock, fields
+    case empty, hello, order, codes, stock, fields
+
+    /// The keys a JSON reply of this kind must have (it may have more).
+    var requiredKeys: Set<String> {
+        switch self {
+        case .empty, .fields: []
+        case .hello: ["protocol", "server", "features"]
+        case .order: ["order", "state", "sku", "qty", "expires_at_ms", "codes"]
+        case .codes: ["codes"]
+        case .stock: ["sku", "available", "reserved", "issued", "voided", "imported"]
+        }
+    }
 }
 
 extension Operation {
     /// The body a successful reply to this operation carries.
     var replyKind: ReplyKind {
         switch self {
-        case .hello, .ping: .empty
+        case .hello: .hello
+        case .ping: .empty
         case .reserve, .commit, .issue, .release, .order, .refund: .order
         case .entitlements: .codes
         case .stock: .stock
@@ -84,23 +96,11 @@ extension ReplyBody {
     var kind: ReplyKind {
         switch self {
         case .empty: .empty
+        case .hello: .hello
         case .order: .order
         case .codes: .codes
         case .stock: .stock
         case .fields: .fields
-        }
-    }
-}
-
-extension CodeState {
-    /// The state with the given `description`, for the state names carried in `WireCode`.
-    init?(wireName: String) {
-        switch wireName {
-        case "available": self = .available
-        case "reserved": self = .reserved
-        case "issued": self = .issued
-        case "voided": self = .voided
-        default: return nil
         }
     }
 }

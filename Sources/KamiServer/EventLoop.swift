@@ -451,7 +451,7 @@ final class EventLoop: @unchecked Sendable {
             }
             connection.authenticated = true
             connection.client = client
-            answer(connection, seq: seq, op: .hello, Reply(id: request.id, result: .success(.empty)))
+            answer(connection, seq: seq, op: .hello, Reply(id: request.id, result: .success(.hello(WireHello.current))))
             return
         }
         if (request.op == .order || request.op == .entitlements || request.op == .stock)

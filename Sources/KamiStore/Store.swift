@@ -337,7 +337,50 @@ final class ReaderPool: Sendable {
     func close() { idle.withLock { $0.removeAll() } }
 }
 
+/// A code's immutable row with its current state, read together.
+public struct CodeWithState: Sendable {
+    public var code: StoredCode
+    public var state: CodeState
+    public var orderSeq: OrderSeq?
+}
+
 extension Store {
+    /// The rows and current states of the given codes in one statement (one read
+    /// transaction, one pass), for queries over many codes: an order's, a page of a user's.
+    /// Missing ids are left out. The ids travel as one JSON array bound to `json_each`, so
+    /// the statement is the same whatever the count.
+    public func codesWithState(_ ids: [CodeID]) throws(KamiError) -> [CodeID: CodeWithState] {
+        guard !ids.isEmpty else { return [:] }
+        var list = "["
+        list.reserveCapacity(ids.count * 8 + 2)
+        for (index, id) in ids.enumerated() {
+            if index > 0 { list += "," }
+            list += String(id)
+        }
+        list += "]"
+        let json = list
+        return try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("""
+                SELECT c.id, c.sku_id, c.batch, c.card_number, c.cost_cents, c.expires_at_ms, c.key_id, c.nonce,
+                    c.sealed, s.state, s.order_seq
+                FROM json_each(?) j JOIN codes c ON c.id = j.value JOIN code_state s ON s.id = c.id
+                """)
+            defer { stmt.reset() }
+            stmt.bind(1, json)
+            var result: [CodeID: CodeWithState] = [:]
+            result.reserveCapacity(ids.count)
+            while try stmt.step() {
+                guard let state = CodeState(rawValue: UInt8(truncatingIfNeeded: stmt.int64(9))) else {
+                    throw SQLiteError(resultCode: 0, context: "read code", message: "code \(stmt.int64(0)) has state "
+                        + "\(stmt.int64(9))")
+                }
+                let code = Store.storedCode(stmt)
+                result[code.id] = CodeWithState(code: code, state: state, orderSeq: stmt.isNull(10) ? nil : stmt.int64(10))
+            }
+            return result
+        }
+    }
+
     /// The current state and holding order of each code (missing ids are left out).
     public func codeStates(_ ids: [CodeID]) throws(KamiError) -> [CodeID: (state: CodeState, orderSeq: OrderSeq?)] {
         try read { db throws(SQLiteError) in

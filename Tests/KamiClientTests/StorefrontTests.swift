@@ -66,7 +66,7 @@ final class StorefrontTests: XCTestCase {
 
         let owned = try client.entitlements(user: "bob")
         XCTAssertEqual(Set(owned.map(\.codeID)), Set(paid.codes.map(\.codeID)))
-        XCTAssertTrue(owned.allSatisfy { $0.order == "B1" && $0.state == "issued" && $0.secret != nil })
+        XCTAssertTrue(owned.allSatisfy { $0.order == "B1" && $0.state == .issued && $0.secret != nil })
         XCTAssertEqual(try client.entitlements(user: "nobody"), [])
 
         let stock = try client.stock(sku: "vip")

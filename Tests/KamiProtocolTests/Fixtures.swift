@@ -105,24 +105,24 @@ enum Fixtures {
 
     static let entitlementCodes = [
         WireCode(codeID: 1, sku: "vip", secret: Secret("S1"), cardNumber: nil, activationURL: nil,
-                 state: "issued", order: "o1"),
+                 state: .issued, order: "o1"),
         WireCode(codeID: 2, sku: "game", secret: nil, cardNumber: "card", activationURL: "u",
-                 state: "voided", order: "o2"),
+                 state: .voided, order: "o2"),
     ]
 
     static let stock = WireStock(sku: "vip", available: 10, reserved: 2, issued: 5, voided: 1, imported: 18)
 
     /// Every reply body that binary frames carry, with an operation that returns it.
     static let binaryReplies: [(Reply, WireOp)] = [
-        (Reply(id: .number(1), result: .success(.empty)), .hello),
+        (Reply(id: .number(1), result: .success(.hello(WireHello.current))), .hello),
         (Reply(id: .number(2), result: .success(.empty)), .ping),
         (Reply(id: .number(3), result: .success(.order(reservedOrder))), .reserve),
         (Reply(id: .number(4), result: .success(.order(committedOrder))), .commit),
         (Reply(id: .number(5), result: .success(.order(committedOrder))), .issue),
         (Reply(id: .number(6), result: .success(.order(reservedOrder))), .release),
         (Reply(id: .number(7), result: .success(.order(committedOrder))), .order),
-        (Reply(id: .number(8), result: .success(.codes(entitlementCodes))), .entitlements),
-        (Reply(id: .number(9), result: .success(.codes([]))), .entitlements),
+        (Reply(id: .number(8), result: .success(.codes(entitlementCodes, nextCursor: "12.3"))), .entitlements),
+        (Reply(id: .number(9), result: .success(.codes([], nextCursor: nil))), .entitlements),
         (Reply(id: .number(10), result: .success(.stock(stock))), .stock),
     ] + ErrorCode.allCases.enumerated().map { index, code in
         let error = KamiError(code, "because \(code) — 原因")

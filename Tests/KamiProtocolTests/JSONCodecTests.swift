@@ -92,10 +92,10 @@ final class JSONCodecTests: XCTestCase {
 
     func testEntitlementsStockEmptyAndFieldsHaveTheDocumentedShape() {
         let code = WireCode(codeID: 5, sku: "vip", secret: nil, cardNumber: "c", activationURL: "u",
-                            state: "issued", order: "o1")
-        XCTAssertEqual(text(line(Reply(id: .string("x"), result: .success(.codes([code]))))),
+                            state: .issued, order: "o1")
+        XCTAssertEqual(text(line(Reply(id: .string("x"), result: .success(.codes([code], nextCursor: nil))))),
             #"{"id":"x","ok":true,"codes":[{"code_id":5,"sku":"vip","secret":null,"card_number":"c","#
-            + #""activation_url":"u","order":"o1","state":"issued"}]}"# + "\n")
+            + #""activation_url":"u","order":"o1","state":"issued"}],"next_cursor":null}"# + "\n")
         XCTAssertEqual(text(line(Reply(id: .none, result: .success(.stock(Fixtures.stock))))),
             #"{"id":null,"ok":true,"sku":"vip","available":10,"reserved":2,"issued":5,"voided":1,"imported":18}"#
             + "\n")
@@ -380,7 +380,7 @@ final class JSONCodecTests: XCTestCase {
     func testReplyBodiesAreRecognisedByTheirKeysOtherwiseFields() {
         let cases: [(String, ReplyBody)] = [
             ("{\"ok\":true,\"id\":1}", .empty),
-            ("{\"ok\":true,\"codes\":[]}", .codes([])),
+            ("{\"ok\":true,\"codes\":[]}", .codes([], nextCursor: nil)),
             ("{\"ok\":true,\"codes\":5}", .fields([("codes", .int(5))])),
             ("{\"ok\":true,\"sku\":\"v\",\"available\":1}", .fields([("sku", .string("v")), ("available", .int(1))])),
             ("{\"ok\":true,\"imported\":3,\"duplicates\":[]}",

@@ -59,7 +59,7 @@ final class EndToEndTests: XCTestCase {
         let order = c.call(#""id":7,"op":"order","order":"A1""#)
         XCTAssertEqual(order?.order?.codes, issued?.order?.codes)
         let mine = c.call(#""id":8,"op":"entitlements","user":"bob""#)
-        guard case .success(.codes(let codes)) = mine?.result else { return XCTFail("\(String(describing: mine))") }
+        guard case .success(.codes(let codes, _)) = mine?.result else { return XCTFail("\(String(describing: mine))") }
         XCTAssertEqual(codes.count, 2)
         let stock = c.call(#""id":9,"op":"stock","sku":"vip""#)
         guard case .success(.stock(let s)) = stock?.result else { return XCTFail("\(String(describing: stock))") }

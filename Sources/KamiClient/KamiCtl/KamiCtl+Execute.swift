@@ -160,9 +160,9 @@ extension KamiCtl {
         case .success(.order(var order)):
             for index in order.codes.indices { order.codes[index].secret = nil }
             return Reply(id: reply.id, result: .success(.order(order)))
-        case .success(.codes(var codes)):
+        case .success(.codes(var codes, let next)):
             for index in codes.indices { codes[index].secret = nil }
-            return Reply(id: reply.id, result: .success(.codes(codes)))
+            return Reply(id: reply.id, result: .success(.codes(codes, nextCursor: next)))
         case .success(.fields(let fields)):
             // A minted token is shown once, to the operator who asked for it; nothing else
             // in a fields reply is secret.
@@ -196,8 +196,9 @@ extension KamiCtl {
             return Outcome(stdout: Format.skuList(fields), exit: .ok)
         case (.export, .fields(let fields)):
             return Outcome(stdout: Format.exportReport(fields), exit: .ok)
-        case (.entitlements(let user, let showSecrets), .codes(let codes)):
-            return Outcome(stdout: Format.entitlements(user: user, codes, secretsShown: showSecrets), exit: .ok)
+        case (.entitlements(let user, let showSecrets), .codes(let codes, let next)):
+            return Outcome(stdout: Format.entitlements(user: user, codes, nextCursor: next, secretsShown: showSecrets),
+                           exit: .ok)
         case (.voidCode, .fields(let fields)), (.voidBatch, .fields(let fields)):
             return Outcome(stdout: Format.voidReport(fields), exit: .ok)
         case (.refund, .order(let order)):

@@ -127,14 +127,17 @@ extension KamiCtl {
         }
 
         /// `entitlements`: the codes a user holds.
-        public static func entitlements(user: String, _ codes: [WireCode], secretsShown: Bool) -> String {
+        public static func entitlements(
+            user: String, _ codes: [WireCode], nextCursor: String? = nil, secretsShown: Bool
+        ) -> String {
             guard !codes.isEmpty else { return "user \(user) holds no codes\n" }
             let header = ["CODE", "SKU", "STATE", "ORDER", "CARD", "SECRET"]
             let rows = codes.map { code in
-                [String(code.codeID), code.sku, code.state ?? "?", code.order ?? "", code.cardNumber ?? "",
+                [String(code.codeID), code.sku, code.state?.name ?? "?", code.order ?? "", code.cardNumber ?? "",
                  code.secret.map { $0.reveal() } ?? (secretsShown ? "" : "hidden")]
             }
             return table([header] + rows) + (secretsShown ? "" : "(secrets hidden; --show-secrets to see them)\n")
+                + (nextCursor.map { "(more: the next page starts at cursor \($0))\n" } ?? "")
         }
 
         /// `void`: what was voided and what was left alone.

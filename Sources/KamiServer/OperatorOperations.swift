@@ -1,0 +1,116 @@
+import KamiCore
+import KamiEngine
+import KamiProtocol
+import KamiStore
+
+/// The operator operations (Unix socket only; the event loop checked that): catalog, import,
+/// export, void, stats, verify, audit, tokens, reload. Each can take seconds, so the
+/// dispatcher runs them on its operator queue, never on a loop thread.
+struct OperatorOperations: Sendable {
+    let engine: Engine
+    let controls: DaemonControls
+
+    /// Rejected import rows listed in a reply; the rest are counted.
+    static let rejectedRowsShownMax = 100
+
+    /// The operator operations (Unix socket only; the loop checked that).
+    func operate(_ request: Request) throws(KamiError) -> ReplyBody {
+        switch request.op {
+        case .skuSet:
+            let sku = try engine.setSku(SkuDefinition(
+                key: try need(request.sku, "sku"), name: request.name, priceCents: request.priceCents,
+                perUserLimit: request.perUserLimit, activationURLTemplate: request.activationURL))
+            return .fields([
+                ("sku", .string(sku.key)), ("name", .string(sku.name)), ("price_cents", .int(sku.priceCents)),
+                ("per_user_limit", .int(Int64(sku.perUserLimit))),
+                ("activation_url", sku.activationURLTemplate.map { .string($0) } ?? .null),
+            ])
+        case .importCSV:
+            let report = try engine.importCSV(
+                path: try need(request.path, "path"), sku: try need(request.sku, "sku"), batch: request.batch,
+                dryRun: request.dryRun ?? false)
+            let shown = report.rejected.prefix(OperatorOperations.rejectedRowsShownMax).map { row -> JSONValue in
+                .object([("line", .int(Int64(row.line))), ("reason", .string(row.reason))])
+            }
+            return .fields([
+                ("imported", .int(Int64(report.imported))), ("rejected", .int(Int64(report.rejectedCount))),
+                ("dry_run", .bool(report.dryRun)), ("rejected_rows", .array(Array(shown))),
+                ("first_code_id", report.codeIDs.isEmpty ? .null : .int(report.codeIDs.lowerBound)),
+                ("last_code_id", report.codeIDs.isEmpty ? .null : .int(report.codeIDs.upperBound - 1)),
+            ])
+        case .void:
+            let report: VoidReport
+            if let code = request.codeID {
+                report = try engine.void(code: code)
+            } else {
+                report = try engine.void(batch: try need(request.batch, "code_id or batch"))
+            }
+            return .fields([
+                ("voided", .int(Int64(report.voided))), ("already_voided", .int(Int64(report.alreadyVoided))),
+                ("skipped_reserved", .int(Int64(report.skippedReserved))),
+            ])
+        case .export:
+            let count = try engine.exportCSV(
+                sku: try need(request.sku, "sku"), to: try need(request.path, "path"), withSecrets: request.withSecrets ?? false,
+                replace: request.replace ?? false)
+            return .fields([("exported", .int(Int64(count))), ("path", .string(request.path ?? ""))])
+        case .stats:
+            let writer = engine.storage.writer.stats
+            let skus = try engine.skus().map { sku throws(KamiError) -> JSONValue in
+                let stock = try engine.stock(sku: sku.key)
+                return .object([
+                    ("sku", .string(sku.key)), ("available", .int(Int64(stock.available))),
+                    ("reserved", .int(Int64(stock.reserved))), ("issued", .int(Int64(stock.issued))),
+                    ("voided", .int(Int64(stock.voided))),
+                ])
+            }
+            return .fields([
+                ("commit_batches", .int(Int64(writer.batches))), ("commit_mutations", .int(Int64(writer.mutations))),
+                ("commit_failed_batches", .int(Int64(writer.failedBatches))),
+                ("commit_largest_batch", .int(Int64(writer.largestBatch))), ("skus", .array(skus)),
+            ])
+        case .verify:
+            let violations = try engine.verify()
+            return .fields([
+                ("violations", .array(violations.map { .object([("invariant", .string($0.invariant)), ("detail", .string($0.detail))]) })),
+                ("clean", .bool(violations.isEmpty)),
+            ])
+        case .skuList:
+            let skus = try engine.skus().map { sku throws(KamiError) -> JSONValue in
+                let stock = try engine.stock(sku: sku.key)
+                return .object([
+                    ("sku", .string(sku.key)), ("name", .string(sku.name)), ("price_cents", .int(sku.priceCents)),
+                    ("per_user_limit", .int(Int64(sku.perUserLimit))),
+                    ("activation_url", sku.activationURLTemplate.map { .string($0) } ?? .null),
+                    ("bundle", .bool(sku.isBundle)),
+                    ("available", .int(Int64(stock.available))), ("reserved", .int(Int64(stock.reserved))),
+                    ("issued", .int(Int64(stock.issued))), ("voided", .int(Int64(stock.voided))),
+                    ("imported", .int(Int64(stock.imported))),
+                ])
+            }
+            return .fields([("skus", .array(skus))])
+        case .auditVerify:
+            let walk = try engine.storage.walkAuditChain()
+            return .fields([
+                ("entries", .int(walk.entries)), ("clean", .bool(walk.broken == nil)),
+                ("broken_seq", walk.broken.map { .int($0.seq) } ?? .null),
+                ("reason", walk.broken.map { .string($0.reason) } ?? .null),
+            ])
+        case .tokenNew:
+            let minted = try controls.newToken(try need(request.client, "client")).get()
+            return .fields([
+                ("client", .string(minted.client)), ("token", .string(minted.token.reveal())),
+                ("path", .string(minted.path)), ("replaced", .bool(minted.replaced)),
+            ])
+        case .reload:
+            let report = try controls.reload().get()
+            return .fields([
+                ("applied", .array(report.applied.map { .string($0) })),
+                ("restart_required", .array(report.restartRequired.map { .string($0) })),
+                ("duration_us", .int(report.durationUs)),
+            ])
+        default:
+            throw KamiError(.badRequest, "\(request.op.name) is not an operator operation")
+        }
+    }
+}
