@@ -21,8 +21,10 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         }
     }
 
-    /// Binary request frames, decoded one after another as a connection would.
+    /// Binary request frames, decoded one after another as a connection would; then the same
+    /// bytes as reply frames, as a client reads them.
     static func frame(_ data: UnsafeRawBufferPointer) {
+        binaryReplies(data)
         var offset = 0
         while offset < data.count {
             let window = UnsafeRawBufferPointer(rebasing: data[offset...])
@@ -46,8 +48,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         }
     }
 
-    /// JSON request lines, decoded one after another.
+    /// JSON request lines, decoded one after another; then the same bytes as reply lines.
     static func json(_ data: UnsafeRawBufferPointer) {
+        jsonReplies(data)
         var offset = 0
         while offset < data.count {
             let window = UnsafeRawBufferPointer(rebasing: data[offset...])
@@ -68,6 +71,71 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
                 }
                 offset += consumed
             }
+        }
+    }
+
+    /// Reply frames, read forward compatibly (unknown states, codes and trailing fields are
+    /// kept or skipped, never a crash). A reply with only what this version knows re-encodes
+    /// and decodes to itself.
+    static func binaryReplies(_ data: UnsafeRawBufferPointer) {
+        var offset = 0
+        while offset < data.count {
+            let window = UnsafeRawBufferPointer(rebasing: data[offset...])
+            switch BinaryCodec.decodeReply(window) {
+            case .needMore:
+                return
+            case .failure(_, _, let consumed, let fatal):
+                precondition(consumed > 0 && consumed <= window.count, "reply failure consumed \(consumed) of \(window.count)")
+                if fatal { return }
+                offset += consumed
+            case .item((let reply, let op), let consumed):
+                precondition(consumed > 0 && consumed <= window.count, "reply consumed \(consumed) of \(window.count)")
+                if onlyKnown(reply) {
+                    var again: [UInt8] = []
+                    BinaryCodec.encode(reply, op: op, into: &again)
+                    let redecoded = again.withUnsafeBytes { BinaryCodec.decodeReply($0) }
+                    guard case .item((let same, let sameOp), _) = redecoded else {
+                        preconditionFailure("re-encoded reply frame does not decode")
+                    }
+                    precondition(same == reply && sameOp == op, "reply frame round trip changed the reply")
+                }
+                offset += consumed
+            }
+        }
+    }
+
+    /// Reply lines, each read with the shape its keys say, re-encoded and read again the same.
+    static func jsonReplies(_ data: UnsafeRawBufferPointer) {
+        var offset = 0
+        while offset < data.count {
+            let window = UnsafeRawBufferPointer(rebasing: data[offset...])
+            switch JSONCodec.decodeReply(window) {
+            case .needMore:
+                return
+            case .failure(_, _, let consumed, let fatal):
+                precondition(consumed > 0 && consumed <= window.count, "reply failure consumed \(consumed) of \(window.count)")
+                if fatal { return }
+                offset += consumed
+            case .item(let reply, let consumed):
+                precondition(consumed > 0 && consumed <= window.count, "reply consumed \(consumed) of \(window.count)")
+                var again: [UInt8] = []
+                JSONCodec.encode(reply, into: &again)
+                let redecoded = again.withUnsafeBytes { JSONCodec.decodeReply($0) }
+                guard case .item(let same, _) = redecoded else { preconditionFailure("re-encoded reply line does not decode") }
+                precondition(same == reply, "reply line round trip changed the reply")
+                offset += consumed
+            }
+        }
+    }
+
+    /// Whether a decoded binary reply has nothing a newer server added (those have no number
+    /// of their own to be written back with).
+    private static func onlyKnown(_ reply: Reply) -> Bool {
+        switch reply.result {
+        case .failure(let error): return error.code.isKnown
+        case .success(.order(let order)): return order.state.known != nil
+        case .success(.codes(let codes, _)): return codes.allSatisfy { $0.state?.known != nil }
+        case .success: return true
         }
     }
 

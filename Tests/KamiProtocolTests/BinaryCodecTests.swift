@@ -71,7 +71,7 @@ final class BinaryCodecTests: XCTestCase {
             XCTAssertEqual(ErrorCode(binaryStatus: code.binaryStatus), code)
         }
         XCTAssertNil(ErrorCode(binaryStatus: 0))
-        XCTAssertNil(ErrorCode(binaryStatus: 13))
+        XCTAssertEqual(ErrorCode(binaryStatus: 13), .other("STATUS_13"), "a newer server's code is kept, not refused")
     }
 
     // MARK: Framing
@@ -318,19 +318,71 @@ final class BinaryCodecTests: XCTestCase {
         XCTAssertFalse(failure.fatal)
     }
 
-    func testReplyWithAnUnknownStatusIsANonFatalFailure() {
+    func testReplyWithAnUnknownStatusIsTheServersErrorAsOther() {
         let input = frame(op: 2, flags: 250, payload: str("future"))
-        guard let failure = expectFailure(input.decode(BinaryCodec.decodeReply)) else { return }
-        XCTAssertFalse(failure.fatal)
-        XCTAssertEqual(failure.consumed, input.count)
-        XCTAssertTrue(failure.error.message.contains("status 250"), failure.error.message)
+        guard let ((reply, op), consumed) = expectItem(input.decode(BinaryCodec.decodeReply)) else { return }
+        XCTAssertEqual(op, .ping)
+        XCTAssertEqual(consumed, input.count)
+        XCTAssertEqual(reply.result, .failure(KamiError(.other("STATUS_250"), "future")))
     }
 
-    func testReplyWithAnUnknownOrderStateIsRefused() {
+    /// A newer server's order state decodes to `.other` carrying its number, and the rest of
+    /// the reply (codes included) is read as usual.
+    func testReplyWithAnUnknownOrderStateDecodesAsOther() {
         var payload = str("o") + [9] + str("s") + [1, 0, 0, 0]
         payload += [UInt8](repeating: 0, count: 8) + [0, 0]
-        let result = frame(op: 7, payload: payload).decode(BinaryCodec.decodeReply)
-        guard let failure = expectFailure(result) else { return }
-        XCTAssertEqual(failure.error.message, "reply to order: unknown order state 9")
+        guard let ((reply, _), _) = expectItem(frame(op: 7, payload: payload).decode(BinaryCodec.decodeReply)),
+            case .success(.order(let order)) = reply.result
+        else { return XCTFail("no order") }
+        XCTAssertEqual(order.state, .other("#9"))
+        XCTAssertEqual(order.state.name, "#9")
+        XCTAssertNil(order.state.known)
+        XCTAssertEqual(order.order, "o")
+    }
+
+    /// Fields a newer server appends after the ones this version knows are skipped, in every
+    /// reply body; an unknown code state in entitlements is `.other`.
+    func testBytesAfterTheKnownFieldsAreSkipped() {
+        for (reply, op) in Fixtures.binaryReplies {
+            guard case .success = reply.result else { continue }
+            let extended = withTrailingBytes(encoded(reply, op), [0xAA, 0xBB, 0x01, 0x00, 0x7A])
+            guard let ((decoded, decodedOp), consumed) = expectItem(extended.decode(BinaryCodec.decodeReply)) else {
+                continue
+            }
+            XCTAssertEqual(decoded, reply, "\(op)")
+            XCTAssertEqual(decodedOp, op)
+            XCTAssertEqual(consumed, extended.count)
+        }
+        // One entitlement with state 7 (unknown here), then a future field.
+        var payload: [UInt8] = [1, 0] + str("o1") + [5, 0, 0, 0, 0, 0, 0, 0] + str("vip") + [7]
+        payload += [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF] + [0xFF, 0xFF] + [9, 9, 9]
+        guard let ((reply, _), _) = expectItem(frame(op: 8, payload: payload).decode(BinaryCodec.decodeReply)),
+            case .success(.codes(let codes, _)) = reply.result
+        else { return XCTFail("no codes") }
+        XCTAssertEqual(codes.first?.state, .other("#7"))
+        XCTAssertEqual(codes.first?.order, "o1")
+    }
+
+    func testHelloAnswersTheProtocolVersionAndFeatures() {
+        let reply = Reply(id: .number(1), result: .success(.hello(WireHello.current)))
+        guard let ((decoded, op), _) = expectItem(encoded(reply, .hello).decode(BinaryCodec.decodeReply)),
+            case .success(.hello(let hello)) = decoded.result
+        else { return XCTFail("no hello") }
+        XCTAssertEqual(op, .hello)
+        XCTAssertEqual(hello.protocolVersion, 1)
+        XCTAssertEqual(hello.server, "kamid")
+        XCTAssertTrue(hello.features.contains("entitlements_pages"))
+        XCTAssertTrue(hello.features.contains("forward_compatible"))
+    }
+
+    /// Appends `extra` to a frame's payload and fixes its length field.
+    private func withTrailingBytes(_ frame: [UInt8], _ extra: [UInt8]) -> [UInt8] {
+        var out = frame + extra
+        let length = UInt32(out.count - ProtocolLimits.frameHeaderBytes)
+        out[8] = UInt8(length & 0xFF)
+        out[9] = UInt8((length >> 8) & 0xFF)
+        out[10] = UInt8((length >> 16) & 0xFF)
+        out[11] = UInt8(length >> 24)
+        return out
     }
 }

@@ -395,7 +395,6 @@ final class JSONCodecTests: XCTestCase {
     func testMalformedRepliesAreNonFatalFailures() {
         let cases = [
             "{\"id\":1}", "{\"id\":2,\"ok\":false}",
-            "{\"id\":3,\"ok\":false,\"error\":{\"code\":\"NOPE\",\"message\":\"m\"}}",
             "{\"ok\":true,\"n\":1.5}", "[1]", "{\"ok\":true,\"a\":1,\"a\":2}",
             String(repeating: "[", count: ProtocolLimits.jsonDepthMax + 2),
         ]
@@ -404,7 +403,48 @@ final class JSONCodecTests: XCTestCase {
             XCTAssertFalse(failure.fatal, input)
             XCTAssertEqual(failure.consumed, input.utf8.count + 1, input)
         }
-        XCTAssertEqual(expectFailure(bytes("{\"id\":3,\"ok\":false,\"error\":{\"code\":\"NOPE\",\"message\":\"m\"}}\n")
-            .decode(JSONCodec.decodeReply))?.id, .number(3))
+        // A reply to an op that lacks a field the op's body must have.
+        let short = bytes("{\"id\":3,\"ok\":true,\"order\":\"A\"}\n")
+        let failure = expectFailure(short.withUnsafeBytes { JSONCodec.decodeReply($0, op: .order) })
+        XCTAssertEqual(failure?.id, .number(3))
+        XCTAssertTrue(failure?.error.message.contains("order reply lacks") == true, failure?.error.message ?? "")
+    }
+
+    /// A newer server may add fields to any reply, states and error codes: an old client
+    /// ignores the fields and reads the names as `.other`.
+    func testRepliesFromANewerServerAreReadForwardCompatibly() {
+        let order = #"{"id":1,"ok":true,"order":"A1","state":"pending_upstream","sku":"vip","qty":1,"#
+            + #""expires_at_ms":0,"amount_cents":990,"codes":[{"code_id":5,"sku":"vip","secret":"S","#
+            + #""card_number":null,"activation_url":null,"used_at_ms":7}],"risk":{"score":3}}"# + "\n"
+        for op: WireOp? in [nil, .order] {
+            let result = bytes(order).withUnsafeBytes { JSONCodec.decodeReply($0, op: op) }
+            guard let (reply, _) = expectItem(result), case .success(.order(let wire)) = reply.result else {
+                XCTFail("order not read with op \(String(describing: op))")
+                continue
+            }
+            XCTAssertEqual(wire.state, .other("pending_upstream"))
+            XCTAssertEqual(wire.state.name, "pending_upstream")
+            XCTAssertEqual(wire.codes.map(\.codeID), [5])
+            XCTAssertEqual(wire.codes.first?.secret?.reveal(), "S")
+        }
+        let codes = #"{"id":2,"ok":true,"codes":[{"code_id":1,"sku":"v","secret":null,"card_number":null,"#
+            + #""activation_url":null,"order":"o","state":"used"}],"next_cursor":"9.0","total":40}"# + "\n"
+        guard let (page, _) = expectItem(bytes(codes).withUnsafeBytes { JSONCodec.decodeReply($0, op: .entitlements) }),
+            case .success(.codes(let items, let next)) = page.result
+        else { return XCTFail("entitlements not read") }
+        XCTAssertEqual(items.first?.state, .other("used"))
+        XCTAssertEqual(next, "9.0")
+        let error = "{\"id\":3,\"ok\":false,\"error\":{\"code\":\"RISK_DENIED\",\"message\":\"m\"},\"retry_after_ms\":5}\n"
+        guard let (denied, _) = expectItem(bytes(error).decode(JSONCodec.decodeReply)) else { return }
+        XCTAssertEqual(denied.result, .failure(KamiError(.other("RISK_DENIED"), "m")))
+        XCTAssertFalse(ErrorCode.other("RISK_DENIED").isKnown)
+        let ping = "{\"id\":4,\"ok\":true,\"server_time_ms\":1}\n"
+        guard let (pong, _) = expectItem(bytes(ping).withUnsafeBytes { JSONCodec.decodeReply($0, op: .ping) }) else { return }
+        XCTAssertEqual(pong.result, .success(.empty))
+        let hello = #"{"id":5,"ok":true,"protocol":2,"server":"kamid","features":["binary","webhooks"],"x":1}"# + "\n"
+        guard let (said, _) = expectItem(bytes(hello).decode(JSONCodec.decodeReply)),
+            case .success(.hello(let info)) = said.result
+        else { return XCTFail("hello not read") }
+        XCTAssertEqual(info, WireHello(protocolVersion: 2, server: "kamid", features: ["binary", "webhooks"]))
     }
 }
