@@ -29,6 +29,9 @@ public struct Sealer: Sendable, CustomStringConvertible, CustomReflectable {
     public let keyring: Keyring
     /// HMAC key for fingerprints, derived once at init.
     private let fingerprintMACKey: [UInt8]
+    /// The key of the audit chain, derived from the same pinned key as fingerprints, so that
+    /// a key rotation does not change it (the chain spans every key ever used).
+    public let auditKey: AuditKey
 
     /// A sealer for `keyring`.
     ///
@@ -42,6 +45,7 @@ public struct Sealer: Sendable, CustomStringConvertible, CustomReflectable {
         // A derived key rather than the master key itself, so that the encryption key
         // is never also used as a MAC key.
         fingerprintMACKey = HMACSHA256.mac(key: base.bytes, data: Array("kami fingerprint v1".utf8))
+        auditKey = AuditKey(master: base)
     }
 
     /// A sealer with a single key (no rotation history).

@@ -49,7 +49,7 @@ public final class Engine: Sendable {
         do {
             store = try Store(
                 directory: config.directory, durability: config.durability, settings: config.commit,
-                clock: config.clock, vfs: config.vfs)
+                clock: config.clock, vfs: config.vfs, auditKey: config.sealer.auditKey)
         } catch {
             throw error.kamiError
         }

@@ -14,7 +14,7 @@ extension Engine {
     /// NOT_FOUND (SKU), BAD_REQUEST, BUSY/UNAVAILABLE (disk).
     public func reserve(
         order orderID: String, user: String, sku skuKey: String, units: Int, ttlMs: Int64? = nil,
-        completion: @escaping OrderCompletion
+        client: String? = nil, completion: @escaping OrderCompletion
     ) {
         let ttl = ttlMs ?? holdTTLDefault.load(ordering: .relaxed)
         let ttlMax = holdTTLMax.load(ordering: .relaxed)
@@ -30,7 +30,8 @@ extension Engine {
             return completion(.failure(error))
         }
         let retry: @Sendable () -> Void = { [self] in
-            reserve(order: orderID, user: user, sku: skuKey, units: units, ttlMs: ttlMs, completion: completion)
+            reserve(order: orderID, user: user, sku: skuKey, units: units, ttlMs: ttlMs, client: client,
+                    completion: completion)
         }
         switch orders.begin(orderID, create: true, retry: retry) {
         case .queued, .missing:
@@ -48,7 +49,7 @@ extension Engine {
         let order = Order(
             seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: .reserved, paymentRef: nil,
             codes: [], ttlMs: ttl, expiresAtMs: now + ttl, createdAtMs: now, updatedAtMs: now)
-        create(order, sku: sku, completion: completion)
+        create(order, sku: sku, client: client, completion: completion)
     }
 
     // MARK: issue
@@ -57,7 +58,7 @@ extension Engine {
     /// codes; an existing reserved order with the same arguments is committed.
     public func issue(
         order orderID: String, user: String, sku skuKey: String, units: Int, paymentRef: String,
-        completion: @escaping OrderCompletion
+        client: String? = nil, completion: @escaping OrderCompletion
     ) {
         let sku: Sku
         do throws(KamiError) {
@@ -69,7 +70,8 @@ extension Engine {
             return completion(.failure(error))
         }
         let retry: @Sendable () -> Void = { [self] in
-            issue(order: orderID, user: user, sku: skuKey, units: units, paymentRef: paymentRef, completion: completion)
+            issue(order: orderID, user: user, sku: skuKey, units: units, paymentRef: paymentRef, client: client,
+                  completion: completion)
         }
         switch orders.begin(orderID, create: true, retry: retry) {
         case .queued, .missing:
@@ -79,7 +81,7 @@ extension Engine {
                 orders.end(orderID)
                 return completion(.failure(Engine.conflict(order)))
             }
-            return commitExisting(order, paymentRef: paymentRef, completion: completion)
+            return commitExisting(order, paymentRef: paymentRef, client: client, completion: completion)
         case .created:
             break
         }
@@ -87,11 +89,11 @@ extension Engine {
         let order = Order(
             seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: .committed,
             paymentRef: paymentRef, codes: [], ttlMs: 0, expiresAtMs: 0, createdAtMs: now, updatedAtMs: now)
-        create(order, sku: sku, completion: completion)
+        create(order, sku: sku, client: client, completion: completion)
     }
 
     /// Creates a new order (reserved or committed) whose placeholder is in flight.
-    private func create(_ draft: Order, sku: Sku, completion: @escaping OrderCompletion) {
+    private func create(_ draft: Order, sku: Sku, client: String?, completion: @escaping OrderCompletion) {
         precondition(OrderState.starts.contains(draft.state), "order \(draft.orderID) cannot start \(draft.state)")
         let reserving = draft.state == .reserved
         if reserving && !userLimits.tryAddPendingHold(user: draft.user, limit: Limits.pendingHoldsPerUserMax) {
@@ -142,7 +144,8 @@ extension Engine {
         let changes = codes.map { CodeChange(codeID: $0.codeID, from: .available, to: codeState, orderSeq: order.seq) }
         let event = AuditEvent(
             reserving ? "reserve" : "issue", subject: "order:\(order.orderID)",
-            detail: "seq=\(order.seq) user=\(order.user) sku=\(order.sku) units=\(order.units) codes=\(Engine.codeIDList(codes))")
+            detail: "seq=\(order.seq) user=\(order.user) sku=\(order.sku) units=\(order.units) codes=\(Engine.codeIDList(codes))"
+                + (reserving ? "" : " payment=\(order.paymentRef ?? "")") + Engine.clientField(client))
         let published = order
         let secrets = revealed
         store.writer.submit(.writeOrder(order, codes: changes, audit: event)) { [self] result in
@@ -169,7 +172,9 @@ extension Engine {
     /// commit after the hold expired takes fresh codes if stock remains, else fails with
     /// EXPIRED so the storefront can refund. Repeating it with the same payment reference
     /// returns the same codes; another payment reference is a CONFLICT.
-    public func commit(order orderID: String, paymentRef: String, completion: @escaping OrderCompletion) {
+    public func commit(
+        order orderID: String, paymentRef: String, client: String? = nil, completion: @escaping OrderCompletion
+    ) {
         do throws(KamiError) {
             try Engine.validate(orderID: orderID)
             try Engine.validate(paymentRef: paymentRef)
@@ -177,7 +182,7 @@ extension Engine {
             return completion(.failure(error))
         }
         let retry: @Sendable () -> Void = { [self] in
-            commit(order: orderID, paymentRef: paymentRef, completion: completion)
+            commit(order: orderID, paymentRef: paymentRef, client: client, completion: completion)
         }
         switch orders.begin(orderID, create: false, retry: retry) {
         case .queued:
@@ -185,12 +190,14 @@ extension Engine {
         case .missing, .created:
             return completion(.failure(KamiError(.notFound, "no order \(orderID)")))
         case .existing(let order):
-            commitExisting(order, paymentRef: paymentRef, completion: completion)
+            commitExisting(order, paymentRef: paymentRef, client: client, completion: completion)
         }
     }
 
     /// Commits an order that is in flight for the caller.
-    private func commitExisting(_ order: Order, paymentRef: String, completion: @escaping OrderCompletion) {
+    private func commitExisting(
+        _ order: Order, paymentRef: String, client: String?, completion: @escaping OrderCompletion
+    ) {
         switch order.state {
         case .committed:
             orders.end(order.orderID)
@@ -283,7 +290,7 @@ extension Engine {
         let event = AuditEvent(
             late ? "commit-late" : "commit", subject: "order:\(order.orderID)",
             detail: "seq=\(order.seq) payment=\(paymentRef) codes=\(Engine.codeIDList(codes))"
-                + (badCodes.isEmpty ? "" : " quarantined=\(Engine.codeIDList(badCodes))"))
+                + (badCodes.isEmpty ? "" : " quarantined=\(Engine.codeIDList(badCodes))") + Engine.clientField(client))
         let published = committed
         let replies = secrets
         store.writer.submit(.writeOrder(committed, codes: changes, audit: event)) { [self] result in
@@ -307,9 +314,9 @@ extension Engine {
 
     /// Gives the held codes back. Repeating it (or releasing an expired hold) is fine; a
     /// committed order cannot be released (refund it).
-    public func release(order orderID: String, completion: @escaping OrderCompletion) {
+    public func release(order orderID: String, client: String? = nil, completion: @escaping OrderCompletion) {
         do throws(KamiError) { try Engine.validate(orderID: orderID) } catch { return completion(.failure(error)) }
-        let retry: @Sendable () -> Void = { [self] in release(order: orderID, completion: completion) }
+        let retry: @Sendable () -> Void = { [self] in release(order: orderID, client: client, completion: completion) }
         switch orders.begin(orderID, create: false, retry: retry) {
         case .queued:
             return
@@ -324,7 +331,7 @@ extension Engine {
                 orders.end(orderID)
                 return completion(.failure(KamiError(.invalidState, "order \(orderID) is \(order.state); refund it instead")))
             case .reserved:
-                endReservation(order, to: .released, completion: completion)
+                endReservation(order, to: .released, client: client, completion: completion)
             }
         }
     }
@@ -358,17 +365,19 @@ extension Engine {
                 holds.schedule(order: seq, deadlineMs: order.expiresAtMs)
                 return
             }
-            endReservation(order, to: .expired) { _ in }
+            endReservation(order, to: .expired, client: nil) { _ in }
         }
     }
 
     /// Moves a reserved order (in flight for the caller) to released or expired.
-    private func endReservation(_ order: Order, to state: OrderState, completion: @escaping OrderCompletion) {
+    private func endReservation(
+        _ order: Order, to state: OrderState, client: String?, completion: @escaping OrderCompletion
+    ) {
         let ended = order.moved(to: state, atMs: clock.nowMs())
         let changes = order.codes.map { CodeChange(codeID: $0.codeID, from: .reserved, to: .available, orderSeq: nil) }
         let event = AuditEvent(
             state == .expired ? "expire" : "release", subject: "order:\(order.orderID)",
-            detail: "seq=\(order.seq) codes=\(Engine.codeIDList(order.codes))")
+            detail: "seq=\(order.seq) codes=\(Engine.codeIDList(order.codes))" + Engine.clientField(client))
         let published = ended
         store.writer.submit(.writeOrder(ended, codes: changes, audit: event)) { [self] result in
             switch result {
@@ -401,9 +410,9 @@ extension Engine {
 
     /// Refunds a committed order: its codes are voided (they were revealed, so they can never
     /// be sold again) and the units no longer count against the user's limit.
-    public func refund(order orderID: String, completion: @escaping OrderCompletion) {
+    public func refund(order orderID: String, client: String? = nil, completion: @escaping OrderCompletion) {
         do throws(KamiError) { try Engine.validate(orderID: orderID) } catch { return completion(.failure(error)) }
-        let retry: @Sendable () -> Void = { [self] in refund(order: orderID, completion: completion) }
+        let retry: @Sendable () -> Void = { [self] in refund(order: orderID, client: client, completion: completion) }
         switch orders.begin(orderID, create: false, retry: retry) {
         case .queued:
             return
@@ -429,7 +438,8 @@ extension Engine {
             let refunded = order.moved(to: .refunded, atMs: clock.nowMs())
             let changes = stillIssued.map { CodeChange(codeID: $0.codeID, from: .issued, to: .voided, orderSeq: order.seq) }
             let event = AuditEvent(
-                "refund", subject: "order:\(orderID)", detail: "seq=\(order.seq) codes=\(Engine.codeIDList(order.codes))")
+                "refund", subject: "order:\(orderID)",
+                detail: "seq=\(order.seq) codes=\(Engine.codeIDList(order.codes))" + Engine.clientField(client))
             let published = refunded
             store.writer.submit(.writeOrder(refunded, codes: changes, audit: event)) { [self] result in
                 switch result {
@@ -459,6 +469,13 @@ extension Engine {
         } catch {
             return .failure(error)
         }
+    }
+
+    /// ` client=<name>` for an order event's audit detail: which storefront client sent it
+    /// (its hello name; `operator` on the Unix socket). Empty when the engine acted alone
+    /// (expiry) or the caller did not say.
+    static func clientField(_ client: String?) -> String {
+        client.map { " client=\($0)" } ?? ""
     }
 
     static func conflict(_ order: Order) -> KamiError {

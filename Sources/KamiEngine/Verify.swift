@@ -18,7 +18,9 @@ extension Engine {
     /// checks hold at any time; memory is compared with the disk, so those checks are exact
     /// only at rest (no operation in flight).
     public func verify() throws(KamiError) -> [Violation] {
-        var violations = try store.consistentRead { () throws(KamiError) in try verifyInSnapshot() }
+        // The audit anchor before the snapshot: it may lag the chain in it, never lead it.
+        let anchor = store.auditAnchor()
+        var violations = try store.consistentRead { () throws(KamiError) in try verifyInSnapshot(anchor: anchor) }
         // 7. SQLite's own structure: every page, index and constraint.
         let integrity = try store.integrityCheck()
         if integrity != "ok" {
@@ -27,7 +29,7 @@ extension Engine {
         return violations
     }
 
-    private func verifyInSnapshot() throws(KamiError) -> [Violation] {
+    private func verifyInSnapshot(anchor: AuditAnchorReading) throws(KamiError) -> [Violation] {
         var violations: [Violation] = []
         func fail(_ invariant: String, _ detail: String) {
             violations.append(Violation(invariant: invariant, detail: detail))
@@ -117,7 +119,7 @@ extension Engine {
         }
 
         // 6. The audit chain.
-        if let broken = try store.verifyAuditChain() {
+        if let broken = try store.verifyAuditChain(anchoredBefore: anchor) {
             fail("audit", broken.reason)
         }
         return violations

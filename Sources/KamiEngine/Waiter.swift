@@ -9,27 +9,27 @@ typealias Waiter = ResultBox
 /// Blocking forms of the operations, for tools, tests and anything not on an event loop.
 extension Engine {
     /// `reserve`, waiting for the result.
-    public func reserveSync(order: String, user: String, sku: String, units: Int = 1, ttlMs: Int64? = nil)
-        -> Result<OrderReply, KamiError>
-    {
+    public func reserveSync(
+        order: String, user: String, sku: String, units: Int = 1, ttlMs: Int64? = nil, client: String? = nil
+    ) -> Result<OrderReply, KamiError> {
         let waiter = Waiter<OrderReply>()
-        reserve(order: order, user: user, sku: sku, units: units, ttlMs: ttlMs) { waiter.set($0) }
+        reserve(order: order, user: user, sku: sku, units: units, ttlMs: ttlMs, client: client) { waiter.set($0) }
         return waiter.wait()
     }
 
     /// `commit`, waiting for the result.
-    public func commitSync(order: String, paymentRef: String) -> Result<OrderReply, KamiError> {
+    public func commitSync(order: String, paymentRef: String, client: String? = nil) -> Result<OrderReply, KamiError> {
         let waiter = Waiter<OrderReply>()
-        commit(order: order, paymentRef: paymentRef) { waiter.set($0) }
+        commit(order: order, paymentRef: paymentRef, client: client) { waiter.set($0) }
         return waiter.wait()
     }
 
     /// `issue`, waiting for the result.
-    public func issueSync(order: String, user: String, sku: String, units: Int = 1, paymentRef: String)
-        -> Result<OrderReply, KamiError>
-    {
+    public func issueSync(
+        order: String, user: String, sku: String, units: Int = 1, paymentRef: String, client: String? = nil
+    ) -> Result<OrderReply, KamiError> {
         let waiter = Waiter<OrderReply>()
-        issue(order: order, user: user, sku: sku, units: units, paymentRef: paymentRef) { waiter.set($0) }
+        issue(order: order, user: user, sku: sku, units: units, paymentRef: paymentRef, client: client) { waiter.set($0) }
         return waiter.wait()
     }
 

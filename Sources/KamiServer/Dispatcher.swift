@@ -24,8 +24,9 @@ final class Dispatcher: Sendable {
 
     typealias Done = @Sendable (Reply) -> Void
 
-    /// Handles a storefront or operator request that passed authentication.
-    func handle(_ request: Request, done: @escaping Done) {
+    /// Handles a storefront or operator request that passed authentication; `client` is the
+    /// connection's hello name (`operator` on the Unix socket), recorded on order events.
+    func handle(_ request: Request, client: String? = nil, done: @escaping Done) {
         let id = request.id
         let finish: OrderCompletion = { result in
             done(Reply(id: id, result: result.map { .order(WireMapping.wire($0)) }))
@@ -40,17 +41,17 @@ final class Dispatcher: Sendable {
                 engine.reserve(
                     order: try need(request.order, "order"), user: try need(request.user, "user"),
                     sku: try need(request.sku, "sku"), units: request.qty ?? 1, ttlMs: request.ttlMs.flatMap { $0 == 0 ? nil : $0 },
-                    completion: finish)
+                    client: client, completion: finish)
             case .commit:
                 engine.commit(order: try need(request.order, "order"), paymentRef: try need(request.paymentRef, "payment_ref"),
-                              completion: finish)
+                              client: client, completion: finish)
             case .issue:
                 engine.issue(
                     order: try need(request.order, "order"), user: try need(request.user, "user"),
                     sku: try need(request.sku, "sku"), units: request.qty ?? 1,
-                    paymentRef: try need(request.paymentRef, "payment_ref"), completion: finish)
+                    paymentRef: try need(request.paymentRef, "payment_ref"), client: client, completion: finish)
             case .release:
-                engine.release(order: try need(request.order, "order"), completion: finish)
+                engine.release(order: try need(request.order, "order"), client: client, completion: finish)
             case .order:
                 done(Reply(id: id, result: .success(.order(WireMapping.wire(try engine.order(try need(request.order, "order")))))))
             case .entitlements:
@@ -63,7 +64,7 @@ final class Dispatcher: Sendable {
                     sku: stock.skuKey, available: Int64(stock.available), reserved: Int64(stock.reserved),
                     issued: Int64(stock.issued), voided: Int64(stock.voided), imported: Int64(stock.imported))))))
             case .refund:
-                engine.refund(order: try need(request.order, "order"), completion: finish)
+                engine.refund(order: try need(request.order, "order"), client: client, completion: finish)
             case .jobs:
                 // Answered at once, never queued behind the import it reports on.
                 done(Reply(id: id, result: .success(.fields([("jobs", .array(engine.currentJob.map {

@@ -468,7 +468,8 @@ final class EventLoop: @unchecked Sendable {
     private func run(_ request: Request, seq: UInt64, on connection: Connection, startedNs: UInt64) {
         let connectionID = connection.id
         let op = request.op
-        server.dispatcher.handle(request) { [self] reply in
+        let client = connection.client ?? (connection.isOperator ? "operator" : nil)
+        server.dispatcher.handle(request, client: client) { [self] reply in
             post(Completion(connection: connectionID, slot: seq, op: op, reply: reply, startedNs: startedNs))
         }
     }

@@ -91,10 +91,15 @@ struct OperatorOperations: Sendable {
             return .fields([("skus", .array(skus))])
         case .auditVerify:
             let walk = try engine.storage.walkAuditChain()
+            // The first problem: a live break, else the first disagreement recorded at a start.
+            let first = walk.broken ?? walk.recorded.first
             return .fields([
-                ("entries", .int(walk.entries)), ("clean", .bool(walk.broken == nil)),
-                ("broken_seq", walk.broken.map { .int($0.seq) } ?? .null),
-                ("reason", walk.broken.map { .string($0.reason) } ?? .null),
+                ("entries", .int(walk.entries)), ("clean", .bool(first == nil)),
+                ("broken_seq", first.map { .int($0.seq) } ?? .null),
+                ("reason", first.map { .string($0.reason) } ?? .null),
+                ("recorded", .array(walk.recorded.map {
+                    .object([("seq", .int($0.seq)), ("reason", .string($0.reason))])
+                })),
             ])
         case .tokenNew:
             let minted = try controls.newToken(try need(request.client, "client")).get()

@@ -1,5 +1,6 @@
 import KamiCore
-import KamiCrypto
+public import KamiCrypto
+import Glibc
 
 /// One audit entry before it is chained: what happened (`event`), to what (`subject`, e.g.
 /// `order:ORD-1`), and the details (`sku=3 codes=10,11`). Never a secret.
@@ -16,27 +17,36 @@ public struct AuditEvent: Sendable, Hashable {
     }
 }
 
-/// Appends audit entries chained with SHA-256: each entry's hash covers the previous hash,
-/// its sequence number, time and fields, so changing, inserting or deleting any entry breaks
-/// every hash after it. Owned by the writer thread.
+/// Appends audit entries chained with SHA-256 and authenticated with HMAC-SHA256.
+///
+/// Each entry's hash covers the previous hash, its sequence number, time and fields, so
+/// changing, inserting or deleting any entry breaks every hash after it. Each entry's MAC is
+/// HMAC(audit key, hash): whoever holds only the database can recompute the hashes after an
+/// edit but not the MACs. Cutting the tail keeps every MAC valid, which is what the anchor
+/// (`AuditAnchor`, a MAC'd copy of the chain head in a file beside the database) catches.
+/// Owned by the writer thread.
 struct AuditChain {
     /// Hash before the first entry.
     static let genesis = [UInt8](repeating: 0, count: 32)
+    /// The event recorded when the anchor found at open disagrees with the chain.
+    static let anchorMismatchEvent = "audit-anchor-mismatch"
 
+    let key: AuditKey
     private(set) var lastSeq: Int64
     private(set) var lastHash: [UInt8]
 
-    init(lastSeq: Int64, lastHash: [UInt8]) {
+    init(key: AuditKey, lastSeq: Int64, lastHash: [UInt8]) {
+        self.key = key
         self.lastSeq = lastSeq
         self.lastHash = lastHash
     }
 
     /// Loads the chain's tail from the database.
-    static func load(_ db: Connection) throws(SQLiteError) -> AuditChain {
+    static func load(_ db: Connection, key: AuditKey) throws(SQLiteError) -> AuditChain {
         let stmt = try db.prepare("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
         defer { stmt.reset() }
-        guard try stmt.step() else { return AuditChain(lastSeq: 0, lastHash: genesis) }
-        return AuditChain(lastSeq: stmt.int64(0), lastHash: stmt.blob(1))
+        guard try stmt.step() else { return AuditChain(key: key, lastSeq: 0, lastHash: genesis) }
+        return AuditChain(key: key, lastSeq: stmt.int64(0), lastHash: stmt.blob(1))
     }
 
     /// The hash of an entry given its predecessor's hash.
@@ -66,25 +76,49 @@ struct AuditChain {
         stmt.bind(5, event.detail)
         stmt.bind(6, blob: lastHash)
         stmt.bind(7, blob: hash)
+        stmt.bind(8, blob: key.mac(hash))
         try stmt.run()
         lastSeq = seq
         lastHash = hash
     }
 
-    /// Walks the whole chain and returns the first broken entry, or nil when intact.
-    static func verify(_ db: Connection) throws(SQLiteError) -> AuditBreak? { try walk(db).broken }
+    /// Gives entries written before the chain was keyed (migration 2) their MAC, once, if the
+    /// chain up to them holds; a broken legacy chain is left as it is for `verify` to report.
+    /// Returns how many entries were sealed. Runs in the caller's transaction.
+    static func sealLegacy(_ db: Connection, key: AuditKey) throws(SQLiteError) -> Int64 {
+        guard let unsealed = try db.scalarInt("SELECT COUNT(*) FROM audit WHERE mac IS NULL"), unsealed > 0 else {
+            return 0
+        }
+        let walk = try walk(db, key: key, legacy: true)
+        guard walk.broken == nil else { return 0 }
+        let select = try db.prepare("SELECT seq, hash FROM audit WHERE mac IS NULL ORDER BY seq")
+        defer { select.reset() }
+        let update = try db.prepare("UPDATE audit SET mac = ? WHERE seq = ?")
+        var sealed: Int64 = 0
+        while try select.step() {
+            update.bind(1, blob: key.mac(select.blob(1)))
+            update.bind(2, select.int64(0))
+            try update.run()
+            sealed += 1
+        }
+        return sealed
+    }
 
     /// Walks the whole chain: how many entries hold together from the start, and the first
-    /// broken one.
-    static func walk(_ db: Connection) throws(SQLiteError) -> AuditWalk {
-        let stmt = try db.prepare("SELECT seq, at_ms, event, subject, detail, prev_hash, hash FROM audit ORDER BY seq")
+    /// broken one (a missing entry, a broken link, a changed entry, a missing or wrong MAC).
+    /// `legacy` accepts entries without a MAC (only to decide whether to seal them).
+    static func walk(_ db: Connection, key: AuditKey, legacy: Bool = false) throws(SQLiteError) -> AuditWalk {
+        let stmt = try db.prepare(
+            "SELECT seq, at_ms, event, subject, detail, prev_hash, hash, mac FROM audit ORDER BY seq")
         defer { stmt.reset() }
         var expectedSeq: Int64 = 1
         var prev = genesis
+        var recorded: [AuditBreak] = []
         while try stmt.step() {
             let seq = stmt.int64(0)
             func broken(_ at: Int64, _ reason: String) -> AuditWalk {
-                AuditWalk(entries: expectedSeq - 1, broken: AuditBreak(seq: at, reason: reason))
+                AuditWalk(entries: expectedSeq - 1, lastHash: prev, broken: AuditBreak(seq: at, reason: reason),
+                          recorded: recorded)
             }
             if seq != expectedSeq {
                 return broken(expectedSeq, "entry \(expectedSeq) is missing (next is \(seq))")
@@ -97,10 +131,51 @@ struct AuditChain {
             if stmt.blob(6) != hash {
                 return broken(seq, "entry \(seq) was modified (its hash does not match its content)")
             }
+            if stmt.isNull(7) {
+                if !legacy {
+                    return broken(seq, "entry \(seq) has no MAC (written or rewritten without the audit key)")
+                }
+            } else if !key.verify(stmt.blob(7), of: hash) {
+                return broken(seq, "entry \(seq) was rewritten: its MAC does not match (recomputed without the audit key?)")
+            }
+            if event.event == anchorMismatchEvent {
+                recorded.append(AuditBreak(seq: seq, reason: "found at start-up: \(event.detail)"))
+            }
             prev = hash
             expectedSeq += 1
         }
-        return AuditWalk(entries: expectedSeq - 1, broken: nil)
+        return AuditWalk(entries: expectedSeq - 1, lastHash: prev, broken: nil, recorded: recorded)
+    }
+
+    /// The hash of entry `seq`, or nil when there is none.
+    static func hash(ofEntry seq: Int64, _ db: Connection) throws(SQLiteError) -> [UInt8]? {
+        let stmt = try db.prepare("SELECT hash FROM audit WHERE seq = ?")
+        defer { stmt.reset() }
+        stmt.bind(1, seq)
+        return try stmt.step() ? stmt.blob(0) : nil
+    }
+
+    /// What is wrong between `anchor` (read before the chain) and the chain in `db`, or nil.
+    /// The anchor may lag the chain (it is written after commits, once a second); it may
+    /// never be ahead of it, nor disagree with the entry it names.
+    static func check(_ anchor: AuditAnchor.Reading, tail: Int64, db: Connection) throws(SQLiteError) -> AuditBreak? {
+        switch anchor {
+        case .missing:
+            return tail == 0 ? nil : AuditBreak(seq: 1, reason: "the anchor file is missing, so a cut of the "
+                + "chain's tail cannot be ruled out (the chain has \(tail) entries)")
+        case .unreadable(let why):
+            return AuditBreak(seq: 1, reason: "the anchor file is not one kamid wrote: \(why)")
+        case .head(let seq, let hash):
+            if seq > tail {
+                return AuditBreak(seq: tail + 1, reason: "the chain was cut: the anchor records entry \(seq) but "
+                    + "the chain ends at entry \(tail)")
+            }
+            if seq > 0, try AuditChain.hash(ofEntry: seq, db) != hash {
+                return AuditBreak(seq: seq, reason: "entry \(seq) differs from the anchored chain head (the chain "
+                    + "was rewritten from there)")
+            }
+            return nil
+        }
     }
 }
 
@@ -108,8 +183,22 @@ struct AuditChain {
 public struct AuditWalk: Sendable, Hashable {
     /// Entries that hold together from the first (all of them when `broken` is nil).
     public let entries: Int64
+    /// The hash of the last entry that holds.
+    let lastHash: [UInt8]
     /// The first broken entry, or nil when the chain is intact.
     public let broken: AuditBreak?
+    /// Disagreements between the anchor and the chain found when the store opened, recorded
+    /// in the chain itself (`audit-anchor-mismatch` entries): a cut or rewrite while kamid
+    /// was down, or commits lost at a power cut with durability `normal`.
+    public let recorded: [AuditBreak]
+
+    /// Makes a walk result.
+    public init(entries: Int64, lastHash: [UInt8] = [], broken: AuditBreak?, recorded: [AuditBreak] = []) {
+        self.entries = entries
+        self.lastHash = lastHash
+        self.broken = broken
+        self.recorded = recorded
+    }
 }
 
 /// The first broken audit entry found by verification.

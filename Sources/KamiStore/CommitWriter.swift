@@ -83,7 +83,11 @@ public final class CommitWriter: Sendable {
     /// The writer thread's pthread id, to catch a completion that would wait for the writer.
     private let writerThread = Atomic<UInt>(0)
 
-    init(db: Connection, audit: AuditChain, settings: CommitSettings, clock: any Clock) {
+    /// Where the chain's tail goes after each durable batch.
+    private let anchor: AuditAnchor
+
+    init(db: Connection, audit: AuditChain, anchor: AuditAnchor, settings: CommitSettings, clock: any Clock) {
+        self.anchor = anchor
         shared.settings = settings
         self.clock = clock
         self.context = Locked(WriterContext(db: db, audit: audit, clock: clock))
@@ -213,7 +217,11 @@ public final class CommitWriter: Sendable {
             case .job(let body):
                 commit(batch)
                 batch.removeAll()
-                context.withLock { context in body(&context!) }
+                let tail = context.withLock { context in
+                    body(&context!)
+                    return (context!.audit.lastSeq, context!.audit.lastHash)
+                }
+                anchor.publish(seq: tail.0, hash: tail.1)
             }
         }
         commit(batch)
@@ -222,9 +230,12 @@ public final class CommitWriter: Sendable {
     private func commit(_ batch: [(Mutation, MutationCompletion)]) {
         guard !batch.isEmpty else { return }
         let inject = takeInjectedFailure()
-        let (outcome, commitNs) = context.withLock { context in
-            context!.applyBatch(batch.map(\.0), injectFailure: inject)
+        let (outcome, commitNs, tail) = context.withLock { context in
+            let (outcome, commitNs) = context!.applyBatch(batch.map(\.0), injectFailure: inject)
+            return (outcome, commitNs, (context!.audit.lastSeq, context!.audit.lastHash))
         }
+        // Only after the commit: the anchor must never name an entry that is not on disk.
+        if case .success = outcome { anchor.publish(seq: tail.0, hash: tail.1) }
         lock.withLock {
             shared.stats.batches += 1
             shared.stats.mutations += batch.count

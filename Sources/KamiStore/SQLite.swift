@@ -215,7 +215,7 @@ struct HotSQL: Sendable {
         """)
     static let setCodeState = HotSQL(slot: 3, sql: "UPDATE code_state SET state = ?, order_seq = ? WHERE id = ? AND state = ?")
     static let appendAudit = HotSQL(slot: 4, sql:
-        "INSERT INTO audit(seq, at_ms, event, subject, detail, prev_hash, hash) VALUES(?,?,?,?,?,?,?)")
+        "INSERT INTO audit(seq, at_ms, event, subject, detail, prev_hash, hash, mac) VALUES(?,?,?,?,?,?,?,?)")
     static let readCode = HotSQL(slot: 5, sql: """
         SELECT id, sku_id, batch, card_number, cost_cents, expires_at_ms, key_id, nonce, sealed
         FROM codes WHERE id = ?

@@ -76,14 +76,25 @@ enum Schema {
             prev_hash BLOB NOT NULL,
             hash BLOB NOT NULL
         );
+        """,
+        // 2: the audit chain is authenticated: each entry's MAC (HMAC-SHA256 under a key derived
+        // from the master key, over its hash). Entries written before are given theirs at the
+        // first open with the key, if their chain holds (`AuditChain.sealLegacy`).
         """
+        ALTER TABLE audit ADD COLUMN mac BLOB;
+        """,
     ]
 
     /// The version this code writes.
     static var currentVersion: Int { migrations.count }
 
-    /// Brings the database to `currentVersion`, one migration per transaction.
-    static func migrate(_ db: Connection) throws(StoreError) {
+    /// The first version whose audit entries carry MACs.
+    static let keyedAuditVersion = 2
+
+    /// Brings the database to `currentVersion`, one migration per transaction; returns the
+    /// version it found.
+    @discardableResult
+    static func migrate(_ db: Connection) throws(StoreError) -> Int {
         let version: Int
         do { version = Int(try db.scalarInt("PRAGMA user_version") ?? 0) } catch { throw .sqlite(error) }
         if version > currentVersion {
@@ -100,5 +111,6 @@ enum Schema {
                 throw .migrationFailed(version: next + 1, error)
             }
         }
+        return version
     }
 }

@@ -1,4 +1,5 @@
 public import KamiCore
+public import KamiCrypto
 import Glibc
 import Synchronization
 
@@ -16,6 +17,11 @@ public struct RecoverySnapshot: Sendable {
     public var orders: [Order] = []
     /// Highest order sequence number used (0 when none).
     public var maxOrderSeq: OrderSeq = 0
+}
+
+/// The audit anchor as read at one moment (opaque: compare it with a chain read later).
+public struct AuditAnchorReading: Sendable {
+    let reading: AuditAnchor.Reading
 }
 
 /// A stored code's immutable part: where it belongs and its sealed secret.
@@ -47,6 +53,11 @@ public final class Store: Sendable {
     /// The writer's checkpoints, as read scopes need to know them.
     public let walWatch: WALWatch
 
+    /// The audit chain's head outside the database.
+    let anchor: AuditAnchor
+    /// The key of the audit chain's MACs.
+    let auditKey: AuditKey
+
     /// The name of the database file inside the data directory.
     public static let fileName = "kami.db"
 
@@ -54,7 +65,8 @@ public final class Store: Sendable {
     /// writer. The directory is created with mode 0700: it holds sealed secrets.
     public init(
         directory: String, durability: Durability = .full, settings: CommitSettings = CommitSettings(),
-        clock: any Clock = SystemClock(), vfs: String? = nil, checkpointPages: Int32 = Store.checkpointPages
+        clock: any Clock = SystemClock(), vfs: String? = nil, checkpointPages: Int32 = Store.checkpointPages,
+        auditKey: AuditKey = .unkeyed
     ) throws(StoreError) {
         try Store.ensureDirectory(directory)
         path = directory + "/" + Store.fileName
@@ -69,10 +81,17 @@ public final class Store: Sendable {
         let watch = WALWatch(threshold: checkpointPages)
         walWatch = watch
         try Store.configure(db, durability: durability, walWatch: watch)
-        try Schema.migrate(db)
-        let audit: AuditChain
-        do { audit = try AuditChain.load(db) } catch { throw .sqlite(error) }
-        writer = CommitWriter(db: db, audit: audit, settings: settings, clock: clock)
+        let foundVersion = try Schema.migrate(db)
+        self.auditKey = auditKey
+        let anchor = AuditAnchor(directory: directory, key: auditKey)
+        // Read before anything is written: the anchor found is what the last run left.
+        let found = anchor.read()
+        let audit = try Store.openAuditChain(
+            db, key: auditKey, found: found, sealLegacy: foundVersion < Schema.keyedAuditVersion, atMs: clock.nowMs())
+        try anchor.writeNow(seq: audit.lastSeq, hash: audit.lastHash)
+        anchor.start()
+        self.anchor = anchor
+        writer = CommitWriter(db: db, audit: audit, anchor: anchor, settings: settings, clock: clock)
         readers = ReaderPool(path: path, vfs: vfs)
     }
 
@@ -114,7 +133,41 @@ public final class Store: Sendable {
     /// Stops the writer after it committed everything queued, then closes.
     public func close() {
         writer.shutdown()
+        anchor.stop()
         readers.close()
+    }
+
+    /// Loads the audit chain at open: gives entries written before the chain was keyed their
+    /// MAC, and compares the anchor the last run left with the chain. A disagreement (the
+    /// tail cut or rewritten while kamid was down, or commits lost at a power cut with
+    /// durability `normal`) is recorded in the chain itself as an `audit-anchor-mismatch`
+    /// entry, which `audit verify` reports from then on; then the chain is anchored afresh.
+    private static func openAuditChain(
+        _ db: Connection, key: AuditKey, found: AuditAnchor.Reading, sealLegacy: Bool, atMs: Int64
+    ) throws(StoreError) -> AuditChain {
+        do {
+            try db.execute("BEGIN IMMEDIATE")
+            // Only entries of a database written before MACs existed are sealed, at the open
+            // that migrates it: MACs stripped later are a break, never sealed again.
+            let sealed = sealLegacy ? try AuditChain.sealLegacy(db, key: key) : 0
+            var chain = try AuditChain.load(db, key: key)
+            // A chain keyed just now had no anchor before.
+            let problem = sealed > 0 && found == .missing ? nil : try AuditChain.check(found, tail: chain.lastSeq, db: db)
+            if sealed > 0 {
+                try chain.append(AuditEvent("audit-keyed", subject: "audit",
+                                            detail: "entries=\(sealed) written before the chain was keyed now carry MACs"),
+                                 atMs: atMs, db: db)
+            }
+            if let problem {
+                try chain.append(AuditEvent(AuditChain.anchorMismatchEvent, subject: "audit", detail: problem.reason),
+                                 atMs: atMs, db: db)
+            }
+            try db.execute("COMMIT")
+            return chain
+        } catch {
+            try? db.execute("ROLLBACK")
+            throw .sqlite(error)
+        }
     }
 
     /// Runs `body` with a reader connection (WAL readers see every committed batch and never
@@ -289,13 +342,33 @@ public final class Store: Sendable {
 
     /// Walks the audit chain; nil when intact, else the first broken entry.
     /// Walks the audit chain in one read transaction (`kamictl audit verify`).
+    /// Links, hashes and MACs from the first entry, then the anchor against the chain (the
+    /// anchor is read first: it may lag the chain read after it, never lead it).
     public func walkAuditChain() throws(KamiError) -> AuditWalk {
-        try read { db throws(SQLiteError) in try AuditChain.walk(db) }
+        let found = auditAnchor()
+        return try read { db throws(SQLiteError) in try Store.walk(db, key: auditKey, anchor: found) }
     }
 
-    public func verifyAuditChain() throws(KamiError) -> AuditBreak? {
-        try read { db throws(SQLiteError) in try AuditChain.verify(db) }
+    /// The first live break of the audit chain (links, MACs, anchor), or nil when it holds.
+    public func verifyAuditChain() throws(KamiError) -> AuditBreak? { try walkAuditChain().broken }
+
+    /// The first live break of the audit chain, against an anchor read (`auditAnchor()`)
+    /// before the snapshot the chain is read in began; nil when it holds.
+    public func verifyAuditChain(anchoredBefore found: AuditAnchorReading) throws(KamiError) -> AuditBreak? {
+        try read { db throws(SQLiteError) in try Store.walk(db, key: auditKey, anchor: found) }.broken
     }
+
+    private static func walk(_ db: Connection, key: AuditKey, anchor: AuditAnchorReading) throws(SQLiteError) -> AuditWalk {
+        let walk = try AuditChain.walk(db, key: key)
+        guard walk.broken == nil else { return walk }
+        let problem = try AuditChain.check(anchor.reading, tail: walk.entries, db: db)
+        return AuditWalk(entries: walk.entries, lastHash: walk.lastHash, broken: problem, recorded: walk.recorded)
+    }
+
+    /// The anchor as the file says now.
+    public func auditAnchor() -> AuditAnchorReading { AuditAnchorReading(reading: anchor.read()) }
+
+
 
     /// Runs SQLite's own consistency check; "ok" when the file is sound.
     public func integrityCheck() throws(KamiError) -> String {

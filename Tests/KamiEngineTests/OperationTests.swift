@@ -245,6 +245,29 @@ final class OperationTests: XCTestCase {
         h.assertInvariants()
     }
 
+    /// Every order event records the storefront client that sent it, and `issue` its payment
+    /// reference as `commit` does.
+    func testOrderEventsRecordTheClientAndIssueItsPaymentReference() throws {
+        let h = Harness()
+        h.stockSku("vip", count: 3)
+        _ = try h.engine.issueSync(order: "i1", user: "u1", sku: "vip", paymentRef: "pay-9", client: "shop-a").get()
+        _ = try h.engine.reserveSync(order: "r1", user: "u2", sku: "vip", client: "shop-b").get()
+        _ = try h.engine.commitSync(order: "r1", paymentRef: "pay-10", client: "shop-b").get()
+        h.engine.barrier()
+        let rows = try h.engine.storage.read { db throws(SQLiteError) -> [String: String] in
+            let stmt = try db.prepare("SELECT event, detail FROM audit WHERE subject LIKE 'order:%'")
+            var rows: [String: String] = [:]
+            while try stmt.step() { rows[stmt.text(0) ?? ""] = stmt.text(1) }
+            stmt.reset()
+            return rows
+        }
+        XCTAssertTrue(rows["issue"]?.contains("payment=pay-9 client=shop-a") == true, rows["issue"] ?? "none")
+        XCTAssertTrue(rows["reserve"]?.hasSuffix("client=shop-b") == true, rows["reserve"] ?? "none")
+        XCTAssertTrue(rows["commit"]?.contains("payment=pay-10") == true && rows["commit"]?.hasSuffix("client=shop-b") == true,
+                      rows["commit"] ?? "none")
+        h.assertInvariants()
+    }
+
     /// The store applies a code's move only from the state the move names: a change built
     /// on a stale state fails alone, and nothing of it is written.
     func testTheStoreRefusesAMoveFromAStateTheCodeIsNotIn() throws {
