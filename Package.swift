@@ -61,7 +61,9 @@ let package = Package(
         // Client library for storefronts and our own tools.
         .target(name: "KamiClient", dependencies: ["KamiCore", "KamiProtocol"], swiftSettings: strict),
         .executableTarget(name: "kamid", dependencies: ["KamiServer", "KamiCore"], swiftSettings: strict),
-        .executableTarget(name: "kamictl", dependencies: ["KamiClient", "KamiProtocol", "KamiCore"], swiftSettings: strict),
+        // kamictl's logic (parsing, requests, output), apart from the client library.
+        .target(name: "KamiCtl", dependencies: ["KamiClient", "KamiProtocol", "KamiCore"], swiftSettings: strict),
+        .executableTarget(name: "kamictl", dependencies: ["KamiCtl"], swiftSettings: strict),
 
         // Benchmarks.
         .executableTarget(
@@ -109,7 +111,9 @@ let package = Package(
             dependencies: ["KamiServer", "KamiClient", "KamiProtocol", "KamiCore", "KamiEngine", "KamiCrypto", "KamiStore", "kamid", "kamictl"],
             swiftSettings: strict
         ),
-        .testTarget(name: "KamiClientTests", dependencies: ["KamiClient", "KamiProtocol", "KamiCore"], swiftSettings: strict),
+        // kamictl's tests stay beside the client's: they share its kamid launcher (Support.swift).
+        .testTarget(name: "KamiClientTests", dependencies: ["KamiClient", "KamiCtl", "KamiProtocol", "KamiCore"],
+                    swiftSettings: strict),
         .testTarget(name: "KamiCryptoTests", dependencies: ["KamiCrypto", "KamiCore"], swiftSettings: strict),
         .testTarget(name: "KamiCSVTests", dependencies: ["KamiCSV", "KamiCore"], swiftSettings: strict),
         .testTarget(name: "KamiPoolTests", dependencies: ["KamiPool", "KamiCore"], swiftSettings: strict),

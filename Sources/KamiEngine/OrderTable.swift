@@ -1,6 +1,6 @@
+import Dispatch
 import KamiCore
 import KamiPool
-import Synchronization
 import Synchronization
 
 /// The in-memory index of every order by the storefront's order id: the idempotency table.
@@ -36,9 +36,19 @@ final class OrderTable: Sendable {
     }
 
     private let shards: [Shard<[String: Entry]>]
+    /// Where waiters run. `publish` and `end` are mostly called from completions on the commit
+    /// writer's thread; a waiter is a whole operation again (SQLite reads, AES to open secrets,
+    /// perhaps a write), which must never delay the writer's next fsync. So they run here, each
+    /// order's waiters in their order, off the writer.
+    private let retries = DispatchQueue(label: "kami-retries", attributes: .concurrent)
 
     init() {
         shards = (0..<OrderTable.shardCount).map { _ in Shard([:]) }
+    }
+
+    private func run(_ waiters: [@Sendable () -> Void]) {
+        guard !waiters.isEmpty else { return }
+        retries.async { for waiter in waiters { waiter() } }
     }
 
     private func shard(_ orderID: String) -> Shard<[String: Entry]> {
@@ -73,7 +83,7 @@ final class OrderTable: Sendable {
             map[order.orderID] = Entry(order: order, inFlight: false, waiters: [])
             return waiters
         }
-        for waiter in waiters { waiter() }
+        run(waiters)
     }
 
     /// Ends the in-flight operation without change (it failed), and runs the waiters. A
@@ -91,7 +101,7 @@ final class OrderTable: Sendable {
             }
             return waiters
         }
-        for waiter in waiters { waiter() }
+        run(waiters)
     }
 
     /// The durable state of an order (what a query shows), even while an operation is in flight.

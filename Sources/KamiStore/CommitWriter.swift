@@ -96,6 +96,10 @@ public final class CommitWriter: Sendable {
         thread.start()
     }
 
+    /// Whether the caller runs on the writer thread (completions do; a retry or a slow step
+    /// must not).
+    public var isWriterThread: Bool { writerThread.load(ordering: .relaxed) == pthread_self() }
+
     /// The group-commit settings in effect.
     public var settings: CommitSettings {
         lock.lock()

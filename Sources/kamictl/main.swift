@@ -1,8 +1,8 @@
-// kamictl: wiring only. Parsing, requests and output live in KamiClient's `KamiCtl` so
-// that tests reach them.
+// kamictl: wiring only. Parsing, requests and output live in the KamiCtl library, so that
+// tests reach them and a storefront importing KamiClient gets the client alone.
 import Foundation
 import Glibc
-import KamiClient
+import KamiCtl
 
 let outcome = KamiCtl.run(
     arguments: Array(CommandLine.arguments.dropFirst()),

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import KamiClient
+import KamiCtl
 import KamiCore
 import KamiProtocol
 import XCTest

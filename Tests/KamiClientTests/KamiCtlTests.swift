@@ -1,5 +1,6 @@
 import Foundation
 import KamiClient
+import KamiCtl
 import KamiCore
 import KamiProtocol
 import XCTest

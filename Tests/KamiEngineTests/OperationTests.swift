@@ -1,3 +1,4 @@
+import Foundation
 import KamiCore
 import KamiCrypto
 import KamiEngine
@@ -265,6 +266,42 @@ final class OperationTests: XCTestCase {
         XCTAssertTrue(rows["reserve"]?.hasSuffix("client=shop-b") == true, rows["reserve"] ?? "none")
         XCTAssertTrue(rows["commit"]?.contains("payment=pay-10") == true && rows["commit"]?.hasSuffix("client=shop-b") == true,
                       rows["commit"] ?? "none")
+        h.assertInvariants()
+    }
+
+    /// A call queued behind an in-flight operation of the same order (a storefront retry) runs
+    /// after that operation, but never on the commit writer's thread: its reads and decryption
+    /// must not delay the next fsync.
+    func testQueuedRetriesRunOffTheWriterThread() throws {
+        let h = Harness()
+        h.stockSku("vip", count: 2)
+        let gate = DispatchSemaphore(value: 0)
+        let blocked = DispatchSemaphore(value: 0)
+        let writer = h.engine.storage.writer
+        DispatchQueue.global().async {
+            _ = try? writer.perform { (_: inout WriterContext) throws(KamiError) in
+                blocked.signal()
+                gate.wait()
+            }
+        }
+        blocked.wait()
+        let threads = Locked<[String]>([])
+        let first = ResultBox<OrderReply>()
+        let retry = ResultBox<OrderReply>()
+        h.engine.issue(order: "o1", user: "u1", sku: "vip", units: 1, paymentRef: "p") { result in
+            threads.withLock { $0.append("first:" + (writer.isWriterThread ? "writer" : "other")) }
+            first.set(result)
+        }
+        h.engine.issue(order: "o1", user: "u1", sku: "vip", units: 1, paymentRef: "p") { result in
+            threads.withLock { $0.append("retry:" + (writer.isWriterThread ? "writer" : "other")) }
+            retry.set(result)
+        }
+        gate.signal()
+        let original = try first.wait().get()
+        let repeated = try retry.wait().get()
+        XCTAssertEqual(repeated.codes, original.codes, "the retry returns the first answer")
+        let seen = threads.withLock { $0 }
+        XCTAssertEqual(seen.sorted(), ["first:writer", "retry:other"], "the retry must not run on the writer")
         h.assertInvariants()
     }
 

@@ -1,3 +1,4 @@
+import KamiClient
 import KamiCore
 public import KamiProtocol
 
@@ -18,7 +19,7 @@ extension KamiCtl {
             let absolute = absolutePath(path, currentDirectory: currentDirectory)
             // kamid reads the file, possibly in another mount namespace; a file missing
             // here too is almost surely a typo, and this message is clearer than kamid's.
-            guard Syscall.exists(absolute) else {
+            guard FileChecks.exists(absolute) else {
                 return Outcome(stderr: "kamictl: \(absolute): no such file\n", exit: .failed)
             }
             request = operatorRequest(.importCSV) {
@@ -52,12 +53,12 @@ extension KamiCtl {
             // Nothing is removed here: kamid checks the request (the SKU, the target) first, writes
             // a temporary file and renames it over the target only when the export succeeded.
             // These early checks only give a clearer message; kamid makes the same ones.
-            if let kind = Syscall.nonRegularFileKind(absolute) {
+            if let kind = FileChecks.nonRegularFileKind(absolute) {
                 return Outcome(
                     stderr: "kamictl: \(absolute) exists and is \(kind), not a regular file; refusing to replace it\n",
                     exit: .failed)
             }
-            if Syscall.exists(absolute) && !force {
+            if FileChecks.exists(absolute) && !force {
                 return Outcome(stderr: "kamictl: \(absolute) exists; choose another --out or add --force\n", exit: .failed)
             }
             request = operatorRequest(.export) {
@@ -96,7 +97,7 @@ extension KamiCtl {
     }
 
     /// `20261125-071500` in UTC, for default export file names.
-    static func timestampForFileName() -> String { Syscall.utcTimestamp() }
+    static func timestampForFileName() -> String { FileChecks.utcTimestamp() }
 
     private static func operatorRequest(_ op: Operation, _ fill: (inout Request) -> Void) -> Request {
         var request = Request(id: .number(1), op: op)

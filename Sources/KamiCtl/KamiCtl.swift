@@ -1,3 +1,5 @@
+import KamiClient
+
 /// kamictl, the operator's command line, as a library: argument parsing, the requests,
 /// and the text it prints, so that tests reach all of it. The `kamictl` executable only
 /// hands this its arguments, environment and working directory, prints the outcome and

@@ -1,3 +1,5 @@
+public import KamiClient
+
 extension KamiCtl {
     /// One parsed command line.
     public struct Invocation: Sendable, Equatable {

@@ -1,3 +1,5 @@
+import KamiClient
+
 extension KamiCtl {
     /// Parses a command line (without the program name).
     ///

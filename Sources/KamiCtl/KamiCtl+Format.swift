@@ -1,3 +1,4 @@
+import KamiClient
 import KamiCore
 public import KamiProtocol
 

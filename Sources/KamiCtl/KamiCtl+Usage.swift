@@ -1,3 +1,5 @@
+import KamiClient
+
 extension KamiCtl {
     /// The `--help` text of a topic.
     public static func usage(_ topic: Topic) -> String {

@@ -1,3 +1,4 @@
+import KamiClient
 import Foundation
 import KamiCore
 import KamiProtocol
