@@ -91,14 +91,14 @@ enum EngineBench {
             var config = EngineConfig(directory: directory + "/data", sealer: Sealer(key: key))
             config.durability = .normal
             let engine = try! Engine(config: config)
-            _ = try! engine.setSku(SkuDefinition(key: "bulk", name: "Bulk"))
+            _ = try! engine.admin.setSku(SkuDefinition(key: "bulk", name: "Bulk"))
             var made = 0
             let start = monotonicNs()
             while made < codes {
                 let count = min(1_000_000, codes - made)
                 let base = made
                 let report = try! engine.storage.importCodes(
-                    sku: engine.skus()[0].id, sealer: Sealer(key: key), label: "boot-bench"
+                    sku: engine.queries.skus()[0].id, sealer: Sealer(key: key), label: "boot-bench"
                 ) { sink in
                     for n in base..<(base + count) {
                         try sink(.row(CodeRow(line: n + 2, secret: Secret("BOOT-\(n)-7f3a9c"))))
@@ -121,7 +121,7 @@ enum EngineBench {
         let start = monotonicNs()
         let engine = try! Engine(config: EngineConfig(directory: directory + "/data", sealer: Sealer(key: key)))
         let readyMs = Double(monotonicNs() - start) / 1e6
-        let stock = try! engine.stock(sku: "bulk")
+        let stock = try! engine.queries.stock(sku: "bulk")
         let rss = kami_resident_bytes()
         print(String(format: "| available codes | ready ms | RSS MiB | peak RSS MiB | bytes per code |\n|---:|---:|---:|---:|---:|\n| %d | %.0f | %.0f | %.0f | %.1f |",
                      stock.available, readyMs, Double(rss) / 1_048_576, Double(kami_peak_resident_bytes()) / 1_048_576,
@@ -155,10 +155,10 @@ enum EngineBench {
         var config = EngineConfig(directory: directory + "/data", sealer: Sealer(key: MasterKey.random()))
         config.durability = .full
         let engine = try! Engine(config: config)
-        _ = try! engine.setSku(SkuDefinition(key: "bulk", name: "Bulk"))
+        _ = try! engine.admin.setSku(SkuDefinition(key: "bulk", name: "Bulk"))
         let before = kami_peak_resident_bytes()
         let start = monotonicNs()
-        let report = try! engine.importCSV(path: path, sku: "bulk")
+        let report = try! engine.admin.importCSV(path: path, sku: "bulk")
         let elapsed = seconds(since: start)
         print(String(format: "| rows imported | rejected | seconds | rows/s | peak RSS MiB (before) |\n|---:|---:|---:|---:|---:|\n| %d | %d | %.1f | %.0f | %.0f (%.0f) |",
                      report.imported, report.rejectedCount, elapsed, Double(report.imported) / elapsed,

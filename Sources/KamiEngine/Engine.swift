@@ -1,353 +1,206 @@
 public import KamiCore
-import KamiCrypto
 public import KamiStore
-import KamiPool
-import Foundation
-import Synchronization
 
-/// Completion of an engine operation. Runs on whichever thread finished the work (often the
-/// store's writer thread): keep it short and hand real work elsewhere.
-public typealias OrderCompletion = @Sendable (Result<OrderReply, KamiError>) -> Void
-
-/// The issuance engine: every operation of the brief over the in-memory pool and the
-/// durable store. The one API the server calls.
+/// The issuance engine: every operation of the brief over the in-memory pool and the durable
+/// store, the one API the server calls. Its operations come in three rooms, one per purpose,
+/// so that the modules built on it (suppliers, risk, money) call a room instead of growing
+/// the engine:
 ///
-/// A mutation flows one way: validate → take codes from the pool (memory only) → journal
-/// through group commit → on durable completion publish the new state in memory → reply.
-/// Nothing is visible to queries, and no reply says "done", before the journal is on disk;
-/// when the disk fails, the memory effects are undone and the caller gets UNAVAILABLE.
+/// - `storefront`: the order state machine (reserve, issue, commit, release, refund, expiry);
+/// - `queries`: what an order, a user or a SKU holds, read without changing anything;
+/// - `admin`: the operator's catalog, import, export, void and verification.
+///
+/// The engine itself owns the lifecycle (open, recover, stop) and the settings reload
+/// changes. Everything behind the rooms is `EngineCore`, internal to this module.
 public final class Engine: Sendable {
-    let store: Store
-    let pool: any CodePool
-    let userLimits = UserLimits()
-    let holds = HoldTimer()
-    let orders = OrderTable()
-    let userOrders = UserIndex()
-    let catalog = Locked(Catalog())
-    let stock = Locked<[SkuID: StockCounts]>([:])
-    /// Live holds by sequence number, so the timer (which knows sequence numbers) finds them.
-    let holdIDs = Locked<[OrderSeq: String]>([:])
-    let nextSeq: Atomic<Int64>
-    /// Hold TTL used when a reserve gives none, and the longest one accepted (reloadable).
-    let holdTTLDefault = Atomic<Int64>(Limits.holdTTLMsDefault)
-    let holdTTLMax = Atomic<Int64>(Limits.holdTTLMsMax)
-    /// The import or export running now, for progress reports.
-    let job = Locked<JobTracker?>(nil)
-    /// Set when the engine is stopping: a running import gives up at its next chunk (it runs
-    /// on the writer thread, which the stop waits for), and no new one starts.
-    let jobsCancelled = Atomic<Bool>(false)
-    /// Serialises catalog changes and imports (operator operations): an import's pool segment
-    /// must be added in id order, and a SKU must not turn into a bundle while codes arrive.
-    let adminLock = ConditionLock()
-    let sealer: Sealer
-    let clock: any Clock
-    private let expiry: ExpiryDriver?
+    let core: EngineCore
 
     /// Opens the store in `config.directory`, recovers everything, and starts expiring holds.
     public init(config: EngineConfig) throws(KamiError) {
-        Limits.check()
-        do {
-            store = try Store(
-                directory: config.directory, durability: config.durability, settings: config.commit,
-                clock: config.clock, vfs: config.vfs, auditKey: config.sealer.auditKey)
-        } catch {
-            throw error.kamiError
-        }
-        pool = config.pool == .lockFree ? LockFreeCodePool() : MutexCodePool()
-        sealer = config.sealer
-        clock = config.clock
-        let snapshot = try store.loadSnapshot()
-        nextSeq = Atomic(snapshot.maxOrderSeq + 1)
-        expiry = config.expiryThread ? ExpiryDriver() : nil
-        recover(snapshot)
-        expiry?.start(self)
+        core = try EngineCore(config: config)
     }
+
+    /// Orders: reserve, issue, commit, release, refund, and expiry of holds.
+    public var storefront: Storefront { Storefront(core: core) }
+
+    /// Reads: orders, entitlements, stock, the catalog.
+    public var queries: Queries { Queries(core: core) }
+
+    /// The operator's operations: catalog changes, imports, exports, voids, verification.
+    public var admin: Admin { Admin(core: core) }
 
     /// Makes a running import stop at its next chunk (rolled back: nothing of it is imported)
-    /// and refuses new ones. Called at the start of a shutdown, so that an import of a huge
-    /// file does not hold the stop up; `close` calls it too.
-    public func cancelJobs() {
-        jobsCancelled.store(true, ordering: .releasing)
-    }
+    /// and refuses new ones. Called at the start of a shutdown; `close` calls it too.
+    public func cancelJobs() { core.cancelJobs() }
 
     /// Stops expiring holds, commits everything queued, closes the database.
-    public func close() {
-        cancelJobs()
-        expiry?.stop()
-        store.close()
-    }
+    public func close() { core.close() }
 
-    /// The store underneath (for tools and tests).
-    public var storage: Store { store }
+    /// The store underneath (for tools, metrics and tests).
+    public var storage: Store { core.storage }
 
     /// Sets the hold TTL a reserve gets when it asks for none, and the longest it may ask
     /// for; both within `Limits.holdTTLMsMin...Limits.holdTTLMsMax`, default <= max.
-    public func setHoldTTL(defaultMs: Int64, maxMs: Int64) {
-        precondition(Limits.holdTTLMsMin <= defaultMs && defaultMs <= maxMs && maxMs <= Limits.holdTTLMsMax,
-                     "hold TTL \(defaultMs)/\(maxMs) out of range")
-        holdTTLMax.store(maxMs, ordering: .relaxed)
-        holdTTLDefault.store(defaultMs, ordering: .relaxed)
-    }
-
-    /// Reserved orders waiting for their commit, release or expiry.
-    public var holdsOutstanding: Int { holds.count }
+    public func setHoldTTL(defaultMs: Int64, maxMs: Int64) { core.setHoldTTL(defaultMs: defaultMs, maxMs: maxMs) }
 
     /// The hold TTL settings in effect: (default, max), ms.
-    public var holdTTL: (defaultMs: Int64, maxMs: Int64) {
-        (holdTTLDefault.load(ordering: .relaxed), holdTTLMax.load(ordering: .relaxed))
-    }
+    public var holdTTL: (defaultMs: Int64, maxMs: Int64) { core.holdTTL }
 
-    private func recover(_ snapshot: RecoverySnapshot) {
-        catalog.withLock { catalog in
-            for sku in snapshot.skus { catalog.insert(sku) }
-        }
-        for segment in snapshot.segments { pool.addSegment(sku: segment.sku, codes: segment.codes) }
-        for (sku, codes) in snapshot.available { pool.put(sku: sku, codes: codes) }
-        stock.withLock { stock in
-            for (sku, counts) in snapshot.stateCounts {
-                stock[sku] = StockCounts(byState: counts)
-            }
-        }
-        let skus = catalog.withLock { $0.byID }
-        for order in snapshot.orders {
-            orders.load(order)
-            userOrders.add(user: order.user, orderID: order.orderID)
-            if order.state.holdsCodes {
-                _ = userLimits.tryAcquire(user: order.user, sku: order.sku, units: order.units, limit: 0)
-            }
-            if order.state == .reserved {
-                _ = userLimits.tryAddPendingHold(user: order.user, limit: 0)
-                holdIDs.withLock { $0[order.seq] = order.orderID }
-                holds.schedule(order: order.seq, deadlineMs: order.expiresAtMs)
-            }
-            _ = skus
-        }
-    }
-
-    // MARK: Helpers shared by the operations
-
-    func sku(key: String) throws(KamiError) -> Sku {
-        if let problem = IdentifierRules.problem(key, field: "sku", maxBytes: Limits.skuKeyBytesMax) {
-            throw KamiError(.badRequest, problem)
-        }
-        guard let sku = catalog.withLock({ $0.byKey[key] }) else {
-            throw KamiError(.notFound, "no SKU with key \(key)")
-        }
-        return sku
-    }
-
-    func sku(id: SkuID) -> Sku? { catalog.withLock { $0.byID[id] } }
-
-    func skuKey(_ id: SkuID) -> String { sku(id: id)?.key ?? "#\(id)" }
-
-    /// Takes `units` of `sku` from the pool, all components or none.
-    func takeCodes(_ sku: Sku, units: Int) -> [OrderCode]? {
-        var taken: [OrderCode] = []
-        for component in sku.unitComposition {
-            guard let codes = pool.take(sku: component.sku, count: component.units * units) else {
-                returnToPool(taken)
-                return nil
-            }
-            taken.append(contentsOf: codes.map { OrderCode(codeID: $0, sku: component.sku) })
-        }
-        return taken
-    }
-
-    func returnToPool(_ codes: [OrderCode]) {
-        var bySku: [SkuID: [CodeID]] = [:]
-        for code in codes { bySku[code.sku, default: []].append(code.codeID) }
-        for (sku, ids) in bySku { pool.put(sku: sku, codes: ids) }
-    }
-
-    /// Moves codes between states in the stock counters.
-    func count(_ codes: [OrderCode], from: CodeState?, to: CodeState) {
-        stock.withLock { stock in
-            for code in codes {
-                var counts = stock[code.sku] ?? StockCounts()
-                if let from { counts[from] -= 1 }
-                counts[to] += 1
-                stock[code.sku] = counts
-            }
-        }
-    }
-
-    /// Reads and opens the secrets of `codes`; a code that fails authentication is never served.
-    func reveal(_ codes: [OrderCode]) throws(KamiError) -> [IssuedCode] {
-        try reveal(rows: try store.codes(codes.map(\.codeID)))
-    }
-
-    /// `reveal` of rows already read.
-    func reveal(rows: [StoredCode]) throws(KamiError) -> [IssuedCode] {
-        let (revealed, bad) = try openSecrets(rows: rows)
-        if let first = bad.first {
-            throw KamiError(.integrity, "code \(first.codeID) failed authentication; it is not served")
-        }
-        return revealed
-    }
+    /// Reserved orders waiting for their commit, release or expiry.
+    public var holdsOutstanding: Int { core.holdsOutstanding }
 
     /// Opens a read scope on this thread: the secret reads until `endReadScope` share one
     /// read snapshot (the event loop opens one per pass; see `Store.beginReadScope`).
-    public func beginReadScope() { store.beginReadScope() }
+    public func beginReadScope() { core.beginReadScope() }
 
     /// Ends this thread's read scope.
-    public func endReadScope() { store.endReadScope() }
+    public func endReadScope() { core.endReadScope() }
 
-    /// Reads and opens the secrets of `codes`: the ones that open, in order, and the ones whose
-    /// sealed secret fails authentication (tampered with, or sealed under an unknown key).
-    func openSecrets(_ codes: [OrderCode]) throws(KamiError) -> (revealed: [IssuedCode], bad: [OrderCode]) {
-        guard !codes.isEmpty else { return ([], []) }
-        return try openSecrets(rows: try store.codes(codes.map(\.codeID)))
-    }
-
-    /// Opens the secrets of rows already read; see `openSecrets(_:)`.
-    func openSecrets(rows: [StoredCode]) throws(KamiError) -> (revealed: [IssuedCode], bad: [OrderCode]) {
-        var result: [IssuedCode] = []
-        var bad: [OrderCode] = []
-        result.reserveCapacity(rows.count)
-        for row in rows {
-            let sealed = SealedSecret(keyID: row.keyID, nonce: row.nonce, ciphertextAndTag: row.sealed)
-            let secret: Secret
-            do {
-                secret = try sealer.open(sealed, aad: Sealer.associatedData(codeID: row.id, skuID: row.sku))
-            } catch {
-                // A key that is not loaded is a configuration problem, not a bad code: fail the
-                // operation and quarantine nothing (a wrong key file must not void the stock).
-                if case .unknownKeyID(let id) = error {
-                    throw KamiError(.unavailable, "code \(row.id) is sealed with master key id "
-                        + String(id, radix: 16) + ", which is not loaded; check the master key file")
-                }
-                bad.append(OrderCode(codeID: row.id, sku: row.sku))
-                continue
-            }
-            let sku = self.sku(id: row.sku)
-            result.append(IssuedCode(
-                codeID: row.id, skuKey: sku?.key ?? "#\(row.sku)", secret: secret, cardNumber: row.cardNumber,
-                activationURL: Engine.activationURL(sku?.activationURLTemplate, codeID: row.id, cardNumber: row.cardNumber),
-                expiresAtMs: row.expiresAtMs))
-        }
-        return (result, bad)
-    }
-
-    /// Takes codes that failed authentication out of circulation for good: they are voided on
-    /// disk with a `quarantine` audit entry. The codes must be out of the pool (taken by the
-    /// caller). If the write fails they go back to the pool and are caught again next time.
-    func quarantine(_ codes: [OrderCode]) {
-        guard !codes.isEmpty else { return }
-        let changes = codes.map { CodeChange(codeID: $0.codeID, from: .available, to: .voided, orderSeq: nil) }
-        let event = AuditEvent(
-            "quarantine", subject: "codes", detail: "failed authentication codes=\(Engine.codeIDList(codes))")
-        store.writer.submit(.setCodes(changes, audit: event)) { [self] result in
-            switch result {
-            case .success: count(codes, from: .available, to: .voided)
-            case .failure: returnToPool(codes)
-            }
-        }
-    }
-
-    /// How many times a commit replaces codes that fail authentication before it gives up.
-    static let replacementRoundsMax = 3
-
-    static func integrityFailure(_ bad: [OrderCode]) -> KamiError {
-        KamiError(.integrity, "code \(Engine.codeIDList(bad)) failed authentication and was quarantined; "
-            + "retry the order to get another code")
-    }
-
-    static func activationURL(_ template: String?, codeID: CodeID, cardNumber: String?) -> String? {
-        guard let template else { return nil }
-        return template.replacingOccurrences(of: "{code_id}", with: String(codeID))
-            .replacingOccurrences(of: "{card_number}", with: cardNumber ?? "")
-    }
-
-    func reply(_ order: Order, codes: [IssuedCode] = []) -> OrderReply {
-        OrderReply(
-            orderID: order.orderID, user: order.user, skuKey: skuKey(order.sku), units: order.units,
-            state: order.state, paymentRef: order.paymentRef, codeIDs: order.codes.map(\.codeID),
-            expiresAtMs: order.expiresAtMs, codes: codes)
-    }
-
-    static func codeIDList(_ codes: [OrderCode]) -> String {
-        codes.map { String($0.codeID) }.joined(separator: ",")
-    }
+    /// The engine's clock, Unix ms.
+    public var nowMs: Int64 { core.nowMs }
 }
 
-/// Per-SKU counts of codes by state, kept in memory from durable completions. One count per
-/// `CodeState` case, indexed by its raw value, so a new state needs no edit here.
-struct StockCounts: Sendable, Hashable, CustomStringConvertible {
-    private(set) var byState: [Int]
+/// The order state machine: every call that changes an order. Completions run on whichever
+/// thread finished the work (often the commit writer's): keep them short. `client` is the
+/// storefront client that sent the call (its hello name), recorded on the order's audit
+/// events. Repeating a call with the same order id and arguments returns the first answer.
+public struct Storefront: Sendable {
+    let core: EngineCore
 
-    init() { byState = CodeState.zeroCounts }
-
-    /// Counts as the store reports them (indexed by `CodeState.rawValue`).
-    init(byState: [Int]) {
-        precondition(byState.count == CodeState.allCases.count, "\(byState.count) state counts")
-        self.byState = byState
+    /// Holds `units` of `sku` for an unpaid order until `ttlMs` passes (nil: the default
+    /// hold). Errors: SOLD_OUT, LIMIT_REACHED, NOT_FOUND, CONFLICT, BAD_REQUEST, BUSY,
+    /// UNAVAILABLE.
+    public func reserve(
+        order: String, user: String, sku: String, units: Int, ttlMs: Int64? = nil, client: String? = nil,
+        completion: @escaping OrderCompletion
+    ) {
+        core.reserve(order: order, user: user, sku: sku, units: units, ttlMs: ttlMs, client: client,
+                     completion: completion)
     }
 
-    subscript(state: CodeState) -> Int {
-        get { byState[Int(state.rawValue)] }
-        set { byState[Int(state.rawValue)] = newValue }
+    /// Reserves and commits at once, for an order already paid.
+    public func issue(
+        order: String, user: String, sku: String, units: Int, paymentRef: String, client: String? = nil,
+        completion: @escaping OrderCompletion
+    ) {
+        core.issue(order: order, user: user, sku: sku, units: units, paymentRef: paymentRef, client: client,
+                   completion: completion)
     }
 
-    var total: Int { byState.reduce(0, +) }
-
-    var description: String {
-        CodeState.allCases.map { "\($0) \(self[$0])" }.joined(separator: ", ")
+    /// The order is paid: its codes become issued and their secrets are returned. After the
+    /// hold expired it takes fresh codes while stock remains, else fails with EXPIRED.
+    public func commit(order: String, paymentRef: String, client: String? = nil, completion: @escaping OrderCompletion) {
+        core.commit(order: order, paymentRef: paymentRef, client: client, completion: completion)
     }
+
+    /// Gives the held codes back (a released or expired order is answered as it is).
+    public func release(order: String, client: String? = nil, completion: @escaping OrderCompletion) {
+        core.release(order: order, client: client, completion: completion)
+    }
+
+    /// Refunds a committed order: its codes are voided for good.
+    public func refund(order: String, client: String? = nil, completion: @escaping OrderCompletion) {
+        core.refund(order: order, client: client, completion: completion)
+    }
+
+    /// Expires every hold whose deadline has passed (the expiry thread calls it; tests with a
+    /// manual clock call it directly). Returns how many holds it began to expire.
+    @discardableResult
+    public func expireDue() -> Int { core.expireDue() }
+
+    /// `reserve`, waiting for the result (tools, tests, anything not on an event loop).
+    public func reserveSync(
+        order: String, user: String, sku: String, units: Int = 1, ttlMs: Int64? = nil, client: String? = nil
+    ) -> Result<OrderReply, KamiError> {
+        core.reserveSync(order: order, user: user, sku: sku, units: units, ttlMs: ttlMs, client: client)
+    }
+
+    /// `issue`, waiting for the result.
+    public func issueSync(
+        order: String, user: String, sku: String, units: Int = 1, paymentRef: String, client: String? = nil
+    ) -> Result<OrderReply, KamiError> {
+        core.issueSync(order: order, user: user, sku: sku, units: units, paymentRef: paymentRef, client: client)
+    }
+
+    /// `commit`, waiting for the result.
+    public func commitSync(order: String, paymentRef: String, client: String? = nil) -> Result<OrderReply, KamiError> {
+        core.commitSync(order: order, paymentRef: paymentRef, client: client)
+    }
+
+    /// `release`, waiting for the result.
+    public func releaseSync(order: String) -> Result<OrderReply, KamiError> { core.releaseSync(order: order) }
+
+    /// `refund`, waiting for the result.
+    public func refundSync(order: String) -> Result<OrderReply, KamiError> { core.refundSync(order: order) }
 }
 
-/// The SKU catalog in memory.
-struct Catalog: Sendable {
-    var byKey: [String: Sku] = [:]
-    var byID: [SkuID: Sku] = [:]
+/// Reads that change nothing. A query sees only durable state: nothing in flight.
+public struct Queries: Sendable {
+    let core: EngineCore
 
-    mutating func insert(_ sku: Sku) {
-        byKey[sku.key] = sku
-        byID[sku.id] = sku
+    /// An order as it is now; once committed, with the secrets of its codes that are not voided.
+    public func order(_ order: String) throws(KamiError) -> OrderReply { try core.order(order) }
+
+    /// One page of what a user owns, newest order first (`limit` nil: the default page).
+    public func entitlements(
+        user: String, withSecrets: Bool, limit: Int?, cursor: String?
+    ) throws(KamiError) -> EntitlementsPage {
+        try core.entitlements(user: user, withSecrets: withSecrets, limit: limit, cursor: cursor)
     }
+
+    /// Every code a user owns, all pages (tools and tests).
+    public func entitlements(user: String, withSecrets: Bool = false) throws(KamiError) -> [Entitlement] {
+        try core.entitlements(user: user, withSecrets: withSecrets)
+    }
+
+    /// Stock of a SKU; for a bundle, `available` is the number of complete bundles.
+    public func stock(sku: String) throws(KamiError) -> StockReply { try core.stock(sku: sku) }
+
+    /// Every SKU in the catalog, by id.
+    public func skus() -> [Sku] { core.skus() }
+
+    /// The import or export running now, if any.
+    public var currentJob: JobProgress? { core.currentJob }
 }
 
-/// A thread that expires holds on time.
-final class ExpiryDriver: Sendable {
-    /// Longest sleep between checks: a hold expires at most this late (plus commit time).
-    static let tickMsMax: Int64 = 50
+/// The operator's operations. Each may take seconds (imports, exports, verify): never call
+/// them on an event loop thread.
+public struct Admin: Sendable {
+    let core: EngineCore
 
-    private let stopped = Atomic<Bool>(false)
-    private let finished = ConditionLockBox()
+    /// Creates or updates a SKU (journaled and audited like everything else).
+    public func setSku(_ definition: SkuDefinition) throws(KamiError) -> Sku { try core.setSku(definition) }
 
-    func start(_ engine: Engine) {
-        let thread = Thread { [self] in
-            while !self.stopped.load(ordering: .acquiring) {
-                engine.expireDue()
-                let now = engine.clock.nowMs()
-                let next = engine.holds.nextDeadlineMs ?? (now + ExpiryDriver.tickMsMax)
-                let sleepMs = max(1, min(ExpiryDriver.tickMsMax, next - now))
-                usleep(UInt32(sleepMs * 1000))
-            }
-            self.finished.signal()
-        }
-        thread.name = "kami-expiry"
-        thread.start()
+    /// Imports codes of a plain SKU from `source`; nothing is sellable before its commit.
+    public func importCodes<Source: CodeRowSource & Sendable>(
+        sku: String, source: Source, label: String, dryRun: Bool = false
+    ) throws(KamiError) -> ImportReport {
+        try core.importCodes(sku: sku, source: source, label: label, dryRun: dryRun)
     }
 
-    func stop() {
-        stopped.store(true, ordering: .releasing)
-        finished.wait()
-    }
-}
-
-/// A one-shot event.
-final class ConditionLockBox: Sendable {
-    private let lock = ConditionLock()
-    private let flag = Atomic<Bool>(false)
-
-    func signal() {
-        lock.withLock { flag.store(true, ordering: .releasing) }
-        lock.broadcast()
+    /// Imports a CSV file as shops have them (UTF-8 with or without BOM, or GBK/GB18030).
+    public func importCSV(
+        path: String, sku: String, batch: String? = nil, dryRun: Bool = false
+    ) throws(KamiError) -> ImportReport {
+        try core.importCSV(path: path, sku: sku, batch: batch, dryRun: dryRun)
     }
 
-    func wait() {
-        lock.withLock {
-            while !flag.load(ordering: .acquiring) { lock.wait() }
-        }
+    /// Exports a SKU's codes to a CSV file (secrets only when asked); returns the row count.
+    public func exportCSV(
+        sku: String, to path: String, withSecrets: Bool = false, replace: Bool = false
+    ) throws(KamiError) -> Int {
+        try core.exportCSV(sku: sku, to: path, withSecrets: withSecrets, replace: replace)
     }
+
+    /// Voids one code (available: out of the pool for good; issued: never served again).
+    public func void(code: CodeID) throws(KamiError) -> VoidReport { try core.void(code: code) }
+
+    /// Voids every code of an import batch.
+    public func void(batch: String) throws(KamiError) -> VoidReport { try core.void(batch: batch) }
+
+    /// Checks every invariant against the database and memory; empty when all hold.
+    public func verify() throws(KamiError) -> [Violation] { try core.verify() }
+
+    /// Returns once everything submitted before is durable and its completion has run.
+    public func barrier() { core.barrier() }
 }

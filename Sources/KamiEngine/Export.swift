@@ -4,7 +4,7 @@ import KamiCrypto
 import KamiStore
 import Glibc
 
-extension Engine {
+extension EngineCore {
     /// Writes every code of a plain SKU as CSV to `path` (mode 0600), with the secrets only
     /// when `withSecrets` (and then the export is audited as such). Returns the number of
     /// codes written.
@@ -14,13 +14,13 @@ extension Engine {
     /// symbolic link, device, fifo, socket or directory). The CSV goes to a temporary file in
     /// the same directory, which is renamed over the target only once it is complete and
     /// synced: a failed export leaves the target as it was.
-    public func exportCSV(
+    func exportCSV(
         sku skuKey: String, to path: String, withSecrets: Bool = false, replace: Bool = false
     ) throws(KamiError) -> Int {
         let sku = try self.sku(key: skuKey)
-        let (directory, base) = try Engine.exportDirectoryAndName(path)
-        try Engine.checkExportTarget(path, replace: replace)
-        let (fd, temporary) = try Engine.createExportTemporary(directory: directory, base: base)
+        let (directory, base) = try EngineCore.exportDirectoryAndName(path)
+        try EngineCore.checkExportTarget(path, replace: replace)
+        let (fd, temporary) = try EngineCore.createExportTemporary(directory: directory, base: base)
         var fdOpen = true
         defer { if fdOpen { _ = Glibc.close(fd) } }
         // Audited before a byte is written: an export with secrets that fails half-way still
@@ -33,8 +33,8 @@ extension Engine {
             guard Glibc.close(fd) == 0 else {
                 throw KamiError(.unavailable, "close \(temporary): \(String(cString: strerror(errno)))")
             }
-            try Engine.installExport(temporary, at: path, replace: replace)
-            Engine.syncDirectory(directory)
+            try EngineCore.installExport(temporary, at: path, replace: replace)
+            EngineCore.syncDirectory(directory)
             return count
         } catch {
             unlink(temporary)
@@ -136,7 +136,7 @@ extension Engine {
     private func writeExport(sku: Sku, fd: Int32, path: String, withSecrets: Bool) throws(KamiError) -> Int {
         let writer = CSVWriter(includeSecrets: withSecrets)
         var buffer: [UInt8] = []
-        buffer.reserveCapacity(Engine.exportFlushBytes + 4_096)
+        buffer.reserveCapacity(EngineCore.exportFlushBytes + 4_096)
         writer.writeHeader(into: &buffer)
         var count = 0
         let progress = beginJob(kind: "export", sku: sku.key, path: nil)
@@ -156,9 +156,9 @@ extension Engine {
                 codeID: code.id, sku: sku.key, state: state.description, cardNumber: code.cardNumber,
                 costCents: code.costCents, expiresAtMs: code.expiresAtMs, batch: code.batch, secret: secret), into: &buffer)
             count += 1
-            if buffer.count >= Engine.exportFlushBytes { try Engine.writeAll(fd, &buffer, path: path) }
+            if buffer.count >= EngineCore.exportFlushBytes { try EngineCore.writeAll(fd, &buffer, path: path) }
         }
-        try Engine.writeAll(fd, &buffer, path: path)
+        try EngineCore.writeAll(fd, &buffer, path: path)
         guard fsync(fd) == 0 else { throw KamiError(.unavailable, "fsync \(path): \(String(cString: strerror(errno)))") }
         return count
     }

@@ -5,10 +5,10 @@ import Synchronization
 import Glibc
 public import KamiStore
 
-extension Engine {
+extension EngineCore {
     /// Imports codes of a plain SKU from `source` (see `Store.importCodes`), then makes them
     /// available in the pool. Nothing becomes sellable before the import's commit is on disk.
-    public func importCodes<Source: CodeRowSource & Sendable>(
+    func importCodes<Source: CodeRowSource & Sendable>(
         sku skuKey: String, source: Source, label: String, dryRun: Bool = false
     ) throws(KamiError) -> ImportReport {
         adminLock.lock()
@@ -23,7 +23,7 @@ extension Engine {
     }
 }
 
-extension Engine {
+extension EngineCore {
     /// Refuses to import from anything but a regular file (after symbolic links): a device
     /// such as `/dev/zero` or a fifo could be read forever, and the import holds the writer.
     static func checkImportFile(_ path: String) throws(KamiError) {
@@ -47,7 +47,7 @@ extension Engine {
 
     /// Imports a CSV file as shops have them (UTF-8 with or without BOM, or GBK/GB18030; see
     /// KamiCSV), streaming it with bounded memory. Rows without a batch column get `batch`.
-    public func importCSV(
+    func importCSV(
         path: String, sku skuKey: String, batch: String? = nil, dryRun: Bool = false
     ) throws(KamiError) -> ImportReport {
         adminLock.lock()
@@ -58,7 +58,7 @@ extension Engine {
         }
         // Checked here, off the writer thread, so that a device or a fifo never reaches it
         // (CSVFileImport checks the opened file again).
-        try Engine.checkImportFile(path)
+        try EngineCore.checkImportFile(path)
         guard !jobsCancelled.load(ordering: .acquiring) else {
             throw KamiError(.unavailable, "kamid is stopping; import of \(path) not started")
         }

@@ -54,12 +54,12 @@ final class JobTracker: Sendable {
     }
 }
 
-extension Engine {
+extension EngineCore {
     /// The engine clock's now, Unix ms.
-    public var nowMs: Int64 { clock.nowMs() }
+    var nowMs: Int64 { clock.nowMs() }
 
     /// The import or export running now, if any.
-    public var currentJob: JobProgress? { job.withLock { $0?.progress } }
+    var currentJob: JobProgress? { job.withLock { $0?.progress } }
 
     /// Records the start of a job; the tracker counts its rows and ends it.
     func beginJob(kind: String, sku: String, path: String?) -> JobTracker {

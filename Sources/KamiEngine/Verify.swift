@@ -3,7 +3,7 @@ import KamiPool
 import Synchronization
 import KamiStore
 
-/// One broken invariant found by `Engine.verify()`.
+/// One broken invariant found by `EngineCore.verify()`.
 public struct Violation: Sendable, Hashable, CustomStringConvertible {
     /// Which invariant: `conservation`, `double-issue`, `order-codes`, `user-limit`, `memory`, `audit`, `storage`.
     public var invariant: String
@@ -12,12 +12,12 @@ public struct Violation: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(invariant): \(detail)" }
 }
 
-extension Engine {
+extension EngineCore {
     /// Checks every invariant of the brief against the database and memory, and returns each
     /// violation (empty when all hold). The database is read in one read transaction, so its
     /// checks hold at any time; memory is compared with the disk, so those checks are exact
     /// only at rest (no operation in flight).
-    public func verify() throws(KamiError) -> [Violation] {
+    func verify() throws(KamiError) -> [Violation] {
         // The audit anchor before the snapshot: it may lag the chain in it, never lead it.
         let anchor = store.auditAnchor()
         var violations = try store.consistentRead { () throws(KamiError) in try verifyInSnapshot(anchor: anchor) }

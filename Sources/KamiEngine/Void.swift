@@ -3,16 +3,16 @@ import KamiPool
 import Synchronization
 import KamiStore
 
-extension Engine {
+extension EngineCore {
     /// Voids one code: an available code leaves the pool for good; an issued (leaked) code is
     /// marked voided and never served again. A code held by an unpaid order is skipped.
-    public func void(code: CodeID) throws(KamiError) -> VoidReport {
+    func void(code: CodeID) throws(KamiError) -> VoidReport {
         guard try store.skuOfCode(code) != nil else { throw KamiError(.notFound, "no code \(code)") }
         return try void(codes: [code], label: "code:\(code)")
     }
 
     /// Voids every code of an import batch (a leaked batch), as `void(code:)` does for one.
-    public func void(batch: String) throws(KamiError) -> VoidReport {
+    func void(batch: String) throws(KamiError) -> VoidReport {
         let ids = try store.codeIDs(batch: batch)
         guard !ids.isEmpty else { throw KamiError(.notFound, "no codes in batch \(batch)") }
         return try void(codes: ids, label: "batch:\(batch)")
@@ -44,7 +44,7 @@ extension Engine {
         }
         if !fromPool.isEmpty {
             let changes = fromPool.map { CodeChange(codeID: $0.codeID, from: .available, to: .voided, orderSeq: nil) }
-            let event = AuditEvent("void", subject: label, detail: "available codes=\(Engine.codeIDList(fromPool))")
+            let event = AuditEvent("void", subject: label, detail: "available codes=\(EngineCore.codeIDList(fromPool))")
             do throws(KamiError) {
                 _ = try submitAndWait(.setCodes(changes, audit: event))
             } catch {
@@ -73,7 +73,7 @@ extension Engine {
         guard !still.isEmpty else { return 0 }
         let changes = still.map { CodeChange(codeID: $0.codeID, from: .issued, to: .voided, orderSeq: order.seq) }
         let event = AuditEvent(
-            "void", subject: label, detail: "order=\(order.orderID) issued codes=\(Engine.codeIDList(still))")
+            "void", subject: label, detail: "order=\(order.orderID) issued codes=\(EngineCore.codeIDList(still))")
         _ = try submitAndWait(.setCodes(changes, audit: event))
         count(still, from: .issued, to: .voided)
         return still.count

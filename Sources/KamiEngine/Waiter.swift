@@ -7,9 +7,9 @@ import KamiStore
 typealias Waiter = ResultBox
 
 /// Blocking forms of the operations, for tools, tests and anything not on an event loop.
-extension Engine {
+extension EngineCore {
     /// `reserve`, waiting for the result.
-    public func reserveSync(
+    func reserveSync(
         order: String, user: String, sku: String, units: Int = 1, ttlMs: Int64? = nil, client: String? = nil
     ) -> Result<OrderReply, KamiError> {
         let waiter = Waiter<OrderReply>()
@@ -18,14 +18,14 @@ extension Engine {
     }
 
     /// `commit`, waiting for the result.
-    public func commitSync(order: String, paymentRef: String, client: String? = nil) -> Result<OrderReply, KamiError> {
+    func commitSync(order: String, paymentRef: String, client: String? = nil) -> Result<OrderReply, KamiError> {
         let waiter = Waiter<OrderReply>()
         commit(order: order, paymentRef: paymentRef, client: client) { waiter.set($0) }
         return waiter.wait()
     }
 
     /// `issue`, waiting for the result.
-    public func issueSync(
+    func issueSync(
         order: String, user: String, sku: String, units: Int = 1, paymentRef: String, client: String? = nil
     ) -> Result<OrderReply, KamiError> {
         let waiter = Waiter<OrderReply>()
@@ -34,24 +34,24 @@ extension Engine {
     }
 
     /// `release`, waiting for the result.
-    public func releaseSync(order: String) -> Result<OrderReply, KamiError> {
+    func releaseSync(order: String) -> Result<OrderReply, KamiError> {
         let waiter = Waiter<OrderReply>()
         release(order: order) { waiter.set($0) }
         return waiter.wait()
     }
 
     /// `refund`, waiting for the result.
-    public func refundSync(order: String) -> Result<OrderReply, KamiError> {
+    func refundSync(order: String) -> Result<OrderReply, KamiError> {
         let waiter = Waiter<OrderReply>()
         refund(order: order) { waiter.set($0) }
         return waiter.wait()
     }
 }
 
-extension Engine {
+extension EngineCore {
     /// Returns once every mutation submitted before the call is durable and its completion has
     /// run (a job queued behind them on the writer).
-    public func barrier() {
+    func barrier() {
         _ = try? store.writer.perform { (_: inout WriterContext) throws(KamiError) in () }
     }
 }

@@ -38,36 +38,36 @@ final class Dispatcher: Sendable {
             case .ping:
                 done(Reply(id: id, result: .success(.empty)))
             case .reserve:
-                engine.reserve(
+                engine.storefront.reserve(
                     order: try need(request.order, "order"), user: try need(request.user, "user"),
                     sku: try need(request.sku, "sku"), units: request.qty ?? 1, ttlMs: request.ttlMs.flatMap { $0 == 0 ? nil : $0 },
                     client: client, completion: finish)
             case .commit:
-                engine.commit(order: try need(request.order, "order"), paymentRef: try need(request.paymentRef, "payment_ref"),
+                engine.storefront.commit(order: try need(request.order, "order"), paymentRef: try need(request.paymentRef, "payment_ref"),
                               client: client, completion: finish)
             case .issue:
-                engine.issue(
+                engine.storefront.issue(
                     order: try need(request.order, "order"), user: try need(request.user, "user"),
                     sku: try need(request.sku, "sku"), units: request.qty ?? 1,
                     paymentRef: try need(request.paymentRef, "payment_ref"), client: client, completion: finish)
             case .release:
-                engine.release(order: try need(request.order, "order"), client: client, completion: finish)
+                engine.storefront.release(order: try need(request.order, "order"), client: client, completion: finish)
             case .order:
-                done(Reply(id: id, result: .success(.order(WireMapping.wire(try engine.order(try need(request.order, "order")))))))
+                done(Reply(id: id, result: .success(.order(WireMapping.wire(try engine.queries.order(try need(request.order, "order")))))))
             case .entitlements:
-                let page = try engine.entitlements(
+                let page = try engine.queries.entitlements(
                     user: try need(request.user, "user"), withSecrets: true, limit: request.limit, cursor: request.cursor)
                 done(Reply(id: id, result: .success(.codes(page.items.map(WireMapping.wire), nextCursor: page.nextCursor))))
             case .stock:
-                let stock = try engine.stock(sku: try need(request.sku, "sku"))
+                let stock = try engine.queries.stock(sku: try need(request.sku, "sku"))
                 done(Reply(id: id, result: .success(.stock(WireStock(
                     sku: stock.skuKey, available: Int64(stock.available), reserved: Int64(stock.reserved),
                     issued: Int64(stock.issued), voided: Int64(stock.voided), imported: Int64(stock.imported))))))
             case .refund:
-                engine.refund(order: try need(request.order, "order"), client: client, completion: finish)
+                engine.storefront.refund(order: try need(request.order, "order"), client: client, completion: finish)
             case .jobs:
                 // Answered at once, never queued behind the import it reports on.
-                done(Reply(id: id, result: .success(.fields([("jobs", .array(engine.currentJob.map {
+                done(Reply(id: id, result: .success(.fields([("jobs", .array(engine.queries.currentJob.map {
                     [WireMapping.wire($0, nowMs: engine.nowMs)] } ?? []))]))))
             case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew:
                 operatorQueue.async { [self] in

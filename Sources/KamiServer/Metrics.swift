@@ -140,8 +140,8 @@ public final class Metrics: Sendable {
 
         out.family("kami_stock_codes", "gauge", "Codes per SKU and state.")
         var skus: [(String, StockReply)] = []
-        for sku in engine.skus() {
-            if let stock = try? engine.stock(sku: sku.key) { skus.append((sku.key, stock)) }
+        for sku in engine.queries.skus() {
+            if let stock = try? engine.queries.stock(sku: sku.key) { skus.append((sku.key, stock)) }
         }
         for (key, stock) in skus {
             for (state, value) in [("available", stock.available), ("reserved", stock.reserved),

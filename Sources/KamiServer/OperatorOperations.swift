@@ -17,7 +17,7 @@ struct OperatorOperations: Sendable {
     func operate(_ request: Request) throws(KamiError) -> ReplyBody {
         switch request.op {
         case .skuSet:
-            let sku = try engine.setSku(SkuDefinition(
+            let sku = try engine.admin.setSku(SkuDefinition(
                 key: try need(request.sku, "sku"), name: request.name, priceCents: request.priceCents,
                 perUserLimit: request.perUserLimit, activationURLTemplate: request.activationURL))
             return .fields([
@@ -26,7 +26,7 @@ struct OperatorOperations: Sendable {
                 ("activation_url", sku.activationURLTemplate.map { .string($0) } ?? .null),
             ])
         case .importCSV:
-            let report = try engine.importCSV(
+            let report = try engine.admin.importCSV(
                 path: try need(request.path, "path"), sku: try need(request.sku, "sku"), batch: request.batch,
                 dryRun: request.dryRun ?? false)
             let shown = report.rejected.prefix(OperatorOperations.rejectedRowsShownMax).map { row -> JSONValue in
@@ -41,23 +41,23 @@ struct OperatorOperations: Sendable {
         case .void:
             let report: VoidReport
             if let code = request.codeID {
-                report = try engine.void(code: code)
+                report = try engine.admin.void(code: code)
             } else {
-                report = try engine.void(batch: try need(request.batch, "code_id or batch"))
+                report = try engine.admin.void(batch: try need(request.batch, "code_id or batch"))
             }
             return .fields([
                 ("voided", .int(Int64(report.voided))), ("already_voided", .int(Int64(report.alreadyVoided))),
                 ("skipped_reserved", .int(Int64(report.skippedReserved))),
             ])
         case .export:
-            let count = try engine.exportCSV(
+            let count = try engine.admin.exportCSV(
                 sku: try need(request.sku, "sku"), to: try need(request.path, "path"), withSecrets: request.withSecrets ?? false,
                 replace: request.replace ?? false)
             return .fields([("exported", .int(Int64(count))), ("path", .string(request.path ?? ""))])
         case .stats:
             let writer = engine.storage.writer.stats
-            let skus = try engine.skus().map { sku throws(KamiError) -> JSONValue in
-                let stock = try engine.stock(sku: sku.key)
+            let skus = try engine.queries.skus().map { sku throws(KamiError) -> JSONValue in
+                let stock = try engine.queries.stock(sku: sku.key)
                 return .object([
                     ("sku", .string(sku.key)), ("available", .int(Int64(stock.available))),
                     ("reserved", .int(Int64(stock.reserved))), ("issued", .int(Int64(stock.issued))),
@@ -70,14 +70,14 @@ struct OperatorOperations: Sendable {
                 ("commit_largest_batch", .int(Int64(writer.largestBatch))), ("skus", .array(skus)),
             ])
         case .verify:
-            let violations = try engine.verify()
+            let violations = try engine.admin.verify()
             return .fields([
                 ("violations", .array(violations.map { .object([("invariant", .string($0.invariant)), ("detail", .string($0.detail))]) })),
                 ("clean", .bool(violations.isEmpty)),
             ])
         case .skuList:
-            let skus = try engine.skus().map { sku throws(KamiError) -> JSONValue in
-                let stock = try engine.stock(sku: sku.key)
+            let skus = try engine.queries.skus().map { sku throws(KamiError) -> JSONValue in
+                let stock = try engine.queries.stock(sku: sku.key)
                 return .object([
                     ("sku", .string(sku.key)), ("name", .string(sku.name)), ("price_cents", .int(sku.priceCents)),
                     ("per_user_limit", .int(Int64(sku.perUserLimit))),

@@ -69,13 +69,13 @@ final class LedgerTests: XCTestCase {
         do {
             let engine = try Engine(config: EngineConfig(directory: directory, sealer: Sealer(key: MasterKey.random())))
             defer { engine.close() }
-            _ = try engine.setSku(SkuDefinition(key: "hot", name: "Hot", priceCents: nil, perUserLimit: 1,
+            _ = try engine.admin.setSku(SkuDefinition(key: "hot", name: "Hot", priceCents: nil, perUserLimit: 1,
                                                 activationURLTemplate: nil))
             let rows = (0..<5).map { ImportItem.row(CodeRow(line: $0 + 2, secret: Secret("S-\($0)"), cardNumber: nil,
                                                             costCents: nil, expiresAtMs: nil, batch: nil)) }
-            _ = try engine.importCodes(sku: "hot", source: ArrayRowSource(rows), label: "test")
+            _ = try engine.admin.importCodes(sku: "hot", source: ArrayRowSource(rows), label: "test")
             for n in 0..<3 {
-                let order = try engine.issueSync(order: "o\(n)", user: "u\(n)", sku: "hot", units: 1, paymentRef: "p").get()
+                let order = try engine.storefront.issueSync(order: "o\(n)", user: "u\(n)", sku: "hot", units: 1, paymentRef: "p").get()
                 acknowledged["o\(n)"] = order.codeIDs.map(String.init)
             }
         }

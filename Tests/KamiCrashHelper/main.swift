@@ -45,16 +45,16 @@ let output = Locked<Void>(())
 }
 
 do {
-    if engine.skus().isEmpty {
-        _ = try engine.setSku(SkuDefinition(key: "hot", name: "Hot", priceCents: 100, perUserLimit: 1))
-        _ = try engine.setSku(SkuDefinition(key: "side", name: "Side", priceCents: 100, perUserLimit: 0))
-        _ = try engine.setSku(SkuDefinition(key: "pack", name: "Pack", priceCents: 150, perUserLimit: 0,
+    if engine.queries.skus().isEmpty {
+        _ = try engine.admin.setSku(SkuDefinition(key: "hot", name: "Hot", priceCents: 100, perUserLimit: 1))
+        _ = try engine.admin.setSku(SkuDefinition(key: "side", name: "Side", priceCents: 100, perUserLimit: 0))
+        _ = try engine.admin.setSku(SkuDefinition(key: "pack", name: "Pack", priceCents: 150, perUserLimit: 0,
                                             components: [("hot", 1), ("side", 1)]))
     }
     // Every run tops the stock up, so that later kill cycles still sell.
     for sku in ["hot", "side"] {
             let rows = (0..<codes).map { ImportItem.row(CodeRow(line: $0 + 2, secret: Secret("\(sku)-\($0)-\(seed)"))) }
-        _ = try engine.importCodes(sku: sku, source: ArrayRowSource(rows), label: "crash-setup")
+        _ = try engine.admin.importCodes(sku: sku, source: ArrayRowSource(rows), label: "crash-setup")
     }
 } catch {
     FileHandle.standardError.write("setup: \(error)\n".data(using: .utf8)!)
@@ -92,16 +92,16 @@ for worker in 0..<threads {
             let sku = roll == 0 ? "pack" : "hot"
             if roll < 6 {
                 say("SENT \(order) \(user) \(sku) issue")
-                ack(engine.issueSync(order: order, user: user, sku: sku, paymentRef: "pay-\(order)"))
+                ack(engine.storefront.issueSync(order: order, user: user, sku: sku, paymentRef: "pay-\(order)"))
             } else {
                 say("SENT \(order) \(user) \(sku) reserve")
-                let held = engine.reserveSync(order: order, user: user, sku: sku, ttlMs: 2_000)
+                let held = engine.storefront.reserveSync(order: order, user: user, sku: sku, ttlMs: 2_000)
                 ack(held)
                 guard case .success = held else { continue }
                 if roll < 9 {
-                    ack(engine.commitSync(order: order, paymentRef: "pay-\(order)"))
+                    ack(engine.storefront.commitSync(order: order, paymentRef: "pay-\(order)"))
                 } else {
-                    ack(engine.releaseSync(order: order))
+                    ack(engine.storefront.releaseSync(order: order))
                 }
             }
         }

@@ -19,7 +19,7 @@ final class ConcurrencyTests: XCTestCase {
                 for n in 0..<500 {
                     let user = "u\((thread * 500 + n) % 3_000)"
                     let order = "o\(thread)-\(n)"
-                    switch engine.issueSync(order: order, user: user, sku: "hot", paymentRef: "p") {
+                    switch engine.storefront.issueSync(order: order, user: user, sku: "hot", paymentRef: "p") {
                     case .success(let reply): winners.withLock { $0[order] = reply.codeIDs }
                     case .failure(let error): outcomes.withLock { $0[error.code, default: 0] += 1 }
                     }
@@ -30,7 +30,7 @@ final class ConcurrencyTests: XCTestCase {
             XCTAssertEqual(codes.count, 500, "\(pool): every code sold, none oversold")
             XCTAssertEqual(Set(codes).count, codes.count, "\(pool): no code issued twice")
             XCTAssertEqual(outcomes.withLock { $0[.soldOut, default: 0] + $0[.limitReached, default: 0] }, 3_500)
-            XCTAssertEqual(try h.engine.stock(sku: "hot").available, 0)
+            XCTAssertEqual(try h.engine.queries.stock(sku: "hot").available, 0)
             h.assertInvariants()
         }
     }
@@ -42,14 +42,14 @@ final class ConcurrencyTests: XCTestCase {
         DispatchQueue.concurrentPerform(iterations: 6) { thread in
             if thread % 2 == 0 {
                 let rows = (0..<200).map { ImportItem.row(CodeRow(line: $0 + 2, secret: Secret("t\(thread)-\($0)"))) }
-                XCTAssertEqual(try? engine.importCodes(sku: "vip", source: ArrayRowSource(rows), label: "t").imported, 200)
+                XCTAssertEqual(try? engine.admin.importCodes(sku: "vip", source: ArrayRowSource(rows), label: "t").imported, 200)
             } else {
                 // Two threads create the same new SKU at once: one creates it, the other updates it.
-                XCTAssertNotNil(try? engine.setSku(SkuDefinition(key: "new", name: "N\(thread)")))
+                XCTAssertNotNil(try? engine.admin.setSku(SkuDefinition(key: "new", name: "N\(thread)")))
             }
         }
-        XCTAssertEqual(try h.engine.stock(sku: "vip").available, 601)
-        XCTAssertEqual(h.engine.skus().filter { $0.key == "new" }.count, 1)
+        XCTAssertEqual(try h.engine.queries.stock(sku: "vip").available, 601)
+        XCTAssertEqual(h.engine.queries.skus().filter { $0.key == "new" }.count, 1)
         h.assertInvariants()
     }
 
@@ -61,8 +61,8 @@ final class ConcurrencyTests: XCTestCase {
         let traffic = Thread {
             var n = 0
             while !stop.isSet {
-                _ = engine.reserveSync(order: "t-\(n)", user: "u\(n % 50)", sku: "vip")
-                _ = engine.releaseSync(order: "t-\(n)")
+                _ = engine.storefront.reserveSync(order: "t-\(n)", user: "u\(n % 50)", sku: "vip")
+                _ = engine.storefront.releaseSync(order: "t-\(n)")
                 n += 1
             }
         }
@@ -70,7 +70,7 @@ final class ConcurrencyTests: XCTestCase {
         var dbViolations: [Violation] = []
         for _ in 0..<30 {
             // Memory is compared at rest only; everything read from the database must agree.
-            dbViolations += try h.engine.verify().filter { $0.invariant != "memory" }
+            dbViolations += try h.engine.admin.verify().filter { $0.invariant != "memory" }
         }
         stop.set()
         XCTAssertEqual(dbViolations, [])

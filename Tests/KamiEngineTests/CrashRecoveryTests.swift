@@ -86,7 +86,7 @@ final class CrashRecoveryTests: XCTestCase {
         XCTAssertEqual(try engine.storage.integrityCheck(), "ok", context)
         var owner: [CodeID: String] = [:]
         for (orderID, ack) in acked {
-            let order = try engine.order(orderID)
+            let order = try engine.queries.order(orderID)
             switch ack.state {
             case "committed":
                 XCTAssertTrue(order.state == .committed || order.state == .refunded, "\(orderID) lost its commit; \(context)")
@@ -108,8 +108,8 @@ final class CrashRecoveryTests: XCTestCase {
         }
         // Unknown outcomes: retrying with the same order id gives the same codes or a clean answer.
         for (orderID, sent) in unknown.sorted(by: { $0.key < $1.key }).prefix(8) where sent.op == "issue" {
-            let before = try? engine.order(orderID)
-            let retry = engine.issueSync(order: orderID, user: sent.user, sku: sent.sku, paymentRef: "pay-\(orderID)")
+            let before = try? engine.queries.order(orderID)
+            let retry = engine.storefront.issueSync(order: orderID, user: sent.user, sku: sent.sku, paymentRef: "pay-\(orderID)")
             switch retry {
             case .success(let reply):
                 if let before, before.state == .committed { XCTAssertEqual(reply.codeIDs, before.codeIDs, context) }
@@ -119,8 +119,8 @@ final class CrashRecoveryTests: XCTestCase {
             }
             unknown[orderID] = nil
         }
-        engine.barrier()
-        let violations = try engine.verify()
+        engine.admin.barrier()
+        let violations = try engine.admin.verify()
         XCTAssertEqual(violations, [], context)
     }
 }

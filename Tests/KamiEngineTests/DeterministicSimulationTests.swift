@@ -206,8 +206,8 @@ final class Simulation {
         default:
             h.clock.advance(ms: Int64(100 + random(1_500)))
             let faults = faultCount()
-            _ = h.engine.expireDue()
-            h.engine.barrier() // the expiries are queued writes: wait for them
+            _ = h.engine.storefront.expireDue()
+            h.engine.admin.barrier() // the expiries are queued writes: wait for them
             mix("expire")
             if faultCount() != faults {
                 // A failed expiry write may still reach the disk: those holds are in doubt.
@@ -237,14 +237,14 @@ final class Simulation {
         let (id, user, sku) = newOrder()
         let units = 1 + (random(4) == 0 ? 1 : 0)
         let faults = faultCount()
-        let result = call { h.engine.issue(order: id, user: user, sku: sku, units: units, paymentRef: "p", completion: $0) }
+        let result = call { h.engine.storefront.issue(order: id, user: user, sku: sku, units: units, paymentRef: "p", completion: $0) }
         apply(result, id: id, user: user, sku: sku, units: units, op: "issue", faultsBefore: faults, step: step)
     }
 
     private func reserveNew(_ step: Int) {
         let (id, user, sku) = newOrder()
         let faults = faultCount()
-        let result = call { h.engine.reserve(order: id, user: user, sku: sku, units: 1, ttlMs: Int64(1_000 + random(3_000)),
+        let result = call { h.engine.storefront.reserve(order: id, user: user, sku: sku, units: 1, ttlMs: Int64(1_000 + random(3_000)),
                                              completion: $0) }
         apply(result, id: id, user: user, sku: sku, units: 1, op: "reserve", faultsBefore: faults, step: step)
     }
@@ -262,7 +262,7 @@ final class Simulation {
     private func retryExisting(_ step: Int) {
         guard let id = pick([.committed, .reserved]), let order = orders[id] else { return issueNew(step) }
         let faults = faultCount()
-        let result = call { h.engine.issue(order: id, user: order.user, sku: order.sku, units: order.units, paymentRef: "p",
+        let result = call { h.engine.storefront.issue(order: id, user: order.user, sku: order.sku, units: order.units, paymentRef: "p",
                                            completion: $0) }
         if order.state == .committed, let reply = result.value, reply.codeIDs != order.codes {
             fail("step \(step): retry of \(id) answered \(reply.codeIDs), first \(order.codes)")
@@ -273,7 +273,7 @@ final class Simulation {
     private func commitReserved(_ step: Int) {
         guard let id = pick([.reserved]), let order = orders[id] else { return reserveNew(step) }
         let faults = faultCount()
-        let result = call { h.engine.commit(order: id, paymentRef: "p", completion: $0) }
+        let result = call { h.engine.storefront.commit(order: id, paymentRef: "p", completion: $0) }
         if let reply = result.value, reply.state == .committed, reply.codeIDs != order.codes {
             fail("step \(step): commit of \(id) gave \(reply.codeIDs), held \(order.codes)")
         }
@@ -283,20 +283,20 @@ final class Simulation {
     private func releaseReserved(_ step: Int) {
         guard let id = pick([.reserved]), let order = orders[id] else { return }
         let faults = faultCount()
-        let result = call { h.engine.release(order: id, completion: $0) }
+        let result = call { h.engine.storefront.release(order: id, completion: $0) }
         apply(result, id: id, user: order.user, sku: order.sku, units: order.units, op: "release", faultsBefore: faults, step: step)
     }
 
     private func refundCommitted(_ step: Int) {
         guard let id = pick([.committed]), let order = orders[id] else { return }
         let faults = faultCount()
-        let result = call { h.engine.refund(order: id, completion: $0) }
+        let result = call { h.engine.storefront.refund(order: id, completion: $0) }
         apply(result, id: id, user: order.user, sku: order.sku, units: order.units, op: "refund", faultsBefore: faults, step: step)
     }
 
     private func conflicting(_ step: Int) {
         guard let id = pick([.committed, .reserved]), let order = orders[id] else { return }
-        let result = call { h.engine.issue(order: id, user: order.user + "x", sku: order.sku, units: order.units,
+        let result = call { h.engine.storefront.issue(order: id, user: order.user + "x", sku: order.sku, units: order.units,
                                            paymentRef: "p", completion: $0) }
         mix("conflict \(id) \(result.failure?.code.rawValue ?? "ok")")
         if result.failure?.code != .conflict { fail("step \(step): other arguments under \(id) answered \(result)") }
@@ -346,7 +346,7 @@ final class Simulation {
     /// for orders whose outcome the client does not know), checking that it is consistent.
     private func adopt(_ id: String, step: Int) {
         do {
-            let reply = try h.engine.order(id)
+            let reply = try h.engine.queries.order(id)
             let previous = orders[id]
             record(reply, user: previous?.user ?? reply.user, sku: previous?.sku ?? reply.skuKey,
                    units: previous?.units ?? reply.units, step: step)
@@ -403,7 +403,7 @@ final class Simulation {
     /// Stock counts against the model, after every step.
     private func checkCounts(_ step: Int) {
         for sku in skus {
-            guard let stock = try? h.engine.stock(sku: sku) else { return fail("step \(step): no stock for \(sku)") }
+            guard let stock = try? h.engine.queries.stock(sku: sku) else { return fail("step \(step): no stock for \(sku)") }
             if stock.available + stock.reserved + stock.issued + stock.voided != stock.imported {
                 fail("step \(step): \(sku) conservation broken: \(stock)")
             }
@@ -428,12 +428,12 @@ final class Simulation {
     /// machine dies. After recovery the client retries and must get the same codes.
     private func crashAfterLostReply(_ step: Int) {
         let (id, user, sku) = newOrder()
-        let result = call { h.engine.issue(order: id, user: user, sku: sku, units: 1, paymentRef: "p", completion: $0) }
+        let result = call { h.engine.storefront.issue(order: id, user: user, sku: sku, units: 1, paymentRef: "p", completion: $0) }
         mix("lost-reply \(id)")
         if result.failure?.code == .unavailable { failedSinceCrash.append(id) }
         crash(step: step, tear: true)
         let faults = faultCount()
-        let retry = call { h.engine.issue(order: id, user: user, sku: sku, units: 1, paymentRef: "p", completion: $0) }
+        let retry = call { h.engine.storefront.issue(order: id, user: user, sku: sku, units: 1, paymentRef: "p", completion: $0) }
         if let first = result.value, first.state == .committed {
             totals.lostReplies += 1
             guard let again = retry.value else { return fail("step \(step): retry of committed \(id) failed: \(retry)") }
@@ -461,7 +461,7 @@ final class Simulation {
         let doubtful = Set(failedSinceCrash)
         for id in orderIDs where !doubtful.contains(id) {
             guard let model = orders[id] else { continue }
-            guard let found = try? h.engine.order(id) else {
+            guard let found = try? h.engine.queries.order(id) else {
                 fail("step \(step): acknowledged \(id) (\(model.state)) lost in the crash")
                 continue
             }
@@ -473,7 +473,7 @@ final class Simulation {
         for id in failedSinceCrash { adopt(id, step: step) }
         failedSinceCrash.removeAll()
         do {
-            let violations = try h.engine.verify()
+            let violations = try h.engine.admin.verify()
             if !violations.isEmpty { fail("step \(step): after the crash: \(violations)") }
         } catch {
             fail("step \(step): verify after the crash: \(error)")

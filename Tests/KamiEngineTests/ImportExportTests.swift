@@ -16,21 +16,21 @@ final class ImportExportTests: XCTestCase {
 
     func testUtf8WithBomAndChineseHeadersImportsAndDuplicatesAreReportedByLine() throws {
         let h = Harness()
-        _ = try h.engine.setSku(SkuDefinition(key: "vip", name: "VIP"))
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "vip", name: "VIP"))
         let csv = "\u{FEFF}卡号,卡密,成本,有效期,批次\r\n6200,AAA-111,12.50,2027-01-31,第一批\r\n\r\n6201,\"BBB,222\",3,2027-02-01,\"第一批\"\r\n"
             + "6202,AAA-111,1,2027-01-01,第一批\r\n6203,=cmd|' /C calc'!A0,1,2027-01-01,\"two\r\nlines\"\r\n"
             + "6204,CCC-333,1,2027-01-01,第一批\r\n"
-        let report = try h.engine.importCSV(path: write(Array(csv.utf8), in: h), sku: "vip")
+        let report = try h.engine.admin.importCSV(path: write(Array(csv.utf8), in: h), sku: "vip")
         XCTAssertEqual(report.imported, 3)
         XCTAssertEqual(report.rejected.map(\.line), [5, 6], "line numbers stay right after a quoted newline")
         XCTAssertTrue(report.rejected[0].reason.contains("duplicate of line 2"), report.rejected[0].reason)
         XCTAssertFalse(report.rejected.map(\.reason).joined().contains("AAA"), "reasons never echo a secret")
         XCTAssertFalse(report.rejected.map(\.reason).joined().contains("cmd"), "reasons never echo a secret")
-        let issued = try h.engine.issueSync(order: "o", user: "u", sku: "vip", units: 3, paymentRef: "p").get()
+        let issued = try h.engine.storefront.issueSync(order: "o", user: "u", sku: "vip", units: 3, paymentRef: "p").get()
         XCTAssertEqual(Set(issued.codes.map { $0.secret.reveal() }), ["AAA-111", "BBB,222", "CCC-333"])
         XCTAssertEqual(Set(issued.codes.compactMap(\.cardNumber)), ["6200", "6201", "6204"])
         // The same file again: everything is a duplicate of a stored code, nothing is imported twice.
-        let again = try h.engine.importCSV(path: h.directory + "/codes.csv", sku: "vip")
+        let again = try h.engine.admin.importCSV(path: h.directory + "/codes.csv", sku: "vip")
         XCTAssertEqual(again.imported, 0)
         XCTAssertTrue(again.rejected.allSatisfy { $0.reason.contains("duplicate") || $0.reason.contains("formula") },
                       "\(again.rejected)")
@@ -39,70 +39,70 @@ final class ImportExportTests: XCTestCase {
 
     func testGbkFileFromChineseExcel() throws {
         let h = Harness()
-        _ = try h.engine.setSku(SkuDefinition(key: "vip", name: "VIP"))
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "vip", name: "VIP"))
         // "卡密,批次\r\nGBK-CODE-1,一\r\nGBK-CODE-2,一\r\n" in GBK: 卡密 = BF A8 C3 DC, 批次 = C5 FA B4 CE, 一 = D2 BB.
         var bytes: [UInt8] = [0xBF, 0xA8, 0xC3, 0xDC, 0x2C, 0xC5, 0xFA, 0xB4, 0xCE, 0x0D, 0x0A]
         bytes += Array("GBK-CODE-1,".utf8) + [0xD2, 0xBB, 0x0D, 0x0A]
         bytes += Array("GBK-CODE-2,".utf8) + [0xD2, 0xBB, 0x0D, 0x0A]
-        let report = try h.engine.importCSV(path: write(bytes, in: h), sku: "vip")
+        let report = try h.engine.admin.importCSV(path: write(bytes, in: h), sku: "vip")
         XCTAssertEqual(report.imported, 2, "\(report.rejected)")
-        let voided = try h.engine.void(batch: "一")
+        let voided = try h.engine.admin.void(batch: "一")
         XCTAssertEqual(voided.voided, 2, "the batch name was decoded from GBK")
     }
 
     func testBrokenFilesAreRejectedWithAClearErrorAndImportNothing() throws {
         let h = Harness()
-        _ = try h.engine.setSku(SkuDefinition(key: "vip", name: "VIP"))
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "vip", name: "VIP"))
         let noSecret = write(Array("card_number,batch\n1,2\n".utf8), in: h, name: "a.csv")
-        XCTAssertThrowsError(try h.engine.importCSV(path: noSecret, sku: "vip")) { error in
+        XCTAssertThrowsError(try h.engine.admin.importCSV(path: noSecret, sku: "vip")) { error in
             XCTAssertEqual((error as? KamiError)?.code, .badRequest)
             XCTAssertTrue("\(error)".contains("secret"), "\(error)")
         }
-        XCTAssertThrowsError(try h.engine.importCSV(path: h.directory + "/missing.csv", sku: "vip")) { error in
+        XCTAssertThrowsError(try h.engine.admin.importCSV(path: h.directory + "/missing.csv", sku: "vip")) { error in
             XCTAssertTrue("\(error)".contains("missing.csv"), "\(error)")
         }
         // NUL bytes, a 10 MB line, invalid UTF-8: those rows are rejected, the others imported.
         var bytes = Array("secret,batch\nGOOD-1,b\nBAD\u{0}NUL,b\n".utf8)
         bytes += [UInt8](repeating: UInt8(ascii: "x"), count: 10 * 1024 * 1024) + Array(",b\n".utf8)
         bytes += Array("GOOD-2,b\n".utf8) + [0x42, 0xFF, 0xFE, 0x2C, 0x62, 0x0A] + Array("GOOD-3,b\n".utf8)
-        let report = try h.engine.importCSV(path: write(bytes, in: h, name: "b.csv"), sku: "vip")
+        let report = try h.engine.admin.importCSV(path: write(bytes, in: h, name: "b.csv"), sku: "vip")
         XCTAssertEqual(report.imported, 3, "\(report.rejected)")
         XCTAssertEqual(report.rejected.map(\.line), [3, 4, 6])
-        XCTAssertEqual(try h.engine.stock(sku: "vip").available, 3)
+        XCTAssertEqual(try h.engine.queries.stock(sku: "vip").available, 3)
         h.assertInvariants()
     }
 
     func testDryRunImportsNothing() throws {
         let h = Harness()
-        _ = try h.engine.setSku(SkuDefinition(key: "vip", name: "VIP"))
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "vip", name: "VIP"))
         let path = write(Array("secret\nA\nB\nA\n".utf8), in: h)
-        let report = try h.engine.importCSV(path: path, sku: "vip", dryRun: true)
+        let report = try h.engine.admin.importCSV(path: path, sku: "vip", dryRun: true)
         XCTAssertEqual([report.imported, report.rejectedCount], [2, 1])
-        XCTAssertEqual(try h.engine.stock(sku: "vip").imported, 0)
-        XCTAssertEqual(try h.engine.importCSV(path: path, sku: "vip").imported, 2)
+        XCTAssertEqual(try h.engine.queries.stock(sku: "vip").imported, 0)
+        XCTAssertEqual(try h.engine.admin.importCSV(path: path, sku: "vip").imported, 2)
         h.assertInvariants()
     }
 
     func testExportHasSecretsOnlyWhenAsked() throws {
         let h = Harness()
         let secrets = h.stockSku("vip", count: 5, batch: "B")
-        _ = try h.engine.issueSync(order: "o", user: "u", sku: "vip", paymentRef: "p").get()
+        _ = try h.engine.storefront.issueSync(order: "o", user: "u", sku: "vip", paymentRef: "p").get()
         let plain = h.directory + "/plain.csv"
-        XCTAssertEqual(try h.engine.exportCSV(sku: "vip", to: plain), 5)
+        XCTAssertEqual(try h.engine.admin.exportCSV(sku: "vip", to: plain), 5)
         let text = try String(contentsOfFile: plain, encoding: .utf8)
         for secret in secrets.values { XCTAssertFalse(text.contains(secret), "secret in a plain export") }
         XCTAssertTrue(text.contains("issued"))
         XCTAssertEqual(text.utf8.filter { $0 == UInt8(ascii: "\n") }.count, 6, "header and 5 rows")
         let full = h.directory + "/full.csv"
-        XCTAssertEqual(try h.engine.exportCSV(sku: "vip", to: full, withSecrets: true), 5)
+        XCTAssertEqual(try h.engine.admin.exportCSV(sku: "vip", to: full, withSecrets: true), 5)
         let withSecrets = try String(contentsOfFile: full, encoding: .utf8)
         for secret in secrets.values { XCTAssertTrue(withSecrets.contains(secret)) }
         let mode = try FileManager.default.attributesOfItem(atPath: full)[.posixPermissions] as? Int
         XCTAssertEqual(mode, 0o600)
-        XCTAssertThrowsError(try h.engine.exportCSV(sku: "vip", to: full), "never overwrites")
+        XCTAssertThrowsError(try h.engine.admin.exportCSV(sku: "vip", to: full), "never overwrites")
         // The exported file imports back into another SKU as duplicates (fingerprints are per database).
-        _ = try h.engine.setSku(SkuDefinition(key: "copy", name: "Copy"))
-        let back = try h.engine.importCSV(path: full, sku: "copy")
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "copy", name: "Copy"))
+        let back = try h.engine.admin.importCSV(path: full, sku: "copy")
         XCTAssertEqual(back.imported, 0)
         XCTAssertEqual(back.rejectedCount, 5)
         h.assertInvariants()
@@ -123,11 +123,11 @@ final class ImportExportTests: XCTestCase {
                 return (error as? KamiError)?.message ?? "\(error)"
             }
         }
-        XCTAssertTrue(message { try h.engine.exportCSV(sku: "nope", to: target, replace: true) }.contains("nope"))
+        XCTAssertTrue(message { try h.engine.admin.exportCSV(sku: "nope", to: target, replace: true) }.contains("nope"))
         XCTAssertEqual(try String(contentsOfFile: target, encoding: .utf8), "keep me\n", "an unknown SKU changes nothing")
-        XCTAssertTrue(message { try h.engine.exportCSV(sku: "vip", to: target) }.contains(target + " exists"))
+        XCTAssertTrue(message { try h.engine.admin.exportCSV(sku: "vip", to: target) }.contains(target + " exists"))
         XCTAssertEqual(try String(contentsOfFile: target, encoding: .utf8), "keep me\n", "never overwritten unasked")
-        XCTAssertEqual(try h.engine.exportCSV(sku: "vip", to: target, replace: true), 3)
+        XCTAssertEqual(try h.engine.admin.exportCSV(sku: "vip", to: target, replace: true), 3)
         let replaced = try String(contentsOfFile: target, encoding: .utf8)
         XCTAssertEqual(replaced.utf8.filter { $0 == UInt8(ascii: "\n") }.count, 4, "header and 3 rows")
         let mode = try FileManager.default.attributesOfItem(atPath: target)[.posixPermissions] as? Int
@@ -145,7 +145,7 @@ final class ImportExportTests: XCTestCase {
         for (path, kind, type) in [(link, "a symbolic link", S_IFLNK), (fifo, "a fifo", S_IFIFO),
                                    (directory, "a directory", S_IFDIR)] {
             for replace in [false, true] {
-                let text = message { try h.engine.exportCSV(sku: "vip", to: path, withSecrets: true, replace: replace) }
+                let text = message { try h.engine.admin.exportCSV(sku: "vip", to: path, withSecrets: true, replace: replace) }
                 XCTAssertTrue(text.contains(path) && text.contains(kind) && text.contains("not a regular file"), text)
                 var info = stat()
                 XCTAssertEqual(lstat(path, &info), 0)
@@ -153,7 +153,7 @@ final class ImportExportTests: XCTestCase {
             }
         }
         XCTAssertEqual(try String(contentsOfFile: victim, encoding: .utf8), "victim\n")
-        XCTAssertTrue(message { try h.engine.exportCSV(sku: "vip", to: h.directory + "/missing/x.csv") }
+        XCTAssertTrue(message { try h.engine.admin.exportCSV(sku: "vip", to: h.directory + "/missing/x.csv") }
             .contains(h.directory + "/missing"))
         let left = try FileManager.default.contentsOfDirectory(atPath: h.directory).filter { $0.contains("kami-export") }
         XCTAssertEqual(left, [], "no temporary file is left behind")
@@ -164,7 +164,7 @@ final class ImportExportTests: XCTestCase {
     func testMillionRowImportStreams() throws {
         let rows = ProcessInfo.processInfo.environment["KAMI_IMPORT_ROWS"].flatMap(Int.init) ?? 1_000_000
         let h = Harness()
-        _ = try h.engine.setSku(SkuDefinition(key: "bulk", name: "Bulk"))
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "bulk", name: "Bulk"))
         let path = h.directory + "/bulk.csv"
         FileManager.default.createFile(atPath: path, contents: nil)
         let file = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
@@ -180,14 +180,14 @@ final class ImportExportTests: XCTestCase {
         try file.close()
         let before = kami_peak_resident_bytes()
         let start = Date()
-        let report = try h.engine.importCSV(path: path, sku: "bulk")
+        let report = try h.engine.admin.importCSV(path: path, sku: "bulk")
         let seconds = Date().timeIntervalSince(start)
         let peakGrowth = kami_peak_resident_bytes() - before
         print("import: \(rows) rows in \(String(format: "%.1f", seconds)) s (\(Int(Double(rows) / seconds)) rows/s), "
               + "peak RSS growth \(peakGrowth / 1_048_576) MiB")
         XCTAssertEqual(report.imported, rows)
         XCTAssertEqual(report.rejectedCount, 0)
-        XCTAssertEqual(try h.engine.stock(sku: "bulk").available, rows)
+        XCTAssertEqual(try h.engine.queries.stock(sku: "bulk").available, rows)
         // Bounded: the file is ~50 MB; memory grows by the pool (8 B/code), the line table (4 B/row)
         // and SQLite's 64 MiB cache, not by the file. (Not under a sanitizer: its shadow memory
         // grows with everything the process touches.)

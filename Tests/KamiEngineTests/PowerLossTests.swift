@@ -87,7 +87,7 @@ final class PowerLossTests: XCTestCase {
                     n += 1
                     let orderID = "c\(cut)-w\(worker)-\(n)"
                     let done = DispatchSemaphore(value: 0)
-                    engine.issue(order: orderID, user: "u-\(orderID)", sku: "hot", units: 1, paymentRef: "pay") { outcome in
+                    engine.storefront.issue(order: orderID, user: "u-\(orderID)", sku: "hot", units: 1, paymentRef: "pay") { outcome in
                         if case .success(let reply) = outcome, reply.state == .committed {
                             if acks.record(orderID, reply.codeIDs) >= target, !powerOff.exchange(true, ordering: .acquiringAndReleasing) {
                                 FaultDisk.freeze(afterWrites: writesLeft)
@@ -111,7 +111,7 @@ final class PowerLossTests: XCTestCase {
             result.acknowledged += acked.count
             for (orderID, codes) in acked { everAcked[orderID] = codes }
             for (orderID, codes) in everAcked {
-                let order = try? h.engine.order(orderID)
+                let order = try? h.engine.queries.order(orderID)
                 if order?.state != .committed || order?.codeIDs != codes {
                     result.lost += 1
                     everAcked[orderID] = nil

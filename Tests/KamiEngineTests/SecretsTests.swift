@@ -12,7 +12,7 @@ final class SecretsTests: XCTestCase {
         let h = Harness(durability: .full)
         let secrets = Array(h.stockSku("vip", count: 20, limit: 2).values)
             + Array(h.stockSku("music", count: 5).values)
-        _ = try h.engine.setSku(SkuDefinition(key: "pack", name: "Pack", components: [("vip", 1), ("music", 1)]))
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "pack", name: "Pack", components: [("vip", 1), ("music", 1)]))
         var seen: [String] = []
         func note<T>(_ result: Result<T, KamiError>) {
             switch result {
@@ -21,23 +21,23 @@ final class SecretsTests: XCTestCase {
             }
         }
         for n in 0..<8 {
-            note(h.engine.issueSync(order: "i\(n)", user: "u\(n % 3)", sku: n % 2 == 0 ? "vip" : "pack", paymentRef: "p\(n)"))
-            note(h.engine.reserveSync(order: "r\(n)", user: "w\(n)", sku: "vip"))
-            note(h.engine.commitSync(order: "r\(n)", paymentRef: n % 3 == 0 ? "other" : "p"))
-            note(h.engine.commitSync(order: "r\(n)", paymentRef: "p"))
-            note(h.engine.issueSync(order: "i\(n)", user: "intruder", sku: "vip", paymentRef: "p\(n)"))
+            note(h.engine.storefront.issueSync(order: "i\(n)", user: "u\(n % 3)", sku: n % 2 == 0 ? "vip" : "pack", paymentRef: "p\(n)"))
+            note(h.engine.storefront.reserveSync(order: "r\(n)", user: "w\(n)", sku: "vip"))
+            note(h.engine.storefront.commitSync(order: "r\(n)", paymentRef: n % 3 == 0 ? "other" : "p"))
+            note(h.engine.storefront.commitSync(order: "r\(n)", paymentRef: "p"))
+            note(h.engine.storefront.issueSync(order: "i\(n)", user: "intruder", sku: "vip", paymentRef: "p\(n)"))
         }
-        note(h.engine.refundSync(order: "i0"))
-        note(h.engine.reserveSync(order: "bad order", user: "u", sku: "vip"))
-        let issued = try h.engine.order("i2")
+        note(h.engine.storefront.refundSync(order: "i0"))
+        note(h.engine.storefront.reserveSync(order: "bad order", user: "u", sku: "vip"))
+        let issued = try h.engine.queries.order("i2")
         XCTAssertFalse(issued.codes.isEmpty)
-        _ = try h.engine.void(code: issued.codeIDs[0])
+        _ = try h.engine.admin.void(code: issued.codeIDs[0])
         let export = h.directory + "/export.csv"
-        _ = try h.engine.exportCSV(sku: "vip", to: export)
+        _ = try h.engine.admin.exportCSV(sku: "vip", to: export)
         seen.append(try String(contentsOfFile: export, encoding: .utf8))
-        seen.append("\(try h.engine.verify())")
-        seen.append("\(try h.engine.stock(sku: "vip"))")
-        seen.append("\(try h.engine.entitlements(user: "u0"))")
+        seen.append("\(try h.engine.admin.verify())")
+        seen.append("\(try h.engine.queries.stock(sku: "vip"))")
+        seen.append("\(try h.engine.queries.entitlements(user: "u0"))")
         let audit = try h.engine.storage.read { db throws(SQLiteError) in
             let stmt = try db.prepare("SELECT event || ' ' || subject || ' ' || detail FROM audit")
             var lines: [String] = []

@@ -59,7 +59,7 @@ final class SimulationTests: XCTestCase {
         for (index, sku) in skus.enumerated() {
             h.stockSku(sku, count: 3_000, limit: index < 2 ? 1 : 0, batch: "batch-\(sku)")
         }
-        _ = try h.engine.setSku(SkuDefinition(key: "pack", name: "Pack", perUserLimit: 2, components: [("a", 1), ("c", 2)]))
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "pack", name: "Pack", perUserLimit: 2, components: [("a", 1), ("c", 2)]))
         let allSkus = skus + ["pack"]
         let ledger = Ledger()
         let opsDone = Counter()
@@ -69,15 +69,15 @@ final class SimulationTests: XCTestCase {
             let roundSeed = rng.next()
             let opsThisRound = min(SimulationTests.opsPerRound, totalOps - opsDone.value)
             runRound(h, round: round, seed: roundSeed, ops: opsThisRound, skus: allSkus, ledger: ledger, done: opsDone)
-            h.engine.barrier()
-            let violations = try h.engine.verify()
+            h.engine.admin.barrier()
+            let violations = try h.engine.admin.verify()
             XCTAssertEqual(Array(violations.prefix(5)), [], "round \(round), seed \(seed)")
             XCTAssertEqual(Array(ledger.problems.prefix(5)), [], "round \(round), seed \(seed)")
             if !violations.isEmpty || !ledger.problems.isEmpty { break }
             // Every acknowledged commit is still there, with its codes, on no other order.
             var owner: [CodeID: String] = [:]
             for (orderID, codes) in ledger.snapshot() {
-                let order = try h.engine.order(orderID)
+                let order = try h.engine.queries.order(orderID)
                 XCTAssertTrue(order.state == .committed || order.state == .refunded, "\(orderID) seed \(seed)")
                 XCTAssertEqual(order.codeIDs, codes, "\(orderID) seed \(seed)")
                 for code in codes {
@@ -91,7 +91,7 @@ final class SimulationTests: XCTestCase {
         }
         // And all of it survives a restart.
         h.reopen()
-        XCTAssertEqual(try h.engine.verify(), [], "after restart, seed \(seed)")
+        XCTAssertEqual(try h.engine.admin.verify(), [], "after restart, seed \(seed)")
         print("simulation: \(opsDone.value) operations in \(round) rounds; outcomes \(ledger.outcomes.sorted { $0.key < $1.key })")
         XCTAssertGreaterThan(ledger.outcomes["issue ok", default: 0], 1_000, "the simulation sold something")
         XCTAssertGreaterThan(ledger.outcomes["issue CONFLICT", default: 0] + ledger.outcomes["reserve CONFLICT", default: 0], 0)
@@ -126,28 +126,28 @@ final class SimulationTests: XCTestCase {
                 let roll = rng.next() % 100
                 switch roll {
                 case 0..<30:
-                    engine.issue(order: orderID, user: user, sku: sku, units: units, paymentRef: "pay-\(orderID)") {
+                    engine.storefront.issue(order: orderID, user: user, sku: sku, units: units, paymentRef: "pay-\(orderID)") {
                         ledger.record("issue", $0); finish()
                     }
                 case 30..<60:
-                    engine.reserve(order: orderID, user: user, sku: sku, units: units, ttlMs: 1_000 + Int64(n % 5) * 1_000) {
+                    engine.storefront.reserve(order: orderID, user: user, sku: sku, units: units, ttlMs: 1_000 + Int64(n % 5) * 1_000) {
                         ledger.record("reserve", $0); finish()
                     }
                 case 60..<80:
-                    engine.commit(order: orderID, paymentRef: "pay-\(orderID)") { ledger.record("commit", $0); finish() }
+                    engine.storefront.commit(order: orderID, paymentRef: "pay-\(orderID)") { ledger.record("commit", $0); finish() }
                 case 80..<90:
-                    engine.release(order: orderID) { ledger.record("release", $0); finish() }
+                    engine.storefront.release(order: orderID) { ledger.record("release", $0); finish() }
                 case 90..<93:
-                    engine.refund(order: orderID) { ledger.record("refund", $0); finish() }
+                    engine.storefront.refund(order: orderID) { ledger.record("refund", $0); finish() }
                 case 93..<98:
                     clock.advance(ms: 250)
-                    engine.expireDue()
+                    engine.storefront.expireDue()
                     finish()
                 default:
-                    if let reply = try? engine.order(orderID), let code = reply.codeIDs.first, rng.next() % 4 == 0 {
-                        _ = try? engine.void(code: code)
+                    if let reply = try? engine.queries.order(orderID), let code = reply.codeIDs.first, rng.next() % 4 == 0 {
+                        _ = try? engine.admin.void(code: code)
                     }
-                    _ = try? engine.stock(sku: sku)
+                    _ = try? engine.queries.stock(sku: sku)
                     finish()
                 }
             }

@@ -71,14 +71,14 @@ final class Harness {
     /// Creates a SKU and imports `count` codes named `<key>-<n>`; returns the secrets by code id.
     @discardableResult
     func stockSku(_ key: String, count: Int, limit: Int = 0, batch: String? = nil) -> [CodeID: String] {
-        _ = try! engine.setSku(SkuDefinition(key: key, name: key.uppercased(), priceCents: 990, perUserLimit: limit,
+        _ = try! engine.admin.setSku(SkuDefinition(key: key, name: key.uppercased(), priceCents: 990, perUserLimit: limit,
                                              activationURLTemplate: "https://example.test/activate?c={code_id}"))
         guard count > 0 else { return [:] }
         imports += 1
         let tag = imports
         let rows = (0..<count).map { ImportItem.row(CodeRow(line: $0 + 2, secret: Secret("\(key)-\(tag)-secret-\($0)"),
                                                              cardNumber: "card-\($0)", batch: batch)) }
-        let report = try! engine.importCodes(sku: key, source: ArrayRowSource(rows), label: "test")
+        let report = try! engine.admin.importCodes(sku: key, source: ArrayRowSource(rows), label: "test")
         precondition(report.imported == count, "imported \(report.imported) of \(count): \(report.rejected)")
         var secrets: [CodeID: String] = [:]
         for (offset, id) in report.codeIDs.enumerated() { secrets[id] = "\(key)-\(tag)-secret-\(offset)" }
@@ -86,8 +86,8 @@ final class Harness {
     }
 
     func assertInvariants(file: StaticString = #filePath, line: UInt = #line) {
-        engine.barrier()
-        let violations = try! engine.verify()
+        engine.admin.barrier()
+        let violations = try! engine.admin.verify()
         XCTAssertEqual(violations, [], "invariants broken: \(violations)", file: file, line: line)
     }
 }

@@ -31,59 +31,59 @@ final class TamperTests: XCTestCase {
         h.close()
         try flip(codeID, in: h)
         h.reopen()
-        let error = h.engine.issueSync(order: "o1", user: "u", sku: "vip", paymentRef: "p").failure
+        let error = h.engine.storefront.issueSync(order: "o1", user: "u", sku: "vip", paymentRef: "p").failure
         XCTAssertEqual(error?.code, .integrity)
         XCTAssertTrue(error?.message.contains("\(codeID)") ?? false, error?.message ?? "")
         XCTAssertFalse(error?.message.contains(secrets[codeID]!) ?? true)
-        XCTAssertThrowsError(try h.engine.order("o1"), "no order was created")
-        h.engine.barrier()
-        let stock = try h.engine.stock(sku: "vip")
+        XCTAssertThrowsError(try h.engine.queries.order("o1"), "no order was created")
+        h.engine.admin.barrier()
+        let stock = try h.engine.queries.stock(sku: "vip")
         XCTAssertEqual([stock.available, stock.voided], [0, 1], "the bad code is out of circulation")
-        XCTAssertEqual(h.engine.issueSync(order: "o1", user: "u", sku: "vip", paymentRef: "p").failure?.code, .soldOut)
+        XCTAssertEqual(h.engine.storefront.issueSync(order: "o1", user: "u", sku: "vip", paymentRef: "p").failure?.code, .soldOut)
         h.assertInvariants()
     }
 
     func testAReservedOrderWithATamperedCodeGetsAReplacementOnCommit() throws {
         let h = Harness()
         let secrets = h.stockSku("vip", count: 3)
-        let held = try h.engine.reserveSync(order: "o1", user: "u", sku: "vip", units: 2).get()
+        let held = try h.engine.storefront.reserveSync(order: "o1", user: "u", sku: "vip", units: 2).get()
         h.close()
         try flip(held.codeIDs[0], in: h)
         h.reopen()
-        let committed = try h.engine.commitSync(order: "o1", paymentRef: "p").get()
+        let committed = try h.engine.storefront.commitSync(order: "o1", paymentRef: "p").get()
         XCTAssertEqual(committed.codes.count, 2, "the paid order still gets two codes")
         XCTAssertFalse(committed.codeIDs.contains(held.codeIDs[0]))
         XCTAssertTrue(committed.codeIDs.contains(held.codeIDs[1]))
         for code in committed.codes { XCTAssertEqual(code.secret.reveal(), secrets[code.codeID]) }
-        let stock = try h.engine.stock(sku: "vip")
+        let stock = try h.engine.queries.stock(sku: "vip")
         XCTAssertEqual([stock.available, stock.reserved, stock.issued, stock.voided], [0, 0, 2, 1])
-        XCTAssertEqual(try h.engine.commitSync(order: "o1", paymentRef: "p").get().codes, committed.codes)
+        XCTAssertEqual(try h.engine.storefront.commitSync(order: "o1", paymentRef: "p").get().codes, committed.codes)
         h.assertInvariants()
     }
 
     func testATamperedCodeWithoutReplacementStockLeavesTheOrderReserved() throws {
         let h = Harness()
         h.stockSku("vip", count: 1)
-        let held = try h.engine.reserveSync(order: "o1", user: "u", sku: "vip").get()
+        let held = try h.engine.storefront.reserveSync(order: "o1", user: "u", sku: "vip").get()
         h.close()
         try flip(held.codeIDs[0], in: h)
         h.reopen()
-        let error = h.engine.commitSync(order: "o1", paymentRef: "p").failure
+        let error = h.engine.storefront.commitSync(order: "o1", paymentRef: "p").failure
         XCTAssertEqual(error?.code, .integrity)
         XCTAssertTrue(error?.message.contains("refund") ?? false, error?.message ?? "")
-        XCTAssertEqual(try h.engine.order("o1").state, .reserved)
+        XCTAssertEqual(try h.engine.queries.order("o1").state, .reserved)
         h.assertInvariants()
     }
 
     func testAModifiedAuditEntryIsReportedByVerify() throws {
         let h = Harness()
         h.stockSku("vip", count: 3)
-        _ = try h.engine.issueSync(order: "o1", user: "u", sku: "vip", paymentRef: "p").get()
+        _ = try h.engine.storefront.issueSync(order: "o1", user: "u", sku: "vip", paymentRef: "p").get()
         h.assertInvariants()
         let seq = try database(h).scalarInt("SELECT seq FROM audit WHERE event = 'issue'")!
         try database(h).execute("UPDATE audit SET detail = replace(detail, 'user=u', 'user=x') WHERE seq = \(seq)")
-        h.engine.barrier()
-        let violations = try h.engine.verify()
+        h.engine.admin.barrier()
+        let violations = try h.engine.admin.verify()
         XCTAssertEqual(violations.map(\.invariant), ["audit"])
         XCTAssertTrue(violations.first?.detail.contains("entry \(seq)") ?? false, "\(violations)")
     }
@@ -91,8 +91,8 @@ final class TamperTests: XCTestCase {
     func testVerifyReportsADoubleIssuedCodeAndBrokenConservation() throws {
         let h = Harness()
         h.stockSku("vip", count: 3)
-        let first = try h.engine.issueSync(order: "o1", user: "u1", sku: "vip", paymentRef: "p").get()
-        _ = try h.engine.issueSync(order: "o2", user: "u2", sku: "vip", paymentRef: "p").get()
+        let first = try h.engine.storefront.issueSync(order: "o1", user: "u1", sku: "vip", paymentRef: "p").get()
+        _ = try h.engine.storefront.issueSync(order: "o2", user: "u2", sku: "vip", paymentRef: "p").get()
         h.close()
         // Doctor the database: o2 now claims o1's code as well; one code row disappears.
         let db = try database(h)
@@ -100,7 +100,7 @@ final class TamperTests: XCTestCase {
         try db.execute("UPDATE orders SET codes = codes || x'\(blob)', units = 2 WHERE order_id = 'o2'")
         try db.execute("DELETE FROM code_state WHERE id = (SELECT MAX(id) FROM code_state WHERE state = 0)")
         h.reopen()
-        let kinds = Set(try h.engine.verify().map(\.invariant))
+        let kinds = Set(try h.engine.admin.verify().map(\.invariant))
         XCTAssertTrue(kinds.contains("double-issue"), "\(kinds)")
         XCTAssertTrue(kinds.contains("conservation"), "\(kinds)")
         XCTAssertFalse(first.codeIDs.isEmpty)

@@ -3,7 +3,7 @@ import KamiPool
 import Synchronization
 import KamiStore
 
-extension Engine {
+extension EngineCore {
     // MARK: reserve
 
     /// Holds `units` of `skuKey` for an unpaid order until `ttlMs` passes.
@@ -12,7 +12,7 @@ extension Engine {
     /// (reserved, or committed with its codes); other arguments under the same order id are a
     /// CONFLICT. Errors: SOLD_OUT, LIMIT_REACHED (per-user limit or too many unpaid holds),
     /// NOT_FOUND (SKU), BAD_REQUEST, BUSY/UNAVAILABLE (disk).
-    public func reserve(
+    func reserve(
         order orderID: String, user: String, sku skuKey: String, units: Int, ttlMs: Int64? = nil,
         client: String? = nil, completion: @escaping OrderCompletion
     ) {
@@ -20,12 +20,12 @@ extension Engine {
         let ttlMax = holdTTLMax.load(ordering: .relaxed)
         let sku: Sku
         do throws(KamiError) {
-            try Engine.validate(orderID: orderID, user: user, units: units)
+            try EngineCore.validate(orderID: orderID, user: user, units: units)
             guard ttl >= Limits.holdTTLMsMin && ttl <= ttlMax else {
                 throw KamiError(.badRequest, "ttl_ms \(ttl) is outside \(Limits.holdTTLMsMin)...\(ttlMax)")
             }
             sku = try self.sku(key: skuKey)
-            try Engine.validate(codesOf: sku, units: units)
+            try EngineCore.validate(codesOf: sku, units: units)
         } catch {
             return completion(.failure(error))
         }
@@ -39,7 +39,7 @@ extension Engine {
         case .existing(let order):
             orders.end(orderID)
             guard order.user == user && order.sku == sku.id && order.units == units else {
-                return completion(.failure(Engine.conflict(order)))
+                return completion(.failure(EngineCore.conflict(order)))
             }
             return completion(answerExisting(order))
         case .created:
@@ -56,16 +56,16 @@ extension Engine {
 
     /// Reserves and commits at once, for an order already paid. Repeating it returns the same
     /// codes; an existing reserved order with the same arguments is committed.
-    public func issue(
+    func issue(
         order orderID: String, user: String, sku skuKey: String, units: Int, paymentRef: String,
         client: String? = nil, completion: @escaping OrderCompletion
     ) {
         let sku: Sku
         do throws(KamiError) {
-            try Engine.validate(orderID: orderID, user: user, units: units)
-            try Engine.validate(paymentRef: paymentRef)
+            try EngineCore.validate(orderID: orderID, user: user, units: units)
+            try EngineCore.validate(paymentRef: paymentRef)
             sku = try self.sku(key: skuKey)
-            try Engine.validate(codesOf: sku, units: units)
+            try EngineCore.validate(codesOf: sku, units: units)
         } catch {
             return completion(.failure(error))
         }
@@ -79,7 +79,7 @@ extension Engine {
         case .existing(let order):
             guard order.user == user && order.sku == sku.id && order.units == units else {
                 orders.end(orderID)
-                return completion(.failure(Engine.conflict(order)))
+                return completion(.failure(EngineCore.conflict(order)))
             }
             return commitExisting(order, paymentRef: paymentRef, client: client, completion: completion)
         case .created:
@@ -136,7 +136,7 @@ extension Engine {
             if !opened.bad.isEmpty {
                 quarantine(opened.bad)
                 undo(codes.filter { !opened.bad.contains($0) })
-                return completion(.failure(Engine.integrityFailure(opened.bad)))
+                return completion(.failure(EngineCore.integrityFailure(opened.bad)))
             }
             revealed = opened.revealed
         }
@@ -144,8 +144,8 @@ extension Engine {
         let changes = codes.map { CodeChange(codeID: $0.codeID, from: .available, to: codeState, orderSeq: order.seq) }
         let event = AuditEvent(
             reserving ? "reserve" : "issue", subject: "order:\(order.orderID)",
-            detail: "seq=\(order.seq) user=\(order.user) sku=\(order.sku) units=\(order.units) codes=\(Engine.codeIDList(codes))"
-                + (reserving ? "" : " payment=\(order.paymentRef ?? "")") + Engine.clientField(client))
+            detail: "seq=\(order.seq) user=\(order.user) sku=\(order.sku) units=\(order.units) codes=\(EngineCore.codeIDList(codes))"
+                + (reserving ? "" : " payment=\(order.paymentRef ?? "")") + EngineCore.clientField(client))
         let published = order
         let secrets = revealed
         store.writer.submit(.writeOrder(order, codes: changes, audit: event)) { [self] result in
@@ -172,12 +172,12 @@ extension Engine {
     /// commit after the hold expired takes fresh codes if stock remains, else fails with
     /// EXPIRED so the storefront can refund. Repeating it with the same payment reference
     /// returns the same codes; another payment reference is a CONFLICT.
-    public func commit(
+    func commit(
         order orderID: String, paymentRef: String, client: String? = nil, completion: @escaping OrderCompletion
     ) {
         do throws(KamiError) {
-            try Engine.validate(orderID: orderID)
-            try Engine.validate(paymentRef: paymentRef)
+            try EngineCore.validate(orderID: orderID)
+            try EngineCore.validate(paymentRef: paymentRef)
         } catch {
             return completion(.failure(error))
         }
@@ -245,7 +245,7 @@ extension Engine {
         var quarantined: [OrderCode] = []
         var pending = chosen
         var failure: KamiError?
-        for _ in 0..<Engine.replacementRoundsMax where !pending.isEmpty {
+        for _ in 0..<EngineCore.replacementRoundsMax where !pending.isEmpty {
             let opened: (revealed: [IssuedCode], bad: [OrderCode])
             do throws(KamiError) { opened = try openSecrets(pending) } catch {
                 failure = error
@@ -289,8 +289,8 @@ extension Engine {
             + badCodes.map { CodeChange(codeID: $0.codeID, from: held($0), to: .voided, orderSeq: nil) }
         let event = AuditEvent(
             late ? "commit-late" : "commit", subject: "order:\(order.orderID)",
-            detail: "seq=\(order.seq) payment=\(paymentRef) codes=\(Engine.codeIDList(codes))"
-                + (badCodes.isEmpty ? "" : " quarantined=\(Engine.codeIDList(badCodes))") + Engine.clientField(client))
+            detail: "seq=\(order.seq) payment=\(paymentRef) codes=\(EngineCore.codeIDList(codes))"
+                + (badCodes.isEmpty ? "" : " quarantined=\(EngineCore.codeIDList(badCodes))") + EngineCore.clientField(client))
         let published = committed
         let replies = secrets
         store.writer.submit(.writeOrder(committed, codes: changes, audit: event)) { [self] result in
@@ -314,8 +314,8 @@ extension Engine {
 
     /// Gives the held codes back. Repeating it (or releasing an expired hold) is fine; a
     /// committed order cannot be released (refund it).
-    public func release(order orderID: String, client: String? = nil, completion: @escaping OrderCompletion) {
-        do throws(KamiError) { try Engine.validate(orderID: orderID) } catch { return completion(.failure(error)) }
+    func release(order orderID: String, client: String? = nil, completion: @escaping OrderCompletion) {
+        do throws(KamiError) { try EngineCore.validate(orderID: orderID) } catch { return completion(.failure(error)) }
         let retry: @Sendable () -> Void = { [self] in release(order: orderID, client: client, completion: completion) }
         switch orders.begin(orderID, create: false, retry: retry) {
         case .queued:
@@ -339,7 +339,7 @@ extension Engine {
     /// Expires every hold whose deadline has passed. The expiry thread calls it; tests with
     /// a manual clock call it directly. Returns how many holds it began to expire.
     @discardableResult
-    public func expireDue() -> Int {
+    func expireDue() -> Int {
         let due = holds.popExpired(nowMs: clock.nowMs())
         for seq in due {
             guard let orderID = holdIDs.withLock({ $0[seq] }) else { continue }
@@ -377,7 +377,7 @@ extension Engine {
         let changes = order.codes.map { CodeChange(codeID: $0.codeID, from: .reserved, to: .available, orderSeq: nil) }
         let event = AuditEvent(
             state == .expired ? "expire" : "release", subject: "order:\(order.orderID)",
-            detail: "seq=\(order.seq) codes=\(Engine.codeIDList(order.codes))" + Engine.clientField(client))
+            detail: "seq=\(order.seq) codes=\(EngineCore.codeIDList(order.codes))" + EngineCore.clientField(client))
         let published = ended
         store.writer.submit(.writeOrder(ended, codes: changes, audit: event)) { [self] result in
             switch result {
@@ -410,8 +410,8 @@ extension Engine {
 
     /// Refunds a committed order: its codes are voided (they were revealed, so they can never
     /// be sold again) and the units no longer count against the user's limit.
-    public func refund(order orderID: String, client: String? = nil, completion: @escaping OrderCompletion) {
-        do throws(KamiError) { try Engine.validate(orderID: orderID) } catch { return completion(.failure(error)) }
+    func refund(order orderID: String, client: String? = nil, completion: @escaping OrderCompletion) {
+        do throws(KamiError) { try EngineCore.validate(orderID: orderID) } catch { return completion(.failure(error)) }
         let retry: @Sendable () -> Void = { [self] in refund(order: orderID, client: client, completion: completion) }
         switch orders.begin(orderID, create: false, retry: retry) {
         case .queued:
@@ -439,7 +439,7 @@ extension Engine {
             let changes = stillIssued.map { CodeChange(codeID: $0.codeID, from: .issued, to: .voided, orderSeq: order.seq) }
             let event = AuditEvent(
                 "refund", subject: "order:\(orderID)",
-                detail: "seq=\(order.seq) codes=\(Engine.codeIDList(order.codes))" + Engine.clientField(client))
+                detail: "seq=\(order.seq) codes=\(EngineCore.codeIDList(order.codes))" + EngineCore.clientField(client))
             let published = refunded
             store.writer.submit(.writeOrder(refunded, codes: changes, audit: event)) { [self] result in
                 switch result {
