@@ -30,6 +30,7 @@ func usage() -> Never {
                kami-bench store [--durability full|normal] [--seconds S]
                kami-bench boot [--codes N] [--keep DIR]
                kami-bench import [--rows N]
+               kami-bench queries [--codes N] [--per-order N] [--rounds N]
                kami-bench load [--connections C] [--depth D] [--seconds S] [--codes N]
                kami-bench flash-sale|steady|checkout|retry-storm [--connections C] [--depth D | --rate R]
                           [--stock N] [--requests N] [--seconds S] [--threads T] [--skus N] [--drop-every N]
@@ -103,6 +104,9 @@ case "flash-sale", "steady", "checkout", "retry-storm":
         print("kami-bench: \(error)")
         exit(1)
     }
+case "queries":
+    QueryBench.run(codes: Int(option("--codes") ?? "10000") ?? 10_000, perOrder: Int(option("--per-order") ?? "100") ?? 100,
+                   rounds: Int(option("--rounds") ?? "20") ?? 20)
 case "import":
     EngineBench.importCSV(rows: Int(option("--rows") ?? "1000000") ?? 1_000_000)
 case "import-run":
