@@ -15,7 +15,7 @@ public enum CodeState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case voided = 3
 
     /// Every legal move, as (from, to).
-    public static let moves: Set<Move> = [
+    public static let moves: Set<Move> = [  // at most 8 states: `moveBits` packs them in 64 bits
         Move(.available, .reserved), Move(.reserved, .issued), Move(.reserved, .available),
         Move(.available, .issued), Move(.issued, .voided), Move(.available, .voided), Move(.reserved, .voided),
     ]
@@ -31,8 +31,14 @@ public enum CodeState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         }
     }
 
+    /// `moves` as bits (bit `from * 8 + to`), so the check on every code change is a shift
+    /// and a mask rather than a hash lookup.
+    private static let moveBits: UInt64 = moves.reduce(0) { $0 | 1 << (UInt64($1.from.rawValue) * 8 + UInt64($1.to.rawValue)) }
+
     /// Whether the move from `self` to `next` is one the brief allows.
-    public func canMove(to next: CodeState) -> Bool { CodeState.moves.contains(Move(self, next)) }
+    public func canMove(to next: CodeState) -> Bool {
+        CodeState.moveBits >> (UInt64(rawValue) * 8 + UInt64(next.rawValue)) & 1 == 1
+    }
 
     /// The state after moving to `next`, or an `invalidState` error naming both states.
     public func moving(to next: CodeState, code: CodeID) throws(KamiError) -> CodeState {

@@ -80,6 +80,8 @@ public enum Limits {
 
     /// Asserts the relations between limits. A violation is a programmer error.
     public static func check() {
+        precondition(CodeState.allCases.count <= 8 && OrderState.allCases.count <= 8,
+                     "the state machines pack their moves into 64 bits: at most 8 states each")
         precondition(codesPerOrderMax >= unitsPerOrderMax, "codesPerOrderMax \(codesPerOrderMax) < unitsPerOrderMax")
         precondition(entitlementsPageDefault <= entitlementsPageMax && entitlementsPageMax <= codesPerOrderMax,
                      "entitlements page \(entitlementsPageDefault)/\(entitlementsPageMax) vs codesPerOrderMax")

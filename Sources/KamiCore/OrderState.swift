@@ -47,8 +47,13 @@ public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         }
     }
 
+    /// `moves` as bits (bit `from * 8 + to`): a shift and a mask per check, no hashing.
+    private static let moveBits: UInt64 = moves.reduce(0) { $0 | 1 << (UInt64($1.from.rawValue) * 8 + UInt64($1.to.rawValue)) }
+
     /// Whether the move from `self` to `next` is one the brief allows.
-    public func canMove(to next: OrderState) -> Bool { OrderState.moves.contains(Move(self, next)) }
+    public func canMove(to next: OrderState) -> Bool {
+        OrderState.moveBits >> (UInt64(rawValue) * 8 + UInt64(next.rawValue)) & 1 == 1
+    }
 
     /// The state after moving to `next`, or an `invalidState` error naming both states.
     public func moving(to next: OrderState) throws(KamiError) -> OrderState {

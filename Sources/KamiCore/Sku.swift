@@ -47,7 +47,7 @@ public struct Sku: Sendable, Hashable {
     public var isBundle: Bool { !components.isEmpty }
 
     /// How many codes one unit takes: 1, or the sum of a bundle's component units.
-    public var codesPerUnit: Int { unitComposition.reduce(0) { $0 + $1.units } }
+    public var codesPerUnit: Int { isBundle ? components.reduce(0) { $0 + $1.units } : 1 }
 
     /// The codes one unit of this SKU takes, per real SKU: itself once, or its components.
     public var unitComposition: [BundleComponent] {

@@ -50,7 +50,7 @@ extension KamiCtl {
         /// `force` replaces an existing file.
         case export(sku: String, path: String?, withSecrets: Bool, force: Bool)
         /// `entitlements`: the codes a user holds; secrets only when asked.
-        case entitlements(user: String, showSecrets: Bool)
+        case entitlements(user: String, showSecrets: Bool, limit: Int? = nil, cursor: String? = nil)
         /// `void CODE_ID`: one code.
         case voidCode(Int64)
         /// `void --batch B`: every available code of an import batch.

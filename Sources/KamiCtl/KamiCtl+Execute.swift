@@ -67,8 +67,12 @@ extension KamiCtl {
                 $0.withSecrets = withSecrets ? true : nil
                 $0.replace = force ? true : nil
             }
-        case .entitlements(let user, _):
-            request = operatorRequest(.entitlements) { $0.user = user }
+        case .entitlements(let user, _, let limit, let cursor):
+            request = operatorRequest(.entitlements) {
+                $0.user = user
+                $0.limit = limit
+                $0.cursor = cursor
+            }
         case .voidCode(let code):
             request = operatorRequest(.void) { $0.codeID = code }
         case .voidBatch(let batch):
@@ -134,7 +138,7 @@ extension KamiCtl {
     static func render(_ reply: Reply, _ invocation: Invocation) -> Outcome {
         let showSecrets: Bool
         switch invocation.command {
-        case .order(_, let show), .entitlements(_, let show): showSecrets = show
+        case .order(_, let show), .entitlements(_, let show, _, _): showSecrets = show
         case .tokenNew: showSecrets = true
         default: showSecrets = false
         }
@@ -197,7 +201,7 @@ extension KamiCtl {
             return Outcome(stdout: Format.skuList(fields), exit: .ok)
         case (.export, .fields(let fields)):
             return Outcome(stdout: Format.exportReport(fields), exit: .ok)
-        case (.entitlements(let user, let showSecrets), .codes(let codes, let next)):
+        case (.entitlements(let user, let showSecrets, _, _), .codes(let codes, let next)):
             return Outcome(stdout: Format.entitlements(user: user, codes, nextCursor: next, secretsShown: showSecrets),
                            exit: .ok)
         case (.voidCode, .fields(let fields)), (.voidBatch, .fields(let fields)):

@@ -141,8 +141,17 @@ extension KamiCtl {
                            force: parsed.flags.contains("--force"))
         case "entitlements":
             if help { return .help(.entitlements) }
-            let parsed = try ParsedOptions(rest, topic: .entitlements, flags: ["--show-secrets"], positionals: 1...1)
-            return .entitlements(user: parsed.positionals[0], showSecrets: parsed.flags.contains("--show-secrets"))
+            let parsed = try ParsedOptions(rest, topic: .entitlements, valued: ["--limit", "--cursor"],
+                                           flags: ["--show-secrets"], positionals: 1...1)
+            var limit: Int?
+            if let text = parsed.values["--limit"] {
+                guard let value = Int(text), value >= 1 else {
+                    throw UsageError(message: "--limit needs a positive number, got \(text)", topic: .entitlements)
+                }
+                limit = value
+            }
+            return .entitlements(user: parsed.positionals[0], showSecrets: parsed.flags.contains("--show-secrets"),
+                                 limit: limit, cursor: parsed.values["--cursor"])
         case "void":
             if help { return .help(.void) }
             let parsed = try ParsedOptions(rest, topic: .void, valued: ["--batch"], positionals: 0...1)

@@ -21,7 +21,7 @@ extension KamiCtl {
                   stock [SKU]             stock counters of one SKU, or of every SKU
                   order ID [--show-secrets]
                                           one order and its codes
-                  entitlements USER [--show-secrets]
+                  entitlements USER [--show-secrets] [--limit N] [--cursor C]
                                           the codes a user holds
                   void CODE_ID | --batch B
                                           withdraw one code, or a batch's available codes
@@ -122,9 +122,11 @@ extension KamiCtl {
                 """
         case .entitlements:
             return """
-                usage: kamictl entitlements USER [--show-secrets]
+                usage: kamictl entitlements USER [--show-secrets] [--limit N] [--cursor C]
 
-                Prints the codes USER holds (issued, and voided after a refund) with their orders.
+                Prints one page of the codes USER holds (issued, and voided after a refund) with
+                their orders, newest order first: --limit codes (default 100, at most 500), from
+                --cursor (the cursor the page before printed; the first page without it).
                 Secrets are hidden (null with --json) unless --show-secrets is given.
                 """
         case .void:

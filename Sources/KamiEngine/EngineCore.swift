@@ -162,11 +162,10 @@ final class EngineCore: Sendable {
     /// Moves codes between states in the stock counters.
     func count(_ codes: [OrderCode], from: CodeState?, to: CodeState) {
         stock.withLock { stock in
+            // In place: the counts' storage is unique, so no copy is made per code.
             for code in codes {
-                var counts = stock[code.sku] ?? StockCounts()
-                if let from { counts[from] -= 1 }
-                counts[to] += 1
-                stock[code.sku] = counts
+                if let from { stock[code.sku, default: StockCounts()][from] -= 1 }
+                stock[code.sku, default: StockCounts()][to] += 1
             }
         }
     }

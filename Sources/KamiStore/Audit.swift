@@ -147,6 +147,14 @@ struct AuditChain {
         return AuditWalk(entries: expectedSeq - 1, lastHash: prev, broken: nil, recorded: recorded)
     }
 
+    /// The MAC of entry `seq`, or nil when there is no such entry or it has none.
+    static func mac(ofEntry seq: Int64, _ db: Connection) throws(SQLiteError) -> [UInt8]? {
+        let stmt = try db.prepare("SELECT mac FROM audit WHERE seq = ?")
+        defer { stmt.reset() }
+        stmt.bind(1, seq)
+        return try stmt.step() && !stmt.isNull(0) ? stmt.blob(0) : nil
+    }
+
     /// The hash of entry `seq`, or nil when there is none.
     static func hash(ofEntry seq: Int64, _ db: Connection) throws(SQLiteError) -> [UInt8]? {
         let stmt = try db.prepare("SELECT hash FROM audit WHERE seq = ?")

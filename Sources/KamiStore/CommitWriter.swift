@@ -84,9 +84,9 @@ public final class CommitWriter: Sendable {
     private let writerThread = Atomic<UInt>(0)
 
     /// Where the chain's tail goes after each durable batch.
-    private let anchor: AuditAnchor
+    private let anchor: AuditAnchor?
 
-    init(db: Connection, audit: AuditChain, anchor: AuditAnchor, settings: CommitSettings, clock: any Clock) {
+    init(db: Connection, audit: AuditChain, anchor: AuditAnchor?, settings: CommitSettings, clock: any Clock) {
         self.anchor = anchor
         shared.settings = settings
         self.clock = clock
@@ -225,7 +225,7 @@ public final class CommitWriter: Sendable {
                     body(&context!)
                     return (context!.audit.lastSeq, context!.audit.lastHash)
                 }
-                anchor.publish(seq: tail.0, hash: tail.1)
+                anchor?.publish(seq: tail.0, hash: tail.1)
             }
         }
         commit(batch)
@@ -239,7 +239,7 @@ public final class CommitWriter: Sendable {
             return (outcome, commitNs, (context!.audit.lastSeq, context!.audit.lastHash))
         }
         // Only after the commit: the anchor must never name an entry that is not on disk.
-        if case .success = outcome { anchor.publish(seq: tail.0, hash: tail.1) }
+        if case .success = outcome { anchor?.publish(seq: tail.0, hash: tail.1) }
         lock.withLock {
             shared.stats.batches += 1
             shared.stats.mutations += batch.count

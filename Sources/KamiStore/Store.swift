@@ -21,7 +21,8 @@ public struct RecoverySnapshot: Sendable {
 
 /// The audit anchor as read at one moment (opaque: compare it with a chain read later).
 public struct AuditAnchorReading: Sendable {
-    let reading: AuditAnchor.Reading
+    /// Nil for a store opened without a key (no anchor is kept).
+    let reading: AuditAnchor.Reading?
 }
 
 /// A stored code's immutable part: where it belongs and its sealed secret.
@@ -53,8 +54,8 @@ public final class Store: Sendable {
     /// The writer's checkpoints, as read scopes need to know them.
     public let walWatch: WALWatch
 
-    /// The audit chain's head outside the database.
-    let anchor: AuditAnchor
+    /// The audit chain's head outside the database (nil for a store opened without a key).
+    let anchor: AuditAnchor?
     /// The key of the audit chain's MACs.
     let auditKey: AuditKey
 
@@ -63,10 +64,18 @@ public final class Store: Sendable {
 
     /// Opens (creating if needed) the database in `directory`, migrates it, and starts the
     /// writer. The directory is created with mode 0700: it holds sealed secrets.
+    ///
+    /// With `auditKey` (kamid always gives the one derived from its master key) the audit
+    /// chain is authenticated and anchored: its MACs use the key, the anchor the last run left
+    /// is checked and a new one kept. A key that authenticates neither the chain's last entry
+    /// nor the anchor is refused before anything is written (a wrong master key file must not
+    /// append entries no right key can verify). Without a key (tools that inspect a data
+    /// directory, store tests) the anchor is neither read nor written and new entries carry
+    /// `AuditKey.unkeyed` MACs, which prove nothing.
     public init(
         directory: String, durability: Durability = .full, settings: CommitSettings = CommitSettings(),
         clock: any Clock = SystemClock(), vfs: String? = nil, checkpointPages: Int32 = Store.checkpointPages,
-        auditKey: AuditKey = .unkeyed
+        auditKey: AuditKey? = nil
     ) throws(StoreError) {
         try Store.ensureDirectory(directory)
         path = directory + "/" + Store.fileName
@@ -82,15 +91,21 @@ public final class Store: Sendable {
         walWatch = watch
         try Store.configure(db, durability: durability, walWatch: watch)
         let foundVersion = try Schema.migrate(db)
-        self.auditKey = auditKey
-        let anchor = AuditAnchor(directory: directory, key: auditKey)
-        // Read before anything is written: the anchor found is what the last run left.
-        let found = anchor.read()
-        let audit = try Store.openAuditChain(
-            db, key: auditKey, found: found, sealLegacy: foundVersion < Schema.keyedAuditVersion, atMs: clock.nowMs())
-        try anchor.writeNow(seq: audit.lastSeq, hash: audit.lastHash)
-        anchor.start()
-        self.anchor = anchor
+        self.auditKey = auditKey ?? .unkeyed
+        let audit: AuditChain
+        if let auditKey {
+            let anchor = AuditAnchor(directory: directory, key: auditKey)
+            // Read before anything is written: the anchor found is what the last run left.
+            let found = anchor.read()
+            audit = try Store.openAuditChain(
+                db, key: auditKey, found: found, sealLegacy: foundVersion < Schema.keyedAuditVersion, atMs: clock.nowMs())
+            try anchor.writeNow(seq: audit.lastSeq, hash: audit.lastHash)
+            anchor.start()
+            self.anchor = anchor
+        } else {
+            do { audit = try AuditChain.load(db, key: .unkeyed) } catch { throw .sqlite(error) }
+            self.anchor = nil
+        }
         writer = CommitWriter(db: db, audit: audit, anchor: anchor, settings: settings, clock: clock)
         readers = ReaderPool(path: path, vfs: vfs)
     }
@@ -133,7 +148,7 @@ public final class Store: Sendable {
     /// Stops the writer after it committed everything queued, then closes.
     public func close() {
         writer.shutdown()
-        anchor.stop()
+        anchor?.stop()
         readers.close()
     }
 
@@ -145,12 +160,34 @@ public final class Store: Sendable {
     private static func openAuditChain(
         _ db: Connection, key: AuditKey, found: AuditAnchor.Reading, sealLegacy: Bool, atMs: Int64
     ) throws(StoreError) -> AuditChain {
+        var wrongKeyAt: Int64?
+        let chain = try openAuditChain(db, key: key, found: found, sealLegacy: sealLegacy, atMs: atMs, wrongKeyAt: &wrongKeyAt)
+        if let seq = wrongKeyAt {
+            throw .corrupt("the audit chain is not authenticated by this master key (entry \(seq)'s MAC does not "
+                + "match, and the anchor is missing or does not match either); is this the data directory's own "
+                + "master key file? Nothing was written")
+        }
+        return chain
+    }
+
+    private static func openAuditChain(
+        _ db: Connection, key: AuditKey, found: AuditAnchor.Reading, sealLegacy: Bool, atMs: Int64,
+        wrongKeyAt: inout Int64?
+    ) throws(StoreError) -> AuditChain {
         do {
             try db.execute("BEGIN IMMEDIATE")
             // Only entries of a database written before MACs existed are sealed, at the open
             // that migrates it: MACs stripped later are a break, never sealed again.
             let sealed = sealLegacy ? try AuditChain.sealLegacy(db, key: key) : 0
             var chain = try AuditChain.load(db, key: key)
+            if case .head = found {} else if let tailMAC = try AuditChain.mac(ofEntry: chain.lastSeq, db),
+                !key.verify(tailMAC, of: chain.lastHash)
+            {
+                // Neither the anchor nor the last entry is authenticated by this key.
+                try db.execute("ROLLBACK")
+                wrongKeyAt = chain.lastSeq
+                return chain
+            }
             // A chain keyed just now had no anchor before.
             let problem = sealed > 0 && found == .missing ? nil : try AuditChain.check(found, tail: chain.lastSeq, db: db)
             if sealed > 0 {
@@ -361,12 +398,13 @@ public final class Store: Sendable {
     private static func walk(_ db: Connection, key: AuditKey, anchor: AuditAnchorReading) throws(SQLiteError) -> AuditWalk {
         let walk = try AuditChain.walk(db, key: key)
         guard walk.broken == nil else { return walk }
-        let problem = try AuditChain.check(anchor.reading, tail: walk.entries, db: db)
+        guard let reading = anchor.reading else { return walk }
+        let problem = try AuditChain.check(reading, tail: walk.entries, db: db)
         return AuditWalk(entries: walk.entries, lastHash: walk.lastHash, broken: problem, recorded: walk.recorded)
     }
 
     /// The anchor as the file says now.
-    public func auditAnchor() -> AuditAnchorReading { AuditAnchorReading(reading: anchor.read()) }
+    public func auditAnchor() -> AuditAnchorReading { AuditAnchorReading(reading: anchor?.read()) }
 
 
 

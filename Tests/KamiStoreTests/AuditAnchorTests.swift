@@ -131,13 +131,21 @@ final class AuditAnchorTests: XCTestCase {
         XCTAssertTrue(walk.recorded.last?.reason.contains("not one kamid wrote") == true, "\(walk.recorded)")
     }
 
-    func testAChainReadUnderAnotherMasterKeyDoesNotVerify() throws {
+    /// A wrong master key authenticates neither the chain's last entry nor the anchor: the
+    /// store refuses to open, naming the problem, and writes nothing.
+    func testAWrongMasterKeyIsRefusedBeforeAnythingIsWritten() throws {
         try writeEntries(3)
-        let other = try Store(directory: directory, auditKey: AuditKey(master: MasterKey.random()))
-        defer { other.close() }
-        let broken = try other.verifyAuditChain()
-        XCTAssertEqual(broken?.seq, 1)
-        XCTAssertTrue(broken?.reason.contains("MAC does not match") == true, broken?.reason ?? "")
+        let anchorBefore = try String(contentsOfFile: directory + "/kami.audit-head", encoding: .utf8)
+        XCTAssertThrowsError(try Store(directory: directory, auditKey: AuditKey(master: MasterKey.random()))) { error in
+            XCTAssertTrue("\(error)".contains("not authenticated by this master key"), "\(error)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: directory + "/kami.audit-head", encoding: .utf8), anchorBefore)
+        let store = try open()
+        defer { store.close() }
+        let walk = try store.walkAuditChain()
+        XCTAssertNil(walk.broken)
+        XCTAssertTrue(walk.recorded.isEmpty, "\(walk.recorded)")
+        XCTAssertEqual(walk.entries, 3)
     }
 
     func testADatabaseFromBeforeMACsIsSealedOnceAtItsMigration() throws {
