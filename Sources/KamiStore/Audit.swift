@@ -34,11 +34,14 @@ struct AuditChain {
     let key: AuditKey
     private(set) var lastSeq: Int64
     private(set) var lastHash: [UInt8]
+    /// The last entry that carries a MAC.
+    private(set) var sealedSeq: Int64
 
     init(key: AuditKey, lastSeq: Int64, lastHash: [UInt8]) {
         self.key = key
         self.lastSeq = lastSeq
         self.lastHash = lastHash
+        self.sealedSeq = lastSeq
     }
 
     /// Loads the chain's tail from the database.
@@ -76,10 +79,22 @@ struct AuditChain {
         stmt.bind(5, event.detail)
         stmt.bind(6, blob: lastHash)
         stmt.bind(7, blob: hash)
-        stmt.bind(8, blob: key.mac(hash))
         try stmt.run()
         lastSeq = seq
         lastHash = hash
+    }
+
+    /// MACs the last entry appended, inside the caller's transaction, just before COMMIT:
+    /// one HMAC per transaction (a group-commit batch, a job), not per entry. The hash chain
+    /// carries the MAC back to every earlier entry, so every committed entry is covered by the
+    /// MAC of its transaction's last entry.
+    mutating func sealTail(db: Connection) throws(SQLiteError) {
+        guard lastSeq > sealedSeq else { return }
+        let stmt = try db.prepare(HotSQL.sealAudit)
+        stmt.bind(1, blob: key.mac(lastHash))
+        stmt.bind(2, lastSeq)
+        try stmt.run()
+        sealedSeq = lastSeq
     }
 
     /// Gives entries written before the chain was keyed (migration 2) their MAC, once, if the
@@ -91,17 +106,12 @@ struct AuditChain {
         }
         let walk = try walk(db, key: key, legacy: true)
         guard walk.broken == nil else { return 0 }
-        let select = try db.prepare("SELECT seq, hash FROM audit WHERE mac IS NULL ORDER BY seq")
-        defer { select.reset() }
+        // The last entry's MAC covers all before it through the hash chain.
         let update = try db.prepare("UPDATE audit SET mac = ? WHERE seq = ?")
-        var sealed: Int64 = 0
-        while try select.step() {
-            update.bind(1, blob: key.mac(select.blob(1)))
-            update.bind(2, select.int64(0))
-            try update.run()
-            sealed += 1
-        }
-        return sealed
+        update.bind(1, blob: key.mac(walk.lastHash))
+        update.bind(2, walk.entries)
+        try update.run()
+        return unsealed
     }
 
     /// Walks the whole chain: how many entries hold together from the start, and the first
@@ -114,6 +124,7 @@ struct AuditChain {
         var expectedSeq: Int64 = 1
         var prev = genesis
         var recorded: [AuditBreak] = []
+        var lastSealed: Int64 = 0
         while try stmt.step() {
             let seq = stmt.int64(0)
             func broken(_ at: Int64, _ reason: String) -> AuditWalk {
@@ -131,12 +142,12 @@ struct AuditChain {
             if stmt.blob(6) != hash {
                 return broken(seq, "entry \(seq) was modified (its hash does not match its content)")
             }
-            if stmt.isNull(7) {
-                if !legacy {
-                    return broken(seq, "entry \(seq) has no MAC (written or rewritten without the audit key)")
+            if !stmt.isNull(7) {
+                if !key.verify(stmt.blob(7), of: hash) {
+                    return broken(lastSealed + 1, "entries \(lastSealed + 1)...\(seq) were rewritten: the MAC of entry "
+                        + "\(seq) does not match (recomputed without the audit key?)")
                 }
-            } else if !key.verify(stmt.blob(7), of: hash) {
-                return broken(seq, "entry \(seq) was rewritten: its MAC does not match (recomputed without the audit key?)")
+                lastSealed = seq
             }
             if event.event == anchorMismatchEvent {
                 recorded.append(AuditBreak(seq: seq, reason: "found at start-up: \(event.detail)"))
@@ -144,7 +155,15 @@ struct AuditChain {
             prev = hash
             expectedSeq += 1
         }
-        return AuditWalk(entries: expectedSeq - 1, lastHash: prev, broken: nil, recorded: recorded)
+        let entries = expectedSeq - 1
+        if lastSealed < entries && !legacy {
+            // Every committed transaction ends with a MAC'd entry: an unsealed tail was
+            // written, or had its MACs removed, without the key.
+            return AuditWalk(entries: lastSealed, lastHash: prev, broken: AuditBreak(
+                seq: lastSealed + 1, reason: "entries \(lastSealed + 1)...\(entries) have no MAC (written or rewritten "
+                    + "without the audit key)"), recorded: recorded)
+        }
+        return AuditWalk(entries: entries, lastHash: prev, broken: nil, recorded: recorded)
     }
 
     /// The MAC of entry `seq`, or nil when there is no such entry or it has none.

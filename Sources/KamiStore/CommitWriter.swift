@@ -299,7 +299,10 @@ public struct WriterContext: ~Copyable {
         do { try db.execute("BEGIN IMMEDIATE") } catch { throw error.kamiError }
         do throws(KamiError) {
             let value = try body(&self)
-            do { try db.execute("COMMIT") } catch { throw error.kamiError }
+            do {
+                try audit.sealTail(db: db)
+                try db.execute("COMMIT")
+            } catch { throw error.kamiError }
             return value
         } catch {
             try? db.execute("ROLLBACK")
@@ -361,6 +364,7 @@ public struct WriterContext: ~Copyable {
             if injectFailure {
                 throw SQLiteError(resultCode: 13, context: "commit", message: "injected fault: database or disk is full")
             }
+            try audit.sealTail(db: db)
             let start = monotonicNs()
             try db.run(HotSQL.commit)
             return (.success(outcomes), monotonicNs() - start)

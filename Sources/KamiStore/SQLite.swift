@@ -215,14 +215,16 @@ struct HotSQL: Sendable {
         """)
     static let setCodeState = HotSQL(slot: 3, sql: "UPDATE code_state SET state = ?, order_seq = ? WHERE id = ? AND state = ?")
     static let appendAudit = HotSQL(slot: 4, sql:
-        "INSERT INTO audit(seq, at_ms, event, subject, detail, prev_hash, hash, mac) VALUES(?,?,?,?,?,?,?,?)")
+        "INSERT INTO audit(seq, at_ms, event, subject, detail, prev_hash, hash) VALUES(?,?,?,?,?,?,?)")
     static let readCode = HotSQL(slot: 5, sql: """
         SELECT id, sku_id, batch, card_number, cost_cents, expires_at_ms, key_id, nonce, sealed
         FROM codes WHERE id = ?
         """)
     /// A read transaction (deferred: the snapshot starts at its first read).
     static let beginRead = HotSQL(slot: 6, sql: "BEGIN")
-    static let slots = 7
+    /// The MAC of a transaction's last audit entry.
+    static let sealAudit = HotSQL(slot: 7, sql: "UPDATE audit SET mac = ? WHERE seq = ?")
+    static let slots = 8
 }
 
 /// A prepared statement. Bind parameters are 1-based, columns 0-based, as in SQLite.

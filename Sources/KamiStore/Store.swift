@@ -188,8 +188,21 @@ public final class Store: Sendable {
                 wrongKeyAt = chain.lastSeq
                 return chain
             }
-            // A chain keyed just now had no anchor before.
-            let problem = sealed > 0 && found == .missing ? nil : try AuditChain.check(found, tail: chain.lastSeq, db: db)
+            // A chain keyed just now had no anchor before. Otherwise the tail must carry a valid
+            // MAC: the seal appended below would otherwise cover (bless) an unsealed or
+            // rewritten tail, so such a tail is recorded as a finding first.
+            var problem = sealed > 0 && found == .missing ? nil : try AuditChain.check(found, tail: chain.lastSeq, db: db)
+            if sealed == 0 && chain.lastSeq > 0 {
+                let tailMAC = try AuditChain.mac(ofEntry: chain.lastSeq, db)
+                if tailMAC == nil {
+                    problem = AuditBreak(seq: chain.lastSeq, reason: "the chain's last entry \(chain.lastSeq) has no MAC "
+                        + "(MACs removed, or entries written without the audit key)"
+                        + (problem.map { "; also: \($0.reason)" } ?? ""))
+                } else if let tailMAC, !key.verify(tailMAC, of: chain.lastHash) {
+                    problem = AuditBreak(seq: chain.lastSeq, reason: "the MAC of the chain's last entry \(chain.lastSeq) "
+                        + "does not match (the tail was rewritten)" + (problem.map { "; also: \($0.reason)" } ?? ""))
+                }
+            }
             if sealed > 0 {
                 try chain.append(AuditEvent("audit-keyed", subject: "audit",
                                             detail: "entries=\(sealed) written before the chain was keyed now carry MACs"),
@@ -199,6 +212,7 @@ public final class Store: Sendable {
                 try chain.append(AuditEvent(AuditChain.anchorMismatchEvent, subject: "audit", detail: problem.reason),
                                  atMs: atMs, db: db)
             }
+            try chain.sealTail(db: db)
             try db.execute("COMMIT")
             return chain
         } catch {

@@ -105,19 +105,51 @@ final class AuditAnchorTests: XCTestCase {
         defer { store.close() }
         let walk = try store.walkAuditChain()
         XCTAssertEqual(walk.broken?.seq, 2)
-        XCTAssertTrue(walk.broken?.reason.contains("MAC does not match") == true, walk.broken?.reason ?? "")
+        XCTAssertTrue(walk.broken?.reason.contains("does not match") == true || walk.recorded.contains {
+            $0.reason.contains("does not match") }, "\(walk)")
         XCTAssertEqual(walk.entries, 1, "entry 1 is the last that holds")
     }
 
-    func testStrippedMACsAreABreakAndAreNeverSealedAgain() throws {
+    /// One MAC per committed transaction: a batch of several entries carries it on its last,
+    /// and an edit anywhere in the batch is caught there.
+    func testABatchIsSealedOnceAndAnEditInsideItIsCaught() throws {
+        let store = try open()
+        let boxes = (0..<20).map { _ in ResultBox<MutationOutcome>() }
+        store.writer.injectFailures(count: 0)
+        for (n, box) in boxes.enumerated() {
+            let sku = Sku(id: 0, key: "b\(n)", name: "n", priceCents: 1, perUserLimit: 0, activationURLTemplate: nil)
+            store.writer.submit(.writeSku(sku, audit: AuditEvent("sku-create", subject: "sku:b\(n)", detail: "n=\(n)"))) {
+                box.set($0)
+            }
+        }
+        for box in boxes { _ = try box.wait().get() }
+        XCTAssertNil(try store.verifyAuditChain())
+        store.close()
+        let db = try Connection(path: directory + "/" + Store.fileName)
+        let sealed = try XCTUnwrap(db.scalarInt("SELECT COUNT(*) FROM audit WHERE mac IS NOT NULL"))
+        XCTAssertLessThan(sealed, 20, "some batches held several entries")
+        XCTAssertGreaterThanOrEqual(sealed, 1)
+        try sql("UPDATE audit SET detail = 'n=-1' WHERE seq = 10")
+        try recomputeHashes(from: 10)
+        let reopened = try open()
+        defer { reopened.close() }
+        let broken = try reopened.verifyAuditChain()
+        XCTAssertNotNil(broken)
+        XCTAssertLessThanOrEqual(broken?.seq ?? 99, 10)
+        XCTAssertTrue(broken?.reason.contains("MAC of entry") == true, broken?.reason ?? "")
+    }
+
+    func testStrippedMACsAreRecordedAndNeverSealedAgain() throws {
         try writeEntries(3)
         try sql("UPDATE audit SET mac = NULL")
         try FileManager.default.removeItem(atPath: directory + "/kami.audit-head")
         let store = try open()
         defer { store.close() }
-        let broken = try store.verifyAuditChain()
-        XCTAssertEqual(broken?.seq, 1)
-        XCTAssertTrue(broken?.reason.contains("has no MAC") == true, broken?.reason ?? "")
+        let walk = try store.walkAuditChain()
+        XCTAssertTrue(walk.recorded.contains { $0.reason.contains("last entry 3 has no MAC") }, "\(walk.recorded)")
+        // Stripped MACs under a running store are a live break.
+        try sql("UPDATE audit SET mac = NULL")
+        XCTAssertTrue(try store.verifyAuditChain()?.reason.contains("have no MAC") == true)
     }
 
     func testAForgedAnchorIsRecordedAtStart() throws {
@@ -160,7 +192,8 @@ final class AuditAnchorTests: XCTestCase {
         store.close()
         let db = try Connection(path: directory + "/" + Store.fileName)
         XCTAssertEqual(try db.scalarText("SELECT event FROM audit WHERE seq = 4"), "audit-keyed")
-        XCTAssertEqual(try db.scalarInt("SELECT COUNT(*) FROM audit WHERE mac IS NULL"), 0)
+        XCTAssertEqual(try db.scalarInt("SELECT COUNT(*) FROM audit WHERE mac IS NOT NULL"), 2,
+                       "the sealed legacy tail (entry 3) and the audit-keyed entry; the chain carries them back")
     }
 
     func testTheAnchorFollowsTheChainAndNeverLeadsIt() throws {
