@@ -1,4 +1,4 @@
-public import KamiCore
+import KamiCore
 import KamiPool
 import Synchronization
 import KamiStore
