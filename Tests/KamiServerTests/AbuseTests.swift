@@ -517,10 +517,14 @@ final class AbuseTests: XCTestCase {
         figures.rssStalledKiB = DaemonMonitor.rssKiB(pid)
         let unread = ports.map { queued[$0] ?? 0 }
         XCTAssertTrue(holdingStill, "kamid kept reading from clients that never read their replies")
-        // (Under ThreadSanitizer a slow kamid sometimes drains a queue to the last byte before
-        // it pauses that connection; "stalled" and "0 KiB more taken" below still hold.)
-        for (i, bytes) in unread.enumerated() where !closed[i] && !Self.underSanitizer {
-            XCTAssertGreaterThan(bytes, 0, "pipeliner \(i): nothing waits unread in kamid's receive queue")
+        // A kamid slowed by a sanitizer, or by a loaded machine (the full suite on 2 cores), sometimes
+        // drains one queue to the last byte before it pauses that connection; "stalled" and
+        // "0 KiB more taken" below still hold for every one. Bytes must wait unread on most of them.
+        let open = unread.indices.filter { !closed[$0] }
+        let waiting = open.filter { unread[$0] > 0 }
+        if !Self.underSanitizer {
+            XCTAssertGreaterThan(waiting.count * 2, open.count,
+                                 "nothing waits unread in kamid's receive queue of most pipeliners: \(unread)")
         }
         // Try again for half a second: a daemon that stopped reading lets next to nothing more in.
         var extra = 0
