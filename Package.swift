@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "kami-echo", targets: ["kami-echo"]),
         .executable(name: "kamid", targets: ["kamid"]),
         .executable(name: "kamictl", targets: ["kamictl"]),
+        .executable(name: "kami-supplier-sim", targets: ["kami-supplier-sim"]),
         .library(name: "KamiClient", targets: ["KamiClient"]),
     ],
     targets: [
@@ -50,12 +51,24 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // HTTP/1.1 and TLS over OpenSSL: parser, client, server, one epoll loop. Shared by
+        // supplier calls and callbacks, the simulators (and, next, webhooks and the dashboard).
+        .target(name: "KamiHTTP", dependencies: ["COpenSSL", "CKamiLinux"], swiftSettings: strict),
+        // Upstream suppliers: config, the generic API's shapes, routing, breakers, the
+        // service that fulfils orders pending upstream through the engine.
+        .target(
+            name: "KamiUpstream",
+            dependencies: ["KamiCore", "KamiEngine", "KamiHTTP", "KamiCrypto"],
+            swiftSettings: strict
+        ),
+
         // Wire codecs: JSON lines and binary frames. Pure, fuzzable: no I/O.
         .target(name: "KamiProtocol", dependencies: ["KamiCore"], swiftSettings: strict),
         // Event loop, listeners, connections, auth, dispatch onto the engine.
         .target(
             name: "KamiServer",
-            dependencies: ["KamiCore", "KamiProtocol", "KamiEngine", "KamiStore", "KamiCrypto", "CKamiLinux"],
+            dependencies: ["KamiCore", "KamiProtocol", "KamiEngine", "KamiStore", "KamiCrypto", "CKamiLinux",
+                           "KamiUpstream", "KamiHTTP"],
             swiftSettings: strict
         ),
         // Client library for storefronts and our own tools.
@@ -87,6 +100,11 @@ let package = Package(
             path: "Fuzz/KamiFuzzTargets",
             swiftSettings: strict
         ),
+        // A supplier simulator (the generic API's three shapes, with faults and a ledger).
+        .target(name: "KamiSupplierSim", dependencies: ["KamiHTTP", "KamiUpstream"], path: "Benchmarks/KamiSupplierSim",
+                swiftSettings: strict),
+        .executableTarget(name: "kami-supplier-sim", dependencies: ["KamiSupplierSim", "KamiHTTP", "KamiUpstream"],
+                          path: "Benchmarks/kami-supplier-sim", swiftSettings: strict),
         // The echo ceiling for kami-bench: kamid's framing, no work (C, no dependencies).
         .executableTarget(name: "kami-echo", path: "Benchmarks/kami-echo"),
 
@@ -105,6 +123,12 @@ let package = Package(
         ),
         .testTarget(name: "KamiFuzzTests", dependencies: ["KamiFuzzTargets", "KamiProtocol"], swiftSettings: strict),
         .testTarget(name: "KamiCoreTests", dependencies: ["KamiCore"], swiftSettings: strict),
+        .testTarget(
+            name: "KamiUpstreamTests",
+            dependencies: ["KamiUpstream", "KamiHTTP", "KamiSupplierSim", "KamiEngine", "KamiStore", "KamiCore", "KamiCrypto",
+                           "kami-supplier-sim"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "KamiProtocolTests", dependencies: ["KamiProtocol", "KamiCore"], swiftSettings: strict),
         .testTarget(
             name: "KamiServerTests",

@@ -38,6 +38,10 @@ public enum Limits {
     /// the largest order (`codesPerOrderMax`), so it always fits in a reply.
     public static let entitlementsPageMax = 500
 
+    /// Longest a `wait` (or `wait_ms` on issue and commit) waits for an order pending
+    /// upstream, ms.
+    public static let waitMsMax: Int64 = 60_000
+
     /// Most distinct component SKUs in a bundle.
     public static let bundleComponentsMax = 16
 

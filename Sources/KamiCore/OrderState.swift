@@ -8,20 +8,30 @@
 /// expired order can still be committed (a late payment) when stock remains: that takes
 /// fresh codes, so `expired → committed` is allowed too. `released` and `refunded` are
 /// terminal.
+///
+/// An order fulfilled by an upstream supplier is paid but waits for its codes in
+/// `pendingUpstream` (created so by `issue`, or from a hold by `commit`), then becomes
+/// `committed` when a supplier delivers, or `failed` when every candidate refused (the
+/// dead-letter list): a failed order is retried (`failed → pendingUpstream`) or refunded.
 public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case reserved = 0
     case committed = 1
     case released = 2
     case expired = 3
     case refunded = 4
+    case pendingUpstream = 5
+    case failed = 6
 
     /// The states an order can be created in: a hold (`reserve`), or paid at once (`issue`).
-    public static let starts: Set<OrderState> = [.reserved, .committed]
+    public static let starts: Set<OrderState> = [.reserved, .committed, .pendingUpstream]
 
     /// Every legal move, as (from, to).
     public static let moves: Set<Move> = [
         Move(.reserved, .committed), Move(.reserved, .released), Move(.reserved, .expired),
         Move(.committed, .refunded), Move(.expired, .committed),
+        Move(.reserved, .pendingUpstream), Move(.expired, .pendingUpstream),
+        Move(.pendingUpstream, .committed), Move(.pendingUpstream, .failed),
+        Move(.failed, .pendingUpstream), Move(.failed, .refunded),
     ]
 
     /// One move of an order between two states.
@@ -37,15 +47,21 @@ public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 
     /// The states the order's codes may be in, or nil when the order gave its codes back
     /// (released, expired: the code list is kept for the record only). A committed order's
-    /// code may be voided one by one (a leak) and stays on the order.
+    /// code may be voided one by one (a leak) and stays on the order. An order pending
+    /// upstream has no codes yet, but counts against the user's limit as if issued; a failed
+    /// one holds none.
     public var codeStates: Set<CodeState>? {
         switch self {
         case .reserved: [.reserved]
-        case .committed: [.issued, .voided]
+        case .committed, .pendingUpstream: [.issued, .voided]
         case .refunded: [.voided]
+        case .failed: []
         case .released, .expired: nil
         }
     }
+
+    /// Whether the order is paid and waits for a supplier (no codes yet).
+    public var awaitsUpstream: Bool { self == .pendingUpstream }
 
     /// `moves` as bits (bit `from * 8 + to`): a shift and a mask per check, no hashing.
     private static let moveBits: UInt64 = moves.reduce(0) { $0 | 1 << (UInt64($1.from.rawValue) * 8 + UInt64($1.to.rawValue)) }
@@ -73,6 +89,8 @@ public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .released: "released"
         case .expired: "expired"
         case .refunded: "refunded"
+        case .pendingUpstream: "pending_upstream"
+        case .failed: "failed"
         }
     }
 

@@ -16,11 +16,11 @@ func withBytes<C: Collection<UInt8>, R>(_ bytes: C, _ body: (UnsafePointer<UInt8
 }
 
 /// Hexadecimal encoding and decoding, kept here so that no Foundation formatter is needed.
-enum Hex {
+public enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
 
     /// Lowercase hex of `bytes`, two characters per byte.
-    static func encode(_ bytes: some Collection<UInt8>) -> String {
+    public static func encode(_ bytes: some Collection<UInt8>) -> String {
         var out = [UInt8]()
         out.reserveCapacity(bytes.count * 2)
         for byte in bytes {

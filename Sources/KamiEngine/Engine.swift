@@ -1,5 +1,6 @@
 public import KamiCore
 public import KamiStore
+import KamiPool
 
 /// The issuance engine: every operation of the brief over the in-memory pool and the durable
 /// store, the one API the server calls. Its operations come in three rooms, one per purpose,
@@ -28,6 +29,10 @@ public final class Engine: Sendable {
 
     /// The operator's operations: catalog changes, imports, exports, voids, verification.
     public var admin: Admin { Admin(core: core) }
+
+    /// Orders fulfilled by suppliers: sourcing, mappings, and what the upstream module
+    /// journals about its attempts.
+    public var upstream: Upstream { Upstream(core: core) }
 
     /// Makes a running import stop at its next chunk (rolled back: nothing of it is imported)
     /// and refuses new ones. Called at the start of a shutdown; `close` calls it too.
@@ -79,18 +84,30 @@ public struct Storefront: Sendable {
     }
 
     /// Reserves and commits at once, for an order already paid.
+    /// A SKU sourced upstream answers `pending_upstream` at once, or when `waitMs` > 0 once
+    /// delivered or failed (or when the wait runs out, still pending).
     public func issue(
         order: String, user: String, sku: String, units: Int, paymentRef: String, client: String? = nil,
-        completion: @escaping OrderCompletion
+        waitMs: Int64? = nil, completion: @escaping OrderCompletion
     ) {
         core.issue(order: order, user: user, sku: sku, units: units, paymentRef: paymentRef, client: client,
-                   completion: completion)
+                   completion: core.waiting(waitMs, completion))
     }
 
     /// The order is paid: its codes become issued and their secrets are returned. After the
-    /// hold expired it takes fresh codes while stock remains, else fails with EXPIRED.
-    public func commit(order: String, paymentRef: String, client: String? = nil, completion: @escaping OrderCompletion) {
-        core.commit(order: order, paymentRef: paymentRef, client: client, completion: completion)
+    /// hold expired it takes fresh codes while stock remains, else fails with EXPIRED (or, for
+    /// a SKU with suppliers, goes pending upstream). `waitMs` as for `issue`.
+    public func commit(
+        order: String, paymentRef: String, client: String? = nil, waitMs: Int64? = nil,
+        completion: @escaping OrderCompletion
+    ) {
+        core.commit(order: order, paymentRef: paymentRef, client: client, completion: core.waiting(waitMs, completion))
+    }
+
+    /// Waits until an order pending upstream is delivered or failed, or `timeoutMs` passes
+    /// (then it answers the order as it is). Answers at once for any other order.
+    public func wait(order: String, timeoutMs: Int64, completion: @escaping OrderCompletion) {
+        core.waitForOrder(order, timeoutMs: timeoutMs, completion: completion)
     }
 
     /// Gives the held codes back (a released or expired order is answered as it is).
@@ -203,4 +220,114 @@ public struct Admin: Sendable {
 
     /// Returns once everything submitted before is durable and its completion has run.
     public func barrier() { core.barrier() }
+}
+
+/// Orders fulfilled upstream. The upstream module (routing, adapters, the HTTP client) calls
+/// these: it decides, the engine journals. Every call that changes something is durable and
+/// audited before its completion runs.
+public struct Upstream: Sendable {
+    let core: EngineCore
+
+    /// Who fulfils orders pending upstream (set once at start, before the listeners open).
+    public func setSink(_ sink: (any UpstreamSink)?) { core.upstream.sink = sink }
+
+    /// Every order pending upstream, oldest first, with its SKU.
+    public func pendingOrders() -> [(order: Order, sku: Sku)] { core.pendingUpstreamOrders() }
+
+    /// Every order in the dead-letter list (failed upstream), oldest first.
+    public func failedOrders() -> [Order] {
+        core.orders.all().filter { $0.state == .failed }.sorted { $0.seq < $1.seq }
+    }
+
+    /// The order with this id, as durable now.
+    public func order(_ orderID: String) -> Order? { core.orders.get(orderID) }
+
+    /// Journals an attempt: before its request leaves, and at each change of its state.
+    public func recordAttempt(_ attempt: UpstreamAttempt, completion: @escaping @Sendable (Result<Void, KamiError>) -> Void) {
+        core.recordAttempt(attempt, completion: completion)
+    }
+
+    /// The supplier delivered: codes stored and issued, order committed, attempt succeeded.
+    public func deliver(orderID: String, attempt: UpstreamAttempt, items: [DeliveredItem], completion: @escaping OrderCompletion) {
+        core.deliverUpstream(orderID: orderID, attempt: attempt, items: items, completion: completion)
+    }
+
+    /// No candidate can fulfil the order: it goes to the dead-letter list with `reason`.
+    public func fail(orderID: String, attempt: UpstreamAttempt?, reason: String, completion: @escaping OrderCompletion) {
+        core.failUpstream(orderID: orderID, attempt: attempt, reason: reason, completion: completion)
+    }
+
+    /// The operator retries a failed order (routed anew).
+    public func retry(orderID: String, completion: @escaping OrderCompletion) {
+        core.retryUpstream(orderID: orderID, completion: completion)
+    }
+
+    /// The attempts of an order, oldest first.
+    public func attempts(orderSeq: OrderSeq) throws(KamiError) -> [UpstreamAttempt] {
+        try core.store.attempts(orderSeq: orderSeq)
+    }
+
+    /// The attempts at a supplier created in `fromMs..<toMs` (reconciliation).
+    public func attempts(supplier: String, fromMs: Int64, toMs: Int64) throws(KamiError) -> [UpstreamAttempt] {
+        try core.store.attempts(supplier: supplier, fromMs: fromMs, toMs: toMs)
+    }
+
+    /// A SKU's sourcing (the default, pool only, when never set).
+    public func sourcing(_ sku: SkuID) -> SkuSourcing { core.upstream.sourcing(sku) }
+
+    /// Every SKU's mappings.
+    public func mappings() -> [SkuID: [SupplierMapping]] { core.upstream.data.withLock { $0.mappings } }
+
+    /// Suppliers the operator paused.
+    public func pausedSuppliers() -> Set<String> { core.upstream.data.withLock { $0.paused } }
+
+    /// Sets a SKU's sourcing (nil fields keep their value). Blocks for the commit.
+    public func setSourcing(
+        sku: String, policy: SourcePolicy? = nil, strategy: RoutingStrategy? = nil, minMarginCents: Int64? = nil,
+        noCandidate: NoCandidatePolicy? = nil, lowWater: Int? = nil, buyAheadUnits: Int? = nil,
+        buyAheadBudgetCents: Int64? = nil
+    ) throws(KamiError) -> SkuSourcing {
+        try core.setSourcing(skuKey: sku, policy: policy, strategy: strategy, minMarginCents: minMarginCents,
+                             noCandidate: noCandidate, lowWater: lowWater, buyAheadUnits: buyAheadUnits,
+                             buyAheadBudgetCents: buyAheadBudgetCents)
+    }
+
+    /// Maps a supplier (one of `knownSuppliers`, the config's) to a SKU. Blocks for the commit.
+    public func map(
+        sku: String, supplier: String, productID: String, costCents: Int64, priority: Int = 0, weight: Int = 1,
+        knownSuppliers: Set<String>
+    ) throws(KamiError) -> SupplierMapping {
+        try core.mapSupplier(skuKey: sku, supplier: supplier, productID: productID, costCents: costCents,
+                             priority: priority, weight: weight, knownSuppliers: knownSuppliers)
+    }
+
+    /// Removes a mapping; false when there was none. Blocks for the commit.
+    public func unmap(sku: String, supplier: String) throws(KamiError) -> Bool {
+        try core.unmapSupplier(skuKey: sku, supplier: supplier)
+    }
+
+    /// Pauses or resumes a supplier. Blocks for the commit.
+    public func setPaused(_ supplier: String, paused: Bool) throws(KamiError) {
+        try core.setSupplierPaused(supplier, paused: paused)
+    }
+
+    /// A supplier's cost or stock for a SKU changed (journaled with its time when it differs).
+    public func updateCost(sku: SkuID, supplier: String, costCents: Int64, stock: Int?) {
+        core.updateSupplierCost(sku: sku, supplier: supplier, costCents: costCents, stock: stock)
+    }
+
+    /// The cost history of a SKU, oldest first.
+    public func costHistory(sku: SkuID) throws(KamiError) -> [CostChange] { try core.store.costHistory(sku: sku) }
+
+    /// Available codes of a SKU in the pool now.
+    public func available(sku: SkuID) -> Int { core.pool.available(sku: sku) }
+
+    /// Buys ahead: stores `items` bought from `supplier` into the pool as available codes of
+    /// `sku` (an import whose label names the supplier). Blocks for the commit.
+    public func addToPool(sku: String, items: [DeliveredItem], supplier: String) throws(KamiError) -> ImportReport {
+        let rows = items.enumerated().map { ImportItem.row(CodeRow(
+            line: $0.offset + 1, secret: $0.element.secret, cardNumber: $0.element.cardNumber,
+            expiresAtMs: $0.element.expiresAtMs, batch: "buy-ahead:\(supplier)")) }
+        return try core.importCodes(sku: sku, source: ArrayRowSource(rows), label: "upstream:\(supplier)")
+    }
 }

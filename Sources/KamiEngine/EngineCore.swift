@@ -41,6 +41,8 @@ final class EngineCore: Sendable {
     let adminLock = ConditionLock()
     let sealer: Sealer
     let clock: any Clock
+    /// Sourcing, supplier mappings and the sink that fulfils orders upstream.
+    let upstream = UpstreamState()
     private let expiry: ExpiryDriver?
 
     /// Opens the store in `config.directory`, recovers everything, and starts expiring holds.
@@ -60,6 +62,7 @@ final class EngineCore: Sendable {
         nextSeq = Atomic(snapshot.maxOrderSeq + 1)
         expiry = config.expiryThread ? ExpiryDriver() : nil
         recover(snapshot)
+        upstream.load(try store.loadUpstream())
         expiry?.start(self)
     }
 

@@ -107,13 +107,19 @@ extension EngineCore {
             return completion(.failure(KamiError(
                 .limitReached, "per-user limit of \(sku.perUserLimit) for \(sku.key) reached")))
         }
-        guard let codes = takeCodes(sku, units: draft.units) else {
+        // Where the codes come from: the pool, or (per the SKU's sourcing) a supplier later.
+        let policy = sku.isBundle ? SourcePolicy.pool : upstream.sourcing(sku.id).policy
+        var taken: [OrderCode]? = policy == .upstream ? nil : takeCodes(sku, units: draft.units)
+        let viaUpstream = taken == nil && policy != .pool
+        if viaUpstream { taken = [] }
+        guard let codes = taken else {
             userLimits.release(user: draft.user, sku: sku.id, units: draft.units)
             if reserving { userLimits.removePendingHold(user: draft.user) }
             orders.end(draft.orderID)
             return completion(.failure(KamiError(.soldOut, "\(sku.key) is sold out")))
         }
         var numbered = draft
+        if viaUpstream && !reserving { numbered.state = .pendingUpstream }
         numbered.seq = nextSeq.wrappingAdd(1, ordering: .relaxed).oldValue
         numbered.codes = codes
         let order = numbered
@@ -125,7 +131,7 @@ extension EngineCore {
             orders.end(order.orderID)
         }
         var revealed: [IssuedCode] = []
-        if !reserving {
+        if !reserving && !viaUpstream {
             // Secrets are immutable rows: read and open them before the commit, beside the
             // writer, so the reply is ready the moment the batch is durable.
             let opened: (revealed: [IssuedCode], bad: [OrderCode])
@@ -143,7 +149,7 @@ extension EngineCore {
         let codeState: CodeState = reserving ? .reserved : .issued
         let changes = codes.map { CodeChange(codeID: $0.codeID, from: .available, to: codeState, orderSeq: order.seq) }
         let event = AuditEvent(
-            reserving ? "reserve" : "issue", subject: "order:\(order.orderID)",
+            reserving ? "reserve" : viaUpstream ? "issue-upstream" : "issue", subject: "order:\(order.orderID)",
             detail: "seq=\(order.seq) user=\(order.user) sku=\(order.sku) units=\(order.units) codes=\(EngineCore.codeIDList(codes))"
                 + (reserving ? "" : " payment=\(order.paymentRef ?? "")") + EngineCore.clientField(client))
         let published = order
@@ -162,6 +168,7 @@ extension EngineCore {
                 }
                 orders.publish(published)
                 completion(.success(reply(published, codes: secrets)))
+                if published.state == .pendingUpstream { upstream.sink?.orderPending(published, sku: sku) }
             }
         }
     }
@@ -199,7 +206,7 @@ extension EngineCore {
         _ order: Order, paymentRef: String, client: String?, completion: @escaping OrderCompletion
     ) {
         switch order.state {
-        case .committed:
+        case .committed, .pendingUpstream, .failed:
             orders.end(order.orderID)
             guard order.paymentRef == paymentRef else {
                 return completion(.failure(KamiError(
@@ -220,6 +227,7 @@ extension EngineCore {
             return completion(.failure(KamiError(.notFound, "SKU of order \(order.orderID) no longer exists")))
         }
         let late = order.state == .expired
+        let policy = sku.isBundle ? SourcePolicy.pool : upstream.sourcing(sku.id).policy
         var chosen = order.codes
         if late {
             // The hold lapsed and its codes went back to the pool: take fresh ones if any remain.
@@ -228,13 +236,20 @@ extension EngineCore {
                 return completion(.failure(KamiError(
                     .limitReached, "hold expired and the per-user limit of \(sku.key) is now reached; refund the payment")))
             }
-            guard let fresh = takeCodes(sku, units: order.units) else {
+            let fresh = policy == .upstream ? nil : takeCodes(sku, units: order.units)
+            guard let fresh else {
+                if policy != .pool {
+                    return commitToUpstream(order, sku: sku, paymentRef: paymentRef, client: client, completion: completion)
+                }
                 userLimits.release(user: order.user, sku: sku.id, units: order.units)
                 orders.end(order.orderID)
                 return completion(.failure(KamiError(
                     .expired, "hold on order \(order.orderID) expired and \(sku.key) is sold out; refund the payment")))
             }
             chosen = fresh
+        } else if chosen.isEmpty {
+            // A hold placed with nothing from the pool: a supplier fulfils it now it is paid.
+            return commitToUpstream(order, sku: sku, paymentRef: paymentRef, client: client, completion: completion)
         }
         // Open the secrets. A code that fails authentication is replaced by a fresh code of its
         // SKU and quarantined (voided) in the same commit, so a paid order still gets what it
@@ -327,7 +342,7 @@ extension EngineCore {
             case .released, .expired:
                 orders.end(orderID)
                 return completion(.success(reply(order)))
-            case .committed, .refunded:
+            case .committed, .refunded, .pendingUpstream, .failed:
                 orders.end(orderID)
                 return completion(.failure(KamiError(.invalidState, "order \(orderID) is \(order.state); refund it instead")))
             case .reserved:
@@ -400,7 +415,7 @@ extension EngineCore {
         }
     }
 
-    private func endHold(_ order: Order) {
+    func endHold(_ order: Order) {
         _ = holds.cancel(order: order.seq)
         holdIDs.withLock { $0[order.seq] = nil }
         userLimits.removePendingHold(user: order.user)
@@ -426,6 +441,12 @@ extension EngineCore {
             case .reserved, .released, .expired:
                 orders.end(orderID)
                 return completion(.failure(KamiError(.invalidState, "order \(orderID) is \(order.state), not committed")))
+            case .pendingUpstream:
+                orders.end(orderID)
+                return completion(.failure(KamiError(
+                    .invalidState, "order \(orderID) is waiting for a supplier; refund it once it is delivered or failed")))
+            case .failed:
+                return refundFailed(order, client: client, completion: completion)
             case .committed:
                 break
             }

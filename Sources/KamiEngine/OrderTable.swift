@@ -83,8 +83,12 @@ final class OrderTable: Sendable {
             map[order.orderID] = Entry(order: order, inFlight: false, waiters: [])
             return waiters
         }
+        watchers.published(order)
         run(waiters)
     }
+
+    /// Who waits for orders to reach a state (`wait`, and `issue`/`commit` with `wait_ms`).
+    let watchers = OrderWatchers()
 
     /// Ends the in-flight operation without change (it failed), and runs the waiters. A
     /// placeholder of an order that was never written disappears.

@@ -5,7 +5,7 @@ import KamiStore
 
 /// One broken invariant found by `EngineCore.verify()`.
 public struct Violation: Sendable, Hashable, CustomStringConvertible {
-    /// Which invariant: `conservation`, `double-issue`, `order-codes`, `user-limit`, `memory`, `audit`, `storage`.
+    /// Which invariant: `conservation`, `double-issue`, `order-codes`, `user-limit`, `memory`, `audit`, `storage`, `upstream`.
     public var invariant: String
     /// What exactly is wrong.
     public var detail: String
@@ -115,6 +115,50 @@ extension EngineCore {
                 fail("memory", "order \(order.orderID): memory says \(memory.state), disk says \(order.state)")
             } else if orders.get(order.orderID) == nil {
                 fail("memory", "order \(order.orderID) is on disk but not in memory")
+            }
+        }
+
+        // 7. Upstream: one order is bought at most once. A delivered upstream order has
+        // exactly one succeeded attempt and no order has two; an order still pending has
+        // none; a failed order has no attempt whose outcome is open (it was never failed
+        // while a supplier might still sell); and no order has two open attempts at once.
+        let upstreamSnapshot = try store.loadUpstream()
+        var attemptsByOrder: [OrderSeq: [UpstreamAttempt]] = [:]
+        for attempt in upstreamSnapshot.attempts { attemptsByOrder[attempt.orderSeq, default: []].append(attempt) }
+        let ordersBySeq = Dictionary(snapshot.orders.map { ($0.seq, $0) }, uniquingKeysWith: { first, _ in first })
+        for (seq, attempts) in attemptsByOrder {
+            guard let order = ordersBySeq[seq] else {
+                fail("upstream", "attempts at \(attempts.map(\.supplier)) for unknown order seq \(seq)")
+                continue
+            }
+            let succeeded = attempts.filter { $0.state == .succeeded }
+            let open = attempts.filter { !$0.state.isFinal }
+            if succeeded.count > 1 {
+                fail("upstream", "order \(order.orderID) was bought twice: at \(succeeded.map(\.supplier).joined(separator: " and "))")
+            }
+            if open.count > 1 {
+                fail("upstream", "order \(order.orderID) has open attempts at \(open.map(\.supplier).joined(separator: " and ")) at once")
+            }
+            switch order.state {
+            case .refunded:
+                if !open.isEmpty {
+                    fail("upstream", "order \(order.orderID) was refunded while \(open[0].supplier) may still sell it")
+                }
+            case .committed:
+                if succeeded.count != 1 {
+                    fail("upstream", "order \(order.orderID) (\(order.state)) was fulfilled upstream with \(succeeded.count) successful attempts")
+                }
+            case .pendingUpstream:
+                if !succeeded.isEmpty {
+                    fail("upstream", "order \(order.orderID) is pending but \(succeeded[0].supplier) delivered it")
+                }
+            case .failed:
+                if !succeeded.isEmpty || !open.isEmpty {
+                    fail("upstream", "order \(order.orderID) failed while attempts at "
+                        + (succeeded + open).map { "\($0.supplier) (\($0.state))" }.joined(separator: ", ") + " may have sold")
+                }
+            case .reserved, .released, .expired:
+                fail("upstream", "order \(order.orderID) (\(order.state)) has upstream attempts")
             }
         }
 

@@ -1,4 +1,5 @@
 public import KamiCore
+public import KamiCrypto
 
 /// One code's move as part of a mutation. The only way to change a code's state: the
 /// move must be in `CodeState.moves` (another is a programmer error and traps here), and
@@ -31,12 +32,53 @@ public enum Mutation: Sendable {
     case setCodes([CodeChange], audit: AuditEvent)
     /// Inserts (id 0) or updates a SKU; the outcome carries its id.
     case writeSku(Sku, audit: AuditEvent)
+    /// Sets a SKU's sourcing.
+    case writeSourcing(SkuSourcing, audit: AuditEvent)
+    /// Inserts or replaces a supplier mapping (and records its cost in the history when it changed).
+    case writeMapping(SupplierMapping, audit: AuditEvent)
+    /// Removes a supplier mapping (an absent one is fine).
+    case deleteMapping(sku: SkuID, supplier: String, audit: AuditEvent)
+    /// Pauses or resumes a supplier.
+    case writeSupplierState(supplier: String, paused: Bool, audit: AuditEvent)
+    /// Inserts or updates an upstream attempt, and the order with it when given (an order
+    /// moving to failed or back to pending in the same transaction).
+    case writeAttempt(UpstreamAttempt, order: Order?, audit: AuditEvent)
+    /// A supplier delivered: its codes are sealed and stored as issued to the order, the
+    /// order committed with them, the attempt succeeded, in one transaction.
+    case deliverUpstream(UpstreamDelivery)
+}
+
+/// What `Mutation.deliverUpstream` writes.
+public struct UpstreamDelivery: Sendable {
+    /// The order as it will be (committed; its `codes` are filled in by the store).
+    public var order: Order
+    /// The attempt as it will be (succeeded).
+    public var attempt: UpstreamAttempt
+    /// The delivered items with the real SKU each belongs to.
+    public var items: [(sku: SkuID, item: DeliveredItem)]
+    /// Seals the secrets (the code id is part of the associated data, so sealing happens once
+    /// the store has given ids).
+    public var sealer: Sealer
+    /// The audit entry; the store appends ` codes=<ids>`.
+    public var audit: AuditEvent
+
+    /// Makes a delivery.
+    public init(order: Order, attempt: UpstreamAttempt, items: [(sku: SkuID, item: DeliveredItem)], sealer: Sealer,
+                audit: AuditEvent) {
+        self.order = order
+        self.attempt = attempt
+        self.items = items
+        self.sealer = sealer
+        self.audit = audit
+    }
 }
 
 /// What a durable mutation produced.
 public enum MutationOutcome: Sendable, Equatable {
     case done
     case skuID(SkuID)
+    /// The codes an upstream delivery stored, in item order.
+    case codes([OrderCode])
 }
 
 /// Called once per mutation, on the writer thread, after its batch is on disk (or failed).
@@ -115,10 +157,37 @@ struct MutationApplier {
             let id = try writeSku(sku, atMs: atMs)
             try audit.append(event, atMs: atMs, db: db)
             return .skuID(id)
+        case .writeSourcing(let sourcing, let event):
+            try writeSourcing(sourcing, atMs: atMs)
+            try audit.append(event, atMs: atMs, db: db)
+            return .done
+        case .writeMapping(let mapping, let event):
+            try writeMapping(mapping, atMs: atMs)
+            try audit.append(event, atMs: atMs, db: db)
+            return .done
+        case .deleteMapping(let sku, let supplier, let event):
+            try deleteMapping(sku: sku, supplier: supplier)
+            try audit.append(event, atMs: atMs, db: db)
+            return .done
+        case .writeSupplierState(let supplier, let paused, let event):
+            try writeSupplierState(supplier, paused: paused, atMs: atMs)
+            try audit.append(event, atMs: atMs, db: db)
+            return .done
+        case .writeAttempt(let attempt, let order, let event):
+            try writeAttempt(attempt)
+            if let order { try writeOrder(order) }
+            try audit.append(event, atMs: atMs, db: db)
+            return .done
+        case .deliverUpstream(let delivery):
+            let codes = try deliver(delivery, atMs: atMs)
+            var event = delivery.audit
+            event.detail += " codes=" + codes.map { String($0.codeID) }.joined(separator: ",")
+            try audit.append(event, atMs: atMs, db: db)
+            return .codes(codes)
         }
     }
 
-    private func writeOrder(_ order: Order) throws(SQLiteError) {
+    func writeOrder(_ order: Order) throws(SQLiteError) {
         let stmt = try db.prepare(HotSQL.writeOrder)
         stmt.bind(1, order.seq)
         stmt.bind(2, order.orderID)

@@ -83,6 +83,60 @@ enum Schema {
         """
         ALTER TABLE audit ADD COLUMN mac BLOB;
         """,
+        // 3: upstream suppliers. A SKU's sourcing (pool, suppliers or both, routing, margin
+        // guard, buy-ahead); which suppliers map to which SKU at what cost; the paused flag of
+        // each supplier; every upstream attempt (one row per order and supplier, written
+        // before the request leaves); the history of supplier costs.
+        """
+        CREATE TABLE sku_sourcing(
+            sku_id INTEGER PRIMARY KEY,
+            policy INTEGER NOT NULL,
+            strategy INTEGER NOT NULL,
+            min_margin_cents INTEGER NOT NULL,
+            no_candidate INTEGER NOT NULL,
+            low_water INTEGER NOT NULL,
+            buy_ahead_units INTEGER NOT NULL,
+            buy_ahead_budget_cents INTEGER NOT NULL,
+            updated_at_ms INTEGER NOT NULL
+        );
+        CREATE TABLE supplier_mappings(
+            sku_id INTEGER NOT NULL,
+            supplier TEXT NOT NULL,
+            product_id TEXT NOT NULL,
+            cost_cents INTEGER NOT NULL,
+            priority INTEGER NOT NULL,
+            weight INTEGER NOT NULL,
+            stock INTEGER,
+            updated_at_ms INTEGER NOT NULL,
+            PRIMARY KEY(sku_id, supplier)
+        ) WITHOUT ROWID;
+        CREATE TABLE supplier_state(
+            supplier TEXT PRIMARY KEY,
+            paused INTEGER NOT NULL,
+            updated_at_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE upstream_attempts(
+            order_seq INTEGER NOT NULL,
+            supplier TEXT NOT NULL,
+            sends INTEGER NOT NULL,
+            customer_no TEXT NOT NULL,
+            state INTEGER NOT NULL,
+            supplier_ref TEXT,
+            cost_cents INTEGER NOT NULL,
+            detail TEXT NOT NULL,
+            created_at_ms INTEGER NOT NULL,
+            updated_at_ms INTEGER NOT NULL,
+            PRIMARY KEY(order_seq, supplier)
+        ) WITHOUT ROWID;
+        CREATE TABLE supplier_costs(
+            id INTEGER PRIMARY KEY,
+            sku_id INTEGER NOT NULL,
+            supplier TEXT NOT NULL,
+            cost_cents INTEGER NOT NULL,
+            stock INTEGER,
+            at_ms INTEGER NOT NULL
+        );
+        """,
     ]
 
     /// The version this code writes.

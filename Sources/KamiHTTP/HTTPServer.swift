@@ -1,0 +1,288 @@
+import CKamiLinux
+import Glibc
+import Synchronization
+
+/// Answers one request, from any thread, once. A request never answered is closed when the
+/// server stops.
+public final class HTTPResponder: Sendable {
+    private let send: @Sendable (HTTPResponse) -> Void
+    private let used = Atomic<Bool>(false)
+
+    init(_ send: @escaping @Sendable (HTTPResponse) -> Void) { self.send = send }
+
+    /// Sends `response` (later calls are ignored).
+    public func respond(_ response: HTTPResponse) {
+        guard !used.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        send(response)
+    }
+}
+
+/// How an `HTTPServer` bounds its clients.
+public struct HTTPServerOptions: Sendable, Hashable {
+    /// Most connections at once; past it new ones are closed at once.
+    public var maxConnections = 1_024
+    /// A request must arrive whole within this long of its first byte (or of the connection).
+    public var requestTimeoutMs: Int64 = 10_000
+    /// An idle keep-alive connection is closed after this long.
+    public var idleMs: Int64 = 30_000
+    /// Bounds on a request.
+    public var limits = HTTPLimits()
+
+    public init() {}
+}
+
+/// A small HTTP/1.1 server over an `IOLoop`: keep-alive, one request at a time per
+/// connection (pipelined requests wait their turn), handlers that answer later from any
+/// thread, optional TLS. Used for supplier callbacks and by the simulators.
+public final class HTTPServer: @unchecked Sendable {
+    // @unchecked: `listener`, `conns` and the rest are touched only on the loop thread, after
+    // `start` (which runs there too).
+    public typealias Handler = @Sendable (HTTPRequest, HTTPResponder) -> Void
+
+    public let loop: IOLoop
+    private let host: String
+    private let requestedPort: UInt16
+    private let tls: TLSContext?
+    private let options: HTTPServerOptions
+    private let handler: Handler
+    private var listener: Int32 = -1
+    private var conns: [Int32: ServerConn] = [:]
+    /// The port bound (after `start`).
+    public private(set) var port: UInt16 = 0
+
+    /// A server on `host:port` (port 0 picks one) calling `handler` for each request.
+    public init(host: String, port: UInt16, tls: TLSContext? = nil, options: HTTPServerOptions = HTTPServerOptions(),
+                loop: IOLoop, handler: @escaping Handler) {
+        self.host = host
+        requestedPort = port
+        self.tls = tls
+        self.options = options
+        self.loop = loop
+        self.handler = handler
+    }
+
+    /// Binds and starts accepting; throws a message naming the address on failure.
+    public func start() throws(HTTPServerError) {
+        let result = Locked<Result<UInt16, HTTPServerError>?>(nil)
+        loop.execute { [self] in
+            switch SocketCalls.listen(host: host, port: requestedPort) {
+            case .failure(let problem):
+                result.set(.failure(HTTPServerError(message: problem.description)))
+            case .success(let bound):
+                listener = bound.fd
+                port = bound.port
+                loop.register(listener, events: EPOLLIN.rawValue) { [self] _ in accept() }
+                result.set(.success(bound.port))
+            }
+        }
+        while true {
+            if let outcome = result.get() {
+                switch outcome {
+                case .success: return
+                case .failure(let error): throw error
+                }
+            }
+            usleep(200)
+        }
+    }
+
+    /// Stops accepting and closes every connection (from any thread but the loop's).
+    public func stop() {
+        let done = Atomic<Bool>(false)
+        loop.execute { [self] in
+            if listener >= 0 {
+                loop.unregister(listener)
+                close(listener)
+                listener = -1
+            }
+            for conn in conns.values { conn.close() }
+            conns = [:]
+            done.store(true, ordering: .releasing)
+        }
+        while !done.load(ordering: .acquiring) { usleep(200) }
+    }
+
+    /// Connections open now (loop thread).
+    var openConnections: Int { conns.count }
+
+    private func accept() {
+        while true {
+            let fd = kami_accept4(listener, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+            if fd < 0 { return }
+            guard conns.count < options.maxConnections else {
+                close(fd)
+                continue
+            }
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            let transport: Transport
+            if let tls {
+                do { transport = try Transport(fd: fd, tls: tls, host: nil) } catch {
+                    close(fd)
+                    continue
+                }
+            } else {
+                transport = Transport(fd: fd)
+            }
+            let conn = ServerConn(server: self, fd: fd, transport: transport)
+            conns[fd] = conn
+            loop.register(fd, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue) { [weak conn] events in conn?.ready(events) }
+            conn.armTimer(options.requestTimeoutMs)
+            conn.ready(EPOLLIN.rawValue)
+        }
+    }
+
+    fileprivate func closed(_ fd: Int32) { conns[fd] = nil }
+
+    fileprivate func dispatch(_ request: HTTPRequest, conn: ServerConn) {
+        let generation = conn.generation
+        weak let target = conn
+        let responder = HTTPResponder { [loop] response in
+            loop.execute { target?.respond(response, generation: generation) }
+        }
+        handler(request, responder)
+    }
+
+    /// One accepted connection. @unchecked Sendable: a responder on another thread holds a
+    /// weak reference to it only to hand it back to the loop, where every use happens.
+    fileprivate final class ServerConn: @unchecked Sendable {
+        unowned let server: HTTPServer
+        let fd: Int32
+        let transport: Transport
+        var parser: HTTPParser
+        var output: [UInt8] = []
+        var written = 0
+        var busy = false
+        var closeAfter = false
+        var closedFlag = false
+        var timer: IOLoop.TimerID?
+        var generation: UInt64 = 0
+        var watchingWrite = false
+
+        init(server: HTTPServer, fd: Int32, transport: Transport) {
+            self.server = server
+            self.fd = fd
+            self.transport = transport
+            parser = HTTPParser(kind: .request, limits: server.options.limits)
+        }
+
+        var loop: IOLoop { server.loop }
+
+        func armTimer(_ ms: Int64) {
+            if let timer { loop.cancel(timer) }
+            timer = loop.schedule(afterMs: ms) { [weak self] in
+                guard let self, !self.closedFlag, !self.busy else { return }
+                if self.parser.inMessage {
+                    self.fail(HTTPParseError(status: 408, message: "request not complete within \(self.server.options.requestTimeoutMs) ms"))
+                } else {
+                    self.close()
+                }
+            }
+        }
+
+        func ready(_ events: UInt32) {
+            guard !closedFlag else { return }
+            if let waiting = transport.handshake() {
+                switch waiting {
+                case .wait(let writable): return watch(write: writable)
+                default: return close()
+                }
+            }
+            if events & EPOLLOUT.rawValue != 0 && written < output.count { flush() }
+            if closedFlag { return }
+            if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { receive() }
+        }
+
+        private func watch(write: Bool) {
+            guard write != watchingWrite else { return }
+            watchingWrite = write
+            loop.modify(fd, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue | (write ? EPOLLOUT.rawValue : 0))
+        }
+
+        private func receive() {
+            var chunk = [UInt8](repeating: 0, count: 16_384)
+            while !closedFlag {
+                // A busy connection reads no more than one request ahead (bounded by the parser).
+                if busy && parser.buffered > server.options.limits.headerBytesMax + server.options.limits.bodyBytesMax { return }
+                let result = chunk.withUnsafeMutableBytes { transport.read(into: $0) }
+                switch result {
+                case .bytes(let count):
+                    chunk.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+                    if !busy { nextRequest() }
+                case .wait(let writable):
+                    if writable { watch(write: true) }
+                    return
+                case .closed, .failed:
+                    if busy { closeAfter = true; return }
+                    return close()
+                }
+            }
+        }
+
+        private func nextRequest() {
+            guard !busy, !closedFlag else { return }
+            let message: HTTPParser.Message?
+            do { message = try parser.next() } catch { return fail(error) }
+            guard let message else { return }
+            busy = true
+            closeAfter = message.close
+            if let timer { loop.cancel(timer) }
+            generation += 1
+            server.dispatch(message.request, conn: self)
+        }
+
+        func respond(_ response: HTTPResponse, generation: UInt64) {
+            guard !closedFlag, busy, generation == self.generation else { return }
+            output.append(contentsOf: response.serialized(close: closeAfter))
+            busy = false
+            flush()
+            if closeAfter || closedFlag { return }
+            armTimer(server.options.idleMs)
+            nextRequest()
+        }
+
+        private func fail(_ error: HTTPParseError) {
+            closeAfter = true
+            output.append(contentsOf: HTTPResponse(status: error.status, text: error.message + "\n").serialized(close: true))
+            flush()
+        }
+
+        private func flush() {
+            while written < output.count {
+                let result = output.withUnsafeBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[written...])) }
+                switch result {
+                case .bytes(let count): written += count
+                case .wait: return watch(write: true)
+                case .closed, .failed: return close()
+                }
+            }
+            output.removeAll(keepingCapacity: true)
+            written = 0
+            watch(write: false)
+            if closeAfter && !busy { close() }
+        }
+
+        func close() {
+            guard !closedFlag else { return }
+            closedFlag = true
+            if let timer { loop.cancel(timer) }
+            loop.unregister(fd)
+            Glibc.close(fd)
+            server.closed(fd)
+        }
+    }
+}
+
+/// A server that could not start, naming the address and the reason.
+public struct HTTPServerError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// A value behind a lock, for handing one result between threads.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func get() -> Value { mutex.withLock { $0 } }
+    func set(_ value: Value) { mutex.withLock { $0 = value } }
+}

@@ -1,0 +1,283 @@
+public import KamiCore
+import KamiCrypto
+
+/// Everything about suppliers the store holds, read at boot and by `verify`.
+public struct UpstreamSnapshot: Sendable {
+    public var sourcing: [SkuSourcing] = []
+    public var mappings: [SupplierMapping] = []
+    /// Suppliers the operator paused.
+    public var paused: Set<String> = []
+    public var attempts: [UpstreamAttempt] = []
+}
+
+/// One change of a supplier's cost for a SKU.
+public struct CostChange: Sendable, Hashable {
+    public var sku: SkuID
+    public var supplier: String
+    public var costCents: Int64
+    public var stock: Int?
+    public var atMs: Int64
+}
+
+extension Store {
+    /// Sourcing, mappings, paused suppliers and every attempt.
+    public func loadUpstream() throws(KamiError) -> UpstreamSnapshot {
+        try read { db throws(SQLiteError) in
+            var snapshot = UpstreamSnapshot()
+            let sourcing = try db.prepare("""
+                SELECT sku_id, policy, strategy, min_margin_cents, no_candidate, low_water, buy_ahead_units,
+                    buy_ahead_budget_cents FROM sku_sourcing ORDER BY sku_id
+                """)
+            defer { sourcing.reset() }
+            while try sourcing.step() {
+                snapshot.sourcing.append(SkuSourcing(
+                    sku: SkuID(sourcing.int64(0)),
+                    policy: SourcePolicy(rawValue: UInt8(truncatingIfNeeded: sourcing.int64(1))) ?? .pool,
+                    strategy: RoutingStrategy(rawValue: UInt8(truncatingIfNeeded: sourcing.int64(2))) ?? .cheapest,
+                    minMarginCents: sourcing.int64(3),
+                    noCandidate: NoCandidatePolicy(rawValue: UInt8(truncatingIfNeeded: sourcing.int64(4))) ?? .fail,
+                    lowWater: sourcing.int(5), buyAheadUnits: sourcing.int(6), buyAheadBudgetCents: sourcing.int64(7)))
+            }
+            sourcing.reset()
+            let mappings = try db.prepare("""
+                SELECT sku_id, supplier, product_id, cost_cents, priority, weight, stock, updated_at_ms
+                FROM supplier_mappings ORDER BY sku_id, supplier
+                """)
+            defer { mappings.reset() }
+            while try mappings.step() {
+                snapshot.mappings.append(SupplierMapping(
+                    sku: SkuID(mappings.int64(0)), supplier: mappings.text(1) ?? "", productID: mappings.text(2) ?? "",
+                    costCents: mappings.int64(3), priority: mappings.int(4), weight: mappings.int(5),
+                    stock: mappings.isNull(6) ? nil : mappings.int(6), updatedAtMs: mappings.int64(7)))
+            }
+            mappings.reset()
+            let paused = try db.prepare("SELECT supplier FROM supplier_state WHERE paused = 1")
+            defer { paused.reset() }
+            while try paused.step() { snapshot.paused.insert(paused.text(0) ?? "") }
+            paused.reset()
+            snapshot.attempts = try Store.attempts(db, whereClause: "", bind: { _ in })
+            return snapshot
+        }
+    }
+
+    /// The attempts for one order, oldest first.
+    public func attempts(orderSeq: OrderSeq) throws(KamiError) -> [UpstreamAttempt] {
+        try read { db throws(SQLiteError) in
+            try Store.attempts(db, whereClause: "WHERE order_seq = ?", bind: { $0.bind(1, orderSeq) })
+        }
+    }
+
+    /// The attempts at one supplier created within `fromMs..<toMs`, for reconciliation.
+    public func attempts(supplier: String, fromMs: Int64, toMs: Int64) throws(KamiError) -> [UpstreamAttempt] {
+        try read { db throws(SQLiteError) in
+            try Store.attempts(db, whereClause: "WHERE supplier = ? AND created_at_ms >= ? AND created_at_ms < ?", bind: {
+                $0.bind(1, supplier)
+                $0.bind(2, fromMs)
+                $0.bind(3, toMs)
+            })
+        }
+    }
+
+    /// The cost history of a SKU (all suppliers), oldest first, at most `limit` entries.
+    public func costHistory(sku: SkuID, limit: Int = 1_000) throws(KamiError) -> [CostChange] {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("""
+                SELECT sku_id, supplier, cost_cents, stock, at_ms FROM supplier_costs WHERE sku_id = ?
+                ORDER BY id DESC LIMIT ?
+                """)
+            defer { stmt.reset() }
+            stmt.bind(1, Int64(sku))
+            stmt.bind(2, limit)
+            var result: [CostChange] = []
+            while try stmt.step() {
+                result.append(CostChange(sku: SkuID(stmt.int64(0)), supplier: stmt.text(1) ?? "", costCents: stmt.int64(2),
+                                         stock: stmt.isNull(3) ? nil : stmt.int(3), atMs: stmt.int64(4)))
+            }
+            return result.reversed()
+        }
+    }
+
+    private static func attempts(
+        _ db: Connection, whereClause: String, bind: (Statement) -> Void
+    ) throws(SQLiteError) -> [UpstreamAttempt] {
+        let stmt = try db.prepare("""
+            SELECT order_seq, supplier, sends, customer_no, state, supplier_ref, cost_cents, detail, created_at_ms,
+                updated_at_ms FROM upstream_attempts \(whereClause) ORDER BY created_at_ms, order_seq
+            """)
+        defer { stmt.reset() }
+        bind(stmt)
+        var result: [UpstreamAttempt] = []
+        while try stmt.step() {
+            guard let state = AttemptState(rawValue: UInt8(truncatingIfNeeded: stmt.int64(4))) else {
+                throw SQLiteError(resultCode: 0, context: "attempts", message: "attempt of order \(stmt.int64(0)) has state \(stmt.int64(4))")
+            }
+            result.append(UpstreamAttempt(
+                orderSeq: stmt.int64(0), supplier: stmt.text(1) ?? "", sends: stmt.int(2), customerOrderNo: stmt.text(3) ?? "",
+                state: state, supplierRef: stmt.text(5), costCents: stmt.int64(6), detail: stmt.text(7) ?? "",
+                createdAtMs: stmt.int64(8), updatedAtMs: stmt.int64(9)))
+        }
+        return result
+    }
+}
+
+extension MutationApplier {
+    func writeSourcing(_ sourcing: SkuSourcing, atMs: Int64) throws(SQLiteError) {
+        let stmt = try db.prepare("""
+            INSERT OR REPLACE INTO sku_sourcing(sku_id, policy, strategy, min_margin_cents, no_candidate, low_water,
+                buy_ahead_units, buy_ahead_budget_cents, updated_at_ms) VALUES(?,?,?,?,?,?,?,?,?)
+            """)
+        stmt.bind(1, Int64(sourcing.sku))
+        stmt.bind(2, Int64(sourcing.policy.rawValue))
+        stmt.bind(3, Int64(sourcing.strategy.rawValue))
+        stmt.bind(4, sourcing.minMarginCents)
+        stmt.bind(5, Int64(sourcing.noCandidate.rawValue))
+        stmt.bind(6, sourcing.lowWater)
+        stmt.bind(7, sourcing.buyAheadUnits)
+        stmt.bind(8, sourcing.buyAheadBudgetCents)
+        stmt.bind(9, atMs)
+        try stmt.run()
+    }
+
+    func writeMapping(_ mapping: SupplierMapping, atMs: Int64) throws(SQLiteError) {
+        let previous = try db.prepare("SELECT cost_cents, stock FROM supplier_mappings WHERE sku_id = ? AND supplier = ?")
+        previous.bind(1, Int64(mapping.sku))
+        previous.bind(2, mapping.supplier)
+        var changed = true
+        if try previous.step() {
+            let stock: Int? = previous.isNull(1) ? nil : previous.int(1)
+            changed = previous.int64(0) != mapping.costCents || stock != mapping.stock
+        }
+        previous.reset()
+        let stmt = try db.prepare("""
+            INSERT OR REPLACE INTO supplier_mappings(sku_id, supplier, product_id, cost_cents, priority, weight, stock,
+                updated_at_ms) VALUES(?,?,?,?,?,?,?,?)
+            """)
+        stmt.bind(1, Int64(mapping.sku))
+        stmt.bind(2, mapping.supplier)
+        stmt.bind(3, mapping.productID)
+        stmt.bind(4, mapping.costCents)
+        stmt.bind(5, mapping.priority)
+        stmt.bind(6, mapping.weight)
+        if let stock = mapping.stock { stmt.bind(7, stock) } else { stmt.bindNull(7) }
+        stmt.bind(8, atMs)
+        try stmt.run()
+        guard changed else { return }
+        let history = try db.prepare("INSERT INTO supplier_costs(sku_id, supplier, cost_cents, stock, at_ms) VALUES(?,?,?,?,?)")
+        history.bind(1, Int64(mapping.sku))
+        history.bind(2, mapping.supplier)
+        history.bind(3, mapping.costCents)
+        if let stock = mapping.stock { history.bind(4, stock) } else { history.bindNull(4) }
+        history.bind(5, atMs)
+        try history.run()
+    }
+
+    func deleteMapping(sku: SkuID, supplier: String) throws(SQLiteError) {
+        let stmt = try db.prepare("DELETE FROM supplier_mappings WHERE sku_id = ? AND supplier = ?")
+        stmt.bind(1, Int64(sku))
+        stmt.bind(2, supplier)
+        try stmt.run()
+    }
+
+    func writeSupplierState(_ supplier: String, paused: Bool, atMs: Int64) throws(SQLiteError) {
+        let stmt = try db.prepare("INSERT OR REPLACE INTO supplier_state(supplier, paused, updated_at_ms) VALUES(?,?,?)")
+        stmt.bind(1, supplier)
+        stmt.bind(2, paused ? 1 : 0)
+        stmt.bind(3, atMs)
+        try stmt.run()
+    }
+
+    func writeAttempt(_ attempt: UpstreamAttempt) throws(SQLiteError) {
+        let stmt = try db.prepare("""
+            INSERT OR REPLACE INTO upstream_attempts(order_seq, supplier, sends, customer_no, state, supplier_ref,
+                cost_cents, detail, created_at_ms, updated_at_ms) VALUES(?,?,?,?,?,?,?,?,?,?)
+            """)
+        stmt.bind(1, attempt.orderSeq)
+        stmt.bind(2, attempt.supplier)
+        stmt.bind(3, attempt.sends)
+        stmt.bind(4, attempt.customerOrderNo)
+        stmt.bind(5, Int64(attempt.state.rawValue))
+        stmt.bind(6, attempt.supplierRef)
+        stmt.bind(7, attempt.costCents)
+        stmt.bind(8, attempt.detail)
+        stmt.bind(9, attempt.createdAtMs)
+        stmt.bind(10, attempt.updatedAtMs)
+        try stmt.run()
+    }
+
+    /// Stores delivered items as codes issued to the order (one import record per delivery,
+    /// so conservation holds: every code row belongs to an import), then the order and the
+    /// attempt. A secret the store already has (by fingerprint) is still stored for this
+    /// order (the buyer paid and the supplier delivered; a resold code is the supplier's
+    /// fraud to take up, not the buyer's loss); its fingerprint keeps pointing at the first.
+    func deliver(_ delivery: UpstreamDelivery, atMs: Int64) throws(SQLiteError) -> [OrderCode] {
+        guard !delivery.items.isEmpty else {
+            throw SQLiteError(resultCode: 0, context: "deliver", message: "an upstream delivery without items")
+        }
+        let firstID = (try db.scalarInt("SELECT MAX(id) FROM codes") ?? 0) + 1
+        let importID = (try db.scalarInt("SELECT MAX(id) FROM imports") ?? 0) + 1
+        let insertCode = try db.prepare("""
+            INSERT INTO codes(id, sku_id, import_id, batch, card_number, cost_cents, expires_at_ms, key_id, nonce,
+                sealed) VALUES(?,?,?,?,?,?,?,?,?,?)
+            """)
+        let insertState = try db.prepare("INSERT INTO code_state(id, sku_id, state, order_seq) VALUES(?,?,?,?)")
+        let insertFingerprint = try db.prepare(
+            "INSERT INTO fingerprints(fp, code_id) VALUES(?, ?) ON CONFLICT(fp) DO NOTHING")
+        // Grouped by SKU (stable), so each SKU's codes are one contiguous id range with its
+        // own import row, as the pool's segments expect at boot.
+        var groups: [(sku: SkuID, items: [DeliveredItem])] = []
+        for entry in delivery.items {
+            if let index = groups.firstIndex(where: { $0.sku == entry.sku }) {
+                groups[index].items.append(entry.item)
+            } else {
+                groups.append((entry.sku, [entry.item]))
+            }
+        }
+        let record = try db.prepare("""
+            INSERT INTO imports(id, sku_id, first_code_id, last_code_id, imported, rejected, batch, source,
+                created_at_ms) VALUES(?,?,?,?,?,0,NULL,?,?)
+            """)
+        var codes: [OrderCode] = []
+        var id = firstID
+        for (offset, group) in groups.enumerated() {
+            let groupImport = importID + Int64(offset)
+            let groupFirst = id
+            for item in group.items {
+                let sealed = delivery.sealer.seal(item.secret, aad: Sealer.associatedData(codeID: id, skuID: group.sku))
+                insertCode.bind(1, id)
+                insertCode.bind(2, Int64(group.sku))
+                insertCode.bind(3, groupImport)
+                insertCode.bindNull(4)
+                insertCode.bind(5, item.cardNumber)
+                insertCode.bind(6, delivery.attempt.costCents)
+                if let expires = item.expiresAtMs { insertCode.bind(7, expires) } else { insertCode.bindNull(7) }
+                insertCode.bind(8, Int64(sealed.keyID))
+                insertCode.bind(9, blob: sealed.nonce)
+                insertCode.bind(10, blob: sealed.ciphertextAndTag)
+                try insertCode.run()
+                insertState.bind(1, id)
+                insertState.bind(2, Int64(group.sku))
+                insertState.bind(3, Int64(CodeState.issued.rawValue))
+                insertState.bind(4, delivery.order.seq)
+                try insertState.run()
+                insertFingerprint.bind(1, blob: delivery.sealer.fingerprint(item.secret))
+                insertFingerprint.bind(2, id)
+                try insertFingerprint.run()
+                codes.append(OrderCode(codeID: id, sku: group.sku))
+                id += 1
+            }
+            record.bind(1, groupImport)
+            record.bind(2, Int64(group.sku))
+            record.bind(3, groupFirst)
+            record.bind(4, id - 1)
+            record.bind(5, group.items.count)
+            record.bind(6, "upstream:\(delivery.attempt.supplier)")
+            record.bind(7, atMs)
+            try record.run()
+        }
+        var order = delivery.order
+        order.codes = codes
+        try writeOrder(order)
+        try writeAttempt(delivery.attempt)
+        return codes
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import KamiCrypto
+public import KamiHTTP
+
+/// The generic supplier API in its three shapes, both sides: what kamid sends and reads
+/// (`request`, `parse`, `verifyCallback`), and what a supplier reads and sends (`decode`,
+/// `encode`, `callback`), which `kami-supplier-sim` uses. docs/suppliers.md lists every
+/// field; the signatures are checked against vectors computed independently in the tests.
+public enum SupplierWire {
+    /// What a request asks the supplier.
+    public enum Call: Sendable, Hashable {
+        case place(PlaceOrder)
+        case query(customerOrderNo: String)
+        case products
+        case balance
+    }
+
+    /// The window a callback's (or, at the supplier, a request's) timestamp must fall in.
+    public static func windowSeconds(_ style: SupplierStyle) -> Int64 { style == .hmac ? 60 : 300 }
+
+    // MARK: signatures
+
+    /// `form`: upper-case hex MD5 (or SHA-256) of the parameters sorted by name as
+    /// `k=v&k=v` (without `sign`, empty values left out) plus `&apikey=KEY`.
+    public static func formSign(_ parameters: [String: String], key: [UInt8], digest: SignDigest) -> String {
+        let text = parameters.filter { $0.key != "sign" && !$0.value.isEmpty }.sorted { $0.key < $1.key }
+            .map { "\($0.key)=\($0.value)" }.joined(separator: "&") + "&apikey=" + String(decoding: key, as: UTF8.self)
+        return hexDigest(Array(text.utf8), digest).uppercased()
+    }
+
+    /// `gateway`: lower-case hex MD5 (or SHA-256) of the parameters sorted by name as
+    /// `k=v&k=v` (without `sign`) followed directly by the secret.
+    public static func gatewaySign(_ parameters: [String: String], key: [UInt8], digest: SignDigest) -> String {
+        let text = parameters.filter { $0.key != "sign" }.sorted { $0.key < $1.key }
+            .map { "\($0.key)=\($0.value)" }.joined(separator: "&") + String(decoding: key, as: UTF8.self)
+        return hexDigest(Array(text.utf8), digest)
+    }
+
+    /// `hmac`: lower-case hex HMAC-SHA256 over `METHOD\nPATH\nTIMESTAMP\nhex(MD5(body))`.
+    public static func hmacSign(method: String, path: String, timestamp: String, body: [UInt8], key: [UInt8]) -> String {
+        let text = "\(method)\n\(path)\n\(timestamp)\n\(Hex.encode(MD5.hash(body)))"
+        return Hex.encode(HMACSHA256.mac(key: key, data: Array(text.utf8)))
+    }
+
+    static func hexDigest(_ bytes: [UInt8], _ digest: SignDigest) -> String {
+        Hex.encode(digest == .md5 ? MD5.hash(bytes) : SHA256.hash(bytes))
+    }
+
+    /// Constant-time comparison of two signatures (as text, case-insensitive hex).
+    static func sameSignature(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.lowercased().utf8)
+        let y = Array(b.lowercased().utf8)
+        guard x.count == y.count else { return false }
+        var difference: UInt8 = 0
+        for index in 0..<x.count { difference |= x[index] ^ y[index] }
+        return difference == 0
+    }
+
+    /// `yyyy-MM-dd HH:mm:ss` in UTC, the gateway's timestamp.
+    public static func gatewayTime(_ seconds: Int64) -> String {
+        var time = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        return String(format: "%04d-%02d-%02d %02d:%02d:%02d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+                      parts.tm_hour, parts.tm_min, parts.tm_sec)
+    }
+
+    /// Parses `gatewayTime`; nil when malformed.
+    public static func gatewaySeconds(_ text: String) -> Int64? {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 19, bytes[4] == 45, bytes[7] == 45, bytes[10] == 32, bytes[13] == 58, bytes[16] == 58 else {
+            return nil
+        }
+        func number(_ range: Range<Int>) -> Int32? { Int32(String(decoding: bytes[range], as: UTF8.self)) }
+        guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10), let hour = number(11..<13),
+              let minute = number(14..<16), let second = number(17..<19),
+              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
+        var parts = tm()
+        parts.tm_year = year - 1900
+        parts.tm_mon = month - 1
+        parts.tm_mday = day
+        parts.tm_hour = hour
+        parts.tm_min = minute
+        parts.tm_sec = second
+        return Int64(timegm(&parts))
+    }
+
+    // MARK: form encoding
+
+    static let unreserved = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~".utf8)
+
+    /// `application/x-www-form-urlencoded` of sorted parameters.
+    public static func formEncode(_ parameters: [String: String]) -> String {
+        parameters.sorted { $0.key < $1.key }.map { "\(percent($0.key))=\(percent($0.value))" }.joined(separator: "&")
+    }
+
+    static func percent(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            if unreserved.contains(byte) { out.unicodeScalars.append(UnicodeScalar(byte)) } else { out += String(format: "%%%02X", byte) }
+        }
+        return out
+    }
+
+    /// Parses a form body (or query); nil when a pair or an escape is malformed.
+    public static func formDecode(_ text: String) -> [String: String]? {
+        var result: [String: String] = [:]
+        for pair in text.split(separator: "&", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let name = unpercent(parts[0]), let value = unpercent(parts.count > 1 ? parts[1] : "") else { return nil }
+            guard result[name] == nil else { return nil }
+            result[name] = value
+        }
+        return result
+    }
+
+    static func unpercent(_ text: Substring) -> String? {
+        var bytes: [UInt8] = []
+        var iterator = Array(text.utf8).makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "+") {
+                bytes.append(32)
+            } else if byte == UInt8(ascii: "%") {
+                guard let high = iterator.next(), let low = iterator.next(),
+                      let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16) else { return nil }
+                bytes.append(value)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    // MARK: JSON helpers
+
+    static func json(_ object: Any) -> [UInt8] {
+        (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map { [UInt8]($0) } ?? Array("{}".utf8)
+    }
+
+    static func jsonText(_ object: Any) -> String { String(decoding: json(object), as: UTF8.self) }
+
+    static func object(_ bytes: [UInt8]) -> [String: Any]? {
+        guard !bytes.isEmpty, let value = try? JSONSerialization.jsonObject(with: Data(bytes)) else { return nil }
+        return value as? [String: Any]
+    }
+
+    static func string(_ value: Any?) -> String? {
+        switch value {
+        case let text as String: text
+        case let number as NSNumber: number.stringValue
+        default: nil
+        }
+    }
+
+    static func int(_ value: Any?) -> Int64? {
+        switch value {
+        case let number as NSNumber: number.int64Value
+        case let text as String: Int64(text)
+        default: nil
+        }
+    }
+}

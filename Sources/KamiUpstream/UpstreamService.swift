@@ -1,0 +1,637 @@
+import Foundation
+public import KamiCore
+public import KamiEngine
+public import KamiHTTP
+import Synchronization
+
+/// A configured supplier, ready to talk to: its config, credentials, URL and TLS context.
+public struct SupplierEndpoint: Sendable {
+    public var config: SupplierConfig
+    public var credentials: SupplierCredentials
+    public var url: HTTPURL
+    public var tls: TLSContext?
+
+    /// Loads the credentials files and the CA file named by `config`; the error names the
+    /// supplier and the file.
+    public init(config: SupplierConfig, resolve: (String) -> String = { $0 }) throws(ConfigValueError) {
+        if let missing = config.missing { throw ConfigValueError("supplier \(config.id): \(missing) is not set") }
+        guard let url = HTTPURL(config.url) else { throw ConfigValueError("supplier \(config.id): bad url \(config.url)") }
+        let key = try SecretFile.read(resolve(config.credentialsFile))
+        let callbackKey = try config.callbackSecretFile.map { path throws(ConfigValueError) in try SecretFile.read(resolve(path)) }
+        self.config = config
+        self.url = url
+        credentials = SupplierCredentials(merchantID: config.merchantID, key: key, callbackKey: callbackKey, digest: config.signDigest)
+        if url.secure {
+            do { tls = try TLSContext.client(caFile: config.caFile.map(resolve)) } catch {
+                throw ConfigValueError("supplier \(config.id): \(error.message)")
+            }
+        }
+    }
+
+    /// An endpoint from parts (tests).
+    public init(config: SupplierConfig, credentials: SupplierCredentials, url: HTTPURL, tls: TLSContext?) {
+        self.config = config
+        self.credentials = credentials
+        self.url = url
+        self.tls = tls
+    }
+}
+
+/// Settings of the upstream service as a whole.
+public struct UpstreamSettings: Sendable {
+    /// Where suppliers send callbacks (our listener's public URL base), nil: no callbacks.
+    public var callbackBase: HTTPURL?
+    /// An order with no candidate under the `wait` policy gives up after this long.
+    public var waitMaxMs: Int64 = 600_000
+    /// How often an order with no candidate under `wait` is routed again.
+    public var rerouteMs: Int64 = 5_000
+    /// Price and stock sync period (0: never).
+    public var syncMs: Int64 = 60_000
+
+    public init() {}
+}
+
+/// Counters of the upstream service (for metrics and tests).
+public struct UpstreamCounters: Sendable, Hashable {
+    public var delivered = 0
+    public var failedOrders = 0
+    public var marginGuard = 0
+    public var placed = 0
+    public var resent = 0
+    public var queries = 0
+    public var unknownOutcomes = 0
+    public var failovers = 0
+    public var callbacksAccepted = 0
+    public var callbacksRejected = 0
+    public var callbacksReplayed = 0
+    public var inFlight = 0
+}
+
+/// Where a supplier stands, for `kamictl supplier list` and metrics.
+public struct SupplierStatus: Sendable, Hashable {
+    public var id: String
+    public var style: SupplierStyle
+    public var url: String
+    public var breaker: CircuitBreaker.State
+    public var breakerOpenings: Int
+    public var paused: Bool
+    public var inFlight: Int
+    public var attempts: Int
+    public var failures: Int
+    public var p95Ms: Int64?
+    public var successRate: Double
+}
+
+/// Fulfils orders pending upstream: routes each to the best supplier, journals every
+/// attempt through the engine before its request leaves, resolves unknown outcomes by
+/// query before anything else is bought, fails over on proven refusals, and takes
+/// suppliers' callbacks. Everything runs on one `IOLoop` thread; the engine's completions
+/// hop onto it.
+public final class UpstreamService: UpstreamSink, @unchecked Sendable {
+    // @unchecked: every var below is touched only on `loop`'s thread.
+    public typealias Log = @Sendable (_ level: String, _ event: String, _ fields: [(String, String)]) -> Void
+
+    public let loop: IOLoop
+    private let client: HTTPClient
+    private let engine: Engine
+    private let settings: UpstreamSettings
+    private let log: Log
+    private var suppliers: [String: SupplierEndpoint]
+    private var breakers: [String: CircuitBreaker] = [:]
+    private var stats: [String: SupplierStats] = [:]
+    private var inFlight: [String: Int] = [:]
+    private var nextSlotNs: [String: UInt64] = [:]
+    private var work: [String: OrderWork] = [:]
+    private var seenCallbacks: [String: Int64] = [:]
+    private var counters = UpstreamCounters()
+    private let countersBox = Mutex(UpstreamCounters())
+    private let statusBox = Mutex<[SupplierStatus]>([])
+    private var callbackServer: HTTPServer?
+    private var random = SystemRandomNumberGenerator()
+
+    /// One order being fulfilled. @unchecked Sendable: closures that other threads run only
+    /// carry it back to the loop, where every use happens.
+    final class OrderWork: @unchecked Sendable {
+        var order: Order
+        let sku: Sku
+        var attempts: [String: UpstreamAttempt] = [:]
+        /// The supplier whose attempt is open (placing, processing, unknown), if any.
+        var current: String?
+        var refused: Set<String> = []
+        var pollMs: Int64 = 0
+        var timer: IOLoop.TimerID?
+        var requestInFlight = false
+        var settling = false
+        let startedMs: Int64
+        var sentAtNs: UInt64 = 0
+
+        init(order: Order, sku: Sku, startedMs: Int64) {
+            self.order = order
+            self.sku = sku
+            self.startedMs = startedMs
+        }
+    }
+
+    /// A service over `engine` with `suppliers`; call `start` to resume pending orders.
+    public init(engine: Engine, suppliers: [SupplierEndpoint], settings: UpstreamSettings, log: @escaping Log) {
+        self.engine = engine
+        self.settings = settings
+        self.log = log
+        loop = IOLoop(name: "kami-upstream")
+        client = HTTPClient(loop: loop)
+        self.suppliers = Dictionary(suppliers.map { ($0.config.id, $0) }, uniquingKeysWith: { $1 })
+        for endpoint in suppliers { prepare(endpoint.config) }
+    }
+
+    private func prepare(_ config: SupplierConfig) {
+        if breakers[config.id] == nil || breakers[config.id]!.window != config.breakerWindow {
+            breakers[config.id] = CircuitBreaker(window: config.breakerWindow, errorRate: config.breakerErrorRate,
+                                                 openMs: config.breakerOpenMs)
+        }
+        if stats[config.id] == nil { stats[config.id] = SupplierStats() }
+    }
+
+    /// The ids of the configured suppliers.
+    public var supplierIDs: Set<String> { onLoop { [self] in Set(suppliers.keys) } }
+
+    /// Registers with the engine and resumes every order still pending (after a restart:
+    /// each open attempt is resolved by query first). Starts the callback listener at
+    /// `callbackListen` (host, port) when given.
+    public func start(callbackListen: (host: String, port: UInt16)? = nil) throws(HTTPServerError) {
+        if let listen = callbackListen {
+            let server = HTTPServer(host: listen.host, port: listen.port, loop: loop) { [weak self] request, responder in
+                self?.callback(request, responder: responder)
+            }
+            try server.start()
+            callbackServer = server
+        }
+        engine.upstream.setSink(self)
+        let pending = engine.upstream.pendingOrders()
+        loop.execute { [self] in
+            for (order, sku) in pending { begin(order, sku: sku) }
+            scheduleSync()
+            publish()
+        }
+    }
+
+    /// The callback listener's port (0 when none).
+    public var callbackPort: UInt16 { callbackServer?.port ?? 0 }
+
+    /// Stops the callback listener and the loop. Orders in flight stay pending on disk and
+    /// are resumed at the next start.
+    public func stop() {
+        engine.upstream.setSink(nil)
+        callbackServer?.stop()
+        loop.stop()
+    }
+
+    /// Replaces the supplier set (a config reload). Orders in flight at a removed supplier
+    /// keep being resolved with its old settings.
+    public func reload(_ endpoints: [SupplierEndpoint]) {
+        loop.execute { [self] in
+            for endpoint in endpoints {
+                suppliers[endpoint.config.id] = endpoint
+                prepare(endpoint.config)
+            }
+            let kept = Set(endpoints.map(\.config.id))
+            for id in suppliers.keys where !kept.contains(id) && !work.values.contains(where: { $0.current == id }) {
+                suppliers[id] = nil
+            }
+            publish()
+        }
+    }
+
+    /// Counters now.
+    public var snapshot: UpstreamCounters { countersBox.withLock { $0 } }
+
+    /// Every supplier's state now.
+    public var statuses: [SupplierStatus] { statusBox.withLock { $0 } }
+
+    private func onLoop<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
+        if loop.onLoop { return body() }
+        let box = Mutex<T?>(nil)
+        loop.execute { let value = body(); box.withLock { $0 = value } }
+        while true {
+            if let value = box.withLock({ $0 }) { return value }
+            usleep(200)
+        }
+    }
+
+    private func publish() {
+        counters.inFlight = work.count
+        let copy = counters
+        countersBox.withLock { $0 = copy }
+        let paused = engine.upstream.pausedSuppliers()
+        let now = nowMs()
+        let list = suppliers.values.sorted { $0.config.id < $1.config.id }.map { endpoint -> SupplierStatus in
+            let id = endpoint.config.id
+            let breaker = breakers[id]!
+            let stat = stats[id]!
+            var state = breaker.state
+            if state == .open && breaker.wouldAllow(nowMs: now) { state = .halfOpen }
+            return SupplierStatus(id: id, style: endpoint.config.style, url: endpoint.url.description, breaker: state,
+                                  breakerOpenings: breaker.openings, paused: paused.contains(id), inFlight: inFlight[id] ?? 0,
+                                  attempts: stat.total, failures: stat.failures, p95Ms: stat.p95Ms, successRate: stat.successRate)
+        }
+        statusBox.withLock { $0 = list }
+    }
+
+    private func nowMs() -> Int64 { engine.nowMs }
+
+    // MARK: UpstreamSink
+
+    public func orderPending(_ order: Order, sku: Sku) {
+        loop.execute { [self] in begin(order, sku: sku) }
+    }
+
+    private func begin(_ order: Order, sku: Sku) {
+        guard work[order.orderID] == nil else { return }
+        let item = OrderWork(order: order, sku: sku, startedMs: nowMs())
+        work[order.orderID] = item
+        // After a restart (or a retry of a failed order) its attempts are on disk.
+        if let attempts = try? engine.upstream.attempts(orderSeq: order.seq) {
+            for attempt in attempts { item.attempts[attempt.supplier] = attempt }
+            if let open = attempts.first(where: { !$0.state.isFinal }) {
+                item.current = open.supplier
+                log("notice", "upstream-resume", [("order", order.orderID), ("supplier", open.supplier),
+                                                  ("state", "\(open.state)")])
+                return query(item)
+            }
+            // A retried failed order starts afresh: the refusals may have been stock or price.
+        }
+        route(item)
+    }
+
+    // MARK: routing
+
+    private func route(_ item: OrderWork) {
+        guard work[item.order.orderID] === item, item.current == nil, !item.settling else { return }
+        let sourcing = engine.upstream.sourcing(item.sku.id)
+        let mappings = engine.upstream.mappings()[item.sku.id] ?? []
+        let paused = engine.upstream.pausedSuppliers()
+        let limit = Router.costLimit(priceCents: item.sku.priceCents, sourcing: sourcing)
+        let now = nowMs()
+        var candidates: [Candidate] = []
+        var excluded: [(String, Exclusion)] = []
+        for mapping in mappings {
+            let id = mapping.supplier
+            if suppliers[id] == nil { excluded.append((id, .unconfigured)); continue }
+            if paused.contains(id) { excluded.append((id, .paused)); continue }
+            if item.refused.contains(id) { excluded.append((id, .triedAndRefused)); continue }
+            if mapping.costCents > limit {
+                excluded.append((id, .marginGuard(costCents: mapping.costCents, limitCents: limit)))
+                counters.marginGuard += 1
+                log("warning", "成本倒挂 margin-guard", [
+                    ("sku", item.sku.key), ("supplier", id), ("cost_cents", String(mapping.costCents)),
+                    ("price_cents", String(item.sku.priceCents)), ("min_margin_cents", String(sourcing.minMarginCents)),
+                    ("order", item.order.orderID)])
+                continue
+            }
+            if mapping.stock == 0 { excluded.append((id, .outOfStock)); continue }
+            if !(breakers[id]?.wouldAllow(nowMs: now) ?? true) { excluded.append((id, .breakerOpen)); continue }
+            let stat = stats[id] ?? SupplierStats()
+            candidates.append(Candidate(mapping: mapping, p95Ms: stat.p95Ms, successRate: stat.successRate))
+        }
+        let ranked = Router.rank(candidates, strategy: sourcing.strategy, random: Double.random(in: 0..<1, using: &random))
+        for candidate in ranked {
+            let id = candidate.mapping.supplier
+            guard breakers[id]!.allows(nowMs: now) else { continue }
+            return place(item, mapping: candidate.mapping)
+        }
+        let reason = excluded.isEmpty ? "no supplier is mapped to \(item.sku.key)"
+            : "no supplier can take it: " + excluded.map { "\($0.0) \($0.1)" }.joined(separator: "; ")
+        if sourcing.noCandidate == .wait && now - item.startedMs < settings.waitMaxMs {
+            log("notice", "upstream-waiting", [("order", item.order.orderID), ("reason", reason)])
+            item.timer = loop.schedule(afterMs: settings.rerouteMs) { [weak self, weak item] in
+                guard let self, let item else { return }
+                self.route(item)
+            }
+            return
+        }
+        fail(item, reason: reason, attempt: nil)
+    }
+
+    // MARK: attempts
+
+    private func place(_ item: OrderWork, mapping: SupplierMapping) {
+        let id = mapping.supplier
+        let now = nowMs()
+        let attempt: UpstreamAttempt
+        if let previous = item.attempts[id] {
+            // The same number again: the supplier's idempotency makes it the same purchase.
+            attempt = UpstreamAttempt(
+                orderSeq: previous.orderSeq, supplier: id, sends: previous.sends + 1, customerOrderNo: previous.customerOrderNo,
+                state: .placing, supplierRef: previous.supplierRef, costCents: mapping.costCents, detail: "resend",
+                createdAtMs: previous.createdAtMs, updatedAtMs: now)
+            counters.resent += 1
+        } else {
+            attempt = UpstreamAttempt(
+                orderSeq: item.order.seq, supplier: id, sends: 1, customerOrderNo: item.order.orderID, state: .placing,
+                costCents: mapping.costCents, createdAtMs: now, updatedAtMs: now)
+        }
+        item.current = id
+        item.attempts[id] = attempt
+        // Durable before the request leaves: after a crash the attempt is found and resolved.
+        engine.upstream.recordAttempt(attempt) { [self] result in
+            loop.execute { [self] in
+                switch result {
+                case .success:
+                    send(item, .place(PlaceOrder(
+                        customerOrderNo: attempt.customerOrderNo, productID: mapping.productID, quantity: item.order.units,
+                        notifyURL: notifyURL(id), account: suppliers[id]?.config.directTopUp == true ? item.order.user : nil)))
+                case .failure(let error):
+                    // Nothing left kamid: try again shortly (the journal may be busy or full).
+                    log("warning", "upstream-journal", [("order", item.order.orderID), ("error", error.message)])
+                    item.current = nil
+                    item.timer = loop.schedule(afterMs: 1_000) { [weak self, weak item] in
+                        guard let self, let item else { return }
+                        self.route(item)
+                    }
+                }
+            }
+        }
+    }
+
+    private func notifyURL(_ supplier: String) -> String? {
+        settings.callbackBase.map { $0.with(target: $0.path + "/upstream/callback/" + supplier).description }
+    }
+
+    /// Sends a request for the order's current attempt, within the supplier's rate.
+    private func send(_ item: OrderWork, _ call: SupplierWire.Call) {
+        guard let id = item.current, let endpoint = suppliers[id] else { return }
+        if endpoint.config.requestsPerSecond > 0 {
+            let now = IOLoop.nowNs()
+            let slot = max(now, nextSlotNs[id] ?? 0)
+            nextSlotNs[id] = slot + 1_000_000_000 / UInt64(endpoint.config.requestsPerSecond)
+            if slot > now + 1_000_000 {
+                loop.schedule(afterMs: Int64((slot - now) / 1_000_000)) { [weak self, weak item] in
+                    guard let self, let item else { return }
+                    self.transmit(item, call, endpoint: endpoint)
+                }
+                return
+            }
+        }
+        transmit(item, call, endpoint: endpoint)
+    }
+
+    private func transmit(_ item: OrderWork, _ call: SupplierWire.Call, endpoint: SupplierEndpoint) {
+        let id = endpoint.config.id
+        let request = SupplierWire.request(call, style: endpoint.config.style, base: endpoint.url,
+                                           credentials: endpoint.credentials, nowSeconds: nowMs() / 1_000)
+        var options = HTTPClientOptions()
+        options.connectTimeoutMs = endpoint.config.connectTimeoutMs
+        options.timeoutMs = endpoint.config.timeoutMs
+        options.maxConnections = endpoint.config.maxConcurrent
+        item.requestInFlight = true
+        item.sentAtNs = IOLoop.nowNs()
+        inFlight[id, default: 0] += 1
+        if case .place = call { counters.placed += 1 } else { counters.queries += 1 }
+        let isPlace: Bool = if case .place = call { true } else { false }
+        client.send(request, to: endpoint.url, tls: endpoint.tls, options: options) { [weak self] result in
+            // Completions run on the loop already.
+            guard let self else { return }
+            self.inFlight[id, default: 1] -= 1
+            item.requestInFlight = false
+            let latencyMs = Int64((IOLoop.nowNs() - item.sentAtNs) / 1_000_000)
+            switch result {
+            case .success(let response):
+                let reply = SupplierWire.parse(response, style: endpoint.config.style, quantity: item.order.units)
+                let healthy: Bool = switch reply {
+                case .unknown: false
+                case .failed(let code, _): !["4001", "4002", "1001", "1002", "bad_signature", "stale_timestamp"].contains(code)
+                default: true
+                }
+                self.stats[id]?.record(latencyMs: latencyMs, success: healthy)
+                self.breakers[id]?.record(success: healthy, nowMs: self.nowMs())
+                self.handle(item, supplier: id, reply: reply, fromPlace: isPlace)
+            case .failure(let error):
+                self.stats[id]?.record(latencyMs: latencyMs, success: false)
+                self.breakers[id]?.record(success: false, nowMs: self.nowMs())
+                if !error.sent && isPlace {
+                    // Provably never reached the supplier: nothing can have been sold.
+                    self.handle(item, supplier: id, reply: .failed(code: "not_sent", message: error.description), fromPlace: true)
+                } else {
+                    self.handle(item, supplier: id, reply: .unknown(error.description), fromPlace: isPlace)
+                }
+            }
+            self.publish()
+        }
+    }
+
+    /// What a supplier said (a reply, or a callback) about the order's attempt there.
+    private func handle(_ item: OrderWork, supplier id: String, reply: SupplierReply, fromPlace: Bool) {
+        guard work[item.order.orderID] === item, !item.settling, item.current == id,
+              var attempt = item.attempts[id], !attempt.state.isFinal else { return }
+        let now = nowMs()
+        switch reply {
+        case .delivered(let ref, let items):
+            guard items.count == item.order.units else {
+                return keepOpen(item, &attempt, .unknown, "delivered \(items.count) of \(item.order.units); asking again", ref: ref)
+            }
+            attempt.supplierRef = ref ?? attempt.supplierRef
+            let done = attempt.moved(to: .succeeded, detail: "delivered", atMs: now)
+            item.settling = true
+            engine.upstream.deliver(
+                orderID: item.order.orderID, attempt: done,
+                items: items.map { DeliveredItem(secret: Secret($0.secret), cardNumber: $0.cardNumber, expiresAtMs: $0.expiresAtMs) }
+            ) { [self] result in
+                loop.execute { [self] in
+                    item.settling = false
+                    switch result {
+                    case .success:
+                        item.attempts[id] = done
+                        finish(item)
+                        counters.delivered += 1
+                    case .failure(let error) where error.code == .invalidState:
+                        finish(item)  // settled already (a duplicate)
+                    case .failure(let error):
+                        log("warning", "upstream-deliver", [("order", item.order.orderID), ("error", error.message)])
+                        item.timer = loop.schedule(afterMs: 1_000) { [weak self, weak item] in
+                            guard let self, let item else { return }
+                            self.handle(item, supplier: id, reply: reply, fromPlace: false)
+                        }
+                    }
+                    publish()
+                }
+            }
+        case .processing(let ref):
+            keepOpen(item, &attempt, .processing, "processing", ref: ref)
+        case .partial(let ref, let delivered):
+            keepOpen(item, &attempt, .processing, "partial \(delivered) of \(item.order.units)", ref: ref)
+        case .unknown(let why):
+            counters.unknownOutcomes += 1
+            keepOpen(item, &attempt, .unknown, why, ref: nil)
+        case .notFound:
+            guard let endpoint = suppliers[id] else { return keepOpen(item, &attempt, .unknown, "not found", ref: nil) }
+            if now - attempt.createdAtMs >= endpoint.config.notSoldAfterMs {
+                refuse(item, attempt.moved(to: .failed, detail: "not found after \(endpoint.config.notSoldAfterMs) ms: not sold", atMs: now))
+            } else {
+                // It never arrived: send it again under the same number.
+                guard let mapping = engine.upstream.mappings()[item.sku.id]?.first(where: { $0.supplier == id }) else {
+                    return keepOpen(item, &attempt, .unknown, "not found, and no longer mapped", ref: nil)
+                }
+                item.current = nil
+                place(item, mapping: mapping)
+            }
+        case .failed(let code, let message):
+            refuse(item, attempt.moved(to: .failed, detail: "\(code): \(message)", atMs: now))
+        }
+    }
+
+    /// The attempt stays open: journal its new state (when it changed) and ask again later.
+    private func keepOpen(_ item: OrderWork, _ attempt: inout UpstreamAttempt, _ state: AttemptState, _ why: String, ref: String?) {
+        let id = attempt.supplier
+        if attempt.state != state || (ref != nil && attempt.supplierRef != ref) {
+            var next = attempt.moved(to: state, detail: String(why.prefix(300)), atMs: nowMs())
+            next.supplierRef = ref ?? attempt.supplierRef
+            item.attempts[id] = next
+            engine.upstream.recordAttempt(next) { _ in }
+        }
+        let endpoint = suppliers[id]
+        let base = endpoint?.config.pollMs ?? 1_000
+        item.pollMs = item.pollMs == 0 ? base : min(item.pollMs * 2, endpoint?.config.pollMaxMs ?? 30_000)
+        if let timer = item.timer { loop.cancel(timer) }
+        item.timer = loop.schedule(afterMs: item.pollMs) { [weak self, weak item] in
+            guard let self, let item else { return }
+            self.query(item)
+        }
+    }
+
+    private func query(_ item: OrderWork) {
+        guard work[item.order.orderID] === item, let id = item.current, !item.requestInFlight, !item.settling else { return }
+        guard suppliers[id] != nil else {
+            // The supplier left the config: keep the order pending (never buy elsewhere while
+            // its outcome is open) and say so.
+            log("warning", "upstream-orphan", [("order", item.order.orderID), ("supplier", id)])
+            item.timer = loop.schedule(afterMs: 60_000) { [weak self, weak item] in
+                guard let self, let item else { return }
+                self.query(item)
+            }
+            return
+        }
+        send(item, .query(customerOrderNo: item.attempts[id]?.customerOrderNo ?? item.order.orderID))
+    }
+
+    /// The supplier proved it did not sell: journal it, then the next candidate.
+    private func refuse(_ item: OrderWork, _ failed: UpstreamAttempt) {
+        item.attempts[failed.supplier] = failed
+        item.refused.insert(failed.supplier)
+        item.current = nil
+        item.pollMs = 0
+        counters.failovers += 1
+        log("notice", "upstream-refused", [("order", item.order.orderID), ("supplier", failed.supplier), ("detail", failed.detail)])
+        item.settling = true
+        engine.upstream.recordAttempt(failed) { [self] _ in
+            loop.execute { [self] in
+                item.settling = false
+                route(item)
+            }
+        }
+    }
+
+    private func fail(_ item: OrderWork, reason: String, attempt: UpstreamAttempt?) {
+        item.settling = true
+        log("warning", "upstream-failed", [("order", item.order.orderID), ("sku", item.sku.key), ("reason", reason)])
+        engine.upstream.fail(orderID: item.order.orderID, attempt: attempt, reason: String(reason.prefix(500))) { [self] result in
+            loop.execute { [self] in
+                item.settling = false
+                if case .failure(let error) = result, error.code != .invalidState {
+                    item.timer = loop.schedule(afterMs: 1_000) { [weak self, weak item] in
+                        guard let self, let item else { return }
+                        self.fail(item, reason: reason, attempt: attempt)
+                    }
+                    return
+                }
+                counters.failedOrders += 1
+                finish(item)
+                publish()
+            }
+        }
+    }
+
+    private func finish(_ item: OrderWork) {
+        if let timer = item.timer { loop.cancel(timer) }
+        if work[item.order.orderID] === item { work[item.order.orderID] = nil }
+    }
+
+    // MARK: callbacks
+
+    private func callback(_ request: HTTPRequest, responder: HTTPResponder) {
+        let parts = request.path.split(separator: "/").map(String.init)
+        guard request.method == "POST", parts.count == 3, parts[0] == "upstream", parts[1] == "callback" else {
+            return responder.respond(HTTPResponse(status: 404, text: "no such path\n"))
+        }
+        let id = parts[2]
+        guard let endpoint = suppliers[id] else {
+            counters.callbacksRejected += 1
+            return responder.respond(HTTPResponse(status: 404, text: "no supplier \(id)\n"))
+        }
+        let now = nowMs()
+        switch SupplierWire.verifyCallback(request, style: endpoint.config.style, credentials: endpoint.credentials,
+                                           nowSeconds: now / 1_000) {
+        case .failure(let problem):
+            counters.callbacksRejected += 1
+            log("warning", "upstream-callback-refused", [("supplier", id), ("reason", problem.description)])
+            responder.respond(HTTPResponse(status: 401, text: "refused: \(problem.description)\n"))
+        case .success(let callback):
+            // Replays within the window are answered as before and change nothing.
+            let window = SupplierWire.windowSeconds(endpoint.config.style) * 2_000
+            seenCallbacks = seenCallbacks.count > 100_000 ? seenCallbacks.filter { now - $0.value < window } : seenCallbacks
+            if let seen = seenCallbacks[callback.replayKey], now - seen < window {
+                counters.callbacksReplayed += 1
+                return responder.respond(SupplierWire.callbackAck(endpoint.config.style))
+            }
+            seenCallbacks[callback.replayKey] = now
+            counters.callbacksAccepted += 1
+            responder.respond(SupplierWire.callbackAck(endpoint.config.style))
+            if let item = work[callback.customerOrderNo], item.current == id {
+                if case .notFound = callback.reply { return }
+                if let timer = item.timer { loop.cancel(timer) }
+                handle(item, supplier: id, reply: callback.reply, fromPlace: false)
+            }
+            publish()
+        }
+    }
+
+    // MARK: sync
+
+    private func scheduleSync() {
+        guard settings.syncMs > 0 else { return }
+        loop.schedule(afterMs: settings.syncMs) { [weak self] in
+            guard let self else { return }
+            self.syncNow()
+            self.scheduleSync()
+        }
+    }
+
+    /// Asks every supplier for its products' prices and stock now; each change of a mapped
+    /// product is journaled (the cost history).
+    public func sync() { loop.execute { [self] in syncNow() } }
+
+    private func syncNow() {
+        let mappings = engine.upstream.mappings()
+        for endpoint in suppliers.values {
+            let id = endpoint.config.id
+            let request = SupplierWire.request(.products, style: endpoint.config.style, base: endpoint.url,
+                                               credentials: endpoint.credentials, nowSeconds: nowMs() / 1_000)
+            var options = HTTPClientOptions()
+            options.timeoutMs = endpoint.config.timeoutMs
+            options.maxConnections = endpoint.config.maxConcurrent
+            client.send(request, to: endpoint.url, tls: endpoint.tls, options: options) { [weak self] result in
+                guard let self else { return }
+                guard case .success(let response) = result,
+                      let products = SupplierWire.parseProducts(response, style: endpoint.config.style) else {
+                    self.log("warning", "upstream-sync", [("supplier", id), ("error", "no product list")])
+                    return
+                }
+                let byProduct = Dictionary(products.map { ($0.productID, $0) }, uniquingKeysWith: { $1 })
+                for (sku, list) in mappings {
+                    for mapping in list where mapping.supplier == id {
+                        guard let product = byProduct[mapping.productID] else { continue }
+                        self.engine.upstream.updateCost(sku: sku, supplier: id, costCents: product.priceCents, stock: product.stock)
+                    }
+                }
+            }
+        }
+    }
+}
