@@ -64,6 +64,14 @@ public final class SupplierSim: @unchecked Sendable {
     private var rng: SimRandom
     private var nextRef = 1
     private let ledgerBox = Mutex<[SimSale]>([])
+    private let callbackCounts = Mutex<[Int]>([0, 0])
+    private let callbackErrors = Mutex<[String]>([])
+
+    /// Callbacks answered 200, and the others (refused or failed to send).
+    public var callbacksSent: (ok: Int, refused: Int) { callbackCounts.withLock { ($0[0], $0[1]) } }
+
+    /// Why callbacks could not be sent.
+    public var callbackFailures: [String] { callbackErrors.withLock { $0 } }
     private let tls: TLSContext?
     private var requests = 0
 
@@ -93,6 +101,18 @@ public final class SupplierSim: @unchecked Sendable {
         server.stop()
         loop.stop()
     }
+
+    /// Changes the settings (on the simulator's thread, before its next request).
+    public func update(_ change: @escaping @Sendable (inout SimSettings) -> Void) {
+        let done = Box()
+        loop.execute { [self] in
+            change(&settings)
+            done.flag.store(true, ordering: .releasing)
+        }
+        while !done.flag.load(ordering: .acquiring) { usleep(200) }
+    }
+
+    private final class Box: Sendable { let flag = Atomic<Bool>(false) }
 
     /// Every sale so far.
     public var ledger: [SimSale] { ledgerBox.withLock { $0 } }
@@ -196,7 +216,12 @@ public final class SupplierSim: @unchecked Sendable {
                 let request = SupplierWire.callback(view, style: self.settings.style, notify: notify,
                                                     merchantID: self.settings.merchantID, key: key, digest: self.settings.digest,
                                                     nowSeconds: self.nowMs() / 1_000)
-                self.client.send(request, to: notify) { _ in }
+                self.client.send(request, to: notify) { [weak self] result in
+                    guard let self else { return }
+                    let ok: Bool = if case .success(let response) = result { response.status == 200 } else { false }
+                    self.callbackCounts.withLock { $0[ok ? 0 : 1] += 1 }
+                    if case .failure(let error) = result { self.callbackErrors.withLock { $0.append(error.description) } }
+                }
             }
         }
     }

@@ -27,8 +27,11 @@ public struct HTTPClientError: Error, Sendable, Hashable, CustomStringConvertibl
 public struct HTTPClientOptions: Sendable, Hashable {
     /// Longest wait for TCP connect plus TLS handshake.
     public var connectTimeoutMs: Int64 = 3_000
-    /// Longest time from `send` to the whole response (queueing included).
+    /// Longest time from writing the request on a connection to the whole response.
     public var timeoutMs: Int64 = 10_000
+    /// Longest wait for a free connection before the request is sent (it then fails as
+    /// `timeout` with `sent` false: it never left).
+    public var queueTimeoutMs: Int64 = 30_000
     /// Most connections (so most requests in flight) to the origin at once.
     public var maxConnections = 64
     /// Most requests waiting for a connection; past it `send` fails at once (overloaded).
@@ -74,14 +77,17 @@ public final class HTTPClient: @unchecked Sendable {
             if url.secure && tls == nil {
                 return completion(.failure(HTTPClientError(.tls, "https URL without a TLS context", sent: false)))
             }
+            // One pool per origin and TLS context: a connection verified under one trust
+            // store is never reused by a request that asked for another.
             let key = "\(url.secure ? "https" : "http")://\(url.host):\(url.port)"
+                + (url.secure ? "#\(ObjectIdentifier(tls!).hashValue)" : "")
             let pool = pools[key] ?? {
                 let made = Pool(client: self, url: url, tls: url.secure ? tls : nil, options: options)
                 pools[key] = made
                 return made
             }()
             pool.options = options
-            pool.submit(Pending(request: sending, completion: completion, deadlineNs: IOLoop.nowNs() + UInt64(options.timeoutMs) * 1_000_000))
+            pool.submit(Pending(request: sending, completion: completion))
         }
     }
 
@@ -92,14 +98,12 @@ public final class HTTPClient: @unchecked Sendable {
     final class Pending {
         let request: HTTPRequest
         let completion: Completion
-        let deadlineNs: UInt64
         var timer: IOLoop.TimerID?
         var done = false
 
-        init(request: HTTPRequest, completion: @escaping Completion, deadlineNs: UInt64) {
+        init(request: HTTPRequest, completion: @escaping Completion) {
             self.request = request
             self.completion = completion
-            self.deadlineNs = deadlineNs
         }
 
         func finish(_ result: Result<HTTPResponse, HTTPClientError>, loop: IOLoop) {
@@ -112,7 +116,7 @@ public final class HTTPClient: @unchecked Sendable {
 
     /// The connections and queue of one origin.
     final class Pool {
-        unowned let client: HTTPClient
+        let loop: IOLoop
         let url: HTTPURL
         let tls: TLSContext?
         var options: HTTPClientOptions
@@ -124,20 +128,23 @@ public final class HTTPClient: @unchecked Sendable {
         var addresses: [[UInt8]] = []
 
         init(client: HTTPClient, url: HTTPURL, tls: TLSContext?, options: HTTPClientOptions) {
-            self.client = client
+            loop = client.loop
             self.url = url
             self.tls = tls
             self.options = options
         }
 
-        var loop: IOLoop { client.loop }
-
-        func submit(_ pending: Pending) {
-            let remainingMs = Int64(pending.deadlineNs > IOLoop.nowNs() ? (pending.deadlineNs - IOLoop.nowNs()) / 1_000_000 : 0)
-            pending.timer = loop.schedule(afterMs: remainingMs) { [weak self, weak pending] in
+        /// (Re)starts the request's timer: the queue wait, then the request's own.
+        func arm(_ pending: Pending, ms: Int64) {
+            if let timer = pending.timer { loop.cancel(timer) }
+            pending.timer = loop.schedule(afterMs: ms) { [weak self, weak pending] in
                 guard let self, let pending, !pending.done else { return }
                 self.timedOut(pending)
             }
+        }
+
+        func submit(_ pending: Pending) {
+            arm(pending, ms: options.queueTimeoutMs)
             while let conn = idle.popLast() {
                 if conn.usable {
                     conn.start(pending)
@@ -164,7 +171,7 @@ public final class HTTPClient: @unchecked Sendable {
                 pending.finish(.failure(HTTPClientError(.timeout, "no response from \(url.hostHeader) within \(options.timeoutMs) ms", sent: sent)), loop: loop)
                 return
             }
-            pending.finish(.failure(HTTPClientError(.timeout, "no connection to \(url.hostHeader) within \(options.timeoutMs) ms", sent: false)), loop: loop)
+            pending.finish(.failure(HTTPClientError(.timeout, "no free connection to \(url.hostHeader) within \(options.queueTimeoutMs) ms", sent: false)), loop: loop)
         }
 
         private func open(for pending: Pending) {
@@ -221,7 +228,8 @@ public final class HTTPClient: @unchecked Sendable {
 
     /// One connection of a pool.
     final class Conn {
-        unowned let pool: Pool
+        // Strong: the pool keeps its open connections in `all`, and a closed one leaves it.
+        let pool: Pool
         var fd: Int32 = -1
         var transport: Transport?
         var parser: HTTPParser
@@ -269,6 +277,7 @@ public final class HTTPClient: @unchecked Sendable {
 
         func start(_ pending: Pending) {
             current = pending
+            pool.arm(pending, ms: pool.options.timeoutMs)
             parser = HTTPParser(kind: .response, limits: pool.options.limits)
             parser.expectNoBody = pending.request.method == "HEAD"
             output = pending.request.serialized(host: pool.url.hostHeader)
@@ -280,7 +289,9 @@ public final class HTTPClient: @unchecked Sendable {
         private func ready(_ events: UInt32) {
             guard !closedFlag else { return }
             if !connected {
-                guard events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 else { return }
+                // Before TCP connects only writability means anything; during the TLS
+                // handshake either direction may move it on.
+                guard transport != nil || events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 else { return }
                 if transport == nil {
                     if let error = SocketCalls.connectError(fd) {
                         pool.connectFailed(error)

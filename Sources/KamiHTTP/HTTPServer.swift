@@ -146,7 +146,8 @@ public final class HTTPServer: @unchecked Sendable {
     /// One accepted connection. @unchecked Sendable: a responder on another thread holds a
     /// weak reference to it only to hand it back to the loop, where every use happens.
     fileprivate final class ServerConn: @unchecked Sendable {
-        unowned let server: HTTPServer
+        // Strong: the server keeps its open connections in `conns`, and a closed one leaves it.
+        let server: HTTPServer
         let fd: Int32
         let transport: Transport
         var parser: HTTPParser

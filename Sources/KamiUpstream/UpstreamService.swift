@@ -94,7 +94,7 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
     public let loop: IOLoop
     private let client: HTTPClient
     private let engine: Engine
-    private let settings: UpstreamSettings
+    private var settings: UpstreamSettings
     private let log: Log
     private var suppliers: [String: SupplierEndpoint]
     private var breakers: [String: CircuitBreaker] = [:]
@@ -122,6 +122,7 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
         var timer: IOLoop.TimerID?
         var requestInFlight = false
         var settling = false
+        var waitLogged = false
         let startedMs: Int64
         var sentAtNs: UInt64 = 0
 
@@ -156,7 +157,8 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
 
     /// Registers with the engine and resumes every order still pending (after a restart:
     /// each open attempt is resolved by query first). Starts the callback listener at
-    /// `callbackListen` (host, port) when given.
+    /// `callbackListen` (host, port) when given; without a configured `callbackBase`,
+    /// suppliers are told the listener's own address.
     public func start(callbackListen: (host: String, port: UInt16)? = nil) throws(HTTPServerError) {
         if let listen = callbackListen {
             let server = HTTPServer(host: listen.host, port: listen.port, loop: loop) { [weak self] request, responder in
@@ -164,6 +166,11 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
             }
             try server.start()
             callbackServer = server
+            if settings.callbackBase == nil {
+                // Suppliers call back to the listener itself (loopback setups, tests).
+                let host = listen.host.contains(":") ? "[\(listen.host)]" : listen.host
+                settings.callbackBase = HTTPURL("http://\(host):\(server.port)")
+            }
         }
         engine.upstream.setSink(self)
         let pending = engine.upstream.pendingOrders()
@@ -295,14 +302,24 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
         let ranked = Router.rank(candidates, strategy: sourcing.strategy, random: Double.random(in: 0..<1, using: &random))
         for candidate in ranked {
             let id = candidate.mapping.supplier
-            guard breakers[id]!.allows(nowMs: now) else { continue }
+            guard breakers[id]!.allows(nowMs: now) else {
+                excluded.append((id, .breakerOpen))
+                continue
+            }
             return place(item, mapping: candidate.mapping)
         }
         let reason = excluded.isEmpty ? "no supplier is mapped to \(item.sku.key)"
             : "no supplier can take it: " + excluded.map { "\($0.0) \($0.1)" }.joined(separator: "; ")
-        if sourcing.noCandidate == .wait && now - item.startedMs < settings.waitMaxMs {
-            log("notice", "upstream-waiting", [("order", item.order.orderID), ("reason", reason)])
-            item.timer = loop.schedule(afterMs: settings.rerouteMs) { [weak self, weak item] in
+        // An open breaker is a pause, not a refusal: a paid order waits for its probe (under
+        // any policy) rather than fail because a supplier had a bad minute.
+        let transient = excluded.contains { $0.1 == .breakerOpen }
+        if (transient || sourcing.noCandidate == .wait) && now - item.startedMs < settings.waitMaxMs {
+            if !item.waitLogged {
+                item.waitLogged = true
+                log("notice", "upstream-waiting", [("order", item.order.orderID), ("reason", reason)])
+            }
+            let delay = transient ? min(settings.rerouteMs, 250) : settings.rerouteMs
+            item.timer = loop.schedule(afterMs: delay) { [weak self, weak item] in
                 guard let self, let item else { return }
                 self.route(item)
             }
@@ -353,7 +370,9 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
     }
 
     private func notifyURL(_ supplier: String) -> String? {
-        settings.callbackBase.map { $0.with(target: $0.path + "/upstream/callback/" + supplier).description }
+        settings.callbackBase.map { base in
+            base.with(target: (base.path == "/" ? "" : base.path) + "/upstream/callback/" + supplier).description
+        }
     }
 
     /// Sends a request for the order's current attempt, within the supplier's rate.
@@ -404,6 +423,15 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
                 self.stats[id]?.record(latencyMs: latencyMs, success: healthy)
                 self.breakers[id]?.record(success: healthy, nowMs: self.nowMs())
                 self.handle(item, supplier: id, reply: reply, fromPlace: isPlace)
+            case .failure(let error) where !error.sent && (error.kind == .overloaded || error.kind == .timeout):
+                // Our own queue was full or slow: the supplier never saw it and is not to
+                // blame. Send it again shortly.
+                self.stats[id]?.record(latencyMs: latencyMs, success: true)
+                if let timer = item.timer { self.loop.cancel(timer) }
+                item.timer = self.loop.schedule(afterMs: 200) { [weak self, weak item] in
+                    guard let self, let item else { return }
+                    self.send(item, call)
+                }
             case .failure(let error):
                 self.stats[id]?.record(latencyMs: latencyMs, success: false)
                 self.breakers[id]?.record(success: false, nowMs: self.nowMs())
@@ -571,6 +599,7 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
                                            nowSeconds: now / 1_000) {
         case .failure(let problem):
             counters.callbacksRejected += 1
+            publish()
             log("warning", "upstream-callback-refused", [("supplier", id), ("reason", problem.description)])
             responder.respond(HTTPResponse(status: 401, text: "refused: \(problem.description)\n"))
         case .success(let callback):
@@ -579,6 +608,7 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
             seenCallbacks = seenCallbacks.count > 100_000 ? seenCallbacks.filter { now - $0.value < window } : seenCallbacks
             if let seen = seenCallbacks[callback.replayKey], now - seen < window {
                 counters.callbacksReplayed += 1
+                publish()
                 return responder.respond(SupplierWire.callbackAck(endpoint.config.style))
             }
             seenCallbacks[callback.replayKey] = now

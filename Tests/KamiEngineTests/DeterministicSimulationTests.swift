@@ -388,6 +388,8 @@ final class Simulation {
             }
         case .released, .expired:
             release(previous?.codes ?? reply.codeIDs, from: id)
+        case .pendingUpstream, .failed:
+            fail("step \(step): \(id) is \(reply.state), but this simulation maps no supplier")
         }
         orders[id] = ModelOrder(user: user, sku: sku, units: units, state: reply.state, codes: reply.codeIDs)
         if sku == "lim" {
