@@ -59,9 +59,10 @@ extension Operation {
     var isSafeToRepeat: Bool {
         switch self {
         case .hello, .ping, .reserve, .commit, .issue, .release, .order, .entitlements, .stock, .stats, .verify,
-             .skuList, .auditVerify, .jobs:
+             .skuList, .auditVerify, .jobs, .wait, .supplierList, .supplierShow, .upstreamFailed, .supplierReconcile:
             true
-        case .skuSet, .importCSV, .void, .refund, .export, .reload, .tokenNew:
+        case .skuSet, .importCSV, .void, .refund, .export, .reload, .tokenNew, .supplierMap, .supplierUnmap, .supplierPause,
+             .supplierResume, .supplierSync, .skuSource, .upstreamRetry:
             false
         }
     }

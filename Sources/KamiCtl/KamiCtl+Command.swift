@@ -63,6 +63,8 @@ extension KamiCtl {
         case auditVerify
         /// `token new`: a new token for a storefront client, printed once.
         case tokenNew(client: String)
+        /// `supplier ...`, `sku source`, `upstream ...`.
+        case upstream(UpstreamCommand)
     }
 
     /// What a `--help` or a usage error is about.
@@ -98,6 +100,12 @@ extension KamiCtl {
         case auditVerify = "audit verify"
         /// `token new`.
         case tokenNew = "token new"
+        /// `supplier`.
+        case supplier
+        /// `sku source`.
+        case skuSource = "sku source"
+        /// `upstream`.
+        case upstream
     }
 
     /// A command line that does not parse.

@@ -85,6 +85,13 @@ extension KamiCtl {
             request = operatorRequest(.auditVerify) { _ in }
         case .tokenNew(let client):
             request = operatorRequest(.tokenNew) { $0.client = client }
+        case .upstream(let command):
+            if case .reconcile(_, _, _, let statement?) = command,
+               !FileChecks.exists(absolutePath(statement, currentDirectory: currentDirectory)) {
+                return Outcome(stderr: "kamictl: \(absolutePath(statement, currentDirectory: currentDirectory)): no such file\n",
+                               exit: .failed)
+            }
+            request = command.request(currentDirectory: currentDirectory)
         }
         var poller: ProgressPoller?
         switch invocation.command {
@@ -218,6 +225,10 @@ extension KamiCtl {
             return Outcome(stdout: Format.tokenNew(fields), exit: .ok)
         case (.stats, .fields(let fields)):
             return Outcome(stdout: Format.fields(fields), exit: .ok)
+        case (.upstream(.refund), .order(let order)):
+            return Outcome(stdout: Format.order(order, secretsShown: false), exit: .ok)
+        case (.upstream(let command), .fields(let fields)):
+            return Outcome(stdout: describeUpstream(command, fields), exit: .ok)
         default:
             return Outcome(stderr: "kamictl: kamid answered with an unexpected reply; is it a different version?\n",
                            exit: .failed)

@@ -84,7 +84,7 @@ extension KamiCtl {
     }
 
     /// Splits `--name=value` into its parts; other words come back whole with no value.
-    private static func splitOption(_ argument: String) -> (String, String?) {
+    static func splitOption(_ argument: String) -> (String, String?) {
         guard argument.hasPrefix("--"), let equals = argument.firstIndex(of: "=") else { return (argument, nil) }
         return (String(argument[..<equals]), String(argument[argument.index(after: equals)...]))
     }
@@ -112,9 +112,11 @@ extension KamiCtl {
                 if help { return .help(.skuList) }
                 _ = try ParsedOptions(Array(rest.dropFirst()), topic: .skuList, positionals: 0...0)
                 return .skuList
+            case "source":
+                return try skuSourceCommand(Array(rest.dropFirst()), help: help)
             default:
                 if help && rest.isEmpty { return .help(.skuSet) }
-                throw UsageError(message: "sku takes the subcommand set or list", topic: .general)
+                throw UsageError(message: "sku takes the subcommand set, list or source", topic: .general)
             }
         case "audit":
             guard rest.first == "verify" else {
@@ -189,6 +191,10 @@ extension KamiCtl {
             if help { return .help(.verify) }
             _ = try ParsedOptions(rest, topic: .verify, positionals: 0...0)
             return .verify
+        case "supplier":
+            return try supplierCommand(rest, help: help)
+        case "upstream":
+            return try upstreamCommand(rest, help: help)
         case "stats":
             if help { return .help(.stats) }
             _ = try ParsedOptions(rest, topic: .stats, positionals: 0...0)

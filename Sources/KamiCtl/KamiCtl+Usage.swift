@@ -31,6 +31,12 @@ extension KamiCtl {
                   verify                  check every invariant
                   audit verify            check the audit log's hash chain
                   token new CLIENT        make a new token for a storefront client (printed once)
+                  supplier list|show|map|unmap|pause|resume|sync|reconcile
+                                          upstream suppliers (see supplier --help)
+                  sku source SKU [--policy P] [--strategy S] [--min-margin CENTS] [--no-candidate fail|wait]
+                                          where a SKU's codes come from, and the margin guard
+                  upstream failed|retry ORDER|refund ORDER
+                                          orders every supplier failed (the dead-letter list)
 
                 options (anywhere on the line):
                   --socket PATH           kamid's socket (default: $\(socketEnvironmentVariable), else
@@ -158,6 +164,49 @@ extension KamiCtl {
 
                 Walks the audit log's SHA-256 hash chain from the first entry. Exit status 4, with the
                 first broken entry, when an entry was changed, removed or reordered.
+                """
+        case .supplier:
+            return """
+                usage: kamictl supplier list
+                       kamictl supplier show SUPPLIER
+                       kamictl supplier map SKU SUPPLIER PRODUCT COST_CENTS [--priority N] [--weight N]
+                       kamictl supplier unmap SKU SUPPLIER
+                       kamictl supplier pause SUPPLIER | resume SUPPLIER
+                       kamictl supplier sync
+                       kamictl supplier reconcile SUPPLIER [--from T] [--to T] [--statement FILE.csv]
+
+                Suppliers are defined in kamid's config (supplier.ID.KEY); which of them can fulfil which
+                SKU, at what cost and priority, is data managed here.
+
+                  list                    every supplier: breaker, paused, in flight, attempts, p95, success rate
+                  show SUPPLIER           one supplier and its mappings
+                  map                     the SKU can be bought at SUPPLIER as PRODUCT for COST_CENTS per unit;
+                                          lower --priority is preferred (priority strategy, ties); --weight is
+                                          the share under the weighted strategy
+                  pause / resume          no new orders go to a paused supplier (open attempts still resolve)
+                  sync                    fetch every supplier's prices and stock now (also on a schedule)
+                  reconcile               compare kamid's attempts from --from to --to (Unix ms or
+                                          YYYY-MM-DD) with the supplier's records (its query API, and the
+                                          statement CSV when given: customer_order_no,state[,amount_cents])
+                """
+        case .skuSource:
+            return """
+                usage: kamictl sku source SKU [--policy pool|upstream|pool_then_upstream]
+                                              [--strategy cheapest|fastest|priority|weighted]
+                                              [--min-margin CENTS] [--no-candidate fail|wait] [--low-water N]
+
+                Where a SKU's codes come from. The margin guard never buys where cost > price - min margin
+                (成本倒挂); with no candidate left the order fails (dead-letter list) or waits.
+                """
+        case .upstream:
+            return """
+                usage: kamictl upstream failed
+                       kamictl upstream retry ORDER
+                       kamictl upstream refund ORDER
+
+                  failed                  orders every candidate supplier failed, with each attempt
+                  retry ORDER             route a failed order again
+                  refund ORDER            refund a failed order (nothing was delivered)
                 """
         case .tokenNew:
             return """

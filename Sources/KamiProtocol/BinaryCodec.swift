@@ -62,6 +62,7 @@ public enum BinaryCodec {
     /// Reads the payload of a storefront operation into `request` (in place: a `Request`
     /// is about 300 bytes, and every copy of it shows in the decode time).
     private static func readPayload(into request: inout Request, _ r: inout PayloadReader) throws(PayloadError) {
+        func waitMs(_ value: UInt32) -> Int64? { value == 0 ? nil : Int64(value) }
         switch request.op {
         case .hello:
             request.client = try r.str("client")
@@ -80,6 +81,8 @@ public enum BinaryCodec {
         case .commit:
             request.order = try r.str("order")
             request.paymentRef = try r.str("payment_ref")
+            // Came later: a frame that ends here does not wait.
+            if r.remaining > 0 { request.waitMs = waitMs(try r.u32("wait_ms")) }
         case .issue:
             request.order = try r.str("order")
             request.user = try r.str("user")
@@ -88,8 +91,12 @@ public enum BinaryCodec {
             request.paymentRef = try r.str("payment_ref")
             request.ip = try r.optStr("ip")
             request.device = try r.optStr("device")
+            if r.remaining > 0 { request.waitMs = waitMs(try r.u32("wait_ms")) }
         case .release, .order:
             request.order = try r.str("order")
+        case .wait:
+            request.order = try r.str("order")
+            request.waitMs = Int64(try r.u32("wait_ms"))
         case .entitlements:
             request.user = try r.str("user")
             // Paging came later: a frame that ends after the user asks for the first page.
@@ -100,7 +107,8 @@ public enum BinaryCodec {
             }
         case .stock:
             request.sku = try r.str("sku")
-        case .skuSet, .importCSV, .void, .refund, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs:
+        case .skuSet, .importCSV, .void, .refund, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,
+             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry:
             // Refused before the payload is read; kept exhaustive so a new op must choose.
             throw .invalid("operator operations are JSON only")
         }
@@ -154,6 +162,13 @@ public enum BinaryCodec {
             }
             out.appendU32LE(wire)
         }
+        func wait(required: Bool) throws(KamiError) {
+            guard required || request.waitMs != nil else { return }
+            guard let wire = UInt32(exactly: request.waitMs ?? 0) else {
+                throw KamiError(.badRequest, "wait_ms must be between 0 and \(UInt32.max), got \(request.waitMs ?? 0)")
+            }
+            out.appendU32LE(wire)
+        }
         switch op {
         case .hello:
             try required(request.client, "client")
@@ -171,6 +186,7 @@ public enum BinaryCodec {
         case .commit:
             try required(request.order, "order")
             try required(request.paymentRef, "payment_ref")
+            try wait(required: false)
         case .issue:
             try required(request.order, "order")
             try required(request.user, "user")
@@ -179,8 +195,12 @@ public enum BinaryCodec {
             try required(request.paymentRef, "payment_ref")
             try optional(request.ip, "ip")
             try optional(request.device, "device")
+            try wait(required: false)
         case .release, .order:
             try required(request.order, "order")
+        case .wait:
+            try required(request.order, "order")
+            try wait(required: true)
         case .entitlements:
             try required(request.user, "user")
             if request.limit != nil || request.cursor != nil {
@@ -192,7 +212,8 @@ public enum BinaryCodec {
             }
         case .stock:
             try required(request.sku, "sku")
-        case .skuSet, .importCSV, .void, .refund, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs:
+        case .skuSet, .importCSV, .void, .refund, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,
+             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry:
             throw KamiError(.badRequest, "\(op.name) is an operator operation: JSON only, on the Unix socket")
         }
     }

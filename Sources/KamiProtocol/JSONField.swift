@@ -4,6 +4,8 @@ enum JSONField: UInt8, CaseIterable {
     case id, op, order, user, sku, qty, ttlMs, paymentRef, ip, device, client, token
     case name, priceCents, perUserLimit, activationURL, path, batch, codeID, withSecrets, dryRun, replace
     case limit, cursor
+    case waitMs, supplier, product, costCents, priority, weight, sourcePolicy, strategy, minMarginCents, noCandidate
+    case lowWater, sinceMs, untilMs
 
     /// The name on the wire.
     var key: StaticString {
@@ -32,10 +34,23 @@ enum JSONField: UInt8, CaseIterable {
         case .replace: "replace"
         case .limit: "limit"
         case .cursor: "cursor"
+        case .waitMs: "wait_ms"
+        case .supplier: "supplier"
+        case .product: "product"
+        case .costCents: "cost_cents"
+        case .priority: "priority"
+        case .weight: "weight"
+        case .sourcePolicy: "source_policy"
+        case .strategy: "strategy"
+        case .minMarginCents: "min_margin_cents"
+        case .noCandidate: "no_candidate"
+        case .lowWater: "low_water"
+        case .sinceMs: "since_ms"
+        case .untilMs: "until_ms"
         }
     }
 
-    var bit: UInt32 { 1 << UInt32(rawValue) }
+    var bit: UInt64 { 1 << UInt64(rawValue) }
 
     /// The field whose name is the `count` bytes at `p`, or nil for a name this version
     /// does not know (ignored, for forward compatibility). A switch on the length picks
@@ -43,23 +58,29 @@ enum JSONField: UInt8, CaseIterable {
     /// checks that it agrees with `key` for every field.
     @inline(__always)
     static func match(_ p: UnsafeRawPointer, count: Int) -> JSONField? {
-        let candidates: (JSONField, JSONField?, JSONField?, JSONField?)
+        let candidates: (JSONField, JSONField?, JSONField?, JSONField?, JSONField?)
         switch count {
-        case 2: candidates = (.id, .op, .ip, nil)
-        case 3: candidates = (.sku, .qty, nil, nil)
-        case 4: candidates = (.user, .name, .path, nil)
-        case 5: candidates = (.order, .token, .batch, .limit)
-        case 6: candidates = (.ttlMs, .client, .device, .cursor)
-        case 7: candidates = (.codeID, .dryRun, .replace, nil)
-        case 11: candidates = (.paymentRef, .priceCents, nil, nil)
-        case 12: candidates = (.withSecrets, nil, nil, nil)
-        case 14: candidates = (.perUserLimit, .activationURL, nil, nil)
+        case 2: candidates = (.id, .op, .ip, nil, nil)
+        case 3: candidates = (.sku, .qty, nil, nil, nil)
+        case 4: candidates = (.user, .name, .path, nil, nil)
+        case 5: candidates = (.order, .token, .batch, .limit, nil)
+        case 6: candidates = (.ttlMs, .client, .device, .cursor, .weight)
+        case 7: candidates = (.codeID, .dryRun, .replace, .waitMs, .product)
+        case 8: candidates = (.supplier, .priority, .strategy, .sinceMs, .untilMs)
+        case 9: candidates = (.lowWater, nil, nil, nil, nil)
+        case 10: candidates = (.costCents, nil, nil, nil, nil)
+        case 11: candidates = (.paymentRef, .priceCents, nil, nil, nil)
+        case 12: candidates = (.withSecrets, .noCandidate, nil, nil, nil)
+        case 13: candidates = (.sourcePolicy, nil, nil, nil, nil)
+        case 14: candidates = (.perUserLimit, .activationURL, nil, nil, nil)
+        case 16: candidates = (.minMarginCents, nil, nil, nil, nil)
         default: return nil
         }
         if candidates.0.key.matches(p, count: count) { return candidates.0 }
         if let field = candidates.1, field.key.matches(p, count: count) { return field }
         if let field = candidates.2, field.key.matches(p, count: count) { return field }
         if let field = candidates.3, field.key.matches(p, count: count) { return field }
+        if let field = candidates.4, field.key.matches(p, count: count) { return field }
         return nil
     }
 }

@@ -9,7 +9,7 @@ struct JSONRequestDecoder {
     private var scanner: JSONScanner
     private var request = Request(id: .none, op: .ping)
     private var op: Operation?
-    private var seen: UInt32 = 0
+    private var seen: UInt64 = 0
     private var problem: String?
     /// Names of unknown fields seen so far, only created when there is one: duplicates
     /// are refused for them too, and they are rare.
@@ -134,6 +134,19 @@ struct JSONRequestDecoder {
         case .replace: request.replace = bool(field, value)
         case .limit: request.limit = integer(field, value).map { Int($0) }
         case .cursor: request.cursor = string(field, value)
+        case .waitMs: request.waitMs = integer(field, value)
+        case .supplier: request.supplier = string(field, value)
+        case .product: request.product = string(field, value)
+        case .costCents: request.costCents = integer(field, value)
+        case .priority: request.priority = integer(field, value)
+        case .weight: request.weight = integer(field, value)
+        case .sourcePolicy: request.sourcePolicy = string(field, value)
+        case .strategy: request.strategy = string(field, value)
+        case .minMarginCents: request.minMarginCents = integer(field, value)
+        case .noCandidate: request.noCandidate = string(field, value)
+        case .lowWater: request.lowWater = integer(field, value)
+        case .sinceMs: request.sinceMs = integer(field, value)
+        case .untilMs: request.untilMs = integer(field, value)
         }
     }
 

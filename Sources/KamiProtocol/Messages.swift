@@ -13,6 +13,8 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     case order = 7
     case entitlements = 8
     case stock = 9
+    /// Long-polls an order pending upstream until it is delivered or failed (or `wait_ms`).
+    case wait = 10
 
     case skuSet = 32
     case importCSV = 33
@@ -26,6 +28,17 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     case auditVerify = 41
     case tokenNew = 42
     case jobs = 43
+    case supplierList = 44
+    case supplierShow = 45
+    case supplierMap = 46
+    case supplierUnmap = 47
+    case supplierPause = 48
+    case supplierResume = 49
+    case supplierSync = 50
+    case supplierReconcile = 51
+    case skuSource = 52
+    case upstreamFailed = 53
+    case upstreamRetry = 54
 
     /// The name used in JSON (`"op": "reserve"`); the table is `wireName`.
     public var name: String { wireName.description }
@@ -106,6 +119,33 @@ public struct Request: Sendable, Hashable {
     public var limit: Int?
     /// `entitlements`: where the page starts (`cursor`, from the last page's `next_cursor`).
     public var cursor: String?
+    /// `issue`, `commit`: wait up to this long for an order fulfilled upstream; `wait`: how
+    /// long to wait (`wait_ms`).
+    public var waitMs: Int64?
+    // Supplier fields (operator).
+    /// A supplier's id in the config (`supplier`).
+    public var supplier: String?
+    /// The SKU's product id at the supplier (`product`).
+    public var product: String?
+    /// A supplier's cost per unit, minor units (`cost_cents`).
+    public var costCents: Int64?
+    /// Lower is preferred (`priority`).
+    public var priority: Int64?
+    /// Relative weight for the weighted strategy (`weight`).
+    public var weight: Int64?
+    /// `sku_source`: pool, upstream or pool_then_upstream (`source_policy`).
+    public var sourcePolicy: String?
+    /// `sku_source`: cheapest, fastest, priority or weighted (`strategy`).
+    public var strategy: String?
+    /// `sku_source`: the margin guard (`min_margin_cents`).
+    public var minMarginCents: Int64?
+    /// `sku_source`: fail or wait (`no_candidate`).
+    public var noCandidate: String?
+    /// `sku_source`: buy ahead under this many available codes (`low_water`).
+    public var lowWater: Int64?
+    /// `supplier_reconcile`: the window, Unix ms (`since_ms`, `until_ms`).
+    public var sinceMs: Int64?
+    public var untilMs: Int64?
 
     /// Makes a request with only the id and operation set.
     public init(id: RequestID, op: Operation) {

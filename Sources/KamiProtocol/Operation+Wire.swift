@@ -23,10 +23,11 @@ extension Operation {
         switch self {
         case .hello: .hello
         case .ping: .empty
-        case .reserve, .commit, .issue, .release, .order, .refund: .order
+        case .reserve, .commit, .issue, .release, .order, .refund, .wait: .order
         case .entitlements: .codes
         case .stock: .stock
-        case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs: .fields
+        case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,
+             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry: .fields
         }
     }
 
@@ -55,6 +56,18 @@ extension Operation {
         case .auditVerify: "audit_verify"
         case .tokenNew: "token_new"
         case .jobs: "jobs"
+        case .wait: "wait"
+        case .supplierList: "supplier_list"
+        case .supplierShow: "supplier_show"
+        case .supplierMap: "supplier_map"
+        case .supplierUnmap: "supplier_unmap"
+        case .supplierPause: "supplier_pause"
+        case .supplierResume: "supplier_resume"
+        case .supplierSync: "supplier_sync"
+        case .supplierReconcile: "supplier_reconcile"
+        case .skuSource: "sku_source"
+        case .upstreamFailed: "upstream_failed"
+        case .upstreamRetry: "upstream_retry"
         }
     }
 
@@ -70,6 +83,10 @@ extension Operation {
             if let d, d.wireName.matches(p, count: count) { return d }
             return nil
         }
+        // Operator operations only (never on the storefront's hot path).
+        func pickAny(_ candidates: [Operation]) -> Operation? {
+            candidates.first { $0.wireName.matches(p, count: count) }
+        }
         switch p.load(as: UInt8.self) {
         case UInt8(ascii: "h"): return pick(.hello)
         case UInt8(ascii: "p"): return pick(.ping)
@@ -78,7 +95,11 @@ extension Operation {
         case UInt8(ascii: "i"): return pick(.issue, .importCSV)
         case UInt8(ascii: "o"): return pick(.order)
         case UInt8(ascii: "e"): return pick(.entitlements, .export)
-        case UInt8(ascii: "s"): return pick(.stock, .skuSet, .stats, .skuList)
+        case UInt8(ascii: "s"):
+            return pick(.stock, .skuSet, .stats, .skuList) ?? pickAny([.supplierList, .supplierShow, .supplierMap,
+                .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource])
+        case UInt8(ascii: "u"): return pick(.upstreamFailed, .upstreamRetry)
+        case UInt8(ascii: "w"): return pick(.wait)
         case UInt8(ascii: "a"): return pick(.auditVerify)
         case UInt8(ascii: "t"): return pick(.tokenNew)
         case UInt8(ascii: "j"): return pick(.jobs)

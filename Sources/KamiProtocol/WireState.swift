@@ -95,7 +95,10 @@ public struct WireHello: Sendable, Hashable {
     /// - `entitlements_pages`: `entitlements` takes `limit` and `cursor` and answers `next_cursor`.
     /// - `forward_compatible`: replies may carry fields, states and error codes a client
     ///   does not know; they are ignored or decoded as "other".
-    public static let currentFeatures = ["binary", "bundles", "late_commit", "entitlements_pages", "forward_compatible"]
+    /// - `upstream`: SKUs fulfilled by suppliers: orders in `pending_upstream` and `failed`,
+    ///   `wait_ms` on issue and commit, and the `wait` operation.
+    public static let currentFeatures = ["binary", "bundles", "late_commit", "entitlements_pages", "forward_compatible",
+                                         "upstream"]
 
     /// This version's hello reply.
     public static let current = WireHello(

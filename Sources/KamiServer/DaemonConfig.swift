@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import KamiCore
 public import KamiStore
+public import KamiUpstream
 
 /// kamid's settings: the embedded default (`Config/kamid.conf`), then a config file, then
 /// the command line. Every key, its range and its trade-off are documented in that file.
@@ -31,6 +32,16 @@ public struct DaemonConfig: Sendable, Equatable {
     /// nil: no metrics endpoint.
     public var metricsListen: ListenAddress? = .tcp(host: "127.0.0.1", port: 9420)
     public var logLevel = LogLevel.info
+    /// Upstream suppliers by id (`supplier.ID.KEY`).
+    public var suppliers: [String: SupplierConfig] = [:]
+    /// Where suppliers' callbacks arrive (nil: no listener).
+    public var upstreamCallbackListen: ListenAddress?
+    /// The URL base suppliers are told to call back (nil: the listener's own address).
+    public var upstreamCallbackURL: String?
+    /// Price and stock sync period (0: never).
+    public var upstreamSyncMs: Int64 = 60_000
+    /// An order with no candidate under the `wait` policy (or every breaker open) gives up after this long.
+    public var upstreamWaitMaxMs: Int64 = 600_000
 
     /// The embedded defaults.
     public init() {}
@@ -66,7 +77,8 @@ public struct DaemonConfig: Sendable, Equatable {
         "listen", "unix_socket", "unix_socket_mode", "loop_threads", "max_connections", "idle_timeout_ms",
         "request_timeout_ms", "shutdown_timeout_ms", "max_request_bytes", "data_dir", "durability", "commit_batch_max", "commit_delay_us",
         "hold_ttl_default_ms", "hold_ttl_max_ms", "token_dir", "token_file.CLIENT", "master_key_file",
-        "metrics_listen", "log_level",
+        "metrics_listen", "log_level", "upstream_callback_listen", "upstream_callback_url", "upstream_sync_ms",
+        "upstream_wait_max_ms", "supplier.ID.KEY",
     ]
 
     /// The embedded default config: the text of `Config/kamid.conf`.
@@ -75,7 +87,7 @@ public struct DaemonConfig: Sendable, Equatable {
     /// Keys that only take effect at the next start.
     public static let restartKeys: Set<String> = [
         "listen", "unix_socket", "unix_socket_mode", "loop_threads", "data_dir", "durability",
-        "master_key_file", "metrics_listen",
+        "master_key_file", "metrics_listen", "upstream_callback_listen",
     ]
 
     /// This config with every key of `restartKeys` set to its value in `running`: what a
@@ -90,6 +102,7 @@ public struct DaemonConfig: Sendable, Equatable {
         kept.durability = running.durability
         kept.masterKeyFile = running.masterKeyFile
         kept.metricsListen = running.metricsListen
+        kept.upstreamCallbackListen = running.upstreamCallbackListen
         return kept
     }
 
@@ -108,6 +121,7 @@ public struct DaemonConfig: Sendable, Equatable {
         var config = DaemonConfig()
         var seen: [String: Int] = [:]
         var listenSeen = false
+        var supplierLines: [String: Int] = [:]
         var number = 0
         // Lines end in \n or \r\n (a file edited on Windows). Swift sees "\r\n" as one
         // Character, so split the scalars, not the Characters.
@@ -177,18 +191,57 @@ public struct DaemonConfig: Sendable, Equatable {
                     guard address.isLoopback else { throw bad("\(value) is not a loopback address (127.0.0.0/8 or ::1)") }
                     config.metricsListen = address
                 }
+            case "upstream_callback_listen":
+                if value == "off" {
+                    config.upstreamCallbackListen = nil
+                } else {
+                    switch ListenAddress.parse(hostPort: value) {
+                    case .success(let parsed): config.upstreamCallbackListen = parsed
+                    case .failure(let problem): throw bad(problem.why)
+                    }
+                }
+            case "upstream_callback_url":
+                if value == "auto" {
+                    config.upstreamCallbackURL = nil
+                    continue
+                }
+                guard let url = URL(string: value), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
+                    throw bad("expected an http:// or https:// URL, got \(quoted(value))")
+                }
+                config.upstreamCallbackURL = value
+            case "upstream_sync_ms": config.upstreamSyncMs = try integer(value, 0...86_400_000, bad: bad)
+            case "upstream_wait_max_ms": config.upstreamWaitMaxMs = try integer(value, 1_000...86_400_000, bad: bad)
             case "log_level":
                 guard let level = LogLevel(name: value) else {
                     throw bad("expected error, warning, notice, info or debug, got \(quoted(value))")
                 }
                 config.logLevel = level
             default:
+                if key.hasPrefix(supplierPrefix) {
+                    let rest = key.dropFirst(supplierPrefix.count)
+                    guard let dot = rest.firstIndex(of: "."), DaemonConfig.isValidClientName(String(rest[..<dot])) else {
+                        throw bad("expected supplier.ID.KEY with an id of 1-64 letters, digits, `-`, `_` or `.`")
+                    }
+                    let id = String(rest[..<dot])
+                    var supplier = config.suppliers[id] ?? SupplierConfig(id: id)
+                    do throws(ConfigValueError) { try supplier.set(String(rest[rest.index(after: dot)...]), value) } catch {
+                        throw bad(error.description)
+                    }
+                    config.suppliers[id] = supplier
+                    supplierLines[id] = supplierLines[id] ?? number
+                    continue
+                }
                 guard key.hasPrefix(tokenFilePrefix) else { throw Problem("\(place): unknown key \(key)") }
                 let client = String(key.dropFirst(tokenFilePrefix.count))
                 guard DaemonConfig.isValidClientName(client) else {
                     throw bad("client name must be 1-64 letters, digits, `-`, `_` or `.`")
                 }
                 config.tokenFiles[client] = try path(value, bad: bad)
+            }
+        }
+        for (id, supplier) in config.suppliers.sorted(by: { $0.key < $1.key }) {
+            if let missing = supplier.missing {
+                throw Problem("\(source):\(supplierLines[id] ?? 0): supplier.\(id): \(missing) is not set (supplier.\(id).\(missing))")
             }
         }
         guard config.holdTTLDefaultMs <= config.holdTTLMaxMs else {
@@ -223,6 +276,7 @@ public struct DaemonConfig: Sendable, Equatable {
     }
 
     static let tokenFilePrefix = "token_file."
+    static let supplierPrefix = "supplier."
 
     /// Splits a line into key and raw value; nil for blank and comment lines.
     private static func splitLine(_ line: String, place: String) throws(Problem) -> (String, String)? {

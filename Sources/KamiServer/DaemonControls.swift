@@ -1,4 +1,5 @@
 public import KamiCore
+public import KamiUpstream
 
 /// What an operator can ask of kamid itself rather than of the engine: reload its config and
 /// mint client tokens. The daemon supplies these; a bare `Server` (tests) answers that they
@@ -9,14 +10,18 @@ public struct DaemonControls: Sendable {
     /// Makes a new token for a client (replacing its old one), stores it, and accepts it at
     /// once.
     public var newToken: @Sendable (_ client: String) -> Result<NewToken, KamiError>
+    /// The upstream service, when suppliers are configured (its supplier operations).
+    public var upstream: @Sendable () -> UpstreamService?
 
-    /// Controls from the two closures.
+    /// Controls from the closures.
     public init(
         reload: @escaping @Sendable () -> Result<ReloadReport, KamiError>,
-        newToken: @escaping @Sendable (_ client: String) -> Result<NewToken, KamiError>
+        newToken: @escaping @Sendable (_ client: String) -> Result<NewToken, KamiError>,
+        upstream: @escaping @Sendable () -> UpstreamService? = { nil }
     ) {
         self.reload = reload
         self.newToken = newToken
+        self.upstream = upstream
     }
 
     /// For a server run without a daemon around it.

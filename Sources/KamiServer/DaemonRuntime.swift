@@ -3,7 +3,9 @@ import Glibc
 import KamiCore
 import KamiCrypto
 import KamiEngine
+import KamiHTTP
 import KamiStore
+import KamiUpstream
 import Synchronization
 
 /// A running kamid: owns the engine, the server and the config in effect, and applies
@@ -24,6 +26,7 @@ final class DaemonRuntime: @unchecked Sendable {
     private let notifier: Notifier?
     private var engine: Engine?
     private var server: Server?
+    private var upstream: UpstreamService?
 
     init(source: Daemon.ConfigSource, config: DaemonConfig) {
         self.source = source
@@ -65,6 +68,19 @@ final class DaemonRuntime: @unchecked Sendable {
             return 1
         }
         lock.withLock { self.engine = engine }
+        // Suppliers before the listeners: orders pending upstream from before a restart are
+        // resumed (their open attempts queried) before new orders arrive.
+        if !config.suppliers.isEmpty {
+            do {
+                let service = try startUpstream(config, engine: engine)
+                lock.withLock { self.upstream = service }
+            } catch {
+                logger.log(.error, "startup-failed", ["error": "\(error)"])
+                notifier?.status("startup failed: \(error)")
+                engine.close()
+                return 1
+            }
+        }
         var serverConfig = ServerConfig()
         serverConfig.tcp = config.listen
         serverConfig.unixSocket = config.socketPath
@@ -79,7 +95,8 @@ final class DaemonRuntime: @unchecked Sendable {
         serverConfig.notifier = notifier
         let controls = DaemonControls(
             reload: { [self] in reload(trigger: "kamictl") },
-            newToken: { [self] client in newToken(client: client) })
+            newToken: { [self] client in newToken(client: client) },
+            upstream: { [self] in lock.withLock { upstream } })
         let server = Server(engine: engine, config: serverConfig, logger: logger, controls: controls)
         // Published before it starts: the first connection (a `kamictl reload` racing the
         // start-up) may call back into `reload` at once, and must find the server.
@@ -97,7 +114,10 @@ final class DaemonRuntime: @unchecked Sendable {
             let endpoint = MetricsServer(
                 address: address, logger: logger,
                 readiness: { [self] in readiness(engine: engine, dataDirectory: config.dataDirectory) },
-                render: { server.metrics.render(server: server, engine: engine, version: Daemon.version) })
+                render: { [self] in
+                    server.metrics.render(server: server, engine: engine, version: Daemon.version,
+                                          upstream: lock.withLock { upstream })
+                })
             do { try endpoint.start() } catch {
                 logger.log(.error, "metrics-listen-failed", ["address": "\(address)", "error": "\(error)"])
                 notifier?.status("metrics listen failed: \(error)")
@@ -139,6 +159,7 @@ final class DaemonRuntime: @unchecked Sendable {
         engine.cancelJobs()
         server.stop()
         metricsServer?.stop()
+        lock.withLock { upstream }?.stop()
         engine.close()
         watchdog.cancel()
         logger.log(.notice, "stopped")
@@ -151,6 +172,44 @@ final class DaemonRuntime: @unchecked Sendable {
         guard let text = ProcessInfo.processInfo.environment["KAMID_TEST_PAUSE_AFTER_LISTEN_MS"],
               let ms = UInt32(text), ms > 0 else { return }
         usleep(min(ms, 10_000) * 1_000)
+    }
+
+    /// The configured suppliers with their secrets read; the error names the supplier and file.
+    static func endpoints(_ config: DaemonConfig) throws(ConfigValueError) -> [SupplierEndpoint] {
+        var result: [SupplierEndpoint] = []
+        for supplier in config.suppliers.values.sorted(by: { $0.id < $1.id }) {
+            result.append(try SupplierEndpoint(config: supplier, resolve: config.resolve))
+        }
+        return result
+    }
+
+    /// Starts the upstream service over `engine`, its callback listener, and resumes the
+    /// orders still pending.
+    private func startUpstream(_ config: DaemonConfig, engine: Engine) throws -> UpstreamService {
+        var settings = UpstreamSettings()
+        settings.callbackBase = config.upstreamCallbackURL.flatMap(HTTPURL.init)
+        settings.syncMs = config.upstreamSyncMs
+        settings.waitMaxMs = config.upstreamWaitMaxMs
+        let logger = self.logger
+        let service = UpstreamService(engine: engine, suppliers: try DaemonRuntime.endpoints(config), settings: settings) {
+            level, event, fields in
+            let priority: LogLevel = switch level {
+            case "error": .error
+            case "warning": .warning
+            case "notice": .notice
+            default: .info
+            }
+            logger.log(priority, event, pairs: fields)
+        }
+        var listen: (host: String, port: UInt16)?
+        if case .tcp(let host, let port) = config.upstreamCallbackListen { listen = (host, port) }
+        try service.start(callbackListen: listen)
+        logger.log(.notice, "upstream-started", [
+            "suppliers": config.suppliers.keys.sorted().joined(separator: ","),
+            "callbacks": listen.map { "\($0.host):\(service.callbackPort)" } ?? "off",
+            "pending": String(engine.upstream.pendingOrders().count),
+        ])
+        return service
     }
 
     /// Time allowed after the drain for the database to close before kamid exits anyway.
@@ -205,6 +264,16 @@ final class DaemonRuntime: @unchecked Sendable {
         let restart = DaemonRuntime.changedKeys(old, loaded).filter { DaemonConfig.restartKeys.contains($0) }
         if tokens != server.authenticator.currentTokens { applied.append("tokens") }
 
+        if !next.suppliers.isEmpty || upstream != nil {
+            let endpoints: [SupplierEndpoint]
+            do { endpoints = try DaemonRuntime.endpoints(next) } catch { return .failure(KamiError(.badRequest, error.description)) }
+            if let upstream {
+                upstream.reload(endpoints)
+            } else if !endpoints.isEmpty {
+                return .failure(KamiError(.badRequest, "suppliers were added: restart kamid to start the upstream service"))
+            }
+        }
+        if old.suppliers != next.suppliers { applied.append("suppliers") }
         logger.setLevel(next.logLevel)
         engine.setHoldTTL(defaultMs: next.holdTTLDefaultMs, maxMs: next.holdTTLMaxMs)
         engine.storage.writer.setSettings(CommitSettings(batchMax: next.commitBatchMax, delayUs: next.commitDelayUs))
@@ -242,6 +311,10 @@ final class DaemonRuntime: @unchecked Sendable {
         check("master_key_file", \.keyPath)
         check("metrics_listen", \.metricsListen)
         check("log_level", \.logLevel)
+        check("upstream_callback_listen", \.upstreamCallbackListen)
+        check("upstream_callback_url", \.upstreamCallbackURL)
+        check("upstream_sync_ms", \.upstreamSyncMs)
+        check("upstream_wait_max_ms", \.upstreamWaitMaxMs)
         return keys
     }
 

@@ -158,5 +158,62 @@ metrics_listen = 127.0.0.1:9420
 # `event key=value ...`. Secrets, tokens and codes are never logged at any level.
 log_level = info
 
+
+# --- Upstream suppliers ------------------------------------------------------------------
+
+# upstream_callback_listen [restart]: IPV4:PORT or [IPV6]:PORT where suppliers' asynchronous
+# callbacks arrive (HTTP, path /upstream/callback/SUPPLIER), or `off`. Every callback is
+# checked for its supplier's signature, a timestamp window and replay before it changes
+# anything; a duplicate is answered as the first and changes nothing. Put it behind a TLS
+# terminating proxy when suppliers call over the internet.
+upstream_callback_listen = off
+
+# upstream_callback_url: the URL base suppliers are told to call back (the notify_url of each
+# order is this plus /upstream/callback/SUPPLIER), or `auto` for the listener's own address
+# (loopback setups and tests).
+upstream_callback_url = auto
+
+# upstream_sync_ms: how often every supplier's product list (price and stock) is fetched, in
+# ms, 0 (never) to 86400000. A changed cost is journaled with its time (the cost history) and
+# applies to the next order at once, margin guard included.
+upstream_sync_ms = 60000
+
+# upstream_wait_max_ms: the longest a paid order waits when no supplier can take it now
+# (every breaker open, or a SKU whose no-candidate policy is `wait`), 1000 to 86400000; then
+# it goes to the dead-letter list (`kamictl upstream failed`).
+upstream_wait_max_ms = 600000
+
+# supplier.ID.KEY: one upstream supplier per ID (1-64 letters, digits, `-`, `_`, `.`). No
+# supplier is defined by default. The keys of a supplier, with their defaults:
+#   url                   http:// or https:// base URL (required); https is verified against
+#                         the system CA store, or ca_file
+#   style                 form | gateway | hmac | kami (default form; docs/suppliers.md has
+#                         every field of each)
+#   merchant_id           our account at the supplier (required except for kami)
+#   credentials_file      the signing key, a file of mode 0600 (required; relative to data_dir)
+#   sign                  md5 | sha256, the digest of form and gateway signatures (md5)
+#   callback_secret_file  the key callbacks are signed with, when it differs (0600)
+#   ca_file               a CA bundle to verify the supplier's certificate with
+#   connect_timeout_ms    100...60000 (3000)
+#   timeout_ms            one request's longest wait, 100...300000 (10000); past it the
+#                         outcome is unknown and found out by query, never assumed
+#   max_concurrent        requests in flight at once, 1...10000 (64)
+#   requests_per_second   0 (no limit)...1000000 (0)
+#   not_sold_after_ms     a placed order the supplier still does not know after this long was
+#                         not sold, 1000...86400000 (300000)
+#   poll_ms, poll_max_ms  first and longest wait between queries of an order in progress or of
+#                         unknown outcome (1000, 30000); the wait doubles
+#   breaker_error_rate    the circuit breaker opens when this share of the last
+#   breaker_window        breaker_window attempts failed (0.5, 20)...
+#   breaker_open_ms       ...for this long, then lets one probe through (10000)
+#   direct_top_up         true: the supplier credits the buyer's account (the order's user) and
+#                         its receipt is delivered in place of a code (false)
+# Example:
+#   supplier.fulu.url = https://openapi.example.com/api/gateway
+#   supplier.fulu.style = gateway
+#   supplier.fulu.merchant_id = 1234567
+#   supplier.fulu.credentials_file = ${CREDENTIALS_DIRECTORY}/fulu.key
+# Suppliers are reloadable: a reload applies new settings and keys to the next request.
+
 """##
 }

@@ -44,12 +44,16 @@ final class Dispatcher: Sendable {
                     client: client, completion: finish)
             case .commit:
                 engine.storefront.commit(order: try need(request.order, "order"), paymentRef: try need(request.paymentRef, "payment_ref"),
-                              client: client, completion: finish)
+                              client: client, waitMs: request.waitMs, completion: finish)
             case .issue:
                 engine.storefront.issue(
                     order: try need(request.order, "order"), user: try need(request.user, "user"),
                     sku: try need(request.sku, "sku"), units: request.qty ?? 1,
-                    paymentRef: try need(request.paymentRef, "payment_ref"), client: client, completion: finish)
+                    paymentRef: try need(request.paymentRef, "payment_ref"), client: client, waitMs: request.waitMs,
+                    completion: finish)
+            case .wait:
+                engine.storefront.wait(order: try need(request.order, "order"), timeoutMs: try need(request.waitMs, "wait_ms"),
+                                       completion: finish)
             case .release:
                 engine.storefront.release(order: try need(request.order, "order"), client: client, completion: finish)
             case .order:
@@ -69,7 +73,8 @@ final class Dispatcher: Sendable {
                 // Answered at once, never queued behind the import it reports on.
                 done(Reply(id: id, result: .success(.fields([("jobs", .array(engine.queries.currentJob.map {
                     [WireMapping.wire($0, nowMs: engine.nowMs)] } ?? []))]))))
-            case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew:
+            case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew,
+                 .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry:
                 operatorQueue.async { [self] in
                     let result: Result<ReplyBody, KamiError>
                     do throws(KamiError) { result = .success(try operators.operate(request)) } catch {

@@ -52,7 +52,10 @@ public final class Logger: Sendable {
     /// Writes one line if `priority` is enabled.
     public func log(_ priority: LogLevel, _ event: String, _ fields: KeyValuePairs<String, String> = [:]) {
         guard priority.rawValue <= level.load(ordering: .relaxed) else { return }
-        let line = Array(Logger.line(priority, event, fields).utf8)
+        emit(Array(Logger.line(priority, event, fields).utf8))
+    }
+
+    private func emit(_ line: [UInt8]) {
         lock.withLock { _ in
             var offset = 0
             while offset < line.count {
@@ -66,6 +69,16 @@ public final class Logger: Sendable {
 
     /// The text of one log line, newline included.
     static func line(_ priority: LogLevel, _ event: String, _ fields: KeyValuePairs<String, String>) -> String {
+        line(priority, event, pairs: fields.map { ($0.key, $0.value) })
+    }
+
+    /// As `log(_:_:_:)`, with fields built at run time (other modules' log lines).
+    public func log(_ priority: LogLevel, _ event: String, pairs fields: [(String, String)]) {
+        guard priority.rawValue <= level.load(ordering: .relaxed) else { return }
+        emit(Array(Logger.line(priority, event, pairs: fields).utf8))
+    }
+
+    static func line(_ priority: LogLevel, _ event: String, pairs fields: [(String, String)]) -> String {
         var line = "<\(priority.rawValue)>" + escaped(truncated(event, to: valueBytesMax))
         for (key, value) in fields {
             line += " \(key)=" + quote(value)

@@ -3,6 +3,7 @@ import KamiCore
 public import KamiEngine
 import KamiProtocol
 import KamiStore
+public import KamiUpstream
 import Synchronization
 
 /// kamid's counters, and their rendering in the Prometheus text exposition format (0.0.4).
@@ -89,7 +90,7 @@ public final class Metrics: Sendable {
     // MARK: Rendering
 
     /// The whole exposition for a scrape.
-    public func render(server: Server, engine: Engine, version: String) -> String {
+    public func render(server: Server, engine: Engine, version: String, upstream: UpstreamService? = nil) -> String {
         var out = Exposition()
         out.family("kami_build_info", "gauge", "Version of this kamid.")
         out.sample("kami_build_info", [("version", version)], 1)
@@ -152,10 +153,47 @@ public final class Metrics: Sendable {
         out.family("kami_holds_outstanding", "gauge", "Reserved orders waiting for commit, release or expiry.")
         out.sample("kami_holds_outstanding", [], Double(engine.holdsOutstanding))
 
+        if let upstream { renderUpstream(upstream, into: &out) }
+
         out.family("kami_reloads_total", "counter", "Config reloads, by result.")
         out.sample("kami_reloads_total", [("result", "applied")], Double(reloads.load(0)))
         out.sample("kami_reloads_total", [("result", "rejected")], Double(reloads.load(1)))
         return out.text
+    }
+}
+
+extension Metrics {
+    /// The upstream service's counters and each supplier's state.
+    func renderUpstream(_ upstream: UpstreamService, into out: inout Exposition) {
+        let counters = upstream.snapshot
+        out.family("kami_upstream_orders_total", "counter", "Orders fulfilled upstream, by outcome.")
+        out.sample("kami_upstream_orders_total", [("result", "delivered")], Double(counters.delivered))
+        out.sample("kami_upstream_orders_total", [("result", "failed")], Double(counters.failedOrders))
+        out.family("kami_upstream_in_flight", "gauge", "Orders pending upstream being worked on now.")
+        out.sample("kami_upstream_in_flight", [], Double(counters.inFlight))
+        out.family("kami_upstream_margin_guard_total", "counter",
+                   "Times a supplier was skipped because its cost passed the margin guard (成本倒挂).")
+        out.sample("kami_upstream_margin_guard_total", [], Double(counters.marginGuard))
+        out.family("kami_upstream_requests_total", "counter", "Requests to suppliers, by kind.")
+        out.sample("kami_upstream_requests_total", [("kind", "place")], Double(counters.placed))
+        out.sample("kami_upstream_requests_total", [("kind", "resend")], Double(counters.resent))
+        out.sample("kami_upstream_requests_total", [("kind", "query")], Double(counters.queries))
+        out.family("kami_upstream_unknown_outcomes_total", "counter", "Supplier answers (or silences) of unknown outcome.")
+        out.sample("kami_upstream_unknown_outcomes_total", [], Double(counters.unknownOutcomes))
+        out.family("kami_upstream_failovers_total", "counter", "Attempts refused by a supplier, so the next was tried.")
+        out.sample("kami_upstream_failovers_total", [], Double(counters.failovers))
+        out.family("kami_upstream_callbacks_total", "counter", "Supplier callbacks, by result.")
+        out.sample("kami_upstream_callbacks_total", [("result", "accepted")], Double(counters.callbacksAccepted))
+        out.sample("kami_upstream_callbacks_total", [("result", "rejected")], Double(counters.callbacksRejected))
+        out.sample("kami_upstream_callbacks_total", [("result", "replayed")], Double(counters.callbacksReplayed))
+        out.family("kami_supplier_breaker_open", "gauge", "1 while a supplier's circuit breaker is open or half-open.")
+        out.family("kami_supplier_paused", "gauge", "1 while the operator has paused a supplier.")
+        out.family("kami_supplier_in_flight", "gauge", "Requests in flight to a supplier.")
+        for status in upstream.statuses {
+            out.sample("kami_supplier_breaker_open", [("supplier", status.id)], status.breaker == .closed ? 0 : 1)
+            out.sample("kami_supplier_paused", [("supplier", status.id)], status.paused ? 1 : 0)
+            out.sample("kami_supplier_in_flight", [("supplier", status.id)], Double(status.inFlight))
+        }
     }
 }
 

@@ -86,6 +86,8 @@ struct OperatorOperations: Sendable {
                     ("available", .int(Int64(stock.available))), ("reserved", .int(Int64(stock.reserved))),
                     ("issued", .int(Int64(stock.issued))), ("voided", .int(Int64(stock.voided))),
                     ("imported", .int(Int64(stock.imported))),
+                    ("source_policy", .string(engine.upstream.sourcing(sku.id).policy.description)),
+                    ("suppliers", .array((engine.upstream.mappings()[sku.id] ?? []).map { .string($0.supplier) })),
                 ])
             }
             return .fields([("skus", .array(skus))])
@@ -114,6 +116,9 @@ struct OperatorOperations: Sendable {
                 ("restart_required", .array(report.restartRequired.map { .string($0) })),
                 ("duration_us", .int(report.durationUs)),
             ])
+        case .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync,
+             .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry:
+            return try SupplierOperations(engine: engine, controls: controls).operate(request)
         default:
             throw KamiError(.badRequest, "\(request.op.name) is not an operator operation")
         }

@@ -92,11 +92,11 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
     public typealias Log = @Sendable (_ level: String, _ event: String, _ fields: [(String, String)]) -> Void
 
     public let loop: IOLoop
-    private let client: HTTPClient
-    private let engine: Engine
+    let client: HTTPClient
+    let engine: Engine
     private var settings: UpstreamSettings
     private let log: Log
-    private var suppliers: [String: SupplierEndpoint]
+    var suppliers: [String: SupplierEndpoint]
     private var breakers: [String: CircuitBreaker] = [:]
     private var stats: [String: SupplierStats] = [:]
     private var inFlight: [String: Int] = [:]
@@ -214,7 +214,7 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
     /// Every supplier's state now.
     public var statuses: [SupplierStatus] { statusBox.withLock { $0 } }
 
-    private func onLoop<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
+    func onLoop<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
         if loop.onLoop { return body() }
         let box = Mutex<T?>(nil)
         loop.execute { let value = body(); box.withLock { $0 = value } }
@@ -243,7 +243,7 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
         statusBox.withLock { $0 = list }
     }
 
-    private func nowMs() -> Int64 { engine.nowMs }
+    func nowMs() -> Int64 { engine.nowMs }
 
     // MARK: UpstreamSink
 

@@ -76,7 +76,7 @@ final class KamiCtlTests: XCTestCase {
         XCTAssertEqual(usageError(["sku", "set", "vip", "--name", "a", "--name", "b"])?.message,
                        "--name is given twice")
         XCTAssertEqual(usageError(["sku", "set"])?.message, "expected 1 argument, got none")
-        XCTAssertEqual(usageError(["sku", "delete", "vip"])?.message, "sku takes the subcommand set or list")
+        XCTAssertEqual(usageError(["sku", "delete", "vip"])?.message, "sku takes the subcommand set, list or source")
         XCTAssertEqual(usageError(["stock", "a", "b"])?.message, "expected 0 to 1 arguments, got a b")
         XCTAssertEqual(usageError(["order", "A1", "--bogus"])?.message, "unknown option --bogus")
         XCTAssertEqual(usageError(["stats", "--socket"])?.message, "--socket needs a value")

@@ -27,6 +27,8 @@ final class StateMachineTests: XCTestCase {
     func testOrderTransitionsAreExactlyTheBriefs() {
         let legal: Set<String> = [
             "reserved>committed", "reserved>released", "reserved>expired", "committed>refunded", "expired>committed",
+            "reserved>pending_upstream", "expired>pending_upstream", "pending_upstream>committed", "pending_upstream>failed",
+            "failed>pending_upstream", "failed>refunded",
         ]
         for from in OrderState.allCases {
             for to in OrderState.allCases {
@@ -40,7 +42,10 @@ final class StateMachineTests: XCTestCase {
         XCTAssertTrue(OrderState.committed.holdsCodes)
         XCTAssertFalse(OrderState.released.holdsCodes)
         XCTAssertFalse(OrderState.refunded.holdsCodes)
-        XCTAssertEqual(OrderState.starts, [.reserved, .committed])
+        XCTAssertEqual(OrderState.starts, [.reserved, .committed, .pendingUpstream])
+        XCTAssertTrue(OrderState.pendingUpstream.holdsCodes, "an order pending upstream counts against the user's limit")
+        XCTAssertFalse(OrderState.failed.holdsCodes)
+        XCTAssertEqual(OrderState(name: "pending_upstream"), .pendingUpstream)
     }
 
     /// What each order state implies about its codes: every state an order can reach names
@@ -52,8 +57,11 @@ final class StateMachineTests: XCTestCase {
         XCTAssertEqual(OrderState.refunded.codeStates, [.voided])
         XCTAssertNil(OrderState.released.codeStates)
         XCTAssertNil(OrderState.expired.codeStates)
+        XCTAssertEqual(OrderState.failed.codeStates, [])
         for move in OrderState.moves {
-            guard let before = move.from.codeStates, let after = move.to.codeStates else { continue }
+            // A state that holds no codes (failed) moves none: codes an upstream order gets
+            // are inserted by its delivery, never moved from another state.
+            guard let before = move.from.codeStates, let after = move.to.codeStates, !before.isEmpty else { continue }
             for code in after where !before.contains(code) {
                 XCTAssertTrue(before.contains { $0.canMove(to: code) }, "\(move.from)>\(move.to): no code move to \(code)")
             }
