@@ -132,7 +132,8 @@ let package = Package(
         .testTarget(name: "KamiProtocolTests", dependencies: ["KamiProtocol", "KamiCore"], swiftSettings: strict),
         .testTarget(
             name: "KamiServerTests",
-            dependencies: ["KamiServer", "KamiClient", "KamiProtocol", "KamiCore", "KamiEngine", "KamiCrypto", "KamiStore", "kamid", "kamictl"],
+            dependencies: ["KamiServer", "KamiClient", "KamiProtocol", "KamiCore", "KamiEngine", "KamiCrypto", "KamiStore", "kamid", "kamictl",
+                           "KamiHTTP", "kami-supplier-sim"],
             swiftSettings: strict
         ),
         // kamictl's tests stay beside the client's: they share its kamid launcher (Support.swift).

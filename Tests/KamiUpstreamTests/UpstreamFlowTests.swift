@@ -121,6 +121,33 @@ final class UpstreamFlowTests: XCTestCase {
         assertClean()
     }
 
+    func testSyncJournalsPriceAndStockChangesAndTheGuardFollows() throws {
+        let sim = harness.addSim("a") { $0.products = ["P-a": (price: 400, stock: 50)] }
+        harness.addSim("b")
+        harness.startService()
+        harness.upstreamSku("vip", price: 1_000, minMargin: 300, mappings: [("a", 300), ("b", 650)])
+        let sku = harness.engine.queries.skus().first { $0.key == "vip" }!.id
+        harness.service.sync()
+        XCTAssertTrue(eventually { self.harness.engine.upstream.mappings()[sku]?.first { $0.supplier == "a" }?.costCents == 400 })
+        XCTAssertEqual(harness.engine.upstream.mappings()[sku]?.first { $0.supplier == "a" }?.stock, 50)
+        // The supplier raises its price past the guard (limit 700): after the next sync b sells.
+        sim.update { $0.products["P-a"] = (price: 800, stock: 50) }
+        harness.service.sync()
+        XCTAssertTrue(eventually { self.harness.engine.upstream.mappings()[sku]?.first { $0.supplier == "a" }?.costCents == 800 })
+        let order = try harness.wait(try harness.issue("s1", sku: "vip").get().orderID).get()
+        XCTAssertTrue(order.codes[0].secret.reveal().hasPrefix("SIM-b-"))
+        // Out of stock at a (known from sync) is skipped too.
+        sim.update { $0.products["P-a"] = (price: 100, stock: 0) }
+        harness.service.sync()
+        XCTAssertTrue(eventually { self.harness.engine.upstream.mappings()[sku]?.first { $0.supplier == "a" }?.stock == 0 })
+        XCTAssertTrue(try harness.wait(try harness.issue("s2", sku: "vip").get().orderID).get().codes[0].secret.reveal().hasPrefix("SIM-b-"))
+        // Every change is in the cost history, with its time, oldest first.
+        let history = try harness.engine.upstream.costHistory(sku: sku).filter { $0.supplier == "a" }
+        XCTAssertEqual(history.map(\.costCents), [300, 400, 800, 100])
+        XCTAssertEqual(history.map(\.atMs), history.map(\.atMs).sorted())
+        assertClean()
+    }
+
     func testTheBreakerOpensOnADeadSupplierAndClosesWhenItIsBack() throws {
         let dead = harness.addSim("a") { _ in } supplier: { $0.breakerWindow = 4; $0.breakerOpenMs = 500; $0.connectTimeoutMs = 200 }
         let port = dead.port
