@@ -14,10 +14,13 @@ public struct KamiAdapter: WireAdapter {
 
     public let token: String
     public let mode: Mode
+    /// `wait_ms` on each issue (orders fulfilled upstream answer once delivered).
+    public var waitMs: Int64?
 
-    public init(token: String, mode: Mode) {
+    public init(token: String, mode: Mode, waitMs: Int64? = nil) {
         self.token = token
         self.mode = mode
+        self.waitMs = waitMs
     }
 
     public init(token: String, sku: String) { self.init(token: token, mode: .issue(skus: [sku])) }
@@ -50,6 +53,7 @@ public struct KamiAdapter: WireAdapter {
             request.sku = skus[sequence % skus.count]
             request.qty = 1
             request.paymentRef = "pay"
+            request.waitMs = waitMs
         case .checkout(let sku, let ttlMs):
             let pair = (sequence + 1) / 2
             order = "o\(connection)-\(pair)"
@@ -89,6 +93,10 @@ public struct KamiAdapter: WireAdapter {
             switch reply.result {
             case .success(.order(let order)) where order.state == .committed:
                 return (consumed, .ok(codes: order.codes.map { String($0.codeID) }))
+            case .success(.order(let order)) where order.state != .known(.reserved) && order.state != .known(.released)
+                && order.state != .known(.expired) && waitMs != nil:
+                // Pending (the wait ran out) or failed upstream: not a delivery.
+                return (consumed, .error(order.state.description.uppercased()))
             case .success:
                 return (consumed, .ok(codes: []))
             case .failure(let error):

@@ -9,6 +9,8 @@ public final class PeerProcess: @unchecked Sendable {
     // @unchecked: set up in `start`, then read-only; the log is guarded by `lock`.
     public let name: String
     let process = Process()
+    /// The process id (for /proc readings).
+    public var pid: Int32 { process.processIdentifier }
     public let directory: String
     public private(set) var port: UInt16 = 0
     private let lock = NSLock()

@@ -30,6 +30,7 @@ func usage() -> Never {
                kami-bench store [--durability full|normal] [--seconds S]
                kami-bench boot [--codes N] [--keep DIR]
                kami-bench import [--rows N]
+               kami-bench upstream [--connections C] [--depth D] [--requests N] [--seconds S] [--latency-ms MS]
                kami-bench queries [--codes N] [--per-order N] [--rounds N]
                kami-bench load [--connections C] [--depth D] [--seconds S] [--codes N]
                kami-bench flash-sale|steady|checkout|retry-storm [--connections C] [--depth D | --rate R]
@@ -104,6 +105,15 @@ case "flash-sale", "steady", "checkout", "retry-storm":
         print("kami-bench: \(error)")
         exit(1)
     }
+case "upstream":
+    var options = UpstreamBench.Options()
+    options.connections = Int(option("--connections") ?? "100") ?? 100
+    options.depth = Int(option("--depth") ?? "10") ?? 10
+    options.seconds = Double(option("--seconds") ?? "20") ?? 20
+    options.requests = Int(option("--requests") ?? "100000") ?? 100_000
+    options.latencyMs = Int(option("--latency-ms") ?? "50") ?? 50
+    options.localRequests = Int(option("--local-requests") ?? "150000") ?? 150_000
+    UpstreamBench.run(options)
 case "queries":
     QueryBench.run(codes: Int(option("--codes") ?? "10000") ?? 10_000, perOrder: Int(option("--per-order") ?? "100") ?? 100,
                    rounds: Int(option("--rounds") ?? "20") ?? 20)

@@ -150,6 +150,9 @@ public enum AttemptState: UInt8, Sendable, CaseIterable, CustomStringConvertible
         Move(.processing, .unknown), Move(.processing, .succeeded), Move(.processing, .failed),
         Move(.unknown, .processing), Move(.unknown, .succeeded), Move(.unknown, .failed), Move(.unknown, .placing),
         Move(.processing, .processing), Move(.unknown, .unknown), Move(.failed, .placing),
+        // A supplier that delivers after kamid took an answer as proof of no sale: the
+        // purchase is recorded as it happened (verify then reports the order bought twice).
+        Move(.failed, .succeeded),
     ]
 
     /// One move between two states.

@@ -213,7 +213,8 @@ extension EngineCore {
             return completion(.failure(error))
         }
         guard let current = orders.get(orderID) else { return completion(.failure(KamiError(.notFound, "no order \(orderID)"))) }
-        orders.watchers.watch(orderID, current: current, timeoutMs: timeoutMs, satisfied: { $0.state != .pendingUpstream }) {
+        orders.watchers.watch(orderID, current: { [self] in orders.get(orderID) }, timeoutMs: timeoutMs,
+                              satisfied: { $0.state != .pendingUpstream }) {
             [self] order in
             completion(answerExisting(order ?? orders.get(orderID) ?? current))
         }

@@ -69,14 +69,22 @@ final class OrderWatchers: Sendable {
     var count: Int { watches.withLock { $0.values.reduce(0) { $0 + $1.count } } }
 
     /// Calls `completion` with the order once `satisfied` holds for a published version of it
-    /// (`current` is checked first), or with nil after `timeoutMs`.
+    /// (`current()` is checked before and after registering), or with nil after `timeoutMs`.
     func watch(
-        _ orderID: String, current: Order?, timeoutMs: Int64, satisfied: @escaping @Sendable (Order) -> Bool,
+        _ orderID: String, current: @Sendable () -> Order?, timeoutMs: Int64, satisfied: @escaping @Sendable (Order) -> Bool,
         completion: @escaping @Sendable (Order?) -> Void
     ) {
-        if let current, satisfied(current) { return completion(current) }
+        if let now = current(), satisfied(now) { return completion(now) }
         let watch = Watch(satisfied: satisfied, completion: completion)
         watches.withLock { $0[orderID, default: []].append(watch) }
+        // Published between the first look and the registration: seen now.
+        if let now = current(), satisfied(now) {
+            watches.withLock { map in
+                map[orderID]?.removeAll { $0 === watch }
+                if map[orderID]?.isEmpty == true { map[orderID] = nil }
+            }
+            return watch.fire(now)
+        }
         queue.asyncAfter(deadline: .now() + .milliseconds(Int(timeoutMs))) { [self] in
             watches.withLock { map in
                 map[orderID]?.removeAll { $0 === watch }

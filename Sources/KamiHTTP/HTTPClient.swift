@@ -100,6 +100,8 @@ public final class HTTPClient: @unchecked Sendable {
         let completion: Completion
         var timer: IOLoop.TimerID?
         var done = false
+        /// Sent again on a fresh connection once already (a kept-alive one had gone stale).
+        var retried = false
 
         init(request: HTTPRequest, completion: @escaping Completion) {
             self.request = request
@@ -114,8 +116,9 @@ public final class HTTPClient: @unchecked Sendable {
         }
     }
 
-    /// The connections and queue of one origin.
-    final class Pool {
+    /// The connections and queue of one origin. @unchecked Sendable: closures run on the
+    /// loop carry it; it is only ever touched there.
+    final class Pool: @unchecked Sendable {
         let loop: IOLoop
         let url: HTTPURL
         let tls: TLSContext?
@@ -147,6 +150,7 @@ public final class HTTPClient: @unchecked Sendable {
             arm(pending, ms: options.queueTimeoutMs)
             while let conn = idle.popLast() {
                 if conn.usable {
+                    conn.reused = true
                     conn.start(pending)
                     return
                 }
@@ -198,6 +202,7 @@ public final class HTTPClient: @unchecked Sendable {
                     queueHead = 0
                 }
                 if next.done { continue }
+                conn.reused = true
                 conn.start(next)
                 return
             }
@@ -211,12 +216,31 @@ public final class HTTPClient: @unchecked Sendable {
             connections.remove(id)
             all[id] = nil
             idle.removeAll { $0 === conn }
-            // Someone queued may now open a connection of their own.
-            while queueHead < queue.count && connections.count < options.maxConnections {
-                let next = queue[queueHead]
-                queueHead += 1
-                if next.done { continue }
-                open(for: next)
+            // Someone queued may now open a connection of their own: on the next turn of the
+            // loop, so that a run of failing connects never recurses.
+            guard queueHead < queue.count, !drainScheduled else { return }
+            drainScheduled = true
+            loop.execute { [self] in
+                drainScheduled = false
+                while queueHead < queue.count && connections.count < options.maxConnections {
+                    let next = queue[queueHead]
+                    queueHead += 1
+                    if next.done { continue }
+                    open(for: next)
+                }
+            }
+        }
+
+        var drainScheduled = false
+
+        /// A request that failed before a byte of it was written on a kept-alive connection
+        /// (the server had closed it): sent again once, on a fresh connection.
+        func resubmit(_ pending: Pending) {
+            pending.retried = true
+            if connections.count < options.maxConnections {
+                open(for: pending)
+            } else {
+                queue.insert(pending, at: queueHead)
             }
         }
 
@@ -242,6 +266,10 @@ public final class HTTPClient: @unchecked Sendable {
         var idleSince: UInt64 = 0
         var connectTimer: IOLoop.TimerID?
         var watchingWrite = false
+        /// Taken from the idle list (its server may have closed it meanwhile).
+        var reused = false
+        /// A TLS read that must wait for the socket to be writable.
+        var readWantsWrite = false
 
         init(pool: Pool) {
             self.pool = pool
@@ -317,8 +345,13 @@ public final class HTTPClient: @unchecked Sendable {
                 if let pending = current { start(pending) }
                 return
             }
-            if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { receive() }
-            if !closedFlag && events & EPOLLOUT.rawValue != 0 && written < output.count { flush() }
+            if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0
+                || (readWantsWrite && events & EPOLLOUT.rawValue != 0) {
+                readWantsWrite = false
+                receive()
+            }
+            // A write waits on either direction under TLS: retry it on any event.
+            if !closedFlag && written < output.count { flush() }
         }
 
         private func watch(write: Bool) {
@@ -338,7 +371,7 @@ public final class HTTPClient: @unchecked Sendable {
                     written += count
                     sentBytes += count
                 case .wait(let writable):
-                    return watch(write: writable || true)
+                    return watch(write: writable)
                 case .closed:
                     return fail(.closed, "\(pool.url.hostHeader) closed the connection while the request was sent")
                 case .failed(let message):
@@ -360,7 +393,10 @@ public final class HTTPClient: @unchecked Sendable {
                     chunk.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
                     if !deliver() { return }
                 case .wait(let writable):
-                    if writable { watch(write: true) }
+                    if writable {
+                        readWantsWrite = true
+                        watch(write: true)
+                    }
                     return
                 case .closed:
                     guard current != nil else { return close() }
@@ -389,14 +425,25 @@ public final class HTTPClient: @unchecked Sendable {
                 fail(.malformed, "\(pool.url.hostHeader) answered a malformed response: \(error.message)")
                 return false
             }
-            guard let message else { return true }
+            guard var message else { return true }
+            // Interim answers (100 Continue, 103 Early Hints) precede the real one.
+            while let status = Int(message.head.second), status >= 100 && status < 200 && status != 101 {
+                let next: HTTPParser.Message?
+                do { next = try parser.next() } catch {
+                    fail(.malformed, "\(pool.url.hostHeader) answered a malformed response: \(error.message)")
+                    return false
+                }
+                guard let next else { return true }
+                message = next
+            }
             guard let pending = current else {
                 // Bytes nobody asked for: the connection is out of step.
                 close()
                 return false
             }
             current = nil
-            if message.close || parser.buffered > 0 {
+            // Reused only when in step: the request was all written and nothing more arrived.
+            if message.close || parser.buffered > 0 || written < output.count {
                 close()
                 pending.finish(.success(message.response), loop: loop)
                 return false
@@ -410,7 +457,11 @@ public final class HTTPClient: @unchecked Sendable {
             let pending = current
             current = nil
             let sent = sentBytes > 0
+            let stale = reused && !sent && kind != .connect
             close()
+            if stale, let pending, !pending.retried, !pending.done {
+                return pool.resubmit(pending)
+            }
             pending?.finish(.failure(HTTPClientError(kind, message, sent: sent && kind != .connect)), loop: loop)
         }
 

@@ -66,6 +66,7 @@ public struct HTTPParser: Sendable {
     private var start = 0
     private var phase = Phase.head
     private var body: [UInt8] = []
+    private var trailerLines = 0
     /// Set by the caller for a response to HEAD (no body whatever the headers say).
     public var expectNoBody = false
 
@@ -88,6 +89,11 @@ public struct HTTPParser: Sendable {
     public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
         if start > 0 && start == buffer.count {
             buffer.removeAll(keepingCapacity: true)
+            start = 0
+        } else if start > 65_536 {
+            // Consumed bytes in front of a pipelined message: dropped, so a long keep-alive
+            // connection never grows the buffer.
+            buffer.removeSubrange(0..<start)
             start = 0
         }
         buffer.append(contentsOf: bytes)
@@ -147,8 +153,9 @@ public struct HTTPParser: Sendable {
                 }
                 let line = String(decoding: buffer[start..<lineEnd], as: UTF8.self)
                 let sizeText = line.split(separator: ";", maxSplits: 1).first.map { String($0).trimmed } ?? ""
-                guard !sizeText.isEmpty, sizeText.count <= 8, let size = Int(sizeText, radix: 16), size >= 0 else {
-                    throw HTTPParseError(status: 400, message: "bad chunk size \"\(line.prefix(20))\"")
+                guard !sizeText.isEmpty, sizeText.count <= 8, sizeText.allSatisfy(\.isHexDigit),
+                      let size = Int(sizeText, radix: 16) else {
+                    throw HTTPParseError(status: 400, message: "bad chunk size line (\(line.utf8.count) bytes)")
                 }
                 start = lineEnd + 2
                 if size == 0 {
@@ -181,8 +188,13 @@ public struct HTTPParser: Sendable {
                 }
                 let empty = lineEnd == start
                 start = lineEnd + 2
+                trailerLines += 1
+                if trailerLines > limits.headerCountMax {
+                    throw HTTPParseError(status: 431, message: "more than \(limits.headerCountMax) trailer fields")
+                }
                 if empty {
                     phase = .head
+                    trailerLines = 0
                     let message = Message(head: head, body: body, close: close)
                     body = []
                     return message
@@ -243,28 +255,34 @@ public struct HTTPParser: Sendable {
         case .request:
             guard parts.count == 3, !parts[0].isEmpty, parts[0].allSatisfy({ $0.isLetter && $0.isUppercase }),
                   parts[1].hasPrefix("/") || parts[1] == "*" else {
-                throw HTTPParseError(status: 400, message: "bad request line \"\(startLine.prefix(80))\"")
+                throw HTTPParseError(status: 400, message: "bad request line (\(startLine.utf8.count) bytes)")
             }
             guard parts[2] == "HTTP/1.1" || parts[2] == "HTTP/1.0" else {
-                throw HTTPParseError(status: 505, message: "unsupported version \"\(parts[2].prefix(20))\"")
+                throw HTTPParseError(status: 505, message: "unsupported HTTP version")
             }
             head = Head(first: parts[0], second: parts[1], third: parts[2], headers: HTTPHeaders())
         case .response:
             guard parts.count >= 2, parts[0] == "HTTP/1.1" || parts[0] == "HTTP/1.0",
                   parts[1].count == 3, let status = Int(parts[1]), status >= 100 else {
-                throw HTTPParseError(status: 400, message: "bad status line \"\(startLine.prefix(80))\"")
+                throw HTTPParseError(status: 400, message: "bad status line (\(startLine.utf8.count) bytes)")
             }
             head = Head(first: parts[0], second: String(status), third: parts.count > 2 ? parts[2] : "", headers: HTTPHeaders())
         }
         for line in lines.dropFirst() {
             guard let colon = line.firstIndex(of: ":") else {
-                throw HTTPParseError(status: 400, message: "header line without a colon \"\(line.prefix(40))\"")
+                throw HTTPParseError(status: 400, message: "a header line without a colon")
             }
             let name = String(line[..<colon])
             guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.!#$%&'*+^`|~".contains($0)) }) else {
-                throw HTTPParseError(status: 400, message: "bad header name \"\(name.prefix(40))\"")
+                throw HTTPParseError(status: 400, message: "a bad header name")
             }
-            head.headers.add(name, String(line[line.index(after: colon)...]).trimmed)
+            let value = line[line.index(after: colon)...]
+            // No control characters in a value but tab (a bare CR or LF is how requests are
+            // smuggled past a proxy that reads them otherwise).
+            guard value.unicodeScalars.allSatisfy({ $0 == "\t" || ($0.value >= 0x20 && $0.value != 0x7F) }) else {
+                throw HTTPParseError(status: 400, message: "a control character in the value of \(name.prefix(40))")
+            }
+            head.headers.add(name, String(value).trimmed)
             if head.headers.fields.count > limits.headerCountMax {
                 throw HTTPParseError(status: 431, message: "more than \(limits.headerCountMax) header fields")
             }
@@ -281,8 +299,8 @@ public struct HTTPParser: Sendable {
             if expectNoBody || status == 204 || status == 304 || status < 200 { return (.length(0), close) }
         }
         if let coding = head.headers["transfer-encoding"] {
-            guard coding.lowercased() == "chunked" else {
-                throw HTTPParseError(status: 501, message: "unsupported transfer-encoding \"\(coding.prefix(40))\"")
+            guard head.headers.values(for: "transfer-encoding").count == 1, coding.lowercased() == "chunked" else {
+                throw HTTPParseError(status: 501, message: "unsupported transfer-encoding")
             }
             if head.headers["content-length"] != nil {
                 throw HTTPParseError(status: 400, message: "both content-length and transfer-encoding")
@@ -292,7 +310,7 @@ public struct HTTPParser: Sendable {
         let lengths = head.headers.values(for: "content-length")
         if let text = lengths.first {
             guard Set(lengths).count == 1, text.count <= 12, text.allSatisfy(\.isNumber), let length = Int(text) else {
-                throw HTTPParseError(status: 400, message: "bad content-length \"\(text.prefix(20))\"")
+                throw HTTPParseError(status: 400, message: "bad content-length")
             }
             guard length <= limits.bodyBytesMax else {
                 throw HTTPParseError(status: 413, message: "body of \(length) bytes exceeds \(limits.bodyBytesMax)")

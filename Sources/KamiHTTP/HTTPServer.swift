@@ -108,7 +108,19 @@ public final class HTTPServer: @unchecked Sendable {
     private func accept() {
         while true {
             let fd = kami_accept4(listener, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
-            if fd < 0 { return }
+            if fd < 0 {
+                // Out of descriptors: the listener stays readable, so stop watching it for a
+                // moment rather than spin.
+                if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
+                    let listening = listener
+                    loop.modify(listening, events: 0)
+                    loop.schedule(afterMs: 100) { [weak self] in
+                        guard let self, self.listener == listening else { return }
+                        self.loop.modify(listening, events: EPOLLIN.rawValue)
+                    }
+                }
+                return
+            }
             guard conns.count < options.maxConnections else {
                 close(fd)
                 continue
@@ -158,7 +170,12 @@ public final class HTTPServer: @unchecked Sendable {
         var closedFlag = false
         var timer: IOLoop.TimerID?
         var generation: UInt64 = 0
-        var watchingWrite = false
+        /// The events asked of epoll now.
+        var interest: UInt32 = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
+        /// The peer closed its side (no more requests; answer the one in hand, then close).
+        var peerClosed = false
+        /// The TLS handshake waits for the socket to be writable.
+        var handshakeWantsWrite = false
 
         init(server: HTTPServer, fd: Int32, transport: Transport) {
             self.server = server
@@ -185,20 +202,33 @@ public final class HTTPServer: @unchecked Sendable {
             guard !closedFlag else { return }
             if let waiting = transport.handshake() {
                 switch waiting {
-                case .wait(let writable): return watch(write: writable)
+                case .wait(let writable):
+                    handshakeWantsWrite = writable
+                    return updateInterest()
                 default: return close()
                 }
             }
-            if events & EPOLLOUT.rawValue != 0 && written < output.count { flush() }
+            handshakeWantsWrite = false
+            if written < output.count { flush() }
             if closedFlag { return }
             if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { receive() }
+            updateInterest()
         }
 
-        private func watch(write: Bool) {
-            guard write != watchingWrite else { return }
-            watchingWrite = write
-            loop.modify(fd, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue | (write ? EPOLLOUT.rawValue : 0))
+        /// Asks epoll for what the connection can use now: reads unless the peer closed or a
+        /// request is in hand with enough buffered behind it; writes only with bytes to write.
+        func updateInterest() {
+            guard !closedFlag else { return }
+            let limit = server.options.limits.headerBytesMax + server.options.limits.bodyBytesMax
+            var wanted: UInt32 = 0
+            if !peerClosed && !(busy && parser.buffered > limit) { wanted |= EPOLLIN.rawValue | EPOLLRDHUP.rawValue }
+            if written < output.count || handshakeWantsWrite { wanted |= EPOLLOUT.rawValue }
+            guard wanted != interest else { return }
+            interest = wanted
+            loop.modify(fd, events: wanted)
         }
+
+        private func watch(write: Bool) { updateInterest() }
 
         private func receive() {
             var chunk = [UInt8](repeating: 0, count: 16_384)
@@ -214,7 +244,11 @@ public final class HTTPServer: @unchecked Sendable {
                     if writable { watch(write: true) }
                     return
                 case .closed, .failed:
-                    if busy { closeAfter = true; return }
+                    if busy {
+                        closeAfter = true
+                        peerClosed = true
+                        return updateInterest()
+                    }
                     return close()
                 }
             }
@@ -240,6 +274,7 @@ public final class HTTPServer: @unchecked Sendable {
             if closeAfter || closedFlag { return }
             armTimer(server.options.idleMs)
             nextRequest()
+            updateInterest()
         }
 
         private func fail(_ error: HTTPParseError) {

@@ -103,8 +103,17 @@ final class Transport {
         SSL_set_fd(ssl, fd)
         if tls.isClient {
             if let host {
-                kami_ssl_set_sni(ssl, host)
-                guard SSL_set1_host(ssl, host) == 1 else { throw TLSError("cannot verify host name \(host)") }
+                var v4 = in_addr()
+                var v6 = in6_addr()
+                if inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 {
+                    // An address is checked against the certificate's IP entries, and sent no SNI.
+                    guard X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1 else {
+                        throw TLSError("cannot verify address \(host)")
+                    }
+                } else {
+                    kami_ssl_set_sni(ssl, host)
+                    guard SSL_set1_host(ssl, host) == 1 else { throw TLSError("cannot verify host name \(host)") }
+                }
             }
             SSL_set_connect_state(ssl)
         } else {
@@ -161,7 +170,9 @@ final class Transport {
         case SSL_ERROR_ZERO_RETURN: return .closed
         case SSL_ERROR_SYSCALL:
             ERR_clear_error()
-            return errno == 0 ? .closed : .failed("\(what): \(String(cString: strerror(errno)))")
+            // A close without close_notify may have cut a response short: not a clean end.
+            return .failed(errno == 0 ? "\(what): the peer closed without a TLS close_notify"
+                : "\(what): \(String(cString: strerror(errno)))")
         default:
             let verify = SSL_get_verify_result(ssl)
             if verify != X509_V_OK {

@@ -208,6 +208,8 @@ upstream_wait_max_ms = 600000
 #   breaker_open_ms       ...for this long, then lets one probe through (10000)
 #   direct_top_up         true: the supplier credits the buyer's account (the order's user) and
 #                         its receipt is delivered in place of a code (false)
+#   allow_plain_http      true allows http:// to a host that is not loopback (false: without
+#                         TLS anyone on the path could forge the supplier's answers)
 # Example:
 #   supplier.fulu.url = https://openapi.example.com/api/gateway
 #   supplier.fulu.style = gateway

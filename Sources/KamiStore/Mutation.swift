@@ -179,9 +179,11 @@ struct MutationApplier {
             try audit.append(event, atMs: atMs, db: db)
             return .done
         case .deliverUpstream(let delivery):
-            let codes = try deliver(delivery, atMs: atMs)
+            let (codes, resold) = try deliver(delivery, atMs: atMs)
             var event = delivery.audit
             event.detail += " codes=" + codes.map { String($0.codeID) }.joined(separator: ",")
+            // A code the store already had: the supplier sold it before (here or elsewhere).
+            if !resold.isEmpty { event.detail += " resold=" + resold.map(String.init).joined(separator: ",") }
             try audit.append(event, atMs: atMs, db: db)
             return .codes(codes)
         }

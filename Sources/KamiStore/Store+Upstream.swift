@@ -209,7 +209,7 @@ extension MutationApplier {
     /// attempt. A secret the store already has (by fingerprint) is still stored for this
     /// order (the buyer paid and the supplier delivered; a resold code is the supplier's
     /// fraud to take up, not the buyer's loss); its fingerprint keeps pointing at the first.
-    func deliver(_ delivery: UpstreamDelivery, atMs: Int64) throws(SQLiteError) -> [OrderCode] {
+    func deliver(_ delivery: UpstreamDelivery, atMs: Int64) throws(SQLiteError) -> (codes: [OrderCode], resold: [CodeID]) {
         guard !delivery.items.isEmpty else {
             throw SQLiteError(resultCode: 0, context: "deliver", message: "an upstream delivery without items")
         }
@@ -237,6 +237,7 @@ extension MutationApplier {
                 created_at_ms) VALUES(?,?,?,?,?,0,NULL,?,?)
             """)
         var codes: [OrderCode] = []
+        var resold: [CodeID] = []
         var id = firstID
         for (offset, group) in groups.enumerated() {
             let groupImport = importID + Int64(offset)
@@ -262,6 +263,7 @@ extension MutationApplier {
                 insertFingerprint.bind(1, blob: delivery.sealer.fingerprint(item.secret))
                 insertFingerprint.bind(2, id)
                 try insertFingerprint.run()
+                if db.changes == 0 { resold.append(id) }
                 codes.append(OrderCode(codeID: id, sku: group.sku))
                 id += 1
             }
@@ -278,6 +280,6 @@ extension MutationApplier {
         order.codes = codes
         try writeOrder(order)
         try writeAttempt(delivery.attempt)
-        return codes
+        return (codes, resold)
     }
 }

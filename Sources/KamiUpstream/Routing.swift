@@ -48,6 +48,11 @@ public struct CircuitBreaker: Sendable, Hashable {
         }
     }
 
+    /// Gives back a half-open probe taken by `allows` whose request never went out.
+    public mutating func releaseProbe() {
+        if state == .halfOpen { probing = false }
+    }
+
     /// Records an attempt's outcome (`success`: the supplier answered as a working supplier
     /// does; a refusal for stock is a success of the supplier, a timeout or a 5xx is not).
     public mutating func record(success: Bool, nowMs: Int64) {

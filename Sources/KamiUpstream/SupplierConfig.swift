@@ -56,6 +56,9 @@ public struct SupplierConfig: Sendable, Hashable {
     public var breakerOpenMs: Int64 = 10_000
     /// Direct top-up: the supplier credits an account, and its receipt is delivered instead of a code.
     public var directTopUp = false
+    /// Allows plain http:// to a host that is not loopback (a network the operator trusts):
+    /// without TLS anyone on the path can forge the supplier's answers.
+    public var allowPlainHTTP = false
 
     /// A supplier with defaults.
     public init(id: String) { self.id = id }
@@ -65,6 +68,7 @@ public struct SupplierConfig: Sendable, Hashable {
         "url", "style", "merchant_id", "credentials_file", "sign", "callback_secret_file", "ca_file",
         "connect_timeout_ms", "timeout_ms", "max_concurrent", "requests_per_second", "not_sold_after_ms",
         "poll_ms", "poll_max_ms", "breaker_error_rate", "breaker_window", "breaker_open_ms", "direct_top_up",
+        "allow_plain_http",
     ]
 
     /// Sets one key from the config; throws a message saying what is wrong with the value.
@@ -111,6 +115,9 @@ public struct SupplierConfig: Sendable, Hashable {
         case "direct_top_up":
             guard value == "true" || value == "false" else { throw ConfigValueError("expected true or false") }
             directTopUp = value == "true"
+        case "allow_plain_http":
+            guard value == "true" || value == "false" else { throw ConfigValueError("expected true or false") }
+            allowPlainHTTP = value == "true"
         default:
             throw ConfigValueError("unknown supplier key (known: \(SupplierConfig.keys.joined(separator: ", ")))")
         }

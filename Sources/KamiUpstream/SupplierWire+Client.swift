@@ -102,7 +102,36 @@ extension SupplierWire {
 
     /// What a place or query response says. Anything not understood for certain is
     /// `.unknown` (a 5xx, a body that is not the shape, a state we do not know).
-    public static func parse(_ response: HTTPResponse, style: SupplierStyle, quantity: Int) -> SupplierReply {
+    public static func parse(
+        _ response: HTTPResponse, style: SupplierStyle, quantity: Int, customerOrderNo: String? = nil
+    ) -> SupplierReply {
+        let reply = parseBody(response, style: style)
+        // An answer about another order (a connection out of step, a confused proxy) says
+        // nothing about this one.
+        if let customerOrderNo, let named = answeredNumber(response, style: style), named != customerOrderNo {
+            return .unknown("the reply names another order")
+        }
+        return reply
+    }
+
+    /// The customer order number a reply names, when it names one.
+    static func answeredNumber(_ response: HTTPResponse, style: SupplierStyle) -> String? {
+        guard let object = object(response.body) else { return nil }
+        if style == .gateway {
+            guard let text = string(object["result"]), let result = SupplierWire.object(Array(text.utf8)) else { return nil }
+            return string(result["customer_order_no"])
+        }
+        return string(object["customer_order_no"])
+    }
+
+    /// Codes that refuse a request (signature, timestamp, malformed) rather than an order:
+    /// proof of no sale only for the first send of a place.
+    public static func isRequestRefusal(_ code: String) -> Bool {
+        ["4001", "4002", "4003", "1001", "1002", "1003", "bad_signature", "stale_timestamp", "malformed",
+         "http_400", "http_401", "http_403"].contains(code)
+    }
+
+    static func parseBody(_ response: HTTPResponse, style: SupplierStyle) -> SupplierReply {
         switch style {
         case .form, .kami:
             guard response.status == 200, let object = object(response.body), let code = int(object["code"]) else {
@@ -135,7 +164,7 @@ extension SupplierWire {
                     return .failed(code: code, message: string(error?["message"]) ?? "")
                 }
                 if response.status == 401 || response.status == 403 {
-                    return .failed(code: code, message: string(error?["message"]) ?? "refused")
+                    return .failed(code: code == "http_\(response.status)" ? code : code, message: string(error?["message"]) ?? "refused")
                 }
                 return .unknown("HTTP \(response.status) \(code)")
             default:

@@ -16,6 +16,11 @@ public struct SupplierEndpoint: Sendable {
     public init(config: SupplierConfig, resolve: (String) -> String = { $0 }) throws(ConfigValueError) {
         if let missing = config.missing { throw ConfigValueError("supplier \(config.id): \(missing) is not set") }
         guard let url = HTTPURL(config.url) else { throw ConfigValueError("supplier \(config.id): bad url \(config.url)") }
+        let loopback = url.host == "localhost" || url.host == "::1" || url.host.hasPrefix("127.")
+        guard url.secure || loopback || config.allowPlainHTTP else {
+            throw ConfigValueError("supplier \(config.id): \(config.url) is plain http to a host that is not loopback; "
+                + "use https, or set supplier.\(config.id).allow_plain_http = true on a network you trust")
+        }
         let key = try SecretFile.read(resolve(config.credentialsFile))
         let callbackKey = try config.callbackSecretFile.map { path throws(ConfigValueError) in try SecretFile.read(resolve(path)) }
         self.config = config
@@ -123,6 +128,10 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
         var requestInFlight = false
         var settling = false
         var waitLogged = false
+        /// When the current attempt's request was last sent (ms), and not-found answers since.
+        var lastSendMs: Int64 = 0
+        var notFoundInARow = 0
+        var sendTimer: IOLoop.TimerID?
         let startedMs: Int64
         var sentAtNs: UInt64 = 0
 
@@ -255,17 +264,24 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
         guard work[order.orderID] == nil else { return }
         let item = OrderWork(order: order, sku: sku, startedMs: nowMs())
         work[order.orderID] = item
-        // After a restart (or a retry of a failed order) its attempts are on disk.
-        if let attempts = try? engine.upstream.attempts(orderSeq: order.seq) {
-            for attempt in attempts { item.attempts[attempt.supplier] = attempt }
-            if let open = attempts.first(where: { !$0.state.isFinal }) {
-                item.current = open.supplier
-                log("notice", "upstream-resume", [("order", order.orderID), ("supplier", open.supplier),
-                                                  ("state", "\(open.state)")])
-                return query(item)
+        load(item)
+    }
+
+    /// Reads the order's attempts (after a restart, or a retry of a failed order) and
+    /// resolves any that is open before anything new is bought. A read that fails is tried
+    /// again: routing without knowing the attempts could buy twice.
+    private func load(_ item: OrderWork) {
+        let attempts: [UpstreamAttempt]
+        do throws(KamiError) { attempts = try engine.upstream.attempts(orderSeq: item.order.seq) } catch {
+            log("warning", "upstream-journal", [("order", item.order.orderID), ("error", error.message)])
+            item.timer = loop.schedule(afterMs: 1_000) { [weak self, weak item] in
+                guard let self, let item else { return }
+                self.load(item)
             }
-            // A retried failed order starts afresh: the refusals may have been stock or price.
+            return
         }
+        for attempt in attempts { item.attempts[attempt.supplier] = attempt }
+        // A retried failed order starts afresh: the refusals may have been stock or price.
         route(item)
     }
 
@@ -273,6 +289,14 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
 
     private func route(_ item: OrderWork) {
         guard work[item.order.orderID] === item, item.current == nil, !item.settling else { return }
+        // Never a purchase elsewhere while any attempt's outcome is open: resolve it first.
+        if let open = item.attempts.values.filter({ !$0.state.isFinal }).sorted(by: { $0.createdAtMs < $1.createdAtMs }).first {
+            item.current = open.supplier
+            item.lastSendMs = max(item.lastSendMs, open.updatedAtMs)
+            log("notice", "upstream-resume", [("order", item.order.orderID), ("supplier", open.supplier),
+                                              ("state", "\(open.state)")])
+            return query(item)
+        }
         let sourcing = engine.upstream.sourcing(item.sku.id)
         let mappings = engine.upstream.mappings()[item.sku.id] ?? []
         let paused = engine.upstream.pausedSuppliers()
@@ -351,14 +375,23 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
         // Durable before the request leaves: after a crash the attempt is found and resolved.
         engine.upstream.recordAttempt(attempt) { [self] result in
             loop.execute { [self] in
+                guard work[item.order.orderID] === item, item.current == id else { return }
                 switch result {
                 case .success:
+                    item.lastSendMs = nowMs()
                     send(item, .place(PlaceOrder(
                         customerOrderNo: attempt.customerOrderNo, productID: mapping.productID, quantity: item.order.units,
                         notifyURL: notifyURL(id), account: suppliers[id]?.config.directTopUp == true ? item.order.user : nil)))
                 case .failure(let error):
                     // Nothing left kamid: try again shortly (the journal may be busy or full).
+                    // The attempt as it was on disk stays the one known (a resend was not journaled).
                     log("warning", "upstream-journal", [("order", item.order.orderID), ("error", error.message)])
+                    breakers[id]?.releaseProbe()
+                    if attempt.sends > 1 {
+                        item.attempts[id] = attempt.moved(to: .unknown, detail: "resend not journaled", atMs: nowMs())
+                    } else {
+                        item.attempts[id] = nil
+                    }
                     item.current = nil
                     item.timer = loop.schedule(afterMs: 1_000) { [weak self, weak item] in
                         guard let self, let item else { return }
@@ -383,7 +416,8 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
             let slot = max(now, nextSlotNs[id] ?? 0)
             nextSlotNs[id] = slot + 1_000_000_000 / UInt64(endpoint.config.requestsPerSecond)
             if slot > now + 1_000_000 {
-                loop.schedule(afterMs: Int64((slot - now) / 1_000_000)) { [weak self, weak item] in
+                item.requestInFlight = true
+                item.sendTimer = loop.schedule(afterMs: Int64((slot - now) / 1_000_000)) { [weak self, weak item] in
                     guard let self, let item else { return }
                     self.transmit(item, call, endpoint: endpoint)
                 }
@@ -414,7 +448,15 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
             let latencyMs = Int64((IOLoop.nowNs() - item.sentAtNs) / 1_000_000)
             switch result {
             case .success(let response):
-                let reply = SupplierWire.parse(response, style: endpoint.config.style, quantity: item.order.units)
+                var reply = SupplierWire.parse(response, style: endpoint.config.style, quantity: item.order.units,
+                                               customerOrderNo: item.attempts[id]?.customerOrderNo ?? item.order.orderID)
+                // A refusal of the request itself (signature, timestamp, malformed) proves no
+                // sale only for the first send of a place; for a query or a resend it says
+                // nothing about the order.
+                if case .failed(let code, let message) = reply, SupplierWire.isRequestRefusal(code),
+                   !(isPlace && (item.attempts[id]?.sends ?? 1) == 1) {
+                    reply = .unknown("the supplier refused the request (\(code): \(message.prefix(100)))")
+                }
                 let healthy: Bool = switch reply {
                 case .unknown: false
                 case .failed(let code, _): !["4001", "4002", "1001", "1002", "bad_signature", "stale_timestamp"].contains(code)
@@ -435,8 +477,8 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
             case .failure(let error):
                 self.stats[id]?.record(latencyMs: latencyMs, success: false)
                 self.breakers[id]?.record(success: false, nowMs: self.nowMs())
-                if !error.sent && isPlace {
-                    // Provably never reached the supplier: nothing can have been sold.
+                if !error.sent && isPlace && (item.attempts[id]?.sends ?? 1) == 1 {
+                    // The first send provably never reached the supplier: nothing was sold.
                     self.handle(item, supplier: id, reply: .failed(code: "not_sent", message: error.description), fromPlace: true)
                 } else {
                     self.handle(item, supplier: id, reply: .unknown(error.description), fromPlace: isPlace)
@@ -451,6 +493,7 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
         guard work[item.order.orderID] === item, !item.settling, item.current == id,
               var attempt = item.attempts[id], !attempt.state.isFinal else { return }
         let now = nowMs()
+        if case .notFound = reply {} else { item.notFoundInARow = 0 }
         switch reply {
         case .delivered(let ref, let items):
             guard items.count == item.order.units else {
@@ -471,10 +514,17 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
                         finish(item)
                         counters.delivered += 1
                     case .failure(let error) where error.code == .invalidState:
-                        finish(item)  // settled already (a duplicate)
+                        // Settled already: a duplicate, or (if another supplier delivered) a
+                        // second purchase, which is journaled and logged.
+                        finish(item)
+                        lateDelivery(item.order.orderID, supplier: id, ref: ref, items: items.count)
                     case .failure(let error):
-                        log("warning", "upstream-deliver", [("order", item.order.orderID), ("error", error.message)])
-                        item.timer = loop.schedule(afterMs: 1_000) { [weak self, weak item] in
+                        // A disk problem, or a delivery kamid cannot store (an oversized secret):
+                        // the supplier sold, so never fail over; keep trying, slower each time.
+                        log(error.code == .badRequest ? "error" : "warning", "upstream-deliver",
+                            [("order", item.order.orderID), ("supplier", id), ("error", error.message)])
+                        item.pollMs = item.pollMs == 0 ? 1_000 : min(item.pollMs * 2, 60_000)
+                        item.timer = loop.schedule(afterMs: item.pollMs) { [weak self, weak item] in
                             guard let self, let item else { return }
                             self.handle(item, supplier: id, reply: reply, fromPlace: false)
                         }
@@ -491,7 +541,17 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
             keepOpen(item, &attempt, .unknown, why, ref: nil)
         case .notFound:
             guard let endpoint = suppliers[id] else { return keepOpen(item, &attempt, .unknown, "not found", ref: nil) }
-            if now - attempt.createdAtMs >= endpoint.config.notSoldAfterMs {
+            item.notFoundInARow += 1
+            // Once the supplier acknowledged the order (processing, or a reference) a
+            // not-found proves nothing; before, it means not sold only after the grace period
+            // from the last send, and twice in a row.
+            let acknowledged = attempt.state == .processing || attempt.supplierRef != nil
+            if acknowledged {
+                return keepOpen(item, &attempt, attempt.state == .processing ? .processing : .unknown,
+                                "the supplier acknowledged this order but now says not found", ref: nil)
+            }
+            let since = max(item.lastSendMs, attempt.updatedAtMs)
+            if item.notFoundInARow >= 2 && now - since >= endpoint.config.notSoldAfterMs {
                 refuse(item, attempt.moved(to: .failed, detail: "not found after \(endpoint.config.notSoldAfterMs) ms: not sold", atMs: now))
             } else {
                 // It never arrived: send it again under the same number.
@@ -618,9 +678,26 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
                 if case .notFound = callback.reply { return }
                 if let timer = item.timer { loop.cancel(timer) }
                 handle(item, supplier: id, reply: callback.reply, fromPlace: false)
+            } else if case .delivered(let ref, let items) = callback.reply {
+                lateDelivery(callback.customerOrderNo, supplier: id, ref: ref, items: items.count)
             }
             publish()
         }
+    }
+
+    /// A supplier says it delivered an order kamid no longer waits on it for (settled
+    /// already, or failed over after an answer that proved no sale). Its attempt is journaled
+    /// as succeeded, so `verify` and reconciliation show the purchase, and it is logged
+    /// (never the codes) for the operator to take up with the supplier.
+    private func lateDelivery(_ orderID: String, supplier id: String, ref: String?, items: Int) {
+        guard let order = engine.upstream.order(orderID),
+              let attempt = (try? engine.upstream.attempts(orderSeq: order.seq))?.first(where: { $0.supplier == id }),
+              attempt.state != .succeeded else { return }
+        var late = attempt.moved(to: .succeeded, detail: "late delivery of \(items) item(s) after kamid moved on", atMs: nowMs())
+        late.supplierRef = ref ?? late.supplierRef
+        engine.upstream.recordAttempt(late) { _ in }
+        log("error", "upstream-late-delivery", [("order", orderID), ("supplier", id), ("ref", ref ?? "-"),
+                                                ("order_state", "\(order.state)"), ("items", String(items))])
     }
 
     // MARK: sync

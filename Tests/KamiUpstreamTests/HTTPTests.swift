@@ -188,6 +188,50 @@ final class HTTPTests: XCTestCase {
         XCTAssertEqual(system.kind, .tls)
     }
 
+    func testInterimResponsesAreSkippedAndNeverAnswerTheNextRequest() throws {
+        // A raw server that sends "100 Continue" and the real answer in separate writes.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var one: Int32 = 1
+        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(listener, 4)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            getsockname(listener, $0, &length) } }
+        let port = UInt16(bigEndian: address.sin_port)
+        let server = Thread {
+            let fd = accept(listener, nil, nil)
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            for index in 0..<2 {
+                _ = recv(fd, &buffer, buffer.count, 0)
+                _ = "HTTP/1.1 100 Continue\r\n\r\n".withCString { Glibc.send(fd, $0, strlen($0), 0) }
+                usleep(50_000)
+                let body = "answer-\(index)"
+                _ = "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".withCString { Glibc.send(fd, $0, strlen($0), 0) }
+            }
+            usleep(200_000)
+            close(fd)
+            close(listener)
+        }
+        server.start()
+        let loop = IOLoop(name: "test-interim")
+        defer { loop.stop() }
+        let client = HTTPClient(loop: loop)
+        let url = HTTPURL("http://127.0.0.1:\(port)/")!
+        var options = HTTPClientOptions()
+        options.maxConnections = 1
+        let first = Box<Result<HTTPResponse, HTTPClientError>>()
+        let second = Box<Result<HTTPResponse, HTTPClientError>>()
+        client.send(HTTPRequest(method: "POST", target: "/", body: [1]), to: url, options: options) { first.set($0) }
+        client.send(HTTPRequest(method: "POST", target: "/", body: [2]), to: url, options: options) { second.set($0) }
+        XCTAssertEqual(try XCTUnwrap(first.wait()).get().bodyText, "answer-0")
+        XCTAssertEqual(try XCTUnwrap(second.wait()).get().bodyText, "answer-1")
+    }
+
     func testURLParsing() {
         let url = HTTPURL("https://[::1]:8443/a/b?c=d")!
         XCTAssertTrue(url.secure)

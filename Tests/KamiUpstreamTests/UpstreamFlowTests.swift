@@ -121,6 +121,27 @@ final class UpstreamFlowTests: XCTestCase {
         assertClean()
     }
 
+    func testARefusedQueryIsNeverTakenAsProofOfNoSale() throws {
+        // a takes the order (processing, no callback), then refuses every request (its key
+        // changed, as a clock jump or a key rotation would do): the order must wait for a,
+        // never be bought at b.
+        let a = harness.addSim("a") { $0.asyncRate = 1; $0.callbackDelayMs = 400 }
+        harness.addSim("b")
+        harness.startService()
+        harness.upstreamSku("vip", mappings: [("a", 300), ("b", 400)])
+        _ = try harness.issue("q1", sku: "vip").get()
+        XCTAssertTrue(eventually { a.ledger.count == 1 })
+        a.update { $0.key = Array("rotated".utf8) }
+        usleep(600_000)  // several queries refused meanwhile
+        XCTAssertEqual(harness.sims["b"]!.ledger.count, 0, "bought at b while a's outcome was open")
+        XCTAssertEqual(harness.engine.upstream.order("q1")?.state, .pendingUpstream)
+        a.update { $0.key = Array("key-of-a".utf8) }
+        let order = try harness.wait("q1").get()
+        XCTAssertEqual(order.state, .committed)
+        XCTAssertTrue(order.codes[0].secret.reveal().hasPrefix("SIM-a-"))
+        assertClean()
+    }
+
     func testSyncJournalsPriceAndStockChangesAndTheGuardFollows() throws {
         let sim = harness.addSim("a") { $0.products = ["P-a": (price: 400, stock: 50)] }
         harness.addSim("b")
