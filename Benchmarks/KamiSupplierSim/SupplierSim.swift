@@ -32,6 +32,10 @@ public struct SimSettings: Sendable {
     /// Products: id -> (price in minor units, stock; nil stock is unlimited).
     public var products: [String: (price: Int64, stock: Int?)] = [:]
     public var balanceCents: Int64 = 1_000_000_000
+    /// Orders that name an account are direct top-ups: credited, no card comes back.
+    public var directTopUp = false
+    /// Accounts credited by direct top-ups, in order.
+    public var credited: [String] = []
     public var seed: UInt64 = 1
 
     public init() {}
@@ -182,14 +186,15 @@ public final class SupplierSim: @unchecked Sendable {
         }
         // Sold.
         if let stock = product.stock { settings.products[order.productID] = (product.price, stock - order.quantity) }
-        let items = (0..<order.quantity).map { index in
+        let topUp = settings.directTopUp && order.account != nil
+        if topUp { settings.credited.append(order.account!) }
+        let items = topUp ? [] : (0..<order.quantity).map { index in
             WireItem(secret: "SIM-\(settings.id)-\(ref)-\(index)-\(rng.next() % 1_000_000_000)", cardNumber: "\(ref)-\(index)")
         }
         let sale = SimSale(customerOrderNo: order.customerOrderNo, supplierRef: ref, productID: order.productID,
                            quantity: order.quantity, priceCents: product.price, atMs: nowMs())
         sales.append(sale)
-        let copy = sales
-        ledgerBox.withLock { $0 = copy }
+        ledgerBox.withLock { $0.append(sale) }
         let async = rng.chance(settings.asyncRate)
         var view = SupplierWire.OrderView(customerOrderNo: order.customerOrderNo, supplierRef: ref,
                                           state: async ? .processing : .succeeded, items: items, quantity: order.quantity)

@@ -385,12 +385,11 @@ public final class HTTPClient: @unchecked Sendable {
 
         private func receive() {
             guard let transport else { return }
-            var chunk = [UInt8](repeating: 0, count: 16_384)
             while !closedFlag {
-                let result = chunk.withUnsafeMutableBytes { transport.read(into: $0) }
+                let result = IOBuffer.shared.withRead { transport.read(into: $0) }
                 switch result {
                 case .bytes(let count):
-                    chunk.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+                    IOBuffer.shared.withBytes(count) { parser.feed($0) }
                     if !deliver() { return }
                 case .wait(let writable):
                     if writable {

@@ -231,14 +231,13 @@ public final class HTTPServer: @unchecked Sendable {
         private func watch(write: Bool) { updateInterest() }
 
         private func receive() {
-            var chunk = [UInt8](repeating: 0, count: 16_384)
             while !closedFlag {
                 // A busy connection reads no more than one request ahead (bounded by the parser).
                 if busy && parser.buffered > server.options.limits.headerBytesMax + server.options.limits.bodyBytesMax { return }
-                let result = chunk.withUnsafeMutableBytes { transport.read(into: $0) }
+                let result = IOBuffer.shared.withRead { transport.read(into: $0) }
                 switch result {
                 case .bytes(let count):
-                    chunk.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+                    IOBuffer.shared.withBytes(count) { parser.feed($0) }
                     if !busy { nextRequest() }
                 case .wait(let writable):
                     if writable { watch(write: true) }

@@ -217,3 +217,33 @@ struct TimerHeap {
         return top
     }
 }
+
+/// One read buffer per thread: a socket's bytes are read into it and fed to that socket's
+/// parser at once, so no connection keeps (or allocates) a buffer of its own per read.
+final class IOBuffer {
+    static let size = 65_536
+    private let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: IOBuffer.size, alignment: 16)
+
+    /// This thread's buffer.
+    static var shared: IOBuffer {
+        let key = IOBuffer.key
+        if let raw = pthread_getspecific(key) { return Unmanaged<IOBuffer>.fromOpaque(raw).takeUnretainedValue() }
+        let made = IOBuffer()
+        pthread_setspecific(key, Unmanaged.passRetained(made).toOpaque())
+        return made
+    }
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { raw in if let raw { Unmanaged<IOBuffer>.fromOpaque(raw).release() } }
+        return key
+    }()
+
+    func withRead<T>(_ body: (UnsafeMutableRawBufferPointer) -> T) -> T { body(storage) }
+
+    func withBytes(_ count: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
+        body(UnsafeRawBufferPointer(rebasing: storage[0..<count]))
+    }
+
+    deinit { storage.deallocate() }
+}

@@ -1,3 +1,4 @@
+import CKamiLinux
 import Glibc
 
 /// Socket calls shared by the HTTP client and server.

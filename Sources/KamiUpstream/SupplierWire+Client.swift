@@ -105,23 +105,14 @@ extension SupplierWire {
     public static func parse(
         _ response: HTTPResponse, style: SupplierStyle, quantity: Int, customerOrderNo: String? = nil
     ) -> SupplierReply {
-        let reply = parseBody(response, style: style)
+        var named: String?
+        let reply = parseBody(response, style: style, named: &named)
         // An answer about another order (a connection out of step, a confused proxy) says
         // nothing about this one.
-        if let customerOrderNo, let named = answeredNumber(response, style: style), named != customerOrderNo {
+        if let customerOrderNo, let named, named != customerOrderNo {
             return .unknown("the reply names another order")
         }
         return reply
-    }
-
-    /// The customer order number a reply names, when it names one.
-    static func answeredNumber(_ response: HTTPResponse, style: SupplierStyle) -> String? {
-        guard let object = object(response.body) else { return nil }
-        if style == .gateway {
-            guard let text = string(object["result"]), let result = SupplierWire.object(Array(text.utf8)) else { return nil }
-            return string(result["customer_order_no"])
-        }
-        return string(object["customer_order_no"])
     }
 
     /// Codes that refuse a request (signature, timestamp, malformed) rather than an order:
@@ -131,12 +122,13 @@ extension SupplierWire {
          "http_400", "http_401", "http_403"].contains(code)
     }
 
-    static func parseBody(_ response: HTTPResponse, style: SupplierStyle) -> SupplierReply {
+    static func parseBody(_ response: HTTPResponse, style: SupplierStyle, named: inout String?) -> SupplierReply {
         switch style {
         case .form, .kami:
             guard response.status == 200, let object = object(response.body), let code = int(object["code"]) else {
                 return .unknown("HTTP \(response.status): not a form-style reply")
             }
+            named = string(object["customer_order_no"])
             guard code == 0 else { return formError(code, string(object["message"]) ?? "") }
             return formOrder(object)
         case .gateway:
@@ -147,9 +139,11 @@ extension SupplierWire {
             guard let resultText = string(object["result"]), let result = SupplierWire.object(Array(resultText.utf8)) else {
                 return .unknown("gateway reply without a result")
             }
+            named = string(result["customer_order_no"])
             return gatewayOrder(result)
         case .hmac:
             let object = object(response.body)
+            named = string(object?["customer_order_no"])
             switch response.status {
             case 200, 201, 202:
                 guard let object else { return .unknown("HTTP \(response.status) without a JSON body") }
@@ -188,7 +182,8 @@ extension SupplierWire {
         case 1:
             let cards = (object["cards"] as? [[String: Any]]) ?? (string(object["cards"]).flatMap { text in
                 (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [[String: Any]] })
-            guard let cards else { return .unknown("success without cards") }
+            // No cards: a direct top-up's success (the service decides what that means).
+            guard let cards else { return .delivered(ref: ref, items: []) }
             let items = cards.compactMap { card -> WireItem? in
                 guard let secret = string(card["secret"]), !secret.isEmpty else { return nil }
                 return WireItem(secret: secret, cardNumber: string(card["no"]), expiresAtMs: int(card["expires_ms"]))
@@ -214,7 +209,7 @@ extension SupplierWire {
         let ref = string(result["order_id"])
         switch string(result["order_state"]) {
         case "success":
-            guard let cards = result["cards"] as? [[String: Any]] else { return .unknown("success without cards") }
+            guard let cards = result["cards"] as? [[String: Any]] else { return .delivered(ref: ref, items: []) }
             let items = cards.compactMap { card -> WireItem? in
                 guard let secret = string(card["card_pwd"]), !secret.isEmpty else { return nil }
                 return WireItem(secret: secret, cardNumber: string(card["card_number"]), expiresAtMs: int(card["card_deadline_ms"]))
@@ -232,7 +227,7 @@ extension SupplierWire {
         let ref = string(object["order_id"])
         switch string(object["status"]) {
         case "succeeded":
-            guard let list = object["items"] as? [[String: Any]] else { return .unknown("succeeded without items") }
+            guard let list = object["items"] as? [[String: Any]] else { return .delivered(ref: ref, items: []) }
             let items = list.compactMap { item -> WireItem? in
                 guard let secret = string(item["code"]), !secret.isEmpty else { return nil }
                 return WireItem(secret: secret, cardNumber: string(item["serial"]), expiresAtMs: int(item["expires_at_ms"]))

@@ -23,7 +23,7 @@ public enum SupplierWire {
     /// `form`: upper-case hex MD5 (or SHA-256) of the parameters sorted by name as
     /// `k=v&k=v` (without `sign`, empty values left out) plus `&apikey=KEY`.
     public static func formSign(_ parameters: [String: String], key: [UInt8], digest: SignDigest) -> String {
-        let text = parameters.filter { $0.key != "sign" && !$0.value.isEmpty }.sorted { $0.key < $1.key }
+        let text = parameters.filter { $0.key != "sign" && !$0.value.isEmpty }.sorted { byteOrder($0.key, $1.key) }
             .map { "\($0.key)=\($0.value)" }.joined(separator: "&") + "&apikey=" + String(decoding: key, as: UTF8.self)
         return hexDigest(Array(text.utf8), digest).uppercased()
     }
@@ -31,7 +31,7 @@ public enum SupplierWire {
     /// `gateway`: lower-case hex MD5 (or SHA-256) of the parameters sorted by name as
     /// `k=v&k=v` (without `sign`) followed directly by the secret.
     public static func gatewaySign(_ parameters: [String: String], key: [UInt8], digest: SignDigest) -> String {
-        let text = parameters.filter { $0.key != "sign" }.sorted { $0.key < $1.key }
+        let text = parameters.filter { $0.key != "sign" }.sorted { byteOrder($0.key, $1.key) }
             .map { "\($0.key)=\($0.value)" }.joined(separator: "&") + String(decoding: key, as: UTF8.self)
         return hexDigest(Array(text.utf8), digest)
     }
@@ -91,16 +91,28 @@ public enum SupplierWire {
 
     /// `application/x-www-form-urlencoded` of sorted parameters.
     public static func formEncode(_ parameters: [String: String]) -> String {
-        parameters.sorted { $0.key < $1.key }.map { "\(percent($0.key))=\(percent($0.value))" }.joined(separator: "&")
+        parameters.sorted { byteOrder($0.key, $1.key) }.map { "\(percent($0.key))=\(percent($0.value))" }.joined(separator: "&")
     }
 
     static func percent(_ text: String) -> String {
-        var out = ""
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count)
         for byte in text.utf8 {
-            if unreserved.contains(byte) { out.unicodeScalars.append(UnicodeScalar(byte)) } else { out += String(format: "%%%02X", byte) }
+            if unreserved.contains(byte) {
+                out.append(byte)
+            } else {
+                out.append(UInt8(ascii: "%"))
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0x0F)])
+            }
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
+
+    /// Sorting "by name" as signatures define it: by bytes (ASCII order), never by the
+    /// locale's collation.
+    static func byteOrder(_ a: String, _ b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
 
     /// Parses a form body (or query); nil when a pair or an escape is malformed.
     public static func formDecode(_ text: String) -> [String: String]? {

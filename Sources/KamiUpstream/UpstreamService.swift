@@ -113,6 +113,8 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
     private let statusBox = Mutex<[SupplierStatus]>([])
     private var callbackServer: HTTPServer?
     private var random = SystemRandomNumberGenerator()
+    private var lastPublishNs: UInt64 = 0
+    private var publishScheduled = false
 
     /// One order being fulfilled. @unchecked Sendable: closures that other threads run only
     /// carry it back to the loop, where every use happens.
@@ -198,6 +200,8 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
     public func stop() {
         engine.upstream.setSink(nil)
         callbackServer?.stop()
+        refresh()
+        stopped.store(true, ordering: .releasing)
         loop.stop()
     }
 
@@ -217,11 +221,27 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
         }
     }
 
-    /// Counters now.
-    public var snapshot: UpstreamCounters { countersBox.withLock { $0 } }
+    /// Counters now (brought up to date on the loop first, unless it stopped).
+    public var snapshot: UpstreamCounters {
+        refresh()
+        return countersBox.withLock { $0 }
+    }
 
     /// Every supplier's state now.
-    public var statuses: [SupplierStatus] { statusBox.withLock { $0 } }
+    public var statuses: [SupplierStatus] {
+        refresh()
+        return statusBox.withLock { $0 }
+    }
+
+    private func refresh() {
+        guard !stopped.load(ordering: .acquiring), !loop.onLoop else { return }
+        _ = onLoop { [self] in
+            publish(force: true)
+            return true
+        }
+    }
+
+    private let stopped = Atomic<Bool>(false)
 
     func onLoop<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
         if loop.onLoop { return body() }
@@ -233,7 +253,21 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
         }
     }
 
-    private func publish() {
+    /// Publishes counters and supplier states for readers on other threads, at most every
+    /// 50 ms (`force` at once).
+    private func publish(force: Bool = false) {
+        let nowNs = IOLoop.nowNs()
+        guard force || nowNs - lastPublishNs >= 50_000_000 else {
+            if !publishScheduled {
+                publishScheduled = true
+                loop.schedule(afterMs: 50) { [weak self] in
+                    self?.publishScheduled = false
+                    self?.publish(force: true)
+                }
+            }
+            return
+        }
+        lastPublishNs = nowNs
         counters.inFlight = work.count
         let copy = counters
         countersBox.withLock { $0 = copy }
@@ -257,14 +291,16 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
     // MARK: UpstreamSink
 
     public func orderPending(_ order: Order, sku: Sku) {
-        loop.execute { [self] in begin(order, sku: sku) }
+        // An order just created has no attempts: nothing to read back (a retried or resumed one may).
+        let fresh = order.createdAtMs == order.updatedAtMs
+        loop.execute { [self] in begin(order, sku: sku, fresh: fresh) }
     }
 
-    private func begin(_ order: Order, sku: Sku) {
+    private func begin(_ order: Order, sku: Sku, fresh: Bool = false) {
         guard work[order.orderID] == nil else { return }
         let item = OrderWork(order: order, sku: sku, startedMs: nowMs())
         work[order.orderID] = item
-        load(item)
+        if fresh { route(item) } else { load(item) }
     }
 
     /// Reads the order's attempts (after a restart, or a retry of a failed order) and
@@ -495,7 +531,15 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
         let now = nowMs()
         if case .notFound = reply {} else { item.notFoundInARow = 0 }
         switch reply {
-        case .delivered(let ref, let items):
+        case .delivered(let ref, let answered):
+            var receipts = answered
+            if answered.isEmpty, suppliers[id]?.config.directTopUp == true {
+                // A direct top-up: the supplier credited the buyer's account; its receipt is
+                // what the buyer gets, one per unit.
+                let receipt = "TOPUP \(ref ?? attempt.customerOrderNo) account \(item.order.user)"
+                receipts = (0..<item.order.units).map { WireItem(secret: "\(receipt) #\($0 + 1)", cardNumber: ref) }
+            }
+            let items = receipts
             guard items.count == item.order.units else {
                 return keepOpen(item, &attempt, .unknown, "delivered \(items.count) of \(item.order.units); asking again", ref: ref)
             }

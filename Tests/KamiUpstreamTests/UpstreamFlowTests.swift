@@ -121,6 +121,19 @@ final class UpstreamFlowTests: XCTestCase {
         assertClean()
     }
 
+    func testADirectTopUpDeliversTheSuppliersReceiptForTheBuyersAccount() throws {
+        let sim = harness.addSim("t") { $0.directTopUp = true } supplier: { $0.directTopUp = true }
+        harness.startService()
+        harness.upstreamSku("phone-credit", mappings: [("t", 500)])
+        let order = try harness.issue("top1", sku: "phone-credit", user: "13800000000", units: 2, waitMs: 10_000).get()
+        XCTAssertEqual(order.state, .committed)
+        XCTAssertEqual(order.codes.count, 2)
+        XCTAssertTrue(order.codes.allSatisfy { $0.secret.reveal().hasPrefix("TOPUP T") && $0.secret.reveal().contains("13800000000") },
+                      "\(order.codes.map { $0.secret.reveal() })")
+        XCTAssertEqual(sim.ledger.map(\.customerOrderNo), ["top1"])
+        assertClean()
+    }
+
     func testARefusedQueryIsNeverTakenAsProofOfNoSale() throws {
         // a takes the order (processing, no callback), then refuses every request (its key
         // changed, as a clock jump or a key rotation would do): the order must wait for a,
