@@ -81,9 +81,9 @@ public struct SupplierConfig: Sendable, Hashable {
         }
         switch key {
         case "url":
-            guard let parsed = URL(string: value), let scheme = parsed.scheme, ["http", "https"].contains(scheme),
+            guard let parsed = URL(string: value), let scheme = parsed.scheme, ["http", "https", "kami"].contains(scheme),
                   parsed.host != nil else {
-                throw ConfigValueError("expected an http:// or https:// URL, got \"\(value)\"")
+                throw ConfigValueError("expected an http://, https:// or (style kami) kami://HOST:PORT URL, got \"\(value)\"")
             }
             url = value
         case "style":

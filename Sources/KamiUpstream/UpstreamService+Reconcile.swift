@@ -82,16 +82,35 @@ extension UpstreamService {
         var options = HTTPClientOptions()
         options.timeoutMs = endpoint.config.timeoutMs
         options.maxConnections = endpoint.config.maxConcurrent
+        var peer: LineClient?
+        if endpoint.config.style == .kami {
+            let fixed = options
+            peer = onLoop { [self] () -> LineClient in self.peer(endpoint, options: fixed) }
+        }
         for attempt in attempts {
+            let record: @Sendable (SupplierReply) -> Void = { reply in
+                answers.withLock { $0[attempt.customerOrderNo] = reply }
+                if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { done.store(true, ordering: .releasing) }
+            }
+            if let peer {
+                guard let line = KamiPeerWire.request(.query(customerOrderNo: attempt.customerOrderNo),
+                                                      merchant: endpoint.credentials.merchantID, waitMs: 0) else { continue }
+                peer.send(line) { result in
+                    switch result {
+                    case .success(let reply):
+                        record(KamiPeerWire.parse(reply, isPlace: false, customerOrderNo: attempt.customerOrderNo))
+                    case .failure(let error): record(.unknown(error.description))
+                    }
+                }
+                continue
+            }
             let request = SupplierWire.request(.query(customerOrderNo: attempt.customerOrderNo), style: endpoint.config.style,
                                                base: endpoint.url, credentials: endpoint.credentials, nowSeconds: nowMs() / 1_000)
             client.send(request, to: endpoint.url, tls: endpoint.tls, options: options) { result in
-                let reply: SupplierReply = switch result {
-                case .success(let response): SupplierWire.parse(response, style: endpoint.config.style, quantity: 1)
-                case .failure(let error): .unknown(error.description)
+                switch result {
+                case .success(let response): record(SupplierWire.parse(response, style: endpoint.config.style, quantity: 1))
+                case .failure(let error): record(.unknown(error.description))
                 }
-                answers.withLock { $0[attempt.customerOrderNo] = reply }
-                if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { done.store(true, ordering: .releasing) }
             }
         }
         let deadline = Date().addingTimeInterval(Double(timeoutMs) / 1_000)

@@ -15,9 +15,15 @@ public struct SupplierEndpoint: Sendable {
     /// supplier and the file.
     public init(config: SupplierConfig, resolve: (String) -> String = { $0 }) throws(ConfigValueError) {
         if let missing = config.missing { throw ConfigValueError("supplier \(config.id): \(missing) is not set") }
-        guard let url = HTTPURL(config.url) else { throw ConfigValueError("supplier \(config.id): bad url \(config.url)") }
+        let kami = config.url.hasPrefix("kami://")
+        guard kami == (config.style == .kami) else {
+            throw ConfigValueError("supplier \(config.id): style kami goes with a kami://HOST:PORT url, the others with http(s)://")
+        }
+        guard let url = HTTPURL(kami ? "http://" + config.url.dropFirst(7) : config.url) else {
+            throw ConfigValueError("supplier \(config.id): bad url \(config.url)")
+        }
         let loopback = url.host == "localhost" || url.host == "::1" || url.host.hasPrefix("127.")
-        guard url.secure || loopback || config.allowPlainHTTP else {
+        guard url.secure || loopback || config.allowPlainHTTP || kami else {
             throw ConfigValueError("supplier \(config.id): \(config.url) is plain http to a host that is not loopback; "
                 + "use https, or set supplier.\(config.id).allow_plain_http = true on a network you trust")
         }
@@ -25,7 +31,8 @@ public struct SupplierEndpoint: Sendable {
         let callbackKey = try config.callbackSecretFile.map { path throws(ConfigValueError) in try SecretFile.read(resolve(path)) }
         self.config = config
         self.url = url
-        credentials = SupplierCredentials(merchantID: config.merchantID, key: key, callbackKey: callbackKey, digest: config.signDigest)
+        credentials = SupplierCredentials(merchantID: config.merchantID.isEmpty ? "upstream" : config.merchantID, key: key,
+                                          callbackKey: callbackKey, digest: config.signDigest)
         if url.secure {
             do { tls = try TLSContext.client(caFile: config.caFile.map(resolve)) } catch {
                 throw ConfigValueError("supplier \(config.id): \(error.message)")
@@ -113,6 +120,7 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
     private let statusBox = Mutex<[SupplierStatus]>([])
     private var callbackServer: HTTPServer?
     private var random = SystemRandomNumberGenerator()
+    private var peers: [String: LineClient] = [:]
     private var lastPublishNs: UInt64 = 0
     private var publishScheduled = false
 
@@ -465,8 +473,6 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
 
     private func transmit(_ item: OrderWork, _ call: SupplierWire.Call, endpoint: SupplierEndpoint) {
         let id = endpoint.config.id
-        let request = SupplierWire.request(call, style: endpoint.config.style, base: endpoint.url,
-                                           credentials: endpoint.credentials, nowSeconds: nowMs() / 1_000)
         var options = HTTPClientOptions()
         options.connectTimeoutMs = endpoint.config.connectTimeoutMs
         options.timeoutMs = endpoint.config.timeoutMs
@@ -476,52 +482,89 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
         inFlight[id, default: 0] += 1
         if case .place = call { counters.placed += 1 } else { counters.queries += 1 }
         let isPlace: Bool = if case .place = call { true } else { false }
-        client.send(request, to: endpoint.url, tls: endpoint.tls, options: options) { [weak self] result in
-            // Completions run on the loop already.
-            guard let self else { return }
-            self.inFlight[id, default: 1] -= 1
-            item.requestInFlight = false
-            let latencyMs = Int64((IOLoop.nowNs() - item.sentAtNs) / 1_000_000)
-            switch result {
-            case .success(let response):
-                var reply = SupplierWire.parse(response, style: endpoint.config.style, quantity: item.order.units,
-                                               customerOrderNo: item.attempts[id]?.customerOrderNo ?? item.order.orderID)
-                // A refusal of the request itself (signature, timestamp, malformed) proves no
-                // sale only for the first send of a place; for a query or a resend it says
-                // nothing about the order.
-                if case .failed(let code, let message) = reply, SupplierWire.isRequestRefusal(code),
-                   !(isPlace && (item.attempts[id]?.sends ?? 1) == 1) {
-                    reply = .unknown("the supplier refused the request (\(code): \(message.prefix(100)))")
-                }
-                let healthy: Bool = switch reply {
-                case .unknown: false
-                case .failed(let code, _): !["4001", "4002", "1001", "1002", "bad_signature", "stale_timestamp"].contains(code)
-                default: true
-                }
-                self.stats[id]?.record(latencyMs: latencyMs, success: healthy)
-                self.breakers[id]?.record(success: healthy, nowMs: self.nowMs())
-                self.handle(item, supplier: id, reply: reply, fromPlace: isPlace)
-            case .failure(let error) where !error.sent && (error.kind == .overloaded || error.kind == .timeout):
-                // Our own queue was full or slow: the supplier never saw it and is not to
-                // blame. Send it again shortly.
-                self.stats[id]?.record(latencyMs: latencyMs, success: true)
-                if let timer = item.timer { self.loop.cancel(timer) }
-                item.timer = self.loop.schedule(afterMs: 200) { [weak self, weak item] in
-                    guard let self, let item else { return }
-                    self.send(item, call)
-                }
-            case .failure(let error):
-                self.stats[id]?.record(latencyMs: latencyMs, success: false)
-                self.breakers[id]?.record(success: false, nowMs: self.nowMs())
-                if !error.sent && isPlace && (item.attempts[id]?.sends ?? 1) == 1 {
-                    // The first send provably never reached the supplier: nothing was sold.
-                    self.handle(item, supplier: id, reply: .failed(code: "not_sent", message: error.description), fromPlace: true)
-                } else {
-                    self.handle(item, supplier: id, reply: .unknown(error.description), fromPlace: isPlace)
-                }
+        let number = item.attempts[id]?.customerOrderNo ?? item.order.orderID
+        if endpoint.config.style == .kami {
+            // Another kamid: its storefront protocol, the delivery in the reply.
+            let waitMs = max(0, min(Limits.waitMsMax, endpoint.config.timeoutMs - 500))
+            guard let line = KamiPeerWire.request(call, merchant: endpoint.credentials.merchantID, waitMs: waitMs) else {
+                return received(item, call, endpoint: endpoint, isPlace: isPlace,
+                                result: .success(.unknown("another kamid has no operation for this")))
             }
-            self.publish()
+            peer(endpoint, options: options).send(line) { [weak self] result in
+                self?.received(item, call, endpoint: endpoint, isPlace: isPlace, result: result.map {
+                    KamiPeerWire.parse($0, isPlace: isPlace, customerOrderNo: number)
+                })
+            }
+            return
         }
+        let request = SupplierWire.request(call, style: endpoint.config.style, base: endpoint.url,
+                                           credentials: endpoint.credentials, nowSeconds: nowMs() / 1_000)
+        let units = item.order.units
+        client.send(request, to: endpoint.url, tls: endpoint.tls, options: options) { [weak self] result in
+            self?.received(item, call, endpoint: endpoint, isPlace: isPlace, result: result.map {
+                SupplierWire.parse($0, style: endpoint.config.style, quantity: units, customerOrderNo: number)
+            })
+        }
+    }
+
+    /// The line client of a kamid supplier, made at its first use (on the loop).
+    func peer(_ endpoint: SupplierEndpoint, options: HTTPClientOptions) -> LineClient {
+        let id = endpoint.config.id
+        if let existing = peers[id] { return existing }
+        let made = LineClient(
+            loop: loop, host: endpoint.url.host, port: endpoint.url.port,
+            handshake: KamiPeerWire.hello(client: endpoint.credentials.merchantID, token: endpoint.credentials.key),
+            options: options, check: KamiPeerWire.checkHello)
+        peers[id] = made
+        return made
+    }
+
+    /// A reply (or the lack of one) to a request at a supplier; on the loop.
+    private func received(
+        _ item: OrderWork, _ call: SupplierWire.Call, endpoint: SupplierEndpoint, isPlace: Bool,
+        result: Result<SupplierReply, HTTPClientError>
+    ) {
+        let id = endpoint.config.id
+        inFlight[id, default: 1] -= 1
+        item.requestInFlight = false
+        let latencyMs = Int64((IOLoop.nowNs() - item.sentAtNs) / 1_000_000)
+        switch result {
+        case .success(var reply):
+            // A refusal of the request itself (signature, timestamp, malformed) proves no
+            // sale only for the first send of a place; for a query or a resend it says
+            // nothing about the order.
+            if case .failed(let code, let message) = reply, SupplierWire.isRequestRefusal(code),
+               !(isPlace && (item.attempts[id]?.sends ?? 1) == 1) {
+                reply = .unknown("the supplier refused the request (\(code): \(message.prefix(100)))")
+            }
+            let healthy: Bool = switch reply {
+            case .unknown: false
+            case .failed(let code, _): !SupplierWire.isRequestRefusal(code)
+            default: true
+            }
+            stats[id]?.record(latencyMs: latencyMs, success: healthy)
+            breakers[id]?.record(success: healthy, nowMs: nowMs())
+            handle(item, supplier: id, reply: reply, fromPlace: isPlace)
+        case .failure(let error) where !error.sent && (error.kind == .overloaded || error.kind == .timeout):
+            // Our own queue was full or slow: the supplier never saw it and is not to
+            // blame. Send it again shortly.
+            stats[id]?.record(latencyMs: latencyMs, success: true)
+            if let timer = item.timer { loop.cancel(timer) }
+            item.timer = loop.schedule(afterMs: 200) { [weak self, weak item] in
+                guard let self, let item else { return }
+                self.send(item, call)
+            }
+        case .failure(let error):
+            stats[id]?.record(latencyMs: latencyMs, success: false)
+            breakers[id]?.record(success: false, nowMs: nowMs())
+            if !error.sent && isPlace && (item.attempts[id]?.sends ?? 1) == 1 {
+                // The first send provably never reached the supplier: nothing was sold.
+                handle(item, supplier: id, reply: .failed(code: "not_sent", message: error.description), fromPlace: true)
+            } else {
+                handle(item, supplier: id, reply: .unknown(error.description), fromPlace: isPlace)
+            }
+        }
+        publish()
     }
 
     /// What a supplier said (a reply, or a callback) about the order's attempt there.
@@ -761,7 +804,7 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
 
     private func syncNow() {
         let mappings = engine.upstream.mappings()
-        for endpoint in suppliers.values {
+        for endpoint in suppliers.values where endpoint.config.style != .kami {
             let id = endpoint.config.id
             let request = SupplierWire.request(.products, style: endpoint.config.style, base: endpoint.url,
                                                credentials: endpoint.credentials, nowSeconds: nowMs() / 1_000)

@@ -266,3 +266,67 @@ final class UpstreamDaemonTests: XCTestCase {
         print("upstream crash loop: \(cycles) cycles, \(issued.count) acknowledged orders, \(sales.count) sales")
     }
 }
+
+/// One kamid as another's supplier, over the storefront protocol.
+final class KamidToKamidTests: XCTestCase {
+    func testAKamidSellsAnotherKamidsCodesOnceAndReconciles() throws {
+        let base = NSTemporaryDirectory() + "kami-k2k-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        // The upstream kamid: a stocked SKU "gold".
+        let upstream = try Kamid(directory: base + "/upstream")
+        defer { upstream.stop() }
+        try upstream.stock(sku: "gold", count: 20)
+        // Our kamid: supplier "up" is the upstream kamid, with its storefront token.
+        let tokenFile = base + "/up.token"
+        try upstream.token.write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        chmod(tokenFile, 0o600)
+        let config = base + "/ours.conf"
+        try """
+            loop_threads = 2
+            upstream_sync_ms = 0
+            supplier.up.url = kami://127.0.0.1:\(upstream.port)
+            supplier.up.style = kami
+            supplier.up.merchant_id = default
+            supplier.up.credentials_file = \(tokenFile)
+            supplier.up.timeout_ms = 5000
+
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let ours = try Kamid(directory: base + "/ours", arguments: ["--config", config])
+        defer { ours.stop() }
+        let admin = try RawClient(unixPath: ours.socketPath)
+        XCTAssertEqual(admin.call(#""id":1,"op":"sku_set","sku":"vip","name":"VIP","price_cents":1000"#)?.isOK, true)
+        XCTAssertEqual(admin.call(#""id":2,"op":"sku_source","sku":"vip","source_policy":"upstream""#)?.isOK, true)
+        XCTAssertEqual(admin.call(#""id":3,"op":"supplier_map","sku":"vip","supplier":"up","product":"gold","cost_cents":600"#)?.isOK, true)
+        let client = try ours.storefront()
+        var secrets: [String] = []
+        for index in 0..<5 {
+            let reply = client.call(#""id":\#(index),"op":"issue","order":"k\#(index)","user":"buyer\#(index)","sku":"vip","qty":2,"payment_ref":"p","wait_ms":8000"#)
+            XCTAssertEqual(reply?.order?.state, .known(.committed), "\(String(describing: reply))")
+            secrets += reply?.order?.codes.compactMap { $0.secret?.reveal() } ?? []
+        }
+        XCTAssertEqual(secrets.count, 10, ours.log.suffix(12).joined(separator: "\n") + "\nUPSTREAM:\n" + upstream.log.suffix(8).joined(separator: "\n"))
+        XCTAssertEqual(Set(secrets).count, 10)
+        XCTAssertTrue(secrets.allSatisfy { $0.hasPrefix("CODE-SECRET-") }, "the upstream kamid's own codes")
+        // The upstream sold each order once, under our order id.
+        let upstreamClient = try upstream.storefront()
+        for index in 0..<5 {
+            let order = upstreamClient.call(#""id":9,"op":"order","order":"k\#(index)""#)?.order
+            XCTAssertEqual(order?.state, .known(.committed))
+            XCTAssertEqual(order?.codes.count, 2)
+        }
+        let stock = upstreamClient.call(#""id":10,"op":"stock","sku":"gold""#)
+        guard case .success(.stock(let counts))? = stock?.result else { return XCTFail("no stock") }
+        XCTAssertEqual(counts.issued, 10)
+        // A repeated issue at our kamid buys nothing more upstream.
+        _ = client.call(#""id":20,"op":"issue","order":"k0","user":"buyer0","sku":"vip","qty":2,"payment_ref":"p","wait_ms":8000"#)
+        guard case .success(.stock(let again))? = upstreamClient.call(#""id":11,"op":"stock","sku":"gold""#)?.result else {
+            return XCTFail("no stock")
+        }
+        XCTAssertEqual(again.issued, 10)
+        let reconcile = admin.call(#""id":4,"op":"supplier_reconcile","supplier":"up""#)
+        guard case .success(.fields(let fields))? = reconcile?.result else { return XCTFail("\(String(describing: reconcile))") }
+        XCTAssertEqual(fields.first { $0.0 == "matched" }?.1, .int(5))
+        XCTAssertEqual(try ours.violations(), [])
+        XCTAssertEqual(try upstream.violations(), [])
+    }
+}

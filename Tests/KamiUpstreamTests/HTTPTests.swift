@@ -245,3 +245,56 @@ final class HTTPTests: XCTestCase {
         }
     }
 }
+
+/// LineClient against a raw line server: the handshake first, then one request at a time.
+final class LineClientTests: XCTestCase {
+    func testHandshakeThenRequestsInOrder() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(listener, 4)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            getsockname(listener, $0, &length) } }
+        let port = UInt16(bigEndian: address.sin_port)
+        let server = Thread {
+            let fd = accept(listener, nil, nil)
+            var pending: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            var lines = 0
+            while lines < 4 {
+                let count = recv(fd, &buffer, buffer.count, 0)
+                if count <= 0 { break }
+                pending += buffer[0..<count]
+                while let newline = pending.firstIndex(of: 10) {
+                    let line = String(decoding: pending[..<newline], as: UTF8.self)
+                    pending.removeSubrange(...newline)
+                    let answer = lines == 0 ? (line == "HELLO" ? "WELCOME\n" : "NO\n") : "echo \(line)\n"
+                    _ = answer.withCString { Glibc.send(fd, $0, strlen($0), 0) }
+                    lines += 1
+                }
+            }
+            close(fd)
+            close(listener)
+        }
+        server.start()
+        let loop = IOLoop(name: "test-lines")
+        defer { loop.stop() }
+        var options = HTTPClientOptions()
+        options.maxConnections = 1
+        options.timeoutMs = 2_000
+        let client = LineClient(loop: loop, host: "127.0.0.1", port: port, handshake: Array("HELLO\n".utf8), options: options) {
+            String(decoding: $0, as: UTF8.self) == "WELCOME" ? nil : "refused"
+        }
+        let boxes = (0..<3).map { _ in Box<Result<[UInt8], HTTPClientError>>() }
+        for (index, box) in boxes.enumerated() {
+            client.send(Array("line \(index)\n".utf8)) { box.set($0) }
+        }
+        for (index, box) in boxes.enumerated() {
+            XCTAssertEqual(try String(decoding: XCTUnwrap(box.wait()).get(), as: UTF8.self), "echo line \(index)")
+        }
+    }
+}
