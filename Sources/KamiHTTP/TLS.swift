@@ -1,3 +1,4 @@
+import CKamiLinux
 import COpenSSL
 import Glibc
 

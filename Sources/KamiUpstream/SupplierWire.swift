@@ -145,8 +145,58 @@ public enum SupplierWire {
 
     // MARK: JSON helpers
 
+    /// JSON of dictionaries, arrays, strings, integers and booleans, keys sorted by bytes
+    /// (Foundation's writer sorts through the locale and costs a fifth of a simulator's time).
     static func json(_ object: Any) -> [UInt8] {
-        (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map { [UInt8]($0) } ?? Array("{}".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        write(object, &out)
+        return out
+    }
+
+    private static func write(_ value: Any, _ out: inout [UInt8]) {
+        switch value {
+        case let text as String: writeString(text, &out)
+        case let flag as Bool: out.append(contentsOf: flag ? Array("true".utf8) : Array("false".utf8))
+        case let number as Int: out.append(contentsOf: String(number).utf8)
+        case let number as Int64: out.append(contentsOf: String(number).utf8)
+        case let number as Double: out.append(contentsOf: String(number).utf8)
+        case let list as [Any]:
+            out.append(UInt8(ascii: "["))
+            for (index, item) in list.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                write(item, &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case let object as [String: Any]:
+            out.append(UInt8(ascii: "{"))
+            for (index, key) in object.keys.sorted(by: byteOrder).enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                writeString(key, &out)
+                out.append(UInt8(ascii: ":"))
+                write(object[key]!, &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        default:
+            out.append(contentsOf: "null".utf8)
+        }
+    }
+
+    private static func writeString(_ text: String, _ out: inout [UInt8]) {
+        let hex = Array("0123456789abcdef".utf8)
+        out.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: [92, 34])
+            case 92: out.append(contentsOf: [92, 92])
+            case 10: out.append(contentsOf: [92, UInt8(ascii: "n")])
+            case 13: out.append(contentsOf: [92, UInt8(ascii: "r")])
+            case 9: out.append(contentsOf: [92, UInt8(ascii: "t")])
+            case 0..<0x20: out.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hex[Int(byte >> 4)], hex[Int(byte & 15)]])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
     }
 
     static func jsonText(_ object: Any) -> String { String(decoding: json(object), as: UTF8.self) }
