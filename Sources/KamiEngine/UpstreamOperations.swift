@@ -184,15 +184,22 @@ extension EngineCore {
                 orders.end(orderID)
                 return completion(.failure(KamiError(.invalidState, "order \(orderID) is \(order.state), not failed")))
             }
+            // The units count against the user's limit again (they were released when it
+            // failed): a user who has bought up to the limit since gets a refund instead.
+            guard userLimits.tryAcquire(user: order.user, sku: order.sku, units: order.units, limit: sku.perUserLimit) else {
+                orders.end(orderID)
+                return completion(.failure(KamiError(
+                    .limitReached, "user \(order.user) now holds the per-user limit of \(sku.key); refund order \(orderID) instead")))
+            }
             let pending = order.moved(to: .pendingUpstream, atMs: clock.nowMs())
             let event = AuditEvent("upstream-retry", subject: "order:\(orderID)", detail: "seq=\(order.seq) client=operator")
             store.writer.submit(.writeOrder(pending, codes: [], audit: event)) { [self] result in
                 switch result {
                 case .failure(let error):
+                    userLimits.release(user: order.user, sku: order.sku, units: order.units)
                     orders.end(orderID)
                     completion(.failure(error))
                 case .success:
-                    _ = userLimits.tryAcquire(user: order.user, sku: order.sku, units: order.units, limit: 0)
                     orders.publish(pending)
                     completion(.success(reply(pending)))
                     upstream.sink?.orderPending(pending, sku: sku)
