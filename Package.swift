@@ -58,7 +58,7 @@ let package = Package(
         // service that fulfils orders pending upstream through the engine.
         .target(
             name: "KamiUpstream",
-            dependencies: ["KamiCore", "KamiEngine", "KamiHTTP", "KamiCrypto", "KamiProtocol"],
+            dependencies: ["KamiCore", "KamiEngine", "KamiHTTP", "KamiCrypto", "KamiProtocol", "KamiStore"],
             swiftSettings: strict
         ),
 

@@ -235,6 +235,47 @@ public struct UpstreamAttempt: Sendable, Hashable {
     }
 }
 
+/// One purchase of codes into the pool (buy-ahead), as journaled. Its customer order
+/// number is its own (`buyahead-SKU-N`), the same on every resend.
+public struct BuyAhead: Sendable, Hashable {
+    /// Row id (0 before the first write).
+    public var id: Int64
+    public var sku: SkuID
+    public var supplier: String
+    public var customerOrderNo: String
+    public var units: Int
+    /// Cost per unit.
+    public var costCents: Int64
+    public var state: AttemptState
+    public var detail: String
+    public var createdAtMs: Int64
+    public var updatedAtMs: Int64
+
+    public init(id: Int64 = 0, sku: SkuID, supplier: String, customerOrderNo: String, units: Int, costCents: Int64,
+                state: AttemptState, detail: String = "", createdAtMs: Int64, updatedAtMs: Int64) {
+        self.id = id
+        self.sku = sku
+        self.supplier = supplier
+        self.customerOrderNo = customerOrderNo
+        self.units = units
+        self.costCents = costCents
+        self.state = state
+        self.detail = detail
+        self.createdAtMs = createdAtMs
+        self.updatedAtMs = updatedAtMs
+    }
+
+    /// The purchase moved to `next`; traps on an illegal move.
+    public func moved(to next: AttemptState, detail: String, atMs: Int64) -> BuyAhead {
+        precondition(state.canMove(to: next), "buy-ahead \(customerOrderNo) cannot go from \(state) to \(next)")
+        var copy = self
+        copy.state = next
+        copy.detail = detail
+        copy.updatedAtMs = atMs
+        return copy
+    }
+}
+
 /// One item a supplier delivered for an order: a card key (secret, maybe a card number), or
 /// for a direct top-up the supplier's receipt (no secret to reveal, kept as the code's text).
 public struct DeliveredItem: Sendable, Hashable {

@@ -13,7 +13,8 @@ extension KamiCtl {
         case resume(supplier: String)
         case sync
         case reconcile(supplier: String, sinceMs: Int64?, untilMs: Int64?, statement: String?)
-        case source(sku: String, policy: String?, strategy: String?, minMarginCents: Int64?, noCandidate: String?, lowWater: Int64?)
+        case source(sku: String, policy: String?, strategy: String?, minMarginCents: Int64?, noCandidate: String?, lowWater: Int64?,
+                    buyAheadUnits: Int64? = nil, budgetCents: Int64? = nil)
         case failed
         case retry(order: String)
         case refund(order: String)
@@ -52,8 +53,10 @@ extension KamiCtl {
                     $0.untilMs = until
                     $0.path = statement.map { absolutePath($0, currentDirectory: currentDirectory) }
                 }
-            case .source(let sku, let policy, let strategy, let margin, let noCandidate, let lowWater):
+            case .source(let sku, let policy, let strategy, let margin, let noCandidate, let lowWater, let units, let budget):
                 return make(.skuSource) {
+                    $0.buyAheadUnits = units
+                    $0.buyAheadBudgetCents = budget
                     $0.sku = sku
                     $0.sourcePolicy = policy
                     $0.strategy = strategy
@@ -120,13 +123,16 @@ extension KamiCtl {
     static func skuSourceCommand(_ words: [String], help: Bool) throws(UsageError) -> Command {
         if help { return .help(.skuSource) }
         let (positionals, options) = try split(
-            words, valued: ["--policy", "--strategy", "--min-margin", "--no-candidate", "--low-water"], topic: .skuSource)
+            words, valued: ["--policy", "--strategy", "--min-margin", "--no-candidate", "--low-water", "--buy-ahead", "--budget"],
+            topic: .skuSource)
         guard positionals.count == 1 else { throw UsageError(message: "sku source takes SKU", topic: .skuSource) }
         return .upstream(.source(
             sku: positionals[0], policy: options["--policy"], strategy: options["--strategy"],
             minMarginCents: try integer(options["--min-margin"], "--min-margin", topic: .skuSource),
             noCandidate: options["--no-candidate"],
-            lowWater: try integer(options["--low-water"], "--low-water", topic: .skuSource)))
+            lowWater: try integer(options["--low-water"], "--low-water", topic: .skuSource),
+            buyAheadUnits: try integer(options["--buy-ahead"], "--buy-ahead", topic: .skuSource),
+            budgetCents: try integer(options["--budget"], "--budget", topic: .skuSource)))
     }
 
     /// Parses `upstream SUB ...`.

@@ -194,9 +194,12 @@ extension KamiCtl {
                 usage: kamictl sku source SKU [--policy pool|upstream|pool_then_upstream]
                                               [--strategy cheapest|fastest|priority|weighted]
                                               [--min-margin CENTS] [--no-candidate fail|wait] [--low-water N]
+                                              [--buy-ahead UNITS] [--budget CENTS]
 
                 Where a SKU's codes come from. The margin guard never buys where cost > price - min margin
                 (成本倒挂); with no candidate left the order fails (dead-letter list) or waits.
+                Under --low-water available codes, kamid buys --buy-ahead codes into the pool from the
+                cheapest supplier within the guard, at most --budget minor units per UTC day.
                 """
         case .upstream:
             return """

@@ -322,6 +322,29 @@ public struct Upstream: Sendable {
     /// Available codes of a SKU in the pool now.
     public func available(sku: SkuID) -> Int { core.pool.available(sku: sku) }
 
+    /// Journals a buy-ahead purchase (before its request leaves, and at each change); the
+    /// completion gets its row id.
+    public func recordBuyAhead(_ purchase: BuyAhead, completion: @escaping @Sendable (Result<Int64, KamiError>) -> Void) {
+        let event = AuditEvent(
+            "buy-ahead", subject: "sku:\(core.skuKey(purchase.sku))",
+            detail: "no=\(purchase.customerOrderNo) supplier=\(purchase.supplier) units=\(purchase.units) "
+                + "cost=\(purchase.costCents) state=\(purchase.state)" + (purchase.detail.isEmpty ? "" : " detail=\(purchase.detail)"))
+        core.store.writer.submit(.writeBuyAhead(purchase, audit: event)) { result in
+            completion(result.map { outcome in
+                if case .rowID(let id) = outcome { return id }
+                return purchase.id
+            })
+        }
+    }
+
+    /// Buy-ahead purchases of a SKU since `sinceMs` (a day's spending).
+    public func buyAheads(sku: SkuID, sinceMs: Int64) throws(KamiError) -> [BuyAhead] {
+        try core.store.buyAheads(sku: sku, sinceMs: sinceMs)
+    }
+
+    /// Buy-ahead purchases whose outcome was open at the last start.
+    public func openBuyAheads() throws(KamiError) -> [BuyAhead] { try core.store.loadUpstream().openBuyAheads }
+
     /// Buys ahead: stores `items` bought from `supplier` into the pool as available codes of
     /// `sku` (an import whose label names the supplier). Blocks for the commit.
     public func addToPool(sku: String, items: [DeliveredItem], supplier: String) throws(KamiError) -> ImportReport {

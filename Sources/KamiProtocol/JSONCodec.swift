@@ -105,6 +105,8 @@ public enum JSONCodec {
         number(.lowWater, request.lowWater)
         number(.sinceMs, request.sinceMs)
         number(.untilMs, request.untilMs)
+        number(.buyAheadUnits, request.buyAheadUnits)
+        number(.buyAheadBudgetCents, request.buyAheadBudgetCents)
         out.appendStatic("}\n")
         let lineCount = out.count - start
         guard lineCount <= ProtocolLimits.jsonLineBytesMax else {

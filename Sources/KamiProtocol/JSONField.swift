@@ -5,7 +5,7 @@ enum JSONField: UInt8, CaseIterable {
     case name, priceCents, perUserLimit, activationURL, path, batch, codeID, withSecrets, dryRun, replace
     case limit, cursor
     case waitMs, supplier, product, costCents, priority, weight, sourcePolicy, strategy, minMarginCents, noCandidate
-    case lowWater, sinceMs, untilMs
+    case lowWater, sinceMs, untilMs, buyAheadUnits, buyAheadBudgetCents
 
     /// The name on the wire.
     var key: StaticString {
@@ -47,6 +47,8 @@ enum JSONField: UInt8, CaseIterable {
         case .lowWater: "low_water"
         case .sinceMs: "since_ms"
         case .untilMs: "until_ms"
+        case .buyAheadUnits: "buy_ahead_units"
+        case .buyAheadBudgetCents: "buy_ahead_budget_cents"
         }
     }
 
@@ -73,6 +75,8 @@ enum JSONField: UInt8, CaseIterable {
         case 12: candidates = (.withSecrets, .noCandidate, nil, nil, nil)
         case 13: candidates = (.sourcePolicy, nil, nil, nil, nil)
         case 14: candidates = (.perUserLimit, .activationURL, nil, nil, nil)
+        case 15: candidates = (.buyAheadUnits, nil, nil, nil, nil)
+        case 22: candidates = (.buyAheadBudgetCents, nil, nil, nil, nil)
         case 16: candidates = (.minMarginCents, nil, nil, nil, nil)
         default: return nil
         }

@@ -147,6 +147,8 @@ struct JSONRequestDecoder {
         case .lowWater: request.lowWater = integer(field, value)
         case .sinceMs: request.sinceMs = integer(field, value)
         case .untilMs: request.untilMs = integer(field, value)
+        case .buyAheadUnits: request.buyAheadUnits = integer(field, value)
+        case .buyAheadBudgetCents: request.buyAheadBudgetCents = integer(field, value)
         }
     }
 

@@ -143,6 +143,10 @@ public struct Request: Sendable, Hashable {
     public var noCandidate: String?
     /// `sku_source`: buy ahead under this many available codes (`low_water`).
     public var lowWater: Int64?
+    /// `sku_source`: codes bought per buy-ahead (`buy_ahead_units`), and the most spent on
+    /// buy-ahead per UTC day (`buy_ahead_budget_cents`).
+    public var buyAheadUnits: Int64?
+    public var buyAheadBudgetCents: Int64?
     /// `supplier_reconcile`: the window, Unix ms (`since_ms`, `until_ms`).
     public var sinceMs: Int64?
     public var untilMs: Int64?

@@ -98,7 +98,8 @@ struct SupplierOperations: Sendable {
                                     RoutingStrategy.allCases.map(\.description).joined(separator: ", ")),
                 minMarginCents: request.minMarginCents,
                 noCandidate: try parse(request.noCandidate, "no_candidate", NoCandidatePolicy.init(name:), "fail, wait"),
-                lowWater: request.lowWater.map { Int($0) })
+                lowWater: request.lowWater.map { Int($0) }, buyAheadUnits: request.buyAheadUnits.map { Int($0) },
+                buyAheadBudgetCents: request.buyAheadBudgetCents)
             return .fields([("sourcing", wire(sourcing))])
         case .upstreamFailed:
             let failed = engine.upstream.failedOrders()
@@ -148,6 +149,7 @@ struct SupplierOperations: Sendable {
             ("sku", .string(skuKey(sourcing.sku))), ("source_policy", .string(sourcing.policy.description)),
             ("strategy", .string(sourcing.strategy.description)), ("min_margin_cents", .int(sourcing.minMarginCents)),
             ("no_candidate", .string(sourcing.noCandidate.description)), ("low_water", .int(Int64(sourcing.lowWater))),
+            ("buy_ahead_units", .int(Int64(sourcing.buyAheadUnits))), ("buy_ahead_budget_cents", .int(sourcing.buyAheadBudgetCents)),
         ])
     }
 }

@@ -46,6 +46,8 @@ public enum Mutation: Sendable {
     /// A supplier delivered: its codes are sealed and stored as issued to the order, the
     /// order committed with them, the attempt succeeded, in one transaction.
     case deliverUpstream(UpstreamDelivery)
+    /// Inserts (id 0) or updates a buy-ahead purchase; the outcome carries its id.
+    case writeBuyAhead(BuyAhead, audit: AuditEvent)
 }
 
 /// What `Mutation.deliverUpstream` writes.
@@ -79,6 +81,8 @@ public enum MutationOutcome: Sendable, Equatable {
     case skuID(SkuID)
     /// The codes an upstream delivery stored, in item order.
     case codes([OrderCode])
+    /// A row id (a buy-ahead purchase).
+    case rowID(Int64)
 }
 
 /// Called once per mutation, on the writer thread, after its batch is on disk (or failed).
@@ -178,6 +182,10 @@ struct MutationApplier {
             if let order { try writeOrder(order) }
             try audit.append(event, atMs: atMs, db: db)
             return .done
+        case .writeBuyAhead(let purchase, let event):
+            let id = try writeBuyAhead(purchase)
+            try audit.append(event, atMs: atMs, db: db)
+            return .rowID(id)
         case .deliverUpstream(let delivery):
             let (codes, resold) = try deliver(delivery, atMs: atMs)
             var event = delivery.audit

@@ -137,6 +137,23 @@ enum Schema {
             at_ms INTEGER NOT NULL
         );
         """,
+        // 4: buy-ahead purchases: codes bought from a supplier into the pool when a SKU's
+        // stock falls under its low-water mark; journaled before the request leaves, like an
+        // order's attempts, so a crash never buys twice.
+        """
+        CREATE TABLE buy_ahead(
+            id INTEGER PRIMARY KEY,
+            sku_id INTEGER NOT NULL,
+            supplier TEXT NOT NULL,
+            customer_no TEXT NOT NULL UNIQUE,
+            units INTEGER NOT NULL,
+            cost_cents INTEGER NOT NULL,
+            state INTEGER NOT NULL,
+            detail TEXT NOT NULL,
+            created_at_ms INTEGER NOT NULL,
+            updated_at_ms INTEGER NOT NULL
+        );
+        """,
     ]
 
     /// The version this code writes.

@@ -8,6 +8,8 @@ public struct UpstreamSnapshot: Sendable {
     /// Suppliers the operator paused.
     public var paused: Set<String> = []
     public var attempts: [UpstreamAttempt] = []
+    /// Buy-ahead purchases whose outcome is open.
+    public var openBuyAheads: [BuyAhead] = []
 }
 
 /// One change of a supplier's cost for a SKU.
@@ -56,6 +58,7 @@ extension Store {
             while try paused.step() { snapshot.paused.insert(paused.text(0) ?? "") }
             paused.reset()
             snapshot.attempts = try Store.attempts(db, whereClause: "", bind: { _ in })
+            snapshot.openBuyAheads = try Store.buyAheads(db, whereClause: "WHERE state NOT IN (3, 4)", bind: { _ in })
             return snapshot
         }
     }
@@ -95,6 +98,36 @@ extension Store {
             }
             return result.reversed()
         }
+    }
+
+    /// Buy-ahead purchases of a SKU created at or after `sinceMs` (the day's spending).
+    public func buyAheads(sku: SkuID, sinceMs: Int64) throws(KamiError) -> [BuyAhead] {
+        try read { db throws(SQLiteError) in
+            try Store.buyAheads(db, whereClause: "WHERE sku_id = ? AND created_at_ms >= ?", bind: {
+                $0.bind(1, Int64(sku))
+                $0.bind(2, sinceMs)
+            })
+        }
+    }
+
+    private static func buyAheads(
+        _ db: Connection, whereClause: String, bind: (Statement) -> Void
+    ) throws(SQLiteError) -> [BuyAhead] {
+        let stmt = try db.prepare("""
+            SELECT id, sku_id, supplier, customer_no, units, cost_cents, state, detail, created_at_ms, updated_at_ms
+            FROM buy_ahead \(whereClause) ORDER BY id
+            """)
+        defer { stmt.reset() }
+        bind(stmt)
+        var result: [BuyAhead] = []
+        while try stmt.step() {
+            result.append(BuyAhead(
+                id: stmt.int64(0), sku: SkuID(stmt.int64(1)), supplier: stmt.text(2) ?? "", customerOrderNo: stmt.text(3) ?? "",
+                units: stmt.int(4), costCents: stmt.int64(5),
+                state: AttemptState(rawValue: UInt8(truncatingIfNeeded: stmt.int64(6))) ?? .unknown,
+                detail: stmt.text(7) ?? "", createdAtMs: stmt.int64(8), updatedAtMs: stmt.int64(9)))
+        }
+        return result
     }
 
     private static func attempts(
@@ -176,6 +209,28 @@ extension MutationApplier {
         stmt.bind(1, Int64(sku))
         stmt.bind(2, supplier)
         try stmt.run()
+    }
+
+    func writeBuyAhead(_ purchase: BuyAhead) throws(SQLiteError) -> Int64 {
+        let stmt = try db.prepare(purchase.id == 0 ? """
+            INSERT INTO buy_ahead(sku_id, supplier, customer_no, units, cost_cents, state, detail, created_at_ms, updated_at_ms)
+            VALUES(?,?,?,?,?,?,?,?,?)
+            """ : """
+            UPDATE buy_ahead SET sku_id = ?, supplier = ?, customer_no = ?, units = ?, cost_cents = ?, state = ?, detail = ?,
+                created_at_ms = ?, updated_at_ms = ? WHERE id = ?
+            """)
+        stmt.bind(1, Int64(purchase.sku))
+        stmt.bind(2, purchase.supplier)
+        stmt.bind(3, purchase.customerOrderNo)
+        stmt.bind(4, purchase.units)
+        stmt.bind(5, purchase.costCents)
+        stmt.bind(6, Int64(purchase.state.rawValue))
+        stmt.bind(7, purchase.detail)
+        stmt.bind(8, purchase.createdAtMs)
+        stmt.bind(9, purchase.updatedAtMs)
+        if purchase.id != 0 { stmt.bind(10, purchase.id) }
+        try stmt.run()
+        return purchase.id == 0 ? db.lastInsertRowID : purchase.id
     }
 
     func writeSupplierState(_ supplier: String, paused: Bool, atMs: Int64) throws(SQLiteError) {

@@ -59,6 +59,8 @@ public struct UpstreamSettings: Sendable {
     public var rerouteMs: Int64 = 5_000
     /// Price and stock sync period (0: never).
     public var syncMs: Int64 = 60_000
+    /// How often SKUs are checked against their low-water marks (buy-ahead).
+    public var buyAheadTickMs: Int64 = 2_000
 
     public init() {}
 }
@@ -106,10 +108,14 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
     public let loop: IOLoop
     let client: HTTPClient
     let engine: Engine
-    private var settings: UpstreamSettings
-    private let log: Log
+    var settings: UpstreamSettings
+    let log: Log
     var suppliers: [String: SupplierEndpoint]
-    private var breakers: [String: CircuitBreaker] = [:]
+    var breakers: [String: CircuitBreaker] = [:]
+    /// Buy-ahead purchases open now, by SKU (one at a time per SKU).
+    var buying: [SkuID: BuyAheadWork] = [:]
+    /// The day a SKU's exhausted budget was last logged.
+    var budgetLogged: [SkuID: Int64] = [:]
     private var stats: [String: SupplierStats] = [:]
     private var inFlight: [String: Int] = [:]
     private var nextSlotNs: [String: UInt64] = [:]
@@ -195,6 +201,7 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
         let pending = engine.upstream.pendingOrders()
         loop.execute { [self] in
             for (order, sku) in pending { begin(order, sku: sku) }
+            startBuyAhead()
             scheduleSync()
             publish()
         }

@@ -121,6 +121,32 @@ final class UpstreamFlowTests: XCTestCase {
         assertClean()
     }
 
+    func testBuyAheadRefillsThePoolFromTheCheapestSupplierWithinTheDaysBudget() throws {
+        harness.addSim("cheap")
+        harness.addSim("dear")
+        harness.settings.buyAheadTickMs = 50
+        harness.startService()
+        harness.upstreamSku("stocked", price: 1_000, policy: .pool, minMargin: 200, mappings: [("cheap", 400), ("dear", 600)])
+        // 10 codes per buy at 400: a budget of 8,000 a day pays for two buys, not three.
+        _ = try harness.engine.upstream.setSourcing(sku: "stocked", lowWater: 5, buyAheadUnits: 10, buyAheadBudgetCents: 8_000)
+        let sku = harness.engine.queries.skus().first { $0.key == "stocked" }!.id
+        XCTAssertTrue(eventually { self.harness.engine.upstream.available(sku: sku) >= 5 }, "no buy-ahead")
+        XCTAssertEqual(harness.engine.upstream.available(sku: sku), 10)
+        XCTAssertEqual(harness.sims["cheap"]!.ledger.map(\.quantity), [10])
+        XCTAssertEqual(harness.sims["dear"]!.ledger.count, 0)
+        // Sell 6: under the mark again, a second buy; then the budget stops a third.
+        for index in 0..<6 { XCTAssertEqual(harness.engine.storefront.issueSync(order: "b\(index)", user: "u\(index)", sku: "stocked", paymentRef: "p").map(\.state), .success(.committed)) }
+        XCTAssertTrue(eventually { self.harness.engine.upstream.available(sku: sku) == 14 })
+        for index in 6..<16 { _ = harness.engine.storefront.issueSync(order: "b\(index)", user: "u\(index)", sku: "stocked", paymentRef: "p") }
+        usleep(500_000)
+        XCTAssertEqual(harness.engine.upstream.available(sku: sku), 4, "bought past the day's budget")
+        XCTAssertEqual(harness.sims["cheap"]!.ledger.count, 2)
+        XCTAssertTrue(harness.logs.all.contains { $0.contains("buy-ahead-budget") && $0.contains("sku=stocked") })
+        let purchases = try harness.engine.upstream.buyAheads(sku: sku, sinceMs: 0)
+        XCTAssertEqual(purchases.map(\.state), [.succeeded, .succeeded])
+        assertClean()
+    }
+
     func testADirectTopUpDeliversTheSuppliersReceiptForTheBuyersAccount() throws {
         let sim = harness.addSim("t") { $0.directTopUp = true } supplier: { $0.directTopUp = true }
         harness.startService()
