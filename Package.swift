@@ -96,7 +96,7 @@ let package = Package(
         // The fuzzers' targets, also replayed by the regression tests.
         .target(
             name: "KamiFuzzTargets",
-            dependencies: ["KamiProtocol", "KamiCSV", "KamiServer", "KamiCore"],
+            dependencies: ["KamiProtocol", "KamiCSV", "KamiServer", "KamiCore", "KamiHTTP", "KamiUpstream"],
             path: "Fuzz/KamiFuzzTargets",
             swiftSettings: strict
         ),

@@ -1,14 +1,16 @@
 import KamiCSV
 import KamiCore
+import KamiHTTP
 import KamiProtocol
 import KamiServer
+import KamiUpstream
 
 /// What the fuzzers feed bytes to, and the properties they check beyond "does not crash":
 /// a decoder never claims more bytes than it was given, and what it decodes re-encodes and
 /// decodes to the same request. The regression test replays every saved input through the
 /// same functions, so a crash found once stays fixed.
 public enum FuzzTarget: String, CaseIterable, Sendable {
-    case frame, json, csv, config
+    case frame, json, csv, config, http, supplier
 
     /// Runs one input; a violated property is a `preconditionFailure` (what libFuzzer and
     /// the regression test both see as a failure).
@@ -18,7 +20,70 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .json: FuzzTarget.json(data)
         case .csv: FuzzTarget.csv(data)
         case .config: FuzzTarget.config(data)
+        case .http: FuzzTarget.http(data)
+        case .supplier: FuzzTarget.supplier(data)
         }
+    }
+
+    /// HTTP/1.1 messages as a server (requests) and a client (responses) read them: whole,
+    /// and again fed in pieces at every 7th byte, which must give the same messages (or the
+    /// same first failure).
+    static func http(_ data: UnsafeRawBufferPointer) {
+        for kind in [HTTPParser.Kind.request, .response] {
+            let whole = messages(kind, [data])
+            var pieces: [UnsafeRawBufferPointer] = []
+            var offset = 0
+            while offset < data.count {
+                let end = min(data.count, offset + 7)
+                pieces.append(UnsafeRawBufferPointer(rebasing: data[offset..<end]))
+                offset = end
+            }
+            let split = messages(kind, pieces)
+            precondition(whole.messages == split.messages, "\(kind): messages depend on how the bytes arrived")
+            precondition(whole.failed == split.failed, "\(kind): a failure depends on how the bytes arrived")
+        }
+    }
+
+    private static func messages(
+        _ kind: HTTPParser.Kind, _ pieces: [UnsafeRawBufferPointer]
+    ) -> (messages: [HTTPParser.Message], failed: Bool) {
+        var parser = HTTPParser(kind: kind, limits: HTTPLimits(headerBytesMax: 2_048, bodyBytesMax: 2_048, headerCountMax: 20))
+        var found: [HTTPParser.Message] = []
+        for piece in pieces {
+            parser.feed(piece)
+            do {
+                while let message = try parser.next() {
+                    precondition(message.body.count <= 2_048, "a body over the limit")
+                    found.append(message)
+                }
+            } catch {
+                return (found, true)
+            }
+        }
+        return (found, false)
+    }
+
+    /// Supplier answers (every style, every status the bytes pick) and callbacks: whatever a
+    /// supplier sends is read as some reply, never a crash, and garbage is never a delivery.
+    static func supplier(_ data: UnsafeRawBufferPointer) {
+        let bytes = [UInt8](data)
+        let status = [200, 201, 400, 401, 404, 409, 500][Int(bytes.first ?? 0) % 7]
+        let credentials = SupplierCredentials(merchantID: "m", key: Array("fuzz-key".utf8))
+        for style in [SupplierStyle.form, .gateway, .hmac] {
+            let response = HTTPResponse(status: status, body: bytes)
+            let reply = SupplierWire.parse(response, style: style, quantity: 1, customerOrderNo: "o1")
+            if case .delivered(_, let items) = reply {
+                precondition(items.allSatisfy { !$0.secret.isEmpty }, "a delivery with an empty secret")
+            }
+            _ = SupplierWire.parseProducts(response, style: style)
+            let request = HTTPRequest(method: "POST", target: "/upstream/callback/s?" + String(decoding: bytes.prefix(64), as: UTF8.self),
+                                      body: bytes)
+            if case .success = SupplierWire.verifyCallback(request, style: style, credentials: credentials, nowSeconds: 1_800_000_000) {
+                preconditionFailure("\(style): random bytes passed a callback's signature check")
+            }
+        }
+        _ = KamiPeerWire.parse(bytes, isPlace: bytes.count % 2 == 0, customerOrderNo: "o1")
+        _ = SupplierWire.formDecode(String(decoding: bytes, as: UTF8.self))
     }
 
     /// Binary request frames, decoded one after another as a connection would; then the same

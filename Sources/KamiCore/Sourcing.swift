@@ -246,13 +246,16 @@ public struct BuyAhead: Sendable, Hashable {
     public var units: Int
     /// Cost per unit.
     public var costCents: Int64
+    /// How many times the place was sent (journaled before each send).
+    public var sends: Int
     public var state: AttemptState
     public var detail: String
     public var createdAtMs: Int64
     public var updatedAtMs: Int64
 
     public init(id: Int64 = 0, sku: SkuID, supplier: String, customerOrderNo: String, units: Int, costCents: Int64,
-                state: AttemptState, detail: String = "", createdAtMs: Int64, updatedAtMs: Int64) {
+                sends: Int = 1, state: AttemptState, detail: String = "", createdAtMs: Int64, updatedAtMs: Int64) {
+        self.sends = sends
         self.id = id
         self.sku = sku
         self.supplier = supplier

@@ -209,6 +209,8 @@ public final class HTTPServer: @unchecked Sendable {
                 }
             }
             handshakeWantsWrite = false
+            // The peer is gone (a reset): its request's answer has nowhere to go.
+            if busy && events & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { return close() }
             if written < output.count { flush() }
             if closedFlag { return }
             if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { receive() }
@@ -243,7 +245,8 @@ public final class HTTPServer: @unchecked Sendable {
                     if writable { watch(write: true) }
                     return
                 case .closed, .failed:
-                    if busy {
+                    if busy || written < output.count {
+                        // Half-closed: answer (or finish answering), then close.
                         closeAfter = true
                         peerClosed = true
                         return updateInterest()

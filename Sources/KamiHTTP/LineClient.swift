@@ -57,7 +57,10 @@ public final class LineClient: @unchecked Sendable {
                 self.queue.removeAll { $0 === pending }
                 self.finish(pending, .failure(HTTPClientError(.timeout, "no free connection to \(self.host):\(self.port)", sent: false)))
             }
-            if let conn = idle.popLast() { return conn.start(pending) }
+            while let conn = idle.popLast() {
+                if conn.usable { return conn.start(pending) }
+                conn.close()
+            }
             if open < options.maxConnections { return connect(for: pending) }
             queue.append(pending)
         }
@@ -89,6 +92,7 @@ public final class LineClient: @unchecked Sendable {
             if next.done { continue }
             return conn.start(next)
         }
+        conn.idleSince = IOLoop.nowNs()
         idle.append(conn)
     }
 
@@ -96,7 +100,7 @@ public final class LineClient: @unchecked Sendable {
         open -= 1
         conns[ObjectIdentifier(conn)] = nil
         idle.removeAll { $0 === conn }
-        addresses = []
+        if !conn.connected { addresses = [] }  // resolve again only after a failed connect
         guard !queue.isEmpty else { return }
         loop.execute { [self] in
             while open < options.maxConnections, !queue.isEmpty {
@@ -119,6 +123,10 @@ public final class LineClient: @unchecked Sendable {
         var closedFlag = false
         var requestTimer: IOLoop.TimerID?
         var connected = false
+        var idleSince: UInt64 = 0
+
+        /// Idle for less than `idleMs` (an older one may have been dropped by a NAT or the peer).
+        var usable: Bool { !closedFlag && IOLoop.nowNs() - idleSince < UInt64(client.options.idleMs) * 1_000_000 }
 
         init(client: LineClient) { self.client = client }
 
@@ -127,6 +135,8 @@ public final class LineClient: @unchecked Sendable {
 
         func connect(_ address: [UInt8], for pending: Pending) {
             current = pending
+            // Taken from the queue: its own timers run from here.
+            if let timer = pending.timer { loop.cancel(timer) }
             switch SocketCalls.startConnect(address) {
             case .failure(let problem):
                 return fail(.connect, "\(name): \(problem)")
@@ -143,6 +153,7 @@ public final class LineClient: @unchecked Sendable {
 
         func start(_ pending: Pending) {
             current = pending
+            if let timer = pending.timer { loop.cancel(timer) }
             output = pending.line
             written = 0
             sentBytes = 0
@@ -154,6 +165,10 @@ public final class LineClient: @unchecked Sendable {
             if let requestTimer { loop.cancel(requestTimer) }
             requestTimer = loop.schedule(afterMs: ms) { [weak self] in
                 guard let self, !self.closedFlag, self.current != nil else { return }
+                // Never connected or never greeted: the request never left.
+                if !self.connected || !self.greeted {
+                    return self.fail(.connect, "\(self.name) did not connect and answer the handshake within \(ms) ms")
+                }
                 self.fail(.timeout, "no reply from \(self.name) within \(ms) ms")
             }
         }
@@ -215,14 +230,19 @@ public final class LineClient: @unchecked Sendable {
             if !greeted {
                 if let refusal = client.check(line) { return fail(.connect, "\(name) refused the handshake: \(refusal)") }
                 greeted = true
-                guard let pending = current else { return }
+                guard let pending = current, !pending.done else {
+                    current = nil
+                    return client.released(self)
+                }
                 output = pending.line
                 written = 0
                 sentBytes = 0
                 arm(client.options.timeoutMs)
                 return flush()
             }
-            guard let pending = current else { return fail(.malformed, "\(name) sent a line nobody asked for") }
+            guard let pending = current, written >= output.count else {
+                return fail(.malformed, "\(name) sent a line nobody asked for (or before the request was written)")
+            }
             current = nil
             if let requestTimer { loop.cancel(requestTimer) }
             client.finish(pending, .success(line))

@@ -148,6 +148,7 @@ enum Schema {
             customer_no TEXT NOT NULL UNIQUE,
             units INTEGER NOT NULL,
             cost_cents INTEGER NOT NULL,
+            sends INTEGER NOT NULL,
             state INTEGER NOT NULL,
             detail TEXT NOT NULL,
             created_at_ms INTEGER NOT NULL,

@@ -114,7 +114,7 @@ extension Store {
         _ db: Connection, whereClause: String, bind: (Statement) -> Void
     ) throws(SQLiteError) -> [BuyAhead] {
         let stmt = try db.prepare("""
-            SELECT id, sku_id, supplier, customer_no, units, cost_cents, state, detail, created_at_ms, updated_at_ms
+            SELECT id, sku_id, supplier, customer_no, units, cost_cents, state, detail, created_at_ms, updated_at_ms, sends
             FROM buy_ahead \(whereClause) ORDER BY id
             """)
         defer { stmt.reset() }
@@ -123,7 +123,7 @@ extension Store {
         while try stmt.step() {
             result.append(BuyAhead(
                 id: stmt.int64(0), sku: SkuID(stmt.int64(1)), supplier: stmt.text(2) ?? "", customerOrderNo: stmt.text(3) ?? "",
-                units: stmt.int(4), costCents: stmt.int64(5),
+                units: stmt.int(4), costCents: stmt.int64(5), sends: stmt.int(10),
                 state: AttemptState(rawValue: UInt8(truncatingIfNeeded: stmt.int64(6))) ?? .unknown,
                 detail: stmt.text(7) ?? "", createdAtMs: stmt.int64(8), updatedAtMs: stmt.int64(9)))
         }
@@ -213,11 +213,11 @@ extension MutationApplier {
 
     func writeBuyAhead(_ purchase: BuyAhead) throws(SQLiteError) -> Int64 {
         let stmt = try db.prepare(purchase.id == 0 ? """
-            INSERT INTO buy_ahead(sku_id, supplier, customer_no, units, cost_cents, state, detail, created_at_ms, updated_at_ms)
-            VALUES(?,?,?,?,?,?,?,?,?)
+            INSERT INTO buy_ahead(sku_id, supplier, customer_no, units, cost_cents, state, detail, created_at_ms, updated_at_ms,
+                sends) VALUES(?,?,?,?,?,?,?,?,?,?)
             """ : """
             UPDATE buy_ahead SET sku_id = ?, supplier = ?, customer_no = ?, units = ?, cost_cents = ?, state = ?, detail = ?,
-                created_at_ms = ?, updated_at_ms = ? WHERE id = ?
+                created_at_ms = ?, updated_at_ms = ?, sends = ? WHERE id = ?
             """)
         stmt.bind(1, Int64(purchase.sku))
         stmt.bind(2, purchase.supplier)
@@ -228,7 +228,8 @@ extension MutationApplier {
         stmt.bind(7, purchase.detail)
         stmt.bind(8, purchase.createdAtMs)
         stmt.bind(9, purchase.updatedAtMs)
-        if purchase.id != 0 { stmt.bind(10, purchase.id) }
+        stmt.bind(10, purchase.sends)
+        if purchase.id != 0 { stmt.bind(11, purchase.id) }
         try stmt.run()
         return purchase.id == 0 ? db.lastInsertRowID : purchase.id
     }

@@ -1,4 +1,5 @@
 import KamiCore
+import KamiCrypto
 public import KamiProtocol
 
 /// kamid as another kamid's supplier (`style = kami`): the upstream kamid's storefront
@@ -7,6 +8,15 @@ public import KamiProtocol
 /// our order id as its order id (the upstream's idempotency key: a resend returns the same
 /// codes) and `wait_ms`, so a delivery comes back in the reply; a query is `order`.
 public enum KamiPeerWire {
+    /// The order id used at the upstream kamid: ours in our merchant's namespace, so two
+    /// shops on one upstream never share an order id (hashed when it would pass the
+    /// upstream's 64-byte limit).
+    public static func upstreamOrderID(_ customerOrderNo: String, merchant: String) -> String {
+        let plain = "\(merchant).\(customerOrderNo)"
+        if plain.utf8.count <= Limits.orderIDBytesMax { return plain }
+        return "h." + Hex.encode(SHA256.hash(Array(plain.utf8)).prefix(30))
+    }
+
     /// The `hello` line that opens every connection.
     public static func hello(client: String, token: [UInt8]) -> [UInt8] {
         var request = Request(id: .number(0), op: .hello)
@@ -33,7 +43,7 @@ public enum KamiPeerWire {
         switch call {
         case .place(let order):
             request = Request(id: .number(1), op: .issue)
-            request.order = order.customerOrderNo
+            request.order = upstreamOrderID(order.customerOrderNo, merchant: merchant)
             request.user = order.account ?? merchant
             request.sku = order.productID
             request.qty = order.quantity
@@ -41,7 +51,7 @@ public enum KamiPeerWire {
             request.waitMs = waitMs
         case .query(let number):
             request = Request(id: .number(1), op: .order)
-            request.order = number
+            request.order = upstreamOrderID(number, merchant: merchant)
         case .products, .balance:
             return nil
         }
@@ -59,11 +69,17 @@ public enum KamiPeerWire {
     }
 
     /// What the upstream kamid's reply says about the order.
-    public static func parse(_ line: [UInt8], isPlace: Bool, customerOrderNo: String) -> SupplierReply {
+    /// `firstSend`: whether this is the first place of the order at this upstream (a refusal
+    /// of a resend may only mean its arguments changed since the first created the order).
+    public static func parse(
+        _ line: [UInt8], isPlace: Bool, customerOrderNo: String, merchant: String = "upstream", firstSend: Bool = true
+    ) -> SupplierReply {
         guard let reply = decode(line, op: isPlace ? .issue : .order) else { return .unknown("not a kamid reply") }
         switch reply.result {
         case .success(.order(let order)):
-            guard order.order == customerOrderNo else { return .unknown("the reply names another order") }
+            guard order.order == upstreamOrderID(customerOrderNo, merchant: merchant) else {
+                return .unknown("the reply names another order")
+            }
             switch order.state {
             case .known(.committed):
                 let items = order.codes.compactMap { code -> WireItem? in
@@ -73,7 +89,8 @@ public enum KamiPeerWire {
                 guard items.count == order.codes.count else { return .unknown("a delivered code without its secret") }
                 return .delivered(ref: order.order, items: items)
             case .known(.pendingUpstream): return .processing(ref: order.order)
-            case .known(.failed): return .failed(code: "upstream_failed", message: "the upstream kamid could not fulfil it")
+            // In the upstream's dead-letter list its operator may still retry it: not final.
+            case .known(.failed): return .unknown("the upstream kamid could not fulfil it yet (its dead-letter list)")
             case .known(.refunded): return .failed(code: "refunded", message: "the upstream kamid refunded it")
             default: return .unknown("the upstream order is \(order.state)")
             }
@@ -81,9 +98,14 @@ public enum KamiPeerWire {
             return .unknown("not an order reply")
         case .failure(let error):
             switch error.code {
-            case .notFound: return isPlace ? .failed(code: "NOT_FOUND", message: error.message) : .notFound
-            case .soldOut, .limitReached, .badRequest, .tooLarge:
+            case .notFound:
+                if !isPlace { return .notFound }
+                return firstSend ? .failed(code: "NOT_FOUND", message: error.message) : .unknown(error.message)
+            case .soldOut, .limitReached:
+                // Only a new order is refused so: nothing exists under this number upstream.
                 return isPlace ? .failed(code: error.code.rawValue, message: error.message) : .unknown(error.message)
+            case .badRequest, .tooLarge:
+                return isPlace && firstSend ? .failed(code: error.code.rawValue, message: error.message) : .unknown(error.message)
             case .unauthorized: return .failed(code: "http_401", message: error.message)
             default: return .unknown("\(error.code.rawValue): \(error.message)")
             }

@@ -134,6 +134,12 @@ public struct Candidate: Sendable, Hashable {
     public var mapping: SupplierMapping
     public var p95Ms: Int64?
     public var successRate: Double
+
+    public init(mapping: SupplierMapping, p95Ms: Int64?, successRate: Double) {
+        self.mapping = mapping
+        self.p95Ms = p95Ms
+        self.successRate = successRate
+    }
 }
 
 /// Why a mapped supplier is not a candidate for an order now.

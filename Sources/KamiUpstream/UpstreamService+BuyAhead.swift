@@ -13,6 +13,8 @@ extension UpstreamService {
         var lastSendMs: Int64 = 0
         var notFoundInARow = 0
         var busy = false
+        /// Resumed after a restart: its first send may have left before the crash.
+        var resumed = false
 
         init(purchase: BuyAhead, sku: Sku) {
             self.purchase = purchase
@@ -25,11 +27,20 @@ extension UpstreamService {
 
     /// Resumes the purchases open at the last stop, and ticks every `buyAheadTickMs`.
     func startBuyAhead() {
-        let open = (try? engine.upstream.openBuyAheads()) ?? []
+        // Resumed before any new purchase: a failed read is tried again, never skipped.
+        let open: [BuyAhead]
+        do throws(KamiError) { open = try engine.upstream.openBuyAheads() } catch {
+            log("warning", "buy-ahead-journal", [("error", error.message)])
+            loop.schedule(afterMs: 1_000) { [weak self] in self?.startBuyAhead() }
+            return
+        }
         let skus = Dictionary(engine.queries.skus().map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         for purchase in open {
-            guard let sku = skus[purchase.sku] else { continue }
+            // Resolved even if its SKU has gone from the catalog (it was paid for).
+            let sku = skus[purchase.sku] ?? Sku(id: purchase.sku, key: "#\(purchase.sku)", name: "", priceCents: 0,
+                                                perUserLimit: 0, activationURLTemplate: nil)
             let work = BuyAheadWork(purchase: purchase, sku: sku)
+            work.resumed = true
             buying[purchase.sku] = work
             log("notice", "buy-ahead-resume", [("sku", sku.key), ("no", purchase.customerOrderNo), ("state", "\(purchase.state)")])
             queryBuyAhead(work)
@@ -62,8 +73,9 @@ extension UpstreamService {
                     && mapping.stock != 0 && (breakers[mapping.supplier]?.wouldAllow(nowMs: now) ?? true)
             }.sorted { ($0.costCents, $0.priority, $0.supplier) < ($1.costCents, $1.priority, $1.supplier) }
             guard let chosen = candidates.first else { continue }
-            let spent = ((try? engine.upstream.buyAheads(sku: sku.id, sinceMs: UpstreamService.dayStart(now))) ?? [])
-                .filter { $0.state != .failed }.reduce(Int64(0)) { $0 + $1.costCents * Int64($1.units) }
+            // A budget that cannot be read is not spent: skip the SKU this time.
+            guard let today = try? engine.upstream.buyAheads(sku: sku.id, sinceMs: UpstreamService.dayStart(now)) else { continue }
+            let spent = today.filter { $0.state != .failed }.reduce(Int64(0)) { $0 + $1.costCents * Int64($1.units) }
             let cost = chosen.costCents * Int64(sourcing.buyAheadUnits)
             guard spent + cost <= sourcing.buyAheadBudgetCents else {
                 if budgetLogged[sku.id] != UpstreamService.dayStart(now) {
@@ -126,9 +138,15 @@ extension UpstreamService {
         }
         if endpoint.config.style == .kami {
             let waitMs = max(0, min(Limits.waitMsMax, endpoint.config.timeoutMs - 500))
-            guard let line = KamiPeerWire.request(call, merchant: endpoint.credentials.merchantID, waitMs: waitMs) else { return }
+            guard let line = KamiPeerWire.request(call, merchant: endpoint.credentials.merchantID, waitMs: waitMs) else {
+                return finish(.success(.unknown("another kamid has no operation for this")))
+            }
+            let firstSend = work.purchase.sends == 1
             peer(endpoint, options: options).send(line) { result in
-                finish(result.map { KamiPeerWire.parse($0, isPlace: isPlace, customerOrderNo: number) })
+                finish(result.map {
+                    KamiPeerWire.parse($0, isPlace: isPlace, customerOrderNo: number, merchant: endpoint.credentials.merchantID,
+                                       firstSend: firstSend)
+                })
             }
             return
         }
@@ -140,7 +158,9 @@ extension UpstreamService {
     }
 
     private func settle(_ work: BuyAheadWork, result: Result<SupplierReply, HTTPClientError>, isPlace: Bool) {
-        let first = isPlace && work.purchase.state == .placing
+        // Only the first send of the place may prove no sale (a resend, or one resumed after a
+        // restart, may follow a place that was taken).
+        let first = isPlace && work.purchase.sends == 1 && !work.resumed
         var reply: SupplierReply
         switch result {
         case .success(let answer): reply = answer
@@ -192,7 +212,12 @@ extension UpstreamService {
                 work.purchase = work.purchase.moved(to: .failed, detail: "not found: not sold", atMs: now)
                 journal(work) { [self] in buying[work.purchase.sku] = nil }
             } else if !acknowledged, let mapping = engine.upstream.mappings()[work.purchase.sku]?.first(where: { $0.supplier == work.purchase.supplier }) {
-                place(work, product: mapping.productID)
+                // Sent again under the same number, journaled first.
+                var again = work.purchase
+                again.sends += 1
+                again.updatedAtMs = now
+                work.purchase = again
+                journal(work) { [self] in place(work, product: mapping.productID) }
             } else {
                 later(work) { [self] in queryBuyAhead(work) }
             }

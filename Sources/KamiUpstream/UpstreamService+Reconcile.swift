@@ -98,7 +98,8 @@ extension UpstreamService {
                 peer.send(line) { result in
                     switch result {
                     case .success(let reply):
-                        record(KamiPeerWire.parse(reply, isPlace: false, customerOrderNo: attempt.customerOrderNo))
+                        record(KamiPeerWire.parse(reply, isPlace: false, customerOrderNo: attempt.customerOrderNo,
+                                                  merchant: endpoint.credentials.merchantID))
                     case .failure(let error): record(.unknown(error.description))
                     }
                 }

@@ -147,6 +147,8 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
         /// When the current attempt's request was last sent (ms), and not-found answers since.
         var lastSendMs: Int64 = 0
         var notFoundInARow = 0
+        /// Tags the request in flight; a reply with another tag is stale.
+        var requestToken: UInt64 = 0
         var sendTimer: IOLoop.TimerID?
         let startedMs: Int64
         var sentAtNs: UInt64 = 0
@@ -225,11 +227,16 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
     public func reload(_ endpoints: [SupplierEndpoint]) {
         loop.execute { [self] in
             for endpoint in endpoints {
+                let old = suppliers[endpoint.config.id]
+                if old?.config != endpoint.config || old?.credentials != endpoint.credentials {
+                    peers[endpoint.config.id] = nil  // reconnects with the new settings and token
+                }
                 suppliers[endpoint.config.id] = endpoint
                 prepare(endpoint.config)
             }
             let kept = Set(endpoints.map(\.config.id))
-            for id in suppliers.keys where !kept.contains(id) && !work.values.contains(where: { $0.current == id }) {
+            for id in suppliers.keys where !kept.contains(id) && !work.values.contains(where: { $0.current == id })
+                && !buying.values.contains(where: { $0.purchase.supplier == id && !$0.purchase.state.isFinal }) {
                 suppliers[id] = nil
             }
             publish()
@@ -486,20 +493,24 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
         options.maxConnections = endpoint.config.maxConcurrent
         item.requestInFlight = true
         item.sentAtNs = IOLoop.nowNs()
+        item.requestToken &+= 1
+        let token = item.requestToken
         inFlight[id, default: 0] += 1
         if case .place = call { counters.placed += 1 } else { counters.queries += 1 }
         let isPlace: Bool = if case .place = call { true } else { false }
         let number = item.attempts[id]?.customerOrderNo ?? item.order.orderID
+        let firstSend = (item.attempts[id]?.sends ?? 1) == 1
         if endpoint.config.style == .kami {
             // Another kamid: its storefront protocol, the delivery in the reply.
             let waitMs = max(0, min(Limits.waitMsMax, endpoint.config.timeoutMs - 500))
             guard let line = KamiPeerWire.request(call, merchant: endpoint.credentials.merchantID, waitMs: waitMs) else {
-                return received(item, call, endpoint: endpoint, isPlace: isPlace,
+                return received(item, call, endpoint: endpoint, isPlace: isPlace, token: token,
                                 result: .success(.unknown("another kamid has no operation for this")))
             }
             peer(endpoint, options: options).send(line) { [weak self] result in
-                self?.received(item, call, endpoint: endpoint, isPlace: isPlace, result: result.map {
-                    KamiPeerWire.parse($0, isPlace: isPlace, customerOrderNo: number)
+                self?.received(item, call, endpoint: endpoint, isPlace: isPlace, token: token, result: result.map {
+                    KamiPeerWire.parse($0, isPlace: isPlace, customerOrderNo: number, merchant: endpoint.credentials.merchantID,
+                                       firstSend: firstSend)
                 })
             }
             return
@@ -508,7 +519,7 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
                                            credentials: endpoint.credentials, nowSeconds: nowMs() / 1_000)
         let units = item.order.units
         client.send(request, to: endpoint.url, tls: endpoint.tls, options: options) { [weak self] result in
-            self?.received(item, call, endpoint: endpoint, isPlace: isPlace, result: result.map {
+            self?.received(item, call, endpoint: endpoint, isPlace: isPlace, token: token, result: result.map {
                 SupplierWire.parse($0, style: endpoint.config.style, quantity: units, customerOrderNo: number)
             })
         }
@@ -528,11 +539,14 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
 
     /// A reply (or the lack of one) to a request at a supplier; on the loop.
     private func received(
-        _ item: OrderWork, _ call: SupplierWire.Call, endpoint: SupplierEndpoint, isPlace: Bool,
+        _ item: OrderWork, _ call: SupplierWire.Call, endpoint: SupplierEndpoint, isPlace: Bool, token: UInt64,
         result: Result<SupplierReply, HTTPClientError>
     ) {
         let id = endpoint.config.id
         inFlight[id, default: 1] -= 1
+        // A reply to a request the order has moved on from (another supplier took over, a
+        // newer request went out) changes nothing.
+        guard token == item.requestToken, item.current == id else { return }
         item.requestInFlight = false
         let latencyMs = Int64((IOLoop.nowNs() - item.sentAtNs) / 1_000_000)
         switch result {
@@ -558,7 +572,7 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
             stats[id]?.record(latencyMs: latencyMs, success: true)
             if let timer = item.timer { loop.cancel(timer) }
             item.timer = loop.schedule(afterMs: 200) { [weak self, weak item] in
-                guard let self, let item else { return }
+                guard let self, let item, item.current == id else { return }
                 self.send(item, call)
             }
         case .failure(let error):
@@ -648,7 +662,11 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
             if item.notFoundInARow >= 2 && now - since >= endpoint.config.notSoldAfterMs {
                 refuse(item, attempt.moved(to: .failed, detail: "not found after \(endpoint.config.notSoldAfterMs) ms: not sold", atMs: now))
             } else {
-                // It never arrived: send it again under the same number.
+                // It never arrived: send it again under the same number (never while another
+                // supplier's attempt is open too: only queries then).
+                if item.attempts.values.contains(where: { $0.supplier != id && !$0.state.isFinal }) {
+                    return keepOpen(item, &attempt, .unknown, "not found; another attempt is open", ref: nil)
+                }
                 guard let mapping = engine.upstream.mappings()[item.sku.id]?.first(where: { $0.supplier == id }) else {
                     return keepOpen(item, &attempt, .unknown, "not found, and no longer mapped", ref: nil)
                 }
@@ -703,8 +721,19 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
         counters.failovers += 1
         log("notice", "upstream-refused", [("order", item.order.orderID), ("supplier", failed.supplier), ("detail", failed.detail)])
         item.settling = true
-        engine.upstream.recordAttempt(failed) { [self] _ in
+        journalRefusal(item, failed)
+    }
+
+    /// The refusal is durable before anything else is tried: otherwise a restart would find
+    /// this attempt still open beside the next one.
+    private func journalRefusal(_ item: OrderWork, _ failed: UpstreamAttempt) {
+        engine.upstream.recordAttempt(failed) { [self] result in
             loop.execute { [self] in
+                if case .failure(let error) = result {
+                    log("warning", "upstream-journal", [("order", item.order.orderID), ("error", error.message)])
+                    loop.schedule(afterMs: 1_000) { [weak self] in self?.journalRefusal(item, failed) }
+                    return
+                }
                 item.settling = false
                 route(item)
             }
@@ -773,7 +802,19 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
                 if let timer = item.timer { loop.cancel(timer) }
                 handle(item, supplier: id, reply: callback.reply, fromPlace: false)
             } else if case .delivered(let ref, let items) = callback.reply {
-                lateDelivery(callback.customerOrderNo, supplier: id, ref: ref, items: items.count)
+                if let item = work[callback.customerOrderNo], item.current == nil, !item.settling,
+                   !item.attempts.values.contains(where: { !$0.state.isFinal }), let attempt = item.attempts[id],
+                   attempt.state == .failed, items.count == item.order.units {
+                    // Refused, then delivered after all, while nothing else is open: the
+                    // order takes these codes rather than buy again.
+                    if let timer = item.timer { loop.cancel(timer) }
+                    item.attempts[id] = attempt.moved(to: .unknown, detail: "delivered after a refusal", atMs: nowMs())
+                    item.refused.remove(id)
+                    item.current = id
+                    handle(item, supplier: id, reply: callback.reply, fromPlace: false)
+                } else {
+                    lateDelivery(callback.customerOrderNo, supplier: id, ref: ref, items: items.count)
+                }
             }
             publish()
         }

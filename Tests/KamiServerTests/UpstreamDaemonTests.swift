@@ -310,7 +310,8 @@ final class KamidToKamidTests: XCTestCase {
         // The upstream sold each order once, under our order id.
         let upstreamClient = try upstream.storefront()
         for index in 0..<5 {
-            let order = upstreamClient.call(#""id":9,"op":"order","order":"k\#(index)""#)?.order
+            // Under our merchant's namespace at the upstream.
+            let order = upstreamClient.call(#""id":9,"op":"order","order":"default.k\#(index)""#)?.order
             XCTAssertEqual(order?.state, .known(.committed))
             XCTAssertEqual(order?.codes.count, 2)
         }

@@ -182,7 +182,12 @@ final class AuditAnchorTests: XCTestCase {
 
     func testADatabaseFromBeforeMACsIsSealedOnceAtItsMigration() throws {
         try writeEntries(3)
-        try sql("ALTER TABLE audit DROP COLUMN mac; PRAGMA user_version = 1")
+        // Back to schema 1: what migrations 2 to 4 added goes.
+        try sql("""
+            ALTER TABLE audit DROP COLUMN mac; DROP TABLE sku_sourcing; DROP TABLE supplier_mappings;
+            DROP TABLE supplier_state; DROP TABLE upstream_attempts; DROP TABLE supplier_costs; DROP TABLE buy_ahead;
+            PRAGMA user_version = 1
+            """)
         try FileManager.default.removeItem(atPath: directory + "/kami.audit-head")
         let store = try open()
         let walk = try store.walkAuditChain()
