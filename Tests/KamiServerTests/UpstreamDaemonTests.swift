@@ -51,12 +51,14 @@ final class SupplierSimProcess: @unchecked Sendable {
     }
 
     /// The simulator's ledger: customer order numbers of every sale, in order.
-    func sales() throws -> [String] {
+    func sales(caFile: String? = nil) throws -> [String] {
         let loop = IOLoop(name: "test-ledger")
         defer { loop.stop() }
         let client = HTTPClient(loop: loop)
         let box = Box<Result<HTTPResponse, HTTPClientError>>()
-        client.send(HTTPRequest(method: "GET", target: "/_sim/ledger"), to: HTTPURL("http://127.0.0.1:\(port)/")!) { box.set($0) }
+        let tls = try caFile.map { try TLSContext.client(caFile: $0) }
+        client.send(HTTPRequest(method: "GET", target: "/_sim/ledger"),
+                    to: HTTPURL("\(caFile == nil ? "http" : "https")://127.0.0.1:\(port)/")!, tls: tls) { box.set($0) }
         let response = try XCTUnwrap(box.wait()).get()
         let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])
         let sales = try XCTUnwrap(object["sales"] as? [[String: Any]])
@@ -329,5 +331,58 @@ final class KamidToKamidTests: XCTestCase {
         XCTAssertEqual(fields.first { $0.0 == "matched" }?.1, .int(5))
         XCTAssertEqual(try ours.violations(), [])
         XCTAssertEqual(try upstream.violations(), [])
+    }
+}
+
+/// kamid talking to suppliers over TLS: a simulator behind a certificate from a test CA.
+final class UpstreamTLSTests: XCTestCase {
+    func testAnHTTPSSupplierWithItsCAIsUsedAndOneWithAnUntrustedCertificateIsRefused() throws {
+        let base = NSTemporaryDirectory() + "kami-tls-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        let script = """
+            set -e
+            cd '\(base)'
+            openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=kami-test-ca 2>/dev/null
+            openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem -days 2 -subj /CN=other-ca 2>/dev/null
+            openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null
+            printf 'subjectAltName=IP:127.0.0.1\\n' > ext.cnf
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf 2>/dev/null
+            """
+        let shell = Process()
+        shell.executableURL = URL(fileURLWithPath: "/bin/sh")
+        shell.arguments = ["-c", script]
+        try shell.run()
+        shell.waitUntilExit()
+        XCTAssertEqual(shell.terminationStatus, 0)
+        let tlsArguments = ["--tls-cert", base + "/server.pem", "--tls-key", base + "/server.key", "--product", "P1:400"]
+        let trusted = try SupplierSimProcess(id: "good", directory: base + "/good", arguments: tlsArguments)
+        defer { trusted.stop() }
+        let untrusted = try SupplierSimProcess(id: "bad", directory: base + "/bad", arguments: tlsArguments)
+        defer { untrusted.stop() }
+        func lines(_ sim: SupplierSimProcess, ca: String) -> String {
+            sim.config().replacingOccurrences(of: "http://", with: "https://") + "supplier.\(sim.id).ca_file = \(ca)\n"
+        }
+        let config = base + "/kamid.conf"
+        try ("loop_threads = 2\nupstream_sync_ms = 0\n" + lines(trusted, ca: base + "/ca.pem") + lines(untrusted, ca: base + "/other.pem"))
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let kamid = try Kamid(directory: base + "/kamid", arguments: ["--config", config])
+        defer { kamid.stop() }
+        let admin = try RawClient(unixPath: kamid.socketPath)
+        XCTAssertEqual(admin.call(#""id":1,"op":"sku_set","sku":"vip","name":"VIP","price_cents":1000"#)?.isOK, true)
+        XCTAssertEqual(admin.call(#""id":2,"op":"sku_source","sku":"vip","source_policy":"upstream""#)?.isOK, true)
+        // The untrusted one is cheaper, so it is tried first: its certificate is refused before
+        // anything is sent, and the order goes to the trusted one.
+        XCTAssertEqual(admin.call(#""id":3,"op":"supplier_map","sku":"vip","supplier":"bad","product":"P1","cost_cents":300"#)?.isOK, true)
+        XCTAssertEqual(admin.call(#""id":4,"op":"supplier_map","sku":"vip","supplier":"good","product":"P1","cost_cents":400"#)?.isOK, true)
+        let client = try kamid.storefront()
+        let reply = client.call(#""id":5,"op":"issue","order":"t1","user":"u","sku":"vip","qty":1,"payment_ref":"p","wait_ms":8000"#)
+        XCTAssertEqual(reply?.order?.state, .known(.committed), "\(String(describing: reply)) \(kamid.log.suffix(5))")
+        XCTAssertTrue(reply?.order?.codes.first?.secret?.reveal().hasPrefix("SIM-good-") ?? false)
+        XCTAssertEqual(try trusted.sales(caFile: base + "/ca.pem"), ["t1"])
+        XCTAssertEqual(try untrusted.sales(caFile: base + "/ca.pem"), [], "nothing reached the supplier whose certificate was refused")
+        XCTAssertTrue(kamid.log.contains { $0.contains("upstream-refused") && $0.contains("supplier=bad") && $0.contains("certificate") },
+                      kamid.log.suffix(6).joined(separator: "\n"))
+        XCTAssertEqual(try kamid.violations(), [])
     }
 }
