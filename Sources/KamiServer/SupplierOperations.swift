@@ -39,9 +39,21 @@ struct SupplierOperations: Sendable {
             }
             let mappings = engine.upstream.mappings().flatMap { $0.value }.filter { $0.supplier == id }
                 .sorted { $0.sku < $1.sku }
+            // The cost history of each mapped SKU at this supplier, newest last (at most 20 each).
+            var history: [JSONValue] = []
+            for mapping in mappings {
+                let changes = try engine.upstream.costHistory(sku: mapping.sku).filter { $0.supplier == id }.suffix(20)
+                for change in changes {
+                    history.append(.object([
+                        ("sku", .string(skuKey(change.sku))), ("cost_cents", .int(change.costCents)),
+                        ("stock", change.stock.map { .int(Int64($0)) } ?? .null), ("at_ms", .int(change.atMs)),
+                    ]))
+                }
+            }
             return .fields([
                 ("supplier", SupplierOperations.wire(status, mapped: mappings.count)),
                 ("mappings", .array(mappings.map { wire($0) })),
+                ("cost_history", .array(history)),
             ])
         case .supplierMap:
             let known = try service().supplierIDs

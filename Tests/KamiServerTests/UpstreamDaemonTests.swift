@@ -188,6 +188,9 @@ final class UpstreamDaemonTests: XCTestCase {
         // The supplier's price rises past the guard: the next order fails, the log says 成本倒挂,
         // and the dead-letter list has it; refunding it works.
         XCTAssertEqual(try kamictl(["supplier", "map", "vip", "s1", "P1", "950"], socket: kamid.socketPath).status, 0)
+        let shown = try kamictl(["--json", "supplier", "show", "s1"], socket: kamid.socketPath)
+        XCTAssertTrue(shown.output.contains(#""cost_history""#) && shown.output.contains(#""cost_cents":500"#)
+                      && shown.output.contains(#""cost_cents":950"#), shown.output)
         let guarded = client.call(#""id":7,"op":"issue","order":"e4","user":"u3","sku":"vip","qty":1,"payment_ref":"p4","wait_ms":3000"#)
         XCTAssertEqual(guarded?.order?.state, WireOrderState(name: "failed"))
         XCTAssertTrue(kamid.log.contains { $0.contains("成本倒挂") && $0.contains("supplier=s1") }, kamid.log.suffix(5).joined(separator: "\n"))
