@@ -2,6 +2,7 @@ import Foundation
 public import KamiCore
 public import KamiEngine
 public import KamiHTTP
+import KamiStore
 import Synchronization
 
 /// A configured supplier, ready to talk to: its config, credentials, URL and TLS context.
@@ -625,7 +626,7 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
                         // Settled already: a duplicate, or (if another supplier delivered) a
                         // second purchase, which is journaled and logged.
                         finish(item)
-                        lateDelivery(item.order.orderID, supplier: id, ref: ref, items: items.count)
+                        lateDelivery(item.order.orderID, supplier: id, ref: ref, items: items)
                     case .failure(let error):
                         // A disk problem, or a delivery kamid cannot store (an oversized secret):
                         // the supplier sold, so never fail over; keep trying, slower each time.
@@ -813,7 +814,7 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
                     item.current = id
                     handle(item, supplier: id, reply: callback.reply, fromPlace: false)
                 } else {
-                    lateDelivery(callback.customerOrderNo, supplier: id, ref: ref, items: items.count)
+                    lateDelivery(callback.customerOrderNo, supplier: id, ref: ref, items: items)
                 }
             }
             publish()
@@ -822,17 +823,28 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
 
     /// A supplier says it delivered an order kamid no longer waits on it for (settled
     /// already, or failed over after an answer that proved no sale). Its attempt is journaled
-    /// as succeeded, so `verify` and reconciliation show the purchase, and it is logged
+    /// as succeeded, so `verify` and reconciliation show the purchase; the codes it delivered
+    /// (paid for) are kept in the SKU's pool as available, never thrown away; and it is logged
     /// (never the codes) for the operator to take up with the supplier.
-    private func lateDelivery(_ orderID: String, supplier id: String, ref: String?, items: Int) {
+    private func lateDelivery(_ orderID: String, supplier id: String, ref: String?, items: [WireItem]) {
         guard let order = engine.upstream.order(orderID),
               let attempt = (try? engine.upstream.attempts(orderSeq: order.seq))?.first(where: { $0.supplier == id }),
               attempt.state != .succeeded else { return }
-        var late = attempt.moved(to: .succeeded, detail: "late delivery of \(items) item(s) after kamid moved on", atMs: nowMs())
+        var late = attempt.moved(to: .succeeded, detail: "late delivery of \(items.count) item(s) after kamid moved on", atMs: nowMs())
         late.supplierRef = ref ?? late.supplierRef
         engine.upstream.recordAttempt(late) { _ in }
-        log("error", "upstream-late-delivery", [("order", orderID), ("supplier", id), ("ref", ref ?? "-"),
-                                                ("order_state", "\(order.state)"), ("items", String(items))])
+        let skuKey = engine.queries.skus().first { $0.id == order.sku }?.key
+        let delivered = items.map { DeliveredItem(secret: Secret($0.secret), cardNumber: $0.cardNumber, expiresAtMs: $0.expiresAtMs) }
+        // The import blocks on the writer thread: off the loop.
+        DispatchQueue.global().async { [self] in
+            var kept = 0
+            if let skuKey, !delivered.isEmpty {
+                kept = (try? engine.upstream.addToPool(sku: skuKey, items: delivered, supplier: id).imported) ?? 0
+            }
+            log("error", "upstream-late-delivery", [("order", orderID), ("supplier", id), ("ref", ref ?? "-"),
+                                                    ("order_state", "\(order.state)"), ("items", String(items.count)),
+                                                    ("kept_in_pool", String(kept))])
+        }
     }
 
     // MARK: sync

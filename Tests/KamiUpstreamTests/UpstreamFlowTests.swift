@@ -121,6 +121,37 @@ final class UpstreamFlowTests: XCTestCase {
         assertClean()
     }
 
+    func testADeliveryAfterKamidMovedOnIsJournaledAndItsCodesKeptInThePool() throws {
+        // a refuses, b delivers; then a calls back that it delivered after all (a genuine
+        // second purchase): the attempt is journaled, verify reports it, the codes are kept.
+        harness.addSim("a") { $0.failRate = 1 }
+        harness.addSim("b")
+        harness.startService(callbacks: true)
+        harness.upstreamSku("vip", mappings: [("a", 300), ("b", 400)])
+        let order = try harness.wait(try harness.issue("late1", sku: "vip").get().orderID).get()
+        XCTAssertTrue(order.codes[0].secret.reveal().hasPrefix("SIM-b-"))
+        let view = SupplierWire.OrderView(customerOrderNo: "late1", supplierRef: "A9", state: .succeeded,
+                                          items: [WireItem(secret: "A-LATE-CODE")], quantity: 1)
+        let notify = HTTPURL("http://127.0.0.1:\(harness.service.callbackPort)/upstream/callback/a")!
+        let callback = SupplierWire.callback(view, style: .form, notify: notify, merchantID: "kami-a",
+                                             key: Array("key-of-a".utf8), digest: .md5, nowSeconds: Int64(Date().timeIntervalSince1970))
+        let loop = IOLoop(name: "test-late")
+        defer { loop.stop() }
+        let box = Box<Result<HTTPResponse, HTTPClientError>>()
+        HTTPClient(loop: loop).send(callback, to: notify) { box.set($0) }
+        XCTAssertEqual(try XCTUnwrap(box.wait()).get().bodyText, "success")
+        let sku = harness.engine.queries.skus().first { $0.key == "vip" }!.id
+        XCTAssertTrue(eventually { self.harness.engine.upstream.available(sku: sku) == 1 }, "the late code is kept in the pool")
+        XCTAssertTrue(eventually { self.harness.logs.all.contains { $0.contains("upstream-late-delivery") && $0.contains("kept_in_pool=1") } })
+        XCTAssertFalse(harness.logs.all.joined().contains("A-LATE-CODE"), "a code reached the log")
+        harness.engine.admin.barrier()
+        let violations = try harness.engine.admin.verify().map(\.description)
+        // Only the upstream invariant speaks, about this order: bought twice, two successes.
+        XCTAssertFalse(violations.isEmpty)
+        XCTAssertTrue(violations.allSatisfy { $0.hasPrefix("upstream: order late1") }, "\(violations)")
+        XCTAssertTrue(violations.contains { $0.contains("bought twice: at a and b") }, "\(violations)")
+    }
+
     func testBuyAheadRefillsThePoolFromTheCheapestSupplierWithinTheDaysBudget() throws {
         harness.addSim("cheap")
         harness.addSim("dear")
