@@ -1,5 +1,5 @@
 import Foundation
-public import KamiCore
+import KamiCore
 import KamiEngine
 import KamiHTTP
 import KamiStore
