@@ -62,13 +62,17 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // The risk gate: rules files, fixed-size counters, lists, scores and decisions (pure:
+        // no I/O beyond reading its rules file).
+        .target(name: "KamiRisk", dependencies: ["KamiCore", "KamiCrypto"], swiftSettings: strict),
+
         // Wire codecs: JSON lines and binary frames. Pure, fuzzable: no I/O.
         .target(name: "KamiProtocol", dependencies: ["KamiCore"], swiftSettings: strict),
         // Event loop, listeners, connections, auth, dispatch onto the engine.
         .target(
             name: "KamiServer",
             dependencies: ["KamiCore", "KamiProtocol", "KamiEngine", "KamiStore", "KamiCrypto", "CKamiLinux",
-                           "KamiUpstream", "KamiHTTP"],
+                           "KamiUpstream", "KamiHTTP", "KamiRisk"],
             swiftSettings: strict
         ),
         // Client library for storefronts and our own tools.
@@ -123,6 +127,7 @@ let package = Package(
         ),
         .testTarget(name: "KamiFuzzTests", dependencies: ["KamiFuzzTargets", "KamiProtocol"], swiftSettings: strict),
         .testTarget(name: "KamiCoreTests", dependencies: ["KamiCore"], swiftSettings: strict),
+        .testTarget(name: "KamiRiskTests", dependencies: ["KamiRisk", "KamiCore"], swiftSettings: strict),
         .testTarget(
             name: "KamiUpstreamTests",
             dependencies: ["KamiUpstream", "KamiHTTP", "KamiSupplierSim", "KamiEngine", "KamiStore", "KamiCore", "KamiCrypto",

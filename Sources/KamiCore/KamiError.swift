@@ -19,13 +19,18 @@ public enum ErrorCode: Sendable, Hashable, CaseIterable, CustomStringConvertible
     case invalidState
     /// Stored data failed an integrity check (a tampered sealed secret, a broken audit chain).
     case integrity
+    /// The risk gate refused the request (`verdict` says which rules).
+    case denied
+    /// The risk gate wants proof of a person first: show a captcha, then retry with the
+    /// verdict's challenge token.
+    case challenge
     /// A code this version does not know, by the name the peer sent.
     case other(String)
 
     /// Every code this version knows (not `.other`).
     public static let allCases: [ErrorCode] = [
         .badRequest, .unauthorized, .notFound, .soldOut, .limitReached, .conflict, .expired, .tooLarge, .busy,
-        .unavailable, .invalidState, .integrity,
+        .unavailable, .invalidState, .integrity, .denied, .challenge,
     ]
 
     /// The code's name on the wire (`SOLD_OUT`).
@@ -43,6 +48,8 @@ public enum ErrorCode: Sendable, Hashable, CaseIterable, CustomStringConvertible
         case .unavailable: "UNAVAILABLE"
         case .invalidState: "INVALID_STATE"
         case .integrity: "INTEGRITY"
+        case .denied: "DENIED"
+        case .challenge: "CHALLENGE_REQUIRED"
         case .other(let name): name
         }
     }
@@ -70,11 +77,14 @@ public struct KamiError: Error, Sendable, Equatable, CustomStringConvertible {
     public let code: ErrorCode
     /// What went wrong, for a person.
     public let message: String
+    /// For DENIED and CHALLENGE_REQUIRED: the risk gate's verdict (reason, rules, token).
+    public var verdict: RiskVerdict?
 
     /// Makes an error with a stable code and a human message.
-    public init(_ code: ErrorCode, _ message: String) {
+    public init(_ code: ErrorCode, _ message: String, verdict: RiskVerdict? = nil) {
         self.code = code
         self.message = message
+        self.verdict = verdict
     }
 
     public var description: String { "\(code.rawValue): \(message)" }

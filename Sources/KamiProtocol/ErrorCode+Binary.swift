@@ -19,6 +19,8 @@ extension ErrorCode {
         case .unavailable: 10
         case .invalidState: 11
         case .integrity: 12
+        case .denied: 13
+        case .challenge: 14
         // The server never sends a code it does not know; a relay that passes one on says so.
         case .other: 255
         }
@@ -41,6 +43,8 @@ extension ErrorCode {
         case 10: self = .unavailable
         case 11: self = .invalidState
         case 12: self = .integrity
+        case 13: self = .denied
+        case 14: self = .challenge
         case 0: return nil
         default: self = .other("STATUS_\(binaryStatus)")
         }

@@ -59,6 +59,8 @@ public final class Metrics: Sendable {
         case .unavailable: 10
         case .invalidState: 11
         case .integrity: 12
+        case .denied: 13
+        case .challenge: 14
         // kamid never answers a code it does not know; counted as a bad request if it did.
         case .other: 1
         }

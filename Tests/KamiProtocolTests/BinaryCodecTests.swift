@@ -64,6 +64,7 @@ final class BinaryCodecTests: XCTestCase {
         let table: [ErrorCode: UInt8] = [
             .badRequest: 1, .unauthorized: 2, .notFound: 3, .soldOut: 4, .limitReached: 5, .conflict: 6,
             .expired: 7, .tooLarge: 8, .busy: 9, .unavailable: 10, .invalidState: 11, .integrity: 12,
+            .denied: 13, .challenge: 14,
         ]
         XCTAssertEqual(table.count, ErrorCode.allCases.count)
         for code in ErrorCode.allCases {
@@ -71,7 +72,7 @@ final class BinaryCodecTests: XCTestCase {
             XCTAssertEqual(ErrorCode(binaryStatus: code.binaryStatus), code)
         }
         XCTAssertNil(ErrorCode(binaryStatus: 0))
-        XCTAssertEqual(ErrorCode(binaryStatus: 13), .other("STATUS_13"), "a newer server's code is kept, not refused")
+        XCTAssertEqual(ErrorCode(binaryStatus: 15), .other("STATUS_15"), "a newer server's code is kept, not refused")
     }
 
     // MARK: Framing

@@ -1,0 +1,291 @@
+public import KamiCore
+import KamiCrypto
+import Synchronization
+
+/// The sizes of the gate's counters: fixed at start, so a flood of distinct keys cannot
+/// grow kamid past `memoryBytes`.
+public struct RiskLimits: Sendable, Hashable {
+    /// Token buckets, all rate rules together (`risk_rate_entries`).
+    public var rateEntries: Int
+    /// Distinct-value sets, all distinct rules together (`risk_distinct_entries`).
+    public var distinctEntries: Int
+    /// Columns of each quota rule's count-min sketch (`risk_sketch_width`).
+    public var sketchWidth: Int
+    /// Unpaid holds tracked for holds rules (`risk_hold_entries`).
+    public var holdEntries: Int
+
+    public init(rateEntries: Int = 1 << 18, distinctEntries: Int = 1 << 16, sketchWidth: Int = 1 << 16,
+                holdEntries: Int = 1 << 18) {
+        self.rateEntries = rateEntries
+        self.distinctEntries = distinctEntries
+        self.sketchWidth = sketchWidth
+        self.holdEntries = holdEntries
+    }
+
+    /// What the tables cost, bytes, with `quotaRules` quota rules loaded.
+    public func memoryBytes(quotaRules: Int) -> Int {
+        rateEntries * BucketTable.entryBytes + distinctEntries * DistinctTable.entryBytes
+            + quotaRules * QuotaSketch.bytes(width: sketchWidth) + holdEntries * HoldTracker.entryBytes
+    }
+}
+
+/// The result of running a request through the rules.
+public struct RiskEvaluation: Sendable {
+    /// What to do.
+    public var verdict: RiskVerdict
+    /// Shadow rules that fired: what they would have decided is not applied.
+    public var shadowRules: [String]
+    /// Whether a valid challenge token turned a challenge into an allow.
+    public var challengePassed: Bool
+}
+
+/// The risk gate: rules over counters, lists and a score, decided inline on every order
+/// and on the storefront's other events (`risk`).
+///
+/// Thread-safe. The rules are swapped whole on reload; counters of a rule that keeps its
+/// name and kind carry over, so a reload under load does not reset anyone's limits.
+public final class RiskGate: Sendable {
+    /// One loaded rule and what it owns.
+    final class Compiled: Sendable {
+        let rule: RiskRule
+        /// Seeds its keys apart from every other rule's.
+        let seed: UInt64
+        let sketch: QuotaSketch?
+        let fired = Atomic<Int>(0)
+        let shadowFired = Atomic<Int>(0)
+
+        init(rule: RiskRule, sketch: QuotaSketch?) {
+            self.rule = rule
+            var hasher = Hasher()
+            hasher.combine(rule.name)
+            hasher.combine(rule.kind.name)
+            seed = UInt64(bitPattern: Int64(hasher.finalize()))
+            self.sketch = sketch
+        }
+    }
+
+    final class Loaded: Sendable {
+        let rules: RiskRules
+        let compiled: [Compiled]
+        let lists: RiskLists
+        init(rules: RiskRules, compiled: [Compiled], lists: RiskLists) {
+            self.rules = rules
+            self.compiled = compiled
+            self.lists = lists
+        }
+    }
+
+    public let limits: RiskLimits
+    private let buckets: BucketTable
+    private let distinct: DistinctTable
+    private let holds: HoldTracker
+    private let loaded: Locked<Loaded>
+    /// The database's list entries (the file's are in `loaded.rules.entries`).
+    private let storedEntries = Locked<[ListEntry]>([])
+    private let challengeKey: [UInt8]
+    private let decisions = RiskVerdict.Decision.allCases.map { _ in Tally() }
+
+    /// A gate with no rules (everything allowed) until `load`.
+    public init(limits: RiskLimits = RiskLimits(), rules: RiskRules = .none, challengeKey: [UInt8]? = nil) {
+        self.limits = limits
+        buckets = BucketTable(entries: limits.rateEntries)
+        distinct = DistinctTable(entries: limits.distinctEntries)
+        holds = HoldTracker(capacity: limits.holdEntries)
+        self.challengeKey = challengeKey ?? SecureRandom.bytes(count: 32)
+        loaded = Locked(Loaded(rules: .none, compiled: [], lists: RiskLists()))
+        load(rules)
+    }
+
+    /// Puts `rules` in force. Quota sketches of rules that keep their name and window carry
+    /// over; other counters are keyed by rule name and kind, so they carry over too.
+    public func load(_ rules: RiskRules) {
+        let entries = storedEntries.withLock { $0 }
+        loaded.withLock { current in
+            var sketches: [String: QuotaSketch] = [:]
+            for old in current.compiled { if let sketch = old.sketch { sketches[old.rule.name] = sketch } }
+            let compiled = rules.rules.map { rule -> Compiled in
+                var sketch: QuotaSketch? = nil
+                if case .quota(_, let windowMs) = rule.kind {
+                    if let old = sketches[rule.name], old.windowMs == windowMs { sketch = old } else {
+                        sketch = QuotaSketch(width: limits.sketchWidth, windowMs: windowMs)
+                    }
+                }
+                return Compiled(rule: rule, sketch: sketch)
+            }
+            current = Loaded(rules: rules, compiled: compiled, lists: RiskLists(entries + rules.entries))
+        }
+    }
+
+    /// Replaces the database's list entries (after `kamictl risk block|unblock`, at start).
+    public func setStoredEntries(_ entries: [ListEntry]) {
+        storedEntries.withLock { $0 = entries }
+        loaded.withLock { current in
+            current = Loaded(rules: current.rules, compiled: current.compiled, lists: RiskLists(entries + current.rules.entries))
+        }
+    }
+
+    /// The rules in force.
+    public var rules: RiskRules { loaded.withLock { $0.rules } }
+
+    private func key(_ compiled: Compiled, _ parts: [SignalPart], _ signals: RiskSignals, _ address: IPAddress?) -> UInt64? {
+        var hasher = Hasher()
+        hasher.combine(compiled.seed)
+        for part in parts {
+            switch part {
+            case .user: guard let value = signals.user else { return nil }; hasher.combine(value)
+            case .ip: guard let address else { return nil }; hasher.combine(address.bytes)
+            case .net: guard let address else { return nil }; hasher.combine(address.network)
+            case .device: guard let value = signals.device else { return nil }; hasher.combine(value)
+            case .sku: guard let value = signals.sku else { return nil }; hasher.combine(value)
+            case .payment: guard let value = signals.paymentAccount else { return nil }; hasher.combine(value)
+            case .event: hasher.combine(signals.event)
+            case .global: hasher.combine(0 as UInt8)
+            }
+        }
+        return UInt64(bitPattern: Int64(hasher.finalize()))
+    }
+
+    /// Runs `signals` through the rules and updates the counters (a `dryRun` updates none).
+    public func evaluate(_ signals: RiskSignals, nowMs: Int64, dryRun: Bool = false) -> RiskEvaluation {
+        let current = loaded.withLock { $0 }
+        let address = signals.address
+        var score = 0
+        var fired: [Compiled] = []
+        var shadow: [String] = []
+        var forced: RiskVerdict.Decision? = nil
+        var allowListed = false
+        var quotaKeys: [(QuotaSketch, UInt64)] = []
+        for compiled in current.compiled where compiled.rule.applies(to: signals.event) {
+            let rule = compiled.rule
+            var hit = false
+            switch rule.kind {
+            case .rate(let perSecond, let burst):
+                guard let key = key(compiled, rule.key, signals, address) else { continue }
+                hit = dryRun ? false : !buckets.take(key, perSecond: perSecond, burst: burst, nowMs: nowMs)
+            case .quota(let maximum, _):
+                guard let key = key(compiled, rule.key, signals, address), let sketch = compiled.sketch else { continue }
+                hit = sketch.estimate(key, nowMs: nowMs) >= Double(maximum)
+                quotaKeys.append((sketch, key))
+            case .distinct(let counted, let maximum, let windowMs):
+                guard let key = key(compiled, rule.key, signals, address),
+                      let member = self.key(compiled, [counted], signals, address) else { continue }
+                if !dryRun {
+                    hit = distinct.add(key, member: UInt32(truncatingIfNeeded: member >> 16), windowMs: windowMs, nowMs: nowMs) > maximum
+                }
+            case .holds(let maximum):
+                guard let key = key(compiled, rule.key, signals, address) else { continue }
+                hit = holds.count(key, nowMs: nowMs) >= maximum
+            case .attribute(let condition):
+                hit = condition.holds(signals) ?? false
+            case .list(let name):
+                hit = current.lists.matches(name, signals, address: address, kinds: rule.key)
+            }
+            guard hit else { continue }
+            if rule.shadow {
+                shadow.append(rule.name)
+                if !dryRun { compiled.shadowFired.add(1, ordering: .relaxed) }
+                continue
+            }
+            if !dryRun { compiled.fired.add(1, ordering: .relaxed) }
+            fired.append(compiled)
+            score += rule.score
+            if rule.action == .allow { allowListed = true } else if let action = rule.action { forced = max(forced ?? .allow, action) }
+        }
+        var decision = current.rules.thresholds.decision(for: score)
+        if let forced { decision = max(decision, forced) }
+        // An allow action (an allow list) wins over scores, never over a forced deny.
+        if allowListed && forced != .deny { decision = .allow }
+        var passed = false
+        if decision == .challenge, let token = signals.challengeToken, checkChallenge(token, signals, nowMs: nowMs) {
+            decision = .allow
+            passed = true
+        }
+        if !dryRun && (decision == .allow || decision == .review) {
+            for (sketch, key) in quotaKeys { sketch.add(key, nowMs: nowMs) }
+        }
+        if !dryRun { decisions[RiskVerdict.Decision.allCases.firstIndex(of: decision)!].add() }
+        let deciding = fired.max { a, b in
+            (a.rule.action.map { $0 == .deny ? 3 : 1 } ?? 0, a.rule.score) < (b.rule.action.map { $0 == .deny ? 3 : 1 } ?? 0, b.rule.score)
+        }
+        let reason = decision == .allow ? (passed ? "challenge_passed" : allowListed ? "allow_listed" : "ok") : deciding?.rule.reason ?? "score"
+        var verdict = RiskVerdict(decision: decision, reason: reason, rules: fired.map(\.rule.name), score: score)
+        if decision == .challenge { verdict.challenge = mintChallenge(signals, nowMs: nowMs, ttlMs: current.rules.challengeTTLMs) }
+        return RiskEvaluation(verdict: verdict, shadowRules: shadow, challengePassed: passed)
+    }
+
+    // MARK: holds
+
+    /// Keys of the holds rules for `signals`, to remember with a new hold.
+    public func holdPlaced(order: String, _ signals: RiskSignals, deadlineMs: Int64) {
+        let current = loaded.withLock { $0 }
+        let address = signals.address
+        var keys: [UInt64] = []
+        for compiled in current.compiled {
+            guard case .holds = compiled.rule.kind, let key = key(compiled, compiled.rule.key, signals, address) else { continue }
+            keys.append(key)
+        }
+        holds.add(order: order, keys: keys, deadlineMs: deadlineMs)
+    }
+
+    /// The hold was paid or released: it no longer counts.
+    public func holdEnded(order: String) { holds.remove(order: order) }
+
+    // MARK: challenges
+
+    /// `v1.<expiry ms>.<mac>`: bound to the user, IP and device it was minted for.
+    func mintChallenge(_ signals: RiskSignals, nowMs: Int64, ttlMs: Int64) -> String {
+        let expiry = nowMs + ttlMs
+        return "v1.\(expiry).\(challengeMAC(signals, expiry: expiry))"
+    }
+
+    private func challengeMAC(_ signals: RiskSignals, expiry: Int64) -> String {
+        let text = "\(signals.user ?? "")\u{1}\(signals.ip ?? "")\u{1}\(signals.device ?? "")\u{1}\(expiry)"
+        return Hex.encode(HMACSHA256.mac(key: challengeKey, data: Array(text.utf8)).prefix(16))
+    }
+
+    func checkChallenge(_ token: String, _ signals: RiskSignals, nowMs: Int64) -> Bool {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "v1", let expiry = Int64(parts[1]), expiry > nowMs else { return false }
+        return constantTimeEquals(Array(parts[2].utf8), Array(challengeMAC(signals, expiry: expiry).utf8))
+    }
+
+    // MARK: figures
+
+    /// Per rule: name, kind, whether shadow, times fired (enforced), times fired in shadow.
+    public struct RuleFigures: Sendable {
+        public let name: String
+        public let kind: String
+        public let shadow: Bool
+        public let fired: Int
+        public let shadowFired: Int
+    }
+
+    public var ruleFigures: [RuleFigures] {
+        loaded.withLock { $0 }.compiled.map {
+            RuleFigures(name: $0.rule.name, kind: $0.rule.kind.name, shadow: $0.rule.shadow,
+                        fired: $0.fired.load(ordering: .relaxed), shadowFired: $0.shadowFired.load(ordering: .relaxed))
+        }
+    }
+
+    /// Decisions made so far, by decision.
+    public var decisionCounts: [(RiskVerdict.Decision, Int)] {
+        RiskVerdict.Decision.allCases.enumerated().map { ($1, decisions[$0].value) }
+    }
+
+    /// Table fill and evictions, for metrics and `stats`.
+    public var tableFigures: (rateEvictions: Int, distinctEvictions: Int, holdsTracked: Int, holdsDropped: Int) {
+        (buckets.evictions, distinct.evictions, holds.tracked, holds.dropped)
+    }
+
+    /// The bound on the counters' memory with the rules in force.
+    public var memoryBytes: Int {
+        limits.memoryBytes(quotaRules: loaded.withLock { $0 }.compiled.filter { $0.sketch != nil }.count)
+    }
+}
+
+/// One counter that many threads add to.
+final class Tally: Sendable {
+    private let count = Atomic<Int>(0)
+    func add() { count.add(1, ordering: .relaxed) }
+    var value: Int { count.load(ordering: .relaxed) }
+}
