@@ -10,10 +10,11 @@ extension KamiClient {
     /// CONFLICT (the order id exists with other arguments) are kamid's answers.
     public func reserve(
         order: String, user: String, sku: String, qty: Int, ttlMs: Int64? = nil, ip: String? = nil,
-        device: String? = nil
+        device: String? = nil, signals: BuyerSignals = BuyerSignals()
     ) throws(KamiError) -> WireOrder {
-        try send(.reserve(order: order, user: user, sku: sku, qty: qty, ttlMs: ttlMs, ip: ip, device: device))
-            .wireOrder(.reserve)
+        var request = Request.reserve(order: order, user: user, sku: sku, qty: qty, ttlMs: ttlMs, ip: ip, device: device)
+        signals.apply(to: &request)
+        return try send(request).wireOrder(.reserve)
     }
 
     /// Marks `order` paid and returns it committed, with the codes' secrets. A commit after
@@ -25,10 +26,11 @@ extension KamiClient {
     /// Reserves and commits at once, for an order already paid; returns it with secrets.
     public func issue(
         order: String, user: String, sku: String, qty: Int, paymentRef: String, ip: String? = nil,
-        device: String? = nil
+        device: String? = nil, signals: BuyerSignals = BuyerSignals()
     ) throws(KamiError) -> WireOrder {
-        try send(.issue(order: order, user: user, sku: sku, qty: qty, paymentRef: paymentRef, ip: ip, device: device))
-            .wireOrder(.issue)
+        var request = Request.issue(order: order, user: user, sku: sku, qty: qty, paymentRef: paymentRef, ip: ip, device: device)
+        signals.apply(to: &request)
+        return try send(request).wireOrder(.issue)
     }
 
     /// Gives back the codes `order` holds; returns it released.
@@ -36,9 +38,28 @@ extension KamiClient {
         try send(.release(order: order)).wireOrder(.release)
     }
 
-    /// The order in its current state, with its codes (and secrets) once committed.
-    public func order(_ order: String) throws(KamiError) -> WireOrder {
-        try send(.lookUp(order: order)).wireOrder(.order)
+    /// The order in its current state, with its codes (and secrets) once committed. `user`
+    /// is the buyer asking: an order is shown only to the user it belongs to (another user
+    /// gets NOT_FOUND); `ip` is the buyer's, for kamid's limit on failed lookups.
+    public func order(_ order: String, user: String, ip: String? = nil) throws(KamiError) -> WireOrder {
+        try send(.lookUp(order: order, user: user, ip: ip)).wireOrder(.order)
+    }
+
+    /// Asks the risk gate about a storefront event (`register`, `login`, `pay`, …):
+    /// allow, challenge (show a captcha, then send the verdict's token back in
+    /// `signals.challengeToken`) or deny, with the reason and the rules that fired.
+    public func risk(
+        event: String, user: String? = nil, ip: String? = nil, device: String? = nil, sku: String? = nil,
+        signals: BuyerSignals = BuyerSignals()
+    ) throws(KamiError) -> RiskVerdict {
+        var request = Request(id: .none, op: .risk)
+        request.event = event
+        request.user = user
+        request.ip = ip
+        request.device = device
+        request.sku = sku
+        signals.apply(to: &request)
+        return try send(request).verdict(.risk)
     }
 
     /// The first page of what `user` owns, newest first: each code with its state, owning

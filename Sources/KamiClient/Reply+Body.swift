@@ -39,6 +39,11 @@ extension Reply {
         return stock
     }
 
+    func verdict(_ op: Operation) throws(KamiError) -> RiskVerdict {
+        guard case .risk(let verdict) = try successBody() else { throw unexpected(op, "a risk verdict") }
+        return verdict
+    }
+
     func empty(_ op: Operation) throws(KamiError) {
         guard case .empty = try successBody() else { throw unexpected(op, "an empty body") }
     }

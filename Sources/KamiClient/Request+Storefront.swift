@@ -65,9 +65,11 @@ extension Request {
     }
 
     /// `order`: the order in its current state (with its codes once committed).
-    public static func lookUp(order: String) -> Request {
+    public static func lookUp(order: String, user: String, ip: String? = nil) -> Request {
         var request = Request(id: .none, op: .order)
         request.order = order
+        request.user = user
+        request.ip = ip
         return request
     }
 

@@ -59,10 +59,11 @@ extension Operation {
     var isSafeToRepeat: Bool {
         switch self {
         case .hello, .ping, .reserve, .commit, .issue, .release, .order, .entitlements, .stock, .stats, .verify,
-             .skuList, .auditVerify, .jobs, .wait, .supplierList, .supplierShow, .upstreamFailed, .supplierReconcile:
+             .skuList, .auditVerify, .jobs, .wait, .supplierList, .supplierShow, .upstreamFailed, .supplierReconcile,
+             .riskList, .riskTest:
             true
         case .skuSet, .importCSV, .void, .refund, .export, .reload, .tokenNew, .supplierMap, .supplierUnmap, .supplierPause,
-             .supplierResume, .supplierSync, .skuSource, .upstreamRetry:
+             .supplierResume, .supplierSync, .skuSource, .upstreamRetry, .risk, .riskBlock, .riskUnblock:
             false
         }
     }

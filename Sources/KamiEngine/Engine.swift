@@ -77,9 +77,9 @@ public struct Storefront: Sendable {
     /// UNAVAILABLE.
     public func reserve(
         order: String, user: String, sku: String, units: Int, ttlMs: Int64? = nil, client: String? = nil,
-        completion: @escaping OrderCompletion
+        risk: String? = nil, completion: @escaping OrderCompletion
     ) {
-        core.reserve(order: order, user: user, sku: sku, units: units, ttlMs: ttlMs, client: client,
+        core.reserve(order: order, user: user, sku: sku, units: units, ttlMs: ttlMs, client: client, risk: risk,
                      completion: completion)
     }
 
@@ -88,9 +88,9 @@ public struct Storefront: Sendable {
     /// delivered or failed (or when the wait runs out, still pending).
     public func issue(
         order: String, user: String, sku: String, units: Int, paymentRef: String, client: String? = nil,
-        waitMs: Int64? = nil, completion: @escaping OrderCompletion
+        waitMs: Int64? = nil, risk: String? = nil, completion: @escaping OrderCompletion
     ) {
-        core.issue(order: order, user: user, sku: sku, units: units, paymentRef: paymentRef, client: client,
+        core.issue(order: order, user: user, sku: sku, units: units, paymentRef: paymentRef, client: client, risk: risk,
                    completion: core.waiting(waitMs, completion))
     }
 

@@ -14,7 +14,7 @@ extension EngineCore {
     /// NOT_FOUND (SKU), BAD_REQUEST, BUSY/UNAVAILABLE (disk).
     func reserve(
         order orderID: String, user: String, sku skuKey: String, units: Int, ttlMs: Int64? = nil,
-        client: String? = nil, completion: @escaping OrderCompletion
+        client: String? = nil, risk: String? = nil, completion: @escaping OrderCompletion
     ) {
         let ttl = ttlMs ?? holdTTLDefault.load(ordering: .relaxed)
         let ttlMax = holdTTLMax.load(ordering: .relaxed)
@@ -30,7 +30,7 @@ extension EngineCore {
             return completion(.failure(error))
         }
         let retry: @Sendable () -> Void = { [self] in
-            reserve(order: orderID, user: user, sku: skuKey, units: units, ttlMs: ttlMs, client: client,
+            reserve(order: orderID, user: user, sku: skuKey, units: units, ttlMs: ttlMs, client: client, risk: risk,
                     completion: completion)
         }
         switch orders.begin(orderID, create: true, retry: retry) {
@@ -49,7 +49,7 @@ extension EngineCore {
         let order = Order(
             seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: .reserved, paymentRef: nil,
             codes: [], ttlMs: ttl, expiresAtMs: now + ttl, createdAtMs: now, updatedAtMs: now)
-        create(order, sku: sku, client: client, completion: completion)
+        create(order, sku: sku, client: client, risk: risk, completion: completion)
     }
 
     // MARK: issue
@@ -58,7 +58,7 @@ extension EngineCore {
     /// codes; an existing reserved order with the same arguments is committed.
     func issue(
         order orderID: String, user: String, sku skuKey: String, units: Int, paymentRef: String,
-        client: String? = nil, completion: @escaping OrderCompletion
+        client: String? = nil, risk: String? = nil, completion: @escaping OrderCompletion
     ) {
         let sku: Sku
         do throws(KamiError) {
@@ -70,7 +70,7 @@ extension EngineCore {
             return completion(.failure(error))
         }
         let retry: @Sendable () -> Void = { [self] in
-            issue(order: orderID, user: user, sku: skuKey, units: units, paymentRef: paymentRef, client: client,
+            issue(order: orderID, user: user, sku: skuKey, units: units, paymentRef: paymentRef, client: client, risk: risk,
                   completion: completion)
         }
         switch orders.begin(orderID, create: true, retry: retry) {
@@ -89,11 +89,12 @@ extension EngineCore {
         let order = Order(
             seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: .committed,
             paymentRef: paymentRef, codes: [], ttlMs: 0, expiresAtMs: 0, createdAtMs: now, updatedAtMs: now)
-        create(order, sku: sku, client: client, completion: completion)
+        create(order, sku: sku, client: client, risk: risk, completion: completion)
     }
 
     /// Creates a new order (reserved or committed) whose placeholder is in flight.
-    private func create(_ draft: Order, sku: Sku, client: String?, completion: @escaping OrderCompletion) {
+    /// `risk` is the gate's verdict when rules fired, recorded in the order's audit event.
+    private func create(_ draft: Order, sku: Sku, client: String?, risk: String?, completion: @escaping OrderCompletion) {
         precondition(OrderState.starts.contains(draft.state), "order \(draft.orderID) cannot start \(draft.state)")
         let reserving = draft.state == .reserved
         if reserving && !userLimits.tryAddPendingHold(user: draft.user, limit: Limits.pendingHoldsPerUserMax) {
@@ -151,7 +152,8 @@ extension EngineCore {
         let event = AuditEvent(
             reserving ? "reserve" : viaUpstream ? "issue-upstream" : "issue", subject: "order:\(order.orderID)",
             detail: "seq=\(order.seq) user=\(order.user) sku=\(order.sku) units=\(order.units) codes=\(EngineCore.codeIDList(codes))"
-                + (reserving ? "" : " payment=\(order.paymentRef ?? "")") + EngineCore.clientField(client))
+                + (reserving ? "" : " payment=\(order.paymentRef ?? "")") + EngineCore.clientField(client)
+                + (risk.map { " risk=(\($0))" } ?? ""))
         let published = order
         let secrets = revealed
         store.writer.submit(.writeOrder(order, codes: changes, audit: event)) { [self] result in

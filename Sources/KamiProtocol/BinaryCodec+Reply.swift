@@ -64,11 +64,43 @@ extension BinaryCodec {
         }
         out.appendU16LE(UInt16(message.count))
         out.append(contentsOf: message)
+        // Risk verdicts came later, after everything older decoders read.
+        if let verdict = error.verdict {
+            var fits = true
+            appendVerdict(verdict, &out, &fits)
+            if !fits {
+                out.removeSubrange((start + ProtocolLimits.frameHeaderBytes + 2 + message.count)...)
+            }
+        }
         out.setU32LE(UInt32(out.count - start - ProtocolLimits.frameHeaderBytes), at: start + 8)
+    }
+
+    /// `u8 decision, str reason, u16 count, str rule…, i64 score, optstr challenge`.
+    private static func appendVerdict(_ verdict: RiskVerdict, _ out: inout [UInt8], _ fits: inout Bool) {
+        out.append(UInt8(RiskVerdict.Decision.allCases.firstIndex(of: verdict.decision)!))
+        appendString(verdict.reason, &out, &fits)
+        guard appendCount(verdict.rules.count, &out, &fits) else { return }
+        for rule in verdict.rules { appendString(rule, &out, &fits) }
+        out.appendI64LE(Int64(verdict.score))
+        appendOptional(verdict.challenge, &out, &fits)
+    }
+
+    static func readVerdict(_ r: inout PayloadReader) throws(PayloadError) -> RiskVerdict {
+        let number = Int(try r.u8("decision"))
+        // A decision this version does not know is read as deny (the safe side).
+        let decision = number < RiskVerdict.Decision.allCases.count ? RiskVerdict.Decision.allCases[number] : .deny
+        let reason = try r.str("reason")
+        let count = Int(try r.u16("count"))
+        var rules: [String] = []
+        for _ in 0..<count { rules.append(try r.str("rule")) }
+        let score = Int(clamping: try r.i64("score"))
+        return RiskVerdict(decision: decision, reason: reason, rules: rules, score: score, challenge: try r.optStr("challenge"))
     }
 
     private static func appendBody(_ body: ReplyBody, _ out: inout [UInt8], _ fits: inout Bool) {
         switch body {
+        case .risk(let verdict):
+            appendVerdict(verdict, &out, &fits)
         case .empty, .fields:
             break
         case .hello(let hello):
@@ -197,16 +229,17 @@ extension BinaryCodec {
         let op = Operation(rawValue: header.op)
         if header.flags != 0 {
             let message: String
+            var verdict: RiskVerdict? = nil
             do throws(PayloadError) {
                 message = try reader.str("message")
-                try reader.finish()
+                if reader.remaining > 0 { verdict = try readVerdict(&reader) }
             } catch {
                 return refuse(error.message(prefix: "error reply"))
             }
             guard let code = ErrorCode(binaryStatus: header.flags) else {
                 return refuse("reply status \(header.flags) is unknown to this client; the server said: \(message)")
             }
-            let error = KamiError(code, message)
+            let error = KamiError(code, message, verdict: verdict)
             guard let op else { return .failure(id: id, error: error, consumed: consumed, fatal: false) }
             return .item((Reply(id: id, result: .failure(error)), op), consumed: consumed)
         }
@@ -273,6 +306,8 @@ extension BinaryCodec {
             return .stock(WireStock(
                 sku: try r.str("sku"), available: try r.i64("available"), reserved: try r.i64("reserved"),
                 issued: try r.i64("issued"), voided: try r.i64("voided"), imported: try r.i64("imported")))
+        case .risk:
+            return .risk(try readVerdict(&r))
         case .fields:
             throw .invalid("operator replies are JSON only")
         }

@@ -78,6 +78,8 @@ public enum BinaryCodec {
             request.ttlMs = ttlMs == 0 ? nil : ttlMs
             request.ip = try r.optStr("ip")
             request.device = try r.optStr("device")
+            // Risk signals came later: a frame that ends here has none.
+            if r.remaining > 0 { try readSignals(into: &request, &r) }
         case .commit:
             request.order = try r.str("order")
             request.paymentRef = try r.str("payment_ref")
@@ -92,8 +94,25 @@ public enum BinaryCodec {
             request.ip = try r.optStr("ip")
             request.device = try r.optStr("device")
             if r.remaining > 0 { request.waitMs = waitMs(try r.u32("wait_ms")) }
-        case .release, .order:
+            if r.remaining > 0 { try readSignals(into: &request, &r) }
+        case .release:
             request.order = try r.str("order")
+        case .order:
+            request.order = try r.str("order")
+            // The owner and the buyer's IP (anti-scraping) came later.
+            if r.remaining > 0 {
+                request.user = try r.optStr("user")
+                request.ip = try r.optStr("ip")
+            }
+        case .risk:
+            request.event = try r.str("event")
+            request.user = try r.optStr("user")
+            request.ip = try r.optStr("ip")
+            request.device = try r.optStr("device")
+            request.sku = try r.optStr("sku")
+            let qty = try r.u32("qty")
+            request.qty = qty == 0 ? nil : Int(qty)
+            try readSignals(into: &request, &r)
         case .wait:
             request.order = try r.str("order")
             request.waitMs = Int64(try r.u32("wait_ms"))
@@ -105,13 +124,38 @@ public enum BinaryCodec {
                 request.limit = limit == 0 ? nil : Int(limit)
                 request.cursor = try r.optStr("cursor")
             }
+            if r.remaining > 0 { request.ip = try r.optStr("ip") }
         case .stock:
             request.sku = try r.str("sku")
         case .skuSet, .importCSV, .void, .refund, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,
-             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry:
+             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest:
             // Refused before the payload is read; kept exhaustive so a new op must choose.
             throw .invalid("operator operations are JSON only")
         }
+    }
+
+    /// The risk signals block: `optstr payment_account, i64 amount_cents, i64
+    /// account_age_days, u8 phone_verified, optstr challenge_token`; an absent number is
+    /// `Int64.min`, `phone_verified` is 0 absent, 1 false, 2 true.
+    private static func readSignals(into request: inout Request, _ r: inout PayloadReader) throws(PayloadError) {
+        request.paymentAccount = try r.optStr("payment_account")
+        let amount = try r.i64("amount_cents")
+        request.amountCents = amount == Int64.min ? nil : amount
+        let age = try r.i64("account_age_days")
+        request.accountAgeDays = age == Int64.min ? nil : age
+        switch try r.u8("phone_verified") {
+        case 0: request.phoneVerified = nil
+        case 1: request.phoneVerified = false
+        case 2: request.phoneVerified = true
+        default: throw .invalid("phone_verified must be 0 (absent), 1 (false) or 2 (true)")
+        }
+        request.challengeToken = try r.optStr("challenge_token")
+    }
+
+    /// Whether the request carries any risk signal (else the block is left out).
+    private static func hasSignals(_ request: Request) -> Bool {
+        request.paymentAccount != nil || request.amountCents != nil || request.accountAgeDays != nil
+            || request.phoneVerified != nil || request.challengeToken != nil
     }
 
     /// Appends `request` as a binary frame, for clients.
@@ -162,6 +206,13 @@ public enum BinaryCodec {
             }
             out.appendU32LE(wire)
         }
+        func signals() throws(KamiError) {
+            try optional(request.paymentAccount, "payment_account")
+            out.appendI64LE(request.amountCents ?? Int64.min)
+            out.appendI64LE(request.accountAgeDays ?? Int64.min)
+            out.append(request.phoneVerified.map { $0 ? 2 : 1 } ?? 0)
+            try optional(request.challengeToken, "challenge_token")
+        }
         func wait(required: Bool) throws(KamiError) {
             guard required || request.waitMs != nil else { return }
             guard let wire = UInt32(exactly: request.waitMs ?? 0) else {
@@ -183,6 +234,7 @@ public enum BinaryCodec {
             out.appendI64LE(request.ttlMs ?? 0)
             try optional(request.ip, "ip")
             try optional(request.device, "device")
+            if hasSignals(request) { try signals() }
         case .commit:
             try required(request.order, "order")
             try required(request.paymentRef, "payment_ref")
@@ -195,25 +247,48 @@ public enum BinaryCodec {
             try required(request.paymentRef, "payment_ref")
             try optional(request.ip, "ip")
             try optional(request.device, "device")
-            try wait(required: false)
-        case .release, .order:
+            if hasSignals(request) {
+                try wait(required: true)
+                try signals()
+            } else {
+                try wait(required: false)
+            }
+        case .release:
             try required(request.order, "order")
+        case .order:
+            try required(request.order, "order")
+            if request.user != nil || request.ip != nil {
+                try optional(request.user, "user")
+                try optional(request.ip, "ip")
+            }
+        case .risk:
+            try required(request.event, "event")
+            try optional(request.user, "user")
+            try optional(request.ip, "ip")
+            try optional(request.device, "device")
+            try optional(request.sku, "sku")
+            guard let qty = UInt32(exactly: request.qty ?? 0) else {
+                throw KamiError(.badRequest, "qty must be between 0 and \(UInt32.max), got \(request.qty ?? 0)")
+            }
+            out.appendU32LE(qty)
+            try signals()
         case .wait:
             try required(request.order, "order")
             try wait(required: true)
         case .entitlements:
             try required(request.user, "user")
-            if request.limit != nil || request.cursor != nil {
+            if request.limit != nil || request.cursor != nil || request.ip != nil {
                 guard let limit = UInt32(exactly: request.limit ?? 0) else {
                     throw KamiError(.badRequest, "limit must be between 0 and \(UInt32.max), got \(request.limit ?? 0)")
                 }
                 out.appendU32LE(limit)
                 try optional(request.cursor, "cursor")
+                if request.ip != nil { try optional(request.ip, "ip") }
             }
         case .stock:
             try required(request.sku, "sku")
         case .skuSet, .importCSV, .void, .refund, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,
-             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry:
+             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest:
             throw KamiError(.badRequest, "\(op.name) is an operator operation: JSON only, on the Unix socket")
         }
     }

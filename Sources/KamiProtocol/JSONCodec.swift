@@ -107,6 +107,15 @@ public enum JSONCodec {
         number(.untilMs, request.untilMs)
         number(.buyAheadUnits, request.buyAheadUnits)
         number(.buyAheadBudgetCents, request.buyAheadBudgetCents)
+        text(.paymentAccount, request.paymentAccount)
+        number(.amountCents, request.amountCents)
+        number(.accountAgeDays, request.accountAgeDays)
+        flag(.phoneVerified, request.phoneVerified)
+        text(.challengeToken, request.challengeToken)
+        text(.event, request.event)
+        text(.list, request.list)
+        text(.kind, request.kind)
+        text(.value, request.value)
         out.appendStatic("}\n")
         let lineCount = out.count - start
         guard lineCount <= ProtocolLimits.jsonLineBytesMax else {
@@ -155,7 +164,32 @@ public enum JSONCodec {
         JSONWriter.string(error.code.rawValue, &out)
         JSONWriter.key("message", &out)
         JSONWriter.string(error.message, &out)
+        if let verdict = error.verdict {
+            JSONWriter.key("risk", &out)
+            out.append(UInt8(ascii: "{"))
+            appendVerdict(verdict, &out, first: true)
+            out.append(UInt8(ascii: "}"))
+        }
         out.appendStatic("}}\n")
+    }
+
+    /// `"decision":…,"reason":…,"rules":[…],"score":…,"challenge":…`.
+    private static func appendVerdict(_ verdict: RiskVerdict, _ out: inout [UInt8], first: Bool) {
+        JSONWriter.key("decision", &out, first: first)
+        JSONWriter.string(verdict.decision.rawValue, &out)
+        JSONWriter.key("reason", &out)
+        JSONWriter.string(verdict.reason, &out)
+        JSONWriter.key("rules", &out)
+        out.append(UInt8(ascii: "["))
+        for (i, rule) in verdict.rules.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            JSONWriter.string(rule, &out)
+        }
+        out.append(UInt8(ascii: "]"))
+        JSONWriter.key("score", &out)
+        out.appendDecimal(Int64(verdict.score))
+        JSONWriter.key("challenge", &out)
+        JSONWriter.optionalString(verdict.challenge, &out)
     }
 
     private static func appendBody(_ body: ReplyBody, _ out: inout [UInt8]) {
@@ -203,6 +237,8 @@ public enum JSONCodec {
             out.appendDecimal(stock.voided)
             JSONWriter.key("imported", &out)
             out.appendDecimal(stock.imported)
+        case .risk(let verdict):
+            appendVerdict(verdict, &out, first: false)
         case .fields(let members):
             for (name, value) in members {
                 precondition(name != "id" && name != "ok" && name != "error",

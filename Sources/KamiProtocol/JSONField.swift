@@ -6,6 +6,7 @@ enum JSONField: UInt8, CaseIterable {
     case limit, cursor
     case waitMs, supplier, product, costCents, priority, weight, sourcePolicy, strategy, minMarginCents, noCandidate
     case lowWater, sinceMs, untilMs, buyAheadUnits, buyAheadBudgetCents
+    case paymentAccount, amountCents, accountAgeDays, phoneVerified, challengeToken, event, list, kind, value
 
     /// The name on the wire.
     var key: StaticString {
@@ -49,6 +50,15 @@ enum JSONField: UInt8, CaseIterable {
         case .untilMs: "until_ms"
         case .buyAheadUnits: "buy_ahead_units"
         case .buyAheadBudgetCents: "buy_ahead_budget_cents"
+        case .paymentAccount: "payment_account"
+        case .amountCents: "amount_cents"
+        case .accountAgeDays: "account_age_days"
+        case .phoneVerified: "phone_verified"
+        case .challengeToken: "challenge_token"
+        case .event: "event"
+        case .list: "list"
+        case .kind: "kind"
+        case .value: "value"
         }
     }
 
@@ -60,24 +70,24 @@ enum JSONField: UInt8, CaseIterable {
     /// checks that it agrees with `key` for every field.
     @inline(__always)
     static func match(_ p: UnsafeRawPointer, count: Int) -> JSONField? {
-        let candidates: (JSONField, JSONField?, JSONField?, JSONField?, JSONField?)
+        let candidates: (JSONField, JSONField?, JSONField?, JSONField?, JSONField?, JSONField?)
         switch count {
-        case 2: candidates = (.id, .op, .ip, nil, nil)
-        case 3: candidates = (.sku, .qty, nil, nil, nil)
-        case 4: candidates = (.user, .name, .path, nil, nil)
-        case 5: candidates = (.order, .token, .batch, .limit, nil)
-        case 6: candidates = (.ttlMs, .client, .device, .cursor, .weight)
-        case 7: candidates = (.codeID, .dryRun, .replace, .waitMs, .product)
-        case 8: candidates = (.supplier, .priority, .strategy, .sinceMs, .untilMs)
-        case 9: candidates = (.lowWater, nil, nil, nil, nil)
-        case 10: candidates = (.costCents, nil, nil, nil, nil)
-        case 11: candidates = (.paymentRef, .priceCents, nil, nil, nil)
-        case 12: candidates = (.withSecrets, .noCandidate, nil, nil, nil)
-        case 13: candidates = (.sourcePolicy, nil, nil, nil, nil)
-        case 14: candidates = (.perUserLimit, .activationURL, nil, nil, nil)
-        case 15: candidates = (.buyAheadUnits, nil, nil, nil, nil)
-        case 22: candidates = (.buyAheadBudgetCents, nil, nil, nil, nil)
-        case 16: candidates = (.minMarginCents, nil, nil, nil, nil)
+        case 2: candidates = (.id, .op, .ip, nil, nil, nil)
+        case 3: candidates = (.sku, .qty, nil, nil, nil, nil)
+        case 4: candidates = (.user, .name, .path, .list, .kind, nil)
+        case 5: candidates = (.order, .token, .batch, .limit, .event, .value)
+        case 6: candidates = (.ttlMs, .client, .device, .cursor, .weight, nil)
+        case 7: candidates = (.codeID, .dryRun, .replace, .waitMs, .product, nil)
+        case 8: candidates = (.supplier, .priority, .strategy, .sinceMs, .untilMs, nil)
+        case 9: candidates = (.lowWater, nil, nil, nil, nil, nil)
+        case 10: candidates = (.costCents, nil, nil, nil, nil, nil)
+        case 11: candidates = (.paymentRef, .priceCents, nil, nil, nil, nil)
+        case 12: candidates = (.withSecrets, .noCandidate, .amountCents, nil, nil, nil)
+        case 13: candidates = (.sourcePolicy, nil, nil, nil, nil, nil)
+        case 14: candidates = (.perUserLimit, .activationURL, .phoneVerified, nil, nil, nil)
+        case 15: candidates = (.buyAheadUnits, .paymentAccount, .challengeToken, nil, nil, nil)
+        case 22: candidates = (.buyAheadBudgetCents, nil, nil, nil, nil, nil)
+        case 16: candidates = (.minMarginCents, .accountAgeDays, nil, nil, nil, nil)
         default: return nil
         }
         if candidates.0.key.matches(p, count: count) { return candidates.0 }
@@ -85,6 +95,7 @@ enum JSONField: UInt8, CaseIterable {
         if let field = candidates.2, field.key.matches(p, count: count) { return field }
         if let field = candidates.3, field.key.matches(p, count: count) { return field }
         if let field = candidates.4, field.key.matches(p, count: count) { return field }
+        if let field = candidates.5, field.key.matches(p, count: count) { return field }
         return nil
     }
 }

@@ -153,7 +153,9 @@ enum JSONReplyDecoder {
             let codeName = string(members, "code"), let message = string(members, "message")
         else { return fail(id, "reply with ok false has no error object with code and message strings") }
         // A code this version does not know is the server's error all the same: `.other`.
-        return .success(Reply(id: id, result: .failure(KamiError(ErrorCode(rawValue: codeName), message))))
+        var verdict: RiskVerdict? = nil
+        if case .object(let risk)? = members.first(where: { $0.0 == "risk" })?.1 { verdict = self.verdict(Fields(risk)) }
+        return .success(Reply(id: id, result: .failure(KamiError(ErrorCode(rawValue: codeName), message, verdict: verdict))))
     }
 
     private static func string(_ members: [(String, JSONValue)], _ name: String) -> String? {
@@ -165,7 +167,7 @@ enum JSONReplyDecoder {
     static func body(_ members: [(String, JSONValue)]) -> ReplyBody {
         if members.isEmpty { return .empty }
         let names = Set(members.map(\.0))
-        for kind in [ReplyKind.hello, .order, .stock, .codes] where names.isSuperset(of: kind.requiredKeys) {
+        for kind in [ReplyKind.hello, .order, .stock, .codes, .risk] where names.isSuperset(of: kind.requiredKeys) {
             if let body = body(members, kind: kind) { return body }
         }
         return .fields(members)
@@ -212,7 +214,22 @@ enum JSONReplyDecoder {
             else { return nil }
             return .stock(WireStock(sku: sku, available: available, reserved: reserved, issued: issued,
                                     voided: voided, imported: imported))
+        case .risk:
+            return verdict(fields).map { .risk($0) }
         }
+    }
+
+    /// A verdict's fields; an unknown decision name is read as deny (the safe side).
+    private static func verdict(_ fields: Fields) -> RiskVerdict? {
+        guard let decision = fields.string("decision"), let reason = fields.string("reason"),
+              case .array(let items)? = fields["rules"], let score = fields.int("score") else { return nil }
+        var rules: [String] = []
+        for item in items {
+            guard case .string(let name) = item else { return nil }
+            rules.append(name)
+        }
+        return RiskVerdict(decision: RiskVerdict.Decision(rawValue: decision) ?? .deny, reason: reason, rules: rules,
+                           score: Int(clamping: score), challenge: fields.string("challenge"))
     }
 
     /// Members by name (a reply has a handful; the first of a name wins, names are unique).

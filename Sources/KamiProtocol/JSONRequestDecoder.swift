@@ -149,6 +149,15 @@ struct JSONRequestDecoder {
         case .untilMs: request.untilMs = integer(field, value)
         case .buyAheadUnits: request.buyAheadUnits = integer(field, value)
         case .buyAheadBudgetCents: request.buyAheadBudgetCents = integer(field, value)
+        case .paymentAccount: request.paymentAccount = string(field, value)
+        case .amountCents: request.amountCents = integer(field, value)
+        case .accountAgeDays: request.accountAgeDays = integer(field, value)
+        case .phoneVerified: request.phoneVerified = bool(field, value)
+        case .challengeToken: request.challengeToken = string(field, value)
+        case .event: request.event = string(field, value)
+        case .list: request.list = string(field, value)
+        case .kind: request.kind = string(field, value)
+        case .value: request.value = string(field, value)
         }
     }
 

@@ -15,6 +15,8 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     case stock = 9
     /// Long-polls an order pending upstream until it is delivered or failed (or `wait_ms`).
     case wait = 10
+    /// Asks the risk gate about a storefront event (`register`, `login`, `pay`, …).
+    case risk = 11
 
     case skuSet = 32
     case importCSV = 33
@@ -39,6 +41,10 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     case skuSource = 52
     case upstreamFailed = 53
     case upstreamRetry = 54
+    case riskBlock = 55
+    case riskUnblock = 56
+    case riskList = 57
+    case riskTest = 58
 
     /// The name used in JSON (`"op": "reserve"`); the table is `wireName`.
     public var name: String { wireName.description }
@@ -90,6 +96,20 @@ public struct Request: Sendable, Hashable {
     public var ip: String?
     /// The buyer's device id, for the risk gate (`device`).
     public var device: String?
+    /// Risk signals (`payment_account`, `amount_cents`, `account_age_days`,
+    /// `phone_verified`, `challenge_token`) on `reserve`, `issue` and `risk`.
+    public var paymentAccount: String?
+    public var amountCents: Int64?
+    public var accountAgeDays: Int64?
+    public var phoneVerified: Bool?
+    public var challengeToken: String?
+    /// `risk`: the storefront's event name (`event`).
+    public var event: String?
+    /// `risk_block`, `risk_unblock`: the list (`block`, `allow`), the kind of value
+    /// (`user`, `ip`, `device`, `payment`) and the value.
+    public var list: String?
+    public var kind: String?
+    public var value: String?
     /// `hello`.
     public var client: String?
     /// `hello`: the client's token.
@@ -284,6 +304,8 @@ public enum ReplyBody: Sendable, Hashable {
     case codes([WireCode], nextCursor: String?)
     /// `stock`.
     case stock(WireStock)
+    /// `risk`: the gate's verdict.
+    case risk(RiskVerdict)
     /// Operator replies: extra top-level fields.
     case fields([(String, JSONValue)])
 
@@ -295,6 +317,7 @@ public enum ReplyBody: Sendable, Hashable {
         case (.order(let x), .order(let y)): x == y
         case (.codes(let x, let xc), .codes(let y, let yc)): x == y && xc == yc
         case (.stock(let x), .stock(let y)): x == y
+        case (.risk(let x), .risk(let y)): x == y
         case (.fields(let x), .fields(let y)): JSONValue.object(x) == JSONValue.object(y)
         default: false
         }

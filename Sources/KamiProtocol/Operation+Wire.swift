@@ -3,7 +3,7 @@ import KamiCore
 /// The shape of a successful reply, which in binary follows from the operation alone
 /// (frames carry no body tag).
 enum ReplyKind: Sendable {
-    case empty, hello, order, codes, stock, fields
+    case empty, hello, order, codes, stock, risk, fields
 
     /// The keys a JSON reply of this kind must have (it may have more).
     var requiredKeys: Set<String> {
@@ -13,6 +13,7 @@ enum ReplyKind: Sendable {
         case .order: ["order", "state", "sku", "qty", "expires_at_ms", "codes"]
         case .codes: ["codes"]
         case .stock: ["sku", "available", "reserved", "issued", "voided", "imported"]
+        case .risk: ["decision", "reason", "rules", "score"]
         }
     }
 }
@@ -26,8 +27,9 @@ extension Operation {
         case .reserve, .commit, .issue, .release, .order, .refund, .wait: .order
         case .entitlements: .codes
         case .stock: .stock
+        case .risk: .risk
         case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,
-             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry: .fields
+             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest: .fields
         }
     }
 
@@ -68,6 +70,11 @@ extension Operation {
         case .skuSource: "sku_source"
         case .upstreamFailed: "upstream_failed"
         case .upstreamRetry: "upstream_retry"
+        case .risk: "risk"
+        case .riskBlock: "risk_block"
+        case .riskUnblock: "risk_unblock"
+        case .riskList: "risk_list"
+        case .riskTest: "risk_test"
         }
     }
 
@@ -90,7 +97,8 @@ extension Operation {
         switch p.load(as: UInt8.self) {
         case UInt8(ascii: "h"): return pick(.hello)
         case UInt8(ascii: "p"): return pick(.ping)
-        case UInt8(ascii: "r"): return pick(.reserve, .release, .refund, .reload)
+        case UInt8(ascii: "r"):
+            return pick(.reserve, .release, .refund, .risk) ?? pickAny([.reload, .riskBlock, .riskUnblock, .riskList, .riskTest])
         case UInt8(ascii: "c"): return pick(.commit)
         case UInt8(ascii: "i"): return pick(.issue, .importCSV)
         case UInt8(ascii: "o"): return pick(.order)
@@ -121,6 +129,7 @@ extension ReplyBody {
         case .order: .order
         case .codes: .codes
         case .stock: .stock
+        case .risk: .risk
         case .fields: .fields
         }
     }

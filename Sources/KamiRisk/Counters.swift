@@ -112,6 +112,15 @@ final class BucketTable: Sendable {
         }
     }
 
+    /// Whether `key`'s bucket has a token, without taking it (an unknown key has a full one).
+    func hasToken(_ key: UInt64, perSecond: Double, burst: Double, nowMs: Int64) -> Bool {
+        stripes[Int(truncatingIfNeeded: key) & (CounterLayout.stripes - 1)].withLock { stripe in
+            guard let index = stripe.index.find(key) else { return true }
+            let elapsed = Double(max(0, nowMs - stripe.stamp[index])) / 1_000
+            return min(burst, stripe.tokens[index] + elapsed * perSecond) >= 1
+        }
+    }
+
     var evictions: Int { stripes.reduce(0) { $0 + $1.withLock { $0.index.evictions } } }
     var occupied: Int { stripes.reduce(0) { $0 + $1.withLock { $0.index.occupied } } }
     var capacity: Int { stripes.reduce(0) { $0 + $1.withLock { $0.index.keys.count } } }

@@ -232,6 +232,11 @@ public final class RiskGate: Sendable {
 
     // MARK: challenges
 
+    /// A challenge token for `signals` with the rules' TTL.
+    public func challenge(for signals: RiskSignals, nowMs: Int64) -> String {
+        mintChallenge(signals, nowMs: nowMs, ttlMs: loaded.withLock { $0 }.rules.challengeTTLMs)
+    }
+
     /// `v1.<expiry ms>.<mac>`: bound to the user, IP and device it was minted for.
     func mintChallenge(_ signals: RiskSignals, nowMs: Int64, ttlMs: Int64) -> String {
         let expiry = nowMs + ttlMs

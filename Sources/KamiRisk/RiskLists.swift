@@ -95,16 +95,17 @@ final class HoldTracker: Sendable {
     /// Remembers a hold placed with these keys until `deadlineMs`.
     func add(order: String, keys: [UInt64], deadlineMs: Int64) {
         guard !keys.isEmpty else { return }
-        let added = orders[stripe(order)].withLock { stripe -> Bool in
-            guard stripe.holds[order] == nil else { return false }
+        // nil: already tracked (a repeated reserve of one order counts once).
+        let added = orders[stripe(order)].withLock { stripe -> Bool? in
+            guard stripe.holds[order] == nil else { return nil }
             guard stripe.holds.count < perStripe else { return false }
             stripe.holds[order] = Hold(keys: keys, deadlineMs: deadlineMs)
             return true
         }
-        if added {
-            for key in keys { adjust(key, by: 1) }
-        } else {
-            droppedCount.withLock { $0 += 1 }
+        switch added {
+        case true?: for key in keys { adjust(key, by: 1) }
+        case false?: droppedCount.withLock { $0 += 1 }
+        case nil: break
         }
     }
 

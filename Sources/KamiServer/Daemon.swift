@@ -147,6 +147,10 @@ public enum Daemon {
                 printError("kamid: \(error.message)\n")
                 return 2
             }
+            do { _ = try DaemonRuntime.riskRules(config) } catch {
+                printError("kamid: risk rules: \(error)\n")
+                return 2
+            }
             print("kamid: \(source.path ?? "the embedded default config") is valid")
             return 0
         }

@@ -42,6 +42,17 @@ public struct DaemonConfig: Sendable, Equatable {
     public var upstreamSyncMs: Int64 = 60_000
     /// An order with no candidate under the `wait` policy (or every breaker open) gives up after this long.
     public var upstreamWaitMaxMs: Int64 = 600_000
+    /// The risk gate's rules file (nil: no rules; lists and review still work). Relative to
+    /// `dataDirectory` unless absolute.
+    public var riskRules: String?
+    /// The sizes of the risk gate's counters (restart keys: allocated once at start).
+    public var riskRateEntries = 1 << 18
+    public var riskDistinctEntries = 1 << 16
+    public var riskSketchWidth = 1 << 16
+    public var riskHoldEntries = 1 << 18
+    /// Failed `order` lookups (unknown order, or another user's) allowed per user and per IP
+    /// a minute before lookups are refused with LIMIT_REACHED.
+    public var riskLookupFailuresPerMinute = 30
 
     /// The embedded defaults.
     public init() {}
@@ -69,6 +80,8 @@ public struct DaemonConfig: Sendable, Equatable {
         public static let commitDelayUs = 0...Limits.commitDelayUsMax
         public static let holdTTLMs: ClosedRange<Int64> = Limits.holdTTLMsMin...Limits.holdTTLMsMax
         public static let unixSocketMode: ClosedRange<UInt32> = 0o600...0o666
+        public static let riskEntries = 1_024...(1 << 26)
+        public static let riskLookupFailures = 1...100_000
     }
 
     /// Every key the parser knows, in the order of `Config/kamid.conf`; `token_file.CLIENT`
@@ -78,7 +91,8 @@ public struct DaemonConfig: Sendable, Equatable {
         "request_timeout_ms", "shutdown_timeout_ms", "max_request_bytes", "data_dir", "durability", "commit_batch_max", "commit_delay_us",
         "hold_ttl_default_ms", "hold_ttl_max_ms", "token_dir", "token_file.CLIENT", "master_key_file",
         "metrics_listen", "log_level", "upstream_callback_listen", "upstream_callback_url", "upstream_sync_ms",
-        "upstream_wait_max_ms", "supplier.ID.KEY",
+        "upstream_wait_max_ms", "supplier.ID.KEY", "risk_rules", "risk_rate_entries", "risk_distinct_entries",
+        "risk_sketch_width", "risk_hold_entries", "risk_lookup_failures_per_minute",
     ]
 
     /// The embedded default config: the text of `Config/kamid.conf`.
@@ -88,6 +102,7 @@ public struct DaemonConfig: Sendable, Equatable {
     public static let restartKeys: Set<String> = [
         "listen", "unix_socket", "unix_socket_mode", "loop_threads", "data_dir", "durability",
         "master_key_file", "metrics_listen", "upstream_callback_listen",
+        "risk_rate_entries", "risk_distinct_entries", "risk_sketch_width", "risk_hold_entries",
     ]
 
     /// This config with every key of `restartKeys` set to its value in `running`: what a
@@ -103,6 +118,10 @@ public struct DaemonConfig: Sendable, Equatable {
         kept.masterKeyFile = running.masterKeyFile
         kept.metricsListen = running.metricsListen
         kept.upstreamCallbackListen = running.upstreamCallbackListen
+        kept.riskRateEntries = running.riskRateEntries
+        kept.riskDistinctEntries = running.riskDistinctEntries
+        kept.riskSketchWidth = running.riskSketchWidth
+        kept.riskHoldEntries = running.riskHoldEntries
         return kept
     }
 
@@ -211,6 +230,13 @@ public struct DaemonConfig: Sendable, Equatable {
                 config.upstreamCallbackURL = value
             case "upstream_sync_ms": config.upstreamSyncMs = try integer(value, 0...86_400_000, bad: bad)
             case "upstream_wait_max_ms": config.upstreamWaitMaxMs = try integer(value, 1_000...86_400_000, bad: bad)
+            case "risk_rules": config.riskRules = value.isEmpty ? nil : try path(value, bad: bad)
+            case "risk_rate_entries": config.riskRateEntries = try integer(value, Range.riskEntries, bad: bad)
+            case "risk_distinct_entries": config.riskDistinctEntries = try integer(value, Range.riskEntries, bad: bad)
+            case "risk_sketch_width": config.riskSketchWidth = try integer(value, Range.riskEntries, bad: bad)
+            case "risk_hold_entries": config.riskHoldEntries = try integer(value, Range.riskEntries, bad: bad)
+            case "risk_lookup_failures_per_minute":
+                config.riskLookupFailuresPerMinute = try integer(value, Range.riskLookupFailures, bad: bad)
             case "log_level":
                 guard let level = LogLevel(name: value) else {
                     throw bad("expected error, warning, notice, info or debug, got \(quoted(value))")

@@ -6,6 +6,7 @@ import KamiEngine
 import KamiHTTP
 import KamiStore
 import KamiUpstream
+import KamiRisk
 import Synchronization
 
 /// A running kamid: owns the engine, the server and the config in effect, and applies
@@ -27,6 +28,8 @@ final class DaemonRuntime: @unchecked Sendable {
     private var engine: Engine?
     private var server: Server?
     private var upstream: UpstreamService?
+    /// The risk gate: its counters are sized once, here; its rules follow the config.
+    private var risk: RiskGate?
 
     init(source: Daemon.ConfigSource, config: DaemonConfig) {
         self.source = source
@@ -97,7 +100,27 @@ final class DaemonRuntime: @unchecked Sendable {
             reload: { [self] in reload(trigger: "kamictl") },
             newToken: { [self] client in newToken(client: client) },
             upstream: { [self] in lock.withLock { upstream } })
-        let server = Server(engine: engine, config: serverConfig, logger: logger, controls: controls)
+        let gate: RiskGate
+        do {
+            gate = RiskGate(limits: DaemonRuntime.riskLimits(config), rules: try DaemonRuntime.riskRules(config))
+        } catch {
+            logger.log(.error, "startup-failed", ["error": "\(error)"])
+            notifier?.status("startup failed: \(error)")
+            engine.close()
+            return 1
+        }
+        lock.withLock { self.risk = gate }
+        let server = Server(engine: engine, config: serverConfig, logger: logger, controls: controls, risk: gate,
+                            lookups: LookupGuard(perMinute: config.riskLookupFailuresPerMinute))
+        do { try server.dispatcher.risk.refreshLists() } catch {
+            logger.log(.error, "startup-failed", ["error": "\(error)"])
+            engine.close()
+            return 1
+        }
+        logger.log(.notice, "risk-rules", [
+            "file": config.riskRules.map(config.resolve) ?? "none", "rules": String(gate.rules.rules.count),
+            "memory_bytes": String(gate.memoryBytes),
+        ])
         // Published before it starts: the first connection (a `kamictl reload` racing the
         // start-up) may call back into `reload` at once, and must find the server.
         lock.withLock { self.server = server }
@@ -258,6 +281,9 @@ final class DaemonRuntime: @unchecked Sendable {
         let tokens: [String: String]
         do { tokens = try TokenStore.load(next) } catch { return .failure(error) }
         guard let engine, let server else { return .failure(KamiError(.unavailable, "kamid is still starting")) }
+        // The rules file is read and checked before anything changes: a bad one keeps the old rules.
+        let rules: RiskRules
+        do { rules = try DaemonRuntime.riskRules(next) } catch { return .failure(KamiError(.badRequest, error.description)) }
 
         let old = running
         var applied = DaemonRuntime.changedKeys(old, next)
@@ -274,6 +300,10 @@ final class DaemonRuntime: @unchecked Sendable {
             }
         }
         if old.suppliers != next.suppliers { applied.append("suppliers") }
+        if let risk, rules != risk.rules {
+            risk.load(rules)
+            applied.append("risk_rules")
+        }
         logger.setLevel(next.logLevel)
         engine.setHoldTTL(defaultMs: next.holdTTLDefaultMs, maxMs: next.holdTTLMaxMs)
         engine.storage.writer.setSettings(CommitSettings(batchMax: next.commitBatchMax, delayUs: next.commitDelayUs))
@@ -283,6 +313,18 @@ final class DaemonRuntime: @unchecked Sendable {
         // Restart keys kept their running values, so each reload reports them until restarted.
         running = next
         return .success((applied, restart))
+    }
+
+    /// The counters' sizes from the config.
+    static func riskLimits(_ config: DaemonConfig) -> RiskLimits {
+        RiskLimits(rateEntries: config.riskRateEntries, distinctEntries: config.riskDistinctEntries,
+                   sketchWidth: config.riskSketchWidth, holdEntries: config.riskHoldEntries)
+    }
+
+    /// The rules file the config names, parsed (no rules when it names none).
+    static func riskRules(_ config: DaemonConfig) throws(RulesFileError) -> RiskRules {
+        guard let path = config.riskRules else { return .none }
+        return try RulesFile.load(path: config.resolve(path))
     }
 
     /// Config keys whose values differ.
@@ -315,6 +357,12 @@ final class DaemonRuntime: @unchecked Sendable {
         check("upstream_callback_url", \.upstreamCallbackURL)
         check("upstream_sync_ms", \.upstreamSyncMs)
         check("upstream_wait_max_ms", \.upstreamWaitMaxMs)
+        check("risk_rules", \.riskRules)
+        check("risk_rate_entries", \.riskRateEntries)
+        check("risk_distinct_entries", \.riskDistinctEntries)
+        check("risk_sketch_width", \.riskSketchWidth)
+        check("risk_hold_entries", \.riskHoldEntries)
+        check("risk_lookup_failures_per_minute", \.riskLookupFailuresPerMinute)
         return keys
     }
 

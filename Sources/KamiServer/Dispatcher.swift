@@ -2,6 +2,7 @@ import Dispatch
 import KamiCore
 import KamiEngine
 import KamiProtocol
+import KamiRisk
 import KamiStore
 
 /// Routes decoded requests: storefront operations and queries to the engine (here), operator
@@ -17,19 +18,31 @@ final class Dispatcher: Sendable {
     /// The operator operations, run on `operatorQueue`.
     private let operators: OperatorOperations
 
-    init(engine: Engine, controls: DaemonControls) {
+    /// The risk gate's side of each request.
+    let risk: RiskDesk
+
+    init(engine: Engine, controls: DaemonControls, risk: RiskDesk) {
         self.engine = engine
-        self.operators = OperatorOperations(engine: engine, controls: controls)
+        self.risk = risk
+        self.operators = OperatorOperations(engine: engine, controls: controls, risk: risk)
     }
 
     typealias Done = @Sendable (Reply) -> Void
 
     /// Handles a storefront or operator request that passed authentication; `client` is the
     /// connection's hello name (`operator` on the Unix socket), recorded on order events.
-    func handle(_ request: Request, client: String? = nil, done: @escaping Done) {
+    ///
+    /// `trusted` is the operator's Unix socket: it may look up any order without naming its user.
+    func handle(_ request: Request, client: String? = nil, trusted: Bool = false, done: @escaping Done) {
         let id = request.id
         let finish: OrderCompletion = { result in
             done(Reply(id: id, result: result.map { .order(WireMapping.wire($0)) }))
+        }
+        let risk = self.risk
+        // Holds end (for the gate's hold counts) when paid or released.
+        let ending: OrderCompletion = { result in
+            if case .success(let reply) = result, reply.state != .reserved { risk.ended(order: reply.orderID) }
+            finish(result)
         }
         do throws(KamiError) {
             switch request.op {
@@ -38,43 +51,64 @@ final class Dispatcher: Sendable {
             case .ping:
                 done(Reply(id: id, result: .success(.empty)))
             case .reserve:
+                let verdict = risk.screen(request, client: client)
+                guard verdict.decision == .allow else { return done(Reply(id: id, result: .failure(RiskDesk.refusal(verdict)))) }
                 engine.storefront.reserve(
                     order: try need(request.order, "order"), user: try need(request.user, "user"),
                     sku: try need(request.sku, "sku"), units: request.qty ?? 1, ttlMs: request.ttlMs.flatMap { $0 == 0 ? nil : $0 },
-                    client: client, completion: finish)
+                    client: client, risk: verdict.rules.isEmpty ? nil : verdict.description,
+                    completion: { result in
+                        risk.reserved(request, result)
+                        finish(result)
+                    })
             case .commit:
                 engine.storefront.commit(order: try need(request.order, "order"), paymentRef: try need(request.paymentRef, "payment_ref"),
-                              client: client, waitMs: request.waitMs, completion: finish)
+                              client: client, waitMs: request.waitMs, completion: ending)
             case .issue:
+                let verdict = risk.screen(request, client: client)
+                guard verdict.decision == .allow else { return done(Reply(id: id, result: .failure(RiskDesk.refusal(verdict)))) }
                 engine.storefront.issue(
                     order: try need(request.order, "order"), user: try need(request.user, "user"),
                     sku: try need(request.sku, "sku"), units: request.qty ?? 1,
                     paymentRef: try need(request.paymentRef, "payment_ref"), client: client, waitMs: request.waitMs,
-                    completion: finish)
+                    risk: verdict.rules.isEmpty ? nil : verdict.description, completion: ending)
             case .wait:
                 engine.storefront.wait(order: try need(request.order, "order"), timeoutMs: try need(request.waitMs, "wait_ms"),
                                        completion: finish)
             case .release:
-                engine.storefront.release(order: try need(request.order, "order"), client: client, completion: finish)
+                engine.storefront.release(order: try need(request.order, "order"), client: client, completion: ending)
             case .order:
-                done(Reply(id: id, result: .success(.order(WireMapping.wire(try engine.queries.order(try need(request.order, "order")))))))
+                let reply = trusted ? try engine.queries.order(try need(request.order, "order")) : try risk.lookUp(request, client: client)
+                done(Reply(id: id, result: .success(.order(WireMapping.wire(reply)))))
             case .entitlements:
-                let page = try engine.queries.entitlements(
-                    user: try need(request.user, "user"), withSecrets: true, limit: request.limit, cursor: request.cursor)
+                let user = try need(request.user, "user")
+                guard trusted || risk.lookups.allows(user: nil, ip: request.ip, nowMs: engine.nowMs) else {
+                    throw KamiError(.limitReached, "too many failed lookups from this IP; wait a minute")
+                }
+                let page = try engine.queries.entitlements(user: user, withSecrets: true, limit: request.limit, cursor: request.cursor)
+                if !trusted {
+                    // A user with nothing is what an enumerator of user ids finds most: it counts
+                    // against the IP as a failed lookup.
+                    if page.items.isEmpty && request.cursor == nil { risk.lookups.failed(user: nil, ip: request.ip, nowMs: engine.nowMs) }
+                    risk.revealed(page.items.filter { $0.secret != nil }.map(\.codeID), user: user, ip: request.ip,
+                                  subject: "entitlements:\(user)", client: client)
+                }
                 done(Reply(id: id, result: .success(.codes(page.items.map(WireMapping.wire), nextCursor: page.nextCursor))))
+            case .risk:
+                done(Reply(id: id, result: .success(.risk(try risk.decide(request, client: client)))))
             case .stock:
                 let stock = try engine.queries.stock(sku: try need(request.sku, "sku"))
                 done(Reply(id: id, result: .success(.stock(WireStock(
                     sku: stock.skuKey, available: Int64(stock.available), reserved: Int64(stock.reserved),
                     issued: Int64(stock.issued), voided: Int64(stock.voided), imported: Int64(stock.imported))))))
             case .refund:
-                engine.storefront.refund(order: try need(request.order, "order"), client: client, completion: finish)
+                engine.storefront.refund(order: try need(request.order, "order"), client: client, completion: ending)
             case .jobs:
                 // Answered at once, never queued behind the import it reports on.
                 done(Reply(id: id, result: .success(.fields([("jobs", .array(engine.queries.currentJob.map {
                     [WireMapping.wire($0, nowMs: engine.nowMs)] } ?? []))]))))
             case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew,
-                 .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry:
+                 .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest:
                 operatorQueue.async { [self] in
                     let result: Result<ReplyBody, KamiError>
                     do throws(KamiError) { result = .success(try operators.operate(request)) } catch {

@@ -469,7 +469,7 @@ final class EventLoop: @unchecked Sendable {
         let connectionID = connection.id
         let op = request.op
         let client = connection.client ?? (connection.isOperator ? "operator" : nil)
-        server.dispatcher.handle(request, client: client) { [self] reply in
+        server.dispatcher.handle(request, client: client, trusted: connection.isOperator) { [self] reply in
             post(Completion(connection: connectionID, slot: seq, op: op, reply: reply, startedNs: startedNs))
         }
     }

@@ -4,6 +4,7 @@ public import KamiEngine
 import KamiProtocol
 import KamiStore
 public import KamiUpstream
+import KamiRisk
 import Synchronization
 
 /// kamid's counters, and their rendering in the Prometheus text exposition format (0.0.4).
@@ -156,6 +157,7 @@ public final class Metrics: Sendable {
         out.sample("kami_holds_outstanding", [], Double(engine.holdsOutstanding))
 
         if let upstream { renderUpstream(upstream, into: &out) }
+        renderRisk(server.dispatcher.risk, into: &out)
 
         out.family("kami_reloads_total", "counter", "Config reloads, by result.")
         out.sample("kami_reloads_total", [("result", "applied")], Double(reloads.load(0)))
@@ -165,6 +167,34 @@ public final class Metrics: Sendable {
 }
 
 extension Metrics {
+    /// The risk gate's decisions, each rule's hits, its tables and the lookup guard.
+    func renderRisk(_ desk: RiskDesk, into out: inout Exposition) {
+        let gate = desk.gate
+        out.family("kami_risk_decisions_total", "counter", "Risk gate decisions, by decision.")
+        for (decision, count) in gate.decisionCounts {
+            out.sample("kami_risk_decisions_total", [("decision", decision.rawValue)], Double(count))
+        }
+        out.family("kami_risk_rule_hits_total", "counter", "Times each rule fired; mode shadow decided nothing.")
+        for figure in gate.ruleFigures {
+            out.sample("kami_risk_rule_hits_total", [("rule", figure.name), ("mode", "enforce")], Double(figure.fired))
+            out.sample("kami_risk_rule_hits_total", [("rule", figure.name), ("mode", "shadow")], Double(figure.shadowFired))
+        }
+        let tables = gate.tableFigures
+        out.family("kami_risk_evictions_total", "counter", "Counter keys pushed out of a full table, by table.")
+        out.sample("kami_risk_evictions_total", [("table", "rate")], Double(tables.rateEvictions))
+        out.sample("kami_risk_evictions_total", [("table", "distinct")], Double(tables.distinctEvictions))
+        out.family("kami_risk_holds_tracked", "gauge", "Unpaid holds counted by holds rules.")
+        out.sample("kami_risk_holds_tracked", [], Double(tables.holdsTracked))
+        out.family("kami_risk_holds_untracked_total", "counter", "Holds not counted because the hold table was full.")
+        out.sample("kami_risk_holds_untracked_total", [], Double(tables.holdsDropped))
+        out.family("kami_risk_memory_bytes", "gauge", "The bound on the risk gate's counter memory.")
+        out.sample("kami_risk_memory_bytes", [], Double(gate.memoryBytes + desk.lookups.memoryBytes))
+        out.family("kami_secrets_revealed_total", "counter", "Secrets shown by order and entitlements lookups.")
+        out.sample("kami_secrets_revealed_total", [], Double(desk.reveals.load(ordering: .relaxed)))
+        out.family("kami_lookups_refused_total", "counter", "Order lookups refused after too many failed ones.")
+        out.sample("kami_lookups_refused_total", [], Double(desk.lookupsRefused.load(ordering: .relaxed)))
+    }
+
     /// The upstream service's counters and each supplier's state.
     func renderUpstream(_ upstream: UpstreamService, into out: inout Exposition) {
         let counters = upstream.snapshot

@@ -9,6 +9,7 @@ import KamiStore
 struct OperatorOperations: Sendable {
     let engine: Engine
     let controls: DaemonControls
+    let risk: RiskDesk
 
     /// Rejected import rows listed in a reply; the rest are counted.
     static let rejectedRowsShownMax = 100
@@ -119,6 +120,19 @@ struct OperatorOperations: Sendable {
         case .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync,
              .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry:
             return try SupplierOperations(engine: engine, controls: controls).operate(request)
+        case .riskBlock:
+            return .fields(try risk.setList(request, add: true))
+        case .riskUnblock:
+            return .fields(try risk.setList(request, add: false))
+        case .riskList:
+            return .fields(try risk.listing())
+        case .riskTest:
+            let (verdict, shadow) = risk.test(request)
+            return .fields([
+                ("decision", .string(verdict.decision.rawValue)), ("reason", .string(verdict.reason)),
+                ("rules", .array(verdict.rules.map { .string($0) })), ("score", .int(Int64(verdict.score))),
+                ("shadow_rules", .array(shadow.map { .string($0) })),
+            ])
         default:
             throw KamiError(.badRequest, "\(request.op.name) is not an operator operation")
         }

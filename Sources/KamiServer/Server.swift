@@ -5,6 +5,7 @@ public import KamiEngine
 import KamiProtocol
 public import KamiStore
 import Synchronization
+public import KamiRisk
 
 /// Everything `kamid` needs to listen.
 public struct ServerConfig: Sendable {
@@ -61,10 +62,11 @@ public final class Server: @unchecked Sendable {
     /// Makes a server over `engine`; nothing listens until `start`.
     public init(
         engine: Engine, config: ServerConfig, logger: Logger, clock: any Clock = SystemClock(),
-        controls: DaemonControls = .unavailable
+        controls: DaemonControls = .unavailable, risk: RiskGate = RiskGate(), lookups: LookupGuard = LookupGuard(perMinute: 30)
     ) {
         ServerLimits.check()
-        self.dispatcher = Dispatcher(engine: engine, controls: controls)
+        self.dispatcher = Dispatcher(engine: engine, controls: controls,
+                                     risk: RiskDesk(engine: engine, gate: risk, lookups: lookups, logger: logger))
         self.authenticator = Authenticator(tokens: config.tokens)
         self.logger = logger
         self.clock = clock

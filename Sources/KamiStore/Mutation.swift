@@ -48,6 +48,29 @@ public enum Mutation: Sendable {
     case deliverUpstream(UpstreamDelivery)
     /// Inserts (id 0) or updates a buy-ahead purchase; the outcome carries its id.
     case writeBuyAhead(BuyAhead, audit: AuditEvent)
+    /// Adds (or, with `add` false, removes) a risk list entry.
+    case writeRiskList(RiskListRow, add: Bool, audit: AuditEvent)
+    /// Only an audit entry: a risk decision that created nothing, a reveal of secrets.
+    case audit(AuditEvent)
+}
+
+/// One row of the risk gate's lists.
+public struct RiskListRow: Sendable, Hashable {
+    /// `block` or `allow`.
+    public var list: String
+    /// `user`, `ip`, `device`, `payment`.
+    public var kind: String
+    public var value: String
+    public var note: String
+    public var addedAtMs: Int64
+
+    public init(list: String, kind: String, value: String, note: String = "", addedAtMs: Int64 = 0) {
+        self.list = list
+        self.kind = kind
+        self.value = value
+        self.note = note
+        self.addedAtMs = addedAtMs
+    }
 }
 
 /// What `Mutation.deliverUpstream` writes.
@@ -186,6 +209,27 @@ struct MutationApplier {
             let id = try writeBuyAhead(purchase)
             try audit.append(event, atMs: atMs, db: db)
             return .rowID(id)
+        case .writeRiskList(let row, let add, let event):
+            if add {
+                let stmt = try db.prepare("INSERT OR REPLACE INTO risk_lists(list, kind, value, note, added_at_ms) VALUES(?,?,?,?,?)")
+                stmt.bind(1, row.list)
+                stmt.bind(2, row.kind)
+                stmt.bind(3, row.value)
+                stmt.bind(4, row.note)
+                stmt.bind(5, atMs)
+                try stmt.run()
+            } else {
+                let stmt = try db.prepare("DELETE FROM risk_lists WHERE list = ? AND kind = ? AND value = ?")
+                stmt.bind(1, row.list)
+                stmt.bind(2, row.kind)
+                stmt.bind(3, row.value)
+                try stmt.run()
+            }
+            try audit.append(event, atMs: atMs, db: db)
+            return .done
+        case .audit(let event):
+            try audit.append(event, atMs: atMs, db: db)
+            return .done
         case .deliverUpstream(let delivery):
             let (codes, resold) = try deliver(delivery, atMs: atMs)
             var event = delivery.audit

@@ -155,6 +155,17 @@ enum Schema {
             updated_at_ms INTEGER NOT NULL
         );
         """,
+        // 5: the risk gate's block and allow lists, managed with `kamictl risk block|unblock`.
+        """
+        CREATE TABLE risk_lists(
+            list TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            value TEXT NOT NULL,
+            note TEXT NOT NULL,
+            added_at_ms INTEGER NOT NULL,
+            PRIMARY KEY(list, kind, value)
+        ) WITHOUT ROWID;
+        """,
     ]
 
     /// The version this code writes.

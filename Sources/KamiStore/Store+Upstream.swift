@@ -63,6 +63,20 @@ extension Store {
         }
     }
 
+    /// The risk gate's list entries, by list, kind and value.
+    public func riskLists() throws(KamiError) -> [RiskListRow] {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("SELECT list, kind, value, note, added_at_ms FROM risk_lists ORDER BY list, kind, value")
+            defer { stmt.reset() }
+            var rows: [RiskListRow] = []
+            while try stmt.step() {
+                rows.append(RiskListRow(list: stmt.text(0) ?? "", kind: stmt.text(1) ?? "", value: stmt.text(2) ?? "",
+                                        note: stmt.text(3) ?? "", addedAtMs: stmt.int64(4)))
+            }
+            return rows
+        }
+    }
+
     /// The attempts for one order, oldest first.
     public func attempts(orderSeq: OrderSeq) throws(KamiError) -> [UpstreamAttempt] {
         try read { db throws(SQLiteError) in

@@ -44,7 +44,9 @@ public enum KamiPeerWire {
         case .place(let order):
             request = Request(id: .number(1), op: .issue)
             request.order = upstreamOrderID(order.customerOrderNo, merchant: merchant)
-            request.user = order.account ?? merchant
+            // The merchant is the buyer at the other kamid: it owns the order there, and
+            // names itself when it looks the order up (an order is shown only to its owner).
+            request.user = merchant
             request.sku = order.productID
             request.qty = order.quantity
             request.paymentRef = "upstream:\(order.customerOrderNo)"
@@ -52,6 +54,7 @@ public enum KamiPeerWire {
         case .query(let number):
             request = Request(id: .number(1), op: .order)
             request.order = upstreamOrderID(number, merchant: merchant)
+            request.user = merchant
         case .products, .balance:
             return nil
         }

@@ -58,7 +58,7 @@ final class PipelineTests: XCTestCase {
                 .ping(),
                 .issue(order: "\(prefix)1", user: "u", sku: "vip", qty: 1, paymentRef: "p"),
                 .stock(sku: "nope"),
-                .lookUp(order: "missing"),
+                .lookUp(order: "missing", user: "nobody"),
                 .issue(order: "\(prefix)2", user: "u", sku: "vip", qty: 5, paymentRef: "p"),
                 .ping(),
             ]
@@ -66,7 +66,7 @@ final class PipelineTests: XCTestCase {
             XCTAssertEqual(replies.map(\.result.failureCode), [nil, nil, .notFound, .notFound, .soldOut, nil],
                            "\(encoding)")
             guard case .success(.order(let issued)) = replies[1].result,
-                case .success(.order(let looked)) = try connection.send(.lookUp(order: "\(prefix)1")).result
+                case .success(.order(let looked)) = try connection.send(.lookUp(order: "\(prefix)1", user: "u")).result
             else { return XCTFail("\(replies)") }
             XCTAssertEqual(issued.codes, looked.codes)
         }

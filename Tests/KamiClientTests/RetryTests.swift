@@ -38,7 +38,7 @@ final class RetryTests: XCTestCase {
         XCTAssertEqual(proxy.requests, 4, "hello + commit, twice")
         XCTAssertEqual(committed.state, .committed)
         XCTAssertEqual(committed.codes.map(\.codeID), held.codes.map(\.codeID), "the held codes, delivered once")
-        XCTAssertEqual(try direct.order("R1").codes, committed.codes)
+        XCTAssertEqual(try direct.order("R1", user: "rita").codes, committed.codes)
         let stock = try direct.stock(sku: "vip")
         XCTAssertEqual([stock.issued, stock.available], [2, 4], "issued once, not twice")
     }
@@ -57,7 +57,7 @@ final class RetryTests: XCTestCase {
         XCTAssertEqual(proxy.dropped, 1)
         XCTAssertEqual(issued.codes.count, 3)
         let direct = KamiClient(endpoint: kamid.unix, credentials: nil)
-        XCTAssertEqual(try direct.order("I1").codes, issued.codes, "the repeat answered with the first codes")
+        XCTAssertEqual(try direct.order("I1", user: "ivan").codes, issued.codes, "the repeat answered with the first codes")
         XCTAssertEqual(try direct.stock(sku: "vip").issued, 3, "three codes issued, not six")
         XCTAssertEqual(Set(try direct.entitlements(user: "ivan").map(\.codeID)), Set(issued.codes.map(\.codeID)))
     }
@@ -88,7 +88,7 @@ final class RetryTests: XCTestCase {
         // Wait until kamid has done it, so that the repeat below really is a repeat.
         var first: WireOrder?
         for _ in 0..<200 {
-            let order = try direct.order("X1")
+            let order = try direct.order("X1", user: "xena")
             if order.state == .committed {
                 first = order
                 break

@@ -60,9 +60,9 @@ final class StorefrontTests: XCTestCase {
         _ = try client.reserve(order: "C1", user: "carol", sku: "vip", qty: 1)
         XCTAssertEqual(try client.release(order: "C1").state, .released)
 
-        let looked = try client.order("A1")
+        let looked = try client.order("A1", user: "alice")
         XCTAssertEqual(looked.codes, issued.codes, "order shows the committed codes again")
-        XCTAssertEqual(try client.order("C1").state, .released)
+        XCTAssertEqual(try client.order("C1", user: "carol").state, .released)
 
         let owned = try client.entitlements(user: "bob")
         XCTAssertEqual(Set(owned.map(\.codeID)), Set(paid.codes.map(\.codeID)))
@@ -77,7 +77,7 @@ final class StorefrontTests: XCTestCase {
         XCTAssertEqual(kamiError { try client.issue(order: "Z1", user: "u", sku: "nope", qty: 1, paymentRef: "p") }?
             .code, .notFound)
         XCTAssertEqual(kamiError { try client.commit(order: "A1", paymentRef: "other") }?.code, .conflict)
-        XCTAssertEqual(kamiError { try client.order("missing") }?.code, .notFound)
+        XCTAssertEqual(kamiError { try client.order("missing", user: "nobody") }?.code, .notFound)
         XCTAssertEqual(kamiError { try client.reserve(order: "D1", user: "dave", sku: "vip", qty: 18) }?.code,
                        .soldOut)
         XCTAssertEqual(kamiError { try client.commit(order: "C1", paymentRef: "late") }?.code, .invalidState)

@@ -70,7 +70,7 @@ final class BadInputTests: XCTestCase {
         // The well-behaved client never noticed, and nothing was lost.
         let after = good.call(#""id":2,"op":"issue","order":"g2","user":"g2","sku":"vip","qty":1,"payment_ref":"p""#)
         XCTAssertEqual(after?.order?.state, .committed)
-        XCTAssertEqual(good.call(#""id":3,"op":"order","order":"g1""#)?.order?.state, .committed)
+        XCTAssertEqual(good.call(#""id":3,"op":"order","order":"g1","user":"g""#)?.order?.state, .committed)
         guard case .success(.fields(let verify))? = admin.call(#""id":9,"op":"verify""#)?.result else { return XCTFail() }
         XCTAssertEqual(verify.first { $0.0 == "clean" }?.1, .bool(true))
 
@@ -83,7 +83,7 @@ final class BadInputTests: XCTestCase {
         // The idle timeout closed the idle well-behaved client too; a new connection is served.
         let later = try RawClient(port: kamid.port)
         XCTAssertEqual(later.call(#""id":0,"op":"hello","client":"default","token":"\#(kamid.token)""#)?.isOK, true)
-        XCTAssertEqual(later.call(#""id":1,"op":"order","order":"g2""#)?.order?.state, .committed)
+        XCTAssertEqual(later.call(#""id":1,"op":"order","order":"g2","user":"g2""#)?.order?.state, .committed)
     }
 
     func testConnectionsPastTheMaximumAreRefusedAndOthersServed() throws {

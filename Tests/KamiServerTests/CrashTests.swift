@@ -92,7 +92,7 @@ final class DaemonCrashTests: XCTestCase {
                 orders = Array(fresh) + older.prefix(DaemonCrashTests.olderSample)
             }
             fresh.removeAll()
-            let replies = pipelined(storefront, orders.enumerated().map { #""id":\#($0.offset),"op":"order","order":"\#($0.element)""# })
+            let replies = pipelined(storefront, orders.enumerated().map { #""id":\#($0.offset),"op":"order","order":"\#($0.element)","user":"u-\#($0.element)""# })
             for (order, reply) in zip(orders, replies) {
                 let expected = acked[order]!
                 XCTAssertEqual(reply?.order?.state, .committed, "\(order) cycle \(cycle) seed \(seed)")

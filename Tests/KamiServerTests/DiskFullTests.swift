@@ -131,7 +131,7 @@ final class DiskFullTests: XCTestCase {
         defer { again.stop() }
         let check = try again.storefront()
         for (order, codes) in acknowledged {
-            XCTAssertEqual(check.call(#""id":1,"op":"order","order":"\#(order)""#)?.order?.codes.map(\.codeID), codes, order)
+            XCTAssertEqual(check.call(#""id":1,"op":"order","order":"\#(order)","user":"u\#(order.dropFirst(5))""#)?.order?.codes.map(\.codeID), codes, order)
         }
         XCTAssertEqual(try again.violations(), [])
         print("disk full: \(acknowledged.count) issues acknowledged, \(outcomes.unavailable) UNAVAILABLE while full, "

@@ -56,7 +56,7 @@ final class EndToEndTests: XCTestCase {
         XCTAssertNotNil(paid?.order?.codes.first?.secret)
         _ = c.call(#""id":5,"op":"reserve","order":"C1","user":"carol","sku":"vip","qty":1"#)
         XCTAssertEqual(c.call(#""id":6,"op":"release","order":"C1""#)?.order?.state, .released)
-        let order = c.call(#""id":7,"op":"order","order":"A1""#)
+        let order = c.call(#""id":7,"op":"order","order":"A1","user":"alice""#)
         XCTAssertEqual(order?.order?.codes, issued?.order?.codes)
         let mine = c.call(#""id":8,"op":"entitlements","user":"bob""#)
         guard case .success(.codes(let codes, _)) = mine?.result else { return XCTFail("\(String(describing: mine))") }
@@ -120,7 +120,7 @@ final class EndToEndTests: XCTestCase {
             case 0: lines += #"{"id":\#(n),"op":"issue","order":"o\#(n)","user":"u\#(n)","sku":"vip","qty":1,"payment_ref":"p"}"# + "\n"
             case 1: lines += #"{"id":\#(n),"op":"ping"}"# + "\n"
             case 2: lines += #"{"id":\#(n),"op":"stock","sku":"vip"}"# + "\n"
-            default: lines += #"{"id":\#(n),"op":"order","order":"o\#(n - 3)"}"# + "\n"
+            default: lines += #"{"id":\#(n),"op":"order","order":"o\#(n - 3)","user":"u\#(n - 3)"}"# + "\n"
             }
         }
         c.send(lines)

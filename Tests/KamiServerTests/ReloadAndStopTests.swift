@@ -140,7 +140,7 @@ final class ReloadAndStopTests: XCTestCase {
         defer { XCTAssertEqual(kamid.stop(), 0) }
         let client = try kamid.storefront()
         for (order, codes) in acknowledged {
-            let reply = client.call(#""id":1,"op":"order","order":"\#(order)""#)
+            let reply = client.call(#""id":1,"op":"order","order":"\#(order)","user":"u\#(order.dropFirst())""#)
             XCTAssertEqual(reply?.order?.state, .committed, order)
             XCTAssertEqual(reply?.order?.codes.map(\.codeID), codes, "\(order) kept its codes")
         }

@@ -162,7 +162,7 @@ final class UpstreamDaemonTests: XCTestCase {
         XCTAssertEqual(pending?.order?.state, WireOrderState(name: "pending_upstream"))
         let done = client.call(#""id":4,"op":"wait","order":"e2","wait_ms":5000"#)
         XCTAssertEqual(done?.order?.state, .known(.committed))
-        XCTAssertEqual(client.call(#""id":5,"op":"order","order":"e2""#)?.order?.codes.first?.secret, done?.order?.codes.first?.secret)
+        XCTAssertEqual(client.call(#""id":5,"op":"order","order":"e2","user":"u1""#)?.order?.codes.first?.secret, done?.order?.codes.first?.secret)
         // Binary frames carry wait_ms too (on a connection of their own: the first byte
         // decides a connection's encoding).
         let binaryClient = try RawClient(port: kamid.port)
@@ -197,7 +197,7 @@ final class UpstreamDaemonTests: XCTestCase {
         let failed = try kamictl(["upstream", "failed"], socket: kamid.socketPath)
         XCTAssertTrue(failed.output.contains("e4"), failed.output)
         XCTAssertEqual(try kamictl(["upstream", "refund", "e4"], socket: kamid.socketPath).status, 0)
-        XCTAssertEqual(client.call(#""id":8,"op":"order","order":"e4""#)?.order?.state, .known(.refunded))
+        XCTAssertEqual(client.call(#""id":8,"op":"order","order":"e4","user":"u3""#)?.order?.state, .known(.refunded))
         // Reconcile: everything kamid bought matches the supplier's records.
         let reconcile = try kamictl(["supplier", "reconcile", "s1"], socket: kamid.socketPath)
         XCTAssertEqual(reconcile.status, 0, reconcile.output)
@@ -316,7 +316,7 @@ final class KamidToKamidTests: XCTestCase {
         let upstreamClient = try upstream.storefront()
         for index in 0..<5 {
             // Under our merchant's namespace at the upstream.
-            let order = upstreamClient.call(#""id":9,"op":"order","order":"default.k\#(index)""#)?.order
+            let order = upstreamClient.call(#""id":9,"op":"order","order":"default.k\#(index)","user":"default""#)?.order
             XCTAssertEqual(order?.state, .known(.committed))
             XCTAssertEqual(order?.codes.count, 2)
         }

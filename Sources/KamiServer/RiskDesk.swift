@@ -1,0 +1,265 @@
+import KamiCore
+import KamiEngine
+import KamiProtocol
+import KamiRisk
+import KamiStore
+import Synchronization
+
+/// Where the server meets the risk gate: it turns requests into signals, asks the gate,
+/// keeps the gate's hold counts in step with the orders, guards lookups of secrets, and
+/// writes decisions and reveals to the audit chain. The gate decides; this only carries.
+final class RiskDesk: Sendable {
+    let gate: RiskGate
+    let lookups: LookupGuard
+    private let engine: Engine
+    private let logger: Logger?
+    /// Audit entries for decisions that created nothing (denies, challenges) and for
+    /// reveals, per second at most: a flood of denials must not become a flood of writes.
+    /// What is over is counted, and the count written with the next entry that fits.
+    static let auditPerSecondMax = 200
+    private let auditWindow = Locked<(second: Int64, written: Int, skipped: Int)>((0, 0, 0))
+    /// Secrets revealed through `order` and `entitlements`, for metrics.
+    let reveals = Atomic<Int>(0)
+    let lookupsRefused = Atomic<Int>(0)
+
+    init(engine: Engine, gate: RiskGate, lookups: LookupGuard, logger: Logger?) {
+        self.engine = engine
+        self.gate = gate
+        self.lookups = lookups
+        self.logger = logger
+    }
+
+    /// The signals of a storefront request.
+    static func signals(_ request: Request, event: String) -> RiskSignals {
+        var signals = RiskSignals(event: event)
+        signals.user = request.user
+        signals.ip = request.ip
+        signals.device = request.device
+        signals.sku = request.sku
+        signals.units = request.qty ?? (request.op == .risk ? nil : 1)
+        signals.amountCents = request.amountCents
+        signals.paymentAccount = request.paymentAccount
+        signals.accountAgeDays = request.accountAgeDays
+        signals.phoneVerified = request.phoneVerified
+        signals.challengeToken = request.challengeToken
+        return signals
+    }
+
+    /// Runs an order (`reserve`, `issue`) through the gate. Returns the verdict; a deny or
+    /// challenge has been logged and audited.
+    ///
+    /// An allowed `reserve` counts as a hold at once, before it is durable: a storefront
+    /// that pipelines a thousand reserves must meet the holds rules on the first ones, not
+    /// after their commits. `failed` takes it back when the reserve does not happen.
+    func screen(_ request: Request, client: String?) -> RiskVerdict {
+        let signals = RiskDesk.signals(request, event: request.op.name)
+        let now = engine.nowMs
+        let evaluation = gate.evaluate(signals, nowMs: now)
+        note(evaluation, signals: signals, subject: "order:\(request.order ?? "")", client: client)
+        if request.op == .reserve && evaluation.verdict.decision == .allow, let order = request.order {
+            let ttl = request.ttlMs.flatMap { $0 == 0 ? nil : $0 } ?? engine.holdTTL.defaultMs
+            gate.holdPlaced(order: order, signals, deadlineMs: now + ttl)
+        }
+        return evaluation.verdict
+    }
+
+    /// The `risk` op: any storefront event. Review means nothing outside an order, so it is
+    /// answered as a challenge.
+    func decide(_ request: Request, client: String?) throws(KamiError) -> RiskVerdict {
+        guard let event = request.event, (1...64).contains(event.utf8.count),
+              event.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-.".unicodeScalars.contains($0)) })
+        else { throw KamiError(.badRequest, "event must be 1 to 64 letters, digits, '_', '-' or '.'") }
+        let signals = RiskDesk.signals(request, event: event)
+        var evaluation = gate.evaluate(signals, nowMs: engine.nowMs)
+        if evaluation.verdict.decision == .review {
+            evaluation.verdict.decision = .challenge
+            evaluation.verdict.challenge = gate.challenge(for: signals, nowMs: engine.nowMs)
+        }
+        note(evaluation, signals: signals, subject: "event:\(event)", client: client)
+        return evaluation.verdict
+    }
+
+    /// `kamictl risk test`: the verdict without counting anything.
+    func test(_ request: Request) -> (RiskVerdict, [String]) {
+        let signals = RiskDesk.signals(request, event: request.event ?? "issue")
+        let evaluation = gate.evaluate(signals, nowMs: engine.nowMs, dryRun: true)
+        return (evaluation.verdict, evaluation.shadowRules)
+    }
+
+    /// The error a deny or challenge answers with.
+    static func refusal(_ verdict: RiskVerdict) -> KamiError {
+        switch verdict.decision {
+        case .challenge:
+            KamiError(.challenge, "the risk gate wants a challenge passed first (\(verdict.reason)); retry with its challenge_token",
+                      verdict: verdict)
+        default:
+            KamiError(.denied, "the risk gate denied this (\(verdict.reason); rules \(verdict.rules.joined(separator: ",")))",
+                      verdict: verdict)
+        }
+    }
+
+    private func note(_ evaluation: RiskEvaluation, signals: RiskSignals, subject: String, client: String?) {
+        if !evaluation.shadowRules.isEmpty {
+            logger?.log(.info, "risk-shadow", pairs: [
+                ("event", signals.event), ("rules", evaluation.shadowRules.joined(separator: ",")),
+                ("decided", evaluation.verdict.decision.rawValue),
+            ])
+        }
+        let verdict = evaluation.verdict
+        guard verdict.decision == .deny || verdict.decision == .challenge else { return }
+        logger?.log(.info, "risk-\(verdict.decision.rawValue)", pairs: [
+            ("event", signals.event), ("reason", verdict.reason), ("rules", verdict.rules.joined(separator: ",")),
+            ("score", String(verdict.score)),
+        ])
+        audit(AuditEvent("risk-\(verdict.decision.rawValue)", subject: subject,
+                         detail: "\(verdict) \(RiskDesk.who(signals))" + EngineCoreClient.field(client)))
+    }
+
+    /// `user=… ip=… device=…` of the signals present (never a token or a payment account
+    /// in full: the account is a fingerprint the storefront made, shown as is).
+    static func who(_ signals: RiskSignals) -> String {
+        var parts: [String] = []
+        if let user = signals.user { parts.append("user=\(user)") }
+        if let ip = signals.ip { parts.append("ip=\(ip)") }
+        if let device = signals.device { parts.append("device=\(device)") }
+        if let payment = signals.paymentAccount { parts.append("payment=\(payment)") }
+        return parts.joined(separator: " ")
+    }
+
+    /// Writes an audit-only entry, within `auditPerSecondMax`; the reply never waits for it.
+    func audit(_ event: AuditEvent) {
+        let second = engine.nowMs / 1_000
+        let skipped: Int? = auditWindow.withLock { window in
+            if window.second != second { window = (second, 0, window.skipped) }
+            guard window.written < RiskDesk.auditPerSecondMax else {
+                window.skipped += 1
+                return nil
+            }
+            window.written += 1
+            let skipped = window.skipped
+            window.skipped = 0
+            return skipped
+        }
+        guard let skipped else { return }
+        var entry = event
+        if skipped > 0 { entry.detail += " unaudited_before=\(skipped)" }
+        engine.storage.writer.submit(.audit(entry)) { [logger] result in
+            if case .failure(let error) = result {
+                logger?.log(.warning, "risk-audit-failed", ["error": error.message])
+            }
+        }
+    }
+
+    // MARK: holds
+
+    /// After a reserve: a hold that did not happen (refused, or a repeat answered with an
+    /// order already paid) no longer counts.
+    func reserved(_ request: Request, _ result: Result<OrderReply, KamiError>) {
+        guard let order = request.order else { return }
+        switch result {
+        case .success(let reply) where reply.state == .reserved: break
+        default: gate.holdEnded(order: order)
+        }
+    }
+
+    func ended(order: String) { gate.holdEnded(order: order) }
+
+    // MARK: lookups
+
+    /// Checks a storefront's `order` lookup: the owner must be named, and a user or IP that
+    /// failed too many lookups is slowed down. A wrong owner is NOT_FOUND, the same as an
+    /// unknown order, and counts as a failure.
+    func lookUp(_ request: Request, client: String?) throws(KamiError) -> OrderReply {
+        guard let orderID = request.order else { throw KamiError(.badRequest, "missing field order") }
+        guard let user = request.user else {
+            throw KamiError(.badRequest, "missing field user: an order is shown only to the user it belongs to")
+        }
+        let now = engine.nowMs
+        guard lookups.allows(user: user, ip: request.ip, nowMs: now) else {
+            lookupsRefused.add(1, ordering: .relaxed)
+            throw KamiError(.limitReached, "too many failed order lookups for this user or IP; wait a minute")
+        }
+        let reply: OrderReply
+        do throws(KamiError) { reply = try engine.queries.order(orderID) } catch {
+            if error.code == .notFound { lookups.failed(user: user, ip: request.ip, nowMs: now) }
+            throw error
+        }
+        guard reply.user == user else {
+            lookups.failed(user: user, ip: request.ip, nowMs: now)
+            throw KamiError(.notFound, "no order \(orderID)")
+        }
+        revealed(reply.codes.map(\.codeID), user: user, ip: request.ip, subject: "order:\(orderID)", client: client)
+        return reply
+    }
+
+    /// Counts and audits secrets shown to `user`.
+    func revealed(_ codes: [CodeID], user: String, ip: String?, subject: String, client: String?) {
+        guard !codes.isEmpty else { return }
+        reveals.add(codes.count, ordering: .relaxed)
+        audit(AuditEvent("reveal", subject: subject,
+                         detail: "user=\(user)" + (ip.map { " ip=\($0)" } ?? "") + " codes=\(codes.map(String.init).joined(separator: ","))"
+                            + EngineCoreClient.field(client)))
+    }
+
+    // MARK: lists
+
+    /// The database's entries into the gate (at start and after every change).
+    func refreshLists() throws(KamiError) {
+        let rows = try engine.storage.riskLists()
+        var entries: [ListEntry] = []
+        for row in rows {
+            guard let kind = ListEntry.Kind(rawValue: row.kind), let entry = try? ListEntry(list: row.list, kind: kind, value: row.value)
+            else { continue }
+            entries.append(entry)
+        }
+        gate.setStoredEntries(entries)
+    }
+
+    /// `risk_block` / `risk_unblock`: durable, audited, in force when it returns.
+    func setList(_ request: Request, add: Bool) throws(KamiError) -> [(String, JSONValue)] {
+        let list = request.list ?? (request.op == .riskBlock || request.op == .riskUnblock ? "block" : "")
+        guard let kindName = request.kind, let kind = ListEntry.Kind(rawValue: kindName == "payment_account" ? "payment" : kindName) else {
+            throw KamiError(.badRequest, "kind must be user, ip, device or payment")
+        }
+        let entry = try ListEntry(list: list, kind: kind, value: try need(request.value, "value"))
+        let row = RiskListRow(list: entry.list, kind: entry.kind.rawValue, value: entry.value, note: request.name ?? "")
+        let event = AuditEvent(add ? "risk-list-add" : "risk-list-remove", subject: "risk-list:\(entry.list)",
+                               detail: "\(entry.kind.rawValue)=\(entry.value)" + (row.note.isEmpty ? "" : " note=\(row.note)"))
+        let box = ResultBox<MutationOutcome>()
+        engine.storage.writer.submit(.writeRiskList(row, add: add, audit: event)) { box.set($0) }
+        if case .failure(let error) = box.wait() { throw error }
+        try refreshLists()
+        logger?.log(.notice, add ? "risk-list-add" : "risk-list-remove", pairs: [
+            ("list", entry.list), ("kind", entry.kind.rawValue), ("value", entry.value),
+        ])
+        return [("list", .string(entry.list)), ("kind", .string(entry.kind.rawValue)), ("value", .string(entry.value)),
+                (add ? "added" : "removed", .bool(true))]
+    }
+
+    /// `risk_list`: the database's entries, the rules file's, and the rules with their figures.
+    func listing() throws(KamiError) -> [(String, JSONValue)] {
+        let rows = try engine.storage.riskLists()
+        let rules = gate.rules
+        return [
+            ("entries", .array(rows.map { row in
+                .object([("list", .string(row.list)), ("kind", .string(row.kind)), ("value", .string(row.value)),
+                         ("note", .string(row.note)), ("added_at_ms", .int(row.addedAtMs)), ("source", .string("database"))])
+            } + rules.entries.map { entry in
+                .object([("list", .string(entry.list)), ("kind", .string(entry.kind.rawValue)), ("value", .string(entry.value)),
+                         ("note", .string("")), ("added_at_ms", .null), ("source", .string("rules file"))])
+            })),
+            ("rules", .array(gate.ruleFigures.map { figure in
+                .object([("name", .string(figure.name)), ("kind", .string(figure.kind)), ("shadow", .bool(figure.shadow)),
+                         ("fired", .int(Int64(figure.fired))), ("shadow_fired", .int(Int64(figure.shadowFired)))])
+            })),
+            ("thresholds", .object([("challenge", .int(Int64(rules.thresholds.challenge))),
+                                    ("review", .int(Int64(rules.thresholds.review))), ("deny", .int(Int64(rules.thresholds.deny)))])),
+            ("memory_bytes", .int(Int64(gate.memoryBytes + lookups.memoryBytes))),
+        ]
+    }
+}
+
+/// The `client=` field of audit details, as the engine writes it.
+enum EngineCoreClient {
+    static func field(_ client: String?) -> String { client.map { " client=\($0)" } ?? "" }
+}

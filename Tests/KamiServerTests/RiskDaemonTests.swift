@@ -1,0 +1,304 @@
+import Foundation
+import KamiCore
+import KamiProtocol
+import XCTest
+
+/// The risk gate in a live kamid: attack scenarios replayed over the real protocol, each
+/// stopped by the rule meant for it while honest buyers on the same SKU are all served.
+final class RiskDaemonTests: XCTestCase {
+    static let rules = """
+        thresholds challenge=40 review=70 deny=100
+        rule blocked          list      list=block action=deny
+        rule device_accounts  distinct  on=reserve,issue key=device count=user max=3 window=1h score=100
+        rule per_ip           rate      on=reserve,issue key=ip rate=10/m burst=10 score=100
+        rule per_net          rate      on=reserve,issue key=net rate=100/m burst=100 score=100
+        rule hoard_net        holds     key=net max=50 score=100
+        rule payment_users    distinct  on=issue,pay key=payment count=user max=3 window=1h score=100
+        rule new_account      attribute on=reserve,issue when=account_age_days<1 score=50
+        rule login_storm      rate      on=login key=net rate=30/m burst=30 score=60
+        rule quiet            attribute on=issue when=units>50 score=100 mode=shadow
+        """
+
+    private var folder = ""
+
+    override func setUp() {
+        folder = NSTemporaryDirectory() + "kamid-risk-\(UUID().uuidString.prefix(8))"
+        try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: folder) }
+
+    /// A kamid whose config names a rules file with `rules`.
+    private func start(rules: String = RiskDaemonTests.rules, data: String? = nil) throws -> Kamid {
+        try rules.write(toFile: folder + "/risk.rules", atomically: true, encoding: .utf8)
+        try (Kamid.twoLoops + "risk_rules = \(folder)/risk.rules\nrisk_lookup_failures_per_minute = 30\n")
+            .write(toFile: folder + "/kamid.conf", atomically: true, encoding: .utf8)
+        return try Kamid(directory: data ?? folder + "/data", arguments: ["--config", folder + "/kamid.conf"])
+    }
+
+    private func pipelined(_ client: RawClient, _ lines: [String]) -> [Reply?] {
+        var replies: [Reply?] = []
+        var index = 0
+        while index < lines.count {
+            let chunk = lines[index..<min(index + 500, lines.count)]
+            client.send(chunk.map { "{" + $0 + "}\n" }.joined())
+            for _ in chunk { replies.append(client.readJSONReply()) }
+            index += chunk.count
+        }
+        return replies
+    }
+
+    /// Honest buyer `n`: a user, device and network of their own, an old verified account.
+    private static func honest(_ n: Int, id: Int) -> String {
+        #""id":\#(id),"op":"issue","order":"h-\#(n)","user":"buyer-\#(n)","sku":"vip","qty":1,"payment_ref":"p-\#(n)","ip":"172.\#(16 + n / 250 % 16).\#(n % 250).9","device":"phone-\#(n)","account_age_days":400,"phone_verified":true,"payment_account":"alipay-\#(n)""#
+    }
+
+    /// Interleaves `attack` with one honest order every `every` lines; returns the replies
+    /// to the attack and asserts every honest order was served.
+    private func replay(_ client: RawClient, attack: [String], every: Int, honestFrom: Int,
+                        file: StaticString = #filePath, line: UInt = #line) -> [Reply?] {
+        var lines: [String] = []
+        var honestIndex: [Int] = []
+        var n = honestFrom
+        for (index, request) in attack.enumerated() {
+            if index % every == 0 {
+                honestIndex.append(lines.count)
+                lines.append(RiskDaemonTests.honest(n, id: 900_000 + n))
+                n += 1
+            }
+            lines.append(request)
+        }
+        let replies = pipelined(client, lines)
+        for index in honestIndex {
+            XCTAssertEqual(replies[index]?.order?.state, .committed, "honest buyer refused: \(String(describing: replies[index]))",
+                           file: file, line: line)
+        }
+        let honest = Set(honestIndex)
+        return replies.enumerated().filter { !honest.contains($0.offset) }.map(\.element)
+    }
+
+    private func rules(_ reply: Reply?) -> [String] { reply?.error?.verdict?.rules ?? [] }
+
+    func testAttacksAreStoppedByTheirRulesWhileHonestBuyersAreServed() throws {
+        let kamid = try start()
+        defer { XCTAssertEqual(kamid.stop(), 0) }
+        try kamid.stock(sku: "vip", count: 2_000)
+        let client = try kamid.storefront()
+
+        // 1. One device behind 500 accounts, each from a network of its own.
+        let farm = (0..<500).map { i in
+            #""id":\#(i),"op":"issue","order":"farm-\#(i)","user":"farm-\#(i)","sku":"vip","qty":1,"payment_ref":"p","ip":"10.\#(i / 250).\#(i % 250).1","device":"emulator-1""#
+        }
+        let farmReplies = replay(client, attack: farm, every: 10, honestFrom: 0)
+        XCTAssertEqual(farmReplies.filter { $0?.order?.state == .committed }.count, 3, "three accounts per device")
+        let farmDenied = farmReplies.filter { $0?.error?.code == .denied }
+        XCTAssertEqual(farmDenied.count, 497)
+        XCTAssertTrue(farmDenied.allSatisfy { rules($0) == ["device_accounts"] && $0?.error?.verdict?.reason == "velocity" })
+
+        // 2. A /24 of 200 bots, three orders each: every bot is under the per-IP limit.
+        let bots = (0..<600).map { i in
+            let bot = i % 200
+            return #""id":\#(i),"op":"issue","order":"bot-\#(i)","user":"bot-\#(bot)","sku":"vip","qty":1,"payment_ref":"p","ip":"198.51.100.\#(bot + 1)","device":"bot-dev-\#(bot)""#
+        }
+        let botReplies = replay(client, attack: bots, every: 20, honestFrom: 1_000)
+        XCTAssertEqual(botReplies.filter { $0?.order?.state == .committed }.count, 100, "the network's burst")
+        XCTAssertTrue(botReplies.filter { $0?.error != nil }.allSatisfy { rules($0) == ["per_net"] },
+                      "\(botReplies.first { rules($0) != ["per_net"] && $0?.error != nil } as Any)")
+
+        // 3. A hoarder reserving with 1,000 users from one network, never paying.
+        let hoard = (0..<1_000).map { i in
+            #""id":\#(i),"op":"reserve","order":"hoard-\#(i)","user":"hoarder-\#(i)","sku":"vip","qty":1,"ttl_ms":600000,"ip":"203.0.113.\#(i % 250)","device":"hd-\#(i)""#
+        }
+        let hoardReplies = replay(client, attack: hoard, every: 25, honestFrom: 2_000)
+        XCTAssertEqual(hoardReplies.filter { $0?.order?.state == .reserved }.count, 50, "fifty unpaid holds per network")
+        XCTAssertTrue(hoardReplies.filter { $0?.error != nil }.allSatisfy { rules($0).contains("hoard_net") })
+        XCTAssertEqual(client.call(#""id":1,"op":"release","order":"hoard-0""#)?.order?.state, .released)
+
+        // 5. Card testing: one payment account across many users.
+        let cards = (0..<60).map { i in
+            #""id":\#(i),"op":"issue","order":"card-\#(i)","user":"tester-\#(i)","sku":"vip","qty":1,"payment_ref":"p","ip":"100.64.\#(i).1","device":"td-\#(i)","payment_account":"stolen-card-1""#
+        }
+        let cardReplies = replay(client, attack: cards, every: 5, honestFrom: 3_000)
+        XCTAssertEqual(cardReplies.filter { $0?.order?.state == .committed }.count, 3)
+        XCTAssertTrue(cardReplies.filter { $0?.error != nil }.allSatisfy { rules($0) == ["payment_users"] })
+
+        // Every decision is in the metrics-facing figures, the audit chain and verify is clean.
+        XCTAssertEqual(try kamid.violations(), [])
+        let admin = try RawClient(unixPath: kamid.socketPath)
+        guard case .success(.fields(let listing))? = admin.call(#""id":1,"op":"risk_list""#)?.result,
+              case .array(let ruleFigures)? = listing.first(where: { $0.0 == "rules" })?.1 else {
+            return XCTFail("risk_list")
+        }
+        let fired = ruleFigures.compactMap { figure -> (String, Int64)? in
+            guard case .object(let fields) = figure, case .string(let name)? = fields.first(where: { $0.0 == "name" })?.1,
+                  case .int(let count)? = fields.first(where: { $0.0 == "fired" })?.1 else { return nil }
+            return (name, count)
+        }
+        let byName = Dictionary(uniqueKeysWithValues: fired)
+        XCTAssertEqual(byName["device_accounts"], 497)
+        XCTAssertEqual(byName["payment_users"], 57)
+        XCTAssertEqual(byName["blocked"], 0)
+    }
+
+    func testAScraperEnumeratingOrderIdsGetsNoSecretAndIsSlowedDown() throws {
+        let kamid = try start()
+        defer { XCTAssertEqual(kamid.stop(), 0) }
+        try kamid.stock(sku: "vip", count: 50)
+        let client = try kamid.storefront()
+        var secrets: [String] = []
+        for n in 0..<20 {
+            let reply = client.call(RiskDaemonTests.honest(n, id: n))
+            XCTAssertEqual(reply?.order?.state, .committed)
+            secrets += reply?.order?.codes.compactMap { $0.secret?.reveal() } ?? []
+        }
+        // The owner sees their order; a missing user is refused; another user is NOT_FOUND.
+        XCTAssertNotNil(client.call(#""id":1,"op":"order","order":"h-3","user":"buyer-3""#)?.order?.codes.first?.secret)
+        XCTAssertEqual(client.call(#""id":2,"op":"order","order":"h-3""#)?.error?.code, .badRequest)
+        XCTAssertEqual(client.call(#""id":3,"op":"order","order":"h-3","user":"buyer-4","ip":"100.1.1.1""#)?.error?.code, .notFound)
+
+        // 100,000 ids from one IP, half with a fresh user name each time: the real orders
+        // (h-0 … h-19) are among them.
+        let lines = (0..<100_000).map { i in
+            let user = i % 2 == 0 ? "scraper" : "sock-\(i)"
+            return #""id":\#(i),"op":"order","order":"h-\#(i % 5_000)","user":"\#(user)","ip":"192.0.2.77""#
+        }
+        let replies = pipelined(client, lines)
+        XCTAssertEqual(replies.count, 100_000)
+        XCTAssertEqual(replies.filter { $0?.isOK == true }.count, 0, "no order was shown to a stranger")
+        let reachedStore = replies.filter { $0?.error?.code == .notFound }.count
+        // 30 failures a minute, refilled while the run lasts (seconds).
+        XCTAssertLessThanOrEqual(reachedStore, 40, "after 30 failures a minute the IP is refused before the store")
+        XCTAssertEqual(replies.filter { $0?.error?.code == .limitReached }.count, 100_000 - reachedStore)
+        let log = kamid.log.joined(separator: "\n")
+        for secret in secrets { XCTAssertFalse(log.contains(secret), "a secret reached the log") }
+        // The owner, from their own IP, is not slowed down by the scraper.
+        XCTAssertNotNil(client.call(#""id":4,"op":"order","order":"h-5","user":"buyer-5","ip":"172.16.5.9""#)?.order?.codes.first?.secret)
+        // Reveals are audited: who saw which codes.
+        XCTAssertEqual(try kamid.violations(), [])
+    }
+
+    func testChallengeTokensRiskOpListsAndReloads() throws {
+        var kamid = try start()
+        try kamid.stock(sku: "vip", count: 50)
+        let client = try kamid.storefront()
+        // A new account is challenged; the token it gets, sent back, lets the order through.
+        let challenged = client.call(#""id":1,"op":"issue","order":"n1","user":"newbie","sku":"vip","qty":1,"payment_ref":"p","ip":"8.8.4.4","account_age_days":0"#)
+        XCTAssertEqual(challenged?.error?.code, .challenge)
+        XCTAssertEqual(challenged?.error?.verdict?.rules, ["new_account"])
+        let token = try XCTUnwrap(challenged?.error?.verdict?.challenge)
+        let forged = client.call(#""id":2,"op":"issue","order":"n1","user":"newbie","sku":"vip","qty":1,"payment_ref":"p","ip":"8.8.4.4","account_age_days":0,"challenge_token":"v1.99999999999999.abc""#)
+        XCTAssertEqual(forged?.error?.code, .challenge)
+        let passed = client.call(#""id":3,"op":"issue","order":"n1","user":"newbie","sku":"vip","qty":1,"payment_ref":"p","ip":"8.8.4.4","account_age_days":0,"challenge_token":"\#(token)""#)
+        XCTAssertEqual(passed?.order?.state, .committed)
+
+        // The decision API: a login storm from one /24 is challenged after its burst.
+        var decisions: [String] = []
+        for i in 0..<40 {
+            guard case .success(.risk(let verdict))? = client.call(#""id":\#(i),"op":"risk","event":"login","user":"l\#(i)","ip":"45.33.32.\#(i)""#)?.result else {
+                return XCTFail("risk op")
+            }
+            decisions.append(verdict.decision.rawValue)
+        }
+        XCTAssertEqual(decisions.filter { $0 == "allow" }.count, 30)
+        XCTAssertEqual(decisions.filter { $0 == "challenge" }.count, 10)
+        XCTAssertEqual(client.call(#""id":50,"op":"risk","user":"x""#)?.error?.code, .badRequest, "an event is required")
+
+        // Block lists: live, durable, audited, and they survive a restart.
+        let admin = try RawClient(unixPath: kamid.socketPath)
+        XCTAssertEqual(admin.call(#""id":1,"op":"risk_block","kind":"user","value":"mallory","name":"chargebacks""#)?.isOK, true)
+        XCTAssertEqual(admin.call(#""id":2,"op":"risk_block","kind":"ip","value":"999.1.1.1""#)?.error?.code, .badRequest)
+        let blocked = client.call(#""id":60,"op":"issue","order":"m1","user":"mallory","sku":"vip","qty":1,"payment_ref":"p""#)
+        XCTAssertEqual(blocked?.error?.code, .denied)
+        XCTAssertEqual(blocked?.error?.verdict?.reason, "block_listed")
+        let dryReply = admin.call(#""id":3,"op":"risk_test","event":"issue","user":"mallory""#)
+        // Its shape is a verdict's (plus the shadow rules), so a reader sees one.
+        guard case .success(.risk(let dry))? = dryReply?.result else { return XCTFail("risk_test: \(String(describing: dryReply))") }
+        XCTAssertEqual(dry.decision, .deny)
+        XCTAssertEqual(client.call(#""id":63,"op":"issue","order":"m0","user":"mallory","sku":"vip","qty":1,"payment_ref":"p""#)?.error?.code,
+                       .denied, "the dry run changed nothing, the block stays")
+
+        // A bad rules file on reload is refused by file:line and the old rules stay.
+        try "rule broken rate key=ip rate=fast score=1\n".write(toFile: folder + "/risk.rules", atomically: true, encoding: .utf8)
+        let rejected = admin.call(#""id":4,"op":"reload""#)
+        XCTAssertEqual(rejected?.error?.code, .badRequest)
+        XCTAssertTrue(rejected?.error?.message.contains("risk.rules:1") ?? false, "\(String(describing: rejected))")
+        XCTAssertEqual(client.call(#""id":61,"op":"issue","order":"n2","user":"newbie2","sku":"vip","qty":1,"payment_ref":"p","account_age_days":0"#)?.error?.code,
+                       .challenge, "the old rules still decide")
+        // A good one changes decisions at once.
+        try "rule blocked list list=block action=deny\n".write(toFile: folder + "/risk.rules", atomically: true, encoding: .utf8)
+        XCTAssertEqual(admin.call(#""id":5,"op":"reload""#)?.isOK, true)
+        XCTAssertEqual(client.call(#""id":62,"op":"issue","order":"n2","user":"newbie2","sku":"vip","qty":1,"payment_ref":"p","account_age_days":0"#)?.order?.state,
+                       .committed)
+
+        XCTAssertEqual(kamid.stop(), 0)
+        kamid = try start(rules: "rule blocked list list=block action=deny\n")
+        defer { XCTAssertEqual(kamid.stop(), 0) }
+        let again = try kamid.storefront()
+        XCTAssertEqual(again.call(#""id":1,"op":"issue","order":"m2","user":"mallory","sku":"vip","qty":1,"payment_ref":"p""#)?.error?.code,
+                       .denied, "the block list is in the database")
+        let unblock = try RawClient(unixPath: kamid.socketPath)
+        XCTAssertEqual(unblock.call(#""id":1,"op":"risk_unblock","kind":"user","value":"mallory""#)?.isOK, true)
+        XCTAssertEqual(again.call(#""id":2,"op":"issue","order":"m2","user":"mallory","sku":"vip","qty":1,"payment_ref":"p""#)?.order?.state,
+                       .committed)
+        XCTAssertEqual(try kamid.violations(), [])
+    }
+
+    func testReloadUnderLoadChangesDecisionsWithoutDroppingARequest() throws {
+        let kamid = try start(rules: "rule blocked list list=block action=deny\n")
+        defer { XCTAssertEqual(kamid.stop(), 0) }
+        try kamid.stock(sku: "vip", count: 5_000)
+        let client = try kamid.storefront()
+        let admin = try RawClient(unixPath: kamid.socketPath)
+        let stop = Locked(false)
+        let reloads = Thread { [folder] in
+            var flip = false
+            while !stop.withLock({ $0 }) {
+                flip.toggle()
+                let text = flip ? "rule big attribute when=units>=1 on=issue action=deny\n" : "rule blocked list list=block action=deny\n"
+                try? text.write(toFile: folder + "/risk.rules", atomically: true, encoding: .utf8)
+                _ = admin.call(#""id":1,"op":"reload""#)
+                usleep(20_000)
+            }
+        }
+        reloads.start()
+        let lines = (0..<3_000).map { i in
+            #""id":\#(i),"op":"issue","order":"r-\#(i)","user":"r-\#(i)","sku":"vip","qty":1,"payment_ref":"p""#
+        }
+        let replies = pipelined(client, lines)
+        stop.withLock { $0 = true }
+        while !reloads.isFinished { usleep(10_000) }
+        XCTAssertEqual(replies.compactMap { $0 }.count, 3_000, "every request was answered")
+        let committed = replies.filter { $0?.order?.state == .committed }.count
+        let denied = replies.filter { $0?.error?.code == .denied }.count
+        XCTAssertEqual(committed + denied, 3_000, "\(replies.first { $0?.isOK != true && $0?.error?.code != .denied } as Any)")
+        XCTAssertGreaterThan(denied, 0, "the reloaded rule decided")
+        XCTAssertGreaterThan(committed, 0)
+        XCTAssertEqual(try kamid.violations(), [])
+    }
+
+    func testBadRulesFileStopsStartAndCheckConfigNamesTheLine() throws {
+        try "thresholds challenge=40\nrule a quota key=user max=3 score=1\n".write(toFile: folder + "/risk.rules", atomically: true, encoding: .utf8)
+        try "risk_rules = \(folder)/risk.rules\n".write(toFile: folder + "/kamid.conf", atomically: true, encoding: .utf8)
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: Kamid.binary)
+        check.arguments = ["--check-config", "--config", folder + "/kamid.conf", "--data-dir", folder + "/data"]
+        let errors = Pipe()
+        check.standardError = errors
+        try check.run()
+        check.waitUntilExit()
+        XCTAssertEqual(check.terminationStatus, 2)
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertTrue(text.contains("risk.rules:2: rule a: quota needs window="), text)
+        XCTAssertThrowsError(try Kamid(directory: folder + "/data", arguments: ["--config", folder + "/kamid.conf"]))
+        // The example file in Config/ is accepted.
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Config/risk.rules").path
+        try "risk_rules = \(example)\n".write(toFile: folder + "/kamid.conf", atomically: true, encoding: .utf8)
+        let good = Process()
+        good.executableURL = URL(fileURLWithPath: Kamid.binary)
+        good.arguments = ["--check-config", "--config", folder + "/kamid.conf", "--data-dir", folder + "/data"]
+        try good.run()
+        good.waitUntilExit()
+        XCTAssertEqual(good.terminationStatus, 0)
+    }
+}
