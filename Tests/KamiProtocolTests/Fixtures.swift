@@ -55,6 +55,43 @@ enum Fixtures {
         var stock = Request(id: .number(10), op: .stock)
         stock.sku = "vip-month"
         list.append(stock)
+        // Risk signals, the owner on lookups, and the risk op.
+        var signalled = reserve
+        signalled.id = .number(11)
+        signalled.paymentAccount = "alipay-fp-1"
+        signalled.amountCents = 0
+        signalled.accountAgeDays = -3
+        signalled.phoneVerified = false
+        list.append(signalled)
+        var paid = issue
+        paid.id = .number(12)
+        paid.amountCents = 129_900
+        paid.phoneVerified = true
+        paid.challengeToken = "v1.1700000000000.abcdef"
+        list.append(paid)
+        var paidWaiting = paid
+        paidWaiting.id = .number(13)
+        paidWaiting.waitMs = 5_000
+        list.append(paidWaiting)
+        var owned = order
+        owned.id = .number(14)
+        owned.order = "B-2"
+        owned.user = "bob"
+        owned.ip = "198.51.100.4"
+        list.append(owned)
+        var ownedEntitlements = entitlements
+        ownedEntitlements.id = .number(15)
+        ownedEntitlements.ip = "198.51.100.4"
+        list.append(ownedEntitlements)
+        var login = Request(id: .number(16), op: .risk)
+        login.event = "login"
+        login.user = "carol"
+        login.ip = "::1"
+        login.accountAgeDays = 10
+        list.append(login)
+        var bare = Request(id: .number(17), op: .risk)
+        bare.event = "browse"
+        list.append(bare)
         return list
     }()
 
@@ -124,6 +161,13 @@ enum Fixtures {
         (Reply(id: .number(8), result: .success(.codes(entitlementCodes, nextCursor: "12.3"))), .entitlements),
         (Reply(id: .number(9), result: .success(.codes([], nextCursor: nil))), .entitlements),
         (Reply(id: .number(10), result: .success(.stock(stock))), .stock),
+        (Reply(id: .number(11), result: .success(.risk(RiskVerdict(decision: .challenge, reason: "velocity", rules: ["a", "b.c"],
+                                                                    score: -5, challenge: "v1.9.ff")))), .risk),
+        (Reply(id: .number(12), result: .success(.risk(.allowed))), .risk),
+        (Reply(id: .number(13), result: .failure(KamiError(.denied, "no", verdict: RiskVerdict(
+            decision: .deny, reason: "blocked", rules: ["blocked"], score: 1_000)))), .issue),
+        (Reply(id: .number(14), result: .failure(KamiError(.challenge, "prove it", verdict: RiskVerdict(
+            decision: .challenge, reason: "x", rules: [], score: 40, challenge: "v1.1.aa")))), .reserve),
     ] + ErrorCode.allCases.enumerated().map { index, code in
         let error = KamiError(code, "because \(code) — 原因")
         return (Reply(id: .number(Int64(100 + index)), result: .failure(error)), .issue)
