@@ -60,7 +60,7 @@ extension Operation {
         switch self {
         case .hello, .ping, .reserve, .commit, .issue, .release, .order, .entitlements, .stock, .stats, .verify,
              .skuList, .auditVerify, .jobs, .wait, .supplierList, .supplierShow, .upstreamFailed, .supplierReconcile,
-             .riskList, .riskTest:
+             .riskList, .riskTest, .auditReveals:
             true
         case .skuSet, .importCSV, .void, .refund, .export, .reload, .tokenNew, .supplierMap, .supplierUnmap, .supplierPause,
              .supplierResume, .supplierSync, .skuSource, .upstreamRetry, .risk, .riskBlock, .riskUnblock:

@@ -65,6 +65,8 @@ extension KamiCtl {
         case tokenNew(client: String)
         /// `supplier ...`, `sku source`, `upstream ...`.
         case upstream(UpstreamCommand)
+        /// `risk ...`, `audit reveals`.
+        case risk(RiskCommand)
     }
 
     /// What a `--help` or a usage error is about.
@@ -106,6 +108,8 @@ extension KamiCtl {
         case skuSource = "sku source"
         /// `upstream`.
         case upstream
+        /// `risk` and `audit reveals`.
+        case risk
     }
 
     /// A command line that does not parse.

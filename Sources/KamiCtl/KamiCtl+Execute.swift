@@ -92,6 +92,10 @@ extension KamiCtl {
                                exit: .failed)
             }
             request = command.request(currentDirectory: currentDirectory)
+        case .risk(let command):
+            do throws(UsageError) { request = try command.request() } catch {
+                return Outcome(stderr: "kamictl: \(error.message)\n", exit: .usage)
+            }
         }
         var poller: ProgressPoller?
         switch invocation.command {
@@ -229,6 +233,8 @@ extension KamiCtl {
             return Outcome(stdout: Format.order(order, secretsShown: false), exit: .ok)
         case (.upstream(let command), .fields(let fields)):
             return Outcome(stdout: describeUpstream(command, fields), exit: .ok)
+        case (.risk(let command), let body):
+            return Outcome(stdout: describeRisk(command, body), exit: .ok)
         default:
             return Outcome(stderr: "kamictl: kamid answered with an unexpected reply; is it a different version?\n",
                            exit: .failed)

@@ -119,6 +119,10 @@ extension KamiCtl {
                 throw UsageError(message: "sku takes the subcommand set, list or source", topic: .general)
             }
         case "audit":
+            if rest.first == "reveals" {
+                if help { return .help(.risk) }
+                return try revealsCommand(Array(rest.dropFirst()))
+            }
             guard rest.first == "verify" else {
                 if help && rest.isEmpty { return .help(.auditVerify) }
                 throw UsageError(message: "audit takes the subcommand verify", topic: .auditVerify)
@@ -195,6 +199,8 @@ extension KamiCtl {
             return try supplierCommand(rest, help: help)
         case "upstream":
             return try upstreamCommand(rest, help: help)
+        case "risk":
+            return try riskCommand(rest, help: help)
         case "stats":
             if help { return .help(.stats) }
             _ = try ParsedOptions(rest, topic: .stats, positionals: 0...0)

@@ -37,6 +37,9 @@ extension KamiCtl {
                                           where a SKU's codes come from, and the margin guard
                   upstream failed|retry ORDER|refund ORDER
                                           orders every supplier failed (the dead-letter list)
+                  risk block|unblock|list|test
+                                          the risk gate's lists and rules (see risk --help)
+                  audit reveals [--user U] who was shown which secrets by order lookups
 
                 options (anywhere on the line):
                   --socket PATH           kamid's socket (default: $\(socketEnvironmentVariable), else
@@ -210,6 +213,26 @@ extension KamiCtl {
                   failed                  orders every candidate supplier failed, with each attempt
                   retry ORDER             route a failed order again
                   refund ORDER            refund a failed order (nothing was delivered)
+                """
+        case .risk:
+            return """
+                usage: kamictl risk block KIND VALUE [--list block|allow] [--note TEXT]
+                       kamictl risk unblock KIND VALUE [--list block|allow]
+                       kamictl risk list
+                       kamictl risk test EVENT [--user U] [--ip IP] [--device D] [--sku S] [--qty N]
+                                         [--amount CENTS] [--payment ACCOUNT] [--age-days N]
+                                         [--phone-verified true|false] [--challenge-token T]
+                       kamictl audit reveals [--user U] [--limit N]
+
+                KIND is user, ip (an address or a CIDR), device or payment. A list entry is kept in
+                kamid's database and audited; it applies to every rule of kind list (docs/risk.md).
+
+                  block / unblock         add or remove an entry (the block list unless --list allow)
+                  list                    every entry (database and rules file) and each rule's hits
+                  test                    what the rules would decide for EVENT with these signals;
+                                          counts nothing, changes nothing
+                  audit reveals           the newest reveals of secrets by order and entitlements
+                                          lookups: when, which order, which user and IP, which codes
                 """
         case .tokenNew:
             return """

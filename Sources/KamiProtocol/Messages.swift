@@ -45,6 +45,7 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     case riskUnblock = 56
     case riskList = 57
     case riskTest = 58
+    case auditReveals = 59
 
     /// The name used in JSON (`"op": "reserve"`); the table is `wireName`.
     public var name: String { wireName.description }

@@ -29,7 +29,7 @@ extension Operation {
         case .stock: .stock
         case .risk: .risk
         case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,
-             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest: .fields
+             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals: .fields
         }
     }
 
@@ -75,6 +75,7 @@ extension Operation {
         case .riskUnblock: "risk_unblock"
         case .riskList: "risk_list"
         case .riskTest: "risk_test"
+        case .auditReveals: "audit_reveals"
         }
     }
 
@@ -98,7 +99,7 @@ extension Operation {
         case UInt8(ascii: "h"): return pick(.hello)
         case UInt8(ascii: "p"): return pick(.ping)
         case UInt8(ascii: "r"):
-            return pick(.reserve, .release, .refund, .risk) ?? pickAny([.reload, .riskBlock, .riskUnblock, .riskList, .riskTest])
+            return pick(.reserve, .release, .refund, .risk) ?? pickAny([.reload, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals])
         case UInt8(ascii: "c"): return pick(.commit)
         case UInt8(ascii: "i"): return pick(.issue, .importCSV)
         case UInt8(ascii: "o"): return pick(.order)
@@ -108,7 +109,7 @@ extension Operation {
                 .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource])
         case UInt8(ascii: "u"): return pick(.upstreamFailed, .upstreamRetry)
         case UInt8(ascii: "w"): return pick(.wait)
-        case UInt8(ascii: "a"): return pick(.auditVerify)
+        case UInt8(ascii: "a"): return pick(.auditVerify, .auditReveals)
         case UInt8(ascii: "t"): return pick(.tokenNew)
         case UInt8(ascii: "j"): return pick(.jobs)
         case UInt8(ascii: "v"): return pick(.void, .verify)

@@ -126,6 +126,13 @@ struct OperatorOperations: Sendable {
             return .fields(try risk.setList(request, add: false))
         case .riskList:
             return .fields(try risk.listing())
+        case .auditReveals:
+            let limit = min(max(request.limit ?? 100, 1), 10_000)
+            let rows = try engine.storage.auditEntries(event: "reveal", user: request.user, limit: limit)
+            return .fields([("reveals", .array(rows.map { row in
+                .object([("seq", .int(row.seq)), ("at_ms", .int(row.atMs)), ("subject", .string(row.subject)),
+                         ("detail", .string(row.detail))])
+            }))])
         case .riskTest:
             let (verdict, shadow) = risk.test(request)
             return .fields([

@@ -83,6 +83,32 @@ extension Store {
     /// The first live break of the audit chain (links, MACs, anchor), or nil when it holds.
     public func verifyAuditChain() throws(KamiError) -> AuditBreak? { try walkAuditChain().broken }
 
+    /// Audit entries of one event kind, newest first: `(seq, at_ms, subject, detail)`. With
+    /// `user`, only entries whose detail starts `user=USER ` (reveals, risk decisions).
+    public func auditEntries(event: String, user: String? = nil, limit: Int) throws(KamiError)
+        -> [(seq: Int64, atMs: Int64, subject: String, detail: String)]
+    {
+        try read { db throws(SQLiteError) in
+            let filter = user == nil ? "" : " AND (detail = ? OR substr(detail, 1, length(?)) = ?)"
+            let stmt = try db.prepare("SELECT seq, at_ms, subject, detail FROM audit WHERE event = ?\(filter) ORDER BY seq DESC LIMIT ?")
+            defer { stmt.reset() }
+            stmt.bind(1, event)
+            var next: Int32 = 2
+            if let user {
+                stmt.bind(2, "user=\(user)")
+                stmt.bind(3, "user=\(user) ")
+                stmt.bind(4, "user=\(user) ")
+                next = 5
+            }
+            stmt.bind(next, limit)
+            var rows: [(seq: Int64, atMs: Int64, subject: String, detail: String)] = []
+            while try stmt.step() {
+                rows.append((stmt.int64(0), stmt.int64(1), stmt.text(2) ?? "", stmt.text(3) ?? ""))
+            }
+            return rows
+        }
+    }
+
     /// The first live break of the audit chain, against an anchor read (`auditAnchor()`)
     /// before the snapshot the chain is read in began; nil when it holds.
     public func verifyAuditChain(anchoredBefore found: AuditAnchorReading) throws(KamiError) -> AuditBreak? {

@@ -276,6 +276,59 @@ final class RiskDaemonTests: XCTestCase {
         XCTAssertEqual(try kamid.violations(), [])
     }
 
+    private func kamictl(_ arguments: [String], socket: String) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Kamid.binary).deletingLastPathComponent().appendingPathComponent("kamictl")
+        process.arguments = ["--socket", socket] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    func testKamictlManagesListsTestsRulesAndShowsReveals() throws {
+        let kamid = try start()
+        defer { XCTAssertEqual(kamid.stop(), 0) }
+        try kamid.stock(sku: "vip", count: 10)
+        let socket = kamid.socketPath
+        let block = try kamictl(["risk", "block", "ip", "203.0.113.0/24", "--note", "botnet"], socket: socket)
+        XCTAssertEqual(block.status, 0, block.output)
+        let bad = try kamictl(["risk", "block", "ip", "300.0.0.1"], socket: socket)
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.output.contains("is not an IP address or CIDR"), bad.output)
+        let listed = try kamictl(["risk", "list"], socket: socket)
+        XCTAssertTrue(listed.output.contains("block  ip  203.0.113.0/24  database  botnet"), listed.output)
+        XCTAssertTrue(listed.output.contains("device_accounts  distinct  enforce  0  0"), listed.output)
+        XCTAssertTrue(listed.output.contains("quiet  attribute  shadow"), listed.output)
+        let tested = try kamictl(["risk", "test", "issue", "--user", "x", "--ip", "203.0.113.9"], socket: socket)
+        XCTAssertEqual(tested.output, "decision deny (block_listed), score 0, rules blocked\n")
+        let young = try kamictl(["risk", "test", "issue", "--user", "y", "--age-days", "0"], socket: socket)
+        XCTAssertEqual(young.output, "decision challenge (suspicious_attributes), score 50, rules new_account\n")
+        XCTAssertEqual(try kamictl(["risk", "test", "issue", "--qty", "many"], socket: socket).status, 2)
+
+        let client = try kamid.storefront()
+        let issued = client.call(RiskDaemonTests.honest(1, id: 1))
+        XCTAssertEqual(issued?.order?.state, .committed)
+        let codeID = try XCTUnwrap(issued?.order?.codes.first?.codeID)
+        XCTAssertNotNil(client.call(#""id":2,"op":"order","order":"h-1","user":"buyer-1","ip":"172.16.1.9""#)?.order)
+        // Audit entries are written behind the reply: wait for the writer.
+        var reveals = ""
+        for _ in 0..<50 {
+            reveals = try kamictl(["audit", "reveals", "--user", "buyer-1"], socket: socket).output
+            if reveals.contains("order:h-1") { break }
+            usleep(20_000)
+        }
+        XCTAssertTrue(reveals.contains("order:h-1 user=buyer-1 ip=172.16.1.9 codes=\(codeID) client=default"), reveals)
+        XCTAssertEqual(try kamictl(["audit", "reveals", "--user", "nobody"], socket: socket).output, "no reveals\n")
+        XCTAssertEqual(try kamictl(["risk", "unblock", "ip", "203.0.113.0/24"], socket: socket).status, 0)
+        XCTAssertEqual(try kamictl(["risk", "test", "issue", "--user", "x", "--ip", "203.0.113.9"], socket: socket).output,
+                       "decision allow (ok), score 0\n")
+        XCTAssertEqual(try kamictl(["audit", "verify"], socket: socket).status, 0)
+    }
+
     func testBadRulesFileStopsStartAndCheckConfigNamesTheLine() throws {
         try "thresholds challenge=40\nrule a quota key=user max=3 score=1\n".write(toFile: folder + "/risk.rules", atomically: true, encoding: .utf8)
         try "risk_rules = \(folder)/risk.rules\n".write(toFile: folder + "/kamid.conf", atomically: true, encoding: .utf8)
