@@ -230,7 +230,7 @@ public struct DaemonConfig: Sendable, Equatable {
                 config.upstreamCallbackURL = value
             case "upstream_sync_ms": config.upstreamSyncMs = try integer(value, 0...86_400_000, bad: bad)
             case "upstream_wait_max_ms": config.upstreamWaitMaxMs = try integer(value, 1_000...86_400_000, bad: bad)
-            case "risk_rules": config.riskRules = value.isEmpty ? nil : try path(value, bad: bad)
+            case "risk_rules": config.riskRules = value == "none" ? nil : try path(value, bad: bad)
             case "risk_rate_entries": config.riskRateEntries = try integer(value, Range.riskEntries, bad: bad)
             case "risk_distinct_entries": config.riskDistinctEntries = try integer(value, Range.riskEntries, bad: bad)
             case "risk_sketch_width": config.riskSketchWidth = try integer(value, Range.riskEntries, bad: bad)

@@ -217,5 +217,36 @@ upstream_wait_max_ms = 600000
 #   supplier.fulu.credentials_file = ${CREDENTIALS_DIRECTORY}/fulu.key
 # Suppliers are reloadable: a reload applies new settings and keys to the next request.
 
+# risk_rules: the risk gate's rules file (docs/risk.md; Config/risk.rules is a commented
+# example), relative to data_dir unless absolute; `none`: no rules, every order is allowed
+# (block and allow lists apply through list rules only). Checked by --check-config;
+# a reload reads it again, and a file with an error is refused by file:line while the rules
+# in force stay.
+risk_rules = none
+
+# risk_rate_entries [restart]: token buckets of all rate rules together, 1024 to 67108864.
+# 32 bytes each: the default 262144 is 8 MiB. When full, the least recently seen of 8 keys
+# is forgotten (it starts again with a full bucket).
+risk_rate_entries = 262144
+
+# risk_distinct_entries [restart]: keys of all distinct rules together (users per device,
+# per IP, per payment account), 1024 to 67108864. 89 bytes each: 65536 is 5.6 MiB.
+risk_distinct_entries = 65536
+
+# risk_sketch_width [restart]: counters per row of each quota rule's count-min sketch, 1024
+# to 67108864. Each quota rule costs 32 bytes per column (4 rows, two windows): 65536 is
+# 2 MiB a rule. Wider sketches over-count less when many keys share a window.
+risk_sketch_width = 65536
+
+# risk_hold_entries [restart]: unpaid holds remembered for holds rules, 1024 to 67108864,
+# about 160 bytes each: 262144 is 40 MiB at most. Past it new holds are not counted
+# (kami_risk_holds_untracked_total).
+risk_hold_entries = 262144
+
+# risk_lookup_failures_per_minute: failed `order` lookups (an unknown order, or another
+# user's) allowed per user and per buyer IP a minute, 1 to 100000; past it lookups are
+# refused with LIMIT_REACHED before they reach the store (anti-scraping).
+risk_lookup_failures_per_minute = 30
+
 """##
 }

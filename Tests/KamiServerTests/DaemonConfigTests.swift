@@ -218,6 +218,10 @@ final class DaemonConfigTests: XCTestCase {
             master_key_file = /k
             metrics_listen = off
             upstream_callback_listen = 127.0.0.1:2
+            risk_rate_entries = 2048
+            risk_distinct_entries = 2048
+            risk_sketch_width = 2048
+            risk_hold_entries = 2048
             """, source: "r.conf", environment: [:])
         XCTAssertEqual(Set(DaemonRuntime.changedKeys(old, everything)), DaemonConfig.restartKeys.union(["token_dir"]),
                        "token_dir resolves against data_dir")
