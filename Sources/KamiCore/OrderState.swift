@@ -21,9 +21,12 @@ public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case refunded = 4
     case pendingUpstream = 5
     case failed = 6
+    /// Held for an operator: the risk gate said review. It holds its codes (reserved) until
+    /// approved (paid: committed; unpaid: an ordinary hold), denied or out of time (released).
+    case review = 7
 
     /// The states an order can be created in: a hold (`reserve`), or paid at once (`issue`).
-    public static let starts: Set<OrderState> = [.reserved, .committed, .pendingUpstream]
+    public static let starts: Set<OrderState> = [.reserved, .committed, .pendingUpstream, .review]
 
     /// Every legal move, as (from, to).
     public static let moves: Set<Move> = [
@@ -32,6 +35,7 @@ public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         Move(.reserved, .pendingUpstream), Move(.expired, .pendingUpstream),
         Move(.pendingUpstream, .committed), Move(.pendingUpstream, .failed),
         Move(.failed, .pendingUpstream), Move(.failed, .refunded),
+        Move(.review, .committed), Move(.review, .reserved), Move(.review, .released), Move(.review, .pendingUpstream),
     ]
 
     /// One move of an order between two states.
@@ -52,13 +56,16 @@ public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// one holds none.
     public var codeStates: Set<CodeState>? {
         switch self {
-        case .reserved: [.reserved]
+        case .reserved, .review: [.reserved]
         case .committed, .pendingUpstream: [.issued, .voided]
         case .refunded: [.voided]
         case .failed: []
         case .released, .expired: nil
         }
     }
+
+    /// Whether the order is a hold that lapses at `expiresAtMs` (reserved, or held for review).
+    public var isHold: Bool { self == .reserved || self == .review }
 
     /// Whether the order is paid and waits for a supplier (no codes yet).
     public var awaitsUpstream: Bool { self == .pendingUpstream }
@@ -91,6 +98,7 @@ public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .refunded: "refunded"
         case .pendingUpstream: "pending_upstream"
         case .failed: "failed"
+        case .review: "review"
         }
     }
 

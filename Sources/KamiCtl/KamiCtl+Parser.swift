@@ -201,6 +201,8 @@ extension KamiCtl {
             return try upstreamCommand(rest, help: help)
         case "risk":
             return try riskCommand(rest, help: help)
+        case "review":
+            return try reviewCommand(rest, help: help)
         case "stats":
             if help { return .help(.stats) }
             _ = try ParsedOptions(rest, topic: .stats, positionals: 0...0)

@@ -10,6 +10,11 @@ extension KamiCtl {
         /// A request run through the rules without effect: the event and its signals.
         case test(event: String, fields: [String: String])
         case reveals(user: String?, limit: Int?)
+        /// The review queue (`review list|show|approve|deny`).
+        case reviewList
+        case reviewShow(order: String)
+        case approve(order: String)
+        case deny(order: String)
 
         /// The request for it.
         func request() throws(UsageError) -> Request {
@@ -53,6 +58,16 @@ extension KamiCtl {
                     request.phoneVerified = text == "true"
                 }
                 return request
+            case .reviewList:
+                return Request(id: .number(1), op: .reviewList)
+            case .reviewShow(let order):
+                var request = Request(id: .number(1), op: .order)
+                request.order = order
+                return request
+            case .approve(let order), .deny(let order):
+                var request = Request(id: .number(1), op: self == .approve(order: order) ? .reviewApprove : .reviewDeny)
+                request.order = order
+                return request
             case .reveals(let user, let limit):
                 var request = Request(id: .number(1), op: .auditReveals)
                 request.user = user
@@ -94,6 +109,18 @@ extension KamiCtl {
             return .risk(.test(event: positionals[0], fields: options))
         default:
             throw UsageError(message: "unknown risk subcommand \(sub)", topic: .risk)
+        }
+    }
+
+    /// Parses `review list | show ORDER | approve ORDER | deny ORDER`.
+    static func reviewCommand(_ words: [String], help: Bool) throws(UsageError) -> Command {
+        if help { return .help(.risk) }
+        switch (words.first, words.count) {
+        case ("list", 1): return .risk(.reviewList)
+        case ("show", 2): return .risk(.reviewShow(order: words[1]))
+        case ("approve", 2): return .risk(.approve(order: words[1]))
+        case ("deny", 2): return .risk(.deny(order: words[1]))
+        default: throw UsageError(message: "review takes list, show ORDER, approve ORDER or deny ORDER", topic: .risk)
         }
     }
 
@@ -168,6 +195,18 @@ extension KamiCtl {
                 out += [get(row, "name"), get(row, "kind"), mode, get(row, "fired"), get(row, "shadow_fired")].joined(separator: "  ") + "\n"
             }
             return out
+        case (.reviewList, .fields(let fields)):
+            let list = rows(fields, "orders")
+            guard !list.isEmpty else { return "no orders held for review\n" }
+            var out = "ORDER  USER  SKU  QTY  PAID  CODES  EXPIRES_AT_MS\n"
+            for row in list {
+                out += ["order", "user", "sku", "qty", "paid", "codes", "expires_at_ms"].map { get(row, $0) }.joined(separator: "  ") + "\n"
+            }
+            return out
+        case (.approve(let order), .fields(let fields)), (.deny(let order), .fields(let fields)):
+            return "order \(order): \(Format.text(fields, "state") ?? "?")\n"
+        case (.reviewShow, .order(let order)):
+            return Format.order(order, secretsShown: false)
         case (.reveals, .fields(let fields)):
             let list = rows(fields, "reveals")
             guard !list.isEmpty else { return "no reveals\n" }

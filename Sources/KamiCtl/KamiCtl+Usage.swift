@@ -40,6 +40,8 @@ extension KamiCtl {
                   risk block|unblock|list|test
                                           the risk gate's lists and rules (see risk --help)
                   audit reveals [--user U] who was shown which secrets by order lookups
+                  review list|show|approve|deny ORDER
+                                          orders the risk gate held for an operator
 
                 options (anywhere on the line):
                   --socket PATH           kamid's socket (default: $\(socketEnvironmentVariable), else
@@ -223,6 +225,7 @@ extension KamiCtl {
                                          [--amount CENTS] [--payment ACCOUNT] [--age-days N]
                                          [--phone-verified true|false] [--challenge-token T]
                        kamictl audit reveals [--user U] [--limit N]
+                       kamictl review list | show ORDER | approve ORDER | deny ORDER
 
                 KIND is user, ip (an address or a CIDR), device or payment. A list entry is kept in
                 kamid's database and audited; it applies to every rule of kind list (docs/risk.md).
@@ -233,6 +236,10 @@ extension KamiCtl {
                                           counts nothing, changes nothing
                   audit reveals           the newest reveals of secrets by order and entitlements
                                           lookups: when, which order, which user and IP, which codes
+                  review list             orders held for review, oldest first
+                  review approve ORDER    a paid order is committed and delivered; an unpaid one
+                                          becomes an ordinary hold the buyer can pay
+                  review deny ORDER       its codes go back to the pool (refund a paid one)
                 """
         case .tokenNew:
             return """

@@ -48,6 +48,22 @@ public final class Engine: Sendable {
     /// for; both within `Limits.holdTTLMsMin...Limits.holdTTLMsMax`, default <= max.
     public func setHoldTTL(defaultMs: Int64, maxMs: Int64) { core.setHoldTTL(defaultMs: defaultMs, maxMs: maxMs) }
 
+    /// How long an order held for review waits for an operator (then it is released).
+    public func setReviewTTL(ms: Int64) { core.setReviewTTL(ms) }
+
+    /// Orders held for review, oldest first.
+    public func reviewQueue() -> [Order] { core.reviewQueue() }
+
+    /// Approves an order held for review (a paid one is committed and delivered).
+    public func approve(order: String, client: String? = nil, completion: @escaping OrderCompletion) {
+        core.approve(order: order, client: client, completion: completion)
+    }
+
+    /// Denies an order held for review (its codes go back to the pool).
+    public func deny(order: String, client: String? = nil, completion: @escaping OrderCompletion) {
+        core.deny(order: order, client: client, completion: completion)
+    }
+
     /// The hold TTL settings in effect: (default, max), ms.
     public var holdTTL: (defaultMs: Int64, maxMs: Int64) { core.holdTTL }
 
@@ -77,9 +93,9 @@ public struct Storefront: Sendable {
     /// UNAVAILABLE.
     public func reserve(
         order: String, user: String, sku: String, units: Int, ttlMs: Int64? = nil, client: String? = nil,
-        risk: String? = nil, completion: @escaping OrderCompletion
+        risk: String? = nil, review: Bool = false, completion: @escaping OrderCompletion
     ) {
-        core.reserve(order: order, user: user, sku: sku, units: units, ttlMs: ttlMs, client: client, risk: risk,
+        core.reserve(order: order, user: user, sku: sku, units: units, ttlMs: ttlMs, client: client, risk: risk, review: review,
                      completion: completion)
     }
 
@@ -88,9 +104,9 @@ public struct Storefront: Sendable {
     /// delivered or failed (or when the wait runs out, still pending).
     public func issue(
         order: String, user: String, sku: String, units: Int, paymentRef: String, client: String? = nil,
-        waitMs: Int64? = nil, risk: String? = nil, completion: @escaping OrderCompletion
+        waitMs: Int64? = nil, risk: String? = nil, review: Bool = false, completion: @escaping OrderCompletion
     ) {
-        core.issue(order: order, user: user, sku: sku, units: units, paymentRef: paymentRef, client: client, risk: risk,
+        core.issue(order: order, user: user, sku: sku, units: units, paymentRef: paymentRef, client: client, risk: risk, review: review,
                    completion: core.waiting(waitMs, completion))
     }
 

@@ -31,6 +31,9 @@ final class EngineCore: Sendable {
     /// Hold TTL used when a reserve gives none, and the longest one accepted (reloadable).
     let holdTTLDefault = Atomic<Int64>(Limits.holdTTLMsDefault)
     let holdTTLMax = Atomic<Int64>(Limits.holdTTLMsMax)
+    /// How long an order held for review waits for an operator before it is released.
+    let reviewTTL = Atomic<Int64>(Limits.holdTTLMsMax)
+    var reviewTTLMs: Int64 { reviewTTL.load(ordering: .relaxed) }
     /// The import or export running now, for progress reports.
     let job = Locked<JobTracker?>(nil)
     /// Set when the engine is stopping: a running import gives up at its next chunk (it runs
@@ -118,7 +121,7 @@ final class EngineCore: Sendable {
             if order.state.holdsCodes {
                 _ = userLimits.tryAcquire(user: order.user, sku: order.sku, units: order.units, limit: 0)
             }
-            if order.state == .reserved {
+            if order.state.isHold {
                 _ = userLimits.tryAddPendingHold(user: order.user, limit: 0)
                 holdIDs.withLock { $0[order.seq] = order.orderID }
                 holds.schedule(order: order.seq, deadlineMs: order.expiresAtMs)

@@ -14,7 +14,7 @@ extension EngineCore {
     /// NOT_FOUND (SKU), BAD_REQUEST, BUSY/UNAVAILABLE (disk).
     func reserve(
         order orderID: String, user: String, sku skuKey: String, units: Int, ttlMs: Int64? = nil,
-        client: String? = nil, risk: String? = nil, completion: @escaping OrderCompletion
+        client: String? = nil, risk: String? = nil, review: Bool = false, completion: @escaping OrderCompletion
     ) {
         let ttl = ttlMs ?? holdTTLDefault.load(ordering: .relaxed)
         let ttlMax = holdTTLMax.load(ordering: .relaxed)
@@ -31,7 +31,7 @@ extension EngineCore {
         }
         let retry: @Sendable () -> Void = { [self] in
             reserve(order: orderID, user: user, sku: skuKey, units: units, ttlMs: ttlMs, client: client, risk: risk,
-                    completion: completion)
+                    review: review, completion: completion)
         }
         switch orders.begin(orderID, create: true, retry: retry) {
         case .queued, .missing:
@@ -47,8 +47,8 @@ extension EngineCore {
         }
         let now = clock.nowMs()
         let order = Order(
-            seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: .reserved, paymentRef: nil,
-            codes: [], ttlMs: ttl, expiresAtMs: now + ttl, createdAtMs: now, updatedAtMs: now)
+            seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: review ? .review : .reserved, paymentRef: nil,
+            codes: [], ttlMs: ttl, expiresAtMs: now + (review ? reviewTTLMs : ttl), createdAtMs: now, updatedAtMs: now)
         create(order, sku: sku, client: client, risk: risk, completion: completion)
     }
 
@@ -58,7 +58,7 @@ extension EngineCore {
     /// codes; an existing reserved order with the same arguments is committed.
     func issue(
         order orderID: String, user: String, sku skuKey: String, units: Int, paymentRef: String,
-        client: String? = nil, risk: String? = nil, completion: @escaping OrderCompletion
+        client: String? = nil, risk: String? = nil, review: Bool = false, completion: @escaping OrderCompletion
     ) {
         let sku: Sku
         do throws(KamiError) {
@@ -71,7 +71,7 @@ extension EngineCore {
         }
         let retry: @Sendable () -> Void = { [self] in
             issue(order: orderID, user: user, sku: skuKey, units: units, paymentRef: paymentRef, client: client, risk: risk,
-                  completion: completion)
+                  review: review, completion: completion)
         }
         switch orders.begin(orderID, create: true, retry: retry) {
         case .queued, .missing:
@@ -87,8 +87,9 @@ extension EngineCore {
         }
         let now = clock.nowMs()
         let order = Order(
-            seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: .committed,
-            paymentRef: paymentRef, codes: [], ttlMs: 0, expiresAtMs: 0, createdAtMs: now, updatedAtMs: now)
+            seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: review ? .review : .committed,
+            paymentRef: paymentRef, codes: [], ttlMs: 0, expiresAtMs: review ? now + reviewTTLMs : 0, createdAtMs: now,
+            updatedAtMs: now)
         create(order, sku: sku, client: client, risk: risk, completion: completion)
     }
 
@@ -96,7 +97,8 @@ extension EngineCore {
     /// `risk` is the gate's verdict when rules fired, recorded in the order's audit event.
     private func create(_ draft: Order, sku: Sku, client: String?, risk: String?, completion: @escaping OrderCompletion) {
         precondition(OrderState.starts.contains(draft.state), "order \(draft.orderID) cannot start \(draft.state)")
-        let reserving = draft.state == .reserved
+        // A hold: reserved, or held for review (paid or not); its codes are reserved.
+        let reserving = draft.state.isHold
         if reserving && !userLimits.tryAddPendingHold(user: draft.user, limit: Limits.pendingHoldsPerUserMax) {
             orders.end(draft.orderID)
             return completion(.failure(KamiError(
@@ -150,9 +152,10 @@ extension EngineCore {
         let codeState: CodeState = reserving ? .reserved : .issued
         let changes = codes.map { CodeChange(codeID: $0.codeID, from: .available, to: codeState, orderSeq: order.seq) }
         let event = AuditEvent(
-            reserving ? "reserve" : viaUpstream ? "issue-upstream" : "issue", subject: "order:\(order.orderID)",
+            order.state == .review ? "review-hold" : reserving ? "reserve" : viaUpstream ? "issue-upstream" : "issue",
+            subject: "order:\(order.orderID)",
             detail: "seq=\(order.seq) user=\(order.user) sku=\(order.sku) units=\(order.units) codes=\(EngineCore.codeIDList(codes))"
-                + (reserving ? "" : " payment=\(order.paymentRef ?? "")") + EngineCore.clientField(client)
+                + (order.paymentRef.map { " payment=\($0)" } ?? "") + EngineCore.clientField(client)
                 + (risk.map { " risk=(\($0))" } ?? ""))
         let published = order
         let secrets = revealed
@@ -204,10 +207,25 @@ extension EngineCore {
     }
 
     /// Commits an order that is in flight for the caller.
-    private func commitExisting(
-        _ order: Order, paymentRef: String, client: String?, completion: @escaping OrderCompletion
+    ///
+    /// `approving`: the operator approves an order held for review (paid: it is committed now).
+    func commitExisting(
+        _ order: Order, paymentRef: String, client: String?, approving: Bool = false, completion: @escaping OrderCompletion
     ) {
         switch order.state {
+        case .review where approving:
+            break
+        case .review:
+            orders.end(order.orderID)
+            // A paid order under review answers as it is; an unpaid one waits for the operator.
+            guard order.paymentRef != nil else {
+                return completion(.failure(KamiError(.invalidState, "order \(order.orderID) is held for review; wait for it")))
+            }
+            guard order.paymentRef == paymentRef else {
+                return completion(.failure(KamiError(
+                    .conflict, "order \(order.orderID) was already paid with another payment reference")))
+            }
+            return completion(answerExisting(order))
         case .committed, .pendingUpstream, .failed:
             orders.end(order.orderID)
             guard order.paymentRef == paymentRef else {
@@ -305,7 +323,7 @@ extension EngineCore {
         let changes = codes.map { CodeChange(codeID: $0.codeID, from: held($0), to: .issued, orderSeq: order.seq) }
             + badCodes.map { CodeChange(codeID: $0.codeID, from: held($0), to: .voided, orderSeq: nil) }
         let event = AuditEvent(
-            late ? "commit-late" : "commit", subject: "order:\(order.orderID)",
+            approving ? "review-approve" : late ? "commit-late" : "commit", subject: "order:\(order.orderID)",
             detail: "seq=\(order.seq) payment=\(paymentRef) codes=\(EngineCore.codeIDList(codes))"
                 + (badCodes.isEmpty ? "" : " quarantined=\(EngineCore.codeIDList(badCodes))") + EngineCore.clientField(client))
         let published = committed
@@ -347,7 +365,7 @@ extension EngineCore {
             case .committed, .refunded, .pendingUpstream, .failed:
                 orders.end(orderID)
                 return completion(.failure(KamiError(.invalidState, "order \(orderID) is \(order.state); refund it instead")))
-            case .reserved:
+            case .reserved, .review:
                 endReservation(order, to: .released, client: client, completion: completion)
             }
         }
@@ -373,7 +391,7 @@ extension EngineCore {
         case .missing, .created:
             holdIDs.withLock { $0[seq] = nil }
         case .existing(let order):
-            guard order.state == .reserved, order.seq == seq else {
+            guard order.state.isHold, order.seq == seq else {
                 orders.end(orderID)
                 return
             }
@@ -382,18 +400,20 @@ extension EngineCore {
                 holds.schedule(order: seq, deadlineMs: order.expiresAtMs)
                 return
             }
-            endReservation(order, to: .expired, client: nil) { _ in }
+            // Not approved in time is denied: its codes go back, the storefront refunds.
+            endReservation(order, to: order.state == .review ? .released : .expired, client: nil) { _ in }
         }
     }
 
     /// Moves a reserved order (in flight for the caller) to released or expired.
-    private func endReservation(
-        _ order: Order, to state: OrderState, client: String?, completion: @escaping OrderCompletion
+    func endReservation(
+        _ order: Order, to state: OrderState, client: String?, event name: String? = nil, completion: @escaping OrderCompletion
     ) {
         let ended = order.moved(to: state, atMs: clock.nowMs())
         let changes = order.codes.map { CodeChange(codeID: $0.codeID, from: .reserved, to: .available, orderSeq: nil) }
         let event = AuditEvent(
-            state == .expired ? "expire" : "release", subject: "order:\(order.orderID)",
+            name ?? (order.state == .review ? (client == nil ? "review-expire" : "review-release") : state == .expired ? "expire" : "release"),
+            subject: "order:\(order.orderID)",
             detail: "seq=\(order.seq) codes=\(EngineCore.codeIDList(order.codes))" + EngineCore.clientField(client))
         let published = ended
         store.writer.submit(.writeOrder(ended, codes: changes, audit: event)) { [self] result in
@@ -440,7 +460,7 @@ extension EngineCore {
             case .refunded:
                 orders.end(orderID)
                 return completion(.success(reply(order)))
-            case .reserved, .released, .expired:
+            case .reserved, .released, .expired, .review:
                 orders.end(orderID)
                 return completion(.failure(KamiError(.invalidState, "order \(orderID) is \(order.state), not committed")))
             case .pendingUpstream:

@@ -221,7 +221,7 @@ extension EngineCore {
         }
         guard let current = orders.get(orderID) else { return completion(.failure(KamiError(.notFound, "no order \(orderID)"))) }
         orders.watchers.watch(orderID, current: { [self] in orders.get(orderID) }, timeoutMs: timeoutMs,
-                              satisfied: { $0.state != .pendingUpstream }) {
+                              satisfied: { $0.state != .pendingUpstream && $0.state != .review }) {
             [self] order in
             completion(answerExisting(order ?? orders.get(orderID) ?? current))
         }
@@ -232,7 +232,9 @@ extension EngineCore {
     func waiting(_ waitMs: Int64?, _ completion: @escaping OrderCompletion) -> OrderCompletion {
         guard let waitMs, waitMs > 0 else { return completion }
         return { [self] result in
-            guard case .success(let reply) = result, reply.state == .pendingUpstream else { return completion(result) }
+            guard case .success(let reply) = result, reply.state == .pendingUpstream || reply.state == .review else {
+                return completion(result)
+            }
             waitForOrder(reply.orderID, timeoutMs: min(waitMs, Limits.waitMsMax), completion: completion)
         }
     }

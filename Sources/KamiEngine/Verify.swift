@@ -157,7 +157,7 @@ extension EngineCore {
                     fail("upstream", "order \(order.orderID) failed while attempts at "
                         + (succeeded + open).map { "\($0.supplier) (\($0.state))" }.joined(separator: ", ") + " may have sold")
                 }
-            case .reserved, .released, .expired:
+            case .reserved, .released, .expired, .review:
                 fail("upstream", "order \(order.orderID) (\(order.state)) has upstream attempts")
             }
         }

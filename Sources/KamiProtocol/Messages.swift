@@ -46,6 +46,9 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     case riskList = 57
     case riskTest = 58
     case auditReveals = 59
+    case reviewList = 60
+    case reviewApprove = 61
+    case reviewDeny = 62
 
     /// The name used in JSON (`"op": "reserve"`); the table is `wireName`.
     public var name: String { wireName.description }

@@ -29,7 +29,7 @@ extension Operation {
         case .stock: .stock
         case .risk: .risk
         case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,
-             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals: .fields
+             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny: .fields
         }
     }
 
@@ -76,6 +76,9 @@ extension Operation {
         case .riskList: "risk_list"
         case .riskTest: "risk_test"
         case .auditReveals: "audit_reveals"
+        case .reviewList: "review_list"
+        case .reviewApprove: "review_approve"
+        case .reviewDeny: "review_deny"
         }
     }
 
@@ -99,7 +102,7 @@ extension Operation {
         case UInt8(ascii: "h"): return pick(.hello)
         case UInt8(ascii: "p"): return pick(.ping)
         case UInt8(ascii: "r"):
-            return pick(.reserve, .release, .refund, .risk) ?? pickAny([.reload, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals])
+            return pick(.reserve, .release, .refund, .risk) ?? pickAny([.reload, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny])
         case UInt8(ascii: "c"): return pick(.commit)
         case UInt8(ascii: "i"): return pick(.issue, .importCSV)
         case UInt8(ascii: "o"): return pick(.order)

@@ -53,6 +53,8 @@ public struct DaemonConfig: Sendable, Equatable {
     /// Failed `order` lookups (unknown order, or another user's) allowed per user and per IP
     /// a minute before lookups are refused with LIMIT_REACHED.
     public var riskLookupFailuresPerMinute = 30
+    /// How long an order held for review waits for an operator before it is released.
+    public var reviewTTLMs: Int64 = 86_400_000
 
     /// The embedded defaults.
     public init() {}
@@ -92,7 +94,7 @@ public struct DaemonConfig: Sendable, Equatable {
         "hold_ttl_default_ms", "hold_ttl_max_ms", "token_dir", "token_file.CLIENT", "master_key_file",
         "metrics_listen", "log_level", "upstream_callback_listen", "upstream_callback_url", "upstream_sync_ms",
         "upstream_wait_max_ms", "supplier.ID.KEY", "risk_rules", "risk_rate_entries", "risk_distinct_entries",
-        "risk_sketch_width", "risk_hold_entries", "risk_lookup_failures_per_minute",
+        "risk_sketch_width", "risk_hold_entries", "risk_lookup_failures_per_minute", "review_ttl_ms",
     ]
 
     /// The embedded default config: the text of `Config/kamid.conf`.
@@ -235,6 +237,7 @@ public struct DaemonConfig: Sendable, Equatable {
             case "risk_distinct_entries": config.riskDistinctEntries = try integer(value, Range.riskEntries, bad: bad)
             case "risk_sketch_width": config.riskSketchWidth = try integer(value, Range.riskEntries, bad: bad)
             case "risk_hold_entries": config.riskHoldEntries = try integer(value, Range.riskEntries, bad: bad)
+            case "review_ttl_ms": config.reviewTTLMs = try integer(value, Range.holdTTLMs, bad: bad)
             case "risk_lookup_failures_per_minute":
                 config.riskLookupFailuresPerMinute = try integer(value, Range.riskLookupFailures, bad: bad)
             case "log_level":

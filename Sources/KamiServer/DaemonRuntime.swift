@@ -61,6 +61,7 @@ final class DaemonRuntime: @unchecked Sendable {
             let started = monotonicNs()
             engine = try Engine(config: engineConfig)
             engine.setHoldTTL(defaultMs: config.holdTTLDefaultMs, maxMs: config.holdTTLMaxMs)
+            engine.setReviewTTL(ms: config.reviewTTLMs)
             logger.log(.notice, "recovered", [
                 "data_dir": config.dataDirectory, "durability": config.durability.rawValue,
                 "ms": String((monotonicNs() - started) / 1_000_000),
@@ -306,6 +307,7 @@ final class DaemonRuntime: @unchecked Sendable {
         }
         logger.setLevel(next.logLevel)
         engine.setHoldTTL(defaultMs: next.holdTTLDefaultMs, maxMs: next.holdTTLMaxMs)
+        engine.setReviewTTL(ms: next.reviewTTLMs)
         engine.storage.writer.setSettings(CommitSettings(batchMax: next.commitBatchMax, delayUs: next.commitDelayUs))
         server.apply(Server.LiveSettings(
             maxConnections: next.maxConnections, idleTimeoutMs: next.idleTimeoutMs,
@@ -363,6 +365,7 @@ final class DaemonRuntime: @unchecked Sendable {
         check("risk_sketch_width", \.riskSketchWidth)
         check("risk_hold_entries", \.riskHoldEntries)
         check("risk_lookup_failures_per_minute", \.riskLookupFailuresPerMinute)
+        check("review_ttl_ms", \.reviewTTLMs)
         return keys
     }
 

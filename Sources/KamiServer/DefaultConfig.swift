@@ -248,5 +248,10 @@ risk_hold_entries = 262144
 # refused with LIMIT_REACHED before they reach the store (anti-scraping).
 risk_lookup_failures_per_minute = 30
 
+# review_ttl_ms: how long an order the risk gate held for review waits for an operator
+# (`kamictl review approve|deny`), 1000 to 86400000; then it is released (its codes go
+# back, the storefront refunds a paid one), as if denied.
+review_ttl_ms = 86400000
+
 """##
 }

@@ -52,11 +52,13 @@ final class Dispatcher: Sendable {
                 done(Reply(id: id, result: .success(.empty)))
             case .reserve:
                 let verdict = risk.screen(request, client: client)
-                guard verdict.decision == .allow else { return done(Reply(id: id, result: .failure(RiskDesk.refusal(verdict)))) }
+                guard verdict.decision == .allow || verdict.decision == .review else {
+                    return done(Reply(id: id, result: .failure(RiskDesk.refusal(verdict))))
+                }
                 engine.storefront.reserve(
                     order: try need(request.order, "order"), user: try need(request.user, "user"),
                     sku: try need(request.sku, "sku"), units: request.qty ?? 1, ttlMs: request.ttlMs.flatMap { $0 == 0 ? nil : $0 },
-                    client: client, risk: verdict.rules.isEmpty ? nil : verdict.description,
+                    client: client, risk: verdict.rules.isEmpty ? nil : verdict.description, review: verdict.decision == .review,
                     completion: { result in
                         risk.reserved(request, result)
                         finish(result)
@@ -66,12 +68,15 @@ final class Dispatcher: Sendable {
                               client: client, waitMs: request.waitMs, completion: ending)
             case .issue:
                 let verdict = risk.screen(request, client: client)
-                guard verdict.decision == .allow else { return done(Reply(id: id, result: .failure(RiskDesk.refusal(verdict)))) }
+                guard verdict.decision == .allow || verdict.decision == .review else {
+                    return done(Reply(id: id, result: .failure(RiskDesk.refusal(verdict))))
+                }
                 engine.storefront.issue(
                     order: try need(request.order, "order"), user: try need(request.user, "user"),
                     sku: try need(request.sku, "sku"), units: request.qty ?? 1,
                     paymentRef: try need(request.paymentRef, "payment_ref"), client: client, waitMs: request.waitMs,
-                    risk: verdict.rules.isEmpty ? nil : verdict.description, completion: ending)
+                    risk: verdict.rules.isEmpty ? nil : verdict.description, review: verdict.decision == .review,
+                    completion: ending)
             case .wait:
                 engine.storefront.wait(order: try need(request.order, "order"), timeoutMs: try need(request.waitMs, "wait_ms"),
                                        completion: finish)
@@ -108,7 +113,7 @@ final class Dispatcher: Sendable {
                 done(Reply(id: id, result: .success(.fields([("jobs", .array(engine.queries.currentJob.map {
                     [WireMapping.wire($0, nowMs: engine.nowMs)] } ?? []))]))))
             case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew,
-                 .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals:
+                 .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny:
                 operatorQueue.async { [self] in
                     let result: Result<ReplyBody, KamiError>
                     do throws(KamiError) { result = .success(try operators.operate(request)) } catch {

@@ -133,6 +133,25 @@ struct OperatorOperations: Sendable {
                 .object([("seq", .int(row.seq)), ("at_ms", .int(row.atMs)), ("subject", .string(row.subject)),
                          ("detail", .string(row.detail))])
             }))])
+        case .reviewList:
+            return .fields([("orders", .array(engine.reviewQueue().map { order in
+                .object([("order", .string(order.orderID)), ("user", .string(order.user)),
+                         ("sku", .string(engine.queries.skus().first { $0.id == order.sku }?.key ?? "?")),
+                         ("qty", .int(Int64(order.units))), ("paid", .bool(order.paymentRef != nil)),
+                         ("codes", .int(Int64(order.codes.count))), ("created_at_ms", .int(order.createdAtMs)),
+                         ("expires_at_ms", .int(order.expiresAtMs))])
+            }))])
+        case .reviewApprove, .reviewDeny:
+            let orderID = try need(request.order, "order")
+            let box = ResultBox<OrderReply>()
+            if request.op == .reviewApprove {
+                engine.approve(order: orderID, client: "operator") { box.set($0) }
+            } else {
+                engine.deny(order: orderID, client: "operator") { box.set($0) }
+            }
+            let reply = try box.wait().get()
+            if reply.state != .reserved { risk.ended(order: orderID) }
+            return .order(WireMapping.wire(reply))
         case .riskTest:
             let (verdict, shadow) = risk.test(request)
             return .fields([

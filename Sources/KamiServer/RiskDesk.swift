@@ -56,7 +56,8 @@ final class RiskDesk: Sendable {
         let now = engine.nowMs
         let evaluation = gate.evaluate(signals, nowMs: now)
         note(evaluation, signals: signals, subject: "order:\(request.order ?? "")", client: client)
-        if request.op == .reserve && evaluation.verdict.decision == .allow, let order = request.order {
+        if request.op == .reserve && (evaluation.verdict.decision == .allow || evaluation.verdict.decision == .review),
+           let order = request.order {
             let ttl = request.ttlMs.flatMap { $0 == 0 ? nil : $0 } ?? engine.holdTTL.defaultMs
             gate.holdPlaced(order: order, signals, deadlineMs: now + ttl)
         }

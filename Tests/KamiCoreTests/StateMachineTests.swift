@@ -29,6 +29,7 @@ final class StateMachineTests: XCTestCase {
             "reserved>committed", "reserved>released", "reserved>expired", "committed>refunded", "expired>committed",
             "reserved>pending_upstream", "expired>pending_upstream", "pending_upstream>committed", "pending_upstream>failed",
             "failed>pending_upstream", "failed>refunded",
+            "review>committed", "review>reserved", "review>released", "review>pending_upstream",
         ]
         for from in OrderState.allCases {
             for to in OrderState.allCases {
@@ -42,7 +43,10 @@ final class StateMachineTests: XCTestCase {
         XCTAssertTrue(OrderState.committed.holdsCodes)
         XCTAssertFalse(OrderState.released.holdsCodes)
         XCTAssertFalse(OrderState.refunded.holdsCodes)
-        XCTAssertEqual(OrderState.starts, [.reserved, .committed, .pendingUpstream])
+        XCTAssertEqual(OrderState.starts, [.reserved, .committed, .pendingUpstream, .review])
+        XCTAssertTrue(OrderState.review.holdsCodes, "an order held for review keeps its codes reserved")
+        XCTAssertTrue(OrderState.review.isHold)
+        XCTAssertEqual(OrderState(name: "review"), .review)
         XCTAssertTrue(OrderState.pendingUpstream.holdsCodes, "an order pending upstream counts against the user's limit")
         XCTAssertFalse(OrderState.failed.holdsCodes)
         XCTAssertEqual(OrderState(name: "pending_upstream"), .pendingUpstream)

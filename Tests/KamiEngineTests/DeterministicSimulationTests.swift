@@ -201,8 +201,10 @@ final class Simulation {
             releaseReserved(step)
         case 830..<880:
             refundCommitted(step)
-        case 880..<930:
+        case 880..<905:
             conflicting(step)
+        case 905..<930:
+            decideReview(step)
         default:
             h.clock.advance(ms: Int64(100 + random(1_500)))
             let faults = faultCount()
@@ -211,7 +213,7 @@ final class Simulation {
             mix("expire")
             if faultCount() != faults {
                 // A failed expiry write may still reach the disk: those holds are in doubt.
-                failedSinceCrash += orderIDs.filter { orders[$0]?.state == .reserved }
+                failedSinceCrash += orderIDs.filter { orders[$0]?.state.isHold == true }
             }
             refreshReserved(step)
         }
@@ -237,15 +239,19 @@ final class Simulation {
         let (id, user, sku) = newOrder()
         let units = 1 + (random(4) == 0 ? 1 : 0)
         let faults = faultCount()
-        let result = call { h.engine.storefront.issue(order: id, user: user, sku: sku, units: units, paymentRef: "p", completion: $0) }
+        // One in ten is held for review by the risk gate.
+        let review = random(10) == 0
+        let result = call { h.engine.storefront.issue(order: id, user: user, sku: sku, units: units, paymentRef: "p", review: review,
+                                                      completion: $0) }
         apply(result, id: id, user: user, sku: sku, units: units, op: "issue", faultsBefore: faults, step: step)
     }
 
     private func reserveNew(_ step: Int) {
         let (id, user, sku) = newOrder()
         let faults = faultCount()
+        let review = random(10) == 0
         let result = call { h.engine.storefront.reserve(order: id, user: user, sku: sku, units: 1, ttlMs: Int64(1_000 + random(3_000)),
-                                             completion: $0) }
+                                             review: review, completion: $0) }
         apply(result, id: id, user: user, sku: sku, units: 1, op: "reserve", faultsBefore: faults, step: step)
     }
 
@@ -294,6 +300,22 @@ final class Simulation {
         apply(result, id: id, user: order.user, sku: order.sku, units: order.units, op: "refund", faultsBefore: faults, step: step)
     }
 
+    /// The operator approves or denies an order held for review.
+    private func decideReview(_ step: Int) {
+        guard let id = pick([.review]), let order = orders[id] else { return issueNew(step) }
+        let faults = faultCount()
+        let approving = random(2) == 0
+        let result = call { approving ? h.engine.approve(order: id, completion: $0) : h.engine.deny(order: id, completion: $0) }
+        if approving, let reply = result.value, reply.state == .committed, reply.codeIDs != order.codes {
+            fail("step \(step): approving \(id) gave \(reply.codeIDs), held \(order.codes)")
+        }
+        if let reply = result.value, approving ? !(reply.state == .committed || reply.state == .reserved) : reply.state != .released {
+            fail("step \(step): \(approving ? "approve" : "deny") of \(id) left it \(reply.state)")
+        }
+        apply(result, id: id, user: order.user, sku: order.sku, units: order.units, op: approving ? "approve" : "deny",
+              faultsBefore: faults, step: step)
+    }
+
     private func conflicting(_ step: Int) {
         guard let id = pick([.committed, .reserved]), let order = orders[id] else { return }
         let result = call { h.engine.storefront.issue(order: id, user: order.user + "x", sku: order.sku, units: order.units,
@@ -304,7 +326,7 @@ final class Simulation {
 
     /// After an expiry pass: reserved orders may have expired.
     private func refreshReserved(_ step: Int) {
-        for id in orderIDs where orders[id]?.state == .reserved {
+        for id in orderIDs where orders[id]?.state.isHold == true {
             adopt(id, step: step)
         }
     }
@@ -374,7 +396,7 @@ final class Simulation {
             fail("step \(step): \(id) was \(previous.state) with \(previous.codes), now \(reply.state) with \(reply.codeIDs)")
         }
         switch reply.state {
-        case .reserved, .committed, .refunded:
+        case .reserved, .committed, .refunded, .review:
             if reply.codeIDs.count != units { fail("step \(step): \(id) holds \(reply.codeIDs.count) codes for \(units) units") }
             for code in reply.codeIDs {
                 if let holder = owner[code], holder != id {
@@ -394,7 +416,7 @@ final class Simulation {
         orders[id] = ModelOrder(user: user, sku: sku, units: units, state: reply.state, codes: reply.codeIDs)
         if sku == "lim" {
             let held = orderIDs.reduce(0) { sum, other in
-                guard let o = orders[other], o.user == user, o.sku == "lim", o.state == .reserved || o.state == .committed
+                guard let o = orders[other], o.user == user, o.sku == "lim", o.state == .reserved || o.state == .committed || o.state == .review
                 else { return sum }
                 return sum + o.units
             }
@@ -412,7 +434,7 @@ final class Simulation {
             var reserved = 0, issued = 0, voided = 0
             for order in orders.values where order.sku == sku {
                 switch order.state {
-                case .reserved: reserved += order.codes.count
+                case .reserved, .review: reserved += order.codes.count
                 case .committed: issued += order.codes.count
                 case .refunded: voided += order.codes.count
                 default: break

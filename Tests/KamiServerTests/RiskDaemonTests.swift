@@ -329,6 +329,52 @@ final class RiskDaemonTests: XCTestCase {
         XCTAssertEqual(try kamictl(["audit", "verify"], socket: socket).status, 0)
     }
 
+    func testReviewHoldsOrdersForTheOperatorAcrossARestart() throws {
+        let rules = "rule bulk attribute on=reserve,issue when=units>=5 score=80\n"
+        var kamid = try start(rules: rules)
+        try kamid.stock(sku: "vip", count: 40)
+        var client = try kamid.storefront()
+        // A paid bulk order is held: no secret leaves, the codes stay reserved.
+        let held = client.call(#""id":1,"op":"issue","order":"bulk-1","user":"reseller","sku":"vip","qty":5,"payment_ref":"pay-1""#)
+        XCTAssertEqual(held?.order?.state, WireOrderState(name: "review"), "\(String(describing: held))")
+        XCTAssertTrue(held?.order?.codes.allSatisfy { $0.secret == nil } ?? false)
+        XCTAssertEqual(client.call(#""id":2,"op":"issue","order":"bulk-1","user":"reseller","sku":"vip","qty":5,"payment_ref":"pay-1""#)?.order?.state,
+                       WireOrderState(name: "review"), "a repeat answers the held order")
+        _ = client.call(#""id":3,"op":"issue","order":"bulk-2","user":"reseller2","sku":"vip","qty":6,"payment_ref":"pay-2""#)
+        _ = client.call(#""id":4,"op":"reserve","order":"bulk-3","user":"reseller3","sku":"vip","qty":5""#)
+        XCTAssertEqual(client.call(#""id":5,"op":"commit","order":"bulk-3","payment_ref":"pay-3""#)?.error?.code, .invalidState)
+        let queue = try kamictl(["review", "list"], socket: kamid.socketPath)
+        XCTAssertTrue(queue.output.contains("bulk-1  reseller  vip  5  true  5"), queue.output)
+        XCTAssertTrue(queue.output.contains("bulk-3  reseller3  vip  5  false  5"), queue.output)
+
+        // The holds survive a restart.
+        XCTAssertEqual(kamid.stop(), 0)
+        kamid = try start(rules: rules)
+        defer { XCTAssertEqual(kamid.stop(), 0) }
+        client = try kamid.storefront()
+        XCTAssertEqual(client.call(#""id":6,"op":"order","order":"bulk-1","user":"reseller""#)?.order?.state, WireOrderState(name: "review"))
+        // A storefront waiting on the order learns the outcome when the operator decides.
+        let waiter = try kamid.storefront()
+        waiter.send(#"{"id":7,"op":"wait","order":"bulk-1","wait_ms":10000}"# + "\n")
+        let approve = try kamictl(["review", "approve", "bulk-1"], socket: kamid.socketPath)
+        XCTAssertEqual(approve.status, 0, approve.output)
+        XCTAssertEqual(approve.output, "order bulk-1: committed\n")
+        let delivered = waiter.readJSONReply()
+        XCTAssertEqual(delivered?.order?.state, .committed)
+        XCTAssertEqual(delivered?.order?.codes.compactMap(\.secret).count, 5, "approved: delivered with its secrets")
+        XCTAssertEqual(try kamictl(["review", "deny", "bulk-2"], socket: kamid.socketPath).output, "order bulk-2: released\n")
+        XCTAssertEqual(client.call(#""id":8,"op":"order","order":"bulk-2","user":"reseller2""#)?.order?.state, .released)
+        // An unpaid held order, approved, is an ordinary hold the buyer pays.
+        XCTAssertEqual(try kamictl(["review", "approve", "bulk-3"], socket: kamid.socketPath).output, "order bulk-3: reserved\n")
+        XCTAssertEqual(client.call(#""id":9,"op":"commit","order":"bulk-3","payment_ref":"pay-3""#)?.order?.state, .committed)
+        XCTAssertNotEqual(try kamictl(["review", "approve", "bulk-3"], socket: kamid.socketPath).status, 0, "only held orders")
+        XCTAssertEqual(try kamictl(["review", "list"], socket: kamid.socketPath).output, "no orders held for review\n")
+        guard case .success(.stock(let stock))? = client.call(#""id":10,"op":"stock","sku":"vip""#)?.result else { return XCTFail("stock") }
+        XCTAssertEqual(stock.issued, 10)
+        XCTAssertEqual(stock.available, 30, "the denied order's codes went back")
+        XCTAssertEqual(try kamid.violations(), [])
+    }
+
     func testBadRulesFileStopsStartAndCheckConfigNamesTheLine() throws {
         try "thresholds challenge=40\nrule a quota key=user max=3 score=1\n".write(toFile: folder + "/risk.rules", atomically: true, encoding: .utf8)
         try "risk_rules = \(folder)/risk.rules\n".write(toFile: folder + "/kamid.conf", atomically: true, encoding: .utf8)
