@@ -86,7 +86,7 @@ let package = Package(
         .executableTarget(
             name: "kami-bench",
             dependencies: ["KamiBench", "KamiEngine", "KamiPool", "KamiStore", "KamiCrypto", "KamiCore", "CKamiLinux",
-                           "KamiProtocol"],
+                           "KamiProtocol", "KamiRisk"],
             path: "Benchmarks/kami-bench",
             swiftSettings: strict
         ),

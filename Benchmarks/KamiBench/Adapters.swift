@@ -16,6 +16,9 @@ public struct KamiAdapter: WireAdapter {
     public let mode: Mode
     /// `wait_ms` on each issue (orders fulfilled upstream answer once delivered).
     public var waitMs: Int64?
+    /// Risk signals on each order, as a storefront sends them: a buyer IP whose /24 changes
+    /// with every request, a device, a payment account, an old verified account.
+    public var signals = false
 
     public init(token: String, mode: Mode, waitMs: Int64? = nil) {
         self.token = token
@@ -54,6 +57,16 @@ public struct KamiAdapter: WireAdapter {
             request.qty = 1
             request.paymentRef = "pay"
             request.waitMs = waitMs
+            if signals {
+                request.ip = "10.\(sequence % 250).\((sequence / 250) % 250).\(connection % 250)"
+                request.device = "d\(connection)-\(sequence)"
+                request.paymentAccount = "pa\(connection)-\(sequence)"
+                request.accountAgeDays = 400
+                request.phoneVerified = true
+                request.amountCents = 2_500
+                // The same wait_ms field the signals follow on the wire.
+                if request.waitMs == nil { request.waitMs = 0 }
+            }
         case .checkout(let sku, let ttlMs):
             let pair = (sequence + 1) / 2
             order = "o\(connection)-\(pair)"

@@ -150,6 +150,9 @@ public final class RedisClient {
 /// Which peer a run measures.
 public enum PeerKind: String, Sendable, CaseIterable {
     case kamid
+    /// kamid with the risk gate on: `risk_rules` names a rules file (Config/risk.rules unless
+    /// `--risk-rules`). Compare it with `kamid` in one run: both send the same signals.
+    case kamidRisk = "kamid-risk"
     case redisLuaAlways = "redis-lua-always"
     case redisLuaEverysec = "redis-lua-everysec"
     case redisLMoveAlways = "redis-lmove-always"
@@ -158,6 +161,7 @@ public enum PeerKind: String, Sendable, CaseIterable {
     public var durable: String {
         switch self {
         case .kamid: "fsync before reply (durability full)"
+        case .kamidRisk: "fsync before reply (durability full), risk rules on"
         case .redisLuaAlways, .redisLMoveAlways: "fsync before reply (appendfsync always)"
         case .redisLuaEverysec: "up to 1 s of replies lost on power loss (appendfsync everysec)"
         case .echo: "none (no storage)"

@@ -56,6 +56,11 @@ public struct ScenarioBench: Sendable {
         public var binDirectory = Peers.binDirectory
         /// A kamid config file (`--config`) for the kamid peer, e.g. to set `loop_threads`.
         public var kamidConfig: String?
+        /// The rules file of the kamid-risk peer (nil: Config/risk.rules above the binaries).
+        public var riskRules: String?
+        /// Whether kamid's requests carry risk signals (IP, device, payment account, account
+        /// age): on whenever kamid-risk runs, for kamid too, so both see the same bytes.
+        public var signals: Bool { peers.contains(.kamidRisk) }
 
         public init() {}
     }
@@ -65,7 +70,7 @@ public struct ScenarioBench: Sendable {
         switch scenario {
         case .checkout: [.kamid]
         case .retryStorm: [.kamid, .redisLuaAlways, .redisLuaEverysec, .redisLMoveAlways]
-        case .flashSale, .steady: PeerKind.allCases
+        case .flashSale, .steady: PeerKind.allCases.filter { $0 != .kamidRisk }
         }
     }
 
@@ -133,18 +138,42 @@ public struct ScenarioBench: Sendable {
         options.scenario == .steady ? (0..<max(1, options.skus)).map { "s\($0)" } : ["hot"]
     }
 
+    /// A config for the kamid-risk peer: the kamid config's lines plus `risk_rules`.
+    private func riskConfig() throws -> String {
+        var rules = options.riskRules
+        if rules == nil {
+            var folder = URL(fileURLWithPath: options.binDirectory)
+            for _ in 0..<6 {
+                let candidate = folder.appendingPathComponent("Config/risk.rules").path
+                if FileManager.default.fileExists(atPath: candidate) { rules = candidate; break }
+                folder = folder.deletingLastPathComponent()
+            }
+        }
+        guard let rules else { throw Driver.DriverError("no rules file for kamid-risk: pass --risk-rules FILE") }
+        let base = try options.kamidConfig.map { try String(contentsOfFile: $0, encoding: .utf8) } ?? ""
+        let path = PeerProcess.tempDirectory("kamid-risk-config") + ".conf"
+        try (base + "\nrisk_rules = \(URL(fileURLWithPath: rules).standardizedFileURL.path)\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     /// Per-user limit of the scenario's SKUs (every order has its own user anyway).
     private var perUserLimit: Int { options.scenario == .steady || options.scenario == .checkout ? 0 : 1 }
 
     private func runOne(_ peer: PeerKind) throws -> PeerResult {
         switch peer {
-        case .kamid:
+        case .kamid, .kamidRisk:
+            var config = options.kamidConfig
+            if peer == .kamidRisk {
+                config = try riskConfig()
+            }
             let (process, token) = try Peers.startKamid(stock: options.stock, perUserLimit: perUserLimit, skus: skuKeys,
-                                                        binDirectory: options.binDirectory, config: options.kamidConfig)
+                                                        binDirectory: options.binDirectory, config: config)
             let mode: KamiAdapter.Mode = options.scenario == .checkout
                 ? .checkout(sku: "hot", ttlMs: options.holdTTLMs) : .issue(skus: skuKeys)
+            var adapter = KamiAdapter(token: token, mode: mode)
+            adapter.signals = options.signals
             let (result, serverCPU, clientCPU) = try measured(process) {
-                try Driver.run(plan(port: process.port), adapter: KamiAdapter(token: token, mode: mode))
+                try Driver.run(plan(port: process.port), adapter: adapter)
             }
             if options.scenario == .checkout {
                 // Let the abandoned holds expire, so that verify sees kamid at rest.

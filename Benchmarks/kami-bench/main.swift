@@ -12,7 +12,11 @@
 //                         [--stock N] [--requests N] [--seconds S] [--threads T] [--skus N]
 //                         [--drop-every N] [--peers a,b,...] [--results DIR] [--kamid-config FILE]
 //                                         kamid vs Redis (Lua/LMOVE, always/everysec) vs the echo
-//                                         ceiling, same clients, audited, table to stdout and DIR
+//                                         ceiling, same clients, audited, table to stdout and DIR;
+//                                         --peers kamid,kamid-risk[,...] [--risk-rules FILE]: the risk
+//                                         gate on versus off in one run
+//   kami-bench risk-keys [--keys N] [--risk-rules FILE]
+//                                         the risk gate's memory under N distinct keys vs its bound
 import Foundation
 import KamiBench
 import KamiStore
@@ -36,7 +40,8 @@ func usage() -> Never {
                kami-bench flash-sale|steady|checkout|retry-storm [--connections C] [--depth D | --rate R]
                           [--stock N] [--requests N] [--seconds S] [--threads T] [--skus N] [--drop-every N]
                           [--peers kamid,redis-lua-always,redis-lua-everysec,redis-lmove-always,echo] [--results DIR]
-                          [--kamid-config FILE]
+                          [--kamid-config FILE] [--risk-rules FILE] (peer kamid-risk: the rules on)
+               kami-bench risk-keys [--keys N] [--risk-rules FILE]
         """)
     exit(2)
 }
@@ -73,6 +78,7 @@ case "flash-sale", "steady", "checkout", "retry-storm":
     options.seconds = Double(option("--seconds") ?? "60") ?? 60
     options.threads = Int(option("--threads") ?? "1") ?? 1
     options.kamidConfig = option("--kamid-config")
+    options.riskRules = option("--risk-rules")
     if let list = option("--peers") {
         options.peers = list.split(separator: ",").map { name in
             guard let peer = PeerKind(rawValue: String(name)) else {
@@ -105,6 +111,8 @@ case "flash-sale", "steady", "checkout", "retry-storm":
         print("kami-bench: \(error)")
         exit(1)
     }
+case "risk-keys":
+    RiskBench.run(keys: Int(option("--keys") ?? "10000000") ?? 10_000_000, rulesPath: option("--risk-rules") ?? "Config/risk.rules")
 case "upstream":
     var options = UpstreamBench.Options()
     options.connections = Int(option("--connections") ?? "100") ?? 100

@@ -116,6 +116,11 @@ public enum BinaryCodec {
         case .wait:
             request.order = try r.str("order")
             request.waitMs = Int64(try r.u32("wait_ms"))
+            // The owner and the buyer's IP came later (a storefront must name the user).
+            if r.remaining > 0 {
+                request.user = try r.optStr("user")
+                request.ip = try r.optStr("ip")
+            }
         case .entitlements:
             request.user = try r.str("user")
             // Paging came later: a frame that ends after the user asks for the first page.
@@ -275,6 +280,10 @@ public enum BinaryCodec {
         case .wait:
             try required(request.order, "order")
             try wait(required: true)
+            if request.user != nil || request.ip != nil {
+                try optional(request.user, "user")
+                try optional(request.ip, "ip")
+            }
         case .entitlements:
             try required(request.user, "user")
             if request.limit != nil || request.cursor != nil || request.ip != nil {

@@ -98,7 +98,7 @@ public struct WireHello: Sendable, Hashable {
     /// - `upstream`: SKUs fulfilled by suppliers: orders in `pending_upstream` and `failed`,
     ///   `wait_ms` on issue and commit, and the `wait` operation.
     public static let currentFeatures = ["binary", "bundles", "late_commit", "entitlements_pages", "forward_compatible",
-                                         "upstream"]
+                                         "upstream", "risk"]
 
     /// This version's hello reply.
     public static let current = WireHello(

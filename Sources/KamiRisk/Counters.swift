@@ -13,35 +13,57 @@ enum CounterLayout {
     static let probe = 8
 }
 
-/// Where keys live in one stripe of a table: open addressing over `probe` slots, the
-/// least recently touched slot evicted when all are taken.
-struct SlotIndex {
-    /// 0 is an empty slot (a key that hashes to 0 is stored as 1).
-    private(set) var keys: [UInt64]
-    private var touched: [Int64]
+/// Fixed storage of one table: plain memory allocated once (never resized or copied, so
+/// the hot path has no copy-on-write checks and no reference counting), split into
+/// `stripes` ranges, each behind its own lock.
+final class SlotStorage: @unchecked Sendable {
+    // @unchecked: every slot of stripe `s` is read and written only under `locks[s]`.
+    let perStripe: Int
     private let mask: Int
-    /// Keys pushed out to make room, for the metrics.
-    private(set) var evictions = 0
+    /// 0 is an empty slot (a key that hashes to 0 is stored as 1).
+    let keys: UnsafeMutablePointer<UInt64>
+    /// When each slot was last touched (eviction picks the oldest of the probed slots).
+    let touched: UnsafeMutablePointer<Int64>
+    /// Per stripe: keys pushed out to make room, for the metrics.
+    let locks: [Locked<Int>]
 
-    init(capacity: Int) {
-        precondition(capacity > 0 && capacity & (capacity - 1) == 0, "capacity is a power of two")
-        keys = [UInt64](repeating: 0, count: capacity)
-        touched = [Int64](repeating: 0, count: capacity)
-        mask = capacity - 1
+    init(entries: Int) {
+        perStripe = max(CounterLayout.probe, entries / CounterLayout.stripes).nextPowerOfTwo
+        mask = perStripe - 1
+        let total = perStripe * CounterLayout.stripes
+        keys = .allocate(capacity: total)
+        keys.initialize(repeating: 0, count: total)
+        touched = .allocate(capacity: total)
+        touched.initialize(repeating: 0, count: total)
+        locks = (0..<CounterLayout.stripes).map { _ in Locked(0) }
     }
 
-    /// The slot of `key`, and whether it was just taken (its value must be reset).
-    mutating func slot(_ key: UInt64, nowMs: Int64) -> (index: Int, fresh: Bool) {
+    deinit {
+        keys.deallocate()
+        touched.deallocate()
+    }
+
+    var capacity: Int { perStripe * CounterLayout.stripes }
+
+    @inline(__always)
+    func stripe(_ key: UInt64) -> Int { Int(truncatingIfNeeded: key) & (CounterLayout.stripes - 1) }
+
+    /// Under `locks[stripe]`: the slot of `key` (absolute index), and whether it was just
+    /// taken (its value must be reset).
+    @inline(__always)
+    func slot(_ key: UInt64, stripe: Int, nowMs: Int64, evictions: inout Int) -> (index: Int, fresh: Bool) {
         let stored = key == 0 ? 1 : key
+        let base = stripe * perStripe
         let start = Int(truncatingIfNeeded: stored >> 7) & mask
-        var oldest = start
-        for step in 0..<min(CounterLayout.probe, keys.count) {
-            let index = (start + step) & mask
-            if keys[index] == stored {
+        var oldest = base + start
+        for step in 0..<min(CounterLayout.probe, perStripe) {
+            let index = base + ((start + step) & mask)
+            let present = keys[index]
+            if present == stored {
                 touched[index] = nowMs
                 return (index, false)
             }
-            if keys[index] == 0 {
+            if present == 0 {
                 keys[index] = stored
                 touched[index] = nowMs
                 return (index, true)
@@ -54,122 +76,128 @@ struct SlotIndex {
         return (oldest, true)
     }
 
-    /// The slot of `key` if it is present.
-    func find(_ key: UInt64) -> Int? {
+    /// Under `locks[stripe]`: the slot of `key` if it is present.
+    @inline(__always)
+    func find(_ key: UInt64, stripe: Int) -> Int? {
         let stored = key == 0 ? 1 : key
+        let base = stripe * perStripe
         let start = Int(truncatingIfNeeded: stored >> 7) & mask
-        for step in 0..<min(CounterLayout.probe, keys.count) {
-            let index = (start + step) & mask
+        for step in 0..<min(CounterLayout.probe, perStripe) {
+            let index = base + ((start + step) & mask)
             if keys[index] == stored { return index }
             if keys[index] == 0 { return nil }
         }
         return nil
     }
 
-    /// Frees a slot (a hold count back to zero).
-    mutating func remove(_ index: Int) {
-        keys[index] = 0
-        touched[index] = 0
-    }
-
-    var occupied: Int { keys.reduce(0) { $0 + ($1 == 0 ? 0 : 1) } }
+    var evictions: Int { locks.reduce(0) { $0 + $1.withLock { $0 } } }
 }
 
 /// Token buckets keyed by a 64-bit fingerprint.
-final class BucketTable: Sendable {
-    struct Stripe {
-        var index: SlotIndex
-        var tokens: [Double]
-        var stamp: [Int64]
-    }
-    private let stripes: [Locked<Stripe>]
+final class BucketTable: @unchecked Sendable {
+    // @unchecked: `tokens` and `stamp` of stripe `s` are touched only under `slots.locks[s]`.
+    private let slots: SlotStorage
+    private let tokens: UnsafeMutablePointer<Double>
+    private let stamp: UnsafeMutablePointer<Int64>
     /// Bytes per entry: key, touch time, tokens, refill time.
     static let entryBytes = 32
 
     init(entries: Int) {
-        let per = max(CounterLayout.probe, entries / CounterLayout.stripes).nextPowerOfTwo
-        stripes = (0..<CounterLayout.stripes).map { _ in
-            Locked(Stripe(index: SlotIndex(capacity: per), tokens: [Double](repeating: 0, count: per),
-                          stamp: [Int64](repeating: 0, count: per)))
-        }
+        slots = SlotStorage(entries: entries)
+        tokens = .allocate(capacity: slots.capacity)
+        tokens.initialize(repeating: 0, count: slots.capacity)
+        stamp = .allocate(capacity: slots.capacity)
+        stamp.initialize(repeating: 0, count: slots.capacity)
+    }
+
+    deinit {
+        tokens.deallocate()
+        stamp.deallocate()
     }
 
     /// Takes a token from `key`'s bucket; false when it is empty.
     func take(_ key: UInt64, perSecond: Double, burst: Double, nowMs: Int64) -> Bool {
-        stripes[Int(truncatingIfNeeded: key) & (CounterLayout.stripes - 1)].withLock { stripe in
-            let (index, fresh) = stripe.index.slot(key, nowMs: nowMs)
+        let stripe = slots.stripe(key)
+        return slots.locks[stripe].withLock { evictions in
+            let (index, fresh) = slots.slot(key, stripe: stripe, nowMs: nowMs, evictions: &evictions)
             if fresh {
-                stripe.tokens[index] = burst
-                stripe.stamp[index] = nowMs
+                tokens[index] = burst
             } else {
-                let elapsed = Double(max(0, nowMs - stripe.stamp[index])) / 1_000
-                stripe.tokens[index] = min(burst, stripe.tokens[index] + elapsed * perSecond)
-                stripe.stamp[index] = nowMs
+                let elapsed = Double(max(0, nowMs - stamp[index])) / 1_000
+                tokens[index] = min(burst, tokens[index] + elapsed * perSecond)
             }
-            guard stripe.tokens[index] >= 1 else { return false }
-            stripe.tokens[index] -= 1
+            stamp[index] = nowMs
+            guard tokens[index] >= 1 else { return false }
+            tokens[index] -= 1
             return true
         }
     }
 
     /// Whether `key`'s bucket has a token, without taking it (an unknown key has a full one).
     func hasToken(_ key: UInt64, perSecond: Double, burst: Double, nowMs: Int64) -> Bool {
-        stripes[Int(truncatingIfNeeded: key) & (CounterLayout.stripes - 1)].withLock { stripe in
-            guard let index = stripe.index.find(key) else { return true }
-            let elapsed = Double(max(0, nowMs - stripe.stamp[index])) / 1_000
-            return min(burst, stripe.tokens[index] + elapsed * perSecond) >= 1
+        let stripe = slots.stripe(key)
+        return slots.locks[stripe].withLock { _ in
+            guard let index = slots.find(key, stripe: stripe) else { return true }
+            let elapsed = Double(max(0, nowMs - stamp[index])) / 1_000
+            return min(burst, tokens[index] + elapsed * perSecond) >= 1
         }
     }
 
-    var evictions: Int { stripes.reduce(0) { $0 + $1.withLock { $0.index.evictions } } }
-    var occupied: Int { stripes.reduce(0) { $0 + $1.withLock { $0.index.occupied } } }
-    var capacity: Int { stripes.reduce(0) { $0 + $1.withLock { $0.index.keys.count } } }
+    var evictions: Int { slots.evictions }
+    var capacity: Int { slots.capacity }
 }
 
 /// Distinct values per key in a tumbling window: up to `RulesFile.distinctMax + 1`
 /// 32-bit fingerprints of values per key (enough to know "more than max").
-final class DistinctTable: Sendable {
+final class DistinctTable: @unchecked Sendable {
+    // @unchecked: the arrays of stripe `s` are touched only under `slots.locks[s]`.
     static let width = RulesFile.distinctMax + 1
-    struct Stripe {
-        var index: SlotIndex
-        var windowStart: [Int64]
-        var counts: [UInt8]
-        var members: [UInt32]
-    }
-    private let stripes: [Locked<Stripe>]
+    private let slots: SlotStorage
+    private let windowStart: UnsafeMutablePointer<Int64>
+    private let counts: UnsafeMutablePointer<UInt8>
+    private let members: UnsafeMutablePointer<UInt32>
     /// Bytes per entry: key, touch time, window start, count, members.
     static let entryBytes = 8 + 8 + 8 + 1 + 4 * width
 
     init(entries: Int) {
-        let per = max(CounterLayout.probe, entries / CounterLayout.stripes).nextPowerOfTwo
-        stripes = (0..<CounterLayout.stripes).map { _ in
-            Locked(Stripe(index: SlotIndex(capacity: per), windowStart: [Int64](repeating: 0, count: per),
-                          counts: [UInt8](repeating: 0, count: per),
-                          members: [UInt32](repeating: 0, count: per * DistinctTable.width)))
-        }
+        slots = SlotStorage(entries: entries)
+        let capacity = slots.capacity
+        windowStart = .allocate(capacity: capacity)
+        windowStart.initialize(repeating: 0, count: capacity)
+        counts = .allocate(capacity: capacity)
+        counts.initialize(repeating: 0, count: capacity)
+        members = .allocate(capacity: capacity * DistinctTable.width)
+        members.initialize(repeating: 0, count: capacity * DistinctTable.width)
+    }
+
+    deinit {
+        windowStart.deallocate()
+        counts.deallocate()
+        members.deallocate()
     }
 
     /// Adds `member` to `key`'s set for the window and returns how many distinct members
     /// the set has (capped at `width`).
     func add(_ key: UInt64, member: UInt32, windowMs: Int64, nowMs: Int64) -> Int {
-        stripes[Int(truncatingIfNeeded: key) & (CounterLayout.stripes - 1)].withLock { stripe in
-            let (index, fresh) = stripe.index.slot(key, nowMs: nowMs)
-            if fresh || nowMs - stripe.windowStart[index] >= windowMs {
-                stripe.windowStart[index] = nowMs
-                stripe.counts[index] = 0
+        let stripe = slots.stripe(key)
+        return slots.locks[stripe].withLock { evictions in
+            let (index, fresh) = slots.slot(key, stripe: stripe, nowMs: nowMs, evictions: &evictions)
+            if fresh || nowMs - windowStart[index] >= windowMs {
+                windowStart[index] = nowMs
+                counts[index] = 0
             }
             let base = index * DistinctTable.width
-            let count = Int(stripe.counts[index])
-            for offset in 0..<count where stripe.members[base + offset] == member { return count }
+            let count = Int(counts[index])
+            for offset in 0..<count where members[base + offset] == member { return count }
             guard count < DistinctTable.width else { return count }
-            stripe.members[base + count] = member
-            stripe.counts[index] = UInt8(count + 1)
+            members[base + count] = member
+            counts[index] = UInt8(count + 1)
             return count + 1
         }
     }
 
-    var evictions: Int { stripes.reduce(0) { $0 + $1.withLock { $0.index.evictions } } }
-    var capacity: Int { stripes.reduce(0) { $0 + $1.withLock { $0.index.keys.count } } }
+    var evictions: Int { slots.evictions }
+    var capacity: Int { slots.capacity }
 }
 
 /// Counts per key in a sliding window, in a count-min sketch: `depth` rows of counters, a
@@ -202,13 +230,13 @@ final class QuotaSketch: Sendable {
         }
     }
 
-    private func cells(_ key: UInt64) -> [Int] {
-        var hash = key
-        return (0..<QuotaSketch.depth).map { row in
-            hash = hash &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(row) &+ 0xBF58_476D_1CE4_E5B9
-            hash ^= hash >> 29
-            return row * width + Int(truncatingIfNeeded: hash % UInt64(width))
-        }
+    /// The key's column in `row` (a different hash per row).
+    @inline(__always)
+    private func cell(_ key: UInt64, _ row: Int) -> Int {
+        var hash = key &+ UInt64(row) &* 0x9E37_79B9_7F4A_7C15
+        hash = (hash ^ (hash >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        hash ^= hash >> 29
+        return row * width + Int(truncatingIfNeeded: hash % UInt64(width))
     }
 
     private static func roll(_ stripe: inout Stripe, epoch: Int64) {
@@ -227,11 +255,15 @@ final class QuotaSketch: Sendable {
     func estimate(_ key: UInt64, nowMs: Int64) -> Double {
         let epoch = nowMs / windowMs
         let spent = Double(nowMs - epoch * windowMs) / Double(windowMs)
-        let positions = cells(key)
         return stripes[Int(truncatingIfNeeded: key) & (CounterLayout.stripes - 1)].withLock { stripe in
             QuotaSketch.roll(&stripe, epoch: epoch)
-            let current = positions.map { stripe.current[$0] }.min() ?? 0
-            let previous = positions.map { stripe.previous[$0] }.min() ?? 0
+            var current = UInt32.max
+            var previous = UInt32.max
+            for row in 0..<QuotaSketch.depth {
+                let position = cell(key, row)
+                current = min(current, stripe.current[position])
+                previous = min(previous, stripe.previous[position])
+            }
             return Double(current) + Double(previous) * (1 - spent)
         }
     }
@@ -239,10 +271,12 @@ final class QuotaSketch: Sendable {
     /// Counts one event of `key`.
     func add(_ key: UInt64, nowMs: Int64) {
         let epoch = nowMs / windowMs
-        let positions = cells(key)
         stripes[Int(truncatingIfNeeded: key) & (CounterLayout.stripes - 1)].withLock { stripe in
             QuotaSketch.roll(&stripe, epoch: epoch)
-            for position in positions where stripe.current[position] < UInt32.max { stripe.current[position] += 1 }
+            for row in 0..<QuotaSketch.depth {
+                let position = cell(key, row)
+                if stripe.current[position] < UInt32.max { stripe.current[position] += 1 }
+            }
         }
     }
 }

@@ -45,11 +45,17 @@ public struct RiskEvaluation: Sendable {
 /// Thread-safe. The rules are swapped whole on reload; counters of a rule that keeps its
 /// name and kind carry over, so a reload under load does not reset anyone's limits.
 public final class RiskGate: Sendable {
-    /// One loaded rule and what it owns.
+    /// One loaded rule, flattened for the hot path (no struct of strings copied per
+    /// request), and what it owns.
     final class Compiled: Sendable {
         let rule: RiskRule
         /// Seeds its keys apart from every other rule's.
         let seed: UInt64
+        let kind: RuleKind
+        let parts: [SignalPart]
+        let score: Int
+        let action: RiskVerdict.Decision?
+        let shadow: Bool
         let sketch: QuotaSketch?
         let fired = Atomic<Int>(0)
         let shadowFired = Atomic<Int>(0)
@@ -60,6 +66,11 @@ public final class RiskGate: Sendable {
             hasher.combine(rule.name)
             hasher.combine(rule.kind.name)
             seed = UInt64(bitPattern: Int64(hasher.finalize()))
+            kind = rule.kind
+            parts = rule.key
+            score = rule.score
+            action = rule.action
+            shadow = rule.shadow
             self.sketch = sketch
         }
     }
@@ -68,10 +79,62 @@ public final class RiskGate: Sendable {
         let rules: RiskRules
         let compiled: [Compiled]
         let lists: RiskLists
+        /// The rules that look at each event the file names, in file order; `other` for
+        /// any other event (the rules without `on=`).
+        let byEvent: [String: [Compiled]]
+        let other: [Compiled]
         init(rules: RiskRules, compiled: [Compiled], lists: RiskLists) {
             self.rules = rules
             self.compiled = compiled
             self.lists = lists
+            var names: Set<String> = ["reserve", "issue"]
+            for rule in rules.rules { names.formUnion(rule.events ?? []) }
+            var byEvent: [String: [Compiled]] = [:]
+            for name in names { byEvent[name] = compiled.filter { $0.rule.applies(to: name) } }
+            self.byEvent = byEvent
+            other = compiled.filter { $0.rule.events == nil }
+        }
+    }
+
+    /// Each signal hashed once per request; a rule's key mixes the ones it names.
+    struct SignalHashes {
+        var values: [UInt64?]
+
+        init(_ signals: RiskSignals, address: IPAddress?) {
+            func hash<T: Hashable>(_ tag: UInt8, _ value: T?) -> UInt64? {
+                guard let value else { return nil }
+                var hasher = Hasher()
+                hasher.combine(tag)
+                hasher.combine(value)
+                return UInt64(bitPattern: Int64(hasher.finalize()))
+            }
+            values = [UInt64?](repeating: nil, count: SignalPart.allCases.count)
+            values[SignalPart.user.index] = hash(1, signals.user)
+            values[SignalPart.ip.index] = hash(2, address?.bytes)
+            values[SignalPart.net.index] = hash(3, address?.network)
+            values[SignalPart.device.index] = hash(4, signals.device)
+            values[SignalPart.sku.index] = hash(5, signals.sku)
+            values[SignalPart.payment.index] = hash(6, signals.paymentAccount)
+            values[SignalPart.event.index] = hash(7, signals.event)
+            values[SignalPart.global.index] = 0x5851_F42D_4C95_7F2D
+        }
+
+        /// The key of `parts` under `seed`, nil when a part is missing.
+        func key(_ seed: UInt64, _ parts: [SignalPart]) -> UInt64? {
+            var key = seed
+            for part in parts {
+                guard let value = values[part.index] else { return nil }
+                key = SignalHashes.mix(key ^ value)
+            }
+            return key
+        }
+
+        /// splitmix64's finalizer: every input bit reaches every output bit.
+        static func mix(_ value: UInt64) -> UInt64 {
+            var z = value &+ 0x9E37_79B9_7F4A_7C15
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
         }
     }
 
@@ -127,69 +190,54 @@ public final class RiskGate: Sendable {
     /// The rules in force.
     public var rules: RiskRules { loaded.withLock { $0.rules } }
 
-    private func key(_ compiled: Compiled, _ parts: [SignalPart], _ signals: RiskSignals, _ address: IPAddress?) -> UInt64? {
-        var hasher = Hasher()
-        hasher.combine(compiled.seed)
-        for part in parts {
-            switch part {
-            case .user: guard let value = signals.user else { return nil }; hasher.combine(value)
-            case .ip: guard let address else { return nil }; hasher.combine(address.bytes)
-            case .net: guard let address else { return nil }; hasher.combine(address.network)
-            case .device: guard let value = signals.device else { return nil }; hasher.combine(value)
-            case .sku: guard let value = signals.sku else { return nil }; hasher.combine(value)
-            case .payment: guard let value = signals.paymentAccount else { return nil }; hasher.combine(value)
-            case .event: hasher.combine(signals.event)
-            case .global: hasher.combine(0 as UInt8)
-            }
-        }
-        return UInt64(bitPattern: Int64(hasher.finalize()))
-    }
-
     /// Runs `signals` through the rules and updates the counters (a `dryRun` updates none).
     public func evaluate(_ signals: RiskSignals, nowMs: Int64, dryRun: Bool = false) -> RiskEvaluation {
         let current = loaded.withLock { $0 }
         let address = signals.address
+        let hashes = SignalHashes(signals, address: address)
         var score = 0
         var fired: [Compiled] = []
         var shadow: [String] = []
         var forced: RiskVerdict.Decision? = nil
         var allowListed = false
         var quotaKeys: [(QuotaSketch, UInt64)] = []
-        for compiled in current.compiled where compiled.rule.applies(to: signals.event) {
-            let rule = compiled.rule
+        for compiled in current.byEvent[signals.event] ?? current.other {
             var hit = false
-            switch rule.kind {
+            switch compiled.kind {
             case .rate(let perSecond, let burst):
-                guard let key = key(compiled, rule.key, signals, address) else { continue }
+                guard let key = hashes.key(compiled.seed, compiled.parts) else { continue }
                 hit = dryRun ? false : !buckets.take(key, perSecond: perSecond, burst: burst, nowMs: nowMs)
             case .quota(let maximum, _):
-                guard let key = key(compiled, rule.key, signals, address), let sketch = compiled.sketch else { continue }
+                guard let key = hashes.key(compiled.seed, compiled.parts), let sketch = compiled.sketch else { continue }
                 hit = sketch.estimate(key, nowMs: nowMs) >= Double(maximum)
                 quotaKeys.append((sketch, key))
             case .distinct(let counted, let maximum, let windowMs):
-                guard let key = key(compiled, rule.key, signals, address),
-                      let member = self.key(compiled, [counted], signals, address) else { continue }
+                guard let key = hashes.key(compiled.seed, compiled.parts), let member = hashes.values[counted.index] else { continue }
                 if !dryRun {
                     hit = distinct.add(key, member: UInt32(truncatingIfNeeded: member >> 16), windowMs: windowMs, nowMs: nowMs) > maximum
                 }
             case .holds(let maximum):
-                guard let key = key(compiled, rule.key, signals, address) else { continue }
+                guard let key = hashes.key(compiled.seed, compiled.parts) else { continue }
                 hit = holds.count(key, nowMs: nowMs) >= maximum
             case .attribute(let condition):
                 hit = condition.holds(signals) ?? false
             case .list(let name):
-                hit = current.lists.matches(name, signals, address: address, kinds: rule.key)
+                hit = current.lists.matches(name, signals, address: address, kinds: compiled.parts)
             }
             guard hit else { continue }
-            if rule.shadow {
-                shadow.append(rule.name)
+            if compiled.shadow {
+                shadow.append(compiled.rule.name)
                 if !dryRun { compiled.shadowFired.add(1, ordering: .relaxed) }
                 continue
             }
             if !dryRun { compiled.fired.add(1, ordering: .relaxed) }
             fired.append(compiled)
-            score += rule.score
-            if rule.action == .allow { allowListed = true } else if let action = rule.action { forced = max(forced ?? .allow, action) }
+            score += compiled.score
+            if compiled.action == .allow {
+                allowListed = true
+            } else if let action = compiled.action {
+                forced = max(forced ?? .allow, action)
+            }
         }
         var decision = current.rules.thresholds.decision(for: score)
         if let forced { decision = max(decision, forced) }
@@ -218,10 +266,10 @@ public final class RiskGate: Sendable {
     /// Keys of the holds rules for `signals`, to remember with a new hold.
     public func holdPlaced(order: String, _ signals: RiskSignals, deadlineMs: Int64) {
         let current = loaded.withLock { $0 }
-        let address = signals.address
+        let hashes = SignalHashes(signals, address: signals.address)
         var keys: [UInt64] = []
         for compiled in current.compiled {
-            guard case .holds = compiled.rule.kind, let key = key(compiled, compiled.rule.key, signals, address) else { continue }
+            guard case .holds = compiled.kind, let key = hashes.key(compiled.seed, compiled.parts) else { continue }
             keys.append(key)
         }
         holds.add(order: order, keys: keys, deadlineMs: deadlineMs)

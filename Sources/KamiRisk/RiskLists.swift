@@ -56,7 +56,10 @@ final class HoldTracker: Sendable {
         var deadlineMs: Int64
     }
     private struct Stripe: Sendable {
-        var holds: [String: Hold] = [:]
+        /// By the order id's 64-bit fingerprint (an id string per hold would double the cost).
+        var holds: [UInt64: Hold] = [:]
+
+        init(capacity: Int) { holds.reserveCapacity(capacity) }
     }
     /// When the next sweep of expired holds is due (one thread wins it).
     private let nextSweepMs = Atomic<Int64>(0)
@@ -69,15 +72,18 @@ final class HoldTracker: Sendable {
 
     init(capacity: Int) {
         perStripe = max(1, capacity / CounterLayout.stripes)
-        orders = (0..<CounterLayout.stripes).map { _ in Locked(Stripe()) }
+        // Reserved up front, so that the table's memory is what the bound says from the start.
+        orders = (0..<CounterLayout.stripes).map { [perStripe] _ in Locked(Stripe(capacity: perStripe)) }
         counts = (0..<CounterLayout.stripes).map { _ in Locked([:]) }
     }
 
-    private func stripe(_ order: String) -> Int {
+    private func fingerprint(_ order: String) -> UInt64 {
         var hasher = Hasher()
         hasher.combine(order)
-        return hasher.finalize() & (CounterLayout.stripes - 1)
+        return UInt64(bitPattern: Int64(hasher.finalize()))
     }
+
+    private func stripe(_ fingerprint: UInt64) -> Int { Int(truncatingIfNeeded: fingerprint >> 40) & (CounterLayout.stripes - 1) }
 
     private func adjust(_ key: UInt64, by delta: Int32) {
         counts[Int(truncatingIfNeeded: key >> 3) & (CounterLayout.stripes - 1)].withLock { table in
@@ -96,10 +102,11 @@ final class HoldTracker: Sendable {
     func add(order: String, keys: [UInt64], deadlineMs: Int64) {
         guard !keys.isEmpty else { return }
         // nil: already tracked (a repeated reserve of one order counts once).
-        let added = orders[stripe(order)].withLock { stripe -> Bool? in
-            guard stripe.holds[order] == nil else { return nil }
+        let id = fingerprint(order)
+        let added = orders[stripe(id)].withLock { stripe -> Bool? in
+            guard stripe.holds[id] == nil else { return nil }
             guard stripe.holds.count < perStripe else { return false }
-            stripe.holds[order] = Hold(keys: keys, deadlineMs: deadlineMs)
+            stripe.holds[id] = Hold(keys: keys, deadlineMs: deadlineMs)
             return true
         }
         switch added {
@@ -111,7 +118,8 @@ final class HoldTracker: Sendable {
 
     /// The hold was paid or released.
     func remove(order: String) {
-        guard let hold = orders[stripe(order)].withLock({ $0.holds.removeValue(forKey: order) }) else { return }
+        let id = fingerprint(order)
+        guard let hold = orders[stripe(id)].withLock({ $0.holds.removeValue(forKey: id) }) else { return }
         for key in hold.keys { adjust(key, by: -1) }
     }
 

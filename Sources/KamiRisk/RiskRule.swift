@@ -15,6 +15,20 @@ public enum SignalPart: String, Sendable, Hashable, CaseIterable {
     /// One counter for everything (`key=global`).
     case global
 
+    /// Its place in `allCases` (a per-request table index).
+    var index: Int {
+        switch self {
+        case .user: 0
+        case .ip: 1
+        case .net: 2
+        case .device: 3
+        case .sku: 4
+        case .payment: 5
+        case .event: 6
+        case .global: 7
+        }
+    }
+
     /// Aliases accepted in rules files.
     static func named(_ name: String) -> SignalPart? {
         switch name {

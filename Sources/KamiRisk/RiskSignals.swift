@@ -43,11 +43,13 @@ struct IPAddress: Sendable, Hashable {
     let bytes: [UInt8]
     /// Whether the text was IPv4.
     let isV4: Bool
+    /// The buyer's network: the /24 of an IPv4 address, the /64 of an IPv6 one.
+    let network: [UInt8]
 
     /// Parses `a.b.c.d` or an IPv6 address (no zone, no brackets); nil for anything else.
     init?(_ text: String) {
-        if let v4 = IPAddress.parseV4(Substring(text)) {
-            bytes = [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF] + v4
+        if let v4 = IPAddress.fastV4(text) {
+            bytes = v4
             isV4 = true
         } else if let v6 = IPAddress.parseV6(text) {
             bytes = v6
@@ -55,6 +57,39 @@ struct IPAddress: Sendable, Hashable {
         } else {
             return nil
         }
+        var network = bytes
+        for index in (isV4 ? 15 : 8)..<16 { network[index] = 0 }
+        self.network = network
+    }
+
+    /// `a.b.c.d` straight from the UTF-8 bytes (every order carries one: no splitting), as
+    /// the 16-byte mapped form; nil for anything else (leading zeros, a part over 255).
+    private static func fastV4(_ text: String) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: 16)
+        out[10] = 0xFF
+        out[11] = 0xFF
+        var part = 0, value = 0, digits = 0, leadingZero = false
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: ".") {
+                guard digits > 0, part < 3 else { return nil }
+                out[12 + part] = UInt8(value)
+                part += 1
+                value = 0
+                digits = 0
+                leadingZero = false
+            } else if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+                if digits == 1 && leadingZero { return nil }
+                if digits == 0 && byte == UInt8(ascii: "0") { leadingZero = true }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+                digits += 1
+                guard digits <= 3, value <= 255 else { return nil }
+            } else {
+                return nil
+            }
+        }
+        guard part == 3, digits > 0 else { return nil }
+        out[15] = UInt8(value)
+        return out
     }
 
     /// The address with every bit after the first `bits` cleared; `bits` counts from the
@@ -68,9 +103,6 @@ struct IPAddress: Sendable, Hashable {
         }
         return out
     }
-
-    /// The buyer's network: the /24 of an IPv4 address, the /64 of an IPv6 one.
-    var network: [UInt8] { masked(isV4 ? 24 : 64) }
 
     private static func parseV4(_ text: Substring) -> [UInt8]? {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)

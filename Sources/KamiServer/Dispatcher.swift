@@ -77,9 +77,11 @@ final class Dispatcher: Sendable {
                     paymentRef: try need(request.paymentRef, "payment_ref"), client: client, waitMs: request.waitMs,
                     risk: verdict.rules.isEmpty ? nil : verdict.description, review: verdict.decision == .review,
                     completion: ending)
-            case .wait:
+            case .wait where trusted:
                 engine.storefront.wait(order: try need(request.order, "order"), timeoutMs: try need(request.waitMs, "wait_ms"),
                                        completion: finish)
+            case .wait:
+                try risk.wait(request, client: client, done: finish)
             case .release:
                 engine.storefront.release(order: try need(request.order, "order"), client: client, completion: ending)
             case .order:

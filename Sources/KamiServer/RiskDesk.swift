@@ -158,7 +158,7 @@ final class RiskDesk: Sendable {
     func reserved(_ request: Request, _ result: Result<OrderReply, KamiError>) {
         guard let order = request.order else { return }
         switch result {
-        case .success(let reply) where reply.state == .reserved: break
+        case .success(let reply) where reply.state == .reserved || reply.state == .review: break
         default: gate.holdEnded(order: order)
         }
     }
@@ -191,6 +191,36 @@ final class RiskDesk: Sendable {
         }
         revealed(reply.codes.map(\.codeID), user: user, ip: request.ip, subject: "order:\(orderID)", client: client)
         return reply
+    }
+
+    /// A storefront's `wait`: like `order`, only for the order's own user (the answer can
+    /// carry secrets), and a wrong user counts as a failed lookup.
+    func wait(_ request: Request, client: String?, done: @escaping OrderCompletion) throws(KamiError) {
+        let orderID = try need(request.order, "order")
+        guard let user = request.user else {
+            throw KamiError(.badRequest, "missing field user: an order is shown only to the user it belongs to")
+        }
+        let now = engine.nowMs
+        guard lookups.allows(user: user, ip: request.ip, nowMs: now) else {
+            lookupsRefused.add(1, ordering: .relaxed)
+            throw KamiError(.limitReached, "too many failed order lookups for this user or IP; wait a minute")
+        }
+        // Checked before waiting: a stranger never waits on someone else's order.
+        let owner: OrderReply
+        do throws(KamiError) { owner = try engine.queries.order(orderID) } catch {
+            if error.code == .notFound { lookups.failed(user: user, ip: request.ip, nowMs: now) }
+            throw error
+        }
+        guard owner.user == user else {
+            lookups.failed(user: user, ip: request.ip, nowMs: now)
+            throw KamiError(.notFound, "no order \(orderID)")
+        }
+        engine.storefront.wait(order: orderID, timeoutMs: try need(request.waitMs, "wait_ms")) { [self] result in
+            if case .success(let reply) = result {
+                revealed(reply.codes.map(\.codeID), user: user, ip: request.ip, subject: "order:\(orderID)", client: client)
+            }
+            done(result)
+        }
     }
 
     /// Counts and audits secrets shown to `user`.

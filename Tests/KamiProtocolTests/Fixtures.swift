@@ -89,6 +89,11 @@ enum Fixtures {
         login.ip = "::1"
         login.accountAgeDays = 10
         list.append(login)
+        var waitOwned = Request(id: .number(18), op: .wait)
+        waitOwned.order = "B-2"
+        waitOwned.waitMs = 1_000
+        waitOwned.user = "bob"
+        list.append(waitOwned)
         var bare = Request(id: .number(17), op: .risk)
         bare.event = "browse"
         list.append(bare)

@@ -341,11 +341,12 @@ final class RiskDaemonTests: XCTestCase {
         XCTAssertEqual(client.call(#""id":2,"op":"issue","order":"bulk-1","user":"reseller","sku":"vip","qty":5,"payment_ref":"pay-1""#)?.order?.state,
                        WireOrderState(name: "review"), "a repeat answers the held order")
         _ = client.call(#""id":3,"op":"issue","order":"bulk-2","user":"reseller2","sku":"vip","qty":6,"payment_ref":"pay-2""#)
-        _ = client.call(#""id":4,"op":"reserve","order":"bulk-3","user":"reseller3","sku":"vip","qty":5""#)
+        let unpaid = client.call(#""id":4,"op":"reserve","order":"bulk-3","user":"reseller3","sku":"vip","qty":5"#)
+        XCTAssertEqual(unpaid?.order?.state, WireOrderState(name: "review"), "\(String(describing: unpaid))")
         XCTAssertEqual(client.call(#""id":5,"op":"commit","order":"bulk-3","payment_ref":"pay-3""#)?.error?.code, .invalidState)
         let queue = try kamictl(["review", "list"], socket: kamid.socketPath)
-        XCTAssertTrue(queue.output.contains("bulk-1  reseller  vip  5  true  5"), queue.output)
-        XCTAssertTrue(queue.output.contains("bulk-3  reseller3  vip  5  false  5"), queue.output)
+        XCTAssertTrue(queue.output.contains("bulk-1  reseller  vip  5  yes  5"), queue.output)
+        XCTAssertTrue(queue.output.contains("bulk-3  reseller3  vip  5  no  5"), queue.output)
 
         // The holds survive a restart.
         XCTAssertEqual(kamid.stop(), 0)
@@ -355,7 +356,10 @@ final class RiskDaemonTests: XCTestCase {
         XCTAssertEqual(client.call(#""id":6,"op":"order","order":"bulk-1","user":"reseller""#)?.order?.state, WireOrderState(name: "review"))
         // A storefront waiting on the order learns the outcome when the operator decides.
         let waiter = try kamid.storefront()
-        waiter.send(#"{"id":7,"op":"wait","order":"bulk-1","wait_ms":10000}"# + "\n")
+        XCTAssertEqual(waiter.call(#""id":70,"op":"wait","order":"bulk-1","user":"someone","wait_ms":100"#)?.error?.code, .notFound,
+                       "a stranger cannot wait on (and be shown) another user's order")
+        XCTAssertEqual(waiter.call(#""id":71,"op":"wait","order":"bulk-1","wait_ms":100"#)?.error?.code, .badRequest)
+        waiter.send(#"{"id":7,"op":"wait","order":"bulk-1","user":"reseller","wait_ms":10000}"# + "\n")
         let approve = try kamictl(["review", "approve", "bulk-1"], socket: kamid.socketPath)
         XCTAssertEqual(approve.status, 0, approve.output)
         XCTAssertEqual(approve.output, "order bulk-1: committed\n")

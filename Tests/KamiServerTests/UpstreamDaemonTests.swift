@@ -160,7 +160,7 @@ final class UpstreamDaemonTests: XCTestCase {
         // issue without: pending at once; wait long-polls it.
         let pending = client.call(#""id":3,"op":"issue","order":"e2","user":"u1","sku":"vip","qty":1,"payment_ref":"p2""#)
         XCTAssertEqual(pending?.order?.state, WireOrderState(name: "pending_upstream"))
-        let done = client.call(#""id":4,"op":"wait","order":"e2","wait_ms":5000"#)
+        let done = client.call(#""id":4,"op":"wait","order":"e2","user":"u1","wait_ms":5000"#)
         XCTAssertEqual(done?.order?.state, .known(.committed))
         XCTAssertEqual(client.call(#""id":5,"op":"order","order":"e2","user":"u1""#)?.order?.codes.first?.secret, done?.order?.codes.first?.secret)
         // Binary frames carry wait_ms too (on a connection of their own: the first byte
@@ -251,7 +251,7 @@ final class UpstreamDaemonTests: XCTestCase {
         let client = try kamid.storefront()
         var states: [String: String] = [:]
         for order in issued.sorted() {
-            let reply = client.call(#""id":1,"op":"wait","order":"\#(order)","wait_ms":30000"#)
+            let reply = client.call(#""id":1,"op":"wait","order":"\#(order)","user":"u-\#(order)","wait_ms":30000"#)
             states[order] = reply?.order.map { "\($0.state)" } ?? "missing"
         }
         let notDelivered = states.filter { $0.value != "\(WireOrderState.known(.committed))" }
@@ -264,7 +264,7 @@ final class UpstreamDaemonTests: XCTestCase {
         // Every sale belongs to an order kamid has delivered (orders accepted but unacknowledged
         // before a kill are delivered too).
         for sale in Set(sales) where !issued.contains(sale) {
-            let reply = client.call(#""id":2,"op":"wait","order":"\#(sale)","wait_ms":30000"#)
+            let reply = client.call(#""id":2,"op":"wait","order":"\#(sale)","user":"u-\#(sale)","wait_ms":30000"#)
             XCTAssertEqual(reply?.order?.state, .known(.committed), "\(sale) was sold but is \(String(describing: reply?.order?.state))")
         }
         XCTAssertEqual(try kamid.violations(), [])
