@@ -67,6 +67,9 @@ public final class Engine: Sendable {
     /// The hold TTL settings in effect: (default, max), ms.
     public var holdTTL: (defaultMs: Int64, maxMs: Int64) { core.holdTTL }
 
+    /// How long an order held for review waits for an operator.
+    public var reviewTTLMs: Int64 { core.reviewTTLMs }
+
     /// Reserved orders waiting for their commit, release or expiry.
     public var holdsOutstanding: Int { core.holdsOutstanding }
 

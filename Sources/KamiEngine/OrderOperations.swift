@@ -419,7 +419,7 @@ extension EngineCore {
         store.writer.submit(.writeOrder(ended, codes: changes, audit: event)) { [self] result in
             switch result {
             case .failure(let error):
-                if state == .expired {
+                if state == .expired || (order.state == .review && client == nil) {
                     // Try again later; the hold stays until its expiry is durable.
                     holds.schedule(order: order.seq, deadlineMs: clock.nowMs() + ExpiryDriver.tickMsMax)
                 }

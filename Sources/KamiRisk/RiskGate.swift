@@ -264,7 +264,10 @@ public final class RiskGate: Sendable {
     // MARK: holds
 
     /// Keys of the holds rules for `signals`, to remember with a new hold.
-    public func holdPlaced(order: String, _ signals: RiskSignals, deadlineMs: Int64) {
+    /// Returns whether it was counted now (false: already counted, no holds rule applies,
+    /// or the table is full).
+    @discardableResult
+    public func holdPlaced(order: String, _ signals: RiskSignals, deadlineMs: Int64) -> Bool {
         let current = loaded.withLock { $0 }
         let hashes = SignalHashes(signals, address: signals.address)
         var keys: [UInt64] = []
@@ -272,7 +275,7 @@ public final class RiskGate: Sendable {
             guard case .holds = compiled.kind, let key = hashes.key(compiled.seed, compiled.parts) else { continue }
             keys.append(key)
         }
-        holds.add(order: order, keys: keys, deadlineMs: deadlineMs)
+        return holds.add(order: order, keys: keys, deadlineMs: deadlineMs)
     }
 
     /// The hold was paid or released: it no longer counts.

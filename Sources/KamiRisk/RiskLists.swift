@@ -98,29 +98,32 @@ final class HoldTracker: Sendable {
         return Int(counts[Int(truncatingIfNeeded: key >> 3) & (CounterLayout.stripes - 1)].withLock { $0[key] ?? 0 })
     }
 
-    /// Remembers a hold placed with these keys until `deadlineMs`.
-    func add(order: String, keys: [UInt64], deadlineMs: Int64) {
-        guard !keys.isEmpty else { return }
+    /// Remembers a hold placed with these keys until `deadlineMs`; whether it was added.
+    /// Counts change under the order's stripe lock, so a concurrent remove of the same
+    /// order cannot run between the insert and its counts.
+    @discardableResult
+    func add(order: String, keys: [UInt64], deadlineMs: Int64) -> Bool {
+        guard !keys.isEmpty else { return false }
         // nil: already tracked (a repeated reserve of one order counts once).
         let id = fingerprint(order)
         let added = orders[stripe(id)].withLock { stripe -> Bool? in
             guard stripe.holds[id] == nil else { return nil }
             guard stripe.holds.count < perStripe else { return false }
             stripe.holds[id] = Hold(keys: keys, deadlineMs: deadlineMs)
+            for key in keys { adjust(key, by: 1) }
             return true
         }
-        switch added {
-        case true?: for key in keys { adjust(key, by: 1) }
-        case false?: droppedCount.withLock { $0 += 1 }
-        case nil: break
-        }
+        if added == false { droppedCount.withLock { $0 += 1 } }
+        return added == true
     }
 
     /// The hold was paid or released.
     func remove(order: String) {
         let id = fingerprint(order)
-        guard let hold = orders[stripe(id)].withLock({ $0.holds.removeValue(forKey: id) }) else { return }
-        for key in hold.keys { adjust(key, by: -1) }
+        orders[stripe(id)].withLock { stripe in
+            guard let hold = stripe.holds.removeValue(forKey: id) else { return }
+            for key in hold.keys { adjust(key, by: -1) }
+        }
     }
 
     /// Forgets holds past their deadline, at most once a second.
@@ -129,15 +132,12 @@ final class HoldTracker: Sendable {
         guard nowMs >= due,
               nextSweepMs.compareExchange(expected: due, desired: nowMs + 1_000, ordering: .relaxed).exchanged else { return }
         for index in orders.indices {
-            let expired = orders[index].withLock { stripe -> [UInt64] in
-                var keys: [UInt64] = []
+            orders[index].withLock { stripe in
                 for (order, hold) in stripe.holds where hold.deadlineMs <= nowMs {
-                    keys += hold.keys
+                    for key in hold.keys { adjust(key, by: -1) }
                     stripe.holds[order] = nil
                 }
-                return keys
             }
-            for key in expired { adjust(key, by: -1) }
         }
     }
 

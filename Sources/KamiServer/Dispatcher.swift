@@ -51,7 +51,9 @@ final class Dispatcher: Sendable {
             case .ping:
                 done(Reply(id: id, result: .success(.empty)))
             case .reserve:
-                let verdict = risk.screen(request, client: client)
+                // Fields first: a request refused as malformed is never counted.
+                _ = (try need(request.order, "order"), try need(request.user, "user"), try need(request.sku, "sku"))
+                let (verdict, placedHold) = risk.screen(request, client: client)
                 guard verdict.decision == .allow || verdict.decision == .review else {
                     return done(Reply(id: id, result: .failure(RiskDesk.refusal(verdict))))
                 }
@@ -60,14 +62,16 @@ final class Dispatcher: Sendable {
                     sku: try need(request.sku, "sku"), units: request.qty ?? 1, ttlMs: request.ttlMs.flatMap { $0 == 0 ? nil : $0 },
                     client: client, risk: verdict.rules.isEmpty ? nil : verdict.description, review: verdict.decision == .review,
                     completion: { result in
-                        risk.reserved(request, result)
+                        risk.reserved(request, result, placedHold: placedHold)
                         finish(result)
                     })
             case .commit:
                 engine.storefront.commit(order: try need(request.order, "order"), paymentRef: try need(request.paymentRef, "payment_ref"),
                               client: client, waitMs: request.waitMs, completion: ending)
             case .issue:
-                let verdict = risk.screen(request, client: client)
+                _ = (try need(request.order, "order"), try need(request.user, "user"), try need(request.sku, "sku"),
+                     try need(request.paymentRef, "payment_ref"))
+                let verdict = risk.screen(request, client: client).verdict
                 guard verdict.decision == .allow || verdict.decision == .review else {
                     return done(Reply(id: id, result: .failure(RiskDesk.refusal(verdict))))
                 }

@@ -149,8 +149,10 @@ struct OperatorOperations: Sendable {
             } else {
                 engine.deny(order: orderID, client: "operator") { box.set($0) }
             }
-            let reply = try box.wait().get()
+            var reply = try box.wait().get()
             if reply.state != .reserved { risk.ended(order: orderID) }
+            // The buyer's secrets are the buyer's: the operator sees the order, not its codes.
+            reply.codes = []
             return .order(WireMapping.wire(reply))
         case .riskTest:
             let (verdict, shadow) = risk.test(request)

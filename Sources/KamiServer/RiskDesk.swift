@@ -51,17 +51,26 @@ final class RiskDesk: Sendable {
     /// An allowed `reserve` counts as a hold at once, before it is durable: a storefront
     /// that pipelines a thousand reserves must meet the holds rules on the first ones, not
     /// after their commits. `failed` takes it back when the reserve does not happen.
-    func screen(_ request: Request, client: String?) -> RiskVerdict {
+    ///
+    /// An order id kamid already has is a repeat (a retry after a lost reply) or a conflict:
+    /// the engine answers it as it stands, so it is not screened or counted again.
+    func screen(_ request: Request, client: String?) -> (verdict: RiskVerdict, placedHold: Bool) {
+        if let order = request.order, engine.upstream.order(order) != nil { return (.allowed, false) }
         let signals = RiskDesk.signals(request, event: request.op.name)
         let now = engine.nowMs
         let evaluation = gate.evaluate(signals, nowMs: now)
         note(evaluation, signals: signals, subject: "order:\(request.order ?? "")", client: client)
+        var placedHold = false
         if request.op == .reserve && (evaluation.verdict.decision == .allow || evaluation.verdict.decision == .review),
            let order = request.order {
-            let ttl = request.ttlMs.flatMap { $0 == 0 ? nil : $0 } ?? engine.holdTTL.defaultMs
-            gate.holdPlaced(order: order, signals, deadlineMs: now + ttl)
+            // The engine refuses a TTL outside its range; clamped here so the deadline never
+            // overflows whatever the client sent.
+            let limits = engine.holdTTL
+            var ttl = min(max(request.ttlMs.flatMap { $0 == 0 ? nil : $0 } ?? limits.defaultMs, Limits.holdTTLMsMin), limits.maxMs)
+            if evaluation.verdict.decision == .review { ttl = engine.reviewTTLMs }
+            placedHold = gate.holdPlaced(order: order, signals, deadlineMs: now + ttl)
         }
-        return evaluation.verdict
+        return (evaluation.verdict, placedHold)
     }
 
     /// The `risk` op: any storefront event. Review means nothing outside an order, so it is
@@ -153,10 +162,11 @@ final class RiskDesk: Sendable {
 
     // MARK: holds
 
-    /// After a reserve: a hold that did not happen (refused, or a repeat answered with an
-    /// order already paid) no longer counts.
-    func reserved(_ request: Request, _ result: Result<OrderReply, KamiError>) {
-        guard let order = request.order else { return }
+    /// After a reserve: a hold this request placed that did not happen (refused, or a
+    /// repeat answered with an order already paid) no longer counts. A repeat that placed
+    /// nothing (the order was counted already) never ends the first one's count.
+    func reserved(_ request: Request, _ result: Result<OrderReply, KamiError>, placedHold: Bool) {
+        guard placedHold, let order = request.order else { return }
         switch result {
         case .success(let reply) where reply.state == .reserved || reply.state == .review: break
         default: gate.holdEnded(order: order)

@@ -379,6 +379,27 @@ final class RiskDaemonTests: XCTestCase {
         XCTAssertEqual(try kamid.violations(), [])
     }
 
+    func testHoldCountsSurviveBadRepeatsAndHugeTTLs() throws {
+        let kamid = try start(rules: "rule hoard holds key=user max=1 score=100\n")
+        defer { XCTAssertEqual(kamid.stop(), 0) }
+        try kamid.stock(sku: "vip", count: 10)
+        let client = try kamid.storefront()
+        // A TTL far outside the range is refused, not an overflow in the gate.
+        XCTAssertEqual(client.call(#""id":1,"op":"reserve","order":"t0","user":"x","sku":"vip","qty":1,"ttl_ms":9223372036854775807"#)?.error?.code,
+                       .badRequest)
+        XCTAssertEqual(client.call(#""id":2,"op":"reserve","order":"h1","user":"h","sku":"vip","qty":1"#)?.order?.state, .reserved)
+        // A conflicting repeat of the same order id must not erase its hold from the count.
+        XCTAssertEqual(client.call(#""id":3,"op":"reserve","order":"h1","user":"h","sku":"vip","qty":2"#)?.error?.code, .conflict)
+        XCTAssertEqual(client.call(#""id":4,"op":"reserve","order":"h1","user":"h","sku":"vip","qty":1"#)?.order?.state, .reserved,
+                       "an exact repeat answers the hold")
+        XCTAssertEqual(client.call(#""id":5,"op":"reserve","order":"h2","user":"h","sku":"vip","qty":1"#)?.error?.code, .denied)
+        // A malformed reserve is refused before it is counted.
+        XCTAssertEqual(client.call(#""id":6,"op":"reserve","order":"m1","user":"m","qty":1"#)?.error?.code, .badRequest)
+        XCTAssertEqual(client.call(#""id":7,"op":"reserve","order":"m2","user":"m","sku":"vip","qty":1"#)?.order?.state, .reserved)
+        XCTAssertEqual(client.call(#""id":8,"op":"release","order":"h1""#)?.order?.state, .released)
+        XCTAssertEqual(client.call(#""id":9,"op":"reserve","order":"h3","user":"h","sku":"vip","qty":1"#)?.order?.state, .reserved)
+    }
+
     func testBadRulesFileStopsStartAndCheckConfigNamesTheLine() throws {
         try "thresholds challenge=40\nrule a quota key=user max=3 score=1\n".write(toFile: folder + "/risk.rules", atomically: true, encoding: .utf8)
         try "risk_rules = \(folder)/risk.rules\n".write(toFile: folder + "/kamid.conf", atomically: true, encoding: .utf8)
