@@ -19,8 +19,11 @@ extension KamiClient {
 
     /// Marks `order` paid and returns it committed, with the codes' secrets. A commit after
     /// the hold expired still delivers when stock remains (SOLD_OUT otherwise: refund).
-    public func commit(order: String, paymentRef: String) throws(KamiError) -> WireOrder {
-        try send(.commit(order: order, paymentRef: paymentRef)).wireOrder(.commit)
+    /// With `user`, kamid pays the order only if it is that user's (NOT_FOUND otherwise).
+    public func commit(order: String, paymentRef: String, user: String? = nil) throws(KamiError) -> WireOrder {
+        var request = Request.commit(order: order, paymentRef: paymentRef)
+        request.user = user
+        return try send(request).wireOrder(.commit)
     }
 
     /// Reserves and commits at once, for an order already paid; returns it with secrets.

@@ -85,6 +85,8 @@ public enum BinaryCodec {
             request.paymentRef = try r.str("payment_ref")
             // Came later: a frame that ends here does not wait.
             if r.remaining > 0 { request.waitMs = waitMs(try r.u32("wait_ms")) }
+            // Later still: the buyer, checked against the order's user when given.
+            if r.remaining > 0 { request.user = try r.optStr("user") }
         case .issue:
             request.order = try r.str("order")
             request.user = try r.str("user")
@@ -243,7 +245,12 @@ public enum BinaryCodec {
         case .commit:
             try required(request.order, "order")
             try required(request.paymentRef, "payment_ref")
-            try wait(required: false)
+            if request.user != nil {
+                try wait(required: true)
+                try optional(request.user, "user")
+            } else {
+                try wait(required: false)
+            }
         case .issue:
             try required(request.order, "order")
             try required(request.user, "user")

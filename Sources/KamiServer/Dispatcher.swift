@@ -66,6 +66,13 @@ final class Dispatcher: Sendable {
                         finish(result)
                     })
             case .commit:
+                // With `user`, only the order's own buyer may pay it (and see its codes): another
+                // user's order is NOT_FOUND, like an unknown one.
+                if !trusted, let user = request.user, let order = request.order,
+                   let existing = engine.upstream.order(order), existing.user != user {
+                    risk.lookups.failed(user: user, ip: request.ip, nowMs: engine.nowMs)
+                    throw KamiError(.notFound, "no order \(order)")
+                }
                 engine.storefront.commit(order: try need(request.order, "order"), paymentRef: try need(request.paymentRef, "payment_ref"),
                               client: client, waitMs: request.waitMs, completion: ending)
             case .issue:

@@ -89,6 +89,10 @@ enum Fixtures {
         login.ip = "::1"
         login.accountAgeDays = 10
         list.append(login)
+        var commitOwned = commit
+        commitOwned.id = .number(19)
+        commitOwned.user = "alice"
+        list.append(commitOwned)
         var waitOwned = Request(id: .number(18), op: .wait)
         waitOwned.order = "B-2"
         waitOwned.waitMs = 1_000

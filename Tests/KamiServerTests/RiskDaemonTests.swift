@@ -396,6 +396,9 @@ final class RiskDaemonTests: XCTestCase {
         // A malformed reserve is refused before it is counted.
         XCTAssertEqual(client.call(#""id":6,"op":"reserve","order":"m1","user":"m","qty":1"#)?.error?.code, .badRequest)
         XCTAssertEqual(client.call(#""id":7,"op":"reserve","order":"m2","user":"m","sku":"vip","qty":1"#)?.order?.state, .reserved)
+        XCTAssertEqual(client.call(#""id":10,"op":"commit","order":"m2","payment_ref":"p","user":"intruder""#)?.error?.code, .notFound,
+                       "with user, only the order's buyer pays it and sees its codes")
+        XCTAssertEqual(client.call(#""id":11,"op":"commit","order":"m2","payment_ref":"p","user":"m""#)?.order?.state, .committed)
         XCTAssertEqual(client.call(#""id":8,"op":"release","order":"h1""#)?.order?.state, .released)
         XCTAssertEqual(client.call(#""id":9,"op":"reserve","order":"h3","user":"h","sku":"vip","qty":1"#)?.order?.state, .reserved)
     }
