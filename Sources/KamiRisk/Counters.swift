@@ -13,34 +13,38 @@ enum CounterLayout {
     static let probe = 8
 }
 
+/// One slot: its key, when it was last touched, and the table's value, side by side so a
+/// probe reads one cache line, not one per field.
+struct Slot<Value> {
+    /// 0 is an empty slot (a key that hashes to 0 is stored as 1).
+    var key: UInt64
+    var touched: Int64
+    var value: Value
+}
+
 /// Fixed storage of one table: plain memory allocated once (never resized or copied, so
 /// the hot path has no copy-on-write checks and no reference counting), split into
 /// `stripes` ranges, each behind its own lock.
-final class SlotStorage: @unchecked Sendable {
+final class SlotTable<Value>: @unchecked Sendable {
     // @unchecked: every slot of stripe `s` is read and written only under `locks[s]`.
     let perStripe: Int
     private let mask: Int
-    /// 0 is an empty slot (a key that hashes to 0 is stored as 1).
-    let keys: UnsafeMutablePointer<UInt64>
-    /// When each slot was last touched (eviction picks the oldest of the probed slots).
-    let touched: UnsafeMutablePointer<Int64>
+    let slots: UnsafeMutablePointer<Slot<Value>>
     /// Per stripe: keys pushed out to make room, for the metrics.
     let locks: [Locked<Int>]
 
-    init(entries: Int) {
+    init(entries: Int, empty: Value) {
         perStripe = max(CounterLayout.probe, entries / CounterLayout.stripes).nextPowerOfTwo
         mask = perStripe - 1
         let total = perStripe * CounterLayout.stripes
-        keys = .allocate(capacity: total)
-        keys.initialize(repeating: 0, count: total)
-        touched = .allocate(capacity: total)
-        touched.initialize(repeating: 0, count: total)
+        slots = .allocate(capacity: total)
+        slots.initialize(repeating: Slot(key: 0, touched: 0, value: empty), count: total)
         locks = (0..<CounterLayout.stripes).map { _ in Locked(0) }
     }
 
     deinit {
-        keys.deallocate()
-        touched.deallocate()
+        slots.deinitialize(count: capacity)
+        slots.deallocate()
     }
 
     var capacity: Int { perStripe * CounterLayout.stripes }
@@ -58,21 +62,21 @@ final class SlotStorage: @unchecked Sendable {
         var oldest = base + start
         for step in 0..<min(CounterLayout.probe, perStripe) {
             let index = base + ((start + step) & mask)
-            let present = keys[index]
+            let present = slots[index].key
             if present == stored {
-                touched[index] = nowMs
+                slots[index].touched = nowMs
                 return (index, false)
             }
             if present == 0 {
-                keys[index] = stored
-                touched[index] = nowMs
+                slots[index].key = stored
+                slots[index].touched = nowMs
                 return (index, true)
             }
-            if touched[index] < touched[oldest] { oldest = index }
+            if slots[index].touched < slots[oldest].touched { oldest = index }
         }
         evictions += 1
-        keys[oldest] = stored
-        touched[oldest] = nowMs
+        slots[oldest].key = stored
+        slots[oldest].touched = nowMs
         return (oldest, true)
     }
 
@@ -84,8 +88,8 @@ final class SlotStorage: @unchecked Sendable {
         let start = Int(truncatingIfNeeded: stored >> 7) & mask
         for step in 0..<min(CounterLayout.probe, perStripe) {
             let index = base + ((start + step) & mask)
-            if keys[index] == stored { return index }
-            if keys[index] == 0 { return nil }
+            if slots[index].key == stored { return index }
+            if slots[index].key == 0 { return nil }
         }
         return nil
     }
@@ -93,111 +97,110 @@ final class SlotStorage: @unchecked Sendable {
     var evictions: Int { locks.reduce(0) { $0 + $1.withLock { $0 } } }
 }
 
+/// A token bucket: tokens left and when they were counted.
+struct Bucket {
+    var tokens: Double
+    var stampMs: Int64
+}
+
 /// Token buckets keyed by a 64-bit fingerprint.
-final class BucketTable: @unchecked Sendable {
-    // @unchecked: `tokens` and `stamp` of stripe `s` are touched only under `slots.locks[s]`.
-    private let slots: SlotStorage
-    private let tokens: UnsafeMutablePointer<Double>
-    private let stamp: UnsafeMutablePointer<Int64>
+final class BucketTable: Sendable {
+    private let table: SlotTable<Bucket>
     /// Bytes per entry: key, touch time, tokens, refill time.
-    static let entryBytes = 32
+    static let entryBytes = MemoryLayout<Slot<Bucket>>.stride
 
     init(entries: Int) {
-        slots = SlotStorage(entries: entries)
-        tokens = .allocate(capacity: slots.capacity)
-        tokens.initialize(repeating: 0, count: slots.capacity)
-        stamp = .allocate(capacity: slots.capacity)
-        stamp.initialize(repeating: 0, count: slots.capacity)
-    }
-
-    deinit {
-        tokens.deallocate()
-        stamp.deallocate()
+        table = SlotTable(entries: entries, empty: Bucket(tokens: 0, stampMs: 0))
     }
 
     /// Takes a token from `key`'s bucket; false when it is empty.
     func take(_ key: UInt64, perSecond: Double, burst: Double, nowMs: Int64) -> Bool {
-        let stripe = slots.stripe(key)
-        return slots.locks[stripe].withLock { evictions in
-            let (index, fresh) = slots.slot(key, stripe: stripe, nowMs: nowMs, evictions: &evictions)
+        let stripe = table.stripe(key)
+        return table.locks[stripe].withLock { evictions in
+            let (index, fresh) = table.slot(key, stripe: stripe, nowMs: nowMs, evictions: &evictions)
+            var bucket = table.slots[index].value
             if fresh {
-                tokens[index] = burst
+                bucket.tokens = burst
             } else {
-                let elapsed = Double(max(0, nowMs - stamp[index])) / 1_000
-                tokens[index] = min(burst, tokens[index] + elapsed * perSecond)
+                let elapsed = Double(max(0, nowMs - bucket.stampMs)) / 1_000
+                bucket.tokens = min(burst, bucket.tokens + elapsed * perSecond)
             }
-            stamp[index] = nowMs
-            guard tokens[index] >= 1 else { return false }
-            tokens[index] -= 1
-            return true
+            bucket.stampMs = nowMs
+            let taken = bucket.tokens >= 1
+            if taken { bucket.tokens -= 1 }
+            table.slots[index].value = bucket
+            return taken
         }
     }
 
     /// Whether `key`'s bucket has a token, without taking it (an unknown key has a full one).
     func hasToken(_ key: UInt64, perSecond: Double, burst: Double, nowMs: Int64) -> Bool {
-        let stripe = slots.stripe(key)
-        return slots.locks[stripe].withLock { _ in
-            guard let index = slots.find(key, stripe: stripe) else { return true }
-            let elapsed = Double(max(0, nowMs - stamp[index])) / 1_000
-            return min(burst, tokens[index] + elapsed * perSecond) >= 1
+        let stripe = table.stripe(key)
+        return table.locks[stripe].withLock { _ in
+            guard let index = table.find(key, stripe: stripe) else { return true }
+            let bucket = table.slots[index].value
+            let elapsed = Double(max(0, nowMs - bucket.stampMs)) / 1_000
+            return min(burst, bucket.tokens + elapsed * perSecond) >= 1
         }
     }
 
-    var evictions: Int { slots.evictions }
-    var capacity: Int { slots.capacity }
+    var evictions: Int { table.evictions }
+    var capacity: Int { table.capacity }
+}
+
+/// A distinct set's window: when it started and how many members it has.
+struct DistinctWindow {
+    var startMs: Int64
+    var count: UInt8
 }
 
 /// Distinct values per key in a tumbling window: up to `RulesFile.distinctMax + 1`
 /// 32-bit fingerprints of values per key (enough to know "more than max").
 final class DistinctTable: @unchecked Sendable {
-    // @unchecked: the arrays of stripe `s` are touched only under `slots.locks[s]`.
+    // @unchecked: `members` of stripe `s` are touched only under `table.locks[s]`.
     static let width = RulesFile.distinctMax + 1
-    private let slots: SlotStorage
-    private let windowStart: UnsafeMutablePointer<Int64>
-    private let counts: UnsafeMutablePointer<UInt8>
+    private let table: SlotTable<DistinctWindow>
     private let members: UnsafeMutablePointer<UInt32>
-    /// Bytes per entry: key, touch time, window start, count, members.
-    static let entryBytes = 8 + 8 + 8 + 1 + 4 * width
+    /// Bytes per entry: the slot (key, touch time, window) and its members.
+    static let entryBytes = MemoryLayout<Slot<DistinctWindow>>.stride + 4 * width
 
     init(entries: Int) {
-        slots = SlotStorage(entries: entries)
-        let capacity = slots.capacity
-        windowStart = .allocate(capacity: capacity)
-        windowStart.initialize(repeating: 0, count: capacity)
-        counts = .allocate(capacity: capacity)
-        counts.initialize(repeating: 0, count: capacity)
-        members = .allocate(capacity: capacity * DistinctTable.width)
-        members.initialize(repeating: 0, count: capacity * DistinctTable.width)
+        table = SlotTable(entries: entries, empty: DistinctWindow(startMs: 0, count: 0))
+        members = .allocate(capacity: table.capacity * DistinctTable.width)
+        members.initialize(repeating: 0, count: table.capacity * DistinctTable.width)
     }
 
-    deinit {
-        windowStart.deallocate()
-        counts.deallocate()
-        members.deallocate()
-    }
+    deinit { members.deallocate() }
 
     /// Adds `member` to `key`'s set for the window and returns how many distinct members
     /// the set has (capped at `width`).
     func add(_ key: UInt64, member: UInt32, windowMs: Int64, nowMs: Int64) -> Int {
-        let stripe = slots.stripe(key)
-        return slots.locks[stripe].withLock { evictions in
-            let (index, fresh) = slots.slot(key, stripe: stripe, nowMs: nowMs, evictions: &evictions)
-            if fresh || nowMs - windowStart[index] >= windowMs {
-                windowStart[index] = nowMs
-                counts[index] = 0
+        let stripe = table.stripe(key)
+        return table.locks[stripe].withLock { evictions in
+            let (index, fresh) = table.slot(key, stripe: stripe, nowMs: nowMs, evictions: &evictions)
+            var window = table.slots[index].value
+            if fresh || nowMs - window.startMs >= windowMs {
+                window = DistinctWindow(startMs: nowMs, count: 0)
             }
             let base = index * DistinctTable.width
-            let count = Int(counts[index])
-            for offset in 0..<count where members[base + offset] == member { return count }
-            guard count < DistinctTable.width else { return count }
+            let count = Int(window.count)
+            for offset in 0..<count where members[base + offset] == member {
+                table.slots[index].value = window
+                return count
+            }
+            guard count < DistinctTable.width else {
+                table.slots[index].value = window
+                return count
+            }
             members[base + count] = member
-            counts[index] = UInt8(count + 1)
+            window.count = UInt8(count + 1)
+            table.slots[index].value = window
             return count + 1
         }
     }
 
-    var evictions: Int { slots.evictions }
-    var capacity: Int { slots.capacity }
+    var evictions: Int { table.evictions }
+    var capacity: Int { table.capacity }
 }
 
 /// Counts per key in a sliding window, in a count-min sketch: `depth` rows of counters, a
@@ -271,11 +274,17 @@ final class QuotaSketch: Sendable {
     /// Counts one event of `key`.
     func add(_ key: UInt64, nowMs: Int64) {
         let epoch = nowMs / windowMs
+        // Conservative update: only the counters at the key's current minimum rise, so other
+        // keys' counts are inflated far less (a flash sale's honest buyers share cells), and
+        // the key's own count is still never under its true count.
         stripes[Int(truncatingIfNeeded: key) & (CounterLayout.stripes - 1)].withLock { stripe in
             QuotaSketch.roll(&stripe, epoch: epoch)
+            var least = UInt32.max
+            for row in 0..<QuotaSketch.depth { least = min(least, stripe.current[cell(key, row)]) }
+            guard least < UInt32.max else { return }
             for row in 0..<QuotaSketch.depth {
                 let position = cell(key, row)
-                if stripe.current[position] < UInt32.max { stripe.current[position] += 1 }
+                if stripe.current[position] <= least { stripe.current[position] = least + 1 }
             }
         }
     }
