@@ -88,7 +88,7 @@ extension KamiCtl {
         guard let sub = words.first else {
             throw UsageError(message: "risk takes block, unblock, list or test", topic: .risk)
         }
-        let (positionals, options) = try options(Array(words.dropFirst()), valued: Set(["--list", "--note"]).union(riskTestOptions))
+        let (positionals, options) = try split(Array(words.dropFirst()), valued: Set(["--list", "--note"]).union(riskTestOptions), topic: .risk)
         switch sub {
         case "block", "unblock":
             guard positionals.count == 2, options.keys.allSatisfy({ $0 == "--list" || (sub == "block" && $0 == "--note") }) else {
@@ -126,7 +126,7 @@ extension KamiCtl {
 
     /// Parses `audit reveals [--user U] [--limit N]`.
     static func revealsCommand(_ words: [String]) throws(UsageError) -> Command {
-        let (positionals, options) = try options(words, valued: ["--user", "--limit"])
+        let (positionals, options) = try split(words, valued: ["--user", "--limit"], topic: .risk)
         guard positionals.isEmpty else { throw UsageError(message: "audit reveals takes --user U and --limit N", topic: .risk) }
         var limit: Int? = nil
         if let text = options["--limit"] {
@@ -134,31 +134,6 @@ extension KamiCtl {
             limit = value
         }
         return .risk(.reveals(user: options["--user"], limit: limit))
-    }
-
-    private static func options(_ words: [String], valued: Set<String>) throws(UsageError) -> ([String], [String: String]) {
-        var positionals: [String] = []
-        var options: [String: String] = [:]
-        var index = 0
-        while index < words.count {
-            let word = words[index]
-            index += 1
-            guard word.hasPrefix("--") else {
-                positionals.append(word)
-                continue
-            }
-            let (name, inline) = splitOption(word)
-            guard valued.contains(name) else { throw UsageError(message: "unknown option \(word)", topic: .risk) }
-            guard options[name] == nil else { throw UsageError(message: "\(name) is given twice", topic: .risk) }
-            if let inline {
-                options[name] = inline
-            } else {
-                guard index < words.count else { throw UsageError(message: "\(name) needs a value", topic: .risk) }
-                options[name] = words[index]
-                index += 1
-            }
-        }
-        return (positionals, options)
     }
 
     /// Text for a risk command's reply.

@@ -146,7 +146,7 @@ extension KamiCtl {
         }
     }
 
-    private static func split(
+    static func split(
         _ words: [String], valued: Set<String>, topic: Topic
     ) throws(UsageError) -> ([String], [String: String]) {
         var positionals: [String] = []

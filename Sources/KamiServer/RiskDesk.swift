@@ -181,7 +181,16 @@ final class RiskDesk: Sendable {
     /// failed too many lookups is slowed down. A wrong owner is NOT_FOUND, the same as an
     /// unknown order, and counts as a failure.
     func lookUp(_ request: Request, client: String?) throws(KamiError) -> OrderReply {
-        guard let orderID = request.order else { throw KamiError(.badRequest, "missing field order") }
+        let (reply, user) = try owned(request)
+        revealed(reply.codes.map(\.codeID), user: user, ip: request.ip, subject: "order:\(reply.orderID)", client: client)
+        return reply
+    }
+
+    /// The order `request` names, when `request.user` owns it: the owner must be named, a
+    /// user or IP past its failed lookups is refused first, and an unknown order or another
+    /// user's (NOT_FOUND, the same answer) counts as a failure.
+    private func owned(_ request: Request) throws(KamiError) -> (OrderReply, user: String) {
+        let orderID = try need(request.order, "order")
         guard let user = request.user else {
             throw KamiError(.badRequest, "missing field user: an order is shown only to the user it belongs to")
         }
@@ -199,32 +208,15 @@ final class RiskDesk: Sendable {
             lookups.failed(user: user, ip: request.ip, nowMs: now)
             throw KamiError(.notFound, "no order \(orderID)")
         }
-        revealed(reply.codes.map(\.codeID), user: user, ip: request.ip, subject: "order:\(orderID)", client: client)
-        return reply
+        return (reply, user)
     }
 
     /// A storefront's `wait`: like `order`, only for the order's own user (the answer can
     /// carry secrets), and a wrong user counts as a failed lookup.
     func wait(_ request: Request, client: String?, done: @escaping OrderCompletion) throws(KamiError) {
-        let orderID = try need(request.order, "order")
-        guard let user = request.user else {
-            throw KamiError(.badRequest, "missing field user: an order is shown only to the user it belongs to")
-        }
-        let now = engine.nowMs
-        guard lookups.allows(user: user, ip: request.ip, nowMs: now) else {
-            lookupsRefused.add(1, ordering: .relaxed)
-            throw KamiError(.limitReached, "too many failed order lookups for this user or IP; wait a minute")
-        }
         // Checked before waiting: a stranger never waits on someone else's order.
-        let owner: OrderReply
-        do throws(KamiError) { owner = try engine.queries.order(orderID) } catch {
-            if error.code == .notFound { lookups.failed(user: user, ip: request.ip, nowMs: now) }
-            throw error
-        }
-        guard owner.user == user else {
-            lookups.failed(user: user, ip: request.ip, nowMs: now)
-            throw KamiError(.notFound, "no order \(orderID)")
-        }
+        let (owner, user) = try owned(request)
+        let orderID = owner.orderID
         engine.storefront.wait(order: orderID, timeoutMs: try need(request.waitMs, "wait_ms")) { [self] result in
             if case .success(let reply) = result {
                 revealed(reply.codes.map(\.codeID), user: user, ip: request.ip, subject: "order:\(orderID)", client: client)
