@@ -63,7 +63,7 @@ extension Operation {
              .riskList, .riskTest, .auditReveals, .reviewList:
             true
         case .skuSet, .importCSV, .void, .refund, .export, .reload, .tokenNew, .supplierMap, .supplierUnmap, .supplierPause,
-             .supplierResume, .supplierSync, .skuSource, .upstreamRetry, .risk, .riskBlock, .riskUnblock, .reviewApprove, .reviewDeny:
+             .supplierResume, .supplierSync, .skuSource, .upstreamRetry, .risk, .riskBlock, .riskUnblock, .reviewApprove, .reviewDeny, .deliver:
             false
         }
     }

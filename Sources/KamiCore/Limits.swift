@@ -58,12 +58,19 @@ public enum Limits {
     /// Hold used when a caller does not give one: 15 minutes, a common payment timeout.
     public static let holdTTLMsDefault: Int64 = 900_000
 
+    /// Longest wait in the review queue (a risk hold or a manual delivery): 7 days, a long
+    /// weekend plus a shop's promise to deliver by hand within a few working days.
+    public static let reviewTTLMsMax: Int64 = 604_800_000
+
     /// Most rows in one CSV import. An import is one transaction; 10 million rows is about
     /// 1 GB of WAL at most, which the disk must hold until the checkpoint.
     public static let codesPerImportMax = 10_000_000
 
     /// Longest secret in bytes (after trimming). Real card keys are 16-64 characters.
     public static let secretBytesMax = 512
+
+    /// Longest card number delivered by hand (the CSV import's bound too).
+    public static let cardNumberBytesMax = 128
 
     /// Most SKUs (and bundles) in the catalog; the pool preallocates a table this size.
     public static let skusMax = 65_536

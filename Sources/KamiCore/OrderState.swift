@@ -23,6 +23,9 @@ public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case failed = 6
     /// Held for an operator: the risk gate said review. It holds its codes (reserved) until
     /// approved (paid: committed; unpaid: an ordinary hold), denied or out of time (released).
+    /// A paid order of a manual-delivery SKU waits here too, holding no codes, until an
+    /// operator delivers (committed) or denies it (`reserved → review` when a hold of such a
+    /// SKU is paid, `expired → review` when it is paid late).
     case review = 7
 
     /// The states an order can be created in: a hold (`reserve`), or paid at once (`issue`).
@@ -36,6 +39,7 @@ public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         Move(.pendingUpstream, .committed), Move(.pendingUpstream, .failed),
         Move(.failed, .pendingUpstream), Move(.failed, .refunded),
         Move(.review, .committed), Move(.review, .reserved), Move(.review, .released), Move(.review, .pendingUpstream),
+        Move(.reserved, .review), Move(.expired, .review),
     ]
 
     /// One move of an order between two states.

@@ -28,11 +28,18 @@ public struct Sku: Sendable, Hashable {
     public var activationURLTemplate: String?
     /// Non-empty for a bundle: the SKUs one unit of it takes. A bundle has no codes of its own.
     public var components: [BundleComponent]
+    /// Manual delivery (手动发货): a paid order takes nothing from the pool but waits in the
+    /// review queue until an operator delivers a code by hand or from the pool.
+    public var manualDelivery: Bool
+    /// How long an order of this SKU may wait in the review queue (risk hold or manual
+    /// delivery) before it is released; 0 = the daemon's `review_ttl_ms`.
+    public var reviewTTLMs: Int64
 
     /// Makes a SKU.
     public init(
         id: SkuID, key: String, name: String, priceCents: Int64, perUserLimit: Int,
-        activationURLTemplate: String?, components: [BundleComponent] = []
+        activationURLTemplate: String?, components: [BundleComponent] = [], manualDelivery: Bool = false,
+        reviewTTLMs: Int64 = 0
     ) {
         self.id = id
         self.key = key
@@ -41,6 +48,8 @@ public struct Sku: Sendable, Hashable {
         self.perUserLimit = perUserLimit
         self.activationURLTemplate = activationURLTemplate
         self.components = components
+        self.manualDelivery = manualDelivery
+        self.reviewTTLMs = reviewTTLMs
     }
 
     /// Whether this SKU is a bundle of others.
@@ -65,11 +74,16 @@ public struct SkuDefinition: Sendable, Hashable {
     /// Bundle components by SKU key and units; nil keeps them, empty is not allowed to turn a
     /// bundle back into a plain SKU (that would orphan its orders' meaning).
     public var components: [(key: String, units: Int)]?
+    /// Manual delivery on or off.
+    public var manualDelivery: Bool?
+    /// The SKU's review TTL in ms (0: the daemon's default).
+    public var reviewTTLMs: Int64?
 
     /// Makes a definition.
     public init(
         key: String, name: String? = nil, priceCents: Int64? = nil, perUserLimit: Int? = nil,
-        activationURLTemplate: String? = nil, components: [(key: String, units: Int)]? = nil
+        activationURLTemplate: String? = nil, components: [(key: String, units: Int)]? = nil,
+        manualDelivery: Bool? = nil, reviewTTLMs: Int64? = nil
     ) {
         self.key = key
         self.name = name
@@ -77,6 +91,8 @@ public struct SkuDefinition: Sendable, Hashable {
         self.perUserLimit = perUserLimit
         self.activationURLTemplate = activationURLTemplate
         self.components = components
+        self.manualDelivery = manualDelivery
+        self.reviewTTLMs = reviewTTLMs
     }
 
     public static func == (a: SkuDefinition, b: SkuDefinition) -> Bool {
@@ -84,6 +100,7 @@ public struct SkuDefinition: Sendable, Hashable {
             && a.activationURLTemplate == b.activationURLTemplate
             && a.components?.map(\.key) == b.components?.map(\.key)
             && a.components?.map(\.units) == b.components?.map(\.units)
+            && a.manualDelivery == b.manualDelivery && a.reviewTTLMs == b.reviewTTLMs
     }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(key) }

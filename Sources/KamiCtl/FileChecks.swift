@@ -25,6 +25,36 @@ enum FileChecks {
         }
     }
 
+    /// A problem reading a file, for the operator.
+    struct ReadProblem: Error {
+        var message: String
+    }
+
+    /// The bytes of the regular file at `path`, at most `limit` of them.
+    static func read(_ path: String, limit: Int) -> Result<[UInt8], ReadProblem> {
+        if let kind = nonRegularFileKind(path), kind != "a symbolic link" {
+            return .failure(ReadProblem(message: "is \(kind), not a regular file"))
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return .failure(ReadProblem(message: String(cString: strerror(errno)))) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16_384)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                return .failure(ReadProblem(message: String(cString: strerror(errno))))
+            }
+            if count == 0 { break }
+            bytes += chunk[0..<count]
+            if bytes.count > limit {
+                return .failure(ReadProblem(message: "is over \(limit) bytes; deliver fewer codes at a time"))
+            }
+        }
+        return .success(bytes)
+    }
+
     /// Now in UTC as `YYYYMMDD-HHMMSS`.
     static func utcTimestamp() -> String {
         var now = time(nil)

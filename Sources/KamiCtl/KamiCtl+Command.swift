@@ -32,7 +32,9 @@ extension KamiCtl {
         /// Print the usage of a topic.
         case help(Topic)
         /// `sku set`: create or change a SKU; nil fields keep their value.
-        case skuSet(sku: String, name: String?, priceCents: Int64?, perUserLimit: Int?, activationURL: String?)
+        case skuSet(
+            sku: String, name: String?, priceCents: Int64?, perUserLimit: Int?, activationURL: String?,
+            manualDelivery: Bool? = nil, reviewTTLMs: Int64? = nil)
         /// `import`: load codes from a CSV file that kamid reads (`path` as given; made
         /// absolute when run).
         case importCSV(path: String, sku: String, batch: String?, dryRun: Bool)
@@ -67,6 +69,10 @@ extension KamiCtl {
         case upstream(UpstreamCommand)
         /// `risk ...`, `audit reveals`.
         case risk(RiskCommand)
+        /// `deliver ORDER`: an order waiting in the review queue gets the codes in
+        /// `secretFile` (read by kamictl, one per line), or, with no file, codes from the pool.
+        /// `costCents` is what each code cost the shop.
+        case deliver(order: String, secretFile: String?, costCents: Int64?)
     }
 
     /// What a `--help` or a usage error is about.
@@ -110,6 +116,8 @@ extension KamiCtl {
         case upstream
         /// `risk` and `audit reveals`.
         case risk
+        /// `deliver`.
+        case deliver
     }
 
     /// A command line that does not parse.

@@ -28,14 +28,32 @@ extension KamiCtl {
                 $0.batch = batch
                 $0.dryRun = dryRun ? true : nil
             }
-        case .skuSet(let sku, let name, let priceCents, let perUserLimit, let activationURL):
+        case .skuSet(let sku, let name, let priceCents, let perUserLimit, let activationURL, let manual, let reviewTTL):
             request = operatorRequest(.skuSet) {
                 $0.sku = sku
                 $0.name = name
                 $0.priceCents = priceCents
                 $0.perUserLimit = perUserLimit
                 $0.activationURL = activationURL
+                $0.manualDelivery = manual
+                $0.reviewTTLMs = reviewTTL
             }
+        case .deliver(let order, let file?, let cost):
+            // kamictl reads the file (the operator's, not kamid's): the codes travel over the
+            // socket and are never named by path to kamid, printed or logged.
+            let absolute = absolutePath(file, currentDirectory: currentDirectory)
+            let contents: [UInt8]
+            switch FileChecks.read(absolute, limit: deliverFileBytesMax) {
+            case .success(let bytes): contents = bytes
+            case .failure(let problem): return Outcome(stderr: "kamictl: \(absolute): \(problem.message)\n", exit: .failed)
+            }
+            request = operatorRequest(.deliver) {
+                $0.order = order
+                $0.secrets = Secret(bytes: contents)
+                $0.costCents = cost
+            }
+        case .deliver(let order, nil, _):
+            request = operatorRequest(.reviewApprove) { $0.order = order }
         case .stock(let sku):
             // Without a SKU, the per-SKU counters come from stats.
             request = sku.map { sku in operatorRequest(.stock) { $0.sku = sku } } ?? operatorRequest(.stats) { _ in }
@@ -235,6 +253,13 @@ extension KamiCtl {
             return Outcome(stdout: describeUpstream(command, fields), exit: .ok)
         case (.risk(let command), let body):
             return Outcome(stdout: describeRisk(command, body), exit: .ok)
+        case (.deliver(let order, let file, _), .fields(let fields)):
+            // Operator replies travel as fields: the order's state and units, never its codes.
+            let qty = Format.int(fields, "qty") ?? 0
+            let units = qty == 1 ? "1 unit" : "\(qty) units"
+            let how = file == nil ? "from the pool" : "by hand"
+            return Outcome(stdout: "order \(order) \(Format.text(fields, "state") ?? "?"): \(units) delivered \(how) "
+                + "(the buyer sees the codes with order or wait)\n", exit: .ok)
         default:
             return Outcome(stderr: "kamictl: kamid answered with an unexpected reply; is it a different version?\n",
                            exit: .failed)

@@ -138,6 +138,24 @@ extension KamiCtl {
             if help { return .help(.tokenNew) }
             let parsed = try ParsedOptions(Array(rest.dropFirst()), topic: .tokenNew, positionals: 1...1)
             return .tokenNew(client: parsed.positionals[0])
+        case "deliver":
+            if help { return .help(.deliver) }
+            let parsed = try ParsedOptions(
+                rest, topic: .deliver, valued: ["--secret-file", "--cost"], flags: ["--from-pool"], positionals: 1...1)
+            let file = parsed.values["--secret-file"]
+            let fromPool = parsed.flags.contains("--from-pool")
+            guard (file != nil) != fromPool else {
+                throw UsageError(message: "deliver takes exactly one of --secret-file F and --from-pool", topic: .deliver)
+            }
+            var cost: Int64?
+            if let text = parsed.values["--cost"] {
+                guard !fromPool else { throw UsageError(message: "--cost goes with --secret-file", topic: .deliver) }
+                guard let value = Int64(text), value >= 0 else {
+                    throw UsageError(message: "--cost takes an integer number of cents >= 0, got \(text)", topic: .deliver)
+                }
+                cost = value
+            }
+            return .deliver(order: parsed.positionals[0], secretFile: file, costCents: cost)
         case "export":
             if help { return .help(.export) }
             let parsed = try ParsedOptions(
@@ -214,7 +232,8 @@ extension KamiCtl {
 
     private static func skuSet(_ words: [String]) throws(UsageError) -> Command {
         let parsed = try ParsedOptions(
-            words, topic: .skuSet, valued: ["--name", "--price", "--per-user-limit", "--activation-url"],
+            words, topic: .skuSet,
+            valued: ["--name", "--price", "--per-user-limit", "--activation-url", "--manual-delivery", "--review-ttl"],
             positionals: 1...1)
         var priceCents: Int64?
         if let text = parsed.values["--price"] {
@@ -230,8 +249,24 @@ extension KamiCtl {
             }
             perUserLimit = value
         }
+        var manualDelivery: Bool?
+        if let text = parsed.values["--manual-delivery"] {
+            guard text == "on" || text == "off" else {
+                throw UsageError(message: "--manual-delivery takes on or off, got \(text)", topic: .skuSet)
+            }
+            manualDelivery = text == "on"
+        }
+        var reviewTTLMs: Int64?
+        if let text = parsed.values["--review-ttl"] {
+            guard let value = Int64(text), value >= 0 else {
+                throw UsageError(message: "--review-ttl takes milliseconds >= 0 (0: kamid's review_ttl_ms), got \(text)",
+                                 topic: .skuSet)
+            }
+            reviewTTLMs = value
+        }
         return .skuSet(sku: parsed.positionals[0], name: parsed.values["--name"], priceCents: priceCents,
-                       perUserLimit: perUserLimit, activationURL: parsed.values["--activation-url"])
+                       perUserLimit: perUserLimit, activationURL: parsed.values["--activation-url"],
+                       manualDelivery: manualDelivery, reviewTTLMs: reviewTTLMs)
     }
 
     private static func importCSV(_ words: [String]) throws(UsageError) -> Command {

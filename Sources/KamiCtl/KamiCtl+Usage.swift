@@ -12,6 +12,7 @@ extension KamiCtl {
 
                 commands:
                   sku set SKU [--name N] [--price CENTS] [--per-user-limit N] [--activation-url T]
+                          [--manual-delivery on|off] [--review-ttl MS]
                                           create or change a SKU
                   sku list                every SKU with its settings and stock
                   import FILE.csv --sku SKU [--batch B] [--dry-run]
@@ -42,6 +43,8 @@ extension KamiCtl {
                   audit reveals [--user U] who was shown which secrets by order lookups
                   review list|show|approve|deny ORDER
                                           orders the risk gate held for an operator
+                  deliver ORDER --secret-file F [--cost CENTS] | --from-pool
+                                          hand out the codes of an order waiting for delivery
 
                 options (anywhere on the line):
                   --socket PATH           kamid's socket (default: $\(socketEnvironmentVariable), else
@@ -61,6 +64,7 @@ extension KamiCtl {
         case .skuSet:
             return """
                 usage: kamictl sku set SKU [--name N] [--price CENTS] [--per-user-limit N] [--activation-url T]
+                                       [--manual-delivery on|off] [--review-ttl MS]
 
                 Creates the SKU, or changes the given fields of an existing one (others keep their value).
 
@@ -69,6 +73,26 @@ extension KamiCtl {
                   --per-user-limit N      most units one user may hold at once; 0 = no limit
                   --activation-url T      activation link template; {code_id} and {card_number} are
                                           replaced (never the secret)
+                  --manual-delivery on|off
+                                          on: paid orders take nothing from the pool and wait in the
+                                          review queue for `kamictl deliver` (手动发货)
+                  --review-ttl MS         how long the SKU's orders wait in the review queue before
+                                          they are released (refund them); 0 = kamid's review_ttl_ms
+                """
+        case .deliver:
+            return """
+                usage: kamictl deliver ORDER --secret-file F [--cost CENTS]
+                       kamictl deliver ORDER --from-pool
+
+                Delivers a paid order waiting in the review queue (a manual-delivery SKU's, or one the
+                risk gate held that holds no codes). The buyer sees the codes with order or wait.
+
+                  --secret-file F         the codes, read by kamictl: one per line, `secret` or
+                                          `card_number<TAB>secret`; blank lines are skipped. As many
+                                          codes as the order has units. A code kamid already has
+                                          (stocked, sold or delivered) is refused: a code is handed out once
+                  --cost CENTS            what each code cost the shop (for margins)
+                  --from-pool             take the codes from the SKU's pool instead
                 """
         case .importCSV:
             return """

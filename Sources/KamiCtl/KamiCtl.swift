@@ -45,6 +45,9 @@ public enum KamiCtl {
     /// Default wait for kamid's reply: imports of millions of rows take minutes, and an
     /// operator can always interrupt; a stuck kamid still ends the wait eventually.
     public static let requestTimeoutMsDefault = 600_000
+    /// The largest secret file `deliver` sends: half a request line, so the JSON escapes of
+    /// its newlines and tabs still fit.
+    static let deliverFileBytesMax = 32_768
 
     /// Wait to connect to the Unix socket: a local connect either works at once or kamid
     /// is not there (or its backlog is full for this long, which is as good as down).

@@ -42,9 +42,20 @@ extension EngineCore {
         if let components = definition.components {
             sku.components = try resolveComponents(components, bundleKey: definition.key, existing: existing)
         }
+        if let manual = definition.manualDelivery { sku.manualDelivery = manual }
+        if let ttl = definition.reviewTTLMs {
+            guard ttl == 0 || (ttl >= Limits.holdTTLMsMin && ttl <= Limits.reviewTTLMsMax) else {
+                throw KamiError(.badRequest, "review TTL \(ttl) ms is outside \(Limits.holdTTLMsMin)...\(Limits.reviewTTLMsMax) (0: the daemon's review_ttl_ms)")
+            }
+            sku.reviewTTLMs = ttl
+        }
+        if sku.manualDelivery && sku.isBundle {
+            throw KamiError(.badRequest, "\(sku.key) is a bundle: its codes come from its components' pools and cannot be delivered by hand")
+        }
         let event = AuditEvent(
             existing == nil ? "sku-create" : "sku-update", subject: "sku:\(sku.key)",
-            detail: "price=\(sku.priceCents) limit=\(sku.perUserLimit) components=\(sku.components.map { "\($0.sku)x\($0.units)" })")
+            detail: "price=\(sku.priceCents) limit=\(sku.perUserLimit) components=\(sku.components.map { "\($0.sku)x\($0.units)" })"
+                + " manual=\(sku.manualDelivery) review_ttl_ms=\(sku.reviewTTLMs)")
         let outcome = try submitAndWait(.writeSku(sku, audit: event))
         if case .skuID(let id) = outcome { sku.id = id }
         let stored = sku

@@ -70,6 +70,22 @@ public final class Engine: Sendable {
     /// How long an order held for review waits for an operator.
     public var reviewTTLMs: Int64 { core.reviewTTLMs }
 
+    /// How long an order of `skuKey` held for review waits (the SKU's own TTL, else the
+    /// daemon's); the daemon's for an unknown SKU.
+    public func reviewTTLMs(sku skuKey: String?) -> Int64 {
+        guard let skuKey, let sku = try? core.sku(key: skuKey) else { return core.reviewTTLMs }
+        return core.reviewTTL(sku)
+    }
+
+    /// Delivers a paid order waiting in the review queue by hand: `items`, one per unit, are
+    /// sealed and issued to it (a secret kamid already has is a CONFLICT).
+    public func deliver(
+        order: String, items: [DeliveredItem], costCents: Int64 = 0, client: String? = nil,
+        completion: @escaping OrderCompletion
+    ) {
+        core.deliver(order: order, items: items, costCents: costCents, client: client, completion: completion)
+    }
+
     /// Reserved orders waiting for their commit, release or expiry.
     public var holdsOutstanding: Int { core.holdsOutstanding }
 

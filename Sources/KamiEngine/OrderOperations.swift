@@ -48,7 +48,7 @@ extension EngineCore {
         let now = clock.nowMs()
         let order = Order(
             seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: review ? .review : .reserved, paymentRef: nil,
-            codes: [], ttlMs: ttl, expiresAtMs: now + (review ? reviewTTLMs : ttl), createdAtMs: now, updatedAtMs: now)
+            codes: [], ttlMs: ttl, expiresAtMs: now + (review ? reviewTTL(sku) : ttl), createdAtMs: now, updatedAtMs: now)
         create(order, sku: sku, client: client, risk: risk, completion: completion)
     }
 
@@ -86,9 +86,11 @@ extension EngineCore {
             break
         }
         let now = clock.nowMs()
+        // Held for an operator: the risk gate said review, or the SKU is delivered by hand.
+        let held = review || sku.manualDelivery
         let order = Order(
-            seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: review ? .review : .committed,
-            paymentRef: paymentRef, codes: [], ttlMs: 0, expiresAtMs: review ? now + reviewTTLMs : 0, createdAtMs: now,
+            seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: held ? .review : .committed,
+            paymentRef: paymentRef, codes: [], ttlMs: 0, expiresAtMs: held ? now + reviewTTL(sku) : 0, createdAtMs: now,
             updatedAtMs: now)
         create(order, sku: sku, client: client, risk: risk, completion: completion)
     }
@@ -110,9 +112,10 @@ extension EngineCore {
             return completion(.failure(KamiError(
                 .limitReached, "per-user limit of \(sku.perUserLimit) for \(sku.key) reached")))
         }
-        // Where the codes come from: the pool, or (per the SKU's sourcing) a supplier later.
+        // Where the codes come from: the pool, (per the SKU's sourcing) a supplier later, or
+        // an operator's hand (a manual-delivery SKU: nothing is taken now).
         let policy = sku.isBundle ? SourcePolicy.pool : upstream.sourcing(sku.id).policy
-        var taken: [OrderCode]? = policy == .upstream ? nil : takeCodes(sku, units: draft.units)
+        var taken: [OrderCode]? = sku.manualDelivery ? [] : policy == .upstream ? nil : takeCodes(sku, units: draft.units)
         let viaUpstream = taken == nil && policy != .pool
         if viaUpstream { taken = [] }
         guard let codes = taken else {
@@ -152,7 +155,7 @@ extension EngineCore {
         let codeState: CodeState = reserving ? .reserved : .issued
         let changes = codes.map { CodeChange(codeID: $0.codeID, from: .available, to: codeState, orderSeq: order.seq) }
         let event = AuditEvent(
-            order.state == .review ? "review-hold" : reserving ? "reserve" : viaUpstream ? "issue-upstream" : "issue",
+            order.state == .review ? (sku.manualDelivery ? "manual-hold" : "review-hold") : reserving ? "reserve" : viaUpstream ? "issue-upstream" : "issue",
             subject: "order:\(order.orderID)",
             detail: "seq=\(order.seq) user=\(order.user) sku=\(order.sku) units=\(order.units) codes=\(EngineCore.codeIDList(codes))"
                 + (order.paymentRef.map { " payment=\($0)" } ?? "") + EngineCore.clientField(client)
@@ -247,9 +250,24 @@ extension EngineCore {
             return completion(.failure(KamiError(.notFound, "SKU of order \(order.orderID) no longer exists")))
         }
         let late = order.state == .expired
+        if !approving && sku.manualDelivery && (late || order.codes.isEmpty) {
+            return queueForOperator(order, sku: sku, paymentRef: paymentRef, client: client, completion: completion)
+        }
         let policy = sku.isBundle ? SourcePolicy.pool : upstream.sourcing(sku.id).policy
+        // Approving a paid order that holds nothing (it waits for delivery by hand, or its SKU
+        // was switched off manual delivery since): the operator chose the pool.
+        let fromPoolNow = approving && order.codes.isEmpty && (sku.manualDelivery || policy == .pool)
+        let fresh = late || fromPoolNow
         var chosen = order.codes
-        if late {
+        if fromPoolNow {
+            guard let codes = takeCodes(sku, units: order.units) else {
+                orders.end(order.orderID)
+                return completion(.failure(KamiError(
+                    .soldOut, "\(sku.key) has no codes in the pool for order \(order.orderID); deliver it by hand "
+                        + "(kamictl deliver \(order.orderID) --secret-file F)")))
+            }
+            chosen = codes
+        } else if late {
             // The hold lapsed and its codes went back to the pool: take fresh ones if any remain.
             guard userLimits.tryAcquire(user: order.user, sku: sku.id, units: order.units, limit: sku.perUserLimit) else {
                 orders.end(order.orderID)
@@ -274,8 +292,8 @@ extension EngineCore {
         // Open the secrets. A code that fails authentication is replaced by a fresh code of its
         // SKU and quarantined (voided) in the same commit, so a paid order still gets what it
         // paid for and the bad code never circulates again.
-        let own = late ? [] : chosen
-        var taken = late ? chosen : []
+        let own = fresh ? [] : chosen
+        var taken = fresh ? chosen : []
         var secrets: [IssuedCode] = []
         var quarantined: [OrderCode] = []
         var pending = chosen

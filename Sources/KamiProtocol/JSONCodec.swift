@@ -116,6 +116,12 @@ public enum JSONCodec {
         text(.list, request.list)
         text(.kind, request.kind)
         text(.value, request.value)
+        flag(.manualDelivery, request.manualDelivery)
+        number(.reviewTTLMs, request.reviewTTLMs)
+        if let secrets = request.secrets {
+            JSONWriter.key(JSONField.secrets.key, &out)
+            JSONWriter.string(secrets.reveal(), &out)
+        }
         out.appendStatic("}\n")
         let lineCount = out.count - start
         guard lineCount <= ProtocolLimits.jsonLineBytesMax else {

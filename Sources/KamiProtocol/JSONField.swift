@@ -7,6 +7,7 @@ enum JSONField: UInt8, CaseIterable {
     case waitMs, supplier, product, costCents, priority, weight, sourcePolicy, strategy, minMarginCents, noCandidate
     case lowWater, sinceMs, untilMs, buyAheadUnits, buyAheadBudgetCents
     case paymentAccount, amountCents, accountAgeDays, phoneVerified, challengeToken, event, list, kind, value
+    case manualDelivery, reviewTTLMs, secrets
 
     /// The name on the wire.
     var key: StaticString {
@@ -59,6 +60,9 @@ enum JSONField: UInt8, CaseIterable {
         case .list: "list"
         case .kind: "kind"
         case .value: "value"
+        case .manualDelivery: "manual_delivery"
+        case .reviewTTLMs: "review_ttl_ms"
+        case .secrets: "secrets"
         }
     }
 
@@ -77,15 +81,15 @@ enum JSONField: UInt8, CaseIterable {
         case 4: candidates = (.user, .name, .path, .list, .kind, nil)
         case 5: candidates = (.order, .token, .batch, .limit, .event, .value)
         case 6: candidates = (.ttlMs, .client, .device, .cursor, .weight, nil)
-        case 7: candidates = (.codeID, .dryRun, .replace, .waitMs, .product, nil)
+        case 7: candidates = (.codeID, .dryRun, .replace, .waitMs, .product, .secrets)
         case 8: candidates = (.supplier, .priority, .strategy, .sinceMs, .untilMs, nil)
         case 9: candidates = (.lowWater, nil, nil, nil, nil, nil)
         case 10: candidates = (.costCents, nil, nil, nil, nil, nil)
         case 11: candidates = (.paymentRef, .priceCents, nil, nil, nil, nil)
         case 12: candidates = (.withSecrets, .noCandidate, .amountCents, nil, nil, nil)
-        case 13: candidates = (.sourcePolicy, nil, nil, nil, nil, nil)
+        case 13: candidates = (.sourcePolicy, .reviewTTLMs, nil, nil, nil, nil)
         case 14: candidates = (.perUserLimit, .activationURL, .phoneVerified, nil, nil, nil)
-        case 15: candidates = (.buyAheadUnits, .paymentAccount, .challengeToken, nil, nil, nil)
+        case 15: candidates = (.buyAheadUnits, .paymentAccount, .challengeToken, .manualDelivery, nil, nil)
         case 22: candidates = (.buyAheadBudgetCents, nil, nil, nil, nil, nil)
         case 16: candidates = (.minMarginCents, .accountAgeDays, nil, nil, nil, nil)
         default: return nil

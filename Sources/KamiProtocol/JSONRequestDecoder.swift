@@ -158,6 +158,9 @@ struct JSONRequestDecoder {
         case .list: request.list = string(field, value)
         case .kind: request.kind = string(field, value)
         case .value: request.value = string(field, value)
+        case .manualDelivery: request.manualDelivery = bool(field, value)
+        case .reviewTTLMs: request.reviewTTLMs = integer(field, value)
+        case .secrets: request.secrets = string(field, value).map { Secret($0) }
         }
     }
 

@@ -49,6 +49,7 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     case reviewList = 60
     case reviewApprove = 61
     case reviewDeny = 62
+    case deliver = 63
 
     /// The name used in JSON (`"op": "reserve"`); the table is `wireName`.
     public var name: String { wireName.description }
@@ -174,6 +175,13 @@ public struct Request: Sendable, Hashable {
     /// `supplier_reconcile`: the window, Unix ms (`since_ms`, `until_ms`).
     public var sinceMs: Int64?
     public var untilMs: Int64?
+    /// `sku_set`: whether an operator delivers the SKU's codes by hand (`manual_delivery`),
+    /// and how long its orders wait in the review queue (`review_ttl_ms`; 0: the daemon's).
+    public var manualDelivery: Bool?
+    public var reviewTTLMs: Int64?
+    /// `deliver`: the codes an operator hands out, one per line, each `secret` or
+    /// `card_number<TAB>secret` (`secrets`). Never logged or echoed.
+    public var secrets: Secret?
 
     /// Makes a request with only the id and operation set.
     public init(id: RequestID, op: Operation) {

@@ -29,7 +29,7 @@ extension Operation {
         case .stock: .stock
         case .risk: .risk
         case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,
-             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny: .fields
+             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .deliver: .fields
         }
     }
 
@@ -79,6 +79,7 @@ extension Operation {
         case .reviewList: "review_list"
         case .reviewApprove: "review_approve"
         case .reviewDeny: "review_deny"
+        case .deliver: "deliver"
         }
     }
 
@@ -114,6 +115,7 @@ extension Operation {
         case UInt8(ascii: "w"): return pick(.wait)
         case UInt8(ascii: "a"): return pick(.auditVerify, .auditReveals)
         case UInt8(ascii: "t"): return pick(.tokenNew)
+        case UInt8(ascii: "d"): return pick(.deliver)
         case UInt8(ascii: "j"): return pick(.jobs)
         case UInt8(ascii: "v"): return pick(.void, .verify)
         default: return nil

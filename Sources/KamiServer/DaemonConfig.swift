@@ -81,6 +81,7 @@ public struct DaemonConfig: Sendable, Equatable {
         public static let commitBatchMax = 1...Limits.commitBatchMax
         public static let commitDelayUs = 0...Limits.commitDelayUsMax
         public static let holdTTLMs: ClosedRange<Int64> = Limits.holdTTLMsMin...Limits.holdTTLMsMax
+        public static let reviewTTLMs: ClosedRange<Int64> = Limits.holdTTLMsMin...Limits.reviewTTLMsMax
         public static let unixSocketMode: ClosedRange<UInt32> = 0o600...0o666
         public static let riskEntries = 1_024...(1 << 26)
         public static let riskLookupFailures = 1...100_000
@@ -237,7 +238,7 @@ public struct DaemonConfig: Sendable, Equatable {
             case "risk_distinct_entries": config.riskDistinctEntries = try integer(value, Range.riskEntries, bad: bad)
             case "risk_sketch_width": config.riskSketchWidth = try integer(value, Range.riskEntries, bad: bad)
             case "risk_hold_entries": config.riskHoldEntries = try integer(value, Range.riskEntries, bad: bad)
-            case "review_ttl_ms": config.reviewTTLMs = try integer(value, Range.holdTTLMs, bad: bad)
+            case "review_ttl_ms": config.reviewTTLMs = try integer(value, Range.reviewTTLMs, bad: bad)
             case "risk_lookup_failures_per_minute":
                 config.riskLookupFailuresPerMinute = try integer(value, Range.riskLookupFailures, bad: bad)
             case "log_level":

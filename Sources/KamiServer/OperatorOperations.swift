@@ -20,11 +20,13 @@ struct OperatorOperations: Sendable {
         case .skuSet:
             let sku = try engine.admin.setSku(SkuDefinition(
                 key: try need(request.sku, "sku"), name: request.name, priceCents: request.priceCents,
-                perUserLimit: request.perUserLimit, activationURLTemplate: request.activationURL))
+                perUserLimit: request.perUserLimit, activationURLTemplate: request.activationURL,
+                manualDelivery: request.manualDelivery, reviewTTLMs: request.reviewTTLMs))
             return .fields([
                 ("sku", .string(sku.key)), ("name", .string(sku.name)), ("price_cents", .int(sku.priceCents)),
                 ("per_user_limit", .int(Int64(sku.perUserLimit))),
                 ("activation_url", sku.activationURLTemplate.map { .string($0) } ?? .null),
+                ("manual_delivery", .bool(sku.manualDelivery)), ("review_ttl_ms", .int(engine.reviewTTLMs(sku: sku.key))),
             ])
         case .importCSV:
             let report = try engine.admin.importCSV(
@@ -83,7 +85,8 @@ struct OperatorOperations: Sendable {
                     ("sku", .string(sku.key)), ("name", .string(sku.name)), ("price_cents", .int(sku.priceCents)),
                     ("per_user_limit", .int(Int64(sku.perUserLimit))),
                     ("activation_url", sku.activationURLTemplate.map { .string($0) } ?? .null),
-                    ("bundle", .bool(sku.isBundle)),
+                    ("bundle", .bool(sku.isBundle)), ("manual_delivery", .bool(sku.manualDelivery)),
+                    ("review_ttl_ms", .int(engine.reviewTTLMs(sku: sku.key))),
                     ("available", .int(Int64(stock.available))), ("reserved", .int(Int64(stock.reserved))),
                     ("issued", .int(Int64(stock.issued))), ("voided", .int(Int64(stock.voided))),
                     ("imported", .int(Int64(stock.imported))),
@@ -154,6 +157,16 @@ struct OperatorOperations: Sendable {
             // The buyer's secrets are the buyer's: the operator sees the order, not its codes.
             reply.codes = []
             return .order(WireMapping.wire(reply))
+        case .deliver:
+            let orderID = try need(request.order, "order")
+            let items = try OperatorOperations.deliveredItems(try need(request.secrets, "secrets"))
+            let box = ResultBox<OrderReply>()
+            engine.deliver(order: orderID, items: items, costCents: request.costCents ?? 0, client: "operator") { box.set($0) }
+            var reply = try box.wait().get()
+            risk.ended(order: orderID)
+            // Delivered to the buyer: the operator's reply names the order, not the codes again.
+            reply.codes = []
+            return .order(WireMapping.wire(reply))
         case .riskTest:
             let (verdict, shadow) = risk.test(request)
             return .fields([
@@ -164,5 +177,40 @@ struct OperatorOperations: Sendable {
         default:
             throw KamiError(.badRequest, "\(request.op.name) is not an operator operation")
         }
+    }
+
+    /// The codes of a `deliver` request: one per line, `secret` or `card_number<TAB>secret`;
+    /// blank lines are skipped and each part is trimmed of spaces and a trailing CR. Errors
+    /// name the line, never its text.
+    static func deliveredItems(_ secrets: Secret) throws(KamiError) -> [DeliveredItem] {
+        var items: [DeliveredItem] = []
+        for (index, raw) in secrets.bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+            let line = trimmed(raw)
+            if line.isEmpty { continue }
+            let parts = line.split(separator: UInt8(ascii: "\t"), omittingEmptySubsequences: false)
+            guard parts.count <= 2 else {
+                throw KamiError(.badRequest, "secrets line \(index + 1) has \(parts.count - 1) tabs; write secret or card<TAB>secret")
+            }
+            let secret = trimmed(parts[parts.count - 1])
+            guard !secret.isEmpty else { throw KamiError(.badRequest, "secrets line \(index + 1) has no secret") }
+            var card: String?
+            if parts.count == 2 {
+                let number = trimmed(parts[0])
+                guard !number.isEmpty, let text = String(validating: number, as: UTF8.self) else {
+                    throw KamiError(.badRequest, "secrets line \(index + 1) has an empty or non-UTF-8 card number")
+                }
+                card = text
+            }
+            items.append(DeliveredItem(secret: Secret(bytes: Array(secret)), cardNumber: card))
+        }
+        guard !items.isEmpty else { throw KamiError(.badRequest, "secrets holds no codes") }
+        return items
+    }
+
+    private static func trimmed(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        var part = bytes
+        while let last = part.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\r") { part = part.dropLast() }
+        while let first = part.first, first == UInt8(ascii: " ") { part = part.dropFirst() }
+        return part
     }
 }

@@ -67,7 +67,7 @@ final class RiskDesk: Sendable {
             // overflows whatever the client sent.
             let limits = engine.holdTTL
             var ttl = min(max(request.ttlMs.flatMap { $0 == 0 ? nil : $0 } ?? limits.defaultMs, Limits.holdTTLMsMin), limits.maxMs)
-            if evaluation.verdict.decision == .review { ttl = engine.reviewTTLMs }
+            if evaluation.verdict.decision == .review { ttl = engine.reviewTTLMs(sku: request.sku) }
             placedHold = gate.holdPlaced(order: order, signals, deadlineMs: now + ttl)
         }
         return (evaluation.verdict, placedHold)

@@ -73,12 +73,13 @@ public struct RiskListRow: Sendable, Hashable {
     }
 }
 
-/// What `Mutation.deliverUpstream` writes.
+/// What `Mutation.deliverUpstream` writes: codes a supplier (or an operator, by hand) delivered
+/// for an order.
 public struct UpstreamDelivery: Sendable {
     /// The order as it will be (committed; its `codes` are filled in by the store).
     public var order: Order
-    /// The attempt as it will be (succeeded).
-    public var attempt: UpstreamAttempt
+    /// The attempt as it will be (succeeded); nil for a manual delivery.
+    public var attempt: UpstreamAttempt?
     /// The delivered items with the real SKU each belongs to.
     public var items: [(sku: SkuID, item: DeliveredItem)]
     /// Seals the secrets (the code id is part of the associated data, so sealing happens once
@@ -86,8 +87,12 @@ public struct UpstreamDelivery: Sendable {
     public var sealer: Sealer
     /// The audit entry; the store appends ` codes=<ids>`.
     public var audit: AuditEvent
+    /// The import record's source (`upstream:<supplier>`, `manual:<who>`).
+    public var source: String
+    /// What each code cost.
+    public var costCents: Int64
 
-    /// Makes a delivery.
+    /// Makes a supplier's delivery.
     public init(order: Order, attempt: UpstreamAttempt, items: [(sku: SkuID, item: DeliveredItem)], sealer: Sealer,
                 audit: AuditEvent) {
         self.order = order
@@ -95,6 +100,20 @@ public struct UpstreamDelivery: Sendable {
         self.items = items
         self.sealer = sealer
         self.audit = audit
+        self.source = "upstream:\(attempt.supplier)"
+        self.costCents = attempt.costCents
+    }
+
+    /// Makes an operator's delivery by hand (no supplier attempt).
+    public init(manual order: Order, items: [(sku: SkuID, item: DeliveredItem)], sealer: Sealer, audit: AuditEvent,
+                source: String, costCents: Int64) {
+        self.order = order
+        self.attempt = nil
+        self.items = items
+        self.sealer = sealer
+        self.audit = audit
+        self.source = source
+        self.costCents = costCents
     }
 }
 
@@ -278,7 +297,7 @@ struct MutationApplier {
         if sku.id == 0 {
             let stmt = try db.prepare("""
                 INSERT INTO skus(key, name, price_cents, per_user_limit, activation_url, components,
-                    created_at_ms, updated_at_ms) VALUES(?,?,?,?,?,?,?,?)
+                    created_at_ms, updated_at_ms, manual_delivery, review_ttl_ms) VALUES(?,?,?,?,?,?,?,?,?,?)
                 """)
             stmt.bind(1, sku.key)
             stmt.bind(2, sku.name)
@@ -288,12 +307,14 @@ struct MutationApplier {
             stmt.bind(6, ComponentsText.encode(sku.components))
             stmt.bind(7, atMs)
             stmt.bind(8, atMs)
+            stmt.bind(9, Int64(sku.manualDelivery ? 1 : 0))
+            stmt.bind(10, sku.reviewTTLMs)
             try stmt.run()
             return SkuID(db.lastInsertRowID)
         }
         let stmt = try db.prepare("""
             UPDATE skus SET name = ?, price_cents = ?, per_user_limit = ?, activation_url = ?, components = ?,
-                updated_at_ms = ? WHERE id = ?
+                updated_at_ms = ?, manual_delivery = ?, review_ttl_ms = ? WHERE id = ?
             """)
         stmt.bind(1, sku.name)
         stmt.bind(2, sku.priceCents)
@@ -301,7 +322,9 @@ struct MutationApplier {
         stmt.bind(4, sku.activationURLTemplate)
         stmt.bind(5, ComponentsText.encode(sku.components))
         stmt.bind(6, atMs)
-        stmt.bind(7, Int64(sku.id))
+        stmt.bind(7, Int64(sku.manualDelivery ? 1 : 0))
+        stmt.bind(8, sku.reviewTTLMs)
+        stmt.bind(9, Int64(sku.id))
         try stmt.run()
         return sku.id
     }

@@ -166,6 +166,11 @@ enum Schema {
             PRIMARY KEY(list, kind, value)
         ) WITHOUT ROWID;
         """,
+        // 6: manual delivery and the review TTL per SKU.
+        """
+        ALTER TABLE skus ADD COLUMN manual_delivery INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE skus ADD COLUMN review_ttl_ms INTEGER NOT NULL DEFAULT 0;
+        """,
     ]
 
     /// The version this code writes.

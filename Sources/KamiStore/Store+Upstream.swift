@@ -77,6 +77,22 @@ extension Store {
         }
     }
 
+    /// The stored code each fingerprint belongs to, or nil where the store has no such secret
+    /// (a manual delivery refuses a code that was ever sold or stocked).
+    public func codes(withFingerprints fingerprints: [[UInt8]]) throws(KamiError) -> [CodeID?] {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("SELECT code_id FROM fingerprints WHERE fp = ?")
+            defer { stmt.reset() }
+            var found: [CodeID?] = []
+            for fingerprint in fingerprints {
+                stmt.bind(1, blob: fingerprint)
+                found.append(try stmt.step() ? stmt.int64(0) : nil)
+                stmt.reset()
+            }
+            return found
+        }
+    }
+
     /// The attempts for one order, oldest first.
     public func attempts(orderSeq: OrderSeq) throws(KamiError) -> [UpstreamAttempt] {
         try read { db throws(SQLiteError) in
@@ -319,7 +335,7 @@ extension MutationApplier {
                 insertCode.bind(3, groupImport)
                 insertCode.bindNull(4)
                 insertCode.bind(5, item.cardNumber)
-                insertCode.bind(6, delivery.attempt.costCents)
+                insertCode.bind(6, delivery.costCents)
                 if let expires = item.expiresAtMs { insertCode.bind(7, expires) } else { insertCode.bindNull(7) }
                 insertCode.bind(8, Int64(sealed.keyID))
                 insertCode.bind(9, blob: sealed.nonce)
@@ -342,14 +358,14 @@ extension MutationApplier {
             record.bind(3, groupFirst)
             record.bind(4, id - 1)
             record.bind(5, group.items.count)
-            record.bind(6, "upstream:\(delivery.attempt.supplier)")
+            record.bind(6, delivery.source)
             record.bind(7, atMs)
             try record.run()
         }
         var order = delivery.order
         order.codes = codes
         try writeOrder(order)
-        try writeAttempt(delivery.attempt)
+        if let attempt = delivery.attempt { try writeAttempt(attempt) }
         return (codes, resold)
     }
 }

@@ -252,7 +252,8 @@ public final class Store: Sendable {
         try read { db throws(SQLiteError) in
             var snapshot = RecoverySnapshot()
             let skus = try db.prepare("""
-                SELECT id, key, name, price_cents, per_user_limit, activation_url, components FROM skus ORDER BY id
+                SELECT id, key, name, price_cents, per_user_limit, activation_url, components, manual_delivery,
+                    review_ttl_ms FROM skus ORDER BY id
                 """)
             defer { skus.reset() }
             while try skus.step() {
@@ -260,7 +261,7 @@ public final class Store: Sendable {
                 snapshot.skus.append(Sku(
                     id: SkuID(skus.int64(0)), key: skus.text(1) ?? "", name: skus.text(2) ?? "",
                     priceCents: skus.int64(3), perUserLimit: skus.int(4), activationURLTemplate: skus.text(5),
-                    components: components))
+                    components: components, manualDelivery: skus.int64(7) != 0, reviewTTLMs: skus.int64(8)))
             }
             skus.reset()
             let imports = try db.prepare("SELECT sku_id, first_code_id, last_code_id FROM imports ORDER BY id")

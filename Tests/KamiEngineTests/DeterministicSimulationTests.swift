@@ -38,10 +38,11 @@ final class DeterministicSimulationTests: XCTestCase {
         print("deterministic simulation: \(totals.seeds) seeds, \(totals.operations) operations, "
               + "\(totals.crashes) crashes (\(totals.lostReplies) replies lost after their commit), "
               + "\(totals.injectedWriteErrors) write errors and \(totals.injectedSyncErrors) fsync errors injected, "
-              + "\(totals.unavailable) UNAVAILABLE replies, \(totals.torn) torn and \(totals.dropped) dropped writes at cuts, "
+              + "\(totals.unavailable) UNAVAILABLE replies, \(totals.handDelivered) delivered by hand, \(totals.torn) torn and \(totals.dropped) dropped writes at cuts, "
               + String(format: "%.1f s", Date().timeIntervalSince(started)))
         XCTAssertEqual(totals.seeds, only ? 1 : seeds)
         XCTAssertGreaterThan(totals.crashes, 0)
+        if !only { XCTAssertGreaterThan(totals.handDelivered, 0, "the walk delivers by hand") }
     }
 
     func testASeedReplaysExactly() {
@@ -76,6 +77,8 @@ final class Simulation {
         var injectedSyncErrors: UInt64 = 0
         var torn: UInt64 = 0
         var dropped: UInt64 = 0
+        /// Manual-delivery orders delivered by hand.
+        var handDelivered = 0
 
         mutating func add(_ other: Totals) {
             seeds += other.seeds
@@ -87,6 +90,7 @@ final class Simulation {
             injectedSyncErrors += other.injectedSyncErrors
             torn += other.torn
             dropped += other.dropped
+            handDelivered += other.handDelivered
         }
     }
 
@@ -108,7 +112,7 @@ final class Simulation {
     private(set) var trace: UInt64 = 0xcbf2_9ce4_8422_2325
 
     private let h: Harness
-    private let skus = ["free", "lim"]
+    private let skus = ["free", "lim", "hand"]
     private var orders: [String: ModelOrder] = [:]
     private var orderIDs: [String] = []
     private var owner: [CodeID: String] = [:]
@@ -157,6 +161,9 @@ final class Simulation {
         h.engine.setHoldTTL(defaultMs: 1_000, maxMs: 60_000)
         h.stockSku("free", count: 300)
         h.stockSku("lim", count: 300, limit: 1)
+        // Manual delivery: paid orders wait for the operator, who delivers by hand or from the pool.
+        h.stockSku("hand", count: 40)
+        _ = try? h.engine.admin.setSku(SkuDefinition(key: "hand", manualDelivery: true))
         // Fault rates for this seed: none, light or heavy, write errors as EIO or ENOSPC.
         let rates: [(UInt32, UInt32)] = [(0, 0), (300, 1_000), (2_000, 10_000), (0, 30_000), (10_000, 0)]
         (writePPM, syncPPM) = rates[random(rates.count)]
@@ -300,13 +307,24 @@ final class Simulation {
         apply(result, id: id, user: order.user, sku: order.sku, units: order.units, op: "refund", faultsBefore: faults, step: step)
     }
 
-    /// The operator approves or denies an order held for review.
+    /// The operator approves or denies an order held for review, or delivers a manual
+    /// SKU's order by hand.
     private func decideReview(_ step: Int) {
         guard let id = pick([.review]), let order = orders[id] else { return issueNew(step) }
         let faults = faultCount()
+        if order.sku == "hand" && order.codes.isEmpty && random(3) == 0 {
+            let items = (0..<order.units).map { DeliveredItem(secret: Secret("H\(seed)-\(id)-\($0)")) }
+            let result = call { h.engine.deliver(order: id, items: items, completion: $0) }
+            if result.value != nil { totals.handDelivered += 1 }
+            if let reply = result.value, reply.state != .committed || reply.codeIDs.count != order.units {
+                fail("step \(step): delivering \(id) by hand left it \(reply.state) with \(reply.codeIDs)")
+            }
+            return apply(result, id: id, user: order.user, sku: order.sku, units: order.units, op: "deliver",
+                         faultsBefore: faults, step: step)
+        }
         let approving = random(2) == 0
         let result = call { approving ? h.engine.approve(order: id, completion: $0) : h.engine.deny(order: id, completion: $0) }
-        if approving, let reply = result.value, reply.state == .committed, reply.codeIDs != order.codes {
+        if approving, let reply = result.value, reply.state == .committed, !order.codes.isEmpty, reply.codeIDs != order.codes {
             fail("step \(step): approving \(id) gave \(reply.codeIDs), held \(order.codes)")
         }
         if let reply = result.value, approving ? !(reply.state == .committed || reply.state == .reserved) : reply.state != .released {
@@ -397,7 +415,9 @@ final class Simulation {
         }
         switch reply.state {
         case .reserved, .committed, .refunded, .review:
-            if reply.codeIDs.count != units { fail("step \(step): \(id) holds \(reply.codeIDs.count) codes for \(units) units") }
+            // A manual-delivery order holds nothing until it is delivered.
+            let held = sku == "hand" && (reply.state == .reserved || reply.state == .review) ? 0 : units
+            if reply.codeIDs.count != held { fail("step \(step): \(id) holds \(reply.codeIDs.count) codes for \(units) units") }
             for code in reply.codeIDs {
                 if let holder = owner[code], holder != id {
                     fail("step \(step): code \(code) given to \(id) while \(holder) holds it")

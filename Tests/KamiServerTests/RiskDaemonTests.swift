@@ -379,6 +379,73 @@ final class RiskDaemonTests: XCTestCase {
         XCTAssertEqual(try kamid.violations(), [])
     }
 
+    func testManualDeliveryByHandAndFromThePoolThroughKamictl() throws {
+        var kamid = try start(rules: "")
+        try kamid.stock(sku: "gift", count: 1)
+        let socket = kamid.socketPath
+        let set = try kamictl(["sku", "set", "gift", "--manual-delivery", "on", "--review-ttl", "3600000"], socket: socket)
+        XCTAssertEqual(set.status, 0, set.output)
+        XCTAssertTrue(set.output.contains("delivery by hand, review time 3600000 ms"), set.output)
+        XCTAssertEqual(try kamictl(["sku", "set", "gift", "--manual-delivery", "maybe"], socket: socket).status, 2)
+        XCTAssertTrue(try kamictl(["sku", "list"], socket: socket).output.contains("manual"))
+        var client = try kamid.storefront()
+        let queued = client.call(#""id":1,"op":"issue","order":"g-1","user":"ann","sku":"gift","qty":2,"payment_ref":"pay-1""#)
+        XCTAssertEqual(queued?.order?.state, WireOrderState(name: "review"), "\(String(describing: queued))")
+        XCTAssertEqual(queued?.order?.codes.count, 0, "nothing is taken from the pool")
+        _ = client.call(#""id":2,"op":"issue","order":"g-2","user":"bob","sku":"gift","qty":1,"payment_ref":"pay-2""#)
+        XCTAssertTrue(try kamictl(["review", "list"], socket: socket).output.contains("g-1  ann  gift  2  yes  0"))
+
+        // The operator's file: a card number and secret, a bare secret, blank lines, CRLF.
+        let secretFile = folder + "/codes.txt"
+        try "CARD-77\tHANDSECRET-ONE\r\n\r\nHANDSECRET-TWO\r\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
+        let badFile = folder + "/bad.txt"
+        try "ONLY-ONE-SECRET-X\n".write(toFile: badFile, atomically: true, encoding: .utf8)
+        let wrong = try kamictl(["deliver", "g-1", "--secret-file", badFile], socket: socket)
+        XCTAssertNotEqual(wrong.status, 0)
+        XCTAssertTrue(wrong.output.contains("2 units"), wrong.output)
+        XCTAssertFalse(wrong.output.contains("ONLY-ONE-SECRET-X"), "an error never echoes a code")
+        let missing = try kamictl(["deliver", "g-1", "--secret-file", folder + "/nope.txt"], socket: socket)
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.output.contains("nope.txt"), missing.output)
+        XCTAssertEqual(try kamictl(["deliver", "g-1"], socket: socket).status, 2, "a file or --from-pool")
+
+        // A storefront waiting on the order learns of the delivery at once.
+        let waiter = try kamid.storefront()
+        waiter.send(#"{"id":3,"op":"wait","order":"g-1","user":"ann","wait_ms":10000}"# + "\n")
+        let delivered = try kamictl(["deliver", "g-1", "--secret-file", secretFile, "--cost", "700"], socket: socket)
+        XCTAssertEqual(delivered.status, 0, delivered.output)
+        XCTAssertEqual(delivered.output, "order g-1 committed: 2 units delivered by hand (the buyer sees the codes with order or wait)\n")
+        XCTAssertFalse(delivered.output.contains("HANDSECRET"))
+        let seen = waiter.readJSONReply()
+        XCTAssertEqual(seen?.order?.state, .committed)
+        XCTAssertEqual(Set(seen?.order?.codes.compactMap { $0.secret?.reveal() } ?? []), ["HANDSECRET-ONE", "HANDSECRET-TWO"])
+        // A code is handed out once: the same file again, for another order, is refused.
+        let again = try kamictl(["deliver", "g-2", "--secret-file", badFile], socket: socket)
+        XCTAssertEqual(again.status, 0, again.output)
+        _ = client.call(#""id":4,"op":"issue","order":"g-3","user":"cat","sku":"gift","qty":1,"payment_ref":"pay-3""#)
+        let twice = try kamictl(["deliver", "g-3", "--secret-file", badFile], socket: socket)
+        XCTAssertNotEqual(twice.status, 0)
+        XCTAssertTrue(twice.output.contains("already stored"), twice.output)
+        // From the pool this time; the pool's one code goes, and the restart keeps it all.
+        let pooled = try kamictl(["deliver", "g-3", "--from-pool"], socket: socket)
+        XCTAssertEqual(pooled.status, 0, pooled.output)
+        XCTAssertEqual(kamid.stop(), 0)
+        let log = kamid.log.joined(separator: "\n")
+        XCTAssertFalse(log.contains("HANDSECRET") || log.contains("ONLY-ONE-SECRET"), "no delivered code in the log")
+        kamid = try start(rules: "")
+        defer { XCTAssertEqual(kamid.stop(), 0) }
+        client = try kamid.storefront()
+        let after = client.call(#""id":5,"op":"order","order":"g-1","user":"ann""#)
+        XCTAssertEqual(after?.order?.codes.first { $0.secret?.reveal() == "HANDSECRET-ONE" }?.cardNumber, "CARD-77")
+        XCTAssertEqual(client.call(#""id":6,"op":"order","order":"g-3","user":"cat""#)?.order?.codes.count, 1)
+        guard case .success(.stock(let stock))? = client.call(#""id":7,"op":"stock","sku":"gift""#)?.result else { return XCTFail("stock") }
+        XCTAssertEqual(stock.available, 0)
+        XCTAssertEqual(stock.issued, 4, "three codes by hand and one from the pool")
+        XCTAssertEqual(try kamictl(["review", "list"], socket: kamid.socketPath).output, "no orders held for review\n")
+        XCTAssertEqual(try kamid.violations(), [])
+        XCTAssertEqual(try kamictl(["audit", "verify"], socket: kamid.socketPath).status, 0)
+    }
+
     func testHoldCountsSurviveBadRepeatsAndHugeTTLs() throws {
         let kamid = try start(rules: "rule hoard holds key=user max=1 score=100\n")
         defer { XCTAssertEqual(kamid.stop(), 0) }
