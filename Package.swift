@@ -64,7 +64,7 @@ let package = Package(
 
         // The risk gate: rules files, fixed-size counters, lists, scores and decisions (pure:
         // no I/O beyond reading its rules file).
-        .target(name: "KamiRisk", dependencies: ["KamiCore", "KamiCrypto"], swiftSettings: strict),
+        .target(name: "KamiRisk", dependencies: ["KamiCore", "KamiCrypto", "CKamiLinux"], swiftSettings: strict),
 
         // Wire codecs: JSON lines and binary frames. Pure, fuzzable: no I/O.
         .target(name: "KamiProtocol", dependencies: ["KamiCore"], swiftSettings: strict),

@@ -47,6 +47,11 @@ extension KamiCtl {
             case .success(let bytes): contents = bytes
             case .failure(let problem): return Outcome(stderr: "kamictl: \(absolute): \(problem.message)\n", exit: .failed)
             }
+            // Sent as JSON text: a file that is not UTF-8 (GBK, UTF-16) would arrive altered.
+            guard String(validating: contents, as: UTF8.self) != nil else {
+                return Outcome(stderr: "kamictl: \(absolute): is not UTF-8 text; save it as UTF-8 (one code per line)\n",
+                               exit: .failed)
+            }
             request = operatorRequest(.deliver) {
                 $0.order = order
                 $0.secrets = Secret(bytes: contents)
@@ -258,6 +263,11 @@ extension KamiCtl {
             let qty = Format.int(fields, "qty") ?? 0
             let units = qty == 1 ? "1 unit" : "\(qty) units"
             let how = file == nil ? "from the pool" : "by hand"
+            if Format.text(fields, "state") == "reserved" {
+                // --from-pool on an unpaid held order approves it as an ordinary hold.
+                return Outcome(stdout: "order \(order) reserved: approved unpaid, nothing delivered; "
+                    + "the buyer pays it with commit\n", exit: .ok)
+            }
             return Outcome(stdout: "order \(order) \(Format.text(fields, "state") ?? "?"): \(units) delivered \(how) "
                 + "(the buyer sees the codes with order or wait)\n", exit: .ok)
         default:

@@ -122,7 +122,7 @@ final class EngineCore: Sendable {
                 _ = userLimits.tryAcquire(user: order.user, sku: order.sku, units: order.units, limit: 0)
             }
             if order.state.isHold {
-                _ = userLimits.tryAddPendingHold(user: order.user, limit: 0)
+                if order.paymentRef == nil { _ = userLimits.tryAddPendingHold(user: order.user, limit: 0) }
                 holdIDs.withLock { $0[order.seq] = order.orderID }
                 holds.schedule(order: order.seq, deadlineMs: order.expiresAtMs)
             }

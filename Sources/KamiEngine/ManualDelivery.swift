@@ -15,7 +15,7 @@ extension EngineCore {
 
     /// A hold of a manual-delivery SKU is paid (`commit`, or `issue` on an existing hold):
     /// the order joins the review queue. The caller holds the order in flight. A late payment
-    /// (the hold expired) takes the user's units and a hold slot again.
+    /// (the hold expired) takes the user's units again; a paid order is no unpaid hold.
     func queueForOperator(
         _ order: Order, sku: Sku, paymentRef: String, client: String?, completion: @escaping OrderCompletion
     ) {
@@ -25,12 +25,6 @@ extension EngineCore {
                 orders.end(order.orderID)
                 return completion(.failure(KamiError(
                     .limitReached, "hold expired and the per-user limit of \(sku.key) is now reached; refund the payment")))
-            }
-            guard userLimits.tryAddPendingHold(user: order.user, limit: Limits.pendingHoldsPerUserMax) else {
-                userLimits.release(user: order.user, sku: sku.id, units: order.units)
-                orders.end(order.orderID)
-                return completion(.failure(KamiError(
-                    .limitReached, "user has \(Limits.pendingHoldsPerUserMax) orders held or waiting for delivery")))
             }
         }
         let now = clock.nowMs()
@@ -46,13 +40,12 @@ extension EngineCore {
         store.writer.submit(.writeOrder(queued, codes: [], audit: event)) { [self] result in
             switch result {
             case .failure(let error):
-                if late {
-                    userLimits.release(user: order.user, sku: order.sku, units: order.units)
-                    userLimits.removePendingHold(user: order.user)
-                }
+                if late { userLimits.release(user: order.user, sku: order.sku, units: order.units) }
                 orders.end(order.orderID)
                 completion(.failure(error))
             case .success:
+                // Paid now: no longer one of the user's unpaid holds (an expired one was not).
+                if !late { userLimits.removePendingHold(user: order.user) }
                 holdIDs.withLock { $0[published.seq] = published.orderID }
                 holds.schedule(order: published.seq, deadlineMs: published.expiresAtMs)
                 orders.publish(published)

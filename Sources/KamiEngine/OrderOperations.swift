@@ -101,13 +101,16 @@ extension EngineCore {
         precondition(OrderState.starts.contains(draft.state), "order \(draft.orderID) cannot start \(draft.state)")
         // A hold: reserved, or held for review (paid or not); its codes are reserved.
         let reserving = draft.state.isHold
-        if reserving && !userLimits.tryAddPendingHold(user: draft.user, limit: Limits.pendingHoldsPerUserMax) {
+        // Only an unpaid hold counts toward the user's unpaid holds: a paid order waiting for
+        // an operator (risk review, manual delivery) must never be refused for it.
+        let unpaidHold = reserving && draft.paymentRef == nil
+        if unpaidHold && !userLimits.tryAddPendingHold(user: draft.user, limit: Limits.pendingHoldsPerUserMax) {
             orders.end(draft.orderID)
             return completion(.failure(KamiError(
                 .limitReached, "user has \(Limits.pendingHoldsPerUserMax) unpaid holds; pay or release one first")))
         }
         guard userLimits.tryAcquire(user: draft.user, sku: sku.id, units: draft.units, limit: sku.perUserLimit) else {
-            if reserving { userLimits.removePendingHold(user: draft.user) }
+            if unpaidHold { userLimits.removePendingHold(user: draft.user) }
             orders.end(draft.orderID)
             return completion(.failure(KamiError(
                 .limitReached, "per-user limit of \(sku.perUserLimit) for \(sku.key) reached")))
@@ -120,7 +123,7 @@ extension EngineCore {
         if viaUpstream { taken = [] }
         guard let codes = taken else {
             userLimits.release(user: draft.user, sku: sku.id, units: draft.units)
-            if reserving { userLimits.removePendingHold(user: draft.user) }
+            if unpaidHold { userLimits.removePendingHold(user: draft.user) }
             orders.end(draft.orderID)
             return completion(.failure(KamiError(.soldOut, "\(sku.key) is sold out")))
         }
@@ -133,7 +136,7 @@ extension EngineCore {
         let undo: @Sendable ([OrderCode]) -> Void = { [self] giveBack in
             returnToPool(giveBack)
             userLimits.release(user: order.user, sku: order.sku, units: order.units)
-            if reserving { userLimits.removePendingHold(user: order.user) }
+            if unpaidHold { userLimits.removePendingHold(user: order.user) }
             orders.end(order.orderID)
         }
         var revealed: [IssuedCode] = []
@@ -254,19 +257,29 @@ extension EngineCore {
             return queueForOperator(order, sku: sku, paymentRef: paymentRef, client: client, completion: completion)
         }
         let policy = sku.isBundle ? SourcePolicy.pool : upstream.sourcing(sku.id).policy
-        // Approving a paid order that holds nothing (it waits for delivery by hand, or its SKU
-        // was switched off manual delivery since): the operator chose the pool.
-        let fromPoolNow = approving && order.codes.isEmpty && (sku.manualDelivery || policy == .pool)
-        let fresh = late || fromPoolNow
+        // A paid order that holds nothing and did not lapse: a manual one the operator
+        // approves (the operator chose the pool), a hold of a SKU switched off manual
+        // delivery since, or a hold a supplier was to fill: the pool first wherever the
+        // SKU's sourcing allows it, a supplier only for pool_then_upstream with the pool short.
+        let tryPool = !late && order.codes.isEmpty && (sku.manualDelivery ? approving : policy != .upstream)
+        var fromPoolNow = false
         var chosen = order.codes
-        if fromPoolNow {
-            guard let codes = takeCodes(sku, units: order.units) else {
+        if tryPool {
+            if let codes = takeCodes(sku, units: order.units) {
+                chosen = codes
+                fromPoolNow = true
+            } else if sku.manualDelivery || policy == .pool {
                 orders.end(order.orderID)
                 return completion(.failure(KamiError(
-                    .soldOut, "\(sku.key) has no codes in the pool for order \(order.orderID); deliver it by hand "
-                        + "(kamictl deliver \(order.orderID) --secret-file F)")))
+                    .soldOut, sku.manualDelivery
+                        ? "\(sku.key) has no codes in the pool for order \(order.orderID); deliver it by hand "
+                            + "(kamictl deliver \(order.orderID) --secret-file F)"
+                        : "\(sku.key) is sold out and order \(order.orderID) holds no codes; refund the payment")))
             }
-            chosen = codes
+        }
+        let fresh = late || fromPoolNow
+        if fromPoolNow {
+            // Taken above.
         } else if late {
             // The hold lapsed and its codes went back to the pool: take fresh ones if any remain.
             guard userLimits.tryAcquire(user: order.user, sku: sku.id, units: order.units, limit: sku.perUserLimit) else {
@@ -455,10 +468,12 @@ extension EngineCore {
         }
     }
 
+    /// `order` (as it was, a hold) no longer holds: its deadline is cancelled, and an unpaid
+    /// one no longer counts toward the user's unpaid holds.
     func endHold(_ order: Order) {
         _ = holds.cancel(order: order.seq)
         holdIDs.withLock { $0[order.seq] = nil }
-        userLimits.removePendingHold(user: order.user)
+        if order.paymentRef == nil { userLimits.removePendingHold(user: order.user) }
     }
 
     // MARK: refund

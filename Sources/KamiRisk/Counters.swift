@@ -1,3 +1,4 @@
+import CKamiLinux
 import KamiCore
 
 /// Fixed-size counter structures: memory is allocated once, at the sizes the config names,
@@ -5,12 +6,42 @@ import KamiCore
 ///
 /// Every structure is split into `stripes` independent parts, each behind its own lock,
 /// chosen by the key's hash: two event loops meet on a lock only when they touch keys of
-/// the same stripe at the same instant, never on one lock for every request.
+/// the same stripe at the same instant, never on one lock for every request. The locks are
+/// spin locks in plain memory, one cache line each (a critical section is a few dozen
+/// instructions: a pthread mutex's call and bookkeeping cost more than the work it guards).
 enum CounterLayout {
     /// Independent parts of every table and sketch.
     static let stripes = 64
     /// Slots looked at for a key before the oldest of them is evicted.
     static let probe = 8
+}
+
+/// One spin lock per stripe, each alone on its cache line with a counter the stripe's owner
+/// keeps under it (evictions).
+final class StripeLocks: @unchecked Sendable {
+    // @unchecked: each line's counter is read and written only under its own lock word.
+    static let lineBytes = 64
+    private let lines: UnsafeMutableRawPointer
+
+    init() {
+        lines = .allocate(byteCount: CounterLayout.stripes * StripeLocks.lineBytes, alignment: StripeLocks.lineBytes)
+        lines.initializeMemory(as: UInt8.self, repeating: 0, count: CounterLayout.stripes * StripeLocks.lineBytes)
+    }
+
+    deinit { lines.deallocate() }
+
+    /// Runs `body` holding stripe `stripe`'s lock, with its counter.
+    @inline(__always)
+    func withLock<R>(_ stripe: Int, _ body: (inout Int) -> R) -> R {
+        let line = lines + stripe * StripeLocks.lineBytes
+        let word = line.assumingMemoryBound(to: UInt32.self)
+        kami_spin_lock(word)
+        defer { kami_spin_unlock(word) }
+        return body(&(line + 8).assumingMemoryBound(to: Int.self).pointee)
+    }
+
+    /// The counters of every stripe added up.
+    var total: Int { (0..<CounterLayout.stripes).reduce(0) { sum, stripe in sum + withLock(stripe) { $0 } } }
 }
 
 /// One slot: its key, when it was last touched, and the table's value, side by side so a
@@ -30,8 +61,8 @@ final class SlotTable<Value>: @unchecked Sendable {
     let perStripe: Int
     private let mask: Int
     let slots: UnsafeMutablePointer<Slot<Value>>
-    /// Per stripe: keys pushed out to make room, for the metrics.
-    let locks: [Locked<Int>]
+    /// Per stripe: its lock, and keys pushed out to make room (for the metrics).
+    let locks = StripeLocks()
 
     init(entries: Int, empty: Value) {
         perStripe = max(CounterLayout.probe, entries / CounterLayout.stripes).nextPowerOfTwo
@@ -39,7 +70,6 @@ final class SlotTable<Value>: @unchecked Sendable {
         let total = perStripe * CounterLayout.stripes
         slots = .allocate(capacity: total)
         slots.initialize(repeating: Slot(key: 0, touched: 0, value: empty), count: total)
-        locks = (0..<CounterLayout.stripes).map { _ in Locked(0) }
     }
 
     deinit {
@@ -94,7 +124,7 @@ final class SlotTable<Value>: @unchecked Sendable {
         return nil
     }
 
-    var evictions: Int { locks.reduce(0) { $0 + $1.withLock { $0 } } }
+    var evictions: Int { locks.total }
 }
 
 /// A token bucket: tokens left and when they were counted.
@@ -116,7 +146,7 @@ final class BucketTable: Sendable {
     /// Takes a token from `key`'s bucket; false when it is empty.
     func take(_ key: UInt64, perSecond: Double, burst: Double, nowMs: Int64) -> Bool {
         let stripe = table.stripe(key)
-        return table.locks[stripe].withLock { evictions in
+        return table.locks.withLock(stripe) { evictions in
             let (index, fresh) = table.slot(key, stripe: stripe, nowMs: nowMs, evictions: &evictions)
             var bucket = table.slots[index].value
             if fresh {
@@ -136,7 +166,7 @@ final class BucketTable: Sendable {
     /// Whether `key`'s bucket has a token, without taking it (an unknown key has a full one).
     func hasToken(_ key: UInt64, perSecond: Double, burst: Double, nowMs: Int64) -> Bool {
         let stripe = table.stripe(key)
-        return table.locks[stripe].withLock { _ in
+        return table.locks.withLock(stripe) { _ in
             guard let index = table.find(key, stripe: stripe) else { return true }
             let bucket = table.slots[index].value
             let elapsed = Double(max(0, nowMs - bucket.stampMs)) / 1_000
@@ -176,7 +206,7 @@ final class DistinctTable: @unchecked Sendable {
     /// the set has (capped at `width`).
     func add(_ key: UInt64, member: UInt32, windowMs: Int64, nowMs: Int64) -> Int {
         let stripe = table.stripe(key)
-        return table.locks[stripe].withLock { evictions in
+        return table.locks.withLock(stripe) { evictions in
             let (index, fresh) = table.slot(key, stripe: stripe, nowMs: nowMs, evictions: &evictions)
             var window = table.slots[index].value
             if fresh || nowMs - window.startMs >= windowMs {
@@ -210,14 +240,14 @@ final class DistinctTable: @unchecked Sendable {
 ///
 /// The window slides by weighting the previous window's count by the part of it still in
 /// range (the approximation nginx and Cloudflare use for sliding-window limits).
-final class QuotaSketch: Sendable {
+final class QuotaSketch: @unchecked Sendable {
+    // @unchecked: the cells and epoch of stripe `s` are touched only under `locks` stripe `s`.
     static let depth = 4
-    struct Stripe {
-        var epoch: Int64 = -1
-        var current: [UInt32]
-        var previous: [UInt32]
-    }
-    private let stripes: [Locked<Stripe>]
+    private let locks = StripeLocks()
+    /// Per stripe: the current window's `depth` rows then the previous window's.
+    private let cells: UnsafeMutablePointer<UInt32>
+    /// Per stripe: the window number its current rows count.
+    private let epochs: UnsafeMutablePointer<Int64>
     private let width: Int
     let windowMs: Int64
 
@@ -227,11 +257,19 @@ final class QuotaSketch: Sendable {
     init(width: Int, windowMs: Int64) {
         self.width = max(16, width / CounterLayout.stripes)
         self.windowMs = windowMs
-        let cells = self.width * QuotaSketch.depth
-        stripes = (0..<CounterLayout.stripes).map { _ in
-            Locked(Stripe(current: [UInt32](repeating: 0, count: cells), previous: [UInt32](repeating: 0, count: cells)))
-        }
+        let total = CounterLayout.stripes * 2 * self.width * QuotaSketch.depth
+        cells = .allocate(capacity: total)
+        cells.initialize(repeating: 0, count: total)
+        epochs = .allocate(capacity: CounterLayout.stripes)
+        epochs.initialize(repeating: -1, count: CounterLayout.stripes)
     }
+
+    deinit {
+        cells.deallocate()
+        epochs.deallocate()
+    }
+
+    private var rowsPerWindow: Int { width * QuotaSketch.depth }
 
     /// The key's column in `row` (a different hash per row).
     @inline(__always)
@@ -242,30 +280,42 @@ final class QuotaSketch: Sendable {
         return row * width + Int(truncatingIfNeeded: hash % UInt64(width))
     }
 
-    private static func roll(_ stripe: inout Stripe, epoch: Int64) {
-        guard stripe.epoch != epoch else { return }
-        if stripe.epoch == epoch - 1 {
-            swap(&stripe.current, &stripe.previous)
-        } else {
-            for index in stripe.previous.indices { stripe.previous[index] = 0 }
+    /// Under the stripe's lock: its current and previous rows, rolled to `epoch`.
+    @inline(__always)
+    private func rows(_ stripe: Int, epoch: Int64) -> (current: UnsafeMutablePointer<UInt32>, previous: UnsafeMutablePointer<UInt32>) {
+        let n = rowsPerWindow
+        let base = cells + stripe * 2 * n
+        var current = base
+        var previous = base + n
+        // Which half is current alternates with the epoch's parity, so rolling one window
+        // on is clearing one half, never copying.
+        if epoch & 1 == 1 { swap(&current, &previous) }
+        let was = epochs[stripe]
+        if was != epoch {
+            if was != epoch - 1 { previous.update(repeating: 0, count: n) }
+            current.update(repeating: 0, count: n)
+            epochs[stripe] = epoch
         }
-        for index in stripe.current.indices { stripe.current[index] = 0 }
-        stripe.epoch = epoch
+        return (current, previous)
     }
+
+    @inline(__always)
+    private func stripe(_ key: UInt64) -> Int { Int(truncatingIfNeeded: key) & (CounterLayout.stripes - 1) }
 
     /// The key's count over the last window (an estimate that never under-counts within a
     /// fixed window).
     func estimate(_ key: UInt64, nowMs: Int64) -> Double {
         let epoch = nowMs / windowMs
         let spent = Double(nowMs - epoch * windowMs) / Double(windowMs)
-        return stripes[Int(truncatingIfNeeded: key) & (CounterLayout.stripes - 1)].withLock { stripe in
-            QuotaSketch.roll(&stripe, epoch: epoch)
+        let stripe = stripe(key)
+        return locks.withLock(stripe) { _ in
+            let (currentRows, previousRows) = rows(stripe, epoch: epoch)
             var current = UInt32.max
             var previous = UInt32.max
             for row in 0..<QuotaSketch.depth {
                 let position = cell(key, row)
-                current = min(current, stripe.current[position])
-                previous = min(previous, stripe.previous[position])
+                current = min(current, currentRows[position])
+                previous = min(previous, previousRows[position])
             }
             return Double(current) + Double(previous) * (1 - spent)
         }
@@ -274,17 +324,18 @@ final class QuotaSketch: Sendable {
     /// Counts one event of `key`.
     func add(_ key: UInt64, nowMs: Int64) {
         let epoch = nowMs / windowMs
+        let stripe = stripe(key)
         // Conservative update: only the counters at the key's current minimum rise, so other
         // keys' counts are inflated far less (a flash sale's honest buyers share cells), and
         // the key's own count is still never under its true count.
-        stripes[Int(truncatingIfNeeded: key) & (CounterLayout.stripes - 1)].withLock { stripe in
-            QuotaSketch.roll(&stripe, epoch: epoch)
+        locks.withLock(stripe) { _ in
+            let (current, _) = rows(stripe, epoch: epoch)
             var least = UInt32.max
-            for row in 0..<QuotaSketch.depth { least = min(least, stripe.current[cell(key, row)]) }
+            for row in 0..<QuotaSketch.depth { least = min(least, current[cell(key, row)]) }
             guard least < UInt32.max else { return }
             for row in 0..<QuotaSketch.depth {
                 let position = cell(key, row)
-                if stripe.current[position] <= least { stripe.current[position] = least + 1 }
+                if current[position] <= least { current[position] = least + 1 }
             }
         }
     }

@@ -1,5 +1,6 @@
 public import KamiCore
 import KamiCrypto
+import Glibc
 import Synchronization
 
 /// The sizes of the gate's counters: fixed at start, so a flood of distinct keys cannot
@@ -102,20 +103,41 @@ public final class RiskGate: Sendable {
         var user, ip, net, device, sku, payment, event: UInt64?
 
         init(_ signals: RiskSignals, address: IPAddress?) {
-            func hash<T: Hashable>(_ tag: UInt8, _ value: T?) -> UInt64? {
-                guard let value else { return nil }
-                var hasher = Hasher()
-                hasher.combine(tag)
-                hasher.combine(value)
-                return UInt64(bitPattern: Int64(hasher.finalize()))
+            user = signals.user.map { SignalHashes.hash(1, $0) }
+            ip = address.map { SignalHashes.hash(2, $0.bytes) }
+            net = address.map { SignalHashes.hash(3, $0.network) }
+            device = signals.device.map { SignalHashes.hash(4, $0) }
+            sku = signals.sku.map { SignalHashes.hash(5, $0) }
+            payment = signals.paymentAccount.map { SignalHashes.hash(6, $0) }
+            event = SignalHashes.hash(7, signals.event)
+        }
+
+        /// A per-process secret mixed into every signal's hash, so that nobody outside can
+        /// choose values that collide in the counters.
+        static let secret: UInt64 = UInt64.random(in: 1...UInt64.max)
+
+        /// 64 bits of `bytes` under `tag`: eight bytes at a time through `mix` (a keyed
+        /// multiply-xorshift hash; signals are short, SipHash per signal cost more than the
+        /// counters they pick).
+        static func hash<Bytes: Collection>(_ tag: UInt64, _ bytes: Bytes) -> UInt64 where Bytes.Element == UInt8 {
+            var state = mix(secret ^ (tag &* 0x9E37_79B9_7F4A_7C15) ^ UInt64(bytes.count))
+            var word: UInt64 = 0
+            var filled: UInt64 = 0
+            for byte in bytes {
+                word |= UInt64(byte) << (filled &* 8)
+                filled &+= 1
+                if filled == 8 {
+                    state = mix(state ^ word)
+                    word = 0
+                    filled = 0
+                }
             }
-            user = hash(1, signals.user)
-            ip = hash(2, address?.bytes)
-            net = hash(3, address?.network)
-            device = hash(4, signals.device)
-            sku = hash(5, signals.sku)
-            payment = hash(6, signals.paymentAccount)
-            event = hash(7, signals.event)
+            return mix(state ^ word ^ (filled << 56))
+        }
+
+        static func hash(_ tag: UInt64, _ text: String) -> UInt64 {
+            var text = text
+            return text.withUTF8 { hash(tag, $0) }
         }
 
         @inline(__always)
@@ -155,7 +177,15 @@ public final class RiskGate: Sendable {
     private let buckets: BucketTable
     private let distinct: DistinctTable
     private let holds: HoldTracker
-    private let loaded: Locked<Loaded>
+    /// The rules in force, read on every request without a lock: the address of a retained
+    /// `Loaded`. A replaced one is released a grace period later (`retired`), long after
+    /// any request that read it has finished with it.
+    private let current = Atomic<Int>(0)
+    private let retired = Locked<[(Loaded, Int64)]>([])
+    /// Serialises the writers (`load`, `setStoredEntries`).
+    private let loading = Locked(())
+    /// How long a replaced rule set stays alive: a request reads it for microseconds.
+    static let retireGraceMs: Int64 = 30_000
     /// The database's list entries (the file's are in `loaded.rules.entries`).
     private let storedEntries = Locked<[ListEntry]>([])
     private let challengeKey: [UInt8]
@@ -168,15 +198,50 @@ public final class RiskGate: Sendable {
         distinct = DistinctTable(entries: limits.distinctEntries)
         holds = HoldTracker(capacity: limits.holdEntries)
         self.challengeKey = challengeKey ?? SecureRandom.bytes(count: 32)
-        loaded = Locked(Loaded(rules: .none, compiled: [], lists: RiskLists()))
+        current.store(Int(bitPattern: Unmanaged.passRetained(Loaded(rules: .none, compiled: [], lists: RiskLists())).toOpaque()),
+                      ordering: .releasing)
         load(rules)
+    }
+
+    deinit {
+        if let pointer = UnsafeRawPointer(bitPattern: current.load(ordering: .acquiring)) {
+            Unmanaged<Loaded>.fromOpaque(pointer).release()
+        }
+    }
+
+    /// Runs `body` with the rules in force (no lock, no reference counting).
+    @inline(__always)
+    private func withLoaded<R>(_ body: (Loaded) -> R) -> R {
+        let pointer = UnsafeRawPointer(bitPattern: current.load(ordering: .acquiring))!
+        return Unmanaged<Loaded>.fromOpaque(pointer)._withUnsafeGuaranteedRef(body)
+    }
+
+    /// The rules in force, retained (for callers off the hot path).
+    private var loaded: Loaded { withLoaded { $0 } }
+
+    /// Puts `next` in force; the one it replaces is released after the grace period.
+    private func install(_ next: Loaded) {
+        let now = Self.monotonicMs()
+        let previous = current.exchange(Int(bitPattern: Unmanaged.passRetained(next).toOpaque()), ordering: .acquiringAndReleasing)
+        let old = Unmanaged<Loaded>.fromOpaque(UnsafeRawPointer(bitPattern: previous)!).takeRetainedValue()
+        retired.withLock { list in
+            list.removeAll { now - $0.1 > Self.retireGraceMs }
+            list.append((old, now))
+        }
+    }
+
+    private static func monotonicMs() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Int64(spec.tv_sec) * 1_000 + Int64(spec.tv_nsec) / 1_000_000
     }
 
     /// Puts `rules` in force. Quota sketches of rules that keep their name and window carry
     /// over; other counters are keyed by rule name and kind, so they carry over too.
     public func load(_ rules: RiskRules) {
-        let entries = storedEntries.withLock { $0 }
-        loaded.withLock { current in
+        loading.withLock { _ in
+            let entries = storedEntries.withLock { $0 }
+            let current = loaded
             var sketches: [String: QuotaSketch] = [:]
             for old in current.compiled { if let sketch = old.sketch { sketches[old.rule.name] = sketch } }
             let compiled = rules.rules.map { rule -> Compiled in
@@ -188,24 +253,28 @@ public final class RiskGate: Sendable {
                 }
                 return Compiled(rule: rule, sketch: sketch)
             }
-            current = Loaded(rules: rules, compiled: compiled, lists: RiskLists(entries + rules.entries))
+            install(Loaded(rules: rules, compiled: compiled, lists: RiskLists(entries + rules.entries)))
         }
     }
 
     /// Replaces the database's list entries (after `kamictl risk block|unblock`, at start).
     public func setStoredEntries(_ entries: [ListEntry]) {
-        storedEntries.withLock { $0 = entries }
-        loaded.withLock { current in
-            current = Loaded(rules: current.rules, compiled: current.compiled, lists: RiskLists(entries + current.rules.entries))
+        loading.withLock { _ in
+            storedEntries.withLock { $0 = entries }
+            let current = loaded
+            install(Loaded(rules: current.rules, compiled: current.compiled, lists: RiskLists(entries + current.rules.entries)))
         }
     }
 
     /// The rules in force.
-    public var rules: RiskRules { loaded.withLock { $0.rules } }
+    public var rules: RiskRules { loaded.rules }
 
     /// Runs `signals` through the rules and updates the counters (a `dryRun` updates none).
     public func evaluate(_ signals: RiskSignals, nowMs: Int64, dryRun: Bool = false) -> RiskEvaluation {
-        let current = loaded.withLock { $0 }
+        withLoaded { evaluate(signals, nowMs: nowMs, dryRun: dryRun, current: $0) }
+    }
+
+    private func evaluate(_ signals: RiskSignals, nowMs: Int64, dryRun: Bool, current: Loaded) -> RiskEvaluation {
         let address = signals.address
         let hashes = SignalHashes(signals, address: address)
         var score = 0
@@ -213,8 +282,9 @@ public final class RiskGate: Sendable {
         var shadow: [String] = []
         var forced: RiskVerdict.Decision? = nil
         var allowListed = false
-        var quotaKeys: [(QuotaSketch, UInt64)] = []
-        for compiled in current.byEvent[signals.event] ?? current.other {
+        var quotaRules = 0
+        let applicable = current.byEvent[signals.event] ?? current.other
+        for compiled in applicable {
             var hit = false
             switch compiled.kind {
             case .rate(let perSecond, let burst):
@@ -223,7 +293,7 @@ public final class RiskGate: Sendable {
             case .quota(let maximum, _):
                 guard let key = hashes.key(compiled.seed, compiled.parts), let sketch = compiled.sketch else { continue }
                 hit = sketch.estimate(key, nowMs: nowMs) >= Double(maximum)
-                quotaKeys.append((sketch, key))
+                quotaRules += 1
             case .distinct(let counted, let maximum, let windowMs):
                 guard let key = hashes.key(compiled.seed, compiled.parts), let member = hashes.value(counted) else { continue }
                 if !dryRun {
@@ -261,8 +331,13 @@ public final class RiskGate: Sendable {
             decision = .allow
             passed = true
         }
-        if !dryRun && (decision == .allow || decision == .review) {
-            for (sketch, key) in quotaKeys { sketch.add(key, nowMs: nowMs) }
+        if !dryRun && quotaRules > 0 && (decision == .allow || decision == .review) {
+            // Counted only when the order goes on: refused attempts do not use up a quota.
+            for compiled in applicable {
+                guard case .quota = compiled.kind, let sketch = compiled.sketch,
+                      let key = hashes.key(compiled.seed, compiled.parts) else { continue }
+                sketch.add(key, nowMs: nowMs)
+            }
         }
         if !dryRun { decisions[RiskVerdict.Decision.allCases.firstIndex(of: decision)!].add() }
         let deciding = fired.max { a, b in
@@ -281,10 +356,9 @@ public final class RiskGate: Sendable {
     /// or the table is full).
     @discardableResult
     public func holdPlaced(order: String, _ signals: RiskSignals, deadlineMs: Int64) -> Bool {
-        let current = loaded.withLock { $0 }
         let hashes = SignalHashes(signals, address: signals.address)
         var keys: [UInt64] = []
-        for compiled in current.compiled {
+        for compiled in loaded.compiled {
             guard case .holds = compiled.kind, let key = hashes.key(compiled.seed, compiled.parts) else { continue }
             keys.append(key)
         }
@@ -298,7 +372,7 @@ public final class RiskGate: Sendable {
 
     /// A challenge token for `signals` with the rules' TTL.
     public func challenge(for signals: RiskSignals, nowMs: Int64) -> String {
-        mintChallenge(signals, nowMs: nowMs, ttlMs: loaded.withLock { $0 }.rules.challengeTTLMs)
+        mintChallenge(signals, nowMs: nowMs, ttlMs: loaded.rules.challengeTTLMs)
     }
 
     /// `v1.<expiry ms>.<mac>`: bound to the user, IP and device it was minted for.
@@ -330,7 +404,7 @@ public final class RiskGate: Sendable {
     }
 
     public var ruleFigures: [RuleFigures] {
-        loaded.withLock { $0 }.compiled.map {
+        loaded.compiled.map {
             RuleFigures(name: $0.rule.name, kind: $0.rule.kind.name, shadow: $0.rule.shadow,
                         fired: $0.fired.load(ordering: .relaxed), shadowFired: $0.shadowFired.load(ordering: .relaxed))
         }
@@ -348,7 +422,7 @@ public final class RiskGate: Sendable {
 
     /// The bound on the counters' memory with the rules in force.
     public var memoryBytes: Int {
-        limits.memoryBytes(quotaRules: loaded.withLock { $0 }.compiled.filter { $0.sketch != nil }.count)
+        limits.memoryBytes(quotaRules: loaded.compiled.filter { $0.sketch != nil }.count)
     }
 }
 

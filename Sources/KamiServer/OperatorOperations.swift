@@ -184,9 +184,18 @@ struct OperatorOperations: Sendable {
     /// name the line, never its text.
     static func deliveredItems(_ secrets: Secret) throws(KamiError) -> [DeliveredItem] {
         var items: [DeliveredItem] = []
-        for (index, raw) in secrets.bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+        var bytes = secrets.bytes[...]
+        // A byte order mark (Notepad, Excel) is not part of the first code.
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes = bytes.dropFirst(3) }
+        for (index, raw) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
             let line = trimmed(raw)
             if line.isEmpty { continue }
+            // Control characters (a UTF-16 file's NULs, stray escapes) and text that is not
+            // UTF-8 would be stored as a code nobody can type: refused, by line.
+            guard !line.contains(where: { ($0 < 0x20 && $0 != UInt8(ascii: "\t")) || $0 == 0x7F }),
+                  String(validating: line, as: UTF8.self) != nil, !line.starts(with: [0xEF, 0xBF, 0xBD]) else {
+                throw KamiError(.badRequest, "secrets line \(index + 1) has control characters or is not UTF-8 text")
+            }
             let parts = line.split(separator: UInt8(ascii: "\t"), omittingEmptySubsequences: false)
             guard parts.count <= 2 else {
                 throw KamiError(.badRequest, "secrets line \(index + 1) has \(parts.count - 1) tabs; write secret or card<TAB>secret")

@@ -27,10 +27,15 @@ public struct SQLiteError: Error, Sendable, CustomStringConvertible {
 
     /// The error as Kami reports it: disk problems are UNAVAILABLE (retry later), others internal.
     public var kamiError: KamiError {
-        isDiskProblem
+        if context == SQLiteError.manualDuplicateContext { return KamiError(.conflict, message) }
+        return isDiskProblem
             ? KamiError(.unavailable, "storage unavailable: \(context): \(message)")
             : KamiError(.invalidState, "storage error: \(context): \(message)")
     }
+
+    /// The context of a manual delivery refused in the write for a secret already stored
+    /// (answered CONFLICT, like the check before it).
+    static let manualDuplicateContext = "deliver-manual"
 }
 
 /// One SQLite connection, owned by one thread at a time (opened with SQLITE_OPEN_NOMUTEX).

@@ -1,4 +1,5 @@
 public import KamiCore
+import CSQLite
 import KamiCrypto
 
 /// Everything about suppliers the store holds, read at boot and by `verify`.
@@ -349,7 +350,17 @@ extension MutationApplier {
                 insertFingerprint.bind(1, blob: delivery.sealer.fingerprint(item.secret))
                 insertFingerprint.bind(2, id)
                 try insertFingerprint.run()
-                if db.changes == 0 { resold.append(id) }
+                if db.changes == 0 {
+                    // An operator's code is checked before it is sent here, but a supplier's
+                    // delivery or buy-ahead may have stored the same secret since: refused
+                    // here, in the write, a code by hand is never handed out twice.
+                    guard delivery.attempt != nil else {
+                        throw SQLiteError(
+                            resultCode: SQLITE_CONSTRAINT, context: SQLiteError.manualDuplicateContext,
+                            message: "code \(codes.count + 1) of the delivery is already stored; a code is handed out once")
+                    }
+                    resold.append(id)
+                }
                 codes.append(OrderCode(codeID: id, sku: group.sku))
                 id += 1
             }

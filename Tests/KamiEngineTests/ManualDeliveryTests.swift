@@ -201,4 +201,71 @@ final class ManualDeliveryTests: XCTestCase {
         XCTAssertTrue(events.contains { $0.contains("manual=true") }, "\(events)")
         h.assertInvariants()
     }
+
+    func testASecretStoredSinceTheCheckIsRefusedInTheWrite() throws {
+        let h = Harness()
+        let stocked = h.stockSku("vip", count: 1)
+        manualSku(h)
+        let queued = try h.engine.storefront.issueSync(order: "m1", user: "u1", sku: "gift", paymentRef: "p").get()
+        // The write itself, as if the check had passed just before a supplier stored the code.
+        var order = try XCTUnwrap(h.engine.storage.loadSnapshot().orders.first { $0.orderID == "m1" })
+        order = order.moved(to: .committed, atMs: h.clock.nowMs())
+        let gift = try XCTUnwrap(h.engine.queries.skus().first { $0.key == "gift" })
+        let delivery = UpstreamDelivery(
+            manual: order, items: [(gift.id, DeliveredItem(secret: Secret(stocked.values.first!)))],
+            sealer: h.config().sealer, audit: AuditEvent("deliver-manual", subject: "order:m1", detail: "state=\(queued.state)"),
+            source: "manual:test", costCents: 0)
+        let box = ResultBox<MutationOutcome>()
+        h.engine.storage.writer.submit(.deliverUpstream(delivery)) { box.set($0) }
+        let error = box.wait().failure
+        XCTAssertEqual(error?.code, .conflict, "\(String(describing: error))")
+        XCTAssertFalse(error?.message.contains(stocked.values.first!) ?? true)
+        XCTAssertEqual(try h.engine.queries.order("m1").state, .review, "nothing was written")
+        XCTAssertEqual(try h.engine.queries.stock(sku: "gift").imported, 0)
+        h.assertInvariants()
+    }
+
+    func testPaidOrdersWaitingForTheOperatorAreNotUnpaidHolds() throws {
+        let h = Harness()
+        manualSku(h, stock: 5)
+        // More paid manual orders than a user may have unpaid holds: all accepted.
+        for n in 0..<(Limits.pendingHoldsPerUserMax + 5) {
+            XCTAssertEqual(try h.engine.storefront.issueSync(order: "m\(n)", user: "u1", sku: "gift", paymentRef: "p\(n)").get().state,
+                           .review)
+        }
+        // Unpaid holds still count, and paying one frees its place.
+        for n in 0..<Limits.pendingHoldsPerUserMax {
+            _ = try h.engine.storefront.reserveSync(order: "r\(n)", user: "u1", sku: "gift").get()
+        }
+        XCTAssertEqual(h.engine.storefront.reserveSync(order: "r-over", user: "u1", sku: "gift").failure?.code, .limitReached)
+        XCTAssertEqual(try h.engine.storefront.commitSync(order: "r0", paymentRef: "paid").get().state, .review)
+        _ = try h.engine.storefront.reserveSync(order: "r-over", user: "u1", sku: "gift").get()
+        XCTAssertEqual(h.engine.storefront.reserveSync(order: "r-over2", user: "u1", sku: "gift").failure?.code, .limitReached)
+        // Delivering or denying paid ones never frees an unpaid place it did not take.
+        _ = try deliver(h, "m0", [DeliveredItem(secret: Secret("PAID-0"))]).get()
+        XCTAssertEqual(h.engine.storefront.reserveSync(order: "r-over2", user: "u1", sku: "gift").failure?.code, .limitReached)
+        h.assertInvariants()
+        h.reopen()
+        XCTAssertEqual(h.engine.storefront.reserveSync(order: "r-over2", user: "u1", sku: "gift").failure?.code, .limitReached,
+                       "rebuilt at start the same way")
+        XCTAssertEqual(try h.engine.storefront.issueSync(order: "m-after", user: "u1", sku: "gift", paymentRef: "p").get().state,
+                       .review)
+        h.assertInvariants()
+    }
+
+    func testAHoldTakenWhileManualIsPaidFromThePoolOnceManualIsOff() throws {
+        let h = Harness()
+        manualSku(h, stock: 1)
+        _ = try h.engine.storefront.reserveSync(order: "r1", user: "u1", sku: "gift").get()
+        _ = try h.engine.storefront.reserveSync(order: "r2", user: "u2", sku: "gift").get()
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "gift", manualDelivery: false))
+        let paid = try h.engine.storefront.commitSync(order: "r1", paymentRef: "pay").get()
+        XCTAssertEqual(paid.state, .committed)
+        XCTAssertEqual(paid.codes.count, 1, "from the pool, not sent to a supplier")
+        let error = h.engine.storefront.commitSync(order: "r2", paymentRef: "pay").failure
+        XCTAssertEqual(error?.code, .soldOut)
+        XCTAssertTrue(error?.message.contains("refund") ?? false, error?.message ?? "")
+        XCTAssertEqual(try h.engine.queries.order("r2").state, .reserved)
+        h.assertInvariants()
+    }
 }

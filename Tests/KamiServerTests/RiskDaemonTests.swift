@@ -397,7 +397,18 @@ final class RiskDaemonTests: XCTestCase {
 
         // The operator's file: a card number and secret, a bare secret, blank lines, CRLF.
         let secretFile = folder + "/codes.txt"
-        try "CARD-77\tHANDSECRET-ONE\r\n\r\nHANDSECRET-TWO\r\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
+        try "\u{FEFF}CARD-77\tHANDSECRET-ONE\r\n\r\nHANDSECRET-TWO\r\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
+        // Saved as UTF-16 or GBK by mistake: refused, never stored altered.
+        let utf16File = folder + "/utf16.txt"
+        try "HANDSECRET-X\nHANDSECRET-Y\n".write(toFile: utf16File, atomically: true, encoding: .utf16)
+        let utf16 = try kamictl(["deliver", "g-1", "--secret-file", utf16File], socket: socket)
+        XCTAssertNotEqual(utf16.status, 0)
+        XCTAssertTrue(utf16.output.contains("line 1") || utf16.output.contains("UTF-8"), utf16.output)
+        let gbkFile = folder + "/gbk.txt"
+        try Data([0xC4, 0xE3, 0xBA, 0xC3, 0x0A, 0x41, 0x0A]).write(to: URL(fileURLWithPath: gbkFile))
+        let gbk = try kamictl(["deliver", "g-1", "--secret-file", gbkFile], socket: socket)
+        XCTAssertNotEqual(gbk.status, 0)
+        XCTAssertTrue(gbk.output.contains("not UTF-8"), gbk.output)
         let badFile = folder + "/bad.txt"
         try "ONLY-ONE-SECRET-X\n".write(toFile: badFile, atomically: true, encoding: .utf8)
         let wrong = try kamictl(["deliver", "g-1", "--secret-file", badFile], socket: socket)

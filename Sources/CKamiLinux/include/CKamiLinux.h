@@ -13,6 +13,27 @@
 int64_t kami_resident_bytes(void);
 /* Peak resident set size (VmHWM) in bytes from /proc/self/status; -1 on failure. */
 int64_t kami_peak_resident_bytes(void);
+
+#include <sched.h>
+/* A test-and-set spin lock for critical sections of a few dozen instructions (the risk
+   gate's counter stripes): no call into a shared library, one atomic exchange to take and
+   one store to give back. After a short spin the waiter yields, so a holder that was
+   preempted costs a reschedule, not a time slice of spinning. */
+static inline void kami_spin_lock(uint32_t *word) {
+    for (unsigned spins = 0;; spins++) {
+        if (__atomic_load_n(word, __ATOMIC_RELAXED) == 0 && __atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE) == 0) return;
+        if (spins < 100) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#elif defined(__aarch64__)
+            __asm__ __volatile__("yield");
+#endif
+        } else {
+            sched_yield();
+        }
+    }
+}
+static inline void kami_spin_unlock(uint32_t *word) { __atomic_store_n(word, 0, __ATOMIC_RELEASE); }
 #endif
 
 #include <sys/socket.h>
