@@ -18,7 +18,11 @@ enum CounterLayout {
 
 /// One spin lock per stripe, each alone on its cache line with a counter the stripe's owner
 /// keeps under it (evictions).
-final class StripeLocks: @unchecked Sendable {
+///
+/// A struct of plain pointers, not an object: using it costs no reference counting (a
+/// retain of an object both event loops share moves its cache line between the cores on
+/// every request). Its owner calls `deallocate` once.
+struct StripeLocks: @unchecked Sendable {
     // @unchecked: each line's counter is read and written only under its own lock word.
     static let lineBytes = 64
     private let lines: UnsafeMutableRawPointer
@@ -28,7 +32,7 @@ final class StripeLocks: @unchecked Sendable {
         lines.initializeMemory(as: UInt8.self, repeating: 0, count: CounterLayout.stripes * StripeLocks.lineBytes)
     }
 
-    deinit { lines.deallocate() }
+    func deallocate() { lines.deallocate() }
 
     /// Runs `body` holding stripe `stripe`'s lock, with its counter.
     @inline(__always)
@@ -39,6 +43,10 @@ final class StripeLocks: @unchecked Sendable {
         defer { kami_spin_unlock(word) }
         return body(&(line + 8).assumingMemoryBound(to: Int.self).pointee)
     }
+
+    /// Fetches stripe `stripe`'s lock line ahead of its use.
+    @inline(__always)
+    func prefetch(_ stripe: Int) { kami_prefetch(lines + stripe * StripeLocks.lineBytes) }
 
     /// The counters of every stripe added up.
     var total: Int { (0..<CounterLayout.stripes).reduce(0) { sum, stripe in sum + withLock(stripe) { $0 } } }
@@ -56,7 +64,7 @@ struct Slot<Value> {
 /// Fixed storage of one table: plain memory allocated once (never resized or copied, so
 /// the hot path has no copy-on-write checks and no reference counting), split into
 /// `stripes` ranges, each behind its own lock.
-final class SlotTable<Value>: @unchecked Sendable {
+struct SlotTable<Value>: @unchecked Sendable {
     // @unchecked: every slot of stripe `s` is read and written only under `locks[s]`.
     let perStripe: Int
     private let mask: Int
@@ -72,9 +80,11 @@ final class SlotTable<Value>: @unchecked Sendable {
         slots.initialize(repeating: Slot(key: 0, touched: 0, value: empty), count: total)
     }
 
-    deinit {
+    /// Frees the memory; the owner's deinit calls it once.
+    func deallocate() {
         slots.deinitialize(count: capacity)
         slots.deallocate()
+        locks.deallocate()
     }
 
     var capacity: Int { perStripe * CounterLayout.stripes }
@@ -110,6 +120,29 @@ final class SlotTable<Value>: @unchecked Sendable {
         return (oldest, true)
     }
 
+    /// Fetches the lines `key`'s probe and lock will touch, ahead of `slot` or `find`.
+    @inline(__always)
+    func prefetch(_ key: UInt64) {
+        let stored = key == 0 ? 1 : key
+        let stripe = stripe(key)
+        locks.prefetch(stripe)
+        let start = Int(truncatingIfNeeded: stored >> 7) & mask
+        let bytes = min(CounterLayout.probe, perStripe) * MemoryLayout<Slot<Value>>.stride
+        let first = UnsafeRawPointer(slots + stripe * perStripe + start)
+        var offset = 0
+        while offset < bytes {
+            kami_prefetch(first + offset)
+            offset += 64
+        }
+    }
+
+    /// The absolute index of `key`'s first probe.
+    @inline(__always)
+    func firstProbe(_ key: UInt64) -> Int {
+        let stored = key == 0 ? 1 : key
+        return stripe(key) * perStripe + (Int(truncatingIfNeeded: stored >> 7) & mask)
+    }
+
     /// Under `locks[stripe]`: the slot of `key` if it is present.
     @inline(__always)
     func find(_ key: UInt64, stripe: Int) -> Int? {
@@ -134,7 +167,8 @@ struct Bucket {
 }
 
 /// Token buckets keyed by a 64-bit fingerprint.
-final class BucketTable: Sendable {
+final class BucketTable: @unchecked Sendable {
+    // @unchecked: the table's memory is touched only under its stripe locks.
     private let table: SlotTable<Bucket>
     /// Bytes per entry: key, touch time, tokens, refill time.
     static let entryBytes = MemoryLayout<Slot<Bucket>>.stride
@@ -142,6 +176,12 @@ final class BucketTable: Sendable {
     init(entries: Int) {
         table = SlotTable(entries: entries, empty: Bucket(tokens: 0, stampMs: 0))
     }
+
+    deinit { table.deallocate() }
+
+    /// Fetches what `take(key, ...)` will touch.
+    @inline(__always)
+    func prefetch(_ key: UInt64) { table.prefetch(key) }
 
     /// Takes a token from `key`'s bucket; false when it is empty.
     func take(_ key: UInt64, perSecond: Double, burst: Double, nowMs: Int64) -> Bool {
@@ -200,7 +240,18 @@ final class DistinctTable: @unchecked Sendable {
         members.initialize(repeating: 0, count: table.capacity * DistinctTable.width)
     }
 
-    deinit { members.deallocate() }
+    deinit {
+        members.deallocate()
+        table.deallocate()
+    }
+
+    /// Fetches the slot lines and lock `add(key, ...)` will touch, and the members of the
+    /// slot the key most likely has (its first probe).
+    @inline(__always)
+    func prefetch(_ key: UInt64) {
+        table.prefetch(key)
+        kami_prefetch(members + table.firstProbe(key) * DistinctTable.width)
+    }
 
     /// Adds `member` to `key`'s set for the window and returns how many distinct members
     /// the set has (capped at `width`).
@@ -267,6 +318,7 @@ final class QuotaSketch: @unchecked Sendable {
     deinit {
         cells.deallocate()
         epochs.deallocate()
+        locks.deallocate()
     }
 
     private var rowsPerWindow: Int { width * QuotaSketch.depth }
@@ -301,6 +353,19 @@ final class QuotaSketch: @unchecked Sendable {
 
     @inline(__always)
     private func stripe(_ key: UInt64) -> Int { Int(truncatingIfNeeded: key) & (CounterLayout.stripes - 1) }
+
+    /// Fetches the lock and the cells of both windows `estimate` and `add` will read.
+    @inline(__always)
+    func prefetch(_ key: UInt64) {
+        let stripe = stripe(key)
+        locks.prefetch(stripe)
+        let base = cells + stripe * 2 * rowsPerWindow
+        for row in 0..<QuotaSketch.depth {
+            let position = cell(key, row)
+            kami_prefetch(base + position)
+            kami_prefetch(base + rowsPerWindow + position)
+        }
+    }
 
     /// The key's count over the last window (an estimate that never under-counts within a
     /// fixed window).

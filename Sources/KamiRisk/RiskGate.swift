@@ -76,24 +76,92 @@ public final class RiskGate: Sendable {
         }
     }
 
-    final class Loaded: Sendable {
+    /// One rule of an event's plan as plain values, so the hot path reads it without any
+    /// reference counting (a retain of an object both loops share moves its cache line
+    /// between cores on every request).
+    struct Step {
+        enum Kind: UInt8 { case rate, quota, distinct, holds, attribute, list }
+        var kind: Kind
+        /// The key's signal parts, 4 bits each (`SignalPart.index`), `partCount` of them.
+        var parts: UInt64
+        var partCount: Int
+        var seed: UInt64
+        /// rate: per second and burst; quota: the maximum.
+        var a: Double
+        var b: Double
+        /// distinct, holds: the maximum.
+        var limit: Int
+        var windowMs: Int64
+        /// distinct: the counted part's index.
+        var counted: Int
+        var shadow: Bool
+        /// list: whether the list has entries of the kinds this rule looks at.
+        var listed: Bool
+        var sketch: Unmanaged<QuotaSketch>?
+        /// The rule (alive as long as the `Loaded` that holds this step).
+        var rule: Unmanaged<Compiled>
+    }
+
+    final class Loaded: @unchecked Sendable {
+        // @unchecked: the plans are written once, in init, and only read after.
         let rules: RiskRules
         let compiled: [Compiled]
         let lists: RiskLists
         /// The rules that look at each event the file names, in file order; `other` for
-        /// any other event (the rules without `on=`).
-        let byEvent: [String: [Compiled]]
-        let other: [Compiled]
+        /// any other event (the rules without `on=`). `reserve` and `issue` apart, read
+        /// without a dictionary lookup.
+        private let byEvent: [String: UnsafeMutableBufferPointer<Step>]
+        let other: UnsafeMutableBufferPointer<Step>
+        let reserve: UnsafeMutableBufferPointer<Step>
+        let issue: UnsafeMutableBufferPointer<Step>
+
         init(rules: RiskRules, compiled: [Compiled], lists: RiskLists) {
             self.rules = rules
             self.compiled = compiled
             self.lists = lists
             var names: Set<String> = ["reserve", "issue"]
             for rule in rules.rules { names.formUnion(rule.events ?? []) }
-            var byEvent: [String: [Compiled]] = [:]
-            for name in names { byEvent[name] = compiled.filter { $0.rule.applies(to: name) } }
+            func plan(_ chosen: [Compiled]) -> UnsafeMutableBufferPointer<Step> {
+                let buffer = UnsafeMutableBufferPointer<Step>.allocate(capacity: max(1, chosen.count))
+                for (index, rule) in chosen.enumerated() {
+                    var packed: UInt64 = 0
+                    for (position, part) in rule.parts.prefix(16).enumerated() { packed |= UInt64(part.index) << (4 * position) }
+                    var step = Step(
+                        kind: .attribute, parts: packed, partCount: min(16, rule.parts.count), seed: rule.seed, a: 0, b: 0, limit: 0,
+                        windowMs: 0, counted: 0, shadow: rule.shadow, listed: false, sketch: rule.sketch.map { Unmanaged.passUnretained($0) },
+                        rule: Unmanaged.passUnretained(rule))
+                    switch rule.kind {
+                    case .rate(let perSecond, let burst): (step.kind, step.a, step.b) = (.rate, perSecond, burst)
+                    case .quota(let maximum, let windowMs): (step.kind, step.a, step.windowMs) = (.quota, Double(maximum), windowMs)
+                    case .distinct(let counted, let maximum, let windowMs):
+                        (step.kind, step.counted, step.limit, step.windowMs) = (.distinct, counted.index, maximum, windowMs)
+                    case .holds(let maximum): (step.kind, step.limit) = (.holds, maximum)
+                    case .attribute: step.kind = .attribute
+                    case .list(let name): (step.kind, step.listed) = (.list, lists.hasEntries(name, kinds: rule.parts))
+                    }
+                    (buffer.baseAddress! + index).initialize(to: step)
+                }
+                return UnsafeMutableBufferPointer(rebasing: buffer[0..<chosen.count])
+            }
+            var byEvent: [String: UnsafeMutableBufferPointer<Step>] = [:]
+            for name in names { byEvent[name] = plan(compiled.filter { $0.rule.applies(to: name) }) }
             self.byEvent = byEvent
-            other = compiled.filter { $0.rule.events == nil }
+            other = plan(compiled.filter { $0.rule.events == nil })
+            reserve = byEvent["reserve"]!
+            issue = byEvent["issue"]!
+        }
+
+        deinit {
+            for plan in byEvent.values { plan.baseAddress?.deallocate() }
+            other.baseAddress?.deallocate()
+        }
+
+        /// The plan of `event`.
+        @inline(__always)
+        func steps(_ event: String) -> UnsafeMutableBufferPointer<Step> {
+            if event == "issue" { return issue }
+            if event == "reserve" { return reserve }
+            return byEvent[event] ?? other
         }
     }
 
@@ -152,6 +220,33 @@ public final class RiskGate: Sendable {
             case .event: event
             case .global: 0x5851_F42D_4C95_7F2D
             }
+        }
+
+        @inline(__always)
+        func value(index: Int) -> UInt64? {
+            switch index {
+            case 0: user
+            case 1: ip
+            case 2: net
+            case 3: device
+            case 4: sku
+            case 5: payment
+            case 6: event
+            default: 0x5851_F42D_4C95_7F2D
+            }
+        }
+
+        /// The key of a step's parts under its seed (the same as `key(_:_:)` of its parts).
+        @inline(__always)
+        func key(_ step: Step) -> UInt64? {
+            var key = step.seed
+            var packed = step.parts
+            for _ in 0..<step.partCount {
+                guard let value = value(index: Int(packed & 0xF)) else { return nil }
+                key = SignalHashes.mix(key ^ value)
+                packed >>= 4
+            }
+            return key
         }
 
         /// The key of `parts` under `seed`, nil when a part is missing.
@@ -283,31 +378,52 @@ public final class RiskGate: Sendable {
         var forced: RiskVerdict.Decision? = nil
         var allowListed = false
         var quotaRules = 0
-        let applicable = current.byEvent[signals.event] ?? current.other
-        for compiled in applicable {
+        let steps = current.steps(signals.event)
+        // Every counter a request touches is a random cache line in tables of megabytes:
+        // asked for all at once, their misses overlap instead of following one another.
+        for index in steps.indices {
+            let step = steps[index]
+            switch step.kind {
+            case .rate: if let key = hashes.key(step) { buckets.prefetch(key) }
+            case .distinct: if let key = hashes.key(step) { distinct.prefetch(key) }
+            case .quota: if let key = hashes.key(step), let sketch = step.sketch { sketch._withUnsafeGuaranteedRef { $0.prefetch(key) } }
+            default: break
+            }
+        }
+        for index in steps.indices {
+            let step = steps[index]
             var hit = false
-            switch compiled.kind {
-            case .rate(let perSecond, let burst):
-                guard let key = hashes.key(compiled.seed, compiled.parts) else { continue }
-                hit = dryRun ? false : !buckets.take(key, perSecond: perSecond, burst: burst, nowMs: nowMs)
-            case .quota(let maximum, _):
-                guard let key = hashes.key(compiled.seed, compiled.parts), let sketch = compiled.sketch else { continue }
-                hit = sketch.estimate(key, nowMs: nowMs) >= Double(maximum)
+            switch step.kind {
+            case .rate:
+                guard let key = hashes.key(step) else { continue }
+                hit = dryRun ? false : !buckets.take(key, perSecond: step.a, burst: step.b, nowMs: nowMs)
+            case .quota:
+                guard let key = hashes.key(step), let sketch = step.sketch else { continue }
+                hit = sketch._withUnsafeGuaranteedRef { $0.estimate(key, nowMs: nowMs) } >= step.a
                 quotaRules += 1
-            case .distinct(let counted, let maximum, let windowMs):
-                guard let key = hashes.key(compiled.seed, compiled.parts), let member = hashes.value(counted) else { continue }
+            case .distinct:
+                guard let key = hashes.key(step), let member = hashes.value(index: step.counted) else { continue }
                 if !dryRun {
-                    hit = distinct.add(key, member: UInt32(truncatingIfNeeded: member >> 16), windowMs: windowMs, nowMs: nowMs) > maximum
+                    hit = distinct.add(key, member: UInt32(truncatingIfNeeded: member >> 16), windowMs: step.windowMs, nowMs: nowMs)
+                        > step.limit
                 }
-            case .holds(let maximum):
-                guard let key = hashes.key(compiled.seed, compiled.parts) else { continue }
-                hit = holds.count(key, nowMs: nowMs) >= maximum
-            case .attribute(let condition):
-                hit = condition.holds(signals) ?? false
-            case .list(let name):
-                hit = current.lists.matches(name, signals, address: address, kinds: compiled.parts)
+            case .holds:
+                guard let key = hashes.key(step) else { continue }
+                hit = holds.count(key, nowMs: nowMs) >= step.limit
+            case .attribute:
+                hit = step.rule._withUnsafeGuaranteedRef { compiled in
+                    guard case .attribute(let condition) = compiled.kind else { return false }
+                    return condition.holds(signals) ?? false
+                }
+            case .list:
+                guard step.listed else { continue }
+                hit = step.rule._withUnsafeGuaranteedRef { compiled in
+                    guard case .list(let name) = compiled.kind else { return false }
+                    return current.lists.matches(name, signals, address: address, kinds: compiled.parts)
+                }
             }
             guard hit else { continue }
+            let compiled = step.rule.takeUnretainedValue()
             if compiled.shadow {
                 shadow.append(compiled.rule.name)
                 if !dryRun { compiled.shadowFired.add(1, ordering: .relaxed) }
@@ -333,10 +449,9 @@ public final class RiskGate: Sendable {
         }
         if !dryRun && quotaRules > 0 && (decision == .allow || decision == .review) {
             // Counted only when the order goes on: refused attempts do not use up a quota.
-            for compiled in applicable {
-                guard case .quota = compiled.kind, let sketch = compiled.sketch,
-                      let key = hashes.key(compiled.seed, compiled.parts) else { continue }
-                sketch.add(key, nowMs: nowMs)
+            for index in steps.indices where steps[index].kind == .quota {
+                guard let sketch = steps[index].sketch, let key = hashes.key(steps[index]) else { continue }
+                sketch._withUnsafeGuaranteedRef { $0.add(key, nowMs: nowMs) }
             }
         }
         if !dryRun { decisions[RiskVerdict.Decision.allCases.firstIndex(of: decision)!].add() }

@@ -7,24 +7,41 @@ import Synchronization
 struct RiskLists: Sendable {
     /// list name → kind → exact values (IPs as their 16 bytes).
     private var values: [String: [ListEntry.Kind: Set<String>]] = [:]
-    private var addresses: [String: Set<[UInt8]>] = [:]
+    private var addresses: [String: Set<IPWords>] = [:]
     /// list name → prefix length → masked networks.
-    private var networks: [String: [Int: Set<[UInt8]>]] = [:]
+    private var networks: [String: [(bits: Int, set: Set<IPWords>)]] = [:]
     private(set) var count = 0
 
     init(_ entries: [ListEntry] = []) {
         for entry in entries {
             count += 1
             if entry.kind == .ip, let cidr = CIDR(entry.value) {
+                let words = IPWords(cidr.network)
                 if cidr.bits == 128 {
-                    addresses[entry.list, default: []].insert(cidr.network)
+                    addresses[entry.list, default: []].insert(words)
+                } else if let index = networks[entry.list]?.firstIndex(where: { $0.bits == cidr.bits }) {
+                    networks[entry.list]![index].set.insert(words)
                 } else {
-                    networks[entry.list, default: [:]][cidr.bits, default: []].insert(cidr.network)
+                    networks[entry.list, default: []].append((cidr.bits, [words]))
                 }
             } else {
                 values[entry.list, default: [:]][entry.kind, default: []].insert(entry.value)
             }
         }
+    }
+
+    /// Whether `list` has entries of any of `kinds` (all kinds when empty): a list rule with
+    /// nothing to match is skipped without a lookup.
+    func hasEntries(_ list: String, kinds: [SignalPart]) -> Bool {
+        let all = kinds.isEmpty
+        for (kind, part) in [(ListEntry.Kind.user, SignalPart.user), (.device, .device), (.payment, .payment)]
+        where all || kinds.contains(part) {
+            if !(values[list]?[kind]?.isEmpty ?? true) { return true }
+        }
+        if all || kinds.contains(.ip) {
+            if !(addresses[list]?.isEmpty ?? true) || !(networks[list]?.isEmpty ?? true) { return true }
+        }
+        return false
     }
 
     /// Whether any of the request's signals of `kinds` is on `list`.
@@ -37,20 +54,43 @@ struct RiskLists: Sendable {
             return true
         }
         if all || kinds.contains(.ip), let address {
-            if addresses[list]?.contains(address.bytes) == true { return true }
-            for (bits, set) in networks[list] ?? [:] {
-                let masked = address.masked(address.isV4 ? bits - 96 : bits)
-                if set.contains(masked) { return true }
-            }
+            let words = IPWords(address.bytes)
+            if addresses[list]?.contains(words) == true { return true }
+            for (bits, set) in networks[list] ?? [] where set.contains(words.masked(bits)) { return true }
         }
         return false
+    }
+}
+
+/// A 16-byte address as two words, for list lookups without an array per request.
+struct IPWords: Hashable, Sendable {
+    var high: UInt64
+    var low: UInt64
+
+    init(_ bytes: [UInt8]) {
+        high = 0
+        low = 0
+        for index in 0..<8 { high = high << 8 | UInt64(bytes[index]) }
+        for index in 8..<16 { low = low << 8 | UInt64(bytes[index]) }
+    }
+
+    init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// The first `bits` bits (of the 16-byte form), the rest zero.
+    func masked(_ bits: Int) -> IPWords {
+        func mask(_ keep: Int) -> UInt64 { keep <= 0 ? 0 : keep >= 64 ? .max : ~(UInt64.max >> keep) }
+        return IPWords(high: high & mask(bits), low: low & mask(bits - 64))
     }
 }
 
 /// Unpaid holds per key, for `holds` rules: each hold remembers its keys until it is paid,
 /// released or its deadline passes. Bounded: past `capacity` holds, new ones are not
 /// tracked (and counted as dropped) rather than grow memory.
-final class HoldTracker: Sendable {
+final class HoldTracker: @unchecked Sendable {
+    // @unchecked: `counts` of stripe `s` are touched only under `countLocks` stripe `s`.
     private struct Hold: Sendable {
         var keys: [UInt64]
         var deadlineMs: Int64
@@ -64,7 +104,9 @@ final class HoldTracker: Sendable {
     /// When the next sweep of expired holds is due (one thread wins it).
     private let nextSweepMs = Atomic<Int64>(0)
     private let orders: [Locked<Stripe>]
-    private let counts: [Locked<[UInt64: Int32]>]
+    /// Per stripe (under `countLocks`): unpaid holds per key.
+    private let counts: UnsafeMutablePointer<[UInt64: Int32]>
+    private let countLocks = StripeLocks()
     private let perStripe: Int
     private let droppedCount = Locked(0)
     /// Bytes per tracked hold, roughly (dictionary entry, order id, one or two keys).
@@ -74,7 +116,14 @@ final class HoldTracker: Sendable {
         perStripe = max(1, capacity / CounterLayout.stripes)
         // Reserved up front, so that the table's memory is what the bound says from the start.
         orders = (0..<CounterLayout.stripes).map { [perStripe] _ in Locked(Stripe(capacity: perStripe)) }
-        counts = (0..<CounterLayout.stripes).map { _ in Locked([:]) }
+        counts = .allocate(capacity: CounterLayout.stripes)
+        counts.initialize(repeating: [:], count: CounterLayout.stripes)
+    }
+
+    deinit {
+        counts.deinitialize(count: CounterLayout.stripes)
+        counts.deallocate()
+        countLocks.deallocate()
     }
 
     private func fingerprint(_ order: String) -> UInt64 {
@@ -86,16 +135,18 @@ final class HoldTracker: Sendable {
     private func stripe(_ fingerprint: UInt64) -> Int { Int(truncatingIfNeeded: fingerprint >> 40) & (CounterLayout.stripes - 1) }
 
     private func adjust(_ key: UInt64, by delta: Int32) {
-        counts[Int(truncatingIfNeeded: key >> 3) & (CounterLayout.stripes - 1)].withLock { table in
-            let value = (table[key] ?? 0) + delta
-            if value <= 0 { table[key] = nil } else { table[key] = value }
+        let stripe = Int(truncatingIfNeeded: key >> 3) & (CounterLayout.stripes - 1)
+        countLocks.withLock(stripe) { _ in
+            let value = (counts[stripe][key] ?? 0) + delta
+            if value <= 0 { counts[stripe][key] = nil } else { counts[stripe][key] = value }
         }
     }
 
     /// Unpaid holds of `key` now.
     func count(_ key: UInt64, nowMs: Int64) -> Int {
         sweep(nowMs: nowMs)
-        return Int(counts[Int(truncatingIfNeeded: key >> 3) & (CounterLayout.stripes - 1)].withLock { $0[key] ?? 0 })
+        let stripe = Int(truncatingIfNeeded: key >> 3) & (CounterLayout.stripes - 1)
+        return Int(countLocks.withLock(stripe) { _ in counts[stripe][key] ?? 0 })
     }
 
     /// Remembers a hold placed with these keys until `deadlineMs`; whether it was added.

@@ -34,6 +34,9 @@ static inline void kami_spin_lock(uint32_t *word) {
     }
 }
 static inline void kami_spin_unlock(uint32_t *word) { __atomic_store_n(word, 0, __ATOMIC_RELEASE); }
+/* Asks for the cache line at `address` ahead of a write to it: the risk gate touches a
+   dozen random lines per request, and fetched together their misses overlap. */
+static inline void kami_prefetch(const void *address) { __builtin_prefetch(address, 1, 3); }
 #endif
 
 #include <sys/socket.h>
