@@ -277,6 +277,9 @@ public struct Upstream: Sendable {
     /// The order with this id, as durable now.
     public func order(_ orderID: String) -> Order? { core.orders.get(orderID) }
 
+    /// Whether kamid has an order with this id (cheaper than `order`).
+    public func hasOrder(_ orderID: String) -> Bool { core.orders.contains(orderID) }
+
     /// Journals an attempt: before its request leaves, and at each change of its state.
     public func recordAttempt(_ attempt: UpstreamAttempt, completion: @escaping @Sendable (Result<Void, KamiError>) -> Void) {
         core.recordAttempt(attempt, completion: completion)

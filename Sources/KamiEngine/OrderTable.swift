@@ -113,6 +113,11 @@ final class OrderTable: Sendable {
         shard(orderID).withLock { $0[orderID]?.order }
     }
 
+    /// Whether a durable order has this id (no copy of it).
+    func contains(_ orderID: String) -> Bool {
+        shard(orderID).withLock { $0[orderID]?.order != nil }
+    }
+
     /// Loads an order at boot.
     func load(_ order: Order) {
         shard(order.orderID).withLock { $0[order.orderID] = Entry(order: order, inFlight: false, waiters: []) }

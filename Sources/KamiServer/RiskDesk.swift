@@ -55,7 +55,7 @@ final class RiskDesk: Sendable {
     /// An order id kamid already has is a repeat (a retry after a lost reply) or a conflict:
     /// the engine answers it as it stands, so it is not screened or counted again.
     func screen(_ request: Request, client: String?) -> (verdict: RiskVerdict, placedHold: Bool) {
-        if let order = request.order, engine.upstream.order(order) != nil { return (.allowed, false) }
+        if let order = request.order, engine.upstream.hasOrder(order) { return (.allowed, false) }
         let signals = RiskDesk.signals(request, event: request.op.name)
         let now = engine.nowMs
         let evaluation = gate.evaluate(signals, nowMs: now)
