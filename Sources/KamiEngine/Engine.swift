@@ -54,6 +54,10 @@ public final class Engine: Sendable {
     /// Orders held for review, oldest first.
     public func reviewQueue() -> [Order] { core.reviewQueue() }
 
+    /// Unpaid holds (reserved, or held for review unpaid), for the risk gate's hold counts
+    /// at start.
+    public func unpaidHolds() -> [Order] { core.orders.all().filter { $0.state.isHold && $0.paymentRef == nil } }
+
     /// Approves an order held for review (a paid one is committed and delivered).
     public func approve(order: String, client: String? = nil, completion: @escaping OrderCompletion) {
         core.approve(order: order, client: client, completion: completion)

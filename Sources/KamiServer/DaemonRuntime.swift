@@ -118,9 +118,10 @@ final class DaemonRuntime: @unchecked Sendable {
             engine.close()
             return 1
         }
+        let holdsCounted = server.dispatcher.risk.rebuildHolds()
         logger.log(.notice, "risk-rules", [
             "file": config.riskRules.map(config.resolve) ?? "none", "rules": String(gate.rules.rules.count),
-            "memory_bytes": String(gate.memoryBytes),
+            "memory_bytes": String(gate.memoryBytes), "holds_counted": String(holdsCounted),
         ])
         // Published before it starts: the first connection (a `kamictl reload` racing the
         // start-up) may call back into `reload` at once, and must find the server.

@@ -234,6 +234,24 @@ final class RiskDesk: Sendable {
                             + EngineCoreClient.field(client)))
     }
 
+    /// Counts the unpaid holds kamid recovered into the gate's holds rules (at start). An
+    /// order keeps its user and SKU, not the buyer's IP or device: rules keyed by those
+    /// alone count from zero after a restart (the holds themselves last minutes).
+    /// Returns how many holds were counted.
+    @discardableResult
+    func rebuildHolds() -> Int {
+        let keys = Dictionary(engine.queries.skus().map { ($0.id, $0.key) }, uniquingKeysWith: { first, _ in first })
+        var counted = 0
+        for order in engine.unpaidHolds() {
+            var signals = RiskSignals(event: "reserve")
+            signals.user = order.user
+            signals.sku = keys[order.sku]
+            signals.units = order.units
+            if gate.holdPlaced(order: order.orderID, signals, deadlineMs: order.expiresAtMs) { counted += 1 }
+        }
+        return counted
+    }
+
     // MARK: lists
 
     /// The database's entries into the gate (at start and after every change).

@@ -481,6 +481,30 @@ final class RiskDaemonTests: XCTestCase {
         XCTAssertEqual(client.call(#""id":9,"op":"reserve","order":"h3","user":"h","sku":"vip","qty":1"#)?.order?.state, .reserved)
     }
 
+    func testHoldCountsAreRebuiltAfterARestart() throws {
+        let rules = "rule hoard_user holds key=user max=2 score=100\nrule hoard_ip holds key=ip max=1 score=100 mode=shadow\n"
+        let data = folder + "/data"
+        var kamid = try start(rules: rules, data: data)
+        try kamid.stock(sku: "vip", count: 10)
+        var client = try kamid.storefront()
+        for n in 1...2 {
+            XCTAssertEqual(client.call(#""id":\#(n),"op":"reserve","order":"k\#(n)","user":"hoarder","sku":"vip","qty":1,"ip":"198.51.100.7","ttl_ms":600000"#)?.order?.state,
+                           .reserved)
+        }
+        XCTAssertEqual(client.call(#""id":3,"op":"reserve","order":"k3","user":"hoarder","sku":"vip","qty":1"#)?.error?.code, .denied)
+        XCTAssertEqual(kamid.stop(), 0)
+        kamid = try start(rules: rules, data: data)
+        defer { XCTAssertEqual(kamid.stop(), 0) }
+        XCTAssertTrue(kamid.log.contains { $0.contains("risk-rules") && $0.contains("holds_counted=2") }, "\(kamid.log)")
+        client = try kamid.storefront()
+        // The two holds still count after the restart: the hoarder gets no third one.
+        XCTAssertEqual(client.call(#""id":4,"op":"reserve","order":"k4","user":"hoarder","sku":"vip","qty":1"#)?.error?.code, .denied)
+        XCTAssertEqual(client.call(#""id":5,"op":"release","order":"k1""#)?.order?.state, .released)
+        XCTAssertEqual(client.call(#""id":6,"op":"reserve","order":"k5","user":"hoarder","sku":"vip","qty":1"#)?.order?.state, .reserved,
+                       "a released hold no longer counts")
+        XCTAssertEqual(client.call(#""id":7,"op":"reserve","order":"o1","user":"other","sku":"vip","qty":1"#)?.order?.state, .reserved)
+    }
+
     func testBadRulesFileStopsStartAndCheckConfigNamesTheLine() throws {
         try "thresholds challenge=40\nrule a quota key=user max=3 score=1\n".write(toFile: folder + "/risk.rules", atomically: true, encoding: .utf8)
         try "risk_rules = \(folder)/risk.rules\n".write(toFile: folder + "/kamid.conf", atomically: true, encoding: .utf8)
