@@ -483,6 +483,9 @@ public final class RiskGate: Sendable {
     /// The hold was paid or released: it no longer counts.
     public func holdEnded(order: String) { holds.remove(order: order) }
 
+    /// The hold now ends at `deadlineMs` (a review approved unpaid: an ordinary hold).
+    public func holdRescheduled(order: String, deadlineMs: Int64) { holds.reschedule(order: order, deadlineMs: deadlineMs) }
+
     // MARK: challenges
 
     /// A challenge token for `signals` with the rules' TTL.

@@ -168,6 +168,12 @@ final class HoldTracker: @unchecked Sendable {
         return added == true
     }
 
+    /// The hold's deadline moved (an approved review became an ordinary hold).
+    func reschedule(order: String, deadlineMs: Int64) {
+        let id = fingerprint(order)
+        orders[stripe(id)].withLock { stripe in stripe.holds[id]?.deadlineMs = deadlineMs }
+    }
+
     /// The hold was paid or released.
     func remove(order: String) {
         let id = fingerprint(order)

@@ -153,7 +153,12 @@ struct OperatorOperations: Sendable {
                 engine.deny(order: orderID, client: "operator") { box.set($0) }
             }
             var reply = try box.wait().get()
-            if reply.state != .reserved { risk.ended(order: orderID) }
+            if reply.state == .reserved {
+                // Approved unpaid: an ordinary hold now, with its own (shorter) deadline.
+                risk.rescheduled(order: orderID, deadlineMs: reply.expiresAtMs)
+            } else {
+                risk.ended(order: orderID)
+            }
             // The buyer's secrets are the buyer's: the operator sees the order, not its codes.
             reply.codes = []
             return .order(WireMapping.wire(reply))

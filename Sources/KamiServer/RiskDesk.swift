@@ -175,6 +175,9 @@ final class RiskDesk: Sendable {
 
     func ended(order: String) { gate.holdEnded(order: order) }
 
+    /// A counted hold's deadline moved (a review approved unpaid).
+    func rescheduled(order: String, deadlineMs: Int64) { gate.holdRescheduled(order: order, deadlineMs: deadlineMs) }
+
     // MARK: lookups
 
     /// Checks a storefront's `order` lookup: the owner must be named, and a user or IP that

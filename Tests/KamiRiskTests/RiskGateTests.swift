@@ -88,6 +88,12 @@ final class RiskGateTests: XCTestCase {
         gate.holdPlaced(order: "o3", signals, deadlineMs: 5_000)
         XCTAssertEqual(gate.evaluate(signals, nowMs: 2).verdict.decision, .deny)
         XCTAssertEqual(gate.evaluate(signals, nowMs: 6_000).verdict.decision, .allow, "o3's deadline passed")
+        // A review approved unpaid becomes an ordinary hold: its count ends at the new deadline.
+        gate.holdPlaced(order: "o4", signals, deadlineMs: 600_000)
+        XCTAssertEqual(gate.evaluate(signals, nowMs: 6_001).verdict.decision, .deny)
+        gate.holdRescheduled(order: "o4", deadlineMs: 8_000)
+        XCTAssertEqual(gate.evaluate(signals, nowMs: 7_500).verdict.decision, .deny)
+        XCTAssertEqual(gate.evaluate(signals, nowMs: 9_500).verdict.decision, .allow, "o4's new deadline passed")
     }
 
     func testScoresAddUpToThresholdsAndChallengeTokensPass() throws {
