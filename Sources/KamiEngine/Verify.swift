@@ -5,7 +5,7 @@ import KamiStore
 
 /// One broken invariant found by `EngineCore.verify()`.
 public struct Violation: Sendable, Hashable, CustomStringConvertible {
-    /// Which invariant: `conservation`, `double-issue`, `order-codes`, `user-limit`, `memory`, `audit`, `storage`, `upstream`.
+    /// Which invariant: `conservation`, `double-issue`, `order-codes`, `user-limit`, `memory`, `audit`, `storage`, `upstream`, `risk-lists`.
     public var invariant: String
     /// What exactly is wrong.
     public var detail: String
@@ -160,6 +160,27 @@ extension EngineCore {
             case .reserved, .released, .expired, .review:
                 fail("upstream", "order \(order.orderID) (\(order.state)) has upstream attempts")
             }
+        }
+
+        // 8. The risk gate's lists are what their audited changes made them: the table equals
+        // the replay of every risk-list-add and risk-list-remove entry, in order (a row
+        // edited or slipped in behind kamid's back is found here).
+        var replayed = Set<String>()
+        let changes = (try store.auditEntries(event: "risk-list-add", limit: Int.max).map { ($0, true) }
+            + store.auditEntries(event: "risk-list-remove", limit: Int.max).map { ($0, false) })
+            .sorted { $0.0.seq < $1.0.seq }
+        for (entry, added) in changes {
+            let list = entry.subject.hasPrefix("risk-list:") ? String(entry.subject.dropFirst("risk-list:".count)) : entry.subject
+            let item = entry.detail.firstRange(of: " note=").map { String(entry.detail[..<$0.lowerBound]) } ?? entry.detail
+            let key = "\(list) \(item)"
+            if added { replayed.insert(key) } else { replayed.remove(key) }
+        }
+        let stored = Set(try store.riskLists().map { "\($0.list) \($0.kind)=\($0.value)" })
+        for extra in stored.subtracting(replayed).sorted().prefix(20) {
+            fail("risk-lists", "list entry \(extra) is in the table but no audited change put it there")
+        }
+        for missing in replayed.subtracting(stored).sorted().prefix(20) {
+            fail("risk-lists", "list entry \(missing) was added by an audited change but is missing from the table")
         }
 
         // 6. The audit chain.

@@ -105,4 +105,30 @@ final class TamperTests: XCTestCase {
         XCTAssertTrue(kinds.contains("conservation"), "\(kinds)")
         XCTAssertFalse(first.codeIDs.isEmpty)
     }
+
+    func testVerifyReportsRiskListRowsNoAuditedChangeExplains() throws {
+        let h = Harness()
+        func write(_ row: RiskListRow, add: Bool) {
+            let box = ResultBox<MutationOutcome>()
+            let event = AuditEvent(add ? "risk-list-add" : "risk-list-remove", subject: "risk-list:\(row.list)",
+                                   detail: "\(row.kind)=\(row.value)" + (row.note.isEmpty ? "" : " note=\(row.note)"))
+            h.engine.storage.writer.submit(.writeRiskList(row, add: add, audit: event)) { box.set($0) }
+            XCTAssertNotNil(box.wait().value)
+        }
+        write(RiskListRow(list: "block", kind: "user", value: "mallory", note: "chargebacks"), add: true)
+        write(RiskListRow(list: "block", kind: "ip", value: "203.0.113.0/24", note: ""), add: true)
+        write(RiskListRow(list: "block", kind: "ip", value: "203.0.113.0/24", note: ""), add: false)
+        write(RiskListRow(list: "allow", kind: "device", value: "kiosk-1", note: ""), add: true)
+        h.assertInvariants()
+        h.close()
+        // Rows changed behind kamid's back: one slipped in, one deleted.
+        let db = try database(h)
+        try db.execute("INSERT INTO risk_lists(list, kind, value, note, added_at_ms) VALUES('allow', 'user', 'friend-of-staff', '', 0)")
+        try db.execute("DELETE FROM risk_lists WHERE value = 'mallory'")
+        h.reopen()
+        let found = try h.engine.admin.verify().filter { $0.invariant == "risk-lists" }.map(\.detail)
+        XCTAssertEqual(found.count, 2, "\(found)")
+        XCTAssertTrue(found.contains { $0.contains("allow user=friend-of-staff") && $0.contains("no audited change") }, "\(found)")
+        XCTAssertTrue(found.contains { $0.contains("block user=mallory") && $0.contains("missing") }, "\(found)")
+    }
 }
