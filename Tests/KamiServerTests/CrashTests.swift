@@ -70,6 +70,9 @@ final class DaemonCrashTests: XCTestCase {
         var fresh: Set<String> = []
         let incremental = cycles > DaemonCrashTests.fullCheckCyclesMax
         var unknownTotal = 0, unknownCommitted = 0, cleanErrors = 0
+        /// Risk list entries an operator changed during the sales: acknowledged present or
+        /// absent (a change whose reply was lost may have happened or not).
+        var listed: [String: Bool] = [:]
         var stock = 0
         for cycle in 0...cycles {
             if cycle > 0 && cycle % 25 == 0 {
@@ -106,7 +109,19 @@ final class DaemonCrashTests: XCTestCase {
                     owner[code] = order
                 }
             }
-            // 2. verify: conservation, memory = disk, audit chain, integrity_check.
+            // Every acknowledged block and unblock of the risk lists held.
+            guard case .success(.fields(let listing))? = admin.call(#""id":4,"op":"risk_list""#)?.result,
+                  case .array(let entries)? = listing.first(where: { $0.0 == "entries" })?.1 else {
+                return XCTFail("risk_list failed, cycle \(cycle) seed \(seed)")
+            }
+            let present = Set(entries.compactMap { entry -> String? in
+                guard case .object(let fields) = entry, case .string(let value)? = fields.first(where: { $0.0 == "value" })?.1 else { return nil }
+                return value
+            })
+            for (value, expected) in listed where present.contains(value) != expected {
+                XCTFail("risk list entry \(value) should be \(expected ? "present" : "absent"), cycle \(cycle) seed \(seed)")
+            }
+            // 2. verify: conservation, memory = disk, audit chain, integrity_check, risk lists.
             guard case .success(.fields(let verify))? = admin.call(#""id":3,"op":"verify""#)?.result else {
                 return XCTFail("verify failed, cycle \(cycle) seed \(seed)")
             }
@@ -125,7 +140,27 @@ final class DaemonCrashTests: XCTestCase {
                 stock += count
             }
             let history = Locked<[String: Outcome]>([:])
+            // An operator blocks and unblocks users on the Unix socket while the sale runs.
+            let listChanges = Locked<[(value: String, present: Bool?)]>([])
+            let socketPath = kamid.socketPath
             let port = kamid.port
+            let operatorGroup = DispatchGroup()
+            operatorGroup.enter()
+            Thread.detachNewThread {
+                defer { operatorGroup.leave() }
+                guard let c = try? RawClient(unixPath: socketPath) else { return }
+                for n in 0..<10_000 {
+                    let value = "crash-\(cycle)-\(n / 2)"
+                    let blocking = n % 2 == 0
+                    let op = blocking ? "risk_block" : "risk_unblock"
+                    guard let reply = c.call(#""id":\#(n),"op":"\#(op)","kind":"user","value":"\#(value)""#) else {
+                        listChanges.withLock { $0.append((value, nil)) }
+                        return
+                    }
+                    listChanges.withLock { $0.append((value, reply.isOK ? blocking : nil)) }
+                    usleep(2_000)
+                }
+            }
             let token = kamid.token
             let group = DispatchGroup()
             for connection in 0..<DaemonCrashTests.clients {
@@ -151,6 +186,10 @@ final class DaemonCrashTests: XCTestCase {
             usleep(UInt32(30_000 + rng.next() % 200_000))
             kamid.kill9()
             group.wait()
+            operatorGroup.wait()
+            for change in listChanges.withLock({ $0 }) {
+                if let present = change.present { listed[change.value] = present } else { listed[change.value] = nil }
+            }
 
             // 4. Fold the history in; unknown outcomes are retried after the restart.
             var unknown: [String] = []
@@ -193,6 +232,8 @@ final class DaemonCrashTests: XCTestCase {
             + "\(unknownTotal) unknown outcomes retried (\(unknownCommitted) had committed), "
             + "\(cleanErrors) clean errors, \(stock) codes loaded")
         XCTAssertGreaterThan(acked.count, cycles * 10, "the clients did get work done between kills")
+        print("daemon crash loop: \(listed.count) risk list entries changed by an operator during the sales, each checked after every restart")
+        XCTAssertGreaterThan(listed.count, cycles, "the operator did change the lists between kills")
     }
 }
 
