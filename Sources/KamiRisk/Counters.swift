@@ -12,8 +12,10 @@ import KamiCore
 enum CounterLayout {
     /// Independent parts of every table and sketch.
     static let stripes = 64
-    /// Slots looked at for a key before the oldest of them is evicted.
-    static let probe = 8
+    /// Slots looked at for a key before the oldest of them is evicted: one aligned group of
+    /// two cache lines (8 slots cost twice the memory traffic, for an eviction order that
+    /// is only a little closer to LRU).
+    static let probe = 4
 }
 
 /// One spin lock per stripe, each alone on its cache line with a counter the stripe's owner
@@ -68,6 +70,8 @@ struct SlotTable<Value>: @unchecked Sendable {
     // @unchecked: every slot of stripe `s` is read and written only under `locks[s]`.
     let perStripe: Int
     private let mask: Int
+    /// `mask` without the low bits of a probe group.
+    private let groupMask: Int
     let slots: UnsafeMutablePointer<Slot<Value>>
     /// Per stripe: its lock, and keys pushed out to make room (for the metrics).
     let locks = StripeLocks()
@@ -75,8 +79,12 @@ struct SlotTable<Value>: @unchecked Sendable {
     init(entries: Int, empty: Value) {
         perStripe = max(CounterLayout.probe, entries / CounterLayout.stripes).nextPowerOfTwo
         mask = perStripe - 1
+        groupMask = mask & ~(min(CounterLayout.probe, perStripe) - 1)
         let total = perStripe * CounterLayout.stripes
-        slots = .allocate(capacity: total)
+        // Aligned to a cache line, and probes start at a multiple of `probe` slots: a
+        // probe reads whole lines (two of them for 32-byte slots), never a third.
+        slots = UnsafeMutableRawPointer.allocate(byteCount: total * MemoryLayout<Slot<Value>>.stride, alignment: 64)
+            .bindMemory(to: Slot<Value>.self, capacity: total)
         slots.initialize(repeating: Slot(key: 0, touched: 0, value: empty), count: total)
     }
 
@@ -98,7 +106,7 @@ struct SlotTable<Value>: @unchecked Sendable {
     func slot(_ key: UInt64, stripe: Int, nowMs: Int64, evictions: inout Int) -> (index: Int, fresh: Bool) {
         let stored = key == 0 ? 1 : key
         let base = stripe * perStripe
-        let start = Int(truncatingIfNeeded: stored >> 7) & mask
+        let start = Int(truncatingIfNeeded: stored >> 7) & groupMask
         var oldest = base + start
         for step in 0..<min(CounterLayout.probe, perStripe) {
             let index = base + ((start + step) & mask)
@@ -126,7 +134,7 @@ struct SlotTable<Value>: @unchecked Sendable {
         let stored = key == 0 ? 1 : key
         let stripe = stripe(key)
         locks.prefetch(stripe)
-        let start = Int(truncatingIfNeeded: stored >> 7) & mask
+        let start = Int(truncatingIfNeeded: stored >> 7) & groupMask
         let bytes = min(CounterLayout.probe, perStripe) * MemoryLayout<Slot<Value>>.stride
         let first = UnsafeRawPointer(slots + stripe * perStripe + start)
         var offset = 0
@@ -140,7 +148,7 @@ struct SlotTable<Value>: @unchecked Sendable {
     @inline(__always)
     func firstProbe(_ key: UInt64) -> Int {
         let stored = key == 0 ? 1 : key
-        return stripe(key) * perStripe + (Int(truncatingIfNeeded: stored >> 7) & mask)
+        return stripe(key) * perStripe + (Int(truncatingIfNeeded: stored >> 7) & groupMask)
     }
 
     /// Under `locks[stripe]`: the slot of `key` if it is present.
@@ -148,7 +156,7 @@ struct SlotTable<Value>: @unchecked Sendable {
     func find(_ key: UInt64, stripe: Int) -> Int? {
         let stored = key == 0 ? 1 : key
         let base = stripe * perStripe
-        let start = Int(truncatingIfNeeded: stored >> 7) & mask
+        let start = Int(truncatingIfNeeded: stored >> 7) & groupMask
         for step in 0..<min(CounterLayout.probe, perStripe) {
             let index = base + ((start + step) & mask)
             if slots[index].key == stored { return index }
