@@ -212,6 +212,11 @@ public final class CommitWriter: Sendable {
     }
 
     /// Applies a run of mutations as one transaction; jobs run alone, in queue order.
+    /// Sets the writer connection's page cache (best effort: a failure keeps the old size).
+    private static func setCache(_ context: inout WriterContext, kib: Int) {
+        try? context.db.execute("PRAGMA cache_size = -\(kib)")
+    }
+
     private func process(_ work: [Work]) {
         var batch: [(Mutation, MutationCompletion)] = []
         for item in work {
@@ -222,7 +227,12 @@ public final class CommitWriter: Sendable {
                 commit(batch)
                 batch.removeAll()
                 let tail = context.withLock { context in
+                    // A job (an import of millions of rows into the fingerprint index, an
+                    // export) gets the large page cache while it runs; issuing appends to the
+                    // right edge of integer-keyed tables and needs little.
+                    CommitWriter.setCache(&context!, kib: Store.jobCacheKiB)
                     body(&context!)
+                    CommitWriter.setCache(&context!, kib: Store.writerCacheKiB)
                     return (context!.audit.lastSeq, context!.audit.lastHash)
                 }
                 anchor?.publish(seq: tail.0, hash: tail.1)
