@@ -42,7 +42,11 @@ final class UpstreamSimulationTests: XCTestCase {
 
     func walk(seed: UInt64, steps: Int) throws {
         var rng = Generator(state: seed)
-        let harness = Harness()
+        // On the fault VFS with durability full: some reopenings are power cuts.
+        let harness = Harness(durability: .full, open: false)
+        FaultDisk.reset(watching: harness.directory, seed: seed)
+        harness.vfs = FaultDisk.vfsName
+        harness.reopen()
         let sink = RecordingSink()
         harness.stockSku("pool", count: 40)
         harness.stockSku("mix", count: 10)
@@ -57,6 +61,7 @@ final class UpstreamSimulationTests: XCTestCase {
         }
         harness.engine.upstream.setSink(sink)
         var delivered = 0
+        var powerCuts = 0
         var secretsSeen = Set<String>()
         for step in 0..<steps {
             let upstream = harness.engine.upstream
@@ -117,6 +122,47 @@ final class UpstreamSimulationTests: XCTestCase {
                 } else {
                     XCTAssertEqual(harness.engine.storefront.refundSync(order: failed.orderID).value?.state, .refunded)
                 }
+            case 9 where rng.below(2) == 0:
+                // The power goes off, now or a few writes into the next attempt's batch: every
+                // acknowledged attempt, delivery and pending order survives it.
+                let pending = upstream.pendingOrders().map(\.order)
+                var attemptsBefore: [String: [UpstreamAttempt]] = [:]
+                for order in pending { attemptsBefore[order.orderID] = try upstream.attempts(orderSeq: order.seq) }
+                let committed = (0..<step).compactMap { index -> OrderReply? in
+                    guard let reply = try? harness.engine.queries.order("s\(seed)-\(index)"), reply.state == .committed else { return nil }
+                    return reply
+                }
+                var doubtful: String?
+                if let order = pending.randomElement(using: &rng),
+                   let attempts = attemptsBefore[order.orderID], attempts.allSatisfy(\.state.isFinal) {
+                    // An attempt journaled as the power fails: it may or may not be on disk.
+                    doubtful = order.orderID
+                    FaultDisk.freeze(afterWrites: UInt32(rng.below(6)))
+                    let now = harness.engine.nowMs
+                    try? record(UpstreamAttempt(
+                        orderSeq: order.seq, supplier: "a", sends: (attempts.first { $0.supplier == "a" }?.sends ?? 0) + 1,
+                        customerOrderNo: order.orderID, state: .placing, costCents: 500,
+                        createdAtMs: attempts.first { $0.supplier == "a" }?.createdAtMs ?? now, updatedAtMs: now), upstream)
+                }
+                FaultDisk.freeze()
+                harness.close()
+                XCTAssertTrue(FaultDisk.powerCut(.tear), "seed \(seed) step \(step): the power cut failed")
+                harness.reopen()
+                harness.engine.upstream.setSink(sink)
+                powerCuts += 1
+                let after = harness.engine.upstream
+                XCTAssertEqual(Set(after.pendingOrders().map(\.order.orderID)), Set(pending.map(\.orderID)),
+                               "seed \(seed) step \(step): pending orders after a power cut")
+                for order in pending where order.orderID != doubtful {
+                    XCTAssertEqual(try after.attempts(orderSeq: order.seq), attemptsBefore[order.orderID],
+                                   "seed \(seed) step \(step): attempts of \(order.orderID) after a power cut")
+                }
+                for reply in committed {
+                    let found = try? harness.engine.queries.order(reply.orderID)
+                    XCTAssertEqual(found?.state, .committed, "seed \(seed) step \(step): \(reply.orderID) after a power cut")
+                    XCTAssertEqual(found?.codeIDs, reply.codeIDs, "seed \(seed) step \(step): \(reply.orderID)'s codes")
+                }
+                harness.assertInvariants()
             default:
                 // A crash as the engine sees it: reopen from disk.
                 let before = Set(upstream.pendingOrders().map(\.order.orderID))
@@ -137,6 +183,8 @@ final class UpstreamSimulationTests: XCTestCase {
             }
         }
         XCTAssertGreaterThan(delivered + secretsSeen.count, 0)
+        XCTAssertGreaterThan(powerCuts, 0, "seed \(seed): the walk cut the power")
+        harness.close()
         _ = sink.take()
     }
 
