@@ -162,6 +162,28 @@ extension EngineCore {
             }
         }
 
+        // 7b. Buy-ahead: one purchase open per SKU at a time (a second would buy the same
+        // shortfall twice), and every row well-formed: some units, a cost, sent at least once
+        // once it left the placing state, for a SKU that exists.
+        let skuIDs = Set(snapshot.skus.map(\.id))
+        var openBuyAhead: [SkuID: String] = [:]
+        for sku in snapshot.skus where !sku.isBundle {
+            for purchase in try store.buyAheads(sku: sku.id, sinceMs: 0) {
+                if purchase.units <= 0 || purchase.costCents < 0 || purchase.sends < 0 || (purchase.state != .placing && purchase.sends < 1) {
+                    fail("upstream", "buy-ahead \(purchase.customerOrderNo) is malformed: \(purchase.units) units at "
+                        + "\(purchase.costCents), \(purchase.sends) sends, \(purchase.state)")
+                }
+                guard !purchase.state.isFinal else { continue }
+                if let other = openBuyAhead[sku.id] {
+                    fail("upstream", "buy-ahead purchases \(other) and \(purchase.customerOrderNo) of \(sku.key) are open at once")
+                }
+                openBuyAhead[sku.id] = purchase.customerOrderNo
+            }
+        }
+        for purchase in upstreamSnapshot.openBuyAheads where !skuIDs.contains(purchase.sku) {
+            fail("upstream", "buy-ahead \(purchase.customerOrderNo) is for unknown SKU id \(purchase.sku)")
+        }
+
         // 8. The risk gate's lists are what their audited changes made them: the table equals
         // the replay of every risk-list-add and risk-list-remove entry, in order (a row
         // edited or slipped in behind kamid's back is found here).

@@ -131,4 +131,23 @@ final class TamperTests: XCTestCase {
         XCTAssertTrue(found.contains { $0.contains("allow user=friend-of-staff") && $0.contains("no audited change") }, "\(found)")
         XCTAssertTrue(found.contains { $0.contains("block user=mallory") && $0.contains("missing") }, "\(found)")
     }
+
+    func testVerifyReportsTwoOpenBuyAheadsOfOneSkuAndMalformedOnes() throws {
+        let h = Harness()
+        h.stockSku("vip", count: 1)
+        h.assertInvariants()
+        h.close()
+        let db = try database(h)
+        let sku = try XCTUnwrap(db.scalarInt("SELECT id FROM skus WHERE key = 'vip'"))
+        try db.execute("""
+            INSERT INTO buy_ahead(sku_id, supplier, customer_no, units, cost_cents, sends, state, detail, created_at_ms, updated_at_ms)
+            VALUES(\(sku), 'a', 'ba-1', 10, 500, 1, 1, '', 0, 0), (\(sku), 'b', 'ba-2', 10, 500, 1, 2, '', 0, 0),
+                  (\(sku), 'a', 'ba-3', 0, 500, 1, 3, '', 0, 0)
+            """)
+        h.reopen()
+        let found = try h.engine.admin.verify().filter { $0.invariant == "upstream" }.map(\.detail)
+        XCTAssertTrue(found.contains { $0.contains("ba-1 and ba-2 of vip are open at once") }, "\(found)")
+        XCTAssertTrue(found.contains { $0.contains("ba-3 is malformed") }, "\(found)")
+        XCTAssertEqual(found.count, 2, "\(found)")
+    }
 }
