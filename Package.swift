@@ -38,16 +38,19 @@ let package = Package(
         .target(name: "KamiCSV", dependencies: ["KamiCore"], swiftSettings: strict),
         // The in-memory sharded pool of available codes.
         .target(name: "KamiPool", dependencies: ["KamiCore"], swiftSettings: strict),
+        // Money: the ledger's accounts and journal lines, balances (pure: the store writes the
+        // lines, the engine decides them).
+        .target(name: "KamiLedger", dependencies: ["KamiCore"], swiftSettings: strict),
         // SQLite WAL persistence: schema, migrations, group-commit writer, recovery, audit chain.
         .target(
             name: "KamiStore",
-            dependencies: ["KamiCore", "KamiCrypto", "KamiCSV", "CSQLite", "CKamiLinux"],
+            dependencies: ["KamiCore", "KamiCrypto", "KamiCSV", "KamiLedger", "CSQLite", "CKamiLinux"],
             swiftSettings: strict
         ),
         // The operations over pool + store: the one API the server calls.
         .target(
             name: "KamiEngine",
-            dependencies: ["KamiCore", "KamiPool", "KamiStore", "KamiCrypto", "KamiCSV"],
+            dependencies: ["KamiCore", "KamiPool", "KamiStore", "KamiCrypto", "KamiCSV", "KamiLedger"],
             swiftSettings: strict
         ),
 
@@ -128,6 +131,7 @@ let package = Package(
         .testTarget(name: "KamiFuzzTests", dependencies: ["KamiFuzzTargets", "KamiProtocol"], swiftSettings: strict),
         .testTarget(name: "KamiCoreTests", dependencies: ["KamiCore"], swiftSettings: strict),
         .testTarget(name: "KamiRiskTests", dependencies: ["KamiRisk", "KamiCore"], swiftSettings: strict),
+        .testTarget(name: "KamiLedgerTests", dependencies: ["KamiLedger", "KamiCore"], swiftSettings: strict),
         .testTarget(
             name: "KamiUpstreamTests",
             dependencies: ["KamiUpstream", "KamiHTTP", "KamiSupplierSim", "KamiEngine", "KamiStore", "KamiCore", "KamiCrypto",

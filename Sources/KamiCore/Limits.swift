@@ -69,6 +69,9 @@ public enum Limits {
     /// Longest secret in bytes (after trimming). Real card keys are 16-64 characters.
     public static let secretBytesMax = 512
 
+    /// Longest channel, campaign, coupon or distributor name on an order.
+    public static let labelBytesMax = 64
+
     /// Longest card number delivered by hand (the CSV import's bound too).
     public static let cardNumberBytesMax = 128
 

@@ -14,7 +14,8 @@ extension KamiCtl {
             let reviewTTL = int(fields, "review_ttl_ms").map { "\($0) ms" } ?? "?"
             return "sku \(sku) set: name \(quoted(text(fields, "name"))), price \(price) cents, "
                 + "per-user limit \(limit), activation URL \(text(fields, "activation_url") ?? "none"), "
-                + "delivery \(manual ? "by hand" : "automatic"), review time \(reviewTTL)\n"
+                + "delivery \(manual ? "by hand" : "automatic"), review time \(reviewTTL)"
+                + (text(fields, "bundle").map { ", bundle of \($0)" } ?? "") + "\n"
         }
 
         /// `import`: counts, the code ids given, and the rejected lines kamid listed.
@@ -114,13 +115,15 @@ extension KamiCtl {
         /// `sku list`: one row per SKU with its settings and stock.
         public static func skuList(_ fields: [(String, JSONValue)]) -> String {
             guard case .array(let items) = value(fields, "skus"), !items.isEmpty else { return "no SKUs\n" }
-            let header = ["SKU", "NAME", "PRICE", "LIMIT", "DELIVERY", "AVAILABLE", "RESERVED", "ISSUED", "VOIDED", "IMPORTED"]
+            let header = ["SKU", "NAME", "PRICE", "LIMIT", "DELIVERY", "BUNDLE", "AVAILABLE", "RESERVED", "ISSUED", "VOIDED",
+                          "IMPORTED"]
             let rows = items.compactMap { item -> [String]? in
                 guard case .object(let m) = item else { return nil }
                 let limit = int(m, "per_user_limit").map { $0 == 0 ? "-" : String($0) } ?? "?"
                 let delivery = value(m, "manual_delivery") == .bool(true) ? "manual" : "auto"
+                // A bundle's available count is the complete bundles its scarcest component allows.
                 return [text(m, "sku") ?? "?", text(m, "name") ?? "", int(m, "price_cents").map(String.init) ?? "?", limit,
-                        delivery]
+                        delivery, text(m, "bundle") ?? "-"]
                     + ["available", "reserved", "issued", "voided", "imported"].map { int(m, $0).map(String.init) ?? "?" }
             }
             return table([header] + rows)

@@ -233,7 +233,7 @@ extension KamiCtl {
     private static func skuSet(_ words: [String]) throws(UsageError) -> Command {
         let parsed = try ParsedOptions(
             words, topic: .skuSet,
-            valued: ["--name", "--price", "--per-user-limit", "--activation-url", "--manual-delivery", "--review-ttl"],
+            valued: ["--name", "--price", "--per-user-limit", "--activation-url", "--manual-delivery", "--review-ttl", "--bundle"],
             positionals: 1...1)
         var priceCents: Int64?
         if let text = parsed.values["--price"] {
@@ -266,7 +266,7 @@ extension KamiCtl {
         }
         return .skuSet(sku: parsed.positionals[0], name: parsed.values["--name"], priceCents: priceCents,
                        perUserLimit: perUserLimit, activationURL: parsed.values["--activation-url"],
-                       manualDelivery: manualDelivery, reviewTTLMs: reviewTTLMs)
+                       manualDelivery: manualDelivery, reviewTTLMs: reviewTTLMs, bundle: parsed.values["--bundle"])
     }
 
     private static func importCSV(_ words: [String]) throws(UsageError) -> Command {

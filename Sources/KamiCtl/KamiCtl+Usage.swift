@@ -12,7 +12,7 @@ extension KamiCtl {
 
                 commands:
                   sku set SKU [--name N] [--price CENTS] [--per-user-limit N] [--activation-url T]
-                          [--manual-delivery on|off] [--review-ttl MS]
+                          [--manual-delivery on|off] [--review-ttl MS] [--bundle SKU:N,SKU:N]
                                           create or change a SKU
                   sku list                every SKU with its settings and stock
                   import FILE.csv --sku SKU [--batch B] [--dry-run]
@@ -64,7 +64,7 @@ extension KamiCtl {
         case .skuSet:
             return """
                 usage: kamictl sku set SKU [--name N] [--price CENTS] [--per-user-limit N] [--activation-url T]
-                                       [--manual-delivery on|off] [--review-ttl MS]
+                                       [--manual-delivery on|off] [--review-ttl MS] [--bundle SKU:N,SKU:N]
 
                 Creates the SKU, or changes the given fields of an existing one (others keep their value).
 
@@ -78,6 +78,9 @@ extension KamiCtl {
                                           review queue for `kamictl deliver` (手动发货)
                   --review-ttl MS         how long the SKU's orders wait in the review queue before
                                           they are released (refund them); 0 = kamid's review_ttl_ms
+                  --bundle SKU:N,SKU:N    make SKU a bundle (超级会员 pack): one unit takes N codes of each
+                                          component, all or none; priced on its own with --price. A
+                                          SKU with codes of its own cannot become a bundle
                 """
         case .deliver:
             return """

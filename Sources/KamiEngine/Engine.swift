@@ -116,10 +116,10 @@ public struct Storefront: Sendable {
     /// UNAVAILABLE.
     public func reserve(
         order: String, user: String, sku: String, units: Int, ttlMs: Int64? = nil, client: String? = nil,
-        risk: String? = nil, review: Bool = false, completion: @escaping OrderCompletion
+        risk: String? = nil, review: Bool = false, terms: OrderTerms = .none, completion: @escaping OrderCompletion
     ) {
         core.reserve(order: order, user: user, sku: sku, units: units, ttlMs: ttlMs, client: client, risk: risk, review: review,
-                     completion: completion)
+                     terms: terms, completion: completion)
     }
 
     /// Reserves and commits at once, for an order already paid.
@@ -127,10 +127,11 @@ public struct Storefront: Sendable {
     /// delivered or failed (or when the wait runs out, still pending).
     public func issue(
         order: String, user: String, sku: String, units: Int, paymentRef: String, client: String? = nil,
-        waitMs: Int64? = nil, risk: String? = nil, review: Bool = false, completion: @escaping OrderCompletion
+        waitMs: Int64? = nil, risk: String? = nil, review: Bool = false, terms: OrderTerms = .none,
+        completion: @escaping OrderCompletion
     ) {
         core.issue(order: order, user: user, sku: sku, units: units, paymentRef: paymentRef, client: client, risk: risk, review: review,
-                   completion: core.waiting(waitMs, completion))
+                   terms: terms, completion: core.waiting(waitMs, completion))
     }
 
     /// The order is paid: its codes become issued and their secrets are returned. After the
@@ -166,16 +167,18 @@ public struct Storefront: Sendable {
 
     /// `reserve`, waiting for the result (tools, tests, anything not on an event loop).
     public func reserveSync(
-        order: String, user: String, sku: String, units: Int = 1, ttlMs: Int64? = nil, client: String? = nil
+        order: String, user: String, sku: String, units: Int = 1, ttlMs: Int64? = nil, client: String? = nil,
+        terms: OrderTerms = .none
     ) -> Result<OrderReply, KamiError> {
-        core.reserveSync(order: order, user: user, sku: sku, units: units, ttlMs: ttlMs, client: client)
+        core.reserveSync(order: order, user: user, sku: sku, units: units, ttlMs: ttlMs, client: client, terms: terms)
     }
 
     /// `issue`, waiting for the result.
     public func issueSync(
-        order: String, user: String, sku: String, units: Int = 1, paymentRef: String, client: String? = nil
+        order: String, user: String, sku: String, units: Int = 1, paymentRef: String, client: String? = nil,
+        terms: OrderTerms = .none
     ) -> Result<OrderReply, KamiError> {
-        core.issueSync(order: order, user: user, sku: sku, units: units, paymentRef: paymentRef, client: client)
+        core.issueSync(order: order, user: user, sku: sku, units: units, paymentRef: paymentRef, client: client, terms: terms)
     }
 
     /// `commit`, waiting for the result.

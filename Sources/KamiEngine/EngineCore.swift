@@ -1,3 +1,4 @@
+import KamiLedger
 public import KamiCore
 import KamiCrypto
 public import KamiStore
@@ -228,7 +229,7 @@ final class EngineCore: Sendable {
             result.append(IssuedCode(
                 codeID: row.id, skuKey: sku?.key ?? "#\(row.sku)", secret: secret, cardNumber: row.cardNumber,
                 activationURL: EngineCore.activationURL(sku?.activationURLTemplate, codeID: row.id, cardNumber: row.cardNumber),
-                expiresAtMs: row.expiresAtMs))
+                expiresAtMs: row.expiresAtMs, costCents: row.costCents))
         }
         return (result, bad)
     }
@@ -241,7 +242,7 @@ final class EngineCore: Sendable {
         let changes = codes.map { CodeChange(codeID: $0.codeID, from: .available, to: .voided, orderSeq: nil) }
         let event = AuditEvent(
             "quarantine", subject: "codes", detail: "failed authentication codes=\(EngineCore.codeIDList(codes))")
-        store.writer.submit(.setCodes(changes, audit: event)) { [self] result in
+        store.writer.submit(.setCodes(changes, audit: event, ledger: writeOffs(codes))) { [self] result in
             switch result {
             case .success: count(codes, from: .available, to: .voided)
             case .failure: returnToPool(codes)

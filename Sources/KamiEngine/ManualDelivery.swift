@@ -1,3 +1,4 @@
+import KamiLedger
 import KamiCore
 import KamiStore
 import KamiPool
@@ -78,9 +79,10 @@ extension EngineCore {
                 let event = AuditEvent(
                     "deliver-manual", subject: "order:\(orderID)",
                     detail: "seq=\(order.seq) cost=\(costCents)" + EngineCore.clientField(client))
-                let delivery = UpstreamDelivery(
+                var delivery = UpstreamDelivery(
                     manual: committed, items: items.map { (sku.id, $0) }, sealer: sealer, audit: event,
                     source: "manual:\(client ?? "operator")", costCents: costCents)
+                delivery.ledger = deliveredFrom(source: delivery.source, committed, items: delivery.items, costCents: costCents)
                 store.writer.submit(.deliverUpstream(delivery)) { [self] result in
                     switch result {
                     case .failure(let error):

@@ -1,3 +1,4 @@
+import KamiLedger
 import KamiCore
 import KamiPool
 import Synchronization
@@ -14,11 +15,13 @@ extension EngineCore {
     /// NOT_FOUND (SKU), BAD_REQUEST, BUSY/UNAVAILABLE (disk).
     func reserve(
         order orderID: String, user: String, sku skuKey: String, units: Int, ttlMs: Int64? = nil,
-        client: String? = nil, risk: String? = nil, review: Bool = false, completion: @escaping OrderCompletion
+        client: String? = nil, risk: String? = nil, review: Bool = false, terms: OrderTerms = .none,
+        completion: @escaping OrderCompletion
     ) {
         let ttl = ttlMs ?? holdTTLDefault.load(ordering: .relaxed)
         let ttlMax = holdTTLMax.load(ordering: .relaxed)
         let sku: Sku
+        let amount: Int64
         do throws(KamiError) {
             try EngineCore.validate(orderID: orderID, user: user, units: units)
             guard ttl >= Limits.holdTTLMsMin && ttl <= ttlMax else {
@@ -26,19 +29,21 @@ extension EngineCore {
             }
             sku = try self.sku(key: skuKey)
             try EngineCore.validate(codesOf: sku, units: units)
+            try terms.labels?.validate()
+            amount = try terms.amount(priceCents: sku.priceCents, units: units)
         } catch {
             return completion(.failure(error))
         }
         let retry: @Sendable () -> Void = { [self] in
             reserve(order: orderID, user: user, sku: skuKey, units: units, ttlMs: ttlMs, client: client, risk: risk,
-                    review: review, completion: completion)
+                    review: review, terms: terms, completion: completion)
         }
         switch orders.begin(orderID, create: true, retry: retry) {
         case .queued, .missing:
             return
         case .existing(let order):
             orders.end(orderID)
-            guard order.user == user && order.sku == sku.id && order.units == units else {
+            guard order.user == user && order.sku == sku.id && order.units == units && terms.matches(order) else {
                 return completion(.failure(EngineCore.conflict(order)))
             }
             return completion(answerExisting(order))
@@ -48,7 +53,8 @@ extension EngineCore {
         let now = clock.nowMs()
         let order = Order(
             seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: review ? .review : .reserved, paymentRef: nil,
-            codes: [], ttlMs: ttl, expiresAtMs: now + (review ? reviewTTL(sku) : ttl), createdAtMs: now, updatedAtMs: now)
+            codes: [], ttlMs: ttl, expiresAtMs: now + (review ? reviewTTL(sku) : ttl), createdAtMs: now, updatedAtMs: now,
+            amountCents: amount, labels: terms.labels)
         create(order, sku: sku, client: client, risk: risk, completion: completion)
     }
 
@@ -58,26 +64,30 @@ extension EngineCore {
     /// codes; an existing reserved order with the same arguments is committed.
     func issue(
         order orderID: String, user: String, sku skuKey: String, units: Int, paymentRef: String,
-        client: String? = nil, risk: String? = nil, review: Bool = false, completion: @escaping OrderCompletion
+        client: String? = nil, risk: String? = nil, review: Bool = false, terms: OrderTerms = .none,
+        completion: @escaping OrderCompletion
     ) {
         let sku: Sku
+        let amount: Int64
         do throws(KamiError) {
             try EngineCore.validate(orderID: orderID, user: user, units: units)
             try EngineCore.validate(paymentRef: paymentRef)
             sku = try self.sku(key: skuKey)
             try EngineCore.validate(codesOf: sku, units: units)
+            try terms.labels?.validate()
+            amount = try terms.amount(priceCents: sku.priceCents, units: units)
         } catch {
             return completion(.failure(error))
         }
         let retry: @Sendable () -> Void = { [self] in
             issue(order: orderID, user: user, sku: skuKey, units: units, paymentRef: paymentRef, client: client, risk: risk,
-                  review: review, completion: completion)
+                  review: review, terms: terms, completion: completion)
         }
         switch orders.begin(orderID, create: true, retry: retry) {
         case .queued, .missing:
             return
         case .existing(let order):
-            guard order.user == user && order.sku == sku.id && order.units == units else {
+            guard order.user == user && order.sku == sku.id && order.units == units && terms.matches(order) else {
                 orders.end(orderID)
                 return completion(.failure(EngineCore.conflict(order)))
             }
@@ -91,7 +101,7 @@ extension EngineCore {
         let order = Order(
             seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: held ? .review : .committed,
             paymentRef: paymentRef, codes: [], ttlMs: 0, expiresAtMs: held ? now + reviewTTL(sku) : 0, createdAtMs: now,
-            updatedAtMs: now)
+            updatedAtMs: now, amountCents: amount, labels: terms.labels)
         create(order, sku: sku, client: client, risk: risk, completion: completion)
     }
 
@@ -165,7 +175,10 @@ extension EngineCore {
                 + (risk.map { " risk=(\($0))" } ?? ""))
         let published = order
         let secrets = revealed
-        store.writer.submit(.writeOrder(order, codes: changes, audit: event)) { [self] result in
+        // Delivered from the pool now: its sale and its codes' cost (a hold or an order for a
+        // supplier moves no money yet).
+        let ledger = !reserving && !viaUpstream ? deliveredFromPool(order, codes: codes, revealed: revealed) : []
+        store.writer.submit(.writeOrder(order, codes: changes, audit: event, ledger: ledger)) { [self] result in
             switch result {
             case .failure(let error):
                 undo(codes)
@@ -359,7 +372,8 @@ extension EngineCore {
                 + (badCodes.isEmpty ? "" : " quarantined=\(EngineCore.codeIDList(badCodes))") + EngineCore.clientField(client))
         let published = committed
         let replies = secrets
-        store.writer.submit(.writeOrder(committed, codes: changes, audit: event)) { [self] result in
+        let ledger = deliveredFromPool(committed, codes: codes, revealed: secrets) + writeOffs(badCodes)
+        store.writer.submit(.writeOrder(committed, codes: changes, audit: event, ledger: ledger)) { [self] result in
             switch result {
             case .failure(let error):
                 cleanup()
@@ -517,7 +531,7 @@ extension EngineCore {
                 "refund", subject: "order:\(orderID)",
                 detail: "seq=\(order.seq) codes=\(EngineCore.codeIDList(order.codes))" + EngineCore.clientField(client))
             let published = refunded
-            store.writer.submit(.writeOrder(refunded, codes: changes, audit: event)) { [self] result in
+            store.writer.submit(.writeOrder(refunded, codes: changes, audit: event, ledger: refundLines(order))) { [self] result in
                 switch result {
                 case .failure(let error):
                     orders.end(orderID)
@@ -555,7 +569,7 @@ extension EngineCore {
     }
 
     static func conflict(_ order: Order) -> KamiError {
-        KamiError(.conflict, "order \(order.orderID) exists with other arguments (user, SKU or units)")
+        KamiError(.conflict, "order \(order.orderID) exists with other arguments (user, SKU, units, amount or labels)")
     }
 
     static func validate(orderID: String, user: String? = nil, units: Int? = nil) throws(KamiError) {

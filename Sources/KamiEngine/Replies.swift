@@ -13,6 +13,8 @@ public struct IssuedCode: Sendable, Hashable {
     /// The SKU's activation link with `{code_id}` and `{card_number}` filled in.
     public var activationURL: String?
     public var expiresAtMs: Int64?
+    /// What the code cost the shop (for the ledger; never sent to a storefront).
+    public var costCents: Int64? = nil
 }
 
 /// The answer to an order operation or query.

@@ -1,3 +1,4 @@
+import KamiLedger
 import KamiCore
 import KamiPool
 import KamiStore
@@ -113,8 +114,9 @@ extension EngineCore {
                 "deliver-upstream", subject: "order:\(orderID)",
                 detail: "seq=\(order.seq) supplier=\(attempt.supplier) cost=\(attempt.costCents)"
                     + (attempt.supplierRef.map { " ref=\($0)" } ?? ""))
-            let delivery = UpstreamDelivery(
+            var delivery = UpstreamDelivery(
                 order: committed, attempt: attempt, items: items.map { (order.sku, $0) }, sealer: sealer, audit: event)
+            delivery.ledger = deliveredFrom(source: delivery.source, committed, items: delivery.items, costCents: attempt.costCents)
             store.writer.submit(.deliverUpstream(delivery)) { [self] result in
                 switch result {
                 case .failure(let error):

@@ -1,3 +1,4 @@
+import KamiLedger
 import KamiCore
 import KamiPool
 import Synchronization
@@ -5,7 +6,7 @@ import KamiStore
 
 /// One broken invariant found by `EngineCore.verify()`.
 public struct Violation: Sendable, Hashable, CustomStringConvertible {
-    /// Which invariant: `conservation`, `double-issue`, `order-codes`, `user-limit`, `memory`, `audit`, `storage`, `upstream`, `risk-lists`.
+    /// Which invariant: `conservation`, `double-issue`, `order-codes`, `user-limit`, `memory`, `audit`, `storage`, `upstream`, `risk-lists`, `ledger`.
     public var invariant: String
     /// What exactly is wrong.
     public var detail: String
@@ -182,6 +183,50 @@ extension EngineCore {
         }
         for purchase in upstreamSnapshot.openBuyAheads where !skuIDs.contains(purchase.sku) {
             fail("upstream", "buy-ahead \(purchase.customerOrderNo) is for unknown SKU id \(purchase.sku)")
+        }
+
+        // 9. Money (the ledger): every account balances (debits = credits, by construction of
+        // a journal line, and no line names an unknown account); every delivered order placed
+        // with an amount has its one sale line of that amount and cost lines adding up to
+        // what its codes cost; a refunded one has its sale reversed exactly; the inventory
+        // account holds what the codes in stock cost.
+        let money = try store.ledgerFigures()
+        for pair in money.unknownAccounts.prefix(20) { fail("ledger", "lines name an unknown account: \(pair)") }
+        let total = money.balances.values.reduce(0, &+)
+        if total != 0 { fail("ledger", "the accounts do not balance: they add up to \(total)") }
+        for order in snapshot.orders {
+            let lines = money.byOrder[order.seq] ?? [:]
+            guard let amount = order.amountCents else {
+                if let sale = lines[.sale] { fail("ledger", "order \(order.orderID) has no amount but \(sale.lines) sale lines") }
+                continue
+            }
+            // A refunded order that had failed upstream was never delivered: no codes, no sale.
+            let delivered = order.state == .committed || (order.state == .refunded && !order.codes.isEmpty)
+            let sale = lines[.sale]
+            if delivered {
+                if sale?.lines != 1 || sale?.cents != amount {
+                    fail("ledger", "order \(order.orderID) (\(order.state), amount \(amount)) has sale lines "
+                        + "\(sale.map { "\($0.lines) of \($0.cents)" } ?? "none")")
+                }
+                let costs = lines[.cost]?.cents ?? 0
+                let expected = money.orderCodeCostCents[order.seq] ?? 0
+                if costs != expected && !order.codes.isEmpty {
+                    fail("ledger", "order \(order.orderID)'s cost lines add up to \(costs), its codes cost \(expected)")
+                }
+            } else if sale != nil || lines[.cost] != nil {
+                fail("ledger", "order \(order.orderID) is \(order.state) but has sale or cost lines")
+            }
+            let refund = lines[.refund]
+            if order.state == .refunded && delivered && (refund?.cents != amount || refund?.lines != 1) {
+                fail("ledger", "refunded order \(order.orderID) (amount \(amount)) has refund lines "
+                    + "\(refund.map { "\($0.lines) of \($0.cents)" } ?? "none")")
+            } else if !(order.state == .refunded && delivered) && refund != nil {
+                fail("ledger", "order \(order.orderID) is \(order.state) but has a refund line")
+            }
+        }
+        let inventory = money.balances[.inventory] ?? 0
+        if inventory != money.stockCostCents {
+            fail("ledger", "the inventory account holds \(inventory) but the codes in stock cost \(money.stockCostCents)")
         }
 
         // 8. The risk gate's lists are what their audited changes made them: the table equals

@@ -10,10 +10,11 @@ typealias Waiter = ResultBox
 extension EngineCore {
     /// `reserve`, waiting for the result.
     func reserveSync(
-        order: String, user: String, sku: String, units: Int = 1, ttlMs: Int64? = nil, client: String? = nil
+        order: String, user: String, sku: String, units: Int = 1, ttlMs: Int64? = nil, client: String? = nil,
+        terms: OrderTerms = .none
     ) -> Result<OrderReply, KamiError> {
         let waiter = Waiter<OrderReply>()
-        reserve(order: order, user: user, sku: sku, units: units, ttlMs: ttlMs, client: client) { waiter.set($0) }
+        reserve(order: order, user: user, sku: sku, units: units, ttlMs: ttlMs, client: client, terms: terms) { waiter.set($0) }
         return waiter.wait()
     }
 
@@ -26,10 +27,13 @@ extension EngineCore {
 
     /// `issue`, waiting for the result.
     func issueSync(
-        order: String, user: String, sku: String, units: Int = 1, paymentRef: String, client: String? = nil
+        order: String, user: String, sku: String, units: Int = 1, paymentRef: String, client: String? = nil,
+        terms: OrderTerms = .none
     ) -> Result<OrderReply, KamiError> {
         let waiter = Waiter<OrderReply>()
-        issue(order: order, user: user, sku: sku, units: units, paymentRef: paymentRef, client: client) { waiter.set($0) }
+        issue(order: order, user: user, sku: sku, units: units, paymentRef: paymentRef, client: client, terms: terms) {
+            waiter.set($0)
+        }
         return waiter.wait()
     }
 

@@ -78,8 +78,9 @@ public enum BinaryCodec {
             request.ttlMs = ttlMs == 0 ? nil : ttlMs
             request.ip = try r.optStr("ip")
             request.device = try r.optStr("device")
-            // Risk signals came later: a frame that ends here has none.
+            // Risk signals came later: a frame that ends here has none; money later still.
             if r.remaining > 0 { try readSignals(into: &request, &r) }
+            if r.remaining > 0 { try readMoney(into: &request, &r) }
         case .commit:
             request.order = try r.str("order")
             request.paymentRef = try r.str("payment_ref")
@@ -97,6 +98,7 @@ public enum BinaryCodec {
             request.device = try r.optStr("device")
             if r.remaining > 0 { request.waitMs = waitMs(try r.u32("wait_ms")) }
             if r.remaining > 0 { try readSignals(into: &request, &r) }
+            if r.remaining > 0 { try readMoney(into: &request, &r) }
         case .release:
             request.order = try r.str("order")
         case .order:
@@ -157,6 +159,22 @@ public enum BinaryCodec {
         default: throw .invalid("phone_verified must be 0 (absent), 1 (false) or 2 (true)")
         }
         request.challengeToken = try r.optStr("challenge_token")
+    }
+
+    /// The money block of `reserve` and `issue` (after the signals block): `optstr currency,
+    /// optstr channel, optstr campaign, optstr coupon, optstr distributor`.
+    private static func readMoney(into request: inout Request, _ r: inout PayloadReader) throws(PayloadError) {
+        request.currency = try r.optStr("currency")
+        request.channel = try r.optStr("channel")
+        request.campaign = try r.optStr("campaign")
+        request.coupon = try r.optStr("coupon")
+        request.distributor = try r.optStr("distributor")
+    }
+
+    /// Whether the request carries any money field of the money block.
+    private static func hasMoney(_ request: Request) -> Bool {
+        request.currency != nil || request.channel != nil || request.campaign != nil || request.coupon != nil
+            || request.distributor != nil
     }
 
     /// Whether the request carries any risk signal (else the block is left out).
@@ -220,6 +238,13 @@ public enum BinaryCodec {
             out.append(request.phoneVerified.map { $0 ? 2 : 1 } ?? 0)
             try optional(request.challengeToken, "challenge_token")
         }
+        func money() throws(KamiError) {
+            try optional(request.currency, "currency")
+            try optional(request.channel, "channel")
+            try optional(request.campaign, "campaign")
+            try optional(request.coupon, "coupon")
+            try optional(request.distributor, "distributor")
+        }
         func wait(required: Bool) throws(KamiError) {
             guard required || request.waitMs != nil else { return }
             guard let wire = UInt32(exactly: request.waitMs ?? 0) else {
@@ -241,7 +266,8 @@ public enum BinaryCodec {
             out.appendI64LE(request.ttlMs ?? 0)
             try optional(request.ip, "ip")
             try optional(request.device, "device")
-            if hasSignals(request) { try signals() }
+            if hasSignals(request) || hasMoney(request) { try signals() }
+            if hasMoney(request) { try money() }
         case .commit:
             try required(request.order, "order")
             try required(request.paymentRef, "payment_ref")
@@ -259,9 +285,10 @@ public enum BinaryCodec {
             try required(request.paymentRef, "payment_ref")
             try optional(request.ip, "ip")
             try optional(request.device, "device")
-            if hasSignals(request) {
+            if hasSignals(request) || hasMoney(request) {
                 try wait(required: true)
                 try signals()
+                if hasMoney(request) { try money() }
             } else {
                 try wait(required: false)
             }

@@ -118,6 +118,12 @@ public enum JSONCodec {
         text(.value, request.value)
         flag(.manualDelivery, request.manualDelivery)
         number(.reviewTTLMs, request.reviewTTLMs)
+        text(.bundle, request.bundle)
+        text(.currency, request.currency)
+        text(.channel, request.channel)
+        text(.campaign, request.campaign)
+        text(.coupon, request.coupon)
+        text(.distributor, request.distributor)
         if let secrets = request.secrets {
             JSONWriter.key(JSONField.secrets.key, &out)
             JSONWriter.string(secrets.reveal(), &out)

@@ -8,6 +8,7 @@ enum JSONField: UInt8, CaseIterable {
     case lowWater, sinceMs, untilMs, buyAheadUnits, buyAheadBudgetCents
     case paymentAccount, amountCents, accountAgeDays, phoneVerified, challengeToken, event, list, kind, value
     case manualDelivery, reviewTTLMs, secrets
+    case bundle, currency, channel, campaign, coupon, distributor
 
     /// The name on the wire.
     var key: StaticString {
@@ -63,6 +64,12 @@ enum JSONField: UInt8, CaseIterable {
         case .manualDelivery: "manual_delivery"
         case .reviewTTLMs: "review_ttl_ms"
         case .secrets: "secrets"
+        case .bundle: "bundle"
+        case .currency: "currency"
+        case .channel: "channel"
+        case .campaign: "campaign"
+        case .coupon: "coupon"
+        case .distributor: "distributor"
         }
     }
 
@@ -74,24 +81,24 @@ enum JSONField: UInt8, CaseIterable {
     /// checks that it agrees with `key` for every field.
     @inline(__always)
     static func match(_ p: UnsafeRawPointer, count: Int) -> JSONField? {
-        let candidates: (JSONField, JSONField?, JSONField?, JSONField?, JSONField?, JSONField?)
+        let candidates: (JSONField, JSONField?, JSONField?, JSONField?, JSONField?, JSONField?, JSONField?)
         switch count {
-        case 2: candidates = (.id, .op, .ip, nil, nil, nil)
-        case 3: candidates = (.sku, .qty, nil, nil, nil, nil)
-        case 4: candidates = (.user, .name, .path, .list, .kind, nil)
-        case 5: candidates = (.order, .token, .batch, .limit, .event, .value)
-        case 6: candidates = (.ttlMs, .client, .device, .cursor, .weight, nil)
-        case 7: candidates = (.codeID, .dryRun, .replace, .waitMs, .product, .secrets)
-        case 8: candidates = (.supplier, .priority, .strategy, .sinceMs, .untilMs, nil)
-        case 9: candidates = (.lowWater, nil, nil, nil, nil, nil)
-        case 10: candidates = (.costCents, nil, nil, nil, nil, nil)
-        case 11: candidates = (.paymentRef, .priceCents, nil, nil, nil, nil)
-        case 12: candidates = (.withSecrets, .noCandidate, .amountCents, nil, nil, nil)
-        case 13: candidates = (.sourcePolicy, .reviewTTLMs, nil, nil, nil, nil)
-        case 14: candidates = (.perUserLimit, .activationURL, .phoneVerified, nil, nil, nil)
-        case 15: candidates = (.buyAheadUnits, .paymentAccount, .challengeToken, .manualDelivery, nil, nil)
-        case 22: candidates = (.buyAheadBudgetCents, nil, nil, nil, nil, nil)
-        case 16: candidates = (.minMarginCents, .accountAgeDays, nil, nil, nil, nil)
+        case 2: candidates = (.id, .op, .ip, nil, nil, nil, nil)
+        case 3: candidates = (.sku, .qty, nil, nil, nil, nil, nil)
+        case 4: candidates = (.user, .name, .path, .list, .kind, nil, nil)
+        case 5: candidates = (.order, .token, .batch, .limit, .event, .value, nil)
+        case 6: candidates = (.ttlMs, .client, .device, .cursor, .weight, .bundle, .coupon)
+        case 7: candidates = (.codeID, .dryRun, .replace, .waitMs, .product, .secrets, .channel)
+        case 8: candidates = (.supplier, .priority, .strategy, .sinceMs, .untilMs, .currency, .campaign)
+        case 9: candidates = (.lowWater, nil, nil, nil, nil, nil, nil)
+        case 10: candidates = (.costCents, nil, nil, nil, nil, nil, nil)
+        case 11: candidates = (.paymentRef, .priceCents, .distributor, nil, nil, nil, nil)
+        case 12: candidates = (.withSecrets, .noCandidate, .amountCents, nil, nil, nil, nil)
+        case 13: candidates = (.sourcePolicy, .reviewTTLMs, nil, nil, nil, nil, nil)
+        case 14: candidates = (.perUserLimit, .activationURL, .phoneVerified, nil, nil, nil, nil)
+        case 15: candidates = (.buyAheadUnits, .paymentAccount, .challengeToken, .manualDelivery, nil, nil, nil)
+        case 22: candidates = (.buyAheadBudgetCents, nil, nil, nil, nil, nil, nil)
+        case 16: candidates = (.minMarginCents, .accountAgeDays, nil, nil, nil, nil, nil)
         default: return nil
         }
         if candidates.0.key.matches(p, count: count) { return candidates.0 }
@@ -100,6 +107,7 @@ enum JSONField: UInt8, CaseIterable {
         if let field = candidates.3, field.key.matches(p, count: count) { return field }
         if let field = candidates.4, field.key.matches(p, count: count) { return field }
         if let field = candidates.5, field.key.matches(p, count: count) { return field }
+        if let field = candidates.6, field.key.matches(p, count: count) { return field }
         return nil
     }
 }

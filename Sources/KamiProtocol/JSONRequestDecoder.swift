@@ -161,6 +161,12 @@ struct JSONRequestDecoder {
         case .manualDelivery: request.manualDelivery = bool(field, value)
         case .reviewTTLMs: request.reviewTTLMs = integer(field, value)
         case .secrets: request.secrets = string(field, value).map { Secret($0) }
+        case .bundle: request.bundle = string(field, value)
+        case .currency: request.currency = string(field, value)
+        case .channel: request.channel = string(field, value)
+        case .campaign: request.campaign = string(field, value)
+        case .coupon: request.coupon = string(field, value)
+        case .distributor: request.distributor = string(field, value)
         }
     }
 

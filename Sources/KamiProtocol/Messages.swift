@@ -182,6 +182,17 @@ public struct Request: Sendable, Hashable {
     /// `deliver`: the codes an operator hands out, one per line, each `secret` or
     /// `card_number<TAB>secret` (`secrets`). Never logged or echoed.
     public var secrets: Secret?
+    /// `sku_set`: the SKU is a bundle of these components, `key:units,key:units`
+    /// (`bundle`).
+    public var bundle: String?
+    /// `reserve`, `issue`: where the money came from and went (`currency`, ISO 4217, the
+    /// shop's by default; `channel`, the storefront or marketplace; `campaign`, `coupon`,
+    /// `distributor`, the referrer of a 分销 sale). `amount_cents` is what the buyer paid.
+    public var currency: String?
+    public var channel: String?
+    public var campaign: String?
+    public var coupon: String?
+    public var distributor: String?
 
     /// Makes a request with only the id and operation set.
     public init(id: RequestID, op: Operation) {

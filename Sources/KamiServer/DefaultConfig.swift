@@ -249,8 +249,9 @@ risk_hold_entries = 262144
 risk_lookup_failures_per_minute = 30
 
 # review_ttl_ms: how long an order the risk gate held for review waits for an operator
-# (`kamictl review approve|deny`), 1000 to 86400000; then it is released (its codes go
-# back, the storefront refunds a paid one), as if denied.
+# (`kamictl review approve|deny`), or a paid order of a manual-delivery SKU waits for
+# `kamictl deliver`, 1000 to 604800000 (7 days); then it is released (its codes go back, the
+# storefront refunds a paid one), as if denied. A SKU can set its own (`sku set --review-ttl`).
 review_ttl_ms = 86400000
 
 """##

@@ -61,7 +61,7 @@ final class Dispatcher: Sendable {
                     order: try need(request.order, "order"), user: try need(request.user, "user"),
                     sku: try need(request.sku, "sku"), units: request.qty ?? 1, ttlMs: request.ttlMs.flatMap { $0 == 0 ? nil : $0 },
                     client: client, risk: verdict.rules.isEmpty ? nil : verdict.description, review: verdict.decision == .review,
-                    completion: { result in
+                    terms: WireMapping.terms(request), completion: { result in
                         risk.reserved(request, result, placedHold: placedHold)
                         finish(result)
                     })
@@ -87,7 +87,7 @@ final class Dispatcher: Sendable {
                     sku: try need(request.sku, "sku"), units: request.qty ?? 1,
                     paymentRef: try need(request.paymentRef, "payment_ref"), client: client, waitMs: request.waitMs,
                     risk: verdict.rules.isEmpty ? nil : verdict.description, review: verdict.decision == .review,
-                    completion: ending)
+                    terms: WireMapping.terms(request), completion: ending)
             case .wait where trusted:
                 engine.storefront.wait(order: try need(request.order, "order"), timeoutMs: try need(request.waitMs, "wait_ms"),
                                        completion: finish)

@@ -21,12 +21,14 @@ struct OperatorOperations: Sendable {
             let sku = try engine.admin.setSku(SkuDefinition(
                 key: try need(request.sku, "sku"), name: request.name, priceCents: request.priceCents,
                 perUserLimit: request.perUserLimit, activationURLTemplate: request.activationURL,
+                components: try request.bundle.map(OperatorOperations.bundleComponents),
                 manualDelivery: request.manualDelivery, reviewTTLMs: request.reviewTTLMs))
             return .fields([
                 ("sku", .string(sku.key)), ("name", .string(sku.name)), ("price_cents", .int(sku.priceCents)),
                 ("per_user_limit", .int(Int64(sku.perUserLimit))),
                 ("activation_url", sku.activationURLTemplate.map { .string($0) } ?? .null),
                 ("manual_delivery", .bool(sku.manualDelivery)), ("review_ttl_ms", .int(engine.reviewTTLMs(sku: sku.key))),
+                ("bundle", bundleText(sku).map { .string($0) } ?? .null),
             ])
         case .importCSV:
             let report = try engine.admin.importCSV(
@@ -85,7 +87,7 @@ struct OperatorOperations: Sendable {
                     ("sku", .string(sku.key)), ("name", .string(sku.name)), ("price_cents", .int(sku.priceCents)),
                     ("per_user_limit", .int(Int64(sku.perUserLimit))),
                     ("activation_url", sku.activationURLTemplate.map { .string($0) } ?? .null),
-                    ("bundle", .bool(sku.isBundle)), ("manual_delivery", .bool(sku.manualDelivery)),
+                    ("bundle", bundleText(sku).map { .string($0) } ?? .null), ("manual_delivery", .bool(sku.manualDelivery)),
                     ("review_ttl_ms", .int(engine.reviewTTLMs(sku: sku.key))),
                     ("available", .int(Int64(stock.available))), ("reserved", .int(Int64(stock.reserved))),
                     ("issued", .int(Int64(stock.issued))), ("voided", .int(Int64(stock.voided))),
@@ -182,6 +184,43 @@ struct OperatorOperations: Sendable {
         default:
             throw KamiError(.badRequest, "\(request.op.name) is not an operator operation")
         }
+    }
+
+    /// A bundle's components as `key:units,key:units` (what `sku_set` takes), nil for a
+    /// plain SKU.
+    private func bundleText(_ sku: Sku) -> String? {
+        guard sku.isBundle else { return nil }
+        let keys = Dictionary(engine.queries.skus().map { ($0.id, $0.key) }, uniquingKeysWith: { first, _ in first })
+        return sku.components.map { "\(keys[$0.sku] ?? "#\($0.sku)"):\($0.units)" }.joined(separator: ",")
+    }
+
+    /// `bundle` of `sku_set`: `key:units,key:units` (units default 1), each key a plain SKU.
+    /// The engine checks the keys, the counts and the bounds.
+    static func bundleComponents(_ spec: String) throws(KamiError) -> [(key: String, units: Int)] {
+        var components: [(key: String, units: Int)] = []
+        for part in spec.split(separator: ",", omittingEmptySubsequences: false) {
+            let fields = part.split(separator: ":", omittingEmptySubsequences: false)
+            let key = String(spaceTrimmed(fields[0]))
+            guard !key.isEmpty, fields.count <= 2 else {
+                throw KamiError(.badRequest, "bundle \"\(spec)\": write key:units,key:units (for example video:1,music:1)")
+            }
+            var units = 1
+            if fields.count == 2 {
+                guard let value = Int(spaceTrimmed(fields[1])), value >= 1 else {
+                    throw KamiError(.badRequest, "bundle \"\(spec)\": units of \(key) must be a whole number of at least 1")
+                }
+                units = value
+            }
+            components.append((key, units))
+        }
+        return components
+    }
+
+    private static func spaceTrimmed(_ text: Substring) -> Substring {
+        var part = text
+        while part.first == " " { part = part.dropFirst() }
+        while part.last == " " { part = part.dropLast() }
+        return part
     }
 
     /// The codes of a `deliver` request: one per line, `secret` or `card_number<TAB>secret`;

@@ -5,6 +5,14 @@ import KamiProtocol
 /// The mapping between engine answers and wire messages, in one place: a new field of an
 /// order or a code is added here and in the codecs, nowhere else.
 enum WireMapping {
+    /// The money a `reserve` or `issue` is placed with: `amount_cents` and the labels.
+    static func terms(_ request: Request) -> OrderTerms {
+        OrderTerms(
+            amountCents: request.amountCents,
+            labels: OrderLabels.make(currency: request.currency, channel: request.channel, campaign: request.campaign,
+                                     coupon: request.coupon, distributor: request.distributor))
+    }
+
     /// An import or export in progress.
     static func wire(_ job: JobProgress, nowMs: Int64) -> JSONValue {
         .object([

@@ -1,3 +1,4 @@
+import KamiLedger
 public import KamiCore
 public import KamiCrypto
 
@@ -144,6 +145,7 @@ extension Store {
             let insertState = try db.prepare("INSERT INTO code_state(id, sku_id, state, order_seq) VALUES(?,?,0,NULL)")
             let importID = (try db.scalarInt("SELECT MAX(id) FROM imports") ?? 0) + 1
             var batches = Set<String>()
+            var stockCost: Int64 = 0
             try produce { item in
                 let row: CodeRow
                 switch item {
@@ -194,6 +196,7 @@ extension Store {
                 try insertState.run()
                 lines.append(Int32(clamping: row.line))
                 if let batch = row.batch { batches.insert(batch) }
+                stockCost &+= row.costCents ?? 0
                 nextID += 1
                 report.imported += 1
             }
@@ -212,6 +215,12 @@ extension Store {
             record.bind(8, label)
             record.bind(9, context.clock.nowMs())
             try record.run()
+            // Into the inventory at cost, owed to whoever sold the codes (a supplier's payable
+            // for a buy-ahead, else purchases).
+            if report.imported > 0 {
+                try MutationApplier(db: db).writeLedger(
+                    [Journal.stocked(sku: sku, costCents: stockCost, source: label)], atMs: context.clock.nowMs())
+            }
             try context.appendAudit(AuditEvent(
                 "import", subject: "sku:\(sku)",
                 detail: "import=\(importID) source=\(label) codes=\(firstID)-\(nextID - 1) imported=\(report.imported) "

@@ -1,4 +1,5 @@
 public import KamiCore
+public import KamiLedger
 public import KamiCrypto
 
 /// One code's move as part of a mutation. The only way to change a code's state: the
@@ -27,9 +28,12 @@ public struct CodeChange: Sendable, Hashable {
 /// One durable change, journaled by the group-commit writer. Each carries its audit event.
 public enum Mutation: Sendable {
     /// Inserts or updates an order row and the state of the codes it touches.
-    case writeOrder(Order, codes: [CodeChange], audit: AuditEvent)
-    /// Changes code states outside an order (void of available or issued codes).
-    case setCodes([CodeChange], audit: AuditEvent)
+    /// `ledger`: the money it moves (a delivery's sale and cost, a refund), in the same
+    /// transaction.
+    case writeOrder(Order, codes: [CodeChange], audit: AuditEvent, ledger: [JournalLine] = [])
+    /// Changes code states outside an order (void of available or issued codes); `ledger`:
+    /// the stock written off.
+    case setCodes([CodeChange], audit: AuditEvent, ledger: [JournalLine] = [])
     /// Inserts (id 0) or updates a SKU; the outcome carries its id.
     case writeSku(Sku, audit: AuditEvent)
     /// Sets a SKU's sourcing.
@@ -91,6 +95,8 @@ public struct UpstreamDelivery: Sendable {
     public var source: String
     /// What each code cost.
     public var costCents: Int64
+    /// The money it moves: the order's sale and the codes' cost (set by the engine).
+    public var ledger: [JournalLine] = []
 
     /// Makes a supplier's delivery.
     public init(order: Order, attempt: UpstreamAttempt, items: [(sku: SkuID, item: DeliveredItem)], sealer: Sealer,
@@ -133,6 +139,22 @@ public typealias MutationCompletion = @Sendable (Result<MutationOutcome, KamiErr
 
 /// Encoding of an order's code list in the `orders.codes` blob: per code its id (8 bytes)
 /// and SKU (4 bytes), little-endian.
+/// An order's labels as one column: the five fields in a fixed order, separated by U+001F
+/// (a control character no label may hold), an absent one empty.
+enum LabelsText {
+    static func encode(_ labels: OrderLabels) -> String {
+        [labels.currency, labels.channel, labels.campaign, labels.coupon, labels.distributor].map { $0 ?? "" }
+            .joined(separator: "\u{1F}")
+    }
+
+    static func decode(_ text: String?) -> OrderLabels? {
+        guard let text else { return nil }
+        let parts = text.split(separator: "\u{1F}", omittingEmptySubsequences: false).map { $0.isEmpty ? nil : String($0) }
+        guard parts.count == 5 else { return nil }
+        return OrderLabels.make(currency: parts[0], channel: parts[1], campaign: parts[2], coupon: parts[3], distributor: parts[4])
+    }
+}
+
 enum OrderCodesBlob {
     static let entryBytes = 12
 
@@ -190,13 +212,15 @@ struct MutationApplier {
 
     func apply(_ mutation: Mutation, atMs: Int64, audit: inout AuditChain) throws(SQLiteError) -> MutationOutcome {
         switch mutation {
-        case .writeOrder(let order, let codes, let event):
+        case .writeOrder(let order, let codes, let event, let ledger):
             try writeOrder(order)
             try setCodes(codes)
+            try writeLedger(ledger, atMs: atMs)
             try audit.append(event, atMs: atMs, db: db)
             return .done
-        case .setCodes(let codes, let event):
+        case .setCodes(let codes, let event, let ledger):
             try setCodes(codes)
+            try writeLedger(ledger, atMs: atMs)
             try audit.append(event, atMs: atMs, db: db)
             return .done
         case .writeSku(let sku, let event):
@@ -274,7 +298,26 @@ struct MutationApplier {
         stmt.bind(10, order.expiresAtMs)
         stmt.bind(11, order.createdAtMs)
         stmt.bind(12, order.updatedAtMs)
+        if let amount = order.amountCents { stmt.bind(13, amount) } else { stmt.bindNull(13) }
+        if let labels = order.labels { stmt.bind(14, LabelsText.encode(labels)) } else { stmt.bindNull(14) }
         try stmt.run()
+    }
+
+    /// Appends journal lines (the caller's transaction makes them one with the change).
+    func writeLedger(_ lines: [JournalLine], atMs: Int64) throws(SQLiteError) {
+        guard !lines.isEmpty else { return }
+        let stmt = try db.prepare(HotSQL.writeLedger)
+        for line in lines {
+            stmt.bind(1, Int64(line.kind.rawValue))
+            if let seq = line.orderSeq { stmt.bind(2, seq) } else { stmt.bindNull(2) }
+            stmt.bind(3, Int64(line.sku))
+            stmt.bind(4, line.debit.description)
+            stmt.bind(5, line.credit.description)
+            stmt.bind(6, line.amountCents)
+            stmt.bind(7, line.currency)
+            stmt.bind(8, atMs)
+            try stmt.run()
+        }
     }
 
     private func setCodes(_ codes: [CodeChange]) throws(SQLiteError) {

@@ -214,9 +214,12 @@ struct HotSQL: Sendable {
     static let commit = HotSQL(slot: 1, sql: "COMMIT")
     static let writeOrder = HotSQL(slot: 2, sql: """
         INSERT INTO orders(seq, order_id, user_id, sku_id, units, state, payment_ref, codes, ttl_ms,
-            expires_at_ms, created_at_ms, updated_at_ms) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)
+            expires_at_ms, created_at_ms, updated_at_ms, amount_cents, labels) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)
         ON CONFLICT(seq) DO UPDATE SET state = excluded.state, payment_ref = excluded.payment_ref,
             codes = excluded.codes, expires_at_ms = excluded.expires_at_ms, updated_at_ms = excluded.updated_at_ms
+        """)
+    static let writeLedger = HotSQL(slot: 8, sql: """
+        INSERT INTO ledger(kind, order_seq, sku_id, debit, credit, amount_cents, currency, at_ms) VALUES(?,?,?,?,?,?,?,?)
         """)
     static let setCodeState = HotSQL(slot: 3, sql: "UPDATE code_state SET state = ?, order_seq = ? WHERE id = ? AND state = ?")
     static let appendAudit = HotSQL(slot: 4, sql:
@@ -229,7 +232,7 @@ struct HotSQL: Sendable {
     static let beginRead = HotSQL(slot: 6, sql: "BEGIN")
     /// The MAC of a transaction's last audit entry.
     static let sealAudit = HotSQL(slot: 7, sql: "UPDATE audit SET mac = ? WHERE seq = ?")
-    static let slots = 8
+    static let slots = 9
 }
 
 /// A prepared statement. Bind parameters are 1-based, columns 0-based, as in SQLite.

@@ -171,6 +171,27 @@ enum Schema {
         ALTER TABLE skus ADD COLUMN manual_delivery INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE skus ADD COLUMN review_ttl_ms INTEGER NOT NULL DEFAULT 0;
         """,
+        // 7: money. What each order was paid and its labels; the ledger, one journal line per
+        // money movement (a debit and a credit of one amount), opened with the stock on hand
+        // at cost (orders placed before this have no amount and no sale lines).
+        """
+        ALTER TABLE orders ADD COLUMN amount_cents INTEGER;
+        ALTER TABLE orders ADD COLUMN labels TEXT;
+        CREATE TABLE ledger(
+            id INTEGER PRIMARY KEY,
+            kind INTEGER NOT NULL,
+            order_seq INTEGER,
+            sku_id INTEGER NOT NULL,
+            debit TEXT NOT NULL,
+            credit TEXT NOT NULL,
+            amount_cents INTEGER NOT NULL,
+            currency TEXT,
+            at_ms INTEGER NOT NULL
+        );
+        INSERT INTO ledger(kind, order_seq, sku_id, debit, credit, amount_cents, currency, at_ms)
+            SELECT 4, NULL, c.sku_id, 'inventory', 'purchases', SUM(COALESCE(c.cost_cents, 0)), NULL, 0
+            FROM codes c JOIN code_state s ON s.id = c.id WHERE s.state IN (0, 1) GROUP BY c.sku_id;
+        """,
     ]
 
     /// The version this code writes.

@@ -376,6 +376,7 @@ extension MutationApplier {
         var order = delivery.order
         order.codes = codes
         try writeOrder(order)
+        try writeLedger(delivery.ledger, atMs: atMs)
         if let attempt = delivery.attempt { try writeAttempt(attempt) }
         return (codes, resold)
     }

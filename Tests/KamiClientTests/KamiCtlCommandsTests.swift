@@ -31,8 +31,8 @@ final class KamiCtlCommandsTests: XCTestCase {
         let list = try KamictlRun(socket + ["sku", "list"])
         XCTAssertEqual(list.status, 0, list.stderr)
         XCTAssertEqual(list.stdout, """
-            SKU  NAME  PRICE  LIMIT  DELIVERY  AVAILABLE  RESERVED  ISSUED  VOIDED  IMPORTED
-            vip  VIP     990      -  auto              3         0       1       0         4
+            SKU  NAME  PRICE  LIMIT  DELIVERY  BUNDLE  AVAILABLE  RESERVED  ISSUED  VOIDED  IMPORTED
+            vip  VIP     990      -  auto           -          3         0       1       0         4
 
             """)
         let listJSON = try KamictlRun(socket + ["sku", "list", "--json"])
@@ -195,7 +195,7 @@ final class KamiCtlCommandsTests: XCTestCase {
     func testLongImportsReportProgress() throws {
         let kamid = try Kamid()
         _ = try kamid.stock(count: 1)
-        let rows = Int(ProcessInfo.processInfo.environment["KAMI_PROGRESS_ROWS"] ?? "") ?? 120_000
+        let rows = Int(ProcessInfo.processInfo.environment["KAMI_PROGRESS_ROWS"] ?? "") ?? 400_000
         let path = kamid.directory + "/big.csv"
         var text = "secret\n"
         text.reserveCapacity(rows * 24)
@@ -230,5 +230,40 @@ final class KamiCtlCommandsTests: XCTestCase {
             ("file_bytes", .int(50 << 20)), ("elapsed_ms", .int(10_000)),
         ])
         XCTAssertEqual(line, "import vip: 1,234,567 rows of a 50 MiB file, 123,456 rows/s, 10 s")
+    }
+
+    func testABundleIsDefinedListedStockedAndSoldAllOrNothing() throws {
+        let kamid = try Kamid()
+        let socket = ["--socket", kamid.socketPath]
+        for (key, count) in [("video", 3), ("music", 5)] {
+            XCTAssertEqual(try KamictlRun(socket + ["sku", "set", key]).status, 0)
+            let file = kamid.directory + "/\(key).csv"
+            try ("secret\n" + (0..<count).map { "\(key.uppercased())-\($0)" }.joined(separator: "\n") + "\n")
+                .write(toFile: file, atomically: true, encoding: .utf8)
+            XCTAssertEqual(try KamictlRun(socket + ["import", file, "--sku", key]).status, 0)
+        }
+        let set = try KamictlRun(socket + ["sku", "set", "pack", "--name", "Super", "--price", "3000", "--bundle", "video:1, music:2"])
+        XCTAssertEqual(set.status, 0, set.stderr)
+        XCTAssertTrue(set.stdout.hasSuffix(", bundle of video:1,music:2\n"), set.stdout)
+        for bad in ["video:0", "video:1,video:1", "nope:1", "video:x", ":1", "pack:1"] {
+            let refused = try KamictlRun(socket + ["sku", "set", "pack2", "--bundle", bad])
+            XCTAssertNotEqual(refused.status, 0, bad)
+            XCTAssertFalse(refused.stderr.isEmpty, bad)
+        }
+        XCTAssertNotEqual(try KamictlRun(socket + ["sku", "set", "video", "--bundle", "music:1"]).status, 0,
+                          "a SKU with codes of its own cannot become a bundle")
+        let list = try KamictlRun(socket + ["sku", "list"])
+        XCTAssertTrue(list.stdout.contains("pack   Super   3000      -  auto      video:1,music:2          2"), list.stdout)
+        // Two packs take 2 video and 4 music codes; a third is sold out (music has 1 left).
+        for n in 1...2 {
+            let placed = try issue(kamid, order: "p\(n)", user: "u\(n)", sku: "pack")
+            XCTAssertEqual(placed.state, .committed)
+            XCTAssertEqual(placed.codes.count, 3)
+        }
+        XCTAssertThrowsError(try issue(kamid, order: "p3", user: "u3", sku: "pack")) { error in
+            XCTAssertEqual((error as? KamiError)?.code, .soldOut, "\(error)")
+        }
+        let stock = try KamictlRun(socket + ["stock", "music"])
+        XCTAssertTrue(stock.stdout.contains("music          1         0       4"), stock.stdout)
     }
 }

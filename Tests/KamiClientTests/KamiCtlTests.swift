@@ -171,7 +171,8 @@ final class KamiCtlTests: XCTestCase {
                                            "--per-user-limit", "5"])
         XCTAssertEqual(set.status, 0, set.stderr)
         XCTAssertEqual(set.stdout,
-                       "sku vip set: name \"VIP month\", price 1990 cents, per-user limit 5, activation URL none\n")
+                       "sku vip set: name \"VIP month\", price 1990 cents, per-user limit 5, activation URL none, "
+                           + "delivery automatic, review time 86400000 ms\n")
 
         _ = try csv(kamid, "codes.csv", "secret,card_number\nK-1,\nK-2,\nK-2,\n\nK-3,c3\n")
         // A relative path, resolved against kamictl's working directory before kamid reads it.

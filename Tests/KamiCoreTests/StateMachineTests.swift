@@ -30,6 +30,8 @@ final class StateMachineTests: XCTestCase {
             "reserved>pending_upstream", "expired>pending_upstream", "pending_upstream>committed", "pending_upstream>failed",
             "failed>pending_upstream", "failed>refunded",
             "review>committed", "review>reserved", "review>released", "review>pending_upstream",
+            // A paid hold of a manual-delivery SKU waits for the operator (late too).
+            "reserved>review", "expired>review",
         ]
         for from in OrderState.allCases {
             for to in OrderState.allCases {

@@ -73,6 +73,20 @@ enum Fixtures {
         paidWaiting.id = .number(13)
         paidWaiting.waitMs = 5_000
         list.append(paidWaiting)
+        // Money: the labels of an order, with and without risk signals.
+        var labelled = issue
+        labelled.id = .number(40)
+        labelled.currency = "CNY"
+        labelled.channel = "taobao"
+        labelled.campaign = "618"
+        labelled.coupon = "C-1"
+        labelled.distributor = "d7"
+        list.append(labelled)
+        var labelledHold = reserve
+        labelledHold.id = .number(41)
+        labelledHold.amountCents = 1_990
+        labelledHold.channel = "app"
+        list.append(labelledHold)
         var owned = order
         owned.id = .number(14)
         owned.order = "B-2"

@@ -1,0 +1,194 @@
+public import KamiCore
+
+/// The shop's ledger of record for fulfilment: every money movement kamid causes is one
+/// journal line, a debit to one account and a credit to another of the same amount (so the
+/// books balance by construction), written in the same transaction as the state change that
+/// causes it. Amounts are minor units (`Int64`, fen or cents) of the order's currency.
+///
+/// The accounts (docs/money.md):
+/// - `clearing`: what buyers paid, held by the payment provider until settled (an asset);
+/// - `revenue`: sales;
+/// - `cogs`: the cost of the codes sold (an expense);
+/// - `inventory`: codes in stock, at cost (an asset);
+/// - `purchases`: codes bought outside kamid (CSV imports, codes delivered by hand), owed to
+///   or already paid to whoever sold them (a liability);
+/// - `payable:SUPPLIER`: what kamid's purchases owe one supplier (a liability);
+/// - `writeoff`: stock voided before it was sold (an expense).
+public enum Account: Sendable, Hashable, CustomStringConvertible, Comparable {
+    case clearing
+    case revenue
+    case cogs
+    case inventory
+    case purchases
+    case payable(supplier: String)
+    case writeOff
+
+    public var description: String {
+        switch self {
+        case .clearing: "clearing"
+        case .revenue: "revenue"
+        case .cogs: "cogs"
+        case .inventory: "inventory"
+        case .purchases: "purchases"
+        case .payable(let supplier): "payable:\(supplier)"
+        case .writeOff: "writeoff"
+        }
+    }
+
+    /// The account named `name` (as `description` writes it); nil for anything else.
+    public init?(name: String) {
+        switch name {
+        case "clearing": self = .clearing
+        case "revenue": self = .revenue
+        case "cogs": self = .cogs
+        case "inventory": self = .inventory
+        case "purchases": self = .purchases
+        case "writeoff": self = .writeOff
+        default:
+            guard name.hasPrefix("payable:"), name.count > "payable:".count else { return nil }
+            self = .payable(supplier: String(name.dropFirst("payable:".count)))
+        }
+    }
+
+    /// The account stock of `source` is owed to: `upstream:SUPPLIER` (a supplier's delivery
+    /// or a buy-ahead) is that supplier's payable, anything else (a CSV import, an operator's
+    /// hand) is `purchases`.
+    public static func creditor(source: String?) -> Account {
+        if let source, source.hasPrefix("upstream:"), source.count > "upstream:".count {
+            return .payable(supplier: String(source.dropFirst("upstream:".count)))
+        }
+        return .purchases
+    }
+
+    public static func < (a: Account, b: Account) -> Bool { a.description < b.description }
+}
+
+/// Why a journal line was written.
+public enum JournalKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    /// A delivered order's price: clearing ← revenue.
+    case sale = 1
+    /// What the delivered codes cost: cogs ← inventory (pool), payable (supplier), purchases (by hand).
+    case cost = 2
+    /// A refund: the sale reversed exactly, revenue ← clearing.
+    case refund = 3
+    /// Codes into stock: inventory ← purchases or a supplier's payable.
+    case stock = 4
+    /// Codes in stock voided: writeoff ← inventory.
+    case writeOff = 5
+
+    public var description: String {
+        switch self {
+        case .sale: "sale"
+        case .cost: "cost"
+        case .refund: "refund"
+        case .stock: "stock"
+        case .writeOff: "writeoff"
+        }
+    }
+}
+
+/// One journal line: `amountCents` moves from `credit` to `debit`.
+public struct JournalLine: Sendable, Hashable {
+    public var kind: JournalKind
+    /// The order it belongs to (sale, cost, refund), nil for stock movements.
+    public var orderSeq: OrderSeq?
+    /// The SKU it belongs to (for reports per SKU; a bundle's component for its codes).
+    public var sku: SkuID
+    public var debit: Account
+    public var credit: Account
+    public var amountCents: Int64
+    /// The order's currency (nil: the shop's).
+    public var currency: String?
+
+    public init(kind: JournalKind, orderSeq: OrderSeq?, sku: SkuID, debit: Account, credit: Account, amountCents: Int64,
+                currency: String? = nil) {
+        self.kind = kind
+        self.orderSeq = orderSeq
+        self.sku = sku
+        self.debit = debit
+        self.credit = credit
+        self.amountCents = amountCents
+        self.currency = currency
+    }
+}
+
+/// The journal lines of each event, built by the engine and written by the store with the
+/// state change.
+public enum Journal {
+    /// A delivered order: its sale, and what its codes cost. `costs` is each delivered code's
+    /// SKU, cost and where it came from (`pool`: the inventory; else the creditor of its source).
+    /// An order placed before kamid recorded money (`amountCents` nil) has no sale line.
+    public static func delivered(
+        orderSeq: OrderSeq, sku: SkuID, amountCents: Int64?, currency: String?,
+        costs: [(sku: SkuID, costCents: Int64, fromPool: Bool, source: String?)]
+    ) -> [JournalLine] {
+        var lines: [JournalLine] = []
+        if let amountCents {
+            lines.append(JournalLine(kind: .sale, orderSeq: orderSeq, sku: sku, debit: .clearing, credit: .revenue,
+                                     amountCents: amountCents, currency: currency))
+        }
+        // One cost line per component SKU and creditor, in the order first seen.
+        var grouped: [(sku: SkuID, credit: Account, cents: Int64)] = []
+        for cost in costs {
+            let credit = cost.fromPool ? Account.inventory : Account.creditor(source: cost.source)
+            if let index = grouped.firstIndex(where: { $0.sku == cost.sku && $0.credit == credit }) {
+                grouped[index].cents += cost.costCents
+            } else {
+                grouped.append((cost.sku, credit, cost.costCents))
+            }
+        }
+        for group in grouped {
+            lines.append(JournalLine(kind: .cost, orderSeq: orderSeq, sku: group.sku, debit: .cogs, credit: group.credit,
+                                     amountCents: group.cents, currency: currency))
+        }
+        return lines
+    }
+
+    /// A refund: every sale line of the order reversed, amount for amount.
+    public static func refund(of sales: [JournalLine]) -> [JournalLine] {
+        sales.filter { $0.kind == .sale }.map {
+            JournalLine(kind: .refund, orderSeq: $0.orderSeq, sku: $0.sku, debit: $0.credit, credit: $0.debit,
+                        amountCents: $0.amountCents, currency: $0.currency)
+        }
+    }
+
+    /// Codes of `sku` into stock at `costCents` in all, owed to the creditor of `source`.
+    public static func stocked(sku: SkuID, costCents: Int64, source: String?) -> JournalLine {
+        JournalLine(kind: .stock, orderSeq: nil, sku: sku, debit: .inventory, credit: Account.creditor(source: source),
+                    amountCents: costCents)
+    }
+
+    /// Codes of `sku` in stock voided, `costCents` in all.
+    public static func writtenOff(sku: SkuID, costCents: Int64) -> JournalLine {
+        JournalLine(kind: .writeOff, orderSeq: nil, sku: sku, debit: .writeOff, credit: .inventory, amountCents: costCents)
+    }
+}
+
+/// Balances per account: debits minus credits.
+public struct TrialBalance: Sendable {
+    public private(set) var balances: [Account: Int64] = [:]
+
+    public init(_ lines: some Sequence<JournalLine>) {
+        for line in lines { add(line) }
+    }
+
+    public mutating func add(_ line: JournalLine) {
+        balances[line.debit, default: 0] &+= line.amountCents
+        balances[line.credit, default: 0] &-= line.amountCents
+    }
+
+    /// The sum over every account: zero when the books balance.
+    public var total: Int64 { balances.values.reduce(0, &+) }
+
+    public subscript(_ account: Account) -> Int64 { balances[account] ?? 0 }
+}
+
+/// Checks on money amounts: never negative, never past what `Int64` holds when multiplied or
+/// added up.
+public enum Money {
+    /// `price × units`, or nil when it would overflow.
+    public static func total(priceCents: Int64, units: Int) -> Int64? {
+        let (product, overflow) = priceCents.multipliedReportingOverflow(by: Int64(units))
+        return overflow || product < 0 ? nil : product
+    }
+}

@@ -1,0 +1,81 @@
+public import KamiCore
+public import KamiLedger
+
+/// What `verify` checks the ledger against, read in one snapshot with SQL aggregates (a
+/// ledger of tens of millions of lines is summed, not loaded).
+public struct LedgerFigures: Sendable {
+    /// Per order: for each kind of line, the sum of its amounts and how many lines.
+    public var byOrder: [OrderSeq: [JournalKind: (cents: Int64, lines: Int)]] = [:]
+    /// Per account: debits minus credits.
+    public var balances: [Account: Int64] = [:]
+    /// Lines whose accounts do not parse.
+    public var unknownAccounts: [String] = []
+    /// What the codes in stock (available or reserved) cost.
+    public var stockCostCents: Int64 = 0
+    /// Per order: what the codes issued to it (issued, or voided since) cost.
+    public var orderCodeCostCents: [OrderSeq: Int64] = [:]
+}
+
+extension Store {
+    /// The ledger's figures for `verify`.
+    public func ledgerFigures() throws(KamiError) -> LedgerFigures {
+        try read { db throws(SQLiteError) in
+            var figures = LedgerFigures()
+            let perOrder = try db.prepare("""
+                SELECT order_seq, kind, SUM(amount_cents), COUNT(*) FROM ledger WHERE order_seq IS NOT NULL
+                GROUP BY order_seq, kind
+                """)
+            defer { perOrder.reset() }
+            while try perOrder.step() {
+                guard let kind = JournalKind(rawValue: UInt8(truncatingIfNeeded: perOrder.int64(1))) else { continue }
+                figures.byOrder[perOrder.int64(0), default: [:]][kind] = (perOrder.int64(2), perOrder.int(3))
+            }
+            perOrder.reset()
+            let accounts = try db.prepare("SELECT debit, credit, SUM(amount_cents) FROM ledger GROUP BY debit, credit")
+            defer { accounts.reset() }
+            while try accounts.step() {
+                let debitName = accounts.text(0) ?? "", creditName = accounts.text(1) ?? ""
+                guard let debit = Account(name: debitName), let credit = Account(name: creditName) else {
+                    figures.unknownAccounts.append("\(debitName)/\(creditName)")
+                    continue
+                }
+                figures.balances[debit, default: 0] &+= accounts.int64(2)
+                figures.balances[credit, default: 0] &-= accounts.int64(2)
+            }
+            accounts.reset()
+            figures.stockCostCents = try db.scalarInt("""
+                SELECT COALESCE(SUM(COALESCE(c.cost_cents, 0)), 0) FROM codes c JOIN code_state s ON s.id = c.id
+                WHERE s.state IN (0, 1)
+                """) ?? 0
+            let costs = try db.prepare("""
+                SELECT s.order_seq, SUM(COALESCE(c.cost_cents, 0)) FROM code_state s JOIN codes c ON c.id = s.id
+                WHERE s.order_seq IS NOT NULL AND s.state IN (2, 3) GROUP BY s.order_seq
+                """)
+            defer { costs.reset() }
+            while try costs.step() { figures.orderCodeCostCents[costs.int64(0)] = costs.int64(1) }
+            costs.reset()
+            return figures
+        }
+    }
+
+    /// Journal lines, oldest first, optionally of one order (for reports and tests).
+    public func journal(orderSeq: OrderSeq? = nil, limit: Int = 1_000) throws(KamiError) -> [JournalLine] {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("""
+                SELECT kind, order_seq, sku_id, debit, credit, amount_cents, currency FROM ledger
+                WHERE ?1 IS NULL OR order_seq = ?1 ORDER BY id LIMIT ?2
+                """)
+            defer { stmt.reset() }
+            if let orderSeq { stmt.bind(1, orderSeq) } else { stmt.bindNull(1) }
+            stmt.bind(2, limit)
+            var lines: [JournalLine] = []
+            while try stmt.step() {
+                guard let kind = JournalKind(rawValue: UInt8(truncatingIfNeeded: stmt.int64(0))),
+                      let debit = Account(name: stmt.text(3) ?? ""), let credit = Account(name: stmt.text(4) ?? "") else { continue }
+                lines.append(JournalLine(kind: kind, orderSeq: stmt.isNull(1) ? nil : stmt.int64(1), sku: SkuID(stmt.int64(2)),
+                                         debit: debit, credit: credit, amountCents: stmt.int64(5), currency: stmt.text(6)))
+            }
+            return lines
+        }
+    }
+}

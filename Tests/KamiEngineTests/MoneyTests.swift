@@ -1,0 +1,114 @@
+import KamiCore
+import KamiEngine
+import KamiLedger
+import KamiStore
+import XCTest
+
+/// Money on every order and the ledger written with each change (docs/money.md).
+final class MoneyTests: XCTestCase {
+    /// Stocks `count` codes of `key` costing `cost` each; returns the SKU id.
+    @discardableResult
+    private func stock(_ h: Harness, _ key: String, count: Int, cost: Int64, price: Int64 = 990, label: String = "codes.csv") throws -> SkuID {
+        let sku = try h.engine.admin.setSku(SkuDefinition(key: key, name: key, priceCents: price, perUserLimit: 0))
+        let rows = (0..<count).map { ImportItem.row(CodeRow(line: $0 + 2, secret: Secret("\(key)-\(label)-\($0)"), costCents: cost)) }
+        _ = try h.engine.admin.importCodes(sku: key, source: ArrayRowSource(rows), label: label)
+        return sku.id
+    }
+
+    private func lines(_ h: Harness, _ order: String) throws -> [JournalLine] {
+        h.engine.admin.barrier()
+        let seq = try XCTUnwrap(h.engine.storage.loadSnapshot().orders.first { $0.orderID == order }?.seq)
+        return try h.engine.storage.journal(orderSeq: seq)
+    }
+
+    func testADeliveredOrderBooksItsSaleAndItsCodesCostARefundReversesTheSale() throws {
+        let h = Harness()
+        let vip = try stock(h, "vip", count: 5, cost: 400, price: 990)
+        let labels = OrderLabels(currency: "CNY", channel: "taobao", campaign: "618", coupon: "C-9", distributor: "d1")
+        let sold = try h.engine.storefront.issueSync(order: "o1", user: "u1", sku: "vip", units: 2, paymentRef: "p",
+                                                     terms: OrderTerms(amountCents: 1_500, labels: labels)).get()
+        XCTAssertEqual(sold.state, .committed)
+        var seq = try XCTUnwrap(h.engine.storage.loadSnapshot().orders.first { $0.orderID == "o1" }?.seq)
+        XCTAssertEqual(try lines(h, "o1"), [
+            JournalLine(kind: .sale, orderSeq: seq, sku: vip, debit: .clearing, credit: .revenue, amountCents: 1_500, currency: "CNY"),
+            JournalLine(kind: .cost, orderSeq: seq, sku: vip, debit: .cogs, credit: .inventory, amountCents: 800, currency: "CNY"),
+        ])
+        // Without an amount: the SKU's price × units. A hold moves no money until it is paid.
+        _ = try h.engine.storefront.reserveSync(order: "o2", user: "u2", sku: "vip").get()
+        XCTAssertEqual(try lines(h, "o2"), [])
+        _ = try h.engine.storefront.commitSync(order: "o2", paymentRef: "p2").get()
+        seq = try XCTUnwrap(h.engine.storage.loadSnapshot().orders.first { $0.orderID == "o2" }?.seq)
+        XCTAssertEqual(try lines(h, "o2").map(\.amountCents), [990, 400])
+        // The order keeps its money and labels across a restart.
+        h.reopen()
+        let order = try XCTUnwrap(h.engine.storage.loadSnapshot().orders.first { $0.orderID == "o1" })
+        XCTAssertEqual(order.amountCents, 1_500)
+        XCTAssertEqual(order.labels, labels)
+        // A refund reverses the sale exactly; the codes' cost stays spent.
+        _ = try h.engine.storefront.refundSync(order: "o1").get()
+        let after = try lines(h, "o1")
+        XCTAssertEqual(after.last, JournalLine(kind: .refund, orderSeq: order.seq, sku: vip, debit: .revenue, credit: .clearing,
+                                               amountCents: 1_500, currency: "CNY"))
+        let balance = TrialBalance(try h.engine.storage.journal(limit: 1_000))
+        XCTAssertEqual(balance.total, 0)
+        XCTAssertEqual(balance[.revenue], -990, "o1 refunded, o2's sale stands")
+        XCTAssertEqual(balance[.inventory], 2_000 - 1_200, "5 codes stocked at 400, 3 sold")
+        XCTAssertEqual(balance[.purchases], -2_000)
+        h.assertInvariants()
+    }
+
+    func testStockInVoidsAndQuarantinesMoveTheInventory() throws {
+        let h = Harness()
+        let vip = try stock(h, "vip", count: 4, cost: 250)
+        try stock(h, "vip", count: 2, cost: 100, label: "upstream:fulu")
+        var balance = TrialBalance(try h.engine.storage.journal())
+        XCTAssertEqual(balance[.inventory], 1_200)
+        XCTAssertEqual(balance[.payable(supplier: "fulu")], -200, "a buy-ahead is owed to its supplier")
+        let report = try h.engine.admin.void(code: 1)
+        XCTAssertEqual(report.voided, 1)
+        balance = TrialBalance(try h.engine.storage.journal())
+        XCTAssertEqual(balance[.inventory], 950)
+        XCTAssertEqual(balance[.writeOff], 250)
+        XCTAssertTrue(try h.engine.storage.journal().contains { $0.kind == .writeOff && $0.sku == vip })
+        h.assertInvariants()
+    }
+
+    func testBadAmountsAndLabelsAreRefusedAndARepeatMustMatch() throws {
+        let h = Harness()
+        try stock(h, "vip", count: 3, cost: 100, price: Int64.max / 2)
+        func refused(_ terms: OrderTerms, units: Int = 1, _ words: String, line: UInt = #line) {
+            let error = h.engine.storefront.issueSync(order: "bad", user: "u", sku: "vip", units: units, paymentRef: "p", terms: terms).failure
+            XCTAssertEqual(error?.code, .badRequest, line: line)
+            XCTAssertTrue(error?.message.contains(words) ?? false, error?.message ?? "", line: line)
+        }
+        refused(OrderTerms(amountCents: -5), "negative")
+        refused(.none, units: 3, "overflows")
+        refused(OrderTerms(amountCents: 1, labels: OrderLabels(currency: "RMB1", channel: nil, campaign: nil, coupon: nil, distributor: nil)),
+                "currency")
+        XCTAssertEqual(try h.engine.queries.stock(sku: "vip").available, 3, "nothing was taken")
+        _ = try h.engine.storefront.issueSync(order: "o1", user: "u", sku: "vip", paymentRef: "p", terms: OrderTerms(amountCents: 700)).get()
+        XCTAssertEqual(h.engine.storefront.issueSync(order: "o1", user: "u", sku: "vip", paymentRef: "p",
+                                                     terms: OrderTerms(amountCents: 800)).failure?.code, .conflict)
+        XCTAssertEqual(try h.engine.storefront.issueSync(order: "o1", user: "u", sku: "vip", paymentRef: "p").get().state, .committed,
+                       "a repeat that leaves the amount out answers the order")
+        h.assertInvariants()
+    }
+
+    func testVerifyFindsALedgerEditedBehindKamidsBack() throws {
+        let h = Harness()
+        try stock(h, "vip", count: 3, cost: 300)
+        _ = try h.engine.storefront.issueSync(order: "o1", user: "u1", sku: "vip", paymentRef: "p", terms: OrderTerms(amountCents: 990)).get()
+        _ = try h.engine.storefront.issueSync(order: "o2", user: "u2", sku: "vip", paymentRef: "p").get()
+        h.assertInvariants()
+        h.close()
+        let db = try Connection(path: h.directory + "/" + Store.fileName)
+        // A sale shaved, and a cost line deleted.
+        try db.execute("UPDATE ledger SET amount_cents = 10 WHERE kind = 1 AND amount_cents = 990 AND id = (SELECT MIN(id) FROM ledger WHERE kind = 1)")
+        try db.execute("DELETE FROM ledger WHERE id = (SELECT MAX(id) FROM ledger WHERE kind = 2)")
+        h.reopen()
+        let found = try h.engine.admin.verify().filter { $0.invariant == "ledger" }.map(\.detail)
+        XCTAssertTrue(found.contains { $0.contains("order o1") && $0.contains("sale lines 1 of 10") }, "\(found)")
+        XCTAssertTrue(found.contains { $0.contains("order o2's cost lines add up to 0, its codes cost 300") }, "\(found)")
+        XCTAssertTrue(found.contains { $0.contains("inventory account holds") }, "\(found)")
+    }
+}
