@@ -1,5 +1,6 @@
 public import KamiCore
 import KamiCrypto
+import CKamiLinux
 import Glibc
 import Synchronization
 
@@ -544,9 +545,30 @@ public final class RiskGate: Sendable {
     }
 }
 
-/// One counter that many threads add to.
-final class Tally: Sendable {
-    private let count = Atomic<Int>(0)
-    func add() { count.add(1, ordering: .relaxed) }
-    var value: Int { count.load(ordering: .relaxed) }
+/// One counter that many threads add to, striped: each thread adds to a slot on its own cache
+/// line (one shared counter bumped by both event loops on every request moved its line
+/// between the cores each time); reading adds the slots up.
+final class Tally: @unchecked Sendable {
+    // @unchecked: the slots are only touched with atomic operations.
+    private static let slots = 16
+    private static let stride = 8  // UInt64s: 64 bytes
+    private let counters: UnsafeMutablePointer<UInt64>
+
+    init() {
+        counters = UnsafeMutableRawPointer.allocate(byteCount: Tally.slots * Tally.stride * 8, alignment: 64)
+            .bindMemory(to: UInt64.self, capacity: Tally.slots * Tally.stride)
+        counters.initialize(repeating: 0, count: Tally.slots * Tally.stride)
+    }
+
+    deinit { counters.deallocate() }
+
+    func add() {
+        // The thread's id, hashed (thread descriptors sit megabytes apart), picks its slot.
+        let slot = Int(truncatingIfNeeded: (UInt64(UInt(pthread_self())) &* 0x9E37_79B9_7F4A_7C15) >> 60) & (Tally.slots - 1)
+        kami_counter_add(counters + slot * Tally.stride, 1)
+    }
+
+    var value: Int {
+        (0..<Tally.slots).reduce(0) { $0 + Int(truncatingIfNeeded: kami_counter_load(counters + $1 * Tally.stride)) }
+    }
 }

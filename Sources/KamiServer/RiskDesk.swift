@@ -108,7 +108,7 @@ final class RiskDesk: Sendable {
         }
     }
 
-    private func note(_ evaluation: RiskEvaluation, signals: RiskSignals, subject: String, client: String?) {
+    private func note(_ evaluation: RiskEvaluation, signals: RiskSignals, subject: @autoclosure () -> String, client: String?) {
         if !evaluation.shadowRules.isEmpty {
             logger?.log(.info, "risk-shadow", pairs: [
                 ("event", signals.event), ("rules", evaluation.shadowRules.joined(separator: ",")),
@@ -121,7 +121,7 @@ final class RiskDesk: Sendable {
             ("event", signals.event), ("reason", verdict.reason), ("rules", verdict.rules.joined(separator: ",")),
             ("score", String(verdict.score)),
         ])
-        audit(AuditEvent("risk-\(verdict.decision.rawValue)", subject: subject,
+        audit(AuditEvent("risk-\(verdict.decision.rawValue)", subject: subject(),
                          detail: "\(verdict) \(RiskDesk.who(signals))" + EngineCoreClient.field(client)))
     }
 

@@ -34,6 +34,9 @@ static inline void kami_spin_lock(uint32_t *word) {
     }
 }
 static inline void kami_spin_unlock(uint32_t *word) { __atomic_store_n(word, 0, __ATOMIC_RELEASE); }
+/* A relaxed atomic add to a counter in plain memory (a striped counter's slot). */
+static inline void kami_counter_add(uint64_t *counter, uint64_t value) { __atomic_fetch_add(counter, value, __ATOMIC_RELAXED); }
+static inline uint64_t kami_counter_load(const uint64_t *counter) { return __atomic_load_n(counter, __ATOMIC_RELAXED); }
 /* Asks for the cache line at `address` ahead of a write to it: the risk gate touches a
    dozen random lines per request, and fetched together their misses overlap. */
 static inline void kami_prefetch(const void *address) {
