@@ -40,6 +40,8 @@ public struct Order: Sendable, Hashable {
     public var amountCents: Int64?
     /// The order's currency, channel, campaign, coupon and distributor, when any was given.
     public var labels: OrderLabels?
+    /// What a campaign or coupon took off its list price (0 without one).
+    public var subsidyCents: Int64 = 0
 
     /// Makes an order.
     public init(

@@ -71,6 +71,16 @@ public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// Whether the order is a hold that lapses at `expiresAtMs` (reserved, or held for review).
     public var isHold: Bool { self == .reserved || self == .review }
 
+    /// Whether an order in this state holds what it claimed of a campaign's budget and its
+    /// coupon: it is live, paid or about to be (released, expired and refunded ones gave
+    /// them back).
+    public var holdsPromotion: Bool {
+        switch self {
+        case .reserved, .review, .committed, .pendingUpstream, .failed: true
+        case .released, .expired, .refunded: false
+        }
+    }
+
     /// Whether the order is paid and waits for a supplier (no codes yet).
     public var awaitsUpstream: Bool { self == .pendingUpstream }
 

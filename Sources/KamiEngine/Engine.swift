@@ -1,4 +1,5 @@
 public import KamiCore
+public import KamiLedger
 public import KamiStore
 import KamiPool
 
@@ -226,6 +227,27 @@ public struct Queries: Sendable {
 /// them on an event loop thread.
 public struct Admin: Sendable {
     let core: EngineCore
+
+    /// Creates or replaces a campaign (durable, audited); its budget cannot go under what it
+    /// has already given away.
+    public func setCampaign(_ campaign: Campaign) throws(KamiError) { try core.setCampaign(campaign) }
+
+    /// Every campaign with what it has given away to live orders and how many.
+    public func campaigns() -> [(campaign: Campaign, spentCents: Int64, orders: Int)] {
+        core.promotions.campaigns.map { campaign in
+            let spent = core.promotions.spent(campaign.key)
+            return (campaign, spent.cents, spent.orders)
+        }
+    }
+
+    /// Adds coupon codes to a batch (created, or its terms replaced); returns how many were new.
+    public func addCoupons(_ batch: CouponBatch, codes: [String]) throws(KamiError) -> Int { try core.addCoupons(batch, codes: codes) }
+
+    /// Every coupon batch with its codes and how many live orders hold one.
+    public func couponBatches() -> [(batch: CouponBatch, codes: Int, held: Int)] {
+        let figures = core.promotions.couponFigures()
+        return core.promotions.batches.map { ($0, figures[$0.key]?.codes ?? 0, figures[$0.key]?.held ?? 0) }
+    }
 
     /// Creates or updates a SKU (journaled and audited like everything else).
     public func setSku(_ definition: SkuDefinition) throws(KamiError) -> Sku { try core.setSku(definition) }

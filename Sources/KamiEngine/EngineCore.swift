@@ -21,6 +21,8 @@ final class EngineCore: Sendable {
     let store: Store
     let pool: any CodePool
     let userLimits = UserLimits()
+    /// Campaigns and coupons: what live orders hold of them (docs/money.md).
+    let promotions = PromotionBook()
     let holds = HoldTimer()
     let orders = OrderTable()
     let userOrders = UserIndex()
@@ -65,6 +67,8 @@ final class EngineCore: Sendable {
         let snapshot = try store.loadSnapshot()
         nextSeq = Atomic(snapshot.maxOrderSeq + 1)
         expiry = config.expiryThread ? ExpiryDriver() : nil
+        let coupons = try store.coupons()
+        promotions.load(campaigns: try store.campaigns(), batches: coupons.batches, coupons: coupons.codes)
         recover(snapshot)
         upstream.load(try store.loadUpstream())
         expiry?.start(self)
@@ -121,6 +125,11 @@ final class EngineCore: Sendable {
             userOrders.add(user: order.user, orderID: order.orderID)
             if order.state.holdsCodes {
                 _ = userLimits.tryAcquire(user: order.user, sku: order.sku, units: order.units, limit: 0)
+            }
+            if order.state.holdsPromotion, let labels = order.labels, labels.campaign != nil || labels.coupon != nil {
+                promotions.restore(order: order.orderID, user: order.user, claim: PromotionClaim(
+                    amountCents: order.amountCents ?? 0, subsidyCents: order.subsidyCents, campaign: labels.campaign,
+                    coupon: labels.coupon))
             }
             if order.state.isHold {
                 if order.paymentRef == nil { _ = userLimits.tryAddPendingHold(user: order.user, limit: 0) }

@@ -11,7 +11,7 @@ extension EngineCore {
         let cost = Dictionary(revealed.map { ($0.codeID, $0.costCents ?? 0) }, uniquingKeysWith: { first, _ in first })
         return Journal.delivered(
             orderSeq: order.seq, sku: order.sku, amountCents: order.amountCents, currency: order.labels?.currency,
-            costs: codes.map { (sku: $0.sku, costCents: cost[$0.codeID] ?? 0, fromPool: true, source: nil) })
+            subsidyCents: order.subsidyCents, costs: codes.map { (sku: $0.sku, costCents: cost[$0.codeID] ?? 0, fromPool: true, source: nil) })
     }
 
     /// An order delivered by a supplier (`source` `upstream:SUPPLIER`) or an operator's hand
@@ -19,7 +19,7 @@ extension EngineCore {
     func deliveredFrom(source: String, _ order: Order, items: [(sku: SkuID, item: DeliveredItem)], costCents: Int64) -> [JournalLine] {
         Journal.delivered(
             orderSeq: order.seq, sku: order.sku, amountCents: order.amountCents, currency: order.labels?.currency,
-            costs: items.map { (sku: $0.sku, costCents: costCents, fromPool: false, source: source) })
+            subsidyCents: order.subsidyCents, costs: items.map { (sku: $0.sku, costCents: costCents, fromPool: false, source: source) })
     }
 
     /// Stock voided before it was sold (available or reserved codes): written off at cost.
@@ -39,11 +39,103 @@ extension EngineCore {
         return bySku.map { Journal.writtenOff(sku: $0.sku, costCents: $0.cents) }
     }
 
-    /// A refund: the order's sale reversed exactly (none for an order without an amount).
+    /// A refund: the order's sale (and discount) reversed exactly (none for an order without
+    /// an amount).
     func refundLines(_ order: Order) -> [JournalLine] {
-        guard let amount = order.amountCents else { return [] }
-        return Journal.refund(of: [JournalLine(
-            kind: .sale, orderSeq: order.seq, sku: order.sku, debit: .clearing, credit: .revenue, amountCents: amount,
-            currency: order.labels?.currency)])
+        guard order.amountCents != nil else { return [] }
+        return Journal.refund(of: Journal.delivered(
+            orderSeq: order.seq, sku: order.sku, amountCents: order.amountCents, currency: order.labels?.currency,
+            subsidyCents: order.subsidyCents, costs: []))
+    }
+}
+
+// MARK: campaigns and coupons
+
+extension EngineCore {
+    /// The amount and subsidy a new order is placed with: its campaign's budget and its
+    /// coupon are claimed now (all or nothing) when it names either, else the terms' amount.
+    /// A claim is released if the order is not written (`releaseClaim`).
+    func price(_ orderID: String, user: String, sku: Sku, units: Int, terms: OrderTerms) throws(KamiError) -> (amount: Int64, subsidy: Int64) {
+        guard let labels = terms.labels, labels.campaign != nil || labels.coupon != nil else {
+            return (try terms.amount(priceCents: sku.priceCents, units: units), 0)
+        }
+        if let amount = terms.amountCents, amount < 0 {
+            throw KamiError(.badRequest, "amount_cents must not be negative, got \(amount)")
+        }
+        let claim = try promotions.claim(
+            order: orderID, user: user, sku: sku.id, units: units, listPriceCents: sku.priceCents, amountCents: terms.amountCents,
+            campaign: labels.campaign, coupon: labels.coupon, nowMs: clock.nowMs())
+        return (claim.amountCents, claim.subsidyCents)
+    }
+
+    /// A completion that gives the order's claim back when the order fails to be placed.
+    func releasingClaim(_ orderID: String, _ completion: @escaping OrderCompletion) -> OrderCompletion {
+        { [promotions] result in
+            if case .failure = result { promotions.release(order: orderID) }
+            completion(result)
+        }
+    }
+
+    /// Claims again for an order whose hold lapsed (its claim was given back at expiry):
+    /// nil when it names no campaign or coupon, else the completion to use (it gives the
+    /// claim back if the late commit fails).
+    func reclaim(_ order: Order, sku: Sku, completion: @escaping OrderCompletion) throws(KamiError) -> OrderCompletion? {
+        guard let labels = order.labels, labels.campaign != nil || labels.coupon != nil else { return nil }
+        _ = try promotions.claim(
+            order: order.orderID, user: order.user, sku: sku.id, units: order.units, listPriceCents: sku.priceCents,
+            amountCents: order.amountCents, campaign: labels.campaign, coupon: labels.coupon, nowMs: clock.nowMs())
+        return releasingClaim(order.orderID, completion)
+    }
+
+    /// The order is over without a sale (released, expired, refunded): what it held of a
+    /// campaign and its coupon go back.
+    func releasePromotion(_ order: Order) {
+        guard let labels = order.labels, labels.campaign != nil || labels.coupon != nil else { return }
+        promotions.release(order: order.orderID)
+    }
+
+    /// Sets a campaign (durable, audited) and puts it in force.
+    func setCampaign(_ campaign: Campaign) throws(KamiError) {
+        try campaign.validate()
+        let spent = promotions.spent(campaign.key).cents
+        guard campaign.budgetCents >= spent else {
+            throw KamiError(.badRequest, "campaign \(campaign.key) has already given away \(spent): its budget cannot be less")
+        }
+        guard let sku = sku(id: campaign.sku) else { throw KamiError(.notFound, "no SKU for the campaign") }
+        let event = AuditEvent("campaign-set", subject: "campaign:\(campaign.key)", detail:
+            "sku=\(sku.key) price=\(campaign.priceCents.map(String.init) ?? "-") discount=\(campaign.discountCents) "
+            + "from=\(campaign.startsAtMs) to=\(campaign.endsAtMs) budget=\(campaign.budgetCents) per_user=\(campaign.perUserUses)")
+        _ = try submitAndWait(.writeCampaign(campaign, audit: event))
+        try reloadPromotions()
+    }
+
+    /// Adds coupon codes to a batch (the batch is created or its terms replaced); returns how
+    /// many codes were new.
+    func addCoupons(_ batch: CouponBatch, codes: [String]) throws(KamiError) -> Int {
+        guard !batch.key.isEmpty, batch.key.utf8.count <= Limits.labelBytesMax else {
+            throw KamiError(.badRequest, "batch must be 1...\(Limits.labelBytesMax) bytes")
+        }
+        guard batch.discountCents >= 0, batch.perUserUses >= 0 else {
+            throw KamiError(.badRequest, "discount_cents and per_user_limit must not be negative")
+        }
+        guard codes.count <= Limits.couponsPerRequestMax else {
+            throw KamiError(.badRequest, "at most \(Limits.couponsPerRequestMax) coupons at a time")
+        }
+        for (index, code) in codes.enumerated() {
+            guard !code.isEmpty, code.utf8.count <= Limits.labelBytesMax, !code.utf8.contains(where: { $0 < 0x21 || $0 == 0x7F }) else {
+                throw KamiError(.badRequest, "coupon \(index + 1) must be 1...\(Limits.labelBytesMax) bytes without spaces")
+            }
+        }
+        let event = AuditEvent("coupons-add", subject: "coupon-batch:\(batch.key)",
+                               detail: "discount=\(batch.discountCents) per_user=\(batch.perUserUses) codes=\(codes.count)")
+        let outcome = try submitAndWait(.writeCoupons(batch, codes: codes, audit: event))
+        try reloadPromotions()
+        if case .rowID(let added) = outcome { return Int(added) }
+        return 0
+    }
+
+    private func reloadPromotions() throws(KamiError) {
+        let coupons = try store.coupons()
+        promotions.load(campaigns: try store.campaigns(), batches: coupons.batches, coupons: coupons.codes)
     }
 }

@@ -21,7 +21,6 @@ extension EngineCore {
         let ttl = ttlMs ?? holdTTLDefault.load(ordering: .relaxed)
         let ttlMax = holdTTLMax.load(ordering: .relaxed)
         let sku: Sku
-        let amount: Int64
         do throws(KamiError) {
             try EngineCore.validate(orderID: orderID, user: user, units: units)
             guard ttl >= Limits.holdTTLMsMin && ttl <= ttlMax else {
@@ -30,7 +29,9 @@ extension EngineCore {
             sku = try self.sku(key: skuKey)
             try EngineCore.validate(codesOf: sku, units: units)
             try terms.labels?.validate()
-            amount = try terms.amount(priceCents: sku.priceCents, units: units)
+            if terms.labels?.campaign == nil && terms.labels?.coupon == nil {
+                _ = try terms.amount(priceCents: sku.priceCents, units: units)
+            }
         } catch {
             return completion(.failure(error))
         }
@@ -50,12 +51,19 @@ extension EngineCore {
         case .created:
             break
         }
+        let priced: (amount: Int64, subsidy: Int64)
+        do throws(KamiError) { priced = try price(orderID, user: user, sku: sku, units: units, terms: terms) } catch {
+            orders.end(orderID)
+            return completion(.failure(error))
+        }
         let now = clock.nowMs()
-        let order = Order(
+        var order = Order(
             seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: review ? .review : .reserved, paymentRef: nil,
             codes: [], ttlMs: ttl, expiresAtMs: now + (review ? reviewTTL(sku) : ttl), createdAtMs: now, updatedAtMs: now,
-            amountCents: amount, labels: terms.labels)
-        create(order, sku: sku, client: client, risk: risk, completion: completion)
+            amountCents: priced.amount, labels: terms.labels)
+        order.subsidyCents = priced.subsidy
+        let promoted = terms.labels?.campaign != nil || terms.labels?.coupon != nil
+        create(order, sku: sku, client: client, risk: risk, completion: promoted ? releasingClaim(orderID, completion) : completion)
     }
 
     // MARK: issue
@@ -68,14 +76,15 @@ extension EngineCore {
         completion: @escaping OrderCompletion
     ) {
         let sku: Sku
-        let amount: Int64
         do throws(KamiError) {
             try EngineCore.validate(orderID: orderID, user: user, units: units)
             try EngineCore.validate(paymentRef: paymentRef)
             sku = try self.sku(key: skuKey)
             try EngineCore.validate(codesOf: sku, units: units)
             try terms.labels?.validate()
-            amount = try terms.amount(priceCents: sku.priceCents, units: units)
+            if terms.labels?.campaign == nil && terms.labels?.coupon == nil {
+                _ = try terms.amount(priceCents: sku.priceCents, units: units)
+            }
         } catch {
             return completion(.failure(error))
         }
@@ -95,14 +104,21 @@ extension EngineCore {
         case .created:
             break
         }
+        let priced: (amount: Int64, subsidy: Int64)
+        do throws(KamiError) { priced = try price(orderID, user: user, sku: sku, units: units, terms: terms) } catch {
+            orders.end(orderID)
+            return completion(.failure(error))
+        }
         let now = clock.nowMs()
         // Held for an operator: the risk gate said review, or the SKU is delivered by hand.
         let held = review || sku.manualDelivery
-        let order = Order(
+        var order = Order(
             seq: 0, orderID: orderID, user: user, sku: sku.id, units: units, state: held ? .review : .committed,
             paymentRef: paymentRef, codes: [], ttlMs: 0, expiresAtMs: held ? now + reviewTTL(sku) : 0, createdAtMs: now,
-            updatedAtMs: now, amountCents: amount, labels: terms.labels)
-        create(order, sku: sku, client: client, risk: risk, completion: completion)
+            updatedAtMs: now, amountCents: priced.amount, labels: terms.labels)
+        order.subsidyCents = priced.subsidy
+        let promoted = terms.labels?.campaign != nil || terms.labels?.coupon != nil
+        create(order, sku: sku, client: client, risk: risk, completion: promoted ? releasingClaim(orderID, completion) : completion)
     }
 
     /// Creates a new order (reserved or committed) whose placeholder is in flight.
@@ -266,6 +282,17 @@ extension EngineCore {
             return completion(.failure(KamiError(.notFound, "SKU of order \(order.orderID) no longer exists")))
         }
         let late = order.state == .expired
+        var reclaimed: OrderCompletion?
+        if late {
+            // The claim on its campaign and coupon went back at expiry: claimed again, or the
+            // storefront refunds.
+            do throws(KamiError) { reclaimed = try reclaim(order, sku: sku, completion: completion) } catch {
+                orders.end(order.orderID)
+                return completion(.failure(KamiError(
+                    .expired, "hold on order \(order.orderID) expired and \(error.message); refund the payment")))
+            }
+        }
+        let completion = reclaimed ?? completion
         if !approving && sku.manualDelivery && (late || order.codes.isEmpty) {
             return queueForOperator(order, sku: sku, paymentRef: paymentRef, client: client, completion: completion)
         }
@@ -476,6 +503,7 @@ extension EngineCore {
                 returnToPool(order.codes)
                 userLimits.release(user: order.user, sku: order.sku, units: order.units)
                 endHold(order)
+                releasePromotion(order)
                 orders.publish(published)
                 completion(.success(reply(published)))
             }
@@ -539,6 +567,7 @@ extension EngineCore {
                 case .success:
                     count(stillIssued, from: .issued, to: .voided)
                     userLimits.release(user: order.user, sku: order.sku, units: order.units)
+                    releasePromotion(order)
                     orders.publish(published)
                     completion(.success(reply(published)))
                 }

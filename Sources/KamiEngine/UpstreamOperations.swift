@@ -57,6 +57,7 @@ extension EngineCore {
                 orders.end(order.orderID)
                 completion(.failure(error))
             case .success:
+                releasePromotion(order)
                 orders.publish(refunded)
                 completion(.success(reply(refunded)))
             }

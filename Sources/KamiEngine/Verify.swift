@@ -216,12 +216,43 @@ extension EngineCore {
             } else if sale != nil || lines[.cost] != nil {
                 fail("ledger", "order \(order.orderID) is \(order.state) but has sale or cost lines")
             }
+            let subsidyLine = lines[.subsidy]
+            if delivered && order.subsidyCents > 0 && (subsidyLine?.lines != 1 || subsidyLine?.cents != order.subsidyCents) {
+                fail("ledger", "order \(order.orderID) (subsidy \(order.subsidyCents)) has subsidy lines "
+                    + "\(subsidyLine.map { "\($0.lines) of \($0.cents)" } ?? "none")")
+            }
             let refund = lines[.refund]
-            if order.state == .refunded && delivered && (refund?.cents != amount || refund?.lines != 1) {
+            let refundLines = order.subsidyCents > 0 ? 2 : 1
+            if order.state == .refunded && delivered
+                && (refund?.cents != amount + order.subsidyCents || refund?.lines != refundLines) {
                 fail("ledger", "refunded order \(order.orderID) (amount \(amount)) has refund lines "
                     + "\(refund.map { "\($0.lines) of \($0.cents)" } ?? "none")")
             } else if !(order.state == .refunded && delivered) && refund != nil {
                 fail("ledger", "order \(order.orderID) is \(order.state) but has a refund line")
+            }
+        }
+        // 10. Campaigns and coupons: no campaign gave away more than its budget, no coupon is
+        // held by two live orders, and every one an order names exists.
+        let campaigns = Dictionary(try store.campaigns().map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
+        let couponCodes = Set(try store.coupons().codes.map(\.code))
+        var spent: [String: Int64] = [:]
+        var couponHolder: [String: String] = [:]
+        for order in snapshot.orders where order.state.holdsPromotion {
+            if let campaign = order.labels?.campaign {
+                if campaigns[campaign] == nil { fail("ledger", "order \(order.orderID) names unknown campaign \(campaign)") }
+                spent[campaign, default: 0] += order.subsidyCents
+            }
+            if let coupon = order.labels?.coupon {
+                if !couponCodes.contains(coupon) { fail("ledger", "order \(order.orderID) names unknown coupon \(coupon)") }
+                if let other = couponHolder[coupon] {
+                    fail("ledger", "coupon \(coupon) is held by orders \(other) and \(order.orderID)")
+                }
+                couponHolder[coupon] = order.orderID
+            }
+        }
+        for (key, cents) in spent.sorted(by: { $0.key < $1.key }) {
+            if let budget = campaigns[key]?.budgetCents, cents > budget {
+                fail("ledger", "campaign \(key) gave away \(cents), over its budget of \(budget)")
             }
         }
         let inventory = money.balances[.inventory] ?? 0

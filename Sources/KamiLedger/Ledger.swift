@@ -22,6 +22,8 @@ public enum Account: Sendable, Hashable, CustomStringConvertible, Comparable {
     case purchases
     case payable(supplier: String)
     case writeOff
+    /// What campaigns and coupons gave away (an expense against the list-price revenue).
+    case subsidy
 
     public var description: String {
         switch self {
@@ -32,6 +34,7 @@ public enum Account: Sendable, Hashable, CustomStringConvertible, Comparable {
         case .purchases: "purchases"
         case .payable(let supplier): "payable:\(supplier)"
         case .writeOff: "writeoff"
+        case .subsidy: "subsidy"
         }
     }
 
@@ -44,6 +47,7 @@ public enum Account: Sendable, Hashable, CustomStringConvertible, Comparable {
         case "inventory": self = .inventory
         case "purchases": self = .purchases
         case "writeoff": self = .writeOff
+        case "subsidy": self = .subsidy
         default:
             guard name.hasPrefix("payable:"), name.count > "payable:".count else { return nil }
             self = .payable(supplier: String(name.dropFirst("payable:".count)))
@@ -75,6 +79,9 @@ public enum JournalKind: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     case stock = 4
     /// Codes in stock voided: writeoff ← inventory.
     case writeOff = 5
+    /// What a campaign or coupon took off the list price: subsidy ← revenue (so revenue is
+    /// booked at list price and the discount is the campaign's cost).
+    case subsidy = 6
 
     public var description: String {
         switch self {
@@ -83,6 +90,7 @@ public enum JournalKind: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .refund: "refund"
         case .stock: "stock"
         case .writeOff: "writeoff"
+        case .subsidy: "subsidy"
         }
     }
 }
@@ -117,15 +125,20 @@ public struct JournalLine: Sendable, Hashable {
 public enum Journal {
     /// A delivered order: its sale, and what its codes cost. `costs` is each delivered code's
     /// SKU, cost and where it came from (`pool`: the inventory; else the creditor of its source).
-    /// An order placed before kamid recorded money (`amountCents` nil) has no sale line.
+    /// An order placed before kamid recorded money (`amountCents` nil) has no sale line. A
+    /// discounted order (`subsidyCents` > 0) books the discount too.
     public static func delivered(
-        orderSeq: OrderSeq, sku: SkuID, amountCents: Int64?, currency: String?,
+        orderSeq: OrderSeq, sku: SkuID, amountCents: Int64?, currency: String?, subsidyCents: Int64 = 0,
         costs: [(sku: SkuID, costCents: Int64, fromPool: Bool, source: String?)]
     ) -> [JournalLine] {
         var lines: [JournalLine] = []
         if let amountCents {
             lines.append(JournalLine(kind: .sale, orderSeq: orderSeq, sku: sku, debit: .clearing, credit: .revenue,
                                      amountCents: amountCents, currency: currency))
+        }
+        if subsidyCents > 0 {
+            lines.append(JournalLine(kind: .subsidy, orderSeq: orderSeq, sku: sku, debit: .subsidy, credit: .revenue,
+                                     amountCents: subsidyCents, currency: currency))
         }
         // One cost line per component SKU and creditor, in the order first seen.
         var grouped: [(sku: SkuID, credit: Account, cents: Int64)] = []
@@ -144,9 +157,9 @@ public enum Journal {
         return lines
     }
 
-    /// A refund: every sale line of the order reversed, amount for amount.
+    /// A refund: every sale and subsidy line of the order reversed, amount for amount.
     public static func refund(of sales: [JournalLine]) -> [JournalLine] {
-        sales.filter { $0.kind == .sale }.map {
+        sales.filter { $0.kind == .sale || $0.kind == .subsidy }.map {
             JournalLine(kind: .refund, orderSeq: $0.orderSeq, sku: $0.sku, debit: $0.credit, credit: $0.debit,
                         amountCents: $0.amountCents, currency: $0.currency)
         }

@@ -56,6 +56,11 @@ public enum Mutation: Sendable {
     case writeRiskList(RiskListRow, add: Bool, audit: AuditEvent)
     /// Only an audit entry: a risk decision that created nothing, a reveal of secrets.
     case audit(AuditEvent)
+    /// Inserts or replaces a campaign.
+    case writeCampaign(Campaign, audit: AuditEvent)
+    /// Inserts or replaces a coupon batch and adds its codes (a code already stored is
+    /// skipped); the outcome's row id is how many were added.
+    case writeCoupons(CouponBatch, codes: [String], audit: AuditEvent)
 }
 
 /// One row of the risk gate's lists.
@@ -273,6 +278,44 @@ struct MutationApplier {
         case .audit(let event):
             try audit.append(event, atMs: atMs, db: db)
             return .done
+        case .writeCampaign(let campaign, let event):
+            let stmt = try db.prepare("""
+                INSERT OR REPLACE INTO campaigns(key, sku_id, price_cents, discount_cents, starts_at_ms, ends_at_ms, budget_cents,
+                    per_user_uses, updated_at_ms) VALUES(?,?,?,?,?,?,?,?,?)
+                """)
+            stmt.bind(1, campaign.key)
+            stmt.bind(2, Int64(campaign.sku))
+            if let price = campaign.priceCents { stmt.bind(3, price) } else { stmt.bindNull(3) }
+            stmt.bind(4, campaign.discountCents)
+            stmt.bind(5, campaign.startsAtMs)
+            stmt.bind(6, campaign.endsAtMs)
+            stmt.bind(7, campaign.budgetCents)
+            stmt.bind(8, campaign.perUserUses)
+            stmt.bind(9, atMs)
+            try stmt.run()
+            try audit.append(event, atMs: atMs, db: db)
+            return .done
+        case .writeCoupons(let batch, let codes, var event):
+            let stmt = try db.prepare("""
+                INSERT OR REPLACE INTO coupon_batches(key, discount_cents, per_user_uses, updated_at_ms) VALUES(?,?,?,?)
+                """)
+            stmt.bind(1, batch.key)
+            stmt.bind(2, batch.discountCents)
+            stmt.bind(3, batch.perUserUses)
+            stmt.bind(4, atMs)
+            try stmt.run()
+            let insert = try db.prepare("INSERT INTO coupons(code, batch, added_at_ms) VALUES(?,?,?) ON CONFLICT(code) DO NOTHING")
+            var added: Int64 = 0
+            for code in codes {
+                insert.bind(1, code)
+                insert.bind(2, batch.key)
+                insert.bind(3, atMs)
+                try insert.run()
+                added += Int64(db.changes)
+            }
+            event.detail += " added=\(added)"
+            try audit.append(event, atMs: atMs, db: db)
+            return .rowID(added)
         case .deliverUpstream(let delivery):
             let (codes, resold) = try deliver(delivery, atMs: atMs)
             var event = delivery.audit
@@ -300,6 +343,7 @@ struct MutationApplier {
         stmt.bind(12, order.updatedAtMs)
         if let amount = order.amountCents { stmt.bind(13, amount) } else { stmt.bindNull(13) }
         if let labels = order.labels { stmt.bind(14, LabelsText.encode(labels)) } else { stmt.bindNull(14) }
+        stmt.bind(15, order.subsidyCents)
         try stmt.run()
     }
 

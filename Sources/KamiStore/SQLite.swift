@@ -214,7 +214,8 @@ struct HotSQL: Sendable {
     static let commit = HotSQL(slot: 1, sql: "COMMIT")
     static let writeOrder = HotSQL(slot: 2, sql: """
         INSERT INTO orders(seq, order_id, user_id, sku_id, units, state, payment_ref, codes, ttl_ms,
-            expires_at_ms, created_at_ms, updated_at_ms, amount_cents, labels) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            expires_at_ms, created_at_ms, updated_at_ms, amount_cents, labels, subsidy_cents)
+            VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
         ON CONFLICT(seq) DO UPDATE SET state = excluded.state, payment_ref = excluded.payment_ref,
             codes = excluded.codes, expires_at_ms = excluded.expires_at_ms, updated_at_ms = excluded.updated_at_ms
         """)

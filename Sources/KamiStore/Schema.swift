@@ -192,6 +192,33 @@ enum Schema {
             SELECT 4, NULL, c.sku_id, 'inventory', 'purchases', SUM(COALESCE(c.cost_cents, 0)), NULL, 0
             FROM codes c JOIN code_state s ON s.id = c.id WHERE s.state IN (0, 1) GROUP BY c.sku_id;
         """,
+        // 8: campaigns and coupons. What they gave away is on each order (subsidy_cents) and
+        // which coupon it holds in its labels: their spend and use are rebuilt from the orders.
+        """
+        ALTER TABLE orders ADD COLUMN subsidy_cents INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE campaigns(
+            key TEXT PRIMARY KEY,
+            sku_id INTEGER NOT NULL,
+            price_cents INTEGER,
+            discount_cents INTEGER NOT NULL,
+            starts_at_ms INTEGER NOT NULL,
+            ends_at_ms INTEGER NOT NULL,
+            budget_cents INTEGER NOT NULL,
+            per_user_uses INTEGER NOT NULL,
+            updated_at_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE coupon_batches(
+            key TEXT PRIMARY KEY,
+            discount_cents INTEGER NOT NULL,
+            per_user_uses INTEGER NOT NULL,
+            updated_at_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE coupons(
+            code TEXT PRIMARY KEY,
+            batch TEXT NOT NULL,
+            added_at_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        """,
     ]
 
     /// The version this code writes.

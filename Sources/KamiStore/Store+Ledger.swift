@@ -79,3 +79,42 @@ extension Store {
         }
     }
 }
+
+extension Store {
+    /// Every campaign.
+    public func campaigns() throws(KamiError) -> [Campaign] {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("""
+                SELECT key, sku_id, price_cents, discount_cents, starts_at_ms, ends_at_ms, budget_cents, per_user_uses
+                FROM campaigns ORDER BY key
+                """)
+            defer { stmt.reset() }
+            var result: [Campaign] = []
+            while try stmt.step() {
+                result.append(Campaign(
+                    key: stmt.text(0) ?? "", sku: SkuID(stmt.int64(1)), priceCents: stmt.isNull(2) ? nil : stmt.int64(2),
+                    discountCents: stmt.int64(3), startsAtMs: stmt.int64(4), endsAtMs: stmt.int64(5), budgetCents: stmt.int64(6),
+                    perUserUses: stmt.int(7)))
+            }
+            return result
+        }
+    }
+
+    /// Every coupon batch and every coupon code with its batch.
+    public func coupons() throws(KamiError) -> (batches: [CouponBatch], codes: [(code: String, batch: String)]) {
+        try read { db throws(SQLiteError) in
+            let batches = try db.prepare("SELECT key, discount_cents, per_user_uses FROM coupon_batches ORDER BY key")
+            defer { batches.reset() }
+            var result: [CouponBatch] = []
+            while try batches.step() {
+                result.append(CouponBatch(key: batches.text(0) ?? "", discountCents: batches.int64(1), perUserUses: batches.int(2)))
+            }
+            batches.reset()
+            let codes = try db.prepare("SELECT code, batch FROM coupons")
+            defer { codes.reset() }
+            var list: [(code: String, batch: String)] = []
+            while try codes.step() { list.append((codes.text(0) ?? "", codes.text(1) ?? "")) }
+            return (result, list)
+        }
+    }
+}

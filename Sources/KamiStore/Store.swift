@@ -312,7 +312,7 @@ public final class Store: Sendable {
             states.reset()
             let orders = try db.prepare("""
                 SELECT seq, order_id, user_id, sku_id, units, state, payment_ref, codes, ttl_ms, expires_at_ms,
-                    created_at_ms, updated_at_ms, amount_cents, labels FROM orders ORDER BY seq
+                    created_at_ms, updated_at_ms, amount_cents, labels, subsidy_cents FROM orders ORDER BY seq
                 """)
             defer { orders.reset() }
             while try orders.step() {
@@ -326,6 +326,7 @@ public final class Store: Sendable {
                     codes: codes, ttlMs: orders.int64(8), expiresAtMs: orders.int64(9),
                     createdAtMs: orders.int64(10), updatedAtMs: orders.int64(11),
                     amountCents: orders.isNull(12) ? nil : orders.int64(12), labels: LabelsText.decode(orders.text(13))))
+                snapshot.orders[snapshot.orders.count - 1].subsidyCents = orders.int64(14)
                 snapshot.maxOrderSeq = orders.int64(0)
             }
             orders.reset()

@@ -24,7 +24,7 @@ final class MoneyTests: XCTestCase {
     func testADeliveredOrderBooksItsSaleAndItsCodesCostARefundReversesTheSale() throws {
         let h = Harness()
         let vip = try stock(h, "vip", count: 5, cost: 400, price: 990)
-        let labels = OrderLabels(currency: "CNY", channel: "taobao", campaign: "618", coupon: "C-9", distributor: "d1")
+        let labels = OrderLabels(currency: "CNY", channel: "taobao", campaign: nil, coupon: nil, distributor: "d1")
         let sold = try h.engine.storefront.issueSync(order: "o1", user: "u1", sku: "vip", units: 2, paymentRef: "p",
                                                      terms: OrderTerms(amountCents: 1_500, labels: labels)).get()
         XCTAssertEqual(sold.state, .committed)
