@@ -1,3 +1,5 @@
+import KamiCore
+
 /// Every bound of the CSV import and export, each with what it costs and why it has its value.
 ///
 /// The parser never buffers more than one record, so `recordBytesMax` is also (apart from
@@ -24,9 +26,10 @@ public enum CSVLimits {
     /// Longest batch name in bytes after trimming.
     public static let batchBytesMax = 128
 
-    /// Largest accepted cost, in cents: 10^12 cents is 10 billion yuan, far above any card,
-    /// and low enough that cost x quantity sums in reports cannot overflow `Int64`.
-    public static let costCentsMax: Int64 = 1_000_000_000_000
+    /// Largest accepted cost, in cents: `Limits.costCentsMax` (10^11, a billion yuan), far
+    /// above any card, and low enough that the cost of a whole import (10 million rows) or of
+    /// any order cannot overflow `Int64`.
+    public static let costCentsMax: Int64 = Limits.costCentsMax
 
     /// Bytes read from a file descriptor per `read(2)`: large enough that syscall cost is
     /// noise next to parsing, small enough to stay in L2 cache.

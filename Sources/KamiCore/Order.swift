@@ -85,10 +85,13 @@ public struct OrderTerms: Sendable, Hashable {
     public func amount(priceCents: Int64, units: Int) throws(KamiError) -> Int64 {
         if let amountCents {
             guard amountCents >= 0 else { throw KamiError(.badRequest, "amount_cents must not be negative, got \(amountCents)") }
+            guard amountCents <= Limits.amountCentsMax else {
+                throw KamiError(.badRequest, "amount_cents \(amountCents) is over the limit of \(Limits.amountCentsMax)")
+            }
             return amountCents
         }
         let (total, overflow) = priceCents.multipliedReportingOverflow(by: Int64(units))
-        guard !overflow, total >= 0 else {
+        guard !overflow, total >= 0, total <= Limits.amountCentsMax else {
             throw KamiError(.badRequest, "price \(priceCents) × \(units) units overflows the amount; give amount_cents")
         }
         return total

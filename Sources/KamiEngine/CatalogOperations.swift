@@ -27,6 +27,7 @@ extension EngineCore {
         }
         if let price = definition.priceCents {
             guard price >= 0 else { throw KamiError(.badRequest, "price \(price) is negative") }
+            guard price <= Limits.costCentsMax else { throw KamiError(.badRequest, "price \(price) is over \(Limits.costCentsMax)") }
             sku.priceCents = price
         }
         if let limit = definition.perUserLimit {

@@ -414,9 +414,12 @@ public struct Upstream: Sendable {
 
     /// Buys ahead: stores `items` bought from `supplier` into the pool as available codes of
     /// `sku` (an import whose label names the supplier). Blocks for the commit.
-    public func addToPool(sku: String, items: [DeliveredItem], supplier: String) throws(KamiError) -> ImportReport {
+    public func addToPool(sku: String, items: [DeliveredItem], supplier: String, costCents: Int64) throws(KamiError) -> ImportReport {
+        guard costCents >= 0 && costCents <= Limits.costCentsMax else {
+            throw KamiError(.badRequest, "a supplier's cost of \(costCents) is outside 0...\(Limits.costCentsMax)")
+        }
         let rows = items.enumerated().map { ImportItem.row(CodeRow(
-            line: $0.offset + 1, secret: $0.element.secret, cardNumber: $0.element.cardNumber,
+            line: $0.offset + 1, secret: $0.element.secret, cardNumber: $0.element.cardNumber, costCents: costCents,
             expiresAtMs: $0.element.expiresAtMs, batch: "buy-ahead:\(supplier)")) }
         return try core.importCodes(sku: sku, source: ArrayRowSource(rows), label: "upstream:\(supplier)")
     }

@@ -251,7 +251,12 @@ final class EngineCore: Sendable {
         let changes = codes.map { CodeChange(codeID: $0.codeID, from: .available, to: .voided, orderSeq: nil) }
         let event = AuditEvent(
             "quarantine", subject: "codes", detail: "failed authentication codes=\(EngineCore.codeIDList(codes))")
-        store.writer.submit(.setCodes(changes, audit: event, ledger: writeOffs(codes))) { [self] result in
+        let ledger: [JournalLine]
+        do throws(KamiError) { ledger = try writeOffs(codes) } catch {
+            // Caught again the next time one of them is taken.
+            return returnToPool(codes)
+        }
+        store.writer.submit(.setCodes(changes, audit: event, ledger: ledger)) { [self] result in
             switch result {
             case .success: count(codes, from: .available, to: .voided)
             case .failure: returnToPool(codes)

@@ -126,7 +126,7 @@ extension EngineCore {
         guard items.count == order.units else {
             throw KamiError(.badRequest, "order \(order.orderID) is for \(order.units) units; \(items.count) codes were given")
         }
-        guard costCents >= 0 else { throw KamiError(.badRequest, "cost \(costCents) is negative") }
+        guard costCents >= 0 && costCents <= Limits.costCentsMax else { throw KamiError(.badRequest, "cost \(costCents) is outside 0...\(Limits.costCentsMax)") }
         var seen = Set<[UInt8]>()
         var fingerprints: [[UInt8]] = []
         for (index, item) in items.enumerated() {

@@ -23,15 +23,18 @@ extension EngineCore {
     }
 
     /// Stock voided before it was sold (available or reserved codes): written off at cost.
-    /// Reads the codes' costs (voids and quarantines are rare; a failed read writes off 0 and
-    /// `verify` reports the difference).
-    func writeOffs(_ codes: [OrderCode]) -> [JournalLine] {
+    /// Reads the codes' costs (voids and quarantines are rare); a failed read fails the void,
+    /// never writes off a wrong amount.
+    func writeOffs(_ codes: [OrderCode]) throws(KamiError) -> [JournalLine] {
         guard !codes.isEmpty else { return [] }
-        let rows = (try? store.codes(codes.map(\.codeID))) ?? []
+        let rows = try store.codes(codes.map(\.codeID))
+        guard rows.count == codes.count else {
+            throw KamiError(.unavailable, "could not read the cost of \(codes.count - rows.count) voided codes; try again")
+        }
         var bySku: [(sku: SkuID, cents: Int64)] = []
         for row in rows {
             if let index = bySku.firstIndex(where: { $0.sku == row.sku }) {
-                bySku[index].cents += row.costCents ?? 0
+                bySku[index].cents = Money.sum(bySku[index].cents, row.costCents ?? 0)
             } else {
                 bySku.append((row.sku, row.costCents ?? 0))
             }
@@ -115,7 +118,7 @@ extension EngineCore {
         guard !batch.key.isEmpty, batch.key.utf8.count <= Limits.labelBytesMax else {
             throw KamiError(.badRequest, "batch must be 1...\(Limits.labelBytesMax) bytes")
         }
-        guard batch.discountCents >= 0, batch.perUserUses >= 0 else {
+        guard batch.discountCents >= 0, batch.discountCents <= Limits.costCentsMax, batch.perUserUses >= 0 else {
             throw KamiError(.badRequest, "discount_cents and per_user_limit must not be negative")
         }
         guard codes.count <= Limits.couponsPerRequestMax else {

@@ -399,7 +399,11 @@ extension EngineCore {
                 + (badCodes.isEmpty ? "" : " quarantined=\(EngineCore.codeIDList(badCodes))") + EngineCore.clientField(client))
         let published = committed
         let replies = secrets
-        let ledger = deliveredFromPool(committed, codes: codes, revealed: secrets) + writeOffs(badCodes)
+        let ledger: [JournalLine]
+        do throws(KamiError) { ledger = deliveredFromPool(committed, codes: codes, revealed: secrets) + (try writeOffs(badCodes)) } catch {
+            cleanup()
+            return completion(.failure(error))
+        }
         store.writer.submit(.writeOrder(committed, codes: changes, audit: event, ledger: ledger)) { [self] result in
             switch result {
             case .failure(let error):

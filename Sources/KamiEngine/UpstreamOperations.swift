@@ -302,7 +302,7 @@ extension EngineCore {
         if let problem = IdentifierRules.problem(productID, field: "product", maxBytes: Limits.skuKeyBytesMax) {
             throw KamiError(.badRequest, problem)
         }
-        guard costCents >= 0 else { throw KamiError(.badRequest, "cost_cents \(costCents) is negative") }
+        guard costCents >= 0 && costCents <= Limits.costCentsMax else { throw KamiError(.badRequest, "cost_cents \(costCents) is outside 0...\(Limits.costCentsMax)") }
         guard weight >= 0 && weight <= 1_000_000, priority >= -1_000_000 && priority <= 1_000_000 else {
             throw KamiError(.badRequest, "weight or priority out of range")
         }

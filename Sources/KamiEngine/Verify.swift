@@ -190,8 +190,42 @@ extension EngineCore {
         // with an amount has its one sale line of that amount and cost lines adding up to
         // what its codes cost; a refunded one has its sale reversed exactly; the inventory
         // account holds what the codes in stock cost.
-        let money = try store.ledgerFigures()
+        let money: LedgerFigures
+        do throws(KamiError) { money = try store.ledgerFigures() } catch {
+            // SQLite refuses a SUM past 64 bits: amounts no kamid could write.
+            fail("ledger", "the ledger cannot be summed: \(error.message)")
+            money = LedgerFigures()
+        }
         for pair in money.unknownAccounts.prefix(20) { fail("ledger", "lines name an unknown account: \(pair)") }
+        // Every line has a shape its kind allows: its two accounts, whether it names an order,
+        // an amount of at least 0.
+        for shape in money.shapes {
+            let debit = Account(name: shape.debit), credit = Account(name: shape.credit)
+            let allowed: Bool
+            switch JournalKind(rawValue: UInt8(exactly: shape.kind) ?? 0) {
+            case .sale?: allowed = debit == .clearing && credit == .revenue && shape.hasOrder
+            case .cost?:
+                if case .payable? = credit { allowed = debit == .cogs && shape.hasOrder } else {
+                    allowed = debit == .cogs && (credit == .inventory || credit == .purchases) && shape.hasOrder
+                }
+            case .refund?: allowed = debit == .revenue && (credit == .clearing || credit == .subsidy) && shape.hasOrder
+            case .stock?:
+                if case .payable? = credit { allowed = debit == .inventory && !shape.hasOrder } else {
+                    allowed = debit == .inventory && credit == .purchases && !shape.hasOrder
+                }
+            case .writeOff?: allowed = debit == .writeOff && credit == .inventory && !shape.hasOrder
+            case .subsidy?: allowed = debit == .subsidy && credit == .revenue && shape.hasOrder
+            case nil: allowed = false
+            }
+            if !allowed {
+                fail("ledger", "\(shape.lines) lines of kind \(shape.kind) move \(shape.credit) to \(shape.debit)"
+                    + (shape.hasOrder ? " for an order" : " for no order") + ": no such movement")
+            }
+            if shape.leastCents < 0 {
+                fail("ledger", "lines of kind \(shape.kind) (\(shape.credit) to \(shape.debit)) have a negative amount")
+            }
+        }
+        if money.orphanLines > 0 { fail("ledger", "\(money.orphanLines) lines name an order that does not exist") }
         let total = money.balances.values.reduce(0, &+)
         if total != 0 { fail("ledger", "the accounts do not balance: they add up to \(total)") }
         for order in snapshot.orders {

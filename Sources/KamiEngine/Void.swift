@@ -47,7 +47,7 @@ extension EngineCore {
             let changes = fromPool.map { CodeChange(codeID: $0.codeID, from: .available, to: .voided, orderSeq: nil) }
             let event = AuditEvent("void", subject: label, detail: "available codes=\(EngineCore.codeIDList(fromPool))")
             do throws(KamiError) {
-                _ = try submitAndWait(.setCodes(changes, audit: event, ledger: writeOffs(fromPool)))
+                _ = try submitAndWait(.setCodes(changes, audit: event, ledger: try writeOffs(fromPool)))
             } catch {
                 for code in fromPool { pool.put(sku: code.sku, codes: [code.codeID]) }
                 throw error

@@ -145,14 +145,16 @@ public enum Journal {
         for cost in costs {
             let credit = cost.fromPool ? Account.inventory : Account.creditor(source: cost.source)
             if let index = grouped.firstIndex(where: { $0.sku == cost.sku && $0.credit == credit }) {
-                grouped[index].cents += cost.costCents
+                grouped[index].cents = Money.sum(grouped[index].cents, cost.costCents)
             } else {
                 grouped.append((cost.sku, credit, cost.costCents))
             }
         }
+        // Costs are in the shop's currency (what the codes were bought for), whatever the
+        // buyer paid in.
         for group in grouped {
             lines.append(JournalLine(kind: .cost, orderSeq: orderSeq, sku: group.sku, debit: .cogs, credit: group.credit,
-                                     amountCents: group.cents, currency: currency))
+                                     amountCents: group.cents))
         }
         return lines
     }
@@ -199,6 +201,13 @@ public struct TrialBalance: Sendable {
 /// Checks on money amounts: never negative, never past what `Int64` holds when multiplied or
 /// added up.
 public enum Money {
+    /// `a + b`, held at `Int64.max` rather than trapping (kamid's limits keep real sums far
+    /// below it; a database from before them must not crash kamid).
+    public static func sum(_ a: Int64, _ b: Int64) -> Int64 {
+        let (total, overflow) = a.addingReportingOverflow(b)
+        return overflow ? (b > 0 ? .max : .min) : total
+    }
+
     /// `price × units`, or nil when it would overflow.
     public static func total(priceCents: Int64, units: Int) -> Int64? {
         let (product, overflow) = priceCents.multipliedReportingOverflow(by: Int64(units))

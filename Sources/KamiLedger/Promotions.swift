@@ -37,9 +37,15 @@ public struct Campaign: Sendable, Hashable {
         guard !key.isEmpty, key.utf8.count <= Limits.labelBytesMax, !key.utf8.contains(where: { $0 < 0x21 || $0 == 0x7F }) else {
             throw KamiError(.badRequest, "campaign must be 1...\(Limits.labelBytesMax) bytes without spaces or control characters")
         }
-        if let priceCents, priceCents < 0 { throw KamiError(.badRequest, "campaign price_cents must not be negative") }
-        guard discountCents >= 0 else { throw KamiError(.badRequest, "campaign discount_cents must not be negative") }
-        guard budgetCents >= 0 else { throw KamiError(.badRequest, "campaign budget_cents must not be negative") }
+        if let priceCents, priceCents < 0 || priceCents > Limits.costCentsMax {
+            throw KamiError(.badRequest, "campaign price_cents must be 0...\(Limits.costCentsMax)")
+        }
+        guard discountCents >= 0 && discountCents <= Limits.costCentsMax else {
+            throw KamiError(.badRequest, "campaign discount_cents must be 0...\(Limits.costCentsMax)")
+        }
+        guard budgetCents >= 0 && budgetCents <= Limits.amountCentsMax else {
+            throw KamiError(.badRequest, "campaign budget_cents must be 0...\(Limits.amountCentsMax)")
+        }
         guard perUserUses >= 0 else { throw KamiError(.badRequest, "campaign per_user_limit must not be negative") }
         guard startsAtMs < endsAtMs else { throw KamiError(.badRequest, "campaign must end (until_ms) after it starts (since_ms)") }
     }
@@ -177,7 +183,9 @@ public final class PromotionBook: Sendable {
             let (computed, overflow) = unitPrice.multipliedReportingOverflow(by: Int64(units))
             guard !overflow else { throw KamiError(.badRequest, "price × units overflows the amount") }
             let amount = given ?? max(0, computed - couponDiscount)
-            guard amount >= 0 else { throw KamiError(.badRequest, "amount_cents must not be negative, got \(amount)") }
+            guard amount >= 0 && amount <= Limits.amountCentsMax else {
+                throw KamiError(.badRequest, "amount_cents must be 0...\(Limits.amountCentsMax), got \(amount)")
+            }
             let subsidy = max(0, list - amount)
             if let campaign {
                 let spent = state.spent[campaign.key] ?? 0

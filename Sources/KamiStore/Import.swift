@@ -196,7 +196,7 @@ extension Store {
                 try insertState.run()
                 lines.append(Int32(clamping: row.line))
                 if let batch = row.batch { batches.insert(batch) }
-                stockCost &+= row.costCents ?? 0
+                stockCost = Money.sum(stockCost, row.costCents ?? 0)
                 nextID += 1
                 report.imported += 1
             }

@@ -218,6 +218,7 @@ enum Schema {
             batch TEXT NOT NULL,
             added_at_ms INTEGER NOT NULL
         ) WITHOUT ROWID;
+        CREATE INDEX ledger_order ON ledger(order_seq) WHERE order_seq IS NOT NULL;
         """,
     ]
 

@@ -4,6 +4,8 @@ public import KamiLedger
 /// What `verify` checks the ledger against, read in one snapshot with SQL aggregates (a
 /// ledger of tens of millions of lines is summed, not loaded).
 public struct LedgerFigures: Sendable {
+    public init() {}
+
     /// Per order: for each kind of line, the sum of its amounts and how many lines.
     public var byOrder: [OrderSeq: [JournalKind: (cents: Int64, lines: Int)]] = [:]
     /// Per account: debits minus credits.
@@ -14,6 +16,11 @@ public struct LedgerFigures: Sendable {
     public var stockCostCents: Int64 = 0
     /// Per order: what the codes issued to it (issued, or voided since) cost.
     public var orderCodeCostCents: [OrderSeq: Int64] = [:]
+    /// Every distinct shape of line: kind, accounts, whether it names an order, the least
+    /// amount and how many lines.
+    public var shapes: [(kind: Int64, debit: String, credit: String, hasOrder: Bool, leastCents: Int64, lines: Int)] = []
+    /// Lines naming an order that does not exist.
+    public var orphanLines = 0
 }
 
 extension Store {
@@ -27,7 +34,7 @@ extension Store {
                 """)
             defer { perOrder.reset() }
             while try perOrder.step() {
-                guard let kind = JournalKind(rawValue: UInt8(truncatingIfNeeded: perOrder.int64(1))) else { continue }
+                guard let raw = UInt8(exactly: perOrder.int64(1)), let kind = JournalKind(rawValue: raw) else { continue }
                 figures.byOrder[perOrder.int64(0), default: [:]][kind] = (perOrder.int64(2), perOrder.int(3))
             }
             perOrder.reset()
@@ -54,6 +61,20 @@ extension Store {
             defer { costs.reset() }
             while try costs.step() { figures.orderCodeCostCents[costs.int64(0)] = costs.int64(1) }
             costs.reset()
+            let shapes = try db.prepare("""
+                SELECT kind, debit, credit, order_seq IS NOT NULL, MIN(amount_cents), COUNT(*) FROM ledger
+                GROUP BY kind, debit, credit, order_seq IS NOT NULL
+                """)
+            defer { shapes.reset() }
+            while try shapes.step() {
+                figures.shapes.append((shapes.int64(0), shapes.text(1) ?? "", shapes.text(2) ?? "", shapes.int64(3) != 0,
+                                       shapes.int64(4), shapes.int(5)))
+            }
+            shapes.reset()
+            figures.orphanLines = Int(try db.scalarInt("""
+                SELECT COUNT(*) FROM ledger l WHERE l.order_seq IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.seq = l.order_seq)
+                """) ?? 0)
             return figures
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import KamiCore
 public import KamiHTTP
 
 /// Who we are at a supplier and how we sign: our account id and the keys. Never printed.
@@ -254,7 +255,10 @@ extension SupplierWire {
         }
         guard let list = object["products"] as? [[String: Any]] else { return nil }
         return list.compactMap { entry in
-            guard let id = string(entry["product_id"]), let price = int(entry["price_cents"]) else { return nil }
+            // A price outside 0...costCentsMax is garbage, not a price (it would pass the margin
+            // guard if negative, or overflow the books if huge).
+            guard let id = string(entry["product_id"]), let price = int(entry["price_cents"]), price >= 0,
+                  price <= Limits.costCentsMax else { return nil }
             return SupplierProduct(productID: id, priceCents: price, stock: int(entry["stock"]).map(Int.init))
         }
     }

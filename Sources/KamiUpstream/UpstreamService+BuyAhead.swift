@@ -180,7 +180,8 @@ extension UpstreamService {
                 let delivered = items.map { DeliveredItem(secret: Secret($0.secret), cardNumber: $0.cardNumber, expiresAtMs: $0.expiresAtMs) }
                 let outcome: Result<(Int, Int), KamiError>
                 do throws(KamiError) {
-                    let report = try engine.upstream.addToPool(sku: sku.key, items: delivered, supplier: supplier)
+                    let report = try engine.upstream.addToPool(sku: sku.key, items: delivered, supplier: supplier,
+                                                                costCents: work.purchase.costCents)
                     outcome = .success((report.imported, report.rejectedCount))
                 } catch {
                     outcome = .failure(error)

@@ -76,11 +76,12 @@ extension UpstreamService {
         engine.upstream.recordAttempt(late) { _ in }
         let skuKey = engine.queries.skus().first { $0.id == order.sku }?.key
         let delivered = items.map { DeliveredItem(secret: Secret($0.secret), cardNumber: $0.cardNumber, expiresAtMs: $0.expiresAtMs) }
+        let cost = late.costCents
         // The import blocks on the writer thread: off the loop.
         DispatchQueue.global().async { [self] in
             var kept = 0
             if let skuKey, !delivered.isEmpty {
-                kept = (try? engine.upstream.addToPool(sku: skuKey, items: delivered, supplier: id).imported) ?? 0
+                kept = (try? engine.upstream.addToPool(sku: skuKey, items: delivered, supplier: id, costCents: cost).imported) ?? 0
             }
             log("error", "upstream-late-delivery", [("order", orderID), ("supplier", id), ("ref", ref ?? "-"),
                                                     ("order_state", "\(order.state)"), ("items", String(items.count)),

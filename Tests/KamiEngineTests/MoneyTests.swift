@@ -31,7 +31,7 @@ final class MoneyTests: XCTestCase {
         var seq = try XCTUnwrap(h.engine.storage.loadSnapshot().orders.first { $0.orderID == "o1" }?.seq)
         XCTAssertEqual(try lines(h, "o1"), [
             JournalLine(kind: .sale, orderSeq: seq, sku: vip, debit: .clearing, credit: .revenue, amountCents: 1_500, currency: "CNY"),
-            JournalLine(kind: .cost, orderSeq: seq, sku: vip, debit: .cogs, credit: .inventory, amountCents: 800, currency: "CNY"),
+            JournalLine(kind: .cost, orderSeq: seq, sku: vip, debit: .cogs, credit: .inventory, amountCents: 800),
         ])
         // Without an amount: the SKU's price × units. A hold moves no money until it is paid.
         _ = try h.engine.storefront.reserveSync(order: "o2", user: "u2", sku: "vip").get()
@@ -75,14 +75,16 @@ final class MoneyTests: XCTestCase {
 
     func testBadAmountsAndLabelsAreRefusedAndARepeatMustMatch() throws {
         let h = Harness()
-        try stock(h, "vip", count: 3, cost: 100, price: Int64.max / 2)
+        try stock(h, "vip", count: 3, cost: 100, price: Limits.costCentsMax)
         func refused(_ terms: OrderTerms, units: Int = 1, _ words: String, line: UInt = #line) {
             let error = h.engine.storefront.issueSync(order: "bad", user: "u", sku: "vip", units: units, paymentRef: "p", terms: terms).failure
             XCTAssertEqual(error?.code, .badRequest, line: line)
             XCTAssertTrue(error?.message.contains(words) ?? false, error?.message ?? "", line: line)
         }
         refused(OrderTerms(amountCents: -5), "negative")
-        refused(.none, units: 3, "overflows")
+        XCTAssertThrowsError(try h.engine.admin.setSku(SkuDefinition(key: "vip", priceCents: Limits.costCentsMax + 1)),
+                             "a price past the limit, which price × units could overflow")
+        refused(OrderTerms(amountCents: Limits.amountCentsMax + 1), "over the limit")
         refused(OrderTerms(amountCents: 1, labels: OrderLabels(currency: "RMB1", channel: nil, campaign: nil, coupon: nil, distributor: nil)),
                 "currency")
         XCTAssertEqual(try h.engine.queries.stock(sku: "vip").available, 3, "nothing was taken")
@@ -105,10 +107,19 @@ final class MoneyTests: XCTestCase {
         // A sale shaved, and a cost line deleted.
         try db.execute("UPDATE ledger SET amount_cents = 10 WHERE kind = 1 AND amount_cents = 990 AND id = (SELECT MIN(id) FROM ledger WHERE kind = 1)")
         try db.execute("DELETE FROM ledger WHERE id = (SELECT MAX(id) FROM ledger WHERE kind = 2)")
+        // A movement no event makes, a negative stock line, a line for an order that never was.
+        try db.execute("""
+            INSERT INTO ledger(kind, order_seq, sku_id, debit, credit, amount_cents, at_ms) VALUES
+                (1, 1, 1, 'cogs', 'revenue', 5, 0), (4, NULL, 1, 'inventory', 'purchases', -7, 0),
+                (6, 999, 1, 'subsidy', 'revenue', 0, 0)
+            """)
         h.reopen()
         let found = try h.engine.admin.verify().filter { $0.invariant == "ledger" }.map(\.detail)
-        XCTAssertTrue(found.contains { $0.contains("order o1") && $0.contains("sale lines 1 of 10") }, "\(found)")
+        XCTAssertTrue(found.contains { $0.contains("order o1 (committed, amount 990) has sale lines") }, "\(found)")
         XCTAssertTrue(found.contains { $0.contains("order o2's cost lines add up to 0, its codes cost 300") }, "\(found)")
         XCTAssertTrue(found.contains { $0.contains("inventory account holds") }, "\(found)")
+        XCTAssertTrue(found.contains { $0.contains("kind 1 move revenue to cogs for an order: no such movement") }, "\(found)")
+        XCTAssertTrue(found.contains { $0.contains("kind 4 (purchases to inventory) have a negative amount") }, "\(found)")
+        XCTAssertTrue(found.contains { $0.contains("1 lines name an order that does not exist") }, "\(found)")
     }
 }

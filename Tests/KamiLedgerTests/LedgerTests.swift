@@ -21,10 +21,9 @@ final class LedgerTests: XCTestCase {
                     (sku: 2, costCents: 300, fromPool: true, source: nil), (sku: 2, costCents: 400, fromPool: false, source: "upstream:a")])
         XCTAssertEqual(lines, [
             JournalLine(kind: .sale, orderSeq: 7, sku: 9, debit: .clearing, credit: .revenue, amountCents: 3_000, currency: "CNY"),
-            JournalLine(kind: .cost, orderSeq: 7, sku: 1, debit: .cogs, credit: .inventory, amountCents: 500, currency: "CNY"),
-            JournalLine(kind: .cost, orderSeq: 7, sku: 2, debit: .cogs, credit: .inventory, amountCents: 600, currency: "CNY"),
-            JournalLine(kind: .cost, orderSeq: 7, sku: 2, debit: .cogs, credit: .payable(supplier: "a"), amountCents: 400,
-                        currency: "CNY"),
+            JournalLine(kind: .cost, orderSeq: 7, sku: 1, debit: .cogs, credit: .inventory, amountCents: 500),
+            JournalLine(kind: .cost, orderSeq: 7, sku: 2, debit: .cogs, credit: .inventory, amountCents: 600),
+            JournalLine(kind: .cost, orderSeq: 7, sku: 2, debit: .cogs, credit: .payable(supplier: "a"), amountCents: 400),
         ])
         let balance = TrialBalance(lines)
         XCTAssertEqual(balance.total, 0)
@@ -46,6 +45,15 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(balance[.clearing], 0)
         XCTAssertEqual(balance[.cogs], 400, "the code was consumed: its cost stays")
         XCTAssertEqual(balance.total, 0)
+    }
+
+    func testSumsHoldAtTheLimitInsteadOfTrapping() {
+        XCTAssertEqual(Money.sum(Int64.max - 1, 5), Int64.max)
+        XCTAssertEqual(Money.sum(2, 3), 5)
+        let lines = Journal.delivered(orderSeq: 1, sku: 1, amountCents: 1, currency: nil,
+                                      costs: [(sku: 1, costCents: Int64.max, fromPool: true, source: nil),
+                                              (sku: 1, costCents: Int64.max, fromPool: true, source: nil)])
+        XCTAssertEqual(lines.last?.amountCents, Int64.max)
     }
 
     func testStockInAndWriteOffMoveTheInventory() {
