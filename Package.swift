@@ -75,7 +75,7 @@ let package = Package(
         .target(
             name: "KamiServer",
             dependencies: ["KamiCore", "KamiProtocol", "KamiEngine", "KamiStore", "KamiCrypto", "CKamiLinux",
-                           "KamiUpstream", "KamiHTTP", "KamiRisk"],
+                           "KamiUpstream", "KamiHTTP", "KamiRisk", "KamiLedger"],
             swiftSettings: strict
         ),
         // Client library for storefronts and our own tools.

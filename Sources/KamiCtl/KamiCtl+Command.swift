@@ -73,6 +73,8 @@ extension KamiCtl {
         /// `secretFile` (read by kamictl, one per line), or, with no file, codes from the pool.
         /// `costCents` is what each code cost the shop.
         case deliver(order: String, secretFile: String?, costCents: Int64?)
+        /// `campaign ...`, `coupon ...`.
+        case money(MoneyCommand)
     }
 
     /// What a `--help` or a usage error is about.
@@ -118,6 +120,8 @@ extension KamiCtl {
         case risk
         /// `deliver`.
         case deliver
+        /// `campaign` and `coupon`.
+        case money = "campaign"
     }
 
     /// A command line that does not parse.

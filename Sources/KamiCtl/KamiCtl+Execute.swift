@@ -120,6 +120,19 @@ extension KamiCtl {
             do throws(UsageError) { request = try command.request() } catch {
                 return Outcome(stderr: "kamictl: \(error.message)\n", exit: .usage)
             }
+        case .money(let command):
+            // The generated codes' file is written after the reply: its path made absolute now.
+            if case .couponAdd(let batch, let discount, let perUser, let file, let generate, let out?) = command, !out.hasPrefix("/") {
+                var absolute = invocation
+                absolute.command = .money(.couponAdd(batch: batch, discountCents: discount, perUser: perUser,
+                                                     file: file.map { absolutePath($0, currentDirectory: currentDirectory) },
+                                                     generate: generate, out: absolutePath(out, currentDirectory: currentDirectory)))
+                return execute(absolute, currentDirectory: "/", progress: progress)
+            }
+            switch moneyRequest(command, currentDirectory: currentDirectory) {
+            case .success(let made): request = made
+            case .failure(let problem): return Outcome(stderr: "kamictl: \(problem.message)\n", exit: .failed)
+            }
         }
         var poller: ProgressPoller?
         switch invocation.command {
@@ -259,6 +272,8 @@ extension KamiCtl {
             return Outcome(stdout: describeUpstream(command, fields), exit: .ok)
         case (.risk(let command), let body):
             return Outcome(stdout: describeRisk(command, body), exit: .ok)
+        case (.money(let command), .fields(let fields)):
+            return describeMoney(command, fields, currentDirectory: "/")
         case (.deliver(let order, let file, _), .fields(let fields)):
             // Operator replies travel as fields: the order's state and units, never its codes.
             let qty = Format.int(fields, "qty") ?? 0

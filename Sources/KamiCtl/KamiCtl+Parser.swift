@@ -1,4 +1,5 @@
 import KamiClient
+import Glibc
 
 extension KamiCtl {
     /// Parses a command line (without the program name).
@@ -221,6 +222,12 @@ extension KamiCtl {
             return try riskCommand(rest, help: help)
         case "review":
             return try reviewCommand(rest, help: help)
+        case "campaign":
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            return try campaignCommand(rest, help: help, nowMs: Int64(now.tv_sec) * 1_000 + Int64(now.tv_nsec) / 1_000_000)
+        case "coupon":
+            return try couponCommand(rest, help: help)
         case "stats":
             if help { return .help(.stats) }
             _ = try ParsedOptions(rest, topic: .stats, positionals: 0...0)

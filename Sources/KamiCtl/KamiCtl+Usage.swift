@@ -45,6 +45,8 @@ extension KamiCtl {
                                           orders the risk gate held for an operator
                   deliver ORDER --secret-file F [--cost CENTS] | --from-pool
                                           hand out the codes of an order waiting for delivery
+                  campaign set|list       campaigns: a price or discount with a subsidy budget
+                  coupon add|list         coupon batches: codes from a file or generated
 
                 options (anywhere on the line):
                   --socket PATH           kamid's socket (default: $\(socketEnvironmentVariable), else
@@ -81,6 +83,24 @@ extension KamiCtl {
                   --bundle SKU:N,SKU:N    make SKU a bundle (超级会员 pack): one unit takes N codes of each
                                           component, all or none; priced on its own with --price. A
                                           SKU with codes of its own cannot become a bundle
+                """
+        case .money:
+            return """
+                usage: kamictl campaign set KEY --sku SKU (--price CENTS | --discount CENTS) [--from T] --to T
+                                            --budget CENTS [--per-user N]
+                       kamictl campaign list
+                       kamictl coupon add BATCH --discount CENTS [--per-user N] (--file F | --generate N [--out F])
+                       kamictl coupon list
+
+                A campaign sells SKU at --price (or its price less --discount) from --from (default now)
+                until --to, while what it gives away stays within --budget; at most --per-user orders
+                per user (0: no limit). T is Unix milliseconds or +N with s, m, h or d (+2h). Orders
+                name it with `campaign`; past the budget they are refused (LIMIT_REACHED).
+
+                A coupon batch: each code is used by one order; --discount off the order; at most
+                --per-user codes of the batch per user. --file: one code per line (UTF-8); --generate
+                N: kamid makes N codes of 12 characters, printed or written to --out. Orders name a
+                code with `coupon`. docs/money.md.
                 """
         case .deliver:
             return """

@@ -124,6 +124,10 @@ public enum JSONCodec {
         text(.campaign, request.campaign)
         text(.coupon, request.coupon)
         text(.distributor, request.distributor)
+        number(.discountCents, request.discountCents)
+        number(.budgetCents, request.budgetCents)
+        text(.codes, request.codes)
+        number(.count, request.count)
         if let secrets = request.secrets {
             JSONWriter.key(JSONField.secrets.key, &out)
             JSONWriter.string(secrets.reveal(), &out)

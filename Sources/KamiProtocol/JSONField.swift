@@ -9,6 +9,7 @@ enum JSONField: UInt8, CaseIterable {
     case paymentAccount, amountCents, accountAgeDays, phoneVerified, challengeToken, event, list, kind, value
     case manualDelivery, reviewTTLMs, secrets
     case bundle, currency, channel, campaign, coupon, distributor
+    case discountCents, budgetCents, codes, count
 
     /// The name on the wire.
     var key: StaticString {
@@ -70,6 +71,10 @@ enum JSONField: UInt8, CaseIterable {
         case .campaign: "campaign"
         case .coupon: "coupon"
         case .distributor: "distributor"
+        case .discountCents: "discount_cents"
+        case .budgetCents: "budget_cents"
+        case .codes: "codes"
+        case .count: "count"
         }
     }
 
@@ -81,24 +86,24 @@ enum JSONField: UInt8, CaseIterable {
     /// checks that it agrees with `key` for every field.
     @inline(__always)
     static func match(_ p: UnsafeRawPointer, count: Int) -> JSONField? {
-        let candidates: (JSONField, JSONField?, JSONField?, JSONField?, JSONField?, JSONField?, JSONField?)
+        let candidates: (JSONField, JSONField?, JSONField?, JSONField?, JSONField?, JSONField?, JSONField?, JSONField?)
         switch count {
-        case 2: candidates = (.id, .op, .ip, nil, nil, nil, nil)
-        case 3: candidates = (.sku, .qty, nil, nil, nil, nil, nil)
-        case 4: candidates = (.user, .name, .path, .list, .kind, nil, nil)
-        case 5: candidates = (.order, .token, .batch, .limit, .event, .value, nil)
-        case 6: candidates = (.ttlMs, .client, .device, .cursor, .weight, .bundle, .coupon)
-        case 7: candidates = (.codeID, .dryRun, .replace, .waitMs, .product, .secrets, .channel)
-        case 8: candidates = (.supplier, .priority, .strategy, .sinceMs, .untilMs, .currency, .campaign)
-        case 9: candidates = (.lowWater, nil, nil, nil, nil, nil, nil)
-        case 10: candidates = (.costCents, nil, nil, nil, nil, nil, nil)
-        case 11: candidates = (.paymentRef, .priceCents, .distributor, nil, nil, nil, nil)
-        case 12: candidates = (.withSecrets, .noCandidate, .amountCents, nil, nil, nil, nil)
-        case 13: candidates = (.sourcePolicy, .reviewTTLMs, nil, nil, nil, nil, nil)
-        case 14: candidates = (.perUserLimit, .activationURL, .phoneVerified, nil, nil, nil, nil)
-        case 15: candidates = (.buyAheadUnits, .paymentAccount, .challengeToken, .manualDelivery, nil, nil, nil)
-        case 22: candidates = (.buyAheadBudgetCents, nil, nil, nil, nil, nil, nil)
-        case 16: candidates = (.minMarginCents, .accountAgeDays, nil, nil, nil, nil, nil)
+        case 2: candidates = (.id, .op, .ip, nil, nil, nil, nil, nil)
+        case 3: candidates = (.sku, .qty, nil, nil, nil, nil, nil, nil)
+        case 4: candidates = (.user, .name, .path, .list, .kind, nil, nil, nil)
+        case 5: candidates = (.order, .token, .batch, .limit, .event, .value, .codes, .count)
+        case 6: candidates = (.ttlMs, .client, .device, .cursor, .weight, .bundle, .coupon, nil)
+        case 7: candidates = (.codeID, .dryRun, .replace, .waitMs, .product, .secrets, .channel, nil)
+        case 8: candidates = (.supplier, .priority, .strategy, .sinceMs, .untilMs, .currency, .campaign, nil)
+        case 9: candidates = (.lowWater, nil, nil, nil, nil, nil, nil, nil)
+        case 10: candidates = (.costCents, nil, nil, nil, nil, nil, nil, nil)
+        case 11: candidates = (.paymentRef, .priceCents, .distributor, nil, nil, nil, nil, nil)
+        case 12: candidates = (.withSecrets, .noCandidate, .amountCents, .budgetCents, nil, nil, nil, nil)
+        case 13: candidates = (.sourcePolicy, .reviewTTLMs, nil, nil, nil, nil, nil, nil)
+        case 14: candidates = (.perUserLimit, .activationURL, .phoneVerified, .discountCents, nil, nil, nil, nil)
+        case 15: candidates = (.buyAheadUnits, .paymentAccount, .challengeToken, .manualDelivery, nil, nil, nil, nil)
+        case 22: candidates = (.buyAheadBudgetCents, nil, nil, nil, nil, nil, nil, nil)
+        case 16: candidates = (.minMarginCents, .accountAgeDays, nil, nil, nil, nil, nil, nil)
         default: return nil
         }
         if candidates.0.key.matches(p, count: count) { return candidates.0 }
@@ -108,6 +113,7 @@ enum JSONField: UInt8, CaseIterable {
         if let field = candidates.4, field.key.matches(p, count: count) { return field }
         if let field = candidates.5, field.key.matches(p, count: count) { return field }
         if let field = candidates.6, field.key.matches(p, count: count) { return field }
+        if let field = candidates.7, field.key.matches(p, count: count) { return field }
         return nil
     }
 }

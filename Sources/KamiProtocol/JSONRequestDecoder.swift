@@ -167,6 +167,10 @@ struct JSONRequestDecoder {
         case .campaign: request.campaign = string(field, value)
         case .coupon: request.coupon = string(field, value)
         case .distributor: request.distributor = string(field, value)
+        case .discountCents: request.discountCents = integer(field, value)
+        case .budgetCents: request.budgetCents = integer(field, value)
+        case .codes: request.codes = string(field, value)
+        case .count: request.count = integer(field, value)
         }
     }
 

@@ -50,6 +50,10 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     case reviewApprove = 61
     case reviewDeny = 62
     case deliver = 63
+    case campaignSet = 64
+    case campaignList = 65
+    case couponAdd = 66
+    case couponList = 67
 
     /// The name used in JSON (`"op": "reserve"`); the table is `wireName`.
     public var name: String { wireName.description }
@@ -193,6 +197,12 @@ public struct Request: Sendable, Hashable {
     public var campaign: String?
     public var coupon: String?
     public var distributor: String?
+    /// `campaign_set`: `discount_cents` off the SKU's price, `budget_cents` in all.
+    public var discountCents: Int64?
+    public var budgetCents: Int64?
+    /// `coupon_add`: the codes, one per line (`codes`), or how many to generate (`count`).
+    public var codes: String?
+    public var count: Int64?
 
     /// Makes a request with only the id and operation set.
     public init(id: RequestID, op: Operation) {

@@ -29,7 +29,7 @@ extension Operation {
         case .stock: .stock
         case .risk: .risk
         case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,
-             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .deliver: .fields
+             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .deliver, .campaignSet, .campaignList, .couponAdd, .couponList: .fields
         }
     }
 
@@ -80,6 +80,10 @@ extension Operation {
         case .reviewApprove: "review_approve"
         case .reviewDeny: "review_deny"
         case .deliver: "deliver"
+        case .campaignSet: "campaign_set"
+        case .campaignList: "campaign_list"
+        case .couponAdd: "coupon_add"
+        case .couponList: "coupon_list"
         }
     }
 
@@ -104,7 +108,7 @@ extension Operation {
         case UInt8(ascii: "p"): return pick(.ping)
         case UInt8(ascii: "r"):
             return pick(.reserve, .release, .refund, .risk) ?? pickAny([.reload, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny])
-        case UInt8(ascii: "c"): return pick(.commit)
+        case UInt8(ascii: "c"): return pick(.commit) ?? pickAny([.campaignSet, .campaignList, .couponAdd, .couponList])
         case UInt8(ascii: "i"): return pick(.issue, .importCSV)
         case UInt8(ascii: "o"): return pick(.order)
         case UInt8(ascii: "e"): return pick(.entitlements, .export)

@@ -15,7 +15,8 @@ import Synchronization
 /// names, error codes, SKU keys (operator data) and fixed words.
 public final class Metrics: Sendable {
     /// Operation numbers are below this; slot 0 counts requests that did not decode.
-    static let opSlots = 64
+    /// One slot per operation number (the largest one and below).
+    static let opSlots = Int(KamiProtocol.Operation.allCases.map(\.rawValue).max() ?? 0) + 1
     /// Result slot 0 is success; then one per error code.
     static let results = ["ok"] + ErrorCode.allCases.map(\.rawValue)
 

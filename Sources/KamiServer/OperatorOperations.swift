@@ -1,4 +1,6 @@
 import KamiCore
+import KamiCrypto
+import KamiLedger
 import KamiEngine
 import KamiProtocol
 import KamiStore
@@ -174,6 +176,51 @@ struct OperatorOperations: Sendable {
             // Delivered to the buyer: the operator's reply names the order, not the codes again.
             reply.codes = []
             return .order(WireMapping.wire(reply))
+        case .campaignSet:
+            let key = try need(request.campaign, "campaign")
+            guard let sku = engine.queries.skus().first(where: { $0.key == request.sku }) else {
+                throw KamiError(.notFound, "no SKU \(request.sku ?? "(none given)") for campaign \(key)")
+            }
+            guard (request.priceCents == nil) != (request.discountCents == nil) else {
+                throw KamiError(.badRequest, "campaign \(key) takes exactly one of price_cents and discount_cents")
+            }
+            let campaign = Campaign(
+                key: key, sku: sku.id, priceCents: request.priceCents, discountCents: request.discountCents ?? 0,
+                startsAtMs: request.sinceMs ?? engine.nowMs, endsAtMs: try need(request.untilMs, "until_ms"),
+                budgetCents: try need(request.budgetCents, "budget_cents"), perUserUses: request.perUserLimit ?? 0)
+            try engine.admin.setCampaign(campaign)
+            return .fields(campaignFields(campaign, spent: engine.admin.campaigns().first { $0.campaign.key == key }))
+        case .campaignList:
+            return .fields([("campaigns", .array(engine.admin.campaigns().map { .object(campaignFields($0.campaign, spent: $0)) }))])
+        case .couponAdd:
+            let batch = CouponBatch(key: try need(request.batch, "batch"), discountCents: try need(request.discountCents, "discount_cents"),
+                                    perUserUses: request.perUserLimit ?? 0)
+            var codes: [String]
+            var generated = false
+            switch (request.codes, request.count) {
+            case (let text?, nil):
+                codes = text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).map { String(OperatorOperations.spaceTrimmed($0[...])) }
+                    .filter { !$0.isEmpty }
+            case (nil, let count?):
+                guard count >= 1 && count <= Int64(Limits.couponsPerRequestMax) else {
+                    throw KamiError(.badRequest, "count must be 1...\(Limits.couponsPerRequestMax)")
+                }
+                codes = (0..<count).map { _ in OperatorOperations.couponCode() }
+                generated = true
+            default:
+                throw KamiError(.badRequest, "coupon_add takes codes (one per line) or count (how many to generate)")
+            }
+            let added = try engine.admin.addCoupons(batch, codes: codes)
+            var fields: [(String, JSONValue)] = [("batch", .string(batch.key)), ("added", .int(Int64(added))),
+                                                 ("given", .int(Int64(codes.count)))]
+            if generated { fields.append(("codes", .string(codes.joined(separator: "\n")))) }
+            return .fields(fields)
+        case .couponList:
+            return .fields([("batches", .array(engine.admin.couponBatches().map { entry in
+                .object([("batch", .string(entry.batch.key)), ("discount_cents", .int(entry.batch.discountCents)),
+                         ("per_user_limit", .int(Int64(entry.batch.perUserUses))), ("codes", .int(Int64(entry.codes))),
+                         ("held", .int(Int64(entry.held)))])
+            }))])
         case .riskTest:
             let (verdict, shadow) = risk.test(request)
             return .fields([
@@ -216,7 +263,25 @@ struct OperatorOperations: Sendable {
         return components
     }
 
-    private static func spaceTrimmed(_ text: Substring) -> Substring {
+    /// A campaign as reply fields, with what it has given away.
+    private func campaignFields(_ campaign: Campaign, spent: (campaign: Campaign, spentCents: Int64, orders: Int)?) -> [(String, JSONValue)] {
+        [("campaign", .string(campaign.key)),
+         ("sku", .string(engine.queries.skus().first { $0.id == campaign.sku }?.key ?? "#\(campaign.sku)")),
+         ("price_cents", campaign.priceCents.map { .int($0) } ?? .null), ("discount_cents", .int(campaign.discountCents)),
+         ("since_ms", .int(campaign.startsAtMs)), ("until_ms", .int(campaign.endsAtMs)), ("budget_cents", .int(campaign.budgetCents)),
+         ("per_user_limit", .int(Int64(campaign.perUserUses))), ("spent_cents", .int(spent?.spentCents ?? 0)),
+         ("orders", .int(Int64(spent?.orders ?? 0)))]
+    }
+
+    /// A generated coupon code: 12 characters a person can read aloud (no 0/O, 1/I/L), 59
+    /// bits of randomness.
+    static func couponCode() -> String {
+        let alphabet = Array("23456789ABCDEFGHJKMNPQRSTUVWXYZ".utf8)
+        let bytes = SecureRandom.bytes(count: 12)
+        return String(decoding: bytes.map { alphabet[Int($0) % alphabet.count] }, as: UTF8.self)
+    }
+
+    static func spaceTrimmed(_ text: Substring) -> Substring {
         var part = text
         while part.first == " " { part = part.dropFirst() }
         while part.last == " " { part = part.dropLast() }

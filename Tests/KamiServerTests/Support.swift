@@ -279,6 +279,21 @@ extension Kamid {
         return client
     }
 
+    /// Runs kamictl against this kamid; its exit status and its output and errors together.
+    func kamictl(_ arguments: [String], directory: String? = nil) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Kamid.binary).deletingLastPathComponent().appendingPathComponent("kamictl")
+        process.arguments = ["--socket", socketPath] + arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
     /// Runs `verify` over the Unix socket; the violations (empty when clean).
     func violations() throws -> [String] {
         let reply = try RawClient(unixPath: socketPath).call(#""id":1,"op":"verify""#)

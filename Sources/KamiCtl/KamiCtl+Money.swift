@@ -1,0 +1,196 @@
+import Foundation
+import KamiCore
+import KamiProtocol
+
+extension KamiCtl {
+    /// `campaign ...` and `coupon ...`: promotions (docs/money.md).
+    public enum MoneyCommand: Sendable, Equatable {
+        /// `campaign set KEY --sku S (--price C | --discount C) [--from T] --to T --budget C [--per-user N]`.
+        case campaignSet(key: String, sku: String, priceCents: Int64?, discountCents: Int64?, fromMs: Int64?, toMs: Int64,
+                         budgetCents: Int64, perUser: Int?)
+        case campaignList
+        /// `coupon add BATCH --discount C [--per-user N] (--file F | --generate N [--out F])`.
+        case couponAdd(batch: String, discountCents: Int64, perUser: Int?, file: String?, generate: Int?, out: String?)
+        case couponList
+    }
+
+    /// A time: Unix ms, or `+N` with a unit (s, m, h, d) from now.
+    static func time(_ text: String, option: String, nowMs: Int64) throws(UsageError) -> Int64 {
+        if text.hasPrefix("+"), let unit = text.last, let count = Int64(text.dropFirst().dropLast()), count >= 0 {
+            let unitMs: Int64? = ["s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000][String(unit)]
+            if let unitMs { return nowMs + count * unitMs }
+        }
+        guard let ms = Int64(text), ms >= 0 else {
+            throw UsageError(message: "\(option) takes Unix milliseconds or +N with s, m, h or d (e.g. +2h), got \(text)",
+                             topic: .money)
+        }
+        return ms
+    }
+
+    static func cents(_ text: String?, option: String) throws(UsageError) -> Int64? {
+        guard let text else { return nil }
+        guard let value = Int64(text), value >= 0 else {
+            throw UsageError(message: "\(option) takes a whole number of cents >= 0, got \(text)", topic: .money)
+        }
+        return value
+    }
+
+    /// Parses `campaign ...`.
+    static func campaignCommand(_ words: [String], help: Bool, nowMs: Int64) throws(UsageError) -> Command {
+        if help { return .help(.money) }
+        let (positionals, options) = try split(
+            Array(words.dropFirst()), valued: ["--sku", "--price", "--discount", "--from", "--to", "--budget", "--per-user"],
+            topic: .money)
+        switch words.first {
+        case "set":
+            guard positionals.count == 1, let sku = options["--sku"], let to = options["--to"], let budget = options["--budget"] else {
+                throw UsageError(message: "campaign set KEY --sku S (--price C | --discount C) --to T --budget C", topic: .money)
+            }
+            guard (options["--price"] == nil) != (options["--discount"] == nil) else {
+                throw UsageError(message: "campaign set takes exactly one of --price and --discount", topic: .money)
+            }
+            var perUser: Int?
+            if let text = options["--per-user"] {
+                guard let value = Int(text), value >= 0 else {
+                    throw UsageError(message: "--per-user takes a whole number >= 0, got \(text)", topic: .money)
+                }
+                perUser = value
+            }
+            return .money(.campaignSet(
+                key: positionals[0], sku: sku, priceCents: try cents(options["--price"], option: "--price"),
+                discountCents: try cents(options["--discount"], option: "--discount"),
+                fromMs: try options["--from"].map { (text: String) throws(UsageError) -> Int64 in try time(text, option: "--from", nowMs: nowMs) },
+                toMs: try time(to, option: "--to", nowMs: nowMs), budgetCents: try cents(budget, option: "--budget") ?? 0,
+                perUser: perUser))
+        case "list":
+            guard positionals.isEmpty, options.isEmpty else { throw UsageError(message: "campaign list takes nothing", topic: .money) }
+            return .money(.campaignList)
+        default:
+            throw UsageError(message: "campaign takes set or list", topic: .money)
+        }
+    }
+
+    /// Parses `coupon ...`.
+    static func couponCommand(_ words: [String], help: Bool) throws(UsageError) -> Command {
+        if help { return .help(.money) }
+        let (positionals, options) = try split(
+            Array(words.dropFirst()), valued: ["--discount", "--per-user", "--file", "--generate", "--out"], topic: .money)
+        switch words.first {
+        case "add":
+            guard positionals.count == 1, let discount = options["--discount"] else {
+                throw UsageError(message: "coupon add BATCH --discount C (--file F | --generate N [--out F])", topic: .money)
+            }
+            guard (options["--file"] == nil) != (options["--generate"] == nil) else {
+                throw UsageError(message: "coupon add takes exactly one of --file and --generate", topic: .money)
+            }
+            var generate: Int?
+            if let text = options["--generate"] {
+                guard let value = Int(text), value >= 1, value <= Limits.couponsPerRequestMax else {
+                    throw UsageError(message: "--generate takes 1...\(Limits.couponsPerRequestMax), got \(text)", topic: .money)
+                }
+                generate = value
+            }
+            return .money(.couponAdd(
+                batch: positionals[0], discountCents: try cents(discount, option: "--discount") ?? 0,
+                perUser: try options["--per-user"].map { (text: String) throws(UsageError) -> Int in
+                    guard let value = Int(text), value >= 0 else {
+                        throw UsageError(message: "--per-user takes a whole number >= 0, got \(text)", topic: .money)
+                    }
+                    return value
+                },
+                file: options["--file"], generate: generate, out: options["--out"]))
+        case "list":
+            guard positionals.isEmpty, options.isEmpty else { throw UsageError(message: "coupon list takes nothing", topic: .money) }
+            return .money(.couponList)
+        default:
+            throw UsageError(message: "coupon takes add or list", topic: .money)
+        }
+    }
+
+    /// The request of a money command; a problem reading a coupon file is returned as text.
+    static func moneyRequest(_ command: MoneyCommand, currentDirectory: String) -> Result<Request, UsageError> {
+        var request: Request
+        switch command {
+        case .campaignSet(let key, let sku, let price, let discount, let from, let to, let budget, let perUser):
+            request = Request(id: .number(1), op: .campaignSet)
+            request.campaign = key
+            request.sku = sku
+            request.priceCents = price
+            request.discountCents = discount
+            request.sinceMs = from
+            request.untilMs = to
+            request.budgetCents = budget
+            request.perUserLimit = perUser
+        case .campaignList:
+            request = Request(id: .number(1), op: .campaignList)
+        case .couponAdd(let batch, let discount, let perUser, let file, let generate, _):
+            request = Request(id: .number(1), op: .couponAdd)
+            request.batch = batch
+            request.discountCents = discount
+            request.perUserLimit = perUser
+            if let file {
+                let path = absolutePath(file, currentDirectory: currentDirectory)
+                switch FileChecks.read(path, limit: 1 << 20) {
+                case .success(let bytes):
+                    guard let text = String(validating: bytes, as: UTF8.self) else {
+                        return .failure(UsageError(message: "\(path): is not UTF-8 text", topic: .money))
+                    }
+                    request.codes = text.hasPrefix("\u{FEFF}") ? String(text.dropFirst()) : text
+                case .failure(let problem):
+                    return .failure(UsageError(message: "\(path): \(problem.message)", topic: .money))
+                }
+            }
+            request.count = generate.map(Int64.init)
+        case .couponList:
+            request = Request(id: .number(1), op: .couponList)
+        }
+        return .success(request)
+    }
+
+    /// Text for a money command's reply (and, for generated coupons, writes them out).
+    static func describeMoney(_ command: MoneyCommand, _ fields: [(String, JSONValue)], currentDirectory: String) -> Outcome {
+        func rows(_ name: String) -> [[(String, JSONValue)]] {
+            guard case .array(let items) = Format.value(fields, name) else { return [] }
+            return items.compactMap { if case .object(let members) = $0 { members } else { nil } }
+        }
+        func cell(_ row: [(String, JSONValue)], _ name: String) -> String {
+            Format.text(row, name) ?? Format.int(row, name).map(String.init) ?? "-"
+        }
+        switch command {
+        case .campaignSet(let key, _, _, _, _, _, _, _):
+            return Outcome(stdout: "campaign \(key) set: budget \(Format.int(fields, "budget_cents") ?? 0) cents, "
+                + "\(Format.int(fields, "spent_cents") ?? 0) given away so far\n", exit: .ok)
+        case .campaignList:
+            let list = rows("campaigns")
+            guard !list.isEmpty else { return Outcome(stdout: "no campaigns\n", exit: .ok) }
+            let header = ["CAMPAIGN", "SKU", "PRICE", "DISCOUNT", "BUDGET", "SPENT", "ORDERS", "PER_USER", "SINCE_MS", "UNTIL_MS"]
+            let body = list.map { row in
+                ["campaign", "sku", "price_cents", "discount_cents", "budget_cents", "spent_cents", "orders", "per_user_limit",
+                 "since_ms", "until_ms"].map { cell(row, $0) }
+            }
+            return Outcome(stdout: Format.table([header] + body), exit: .ok)
+        case .couponAdd(let batch, _, _, _, _, let out):
+            var text = "batch \(batch): \(Format.int(fields, "added") ?? 0) of \(Format.int(fields, "given") ?? 0) codes added\n"
+            if let codes = Format.text(fields, "codes") {
+                if let out {
+                    let path = absolutePath(out, currentDirectory: currentDirectory)
+                    do {
+                        try (codes + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+                        text += "generated codes written to \(path)\n"
+                    } catch {
+                        return Outcome(stdout: text, stderr: "kamictl: \(path): \(error)\n", exit: .failed)
+                    }
+                } else {
+                    text += codes + "\n"
+                }
+            }
+            return Outcome(stdout: text, exit: .ok)
+        case .couponList:
+            let list = rows("batches")
+            guard !list.isEmpty else { return Outcome(stdout: "no coupon batches\n", exit: .ok) }
+            let header = ["BATCH", "DISCOUNT", "PER_USER", "CODES", "HELD"]
+            let body = list.map { row in ["batch", "discount_cents", "per_user_limit", "codes", "held"].map { cell(row, $0) } }
+            return Outcome(stdout: Format.table([header] + body), exit: .ok)
+        }
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import KamiCore
+import KamiProtocol
+import XCTest
+
+/// Money through a live kamid: a campaign whose budget covers exactly N orders in a flash
+/// sale over 64 connections, coupons generated and raced for, all through kamictl and the
+/// storefront protocol (docs/money.md).
+final class MoneyDaemonTests: XCTestCase {
+    func testAFlashSaleCampaignGivesExactlyItsBudgetAndACouponIsUsedOnce() throws {
+        let directory = NSTemporaryDirectory() + "kamid-money-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var kamid = try Kamid(directory: directory + "/data", arguments: [])
+        try kamid.stock(sku: "vip", count: 400)
+        XCTAssertEqual(try kamid.kamictl(["sku", "set", "vip", "--price", "1000"]).status, 0)
+        // 300 off: 15,000 is exactly 50 discounted orders.
+        let set = try kamid.kamictl(["campaign", "set", "618", "--sku", "vip", "--discount", "300", "--to", "+1h",
+                                     "--budget", "15000"])
+        XCTAssertEqual(set.status, 0, set.output)
+        XCTAssertEqual(set.output, "campaign 618 set: budget 15000 cents, 0 given away so far\n")
+        XCTAssertEqual(try kamid.kamictl(["campaign", "set", "bad", "--sku", "vip", "--to", "+1h", "--budget", "1"]).status, 2,
+                       "a price or a discount")
+        XCTAssertNotEqual(try kamid.kamictl(["campaign", "set", "x", "--sku", "nope", "--discount", "1", "--to", "+1h",
+                                             "--budget", "1"]).status, 0)
+
+        let port = kamid.port
+        let token = kamid.token
+        let outcomes = Locked<[String: Int]>([:])
+        let group = DispatchGroup()
+        for connection in 0..<64 {
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                guard let client = try? RawClient(port: port),
+                      client.call(#""id":0,"op":"hello","client":"default","token":"\#(token)""#)?.isOK == true else { return }
+                for n in 0..<3 {
+                    let reply = client.call(#""id":\#(n + 1),"op":"issue","order":"f\#(connection)-\#(n)","user":"u\#(connection)-\#(n)","sku":"vip","qty":1,"payment_ref":"p","campaign":"618","channel":"app""#)
+                    let key = reply?.order?.state == .committed ? "ok" : reply?.error?.code.rawValue ?? "none"
+                    outcomes.withLock { $0[key, default: 0] += 1 }
+                }
+            }
+        }
+        group.wait()
+        XCTAssertEqual(outcomes.withLock { $0 }, ["ok": 50, "LIMIT_REACHED": 142], "exactly the budget's 50 orders")
+        let list = try kamid.kamictl(["campaign", "list"])
+        XCTAssertTrue(list.output.contains("618  vip      -       300   15000  15000      50"), list.output)
+
+        // Coupons: generated into a file, then 8 buyers race for one code.
+        let generated = try kamid.kamictl(["coupon", "add", "welcome", "--discount", "200", "--per-user", "1", "--generate", "5",
+                                           "--out", "codes.txt"], directory: directory)
+        XCTAssertEqual(generated.status, 0, generated.output)
+        XCTAssertTrue(generated.output.hasPrefix("batch welcome: 5 of 5 codes added\n"), generated.output)
+        let codes = try String(contentsOfFile: directory + "/codes.txt", encoding: .utf8).split(separator: "\n").map(String.init)
+        XCTAssertEqual(codes.count, 5)
+        XCTAssertTrue(codes.allSatisfy { $0.count == 12 })
+        let winners = Locked<Int>(0)
+        let racers = DispatchGroup()
+        for racer in 0..<8 {
+            racers.enter()
+            Thread.detachNewThread {
+                defer { racers.leave() }
+                guard let client = try? RawClient(port: port),
+                      client.call(#""id":0,"op":"hello","client":"default","token":"\#(token)""#)?.isOK == true else { return }
+                let reply = client.call(#""id":1,"op":"issue","order":"c\#(racer)","user":"c\#(racer)","sku":"vip","qty":1,"payment_ref":"p","coupon":"\#(codes[0])""#)
+                if reply?.order?.state == .committed { winners.withLock { $0 += 1 } }
+            }
+        }
+        racers.wait()
+        XCTAssertEqual(winners.withLock { $0 }, 1, "a coupon is used once")
+        let file = directory + "/mine.txt"
+        try "\u{FEFF}OWN-1\nOWN-2\n\nOWN-1\n".write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertTrue(try kamid.kamictl(["coupon", "add", "own", "--discount", "100", "--file", file]).output
+                        .hasPrefix("batch own: 2 of 3 codes added"))
+        XCTAssertTrue(try kamid.kamictl(["coupon", "list"]).output.contains("welcome       200         1      5     1"))
+        XCTAssertEqual(try kamid.violations(), [])
+
+        // The spend is rebuilt from the orders after a restart.
+        XCTAssertEqual(kamid.stop(), 0)
+        kamid = try Kamid(directory: directory + "/data", arguments: [])
+        defer { XCTAssertEqual(kamid.stop(), 0) }
+        let listed = try kamid.kamictl(["campaign", "list"])
+        XCTAssertTrue(listed.output.contains("15000  15000      50"), "\(listed.status) \(listed.output) \(kamid.log.suffix(5))")
+        let again = try kamid.storefront().call(#""id":1,"op":"issue","order":"after","user":"after","sku":"vip","qty":1,"payment_ref":"p","campaign":"618""#)
+        XCTAssertEqual(again?.error?.code, .limitReached)
+        XCTAssertEqual(try kamid.violations(), [])
+    }
+}
