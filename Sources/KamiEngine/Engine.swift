@@ -240,6 +240,29 @@ public struct Admin: Sendable {
         }
     }
 
+    /// Sets a distributor's commission rate (basis points), its default or for one SKU.
+    @discardableResult
+    public func setDistributor(_ key: String, rateBps: Int, sku: String? = nil) throws(KamiError) -> Distributor {
+        try core.setDistributor(key, rateBps: rateBps, sku: sku)
+    }
+
+    /// Every distributor with its rates and what the shop owes it now.
+    public func distributors() throws(KamiError) -> [(distributor: Distributor, owedCents: Int64)] {
+        var result: [(distributor: Distributor, owedCents: Int64)] = []
+        for distributor in core.distributors.withLock({ Array($0.values) }).sorted(by: { $0.key < $1.key }) {
+            result.append((distributor, try core.storage.distributorStatement(distributor.key, sinceMs: 0, untilMs: Int64.max).owedCents))
+        }
+        return result
+    }
+
+    /// A distributor's settlement statement for `sinceMs` ≤ t < `untilMs`.
+    public func distributorStatement(_ key: String, sinceMs: Int64, untilMs: Int64) throws(KamiError)
+        -> (accruedCents: Int64, orders: Int, reversedCents: Int64, reversals: Int, owedCents: Int64)
+    {
+        guard core.distributors.withLock({ $0[key] }) != nil else { throw KamiError(.notFound, "no distributor \(key)") }
+        return try core.storage.distributorStatement(key, sinceMs: sinceMs, untilMs: untilMs)
+    }
+
     /// Adds coupon codes to a batch (created, or its terms replaced); returns how many were new.
     public func addCoupons(_ batch: CouponBatch, codes: [String]) throws(KamiError) -> Int { try core.addCoupons(batch, codes: codes) }
 

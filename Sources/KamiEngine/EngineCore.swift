@@ -23,6 +23,8 @@ final class EngineCore: Sendable {
     let userLimits = UserLimits()
     /// Campaigns and coupons: what live orders hold of them (docs/money.md).
     let promotions = PromotionBook()
+    /// Distributors and their commission rates, by key.
+    let distributors = Locked<[String: Distributor]>([:])
     let holds = HoldTimer()
     let orders = OrderTable()
     let userOrders = UserIndex()
@@ -69,6 +71,8 @@ final class EngineCore: Sendable {
         expiry = config.expiryThread ? ExpiryDriver() : nil
         let coupons = try store.coupons()
         promotions.load(campaigns: try store.campaigns(), batches: coupons.batches, coupons: coupons.codes)
+        let loaded = try store.distributors()
+        distributors.withLock { $0 = Dictionary(loaded.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first }) }
         recover(snapshot)
         upstream.load(try store.loadUpstream())
         expiry?.start(self)

@@ -11,7 +11,7 @@ extension EngineCore {
         let cost = Dictionary(revealed.map { ($0.codeID, $0.costCents ?? 0) }, uniquingKeysWith: { first, _ in first })
         return Journal.delivered(
             orderSeq: order.seq, sku: order.sku, amountCents: order.amountCents, currency: order.labels?.currency,
-            subsidyCents: order.subsidyCents, costs: codes.map { (sku: $0.sku, costCents: cost[$0.codeID] ?? 0, fromPool: true, source: nil) })
+            subsidyCents: order.subsidyCents, commission: commission(order), costs: codes.map { (sku: $0.sku, costCents: cost[$0.codeID] ?? 0, fromPool: true, source: nil) })
     }
 
     /// An order delivered by a supplier (`source` `upstream:SUPPLIER`) or an operator's hand
@@ -19,7 +19,7 @@ extension EngineCore {
     func deliveredFrom(source: String, _ order: Order, items: [(sku: SkuID, item: DeliveredItem)], costCents: Int64) -> [JournalLine] {
         Journal.delivered(
             orderSeq: order.seq, sku: order.sku, amountCents: order.amountCents, currency: order.labels?.currency,
-            subsidyCents: order.subsidyCents, costs: items.map { (sku: $0.sku, costCents: costCents, fromPool: false, source: source) })
+            subsidyCents: order.subsidyCents, commission: commission(order), costs: items.map { (sku: $0.sku, costCents: costCents, fromPool: false, source: source) })
     }
 
     /// Stock voided before it was sold (available or reserved codes): written off at cost.
@@ -42,13 +42,35 @@ extension EngineCore {
         return bySku.map { Journal.writtenOff(sku: $0.sku, costCents: $0.cents) }
     }
 
-    /// A refund: the order's sale (and discount) reversed exactly (none for an order without
-    /// an amount).
-    func refundLines(_ order: Order) -> [JournalLine] {
+    /// The commission of a delivered order its distributor referred, at the rate in force.
+    func commission(_ order: Order) -> (distributor: String, cents: Int64)? {
+        guard let key = order.labels?.distributor, let amount = order.amountCents,
+              let distributor = distributors.withLock({ $0[key] }) else { return nil }
+        return (key, distributor.commission(sku: order.sku, amountCents: amount))
+    }
+
+    /// A refund: the order's sale, discount and commission reversed exactly as they were
+    /// booked (read from the ledger: a rate changed since does not matter).
+    func refundLines(_ order: Order) throws(KamiError) -> [JournalLine] {
         guard order.amountCents != nil else { return [] }
-        return Journal.refund(of: Journal.delivered(
-            orderSeq: order.seq, sku: order.sku, amountCents: order.amountCents, currency: order.labels?.currency,
-            subsidyCents: order.subsidyCents, costs: []))
+        return Journal.refund(of: try store.journal(orderSeq: order.seq))
+    }
+
+    /// Sets a distributor's commission rate, its default or (with `sku`) for one SKU.
+    func setDistributor(_ key: String, rateBps: Int, sku skuKey: String?) throws(KamiError) -> Distributor {
+        guard !key.isEmpty, key.utf8.count <= Limits.labelBytesMax, !key.utf8.contains(where: { $0 < 0x21 || $0 == 0x7F }) else {
+            throw KamiError(.badRequest, "distributor must be 1...\(Limits.labelBytesMax) bytes without spaces")
+        }
+        guard rateBps >= 0 && rateBps <= Distributor.rateBpsMax else {
+            throw KamiError(.badRequest, "a commission rate is 0...\(Distributor.rateBpsMax) basis points (0 to 100%)")
+        }
+        let skuID = try skuKey.map { (key: String) throws(KamiError) -> SkuID in try sku(key: key).id } ?? 0
+        let event = AuditEvent("distributor-rate", subject: "distributor:\(key)",
+                               detail: "sku=\(skuKey ?? "default") rate_bps=\(rateBps)")
+        _ = try submitAndWait(.writeDistributorRate(distributor: key, sku: skuID, rateBps: rateBps, audit: event))
+        let loaded = try store.distributors()
+        distributors.withLock { $0 = Dictionary(loaded.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first }) }
+        return distributors.withLock { $0[key] } ?? Distributor(key: key, rateBps: rateBps)
     }
 }
 

@@ -563,7 +563,12 @@ extension EngineCore {
                 "refund", subject: "order:\(orderID)",
                 detail: "seq=\(order.seq) codes=\(EngineCore.codeIDList(order.codes))" + EngineCore.clientField(client))
             let published = refunded
-            store.writer.submit(.writeOrder(refunded, codes: changes, audit: event, ledger: refundLines(order))) { [self] result in
+            let ledger: [JournalLine]
+            do throws(KamiError) { ledger = try refundLines(order) } catch {
+                orders.end(orderID)
+                return completion(.failure(error))
+            }
+            store.writer.submit(.writeOrder(refunded, codes: changes, audit: event, ledger: ledger)) { [self] result in
                 switch result {
                 case .failure(let error):
                     orders.end(orderID)

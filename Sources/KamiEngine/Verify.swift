@@ -208,7 +208,12 @@ extension EngineCore {
                 if case .payable? = credit { allowed = debit == .cogs && shape.hasOrder } else {
                     allowed = debit == .cogs && (credit == .inventory || credit == .purchases) && shape.hasOrder
                 }
-            case .refund?: allowed = debit == .revenue && (credit == .clearing || credit == .subsidy) && shape.hasOrder
+            case .refund?:
+                if case .commissionPayable? = debit { allowed = credit == .commission && shape.hasOrder } else {
+                    allowed = debit == .revenue && (credit == .clearing || credit == .subsidy) && shape.hasOrder
+                }
+            case .commission?:
+                if case .commissionPayable? = credit { allowed = debit == .commission && shape.hasOrder } else { allowed = false }
             case .stock?:
                 if case .payable? = credit { allowed = debit == .inventory && !shape.hasOrder } else {
                     allowed = debit == .inventory && credit == .purchases && !shape.hasOrder
@@ -255,10 +260,14 @@ extension EngineCore {
                 fail("ledger", "order \(order.orderID) (subsidy \(order.subsidyCents)) has subsidy lines "
                     + "\(subsidyLine.map { "\($0.lines) of \($0.cents)" } ?? "none")")
             }
+            let commission = lines[.commission]
+            if (commission?.lines ?? 0) > 1 || (commission != nil && !delivered) {
+                fail("ledger", "order \(order.orderID) (\(order.state)) has \(commission?.lines ?? 0) commission lines")
+            }
             let refund = lines[.refund]
-            let refundLines = order.subsidyCents > 0 ? 2 : 1
+            let refundLines = (order.subsidyCents > 0 ? 2 : 1) + (commission?.lines ?? 0)
             if order.state == .refunded && delivered
-                && (refund?.cents != amount + order.subsidyCents || refund?.lines != refundLines) {
+                && (refund?.cents != amount + order.subsidyCents + (commission?.cents ?? 0) || refund?.lines != refundLines) {
                 fail("ledger", "refunded order \(order.orderID) (amount \(amount)) has refund lines "
                     + "\(refund.map { "\($0.lines) of \($0.cents)" } ?? "none")")
             } else if !(order.state == .refunded && delivered) && refund != nil {

@@ -24,6 +24,10 @@ public enum Account: Sendable, Hashable, CustomStringConvertible, Comparable {
     case writeOff
     /// What campaigns and coupons gave away (an expense against the list-price revenue).
     case subsidy
+    /// Distributors' commissions (an expense).
+    case commission
+    /// What the shop owes one distributor (分账, a liability).
+    case commissionPayable(distributor: String)
 
     public var description: String {
         switch self {
@@ -35,6 +39,8 @@ public enum Account: Sendable, Hashable, CustomStringConvertible, Comparable {
         case .payable(let supplier): "payable:\(supplier)"
         case .writeOff: "writeoff"
         case .subsidy: "subsidy"
+        case .commission: "commission"
+        case .commissionPayable(let distributor): "commission_payable:\(distributor)"
         }
     }
 
@@ -48,7 +54,12 @@ public enum Account: Sendable, Hashable, CustomStringConvertible, Comparable {
         case "purchases": self = .purchases
         case "writeoff": self = .writeOff
         case "subsidy": self = .subsidy
+        case "commission": self = .commission
         default:
+            if name.hasPrefix("commission_payable:"), name.count > "commission_payable:".count {
+                self = .commissionPayable(distributor: String(name.dropFirst("commission_payable:".count)))
+                return
+            }
             guard name.hasPrefix("payable:"), name.count > "payable:".count else { return nil }
             self = .payable(supplier: String(name.dropFirst("payable:".count)))
         }
@@ -82,6 +93,8 @@ public enum JournalKind: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     /// What a campaign or coupon took off the list price: subsidy ← revenue (so revenue is
     /// booked at list price and the discount is the campaign's cost).
     case subsidy = 6
+    /// A distributor's commission on a delivered order: commission ← commission_payable:D.
+    case commission = 7
 
     public var description: String {
         switch self {
@@ -91,6 +104,7 @@ public enum JournalKind: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .stock: "stock"
         case .writeOff: "writeoff"
         case .subsidy: "subsidy"
+        case .commission: "commission"
         }
     }
 }
@@ -126,9 +140,11 @@ public enum Journal {
     /// A delivered order: its sale, and what its codes cost. `costs` is each delivered code's
     /// SKU, cost and where it came from (`pool`: the inventory; else the creditor of its source).
     /// An order placed before kamid recorded money (`amountCents` nil) has no sale line. A
-    /// discounted order (`subsidyCents` > 0) books the discount too.
+    /// discounted order (`subsidyCents` > 0) books the discount too, and an order a
+    /// distributor referred its commission.
     public static func delivered(
         orderSeq: OrderSeq, sku: SkuID, amountCents: Int64?, currency: String?, subsidyCents: Int64 = 0,
+        commission: (distributor: String, cents: Int64)? = nil,
         costs: [(sku: SkuID, costCents: Int64, fromPool: Bool, source: String?)]
     ) -> [JournalLine] {
         var lines: [JournalLine] = []
@@ -139,6 +155,11 @@ public enum Journal {
         if subsidyCents > 0 {
             lines.append(JournalLine(kind: .subsidy, orderSeq: orderSeq, sku: sku, debit: .subsidy, credit: .revenue,
                                      amountCents: subsidyCents, currency: currency))
+        }
+        if let commission, amountCents != nil {
+            lines.append(JournalLine(kind: .commission, orderSeq: orderSeq, sku: sku, debit: .commission,
+                                     credit: .commissionPayable(distributor: commission.distributor),
+                                     amountCents: commission.cents, currency: currency))
         }
         // One cost line per component SKU and creditor, in the order first seen.
         var grouped: [(sku: SkuID, credit: Account, cents: Int64)] = []
@@ -159,9 +180,10 @@ public enum Journal {
         return lines
     }
 
-    /// A refund: every sale and subsidy line of the order reversed, amount for amount.
+    /// A refund: every sale, subsidy and commission line of the order reversed, amount for
+    /// amount (a commission is reversed as it was booked, whatever the rate is now).
     public static func refund(of sales: [JournalLine]) -> [JournalLine] {
-        sales.filter { $0.kind == .sale || $0.kind == .subsidy }.map {
+        sales.filter { $0.kind == .sale || $0.kind == .subsidy || $0.kind == .commission }.map {
             JournalLine(kind: .refund, orderSeq: $0.orderSeq, sku: $0.sku, debit: $0.credit, credit: $0.debit,
                         amountCents: $0.amountCents, currency: $0.currency)
         }

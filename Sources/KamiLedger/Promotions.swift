@@ -65,6 +65,30 @@ public struct CouponBatch: Sendable, Hashable {
     }
 }
 
+/// A distributor (分销) with its commission rate, in basis points of the order's amount: a
+/// default, and per SKU where the shop pays a different one.
+public struct Distributor: Sendable, Hashable {
+    public var key: String
+    public var rateBps: Int
+    public var skuRatesBps: [SkuID: Int]
+
+    public init(key: String, rateBps: Int, skuRatesBps: [SkuID: Int] = [:]) {
+        self.key = key
+        self.rateBps = rateBps
+        self.skuRatesBps = skuRatesBps
+    }
+
+    /// The commission on an order of `sku` paid `amountCents` (rounded down to the fen).
+    public func commission(sku: SkuID, amountCents: Int64) -> Int64 {
+        let rate = Int64(skuRatesBps[sku] ?? rateBps)
+        let (product, overflow) = amountCents.multipliedReportingOverflow(by: rate)
+        return overflow ? amountCents / 10_000 * rate : product / 10_000
+    }
+
+    /// Rates are 0 to 10,000 basis points (100%).
+    public static let rateBpsMax = 10_000
+}
+
 /// What an order took from the promotions: its amount and subsidy, and the campaign and
 /// coupon it holds.
 public struct PromotionClaim: Sendable, Hashable {

@@ -58,6 +58,8 @@ public enum Mutation: Sendable {
     case audit(AuditEvent)
     /// Inserts or replaces a campaign.
     case writeCampaign(Campaign, audit: AuditEvent)
+    /// Sets a distributor's commission rate (`sku` 0: its default).
+    case writeDistributorRate(distributor: String, sku: SkuID, rateBps: Int, audit: AuditEvent)
     /// Inserts or replaces a coupon batch and adds its codes (a code already stored is
     /// skipped); the outcome's row id is how many were added.
     case writeCoupons(CouponBatch, codes: [String], audit: AuditEvent)
@@ -276,6 +278,17 @@ struct MutationApplier {
             try audit.append(event, atMs: atMs, db: db)
             return .done
         case .audit(let event):
+            try audit.append(event, atMs: atMs, db: db)
+            return .done
+        case .writeDistributorRate(let distributor, let sku, let rate, let event):
+            let stmt = try db.prepare("""
+                INSERT OR REPLACE INTO distributor_rates(distributor, sku_id, rate_bps, updated_at_ms) VALUES(?,?,?,?)
+                """)
+            stmt.bind(1, distributor)
+            stmt.bind(2, Int64(sku))
+            stmt.bind(3, rate)
+            stmt.bind(4, atMs)
+            try stmt.run()
             try audit.append(event, atMs: atMs, db: db)
             return .done
         case .writeCampaign(let campaign, let event):

@@ -220,6 +220,16 @@ enum Schema {
         ) WITHOUT ROWID;
         CREATE INDEX ledger_order ON ledger(order_seq) WHERE order_seq IS NOT NULL;
         """,
+        // 9: distributors (分销) and their commission rates: a default (sku_id 0) and per SKU.
+        """
+        CREATE TABLE distributor_rates(
+            distributor TEXT NOT NULL,
+            sku_id INTEGER NOT NULL,
+            rate_bps INTEGER NOT NULL,
+            updated_at_ms INTEGER NOT NULL,
+            PRIMARY KEY(distributor, sku_id)
+        ) WITHOUT ROWID;
+        """,
     ]
 
     /// The version this code writes.

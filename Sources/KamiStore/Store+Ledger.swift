@@ -139,3 +139,62 @@ extension Store {
         }
     }
 }
+
+extension Store {
+    /// Every distributor with its rates.
+    public func distributors() throws(KamiError) -> [Distributor] {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("SELECT distributor, sku_id, rate_bps FROM distributor_rates ORDER BY distributor, sku_id")
+            defer { stmt.reset() }
+            var byKey: [String: Distributor] = [:]
+            var order: [String] = []
+            while try stmt.step() {
+                let key = stmt.text(0) ?? ""
+                if byKey[key] == nil {
+                    byKey[key] = Distributor(key: key, rateBps: 0)
+                    order.append(key)
+                }
+                let sku = SkuID(stmt.int64(1))
+                if sku == 0 { byKey[key]?.rateBps = stmt.int(2) } else { byKey[key]?.skuRatesBps[sku] = stmt.int(2) }
+            }
+            return order.compactMap { byKey[$0] }
+        }
+    }
+
+    /// A distributor's statement for `sinceMs` ≤ t < `untilMs`: commission accrued (and its
+    /// orders), reversed by refunds, and what the shop owes it in all (every period).
+    public func distributorStatement(_ distributor: String, sinceMs: Int64, untilMs: Int64) throws(KamiError)
+        -> (accruedCents: Int64, orders: Int, reversedCents: Int64, reversals: Int, owedCents: Int64)
+    {
+        let account = Account.commissionPayable(distributor: distributor).description
+        return try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("""
+                SELECT kind, COALESCE(SUM(amount_cents), 0), COUNT(*) FROM ledger
+                WHERE (credit = ?1 OR debit = ?1) AND at_ms >= ?2 AND at_ms < ?3 GROUP BY kind
+                """)
+            defer { stmt.reset() }
+            stmt.bind(1, account)
+            stmt.bind(2, sinceMs)
+            stmt.bind(3, untilMs)
+            var result: (accruedCents: Int64, orders: Int, reversedCents: Int64, reversals: Int, owedCents: Int64) = (0, 0, 0, 0, 0)
+            while try stmt.step() {
+                if stmt.int64(0) == Int64(JournalKind.commission.rawValue) {
+                    result.accruedCents = stmt.int64(1)
+                    result.orders = stmt.int(2)
+                } else {
+                    result.reversedCents = stmt.int64(1)
+                    result.reversals = stmt.int(2)
+                }
+            }
+            stmt.reset()
+            let owed = try db.prepare("""
+                SELECT COALESCE(SUM(CASE WHEN credit = ?1 THEN amount_cents ELSE -amount_cents END), 0) FROM ledger
+                WHERE credit = ?1 OR debit = ?1
+                """)
+            defer { owed.reset() }
+            owed.bind(1, account)
+            if try owed.step() { result.owedCents = owed.int64(0) }
+            return result
+        }
+    }
+}

@@ -123,3 +123,50 @@ final class MoneyTests: XCTestCase {
         XCTAssertTrue(found.contains { $0.contains("1 lines name an order that does not exist") }, "\(found)")
     }
 }
+
+/// Distributors (分销): commission accrued on delivery, reversed exactly on refund.
+final class CommissionTests: XCTestCase {
+    func testACommissionIsAccruedOnDeliveryAndReversedExactlyOnRefund() throws {
+        let h = Harness()
+        h.stockSku("vip", count: 10)
+        h.stockSku("game", count: 10)
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "vip", priceCents: 1_000))
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "game", priceCents: 3_333))
+        try h.engine.admin.setDistributor("d7", rateBps: 500)
+        let d7 = try h.engine.admin.setDistributor("d7", rateBps: 1_000, sku: "game")
+        XCTAssertEqual(d7.rateBps, 500)
+        func labels(_ distributor: String) -> OrderLabels? {
+            OrderLabels.make(currency: nil, channel: nil, campaign: nil, coupon: nil, distributor: distributor)
+        }
+        _ = try h.engine.storefront.issueSync(order: "a", user: "u1", sku: "vip", units: 2, paymentRef: "p",
+                                              terms: OrderTerms(labels: labels("d7"))).get()
+        _ = try h.engine.storefront.issueSync(order: "b", user: "u2", sku: "game", paymentRef: "p",
+                                              terms: OrderTerms(labels: labels("d7"))).get()
+        _ = try h.engine.storefront.issueSync(order: "c", user: "u3", sku: "vip", paymentRef: "p",
+                                              terms: OrderTerms(labels: labels("stranger"))).get()
+        h.engine.admin.barrier()
+        var statement = try h.engine.admin.distributorStatement("d7", sinceMs: 0, untilMs: Int64.max)
+        XCTAssertEqual(statement.accruedCents, 100 + 333, "5% of 2,000 and 10% of 3,333 (rounded down)")
+        XCTAssertEqual(statement.orders, 2)
+        XCTAssertEqual(statement.owedCents, 433)
+        // The rate changes; a refund still reverses what was booked.
+        try h.engine.admin.setDistributor("d7", rateBps: 2_000)
+        _ = try h.engine.storefront.refundSync(order: "a").get()
+        h.engine.admin.barrier()
+        statement = try h.engine.admin.distributorStatement("d7", sinceMs: 0, untilMs: Int64.max)
+        XCTAssertEqual(statement.reversedCents, 100)
+        XCTAssertEqual(statement.reversals, 1)
+        XCTAssertEqual(statement.owedCents, 333)
+        XCTAssertEqual(try h.engine.admin.distributors().map(\.owedCents), [333])
+        let balance = TrialBalance(try h.engine.storage.journal(limit: 1_000))
+        XCTAssertEqual(balance[.commission], 333)
+        XCTAssertEqual(balance[.commissionPayable(distributor: "d7")], -333)
+        XCTAssertEqual(balance.total, 0)
+        XCTAssertThrowsError(try h.engine.admin.setDistributor("d7", rateBps: 10_001))
+        XCTAssertThrowsError(try h.engine.admin.distributorStatement("nobody", sinceMs: 0, untilMs: 1))
+        h.assertInvariants()
+        h.reopen()
+        XCTAssertEqual(try h.engine.admin.distributors().first?.distributor.rateBps, 2_000)
+        h.assertInvariants()
+    }
+}
