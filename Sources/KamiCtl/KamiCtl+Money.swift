@@ -12,6 +12,54 @@ extension KamiCtl {
         /// `coupon add BATCH --discount C [--per-user N] (--file F | --generate N [--out F])`.
         case couponAdd(batch: String, discountCents: Int64, perUser: Int?, file: String?, generate: Int?, out: String?)
         case couponList
+        /// `distributor set D --rate R% [--sku S]`.
+        case distributorSet(key: String, rateBps: Int, sku: String?)
+        case distributorList
+        /// `distributor statement D [--from T] [--to T]`.
+        case distributorStatement(key: String, fromMs: Int64?, toMs: Int64?)
+    }
+
+    /// A rate as `5%`, `5.5%` or `550bps`, in basis points.
+    static func rate(_ text: String) throws(UsageError) -> Int {
+        let problem = UsageError(message: "--rate takes a percentage such as 5% or 5.25%, or basis points such as 525bps, got \(text)",
+                                 topic: .money)
+        if text.hasSuffix("bps"), let value = Int(text.dropLast(3)), value >= 0 { return value }
+        guard text.hasSuffix("%") else { throw problem }
+        let number = text.dropLast()
+        let parts = number.split(separator: ".", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let whole = Int(parts[0]), whole >= 0 else { throw problem }
+        var fraction = 0
+        if parts.count == 2 {
+            guard (1...2).contains(parts[1].count), let value = Int(parts[1]) else { throw problem }
+            fraction = parts[1].count == 1 ? value * 10 : value
+        }
+        return whole * 100 + fraction
+    }
+
+    /// Parses `distributor ...`.
+    static func distributorCommand(_ words: [String], help: Bool, nowMs: Int64) throws(UsageError) -> Command {
+        if help { return .help(.money) }
+        let (positionals, options) = try split(Array(words.dropFirst()), valued: ["--rate", "--sku", "--from", "--to"], topic: .money)
+        switch words.first {
+        case "set":
+            guard positionals.count == 1, let rate = options["--rate"], options["--from"] == nil, options["--to"] == nil else {
+                throw UsageError(message: "distributor set D --rate R% [--sku S]", topic: .money)
+            }
+            return .money(.distributorSet(key: positionals[0], rateBps: try Self.rate(rate), sku: options["--sku"]))
+        case "list":
+            guard positionals.isEmpty, options.isEmpty else { throw UsageError(message: "distributor list takes nothing", topic: .money) }
+            return .money(.distributorList)
+        case "statement":
+            guard positionals.count == 1, options["--rate"] == nil, options["--sku"] == nil else {
+                throw UsageError(message: "distributor statement D [--from T] [--to T]", topic: .money)
+            }
+            return .money(.distributorStatement(
+                key: positionals[0],
+                fromMs: try options["--from"].map { (text: String) throws(UsageError) -> Int64 in try time(text, option: "--from", nowMs: nowMs) },
+                toMs: try options["--to"].map { (text: String) throws(UsageError) -> Int64 in try time(text, option: "--to", nowMs: nowMs) }))
+        default:
+            throw UsageError(message: "distributor takes set, list or statement", topic: .money)
+        }
     }
 
     /// A time: Unix ms, or `+N` with a unit (s, m, h, d) from now.
@@ -143,6 +191,18 @@ extension KamiCtl {
             request.count = generate.map(Int64.init)
         case .couponList:
             request = Request(id: .number(1), op: .couponList)
+        case .distributorSet(let key, let rate, let sku):
+            request = Request(id: .number(1), op: .distributorSet)
+            request.distributor = key
+            request.rateBps = Int64(rate)
+            request.sku = sku
+        case .distributorList:
+            request = Request(id: .number(1), op: .distributorList)
+        case .distributorStatement(let key, let from, let to):
+            request = Request(id: .number(1), op: .distributorStatement)
+            request.distributor = key
+            request.sinceMs = from
+            request.untilMs = to
         }
         return .success(request)
     }
@@ -185,6 +245,29 @@ extension KamiCtl {
                 }
             }
             return Outcome(stdout: text, exit: .ok)
+        case .distributorSet(let key, _, let sku):
+            let rate = Format.int(fields, "rate_bps") ?? 0
+            return Outcome(stdout: "distributor \(key) set" + (sku.map { " for \($0)" } ?? "") + ": default rate \(rate) bps\n", exit: .ok)
+        case .distributorList:
+            let list = rows("distributors")
+            guard !list.isEmpty else { return Outcome(stdout: "no distributors\n", exit: .ok) }
+            let header = ["DISTRIBUTOR", "RATE_BPS", "SKU_RATES", "OWED"]
+            let body = list.map { row -> [String] in
+                var skuRates = "-"
+                if case .object(let rates)? = Format.value(row, "sku_rates"), !rates.isEmpty {
+                    skuRates = rates.map { name, value in "\(name):\(Format.int([(name, value)], name).map(String.init) ?? "?")" }
+                        .joined(separator: ",")
+                }
+                return [cell(row, "distributor"), cell(row, "rate_bps"), skuRates, cell(row, "owed_cents")]
+            }
+            return Outcome(stdout: Format.table([header] + body), exit: .ok)
+        case .distributorStatement(let key, _, _):
+            return Outcome(stdout: """
+                distributor \(key): \(Format.int(fields, "orders") ?? 0) orders, commission \(Format.int(fields, "accrued_cents") ?? 0) cents, \
+                reversed by \(Format.int(fields, "reversals") ?? 0) refunds \(Format.int(fields, "reversed_cents") ?? 0), \
+                net \(Format.int(fields, "net_cents") ?? 0); owed in all \(Format.int(fields, "owed_cents") ?? 0)
+
+                """, exit: .ok)
         case .couponList:
             let list = rows("batches")
             guard !list.isEmpty else { return Outcome(stdout: "no coupon batches\n", exit: .ok) }

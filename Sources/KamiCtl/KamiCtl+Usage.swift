@@ -47,6 +47,8 @@ extension KamiCtl {
                                           hand out the codes of an order waiting for delivery
                   campaign set|list       campaigns: a price or discount with a subsidy budget
                   coupon add|list         coupon batches: codes from a file or generated
+                  distributor set|list|statement
+                                          distributors' commission rates and settlements
 
                 options (anywhere on the line):
                   --socket PATH           kamid's socket (default: $\(socketEnvironmentVariable), else
@@ -91,6 +93,9 @@ extension KamiCtl {
                        kamictl campaign list
                        kamictl coupon add BATCH --discount CENTS [--per-user N] (--file F | --generate N [--out F])
                        kamictl coupon list
+                       kamictl distributor set D --rate R% [--sku SKU]
+                       kamictl distributor list
+                       kamictl distributor statement D [--from T] [--to T]
 
                 A campaign sells SKU at --price (or its price less --discount) from --from (default now)
                 until --to, while what it gives away stays within --budget; at most --per-user orders
@@ -100,7 +105,12 @@ extension KamiCtl {
                 A coupon batch: each code is used by one order; --discount off the order; at most
                 --per-user codes of the batch per user. --file: one code per line (UTF-8); --generate
                 N: kamid makes N codes of 12 characters, printed or written to --out. Orders name a
-                code with `coupon`. docs/money.md.
+                code with `coupon`.
+
+                A distributor (分销) earns --rate (5%, 5.25% or 525bps) of the amount of each delivered
+                order that names it (`distributor`), per SKU with --sku; a refund reverses it. The
+                statement sums a period's commissions, reversals, and what the shop owes in all.
+                docs/money.md.
                 """
         case .deliver:
             return """

@@ -128,6 +128,7 @@ public enum JSONCodec {
         number(.budgetCents, request.budgetCents)
         text(.codes, request.codes)
         number(.count, request.count)
+        number(.rateBps, request.rateBps)
         if let secrets = request.secrets {
             JSONWriter.key(JSONField.secrets.key, &out)
             JSONWriter.string(secrets.reveal(), &out)

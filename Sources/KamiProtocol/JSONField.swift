@@ -9,7 +9,7 @@ enum JSONField: UInt8, CaseIterable {
     case paymentAccount, amountCents, accountAgeDays, phoneVerified, challengeToken, event, list, kind, value
     case manualDelivery, reviewTTLMs, secrets
     case bundle, currency, channel, campaign, coupon, distributor
-    case discountCents, budgetCents, codes, count
+    case discountCents, budgetCents, codes, count, rateBps
 
     /// The name on the wire.
     var key: StaticString {
@@ -75,6 +75,7 @@ enum JSONField: UInt8, CaseIterable {
         case .budgetCents: "budget_cents"
         case .codes: "codes"
         case .count: "count"
+        case .rateBps: "rate_bps"
         }
     }
 
@@ -94,7 +95,7 @@ enum JSONField: UInt8, CaseIterable {
         case 5: candidates = (.order, .token, .batch, .limit, .event, .value, .codes, .count)
         case 6: candidates = (.ttlMs, .client, .device, .cursor, .weight, .bundle, .coupon, nil)
         case 7: candidates = (.codeID, .dryRun, .replace, .waitMs, .product, .secrets, .channel, nil)
-        case 8: candidates = (.supplier, .priority, .strategy, .sinceMs, .untilMs, .currency, .campaign, nil)
+        case 8: candidates = (.supplier, .priority, .strategy, .sinceMs, .untilMs, .currency, .campaign, .rateBps)
         case 9: candidates = (.lowWater, nil, nil, nil, nil, nil, nil, nil)
         case 10: candidates = (.costCents, nil, nil, nil, nil, nil, nil, nil)
         case 11: candidates = (.paymentRef, .priceCents, .distributor, nil, nil, nil, nil, nil)

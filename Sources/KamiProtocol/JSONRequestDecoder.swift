@@ -171,6 +171,7 @@ struct JSONRequestDecoder {
         case .budgetCents: request.budgetCents = integer(field, value)
         case .codes: request.codes = string(field, value)
         case .count: request.count = integer(field, value)
+        case .rateBps: request.rateBps = integer(field, value)
         }
     }
 

@@ -54,6 +54,9 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     case campaignList = 65
     case couponAdd = 66
     case couponList = 67
+    case distributorSet = 68
+    case distributorList = 69
+    case distributorStatement = 70
 
     /// The name used in JSON (`"op": "reserve"`); the table is `wireName`.
     public var name: String { wireName.description }
@@ -203,6 +206,8 @@ public struct Request: Sendable, Hashable {
     /// `coupon_add`: the codes, one per line (`codes`), or how many to generate (`count`).
     public var codes: String?
     public var count: Int64?
+    /// `distributor_set`: the commission rate in basis points (`rate_bps`).
+    public var rateBps: Int64?
 
     /// Makes a request with only the id and operation set.
     public init(id: RequestID, op: Operation) {

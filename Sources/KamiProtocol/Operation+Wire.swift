@@ -29,7 +29,7 @@ extension Operation {
         case .stock: .stock
         case .risk: .risk
         case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,
-             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .deliver, .campaignSet, .campaignList, .couponAdd, .couponList: .fields
+             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .deliver, .campaignSet, .campaignList, .couponAdd, .couponList, .distributorSet, .distributorList, .distributorStatement: .fields
         }
     }
 
@@ -84,6 +84,9 @@ extension Operation {
         case .campaignList: "campaign_list"
         case .couponAdd: "coupon_add"
         case .couponList: "coupon_list"
+        case .distributorSet: "distributor_set"
+        case .distributorList: "distributor_list"
+        case .distributorStatement: "distributor_statement"
         }
     }
 
@@ -119,7 +122,7 @@ extension Operation {
         case UInt8(ascii: "w"): return pick(.wait)
         case UInt8(ascii: "a"): return pick(.auditVerify, .auditReveals)
         case UInt8(ascii: "t"): return pick(.tokenNew)
-        case UInt8(ascii: "d"): return pick(.deliver)
+        case UInt8(ascii: "d"): return pick(.deliver) ?? pickAny([.distributorSet, .distributorList, .distributorStatement])
         case UInt8(ascii: "j"): return pick(.jobs)
         case UInt8(ascii: "v"): return pick(.void, .verify)
         default: return nil

@@ -215,6 +215,24 @@ struct OperatorOperations: Sendable {
                                                  ("given", .int(Int64(codes.count)))]
             if generated { fields.append(("codes", .string(codes.joined(separator: "\n")))) }
             return .fields(fields)
+        case .distributorSet:
+            let key = try need(request.distributor, "distributor")
+            guard let rate = request.rateBps, let bps = Int(exactly: rate) else { throw KamiError(.badRequest, "rate_bps is required") }
+            let distributor = try engine.admin.setDistributor(key, rateBps: bps, sku: request.sku)
+            return .fields(distributorFields(distributor, owed: nil))
+        case .distributorList:
+            return .fields([("distributors", .array(try engine.admin.distributors().map { .object(distributorFields($0.distributor, owed: $0.owedCents)) }))])
+        case .distributorStatement:
+            let key = try need(request.distributor, "distributor")
+            let since = request.sinceMs ?? 0
+            let until = request.untilMs ?? Int64.max
+            let statement = try engine.admin.distributorStatement(key, sinceMs: since, untilMs: until)
+            return .fields([
+                ("distributor", .string(key)), ("since_ms", .int(since)), ("until_ms", .int(until)),
+                ("accrued_cents", .int(statement.accruedCents)), ("orders", .int(Int64(statement.orders))),
+                ("reversed_cents", .int(statement.reversedCents)), ("reversals", .int(Int64(statement.reversals))),
+                ("net_cents", .int(statement.accruedCents - statement.reversedCents)), ("owed_cents", .int(statement.owedCents)),
+            ])
         case .couponList:
             return .fields([("batches", .array(engine.admin.couponBatches().map { entry in
                 .object([("batch", .string(entry.batch.key)), ("discount_cents", .int(entry.batch.discountCents)),
@@ -261,6 +279,17 @@ struct OperatorOperations: Sendable {
             components.append((key, units))
         }
         return components
+    }
+
+    /// A distributor as reply fields.
+    private func distributorFields(_ distributor: Distributor, owed: Int64?) -> [(String, JSONValue)] {
+        let keys = Dictionary(engine.queries.skus().map { ($0.id, $0.key) }, uniquingKeysWith: { first, _ in first })
+        var fields: [(String, JSONValue)] = [
+            ("distributor", .string(distributor.key)), ("rate_bps", .int(Int64(distributor.rateBps))),
+            ("sku_rates", .object(distributor.skuRatesBps.sorted { $0.key < $1.key }.map { (keys[$0.key] ?? "#\($0.key)", .int(Int64($0.value))) })),
+        ]
+        if let owed { fields.append(("owed_cents", .int(owed))) }
+        return fields
     }
 
     /// A campaign as reply fields, with what it has given away.

@@ -74,6 +74,23 @@ final class MoneyDaemonTests: XCTestCase {
         XCTAssertTrue(try kamid.kamictl(["coupon", "list"]).output.contains("welcome       200         1      5     1"))
         XCTAssertEqual(try kamid.violations(), [])
 
+        // A distributor: 5% (10% on vip), a referred order, its refund, the statement.
+        XCTAssertEqual(try kamid.kamictl(["distributor", "set", "d7", "--rate", "5%"]).output, "distributor d7 set: default rate 500 bps\n")
+        XCTAssertEqual(try kamid.kamictl(["distributor", "set", "d7", "--rate", "10.5%", "--sku", "vip"]).status, 0)
+        XCTAssertEqual(try kamid.kamictl(["distributor", "set", "d7", "--rate", "abc"]).status, 2)
+        let shop = try kamid.storefront()
+        XCTAssertEqual(shop.call(#""id":1,"op":"issue","order":"ref-1","user":"r1","sku":"vip","qty":2,"payment_ref":"p","distributor":"d7""#)?.order?.state,
+                       .committed)
+        XCTAssertEqual(shop.call(#""id":2,"op":"issue","order":"ref-2","user":"r2","sku":"vip","qty":1,"payment_ref":"p","distributor":"d7","amount_cents":800"#)?.order?.state,
+                       .committed)
+        XCTAssertEqual(try kamid.kamictl(["refund", "ref-2"]).status, 0)
+        let statement = try kamid.kamictl(["distributor", "statement", "d7", "--from", "0"])
+        XCTAssertEqual(statement.output, "distributor d7: 2 orders, commission 294 cents, reversed by 1 refunds 84, net 210; owed in all 210\n",
+                       "10.5% of 2,000 and of 800")
+        let distributors = try kamid.kamictl(["distributor", "list"])
+        XCTAssertTrue(distributors.output.contains("d7") && distributors.output.contains("d7                500  vip:1050    210"), distributors.output)
+        XCTAssertEqual(try kamid.violations(), [])
+
         // The spend is rebuilt from the orders after a restart.
         XCTAssertEqual(kamid.stop(), 0)
         kamid = try Kamid(directory: directory + "/data", arguments: [])
