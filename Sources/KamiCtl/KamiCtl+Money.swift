@@ -17,6 +17,27 @@ extension KamiCtl {
         case distributorList
         /// `distributor statement D [--from T] [--to T]`.
         case distributorStatement(key: String, fromMs: Int64?, toMs: Int64?)
+        /// `reconcile payments FILE [--format F] [--from T --to T]`.
+        case reconcilePayments(path: String, format: String?, fromMs: Int64?, toMs: Int64?)
+    }
+
+    /// Parses `reconcile payments ...`.
+    static func reconcileCommand(_ words: [String], help: Bool, nowMs: Int64) throws(UsageError) -> Command {
+        if help { return .help(.money) }
+        let (positionals, options) = try split(Array(words.dropFirst()), valued: ["--format", "--from", "--to"], topic: .money)
+        guard words.first == "payments", positionals.count == 1 else {
+            throw UsageError(message: "reconcile payments FILE [--format alipay|wechat|generic] [--from T --to T]", topic: .money)
+        }
+        if let format = options["--format"], !["alipay", "wechat", "generic"].contains(format) {
+            throw UsageError(message: "--format takes alipay, wechat or generic, got \(format)", topic: .money)
+        }
+        guard (options["--from"] == nil) == (options["--to"] == nil) else {
+            throw UsageError(message: "--from and --to go together (the period every delivered order must be paid in)", topic: .money)
+        }
+        return .money(.reconcilePayments(
+            path: positionals[0], format: options["--format"],
+            fromMs: try options["--from"].map { (text: String) throws(UsageError) -> Int64 in try time(text, option: "--from", nowMs: nowMs) },
+            toMs: try options["--to"].map { (text: String) throws(UsageError) -> Int64 in try time(text, option: "--to", nowMs: nowMs) }))
     }
 
     /// A rate as `5%`, `5.5%` or `550bps`, in basis points.
@@ -198,6 +219,13 @@ extension KamiCtl {
             request.sku = sku
         case .distributorList:
             request = Request(id: .number(1), op: .distributorList)
+        case .reconcilePayments(let path, let format, let from, let to):
+            // kamid reads the bill (large, and where the operator put it on the server).
+            request = Request(id: .number(1), op: .reconcilePayments)
+            request.path = absolutePath(path, currentDirectory: currentDirectory)
+            request.kind = format
+            request.sinceMs = from
+            request.untilMs = to
         case .distributorStatement(let key, let from, let to):
             request = Request(id: .number(1), op: .distributorStatement)
             request.distributor = key
@@ -261,6 +289,14 @@ extension KamiCtl {
                 return [cell(row, "distributor"), cell(row, "rate_bps"), skuRates, cell(row, "owed_cents")]
             }
             return Outcome(stdout: Format.table([header] + body), exit: .ok)
+        case .reconcilePayments:
+            let list = rows("mismatches")
+            var text = "\(Format.text(fields, "kind") ?? "?") bill: \(Format.int(fields, "payments") ?? 0) payments, "
+                + "\(Format.int(fields, "matched") ?? 0) matched, \(list.count) mismatches\n"
+            guard !list.isEmpty else { return Outcome(stdout: text, exit: .ok) }
+            let header = ["KIND", "ORDER", "PAYMENT_REF", "HERE", "THERE", "LINE"]
+            text += Format.table([header] + list.map { row in ["kind", "order", "payment_ref", "here", "there", "line"].map { cell(row, $0) } })
+            return Outcome(stdout: text, exit: .problemsFound)
         case .distributorStatement(let key, _, _):
             return Outcome(stdout: """
                 distributor \(key): \(Format.int(fields, "orders") ?? 0) orders, commission \(Format.int(fields, "accrued_cents") ?? 0) cents, \

@@ -49,6 +49,8 @@ extension KamiCtl {
                   coupon add|list         coupon batches: codes from a file or generated
                   distributor set|list|statement
                                           distributors' commission rates and settlements
+                  reconcile payments FILE [--format alipay|wechat|generic] [--from T --to T]
+                                          match a payment provider's bill with the orders
 
                 options (anywhere on the line):
                   --socket PATH           kamid's socket (default: $\(socketEnvironmentVariable), else
@@ -96,6 +98,7 @@ extension KamiCtl {
                        kamictl distributor set D --rate R% [--sku SKU]
                        kamictl distributor list
                        kamictl distributor statement D [--from T] [--to T]
+                       kamictl reconcile payments FILE [--format alipay|wechat|generic] [--from T --to T]
 
                 A campaign sells SKU at --price (or its price less --discount) from --from (default now)
                 until --to, while what it gives away stays within --budget; at most --per-user orders
@@ -110,6 +113,12 @@ extension KamiCtl {
                 A distributor (分销) earns --rate (5%, 5.25% or 525bps) of the amount of each delivered
                 order that names it (`distributor`), per SKU with --sku; a refund reverses it. The
                 statement sums a period's commissions, reversals, and what the shop owes in all.
+
+                reconcile payments reads a bill kamid can read (Alipay's or WeChat Pay's download, GBK
+                or UTF-8, or the generic payment_ref,amount[,order,type,time] layout) and lists payments
+                not delivered, amounts that differ, duplicates and refunds that disagree; with --from
+                and --to, also orders delivered in that period the bill does not show paid. It changes
+                nothing; exit 4 when it found mismatches.
                 docs/money.md.
                 """
         case .deliver:

@@ -1,6 +1,7 @@
 public import KamiCore
 public import KamiLedger
 public import KamiStore
+import KamiCSV
 import KamiPool
 
 /// The issuance engine: every operation of the brief over the in-memory pool and the durable
@@ -261,6 +262,28 @@ public struct Admin: Sendable {
     {
         guard core.distributors.withLock({ $0[key] }) != nil else { throw KamiError(.notFound, "no distributor \(key)") }
         return try core.storage.distributorStatement(key, sinceMs: sinceMs, untilMs: untilMs)
+    }
+
+    /// Matches a payment provider's bill (a file kamid reads: Alipay, WeChat Pay or the generic
+    /// layout, GBK or UTF-8) with the orders: reports, changes nothing.
+    public func reconcilePayments(path: String, format: PaymentBill.Format?, sinceMs: Int64?, untilMs: Int64?) throws(KamiError)
+        -> (format: PaymentBill.Format, payments: Int, matched: Int, mismatches: [PaymentMismatch])
+    {
+        let table: (encoding: CSVEncoding, records: [(line: Int, fields: [String])], rejects: [CSVReject])
+        do throws(CSVImportError) {
+            table = try CSVTable.read(try CSVTable.readFile(path, limit: Limits.billBytesMax))
+        } catch {
+            throw KamiError(.badRequest, error.message)
+        }
+        if let reject = table.rejects.first {
+            throw KamiError(.badRequest, "line \(reject.line) of the bill: \(reject.reason)")
+        }
+        let bill = try PaymentBill.parse(table.records, format: format)
+        let orders = core.orders.all().map { ($0.orderID, $0.state, $0.paymentRef, $0.amountCents, $0.createdAtMs) }
+        let result = PaymentReconciliation.reconcile(bill.payments, orders: orders.map {
+            (id: $0.0, state: $0.1, paymentRef: $0.2, amountCents: $0.3, createdAtMs: $0.4)
+        }, sinceMs: sinceMs, untilMs: untilMs)
+        return (bill.format, bill.payments.count, result.matched, result.mismatches)
     }
 
     /// Adds coupon codes to a batch (created, or its terms replaced); returns how many were new.

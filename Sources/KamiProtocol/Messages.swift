@@ -57,6 +57,7 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     case distributorSet = 68
     case distributorList = 69
     case distributorStatement = 70
+    case reconcilePayments = 71
 
     /// The name used in JSON (`"op": "reserve"`); the table is `wireName`.
     public var name: String { wireName.description }

@@ -233,6 +233,25 @@ struct OperatorOperations: Sendable {
                 ("reversed_cents", .int(statement.reversedCents)), ("reversals", .int(Int64(statement.reversals))),
                 ("net_cents", .int(statement.accruedCents - statement.reversedCents)), ("owed_cents", .int(statement.owedCents)),
             ])
+        case .reconcilePayments:
+            var format: PaymentBill.Format?
+            if let kind = request.kind {
+                guard let known = PaymentBill.Format(rawValue: kind) else {
+                    throw KamiError(.badRequest, "kind must be alipay, wechat or generic, got \(kind)")
+                }
+                format = known
+            }
+            let report = try engine.admin.reconcilePayments(path: try need(request.path, "path"), format: format,
+                                                            sinceMs: request.sinceMs, untilMs: request.untilMs)
+            return .fields([
+                ("kind", .string(report.format.rawValue)), ("payments", .int(Int64(report.payments))),
+                ("matched", .int(Int64(report.matched))),
+                ("mismatches", .array(report.mismatches.map { item in
+                    .object([("kind", .string(item.kind.rawValue)), ("order", item.order.map { .string($0) } ?? .null),
+                             ("payment_ref", .string(item.paymentRef)), ("here", .string(item.here)), ("there", .string(item.there)),
+                             ("line", item.line.map { .int(Int64($0)) } ?? .null)])
+                })),
+            ])
         case .couponList:
             return .fields([("batches", .array(engine.admin.couponBatches().map { entry in
                 .object([("batch", .string(entry.batch.key)), ("discount_cents", .int(entry.batch.discountCents)),

@@ -91,6 +91,14 @@ final class MoneyDaemonTests: XCTestCase {
         XCTAssertTrue(distributors.output.contains("d7") && distributors.output.contains("d7                500  vip:1050    210"), distributors.output)
         XCTAssertEqual(try kamid.violations(), [])
 
+        // A payment bill: ref-1 paid as booked, a payment for an order kamid never had.
+        try "payment_ref,amount,order\nTX-1,20.00,ref-1\nX-9,5.00,nobody\n".write(toFile: directory + "/bill.csv", atomically: true,
+                                                                                 encoding: .utf8)
+        let reconciled = try kamid.kamictl(["reconcile", "payments", "bill.csv", "--format", "generic"], directory: directory)
+        XCTAssertEqual(reconciled.status, 4, reconciled.output)
+        XCTAssertTrue(reconciled.output.hasPrefix("generic bill: 2 payments, 1 matched, 1 mismatches\n"), reconciled.output)
+        XCTAssertTrue(reconciled.output.contains("paid_not_delivered      -  X-9          no such order  paid 500     3"), reconciled.output)
+
         // The spend is rebuilt from the orders after a restart.
         XCTAssertEqual(kamid.stop(), 0)
         kamid = try Kamid(directory: directory + "/data", arguments: [])
