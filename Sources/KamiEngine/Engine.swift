@@ -286,6 +286,24 @@ public struct Admin: Sendable {
         return (bill.format, bill.payments.count, result.matched, result.mismatches)
     }
 
+    /// Sales and profit grouped by `group` over `sinceMs` ≤ t < `untilMs` (whole China
+    /// Standard Time days), optionally of one SKU, channel or campaign (docs/money.md).
+    public func salesReport(group: Store.ReportGroup, sinceMs: Int64, untilMs: Int64, sku: String?, channel: String?,
+                            campaign: String?) throws(KamiError) -> [SalesRow] {
+        let skuID = try sku.map { (key: String) throws(KamiError) -> SkuID in try core.sku(key: key).id }
+        func day(_ ms: Int64) -> Int64 { ms == Int64.max ? Int64.max : (ms / 1_000 + 8 * 3_600) / 86_400 }
+        var rows = try core.storage.salesReport(group: group, sinceDay: day(sinceMs), untilDay: untilMs == Int64.max ? Int64.max : day(untilMs - 1) + 1,
+                                                sku: skuID, channel: channel, campaign: campaign)
+        if group == .sku {
+            let keys = Dictionary(core.skus().map { (String($0.id), $0.key) }, uniquingKeysWith: { first, _ in first })
+            for index in rows.indices { rows[index].key = keys[rows[index].key] ?? rows[index].key }
+        }
+        return rows
+    }
+
+    /// What the shop owes each supplier and other source of stock.
+    public func payables() throws(KamiError) -> [(account: String, owedCents: Int64)] { try core.storage.payables() }
+
     /// Adds coupon codes to a batch (created, or its terms replaced); returns how many were new.
     public func addCoupons(_ batch: CouponBatch, codes: [String]) throws(KamiError) -> Int { try core.addCoupons(batch, codes: codes) }
 

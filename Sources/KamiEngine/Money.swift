@@ -9,17 +9,17 @@ extension EngineCore {
     /// cost, out of the inventory. `revealed` carries each code's cost as read to open it.
     func deliveredFromPool(_ order: Order, codes: [OrderCode], revealed: [IssuedCode]) -> [JournalLine] {
         let cost = Dictionary(revealed.map { ($0.codeID, $0.costCents ?? 0) }, uniquingKeysWith: { first, _ in first })
-        return Journal.delivered(
+        return labelled(order, Journal.delivered(
             orderSeq: order.seq, sku: order.sku, amountCents: order.amountCents, currency: order.labels?.currency,
-            subsidyCents: order.subsidyCents, commission: commission(order), costs: codes.map { (sku: $0.sku, costCents: cost[$0.codeID] ?? 0, fromPool: true, source: nil) })
+            subsidyCents: order.subsidyCents, commission: commission(order), costs: codes.map { (sku: $0.sku, costCents: cost[$0.codeID] ?? 0, fromPool: true, source: nil) }))
     }
 
     /// An order delivered by a supplier (`source` `upstream:SUPPLIER`) or an operator's hand
     /// (`manual:WHO`): its sale and `costCents` a code, owed to that source.
     func deliveredFrom(source: String, _ order: Order, items: [(sku: SkuID, item: DeliveredItem)], costCents: Int64) -> [JournalLine] {
-        Journal.delivered(
+        labelled(order, Journal.delivered(
             orderSeq: order.seq, sku: order.sku, amountCents: order.amountCents, currency: order.labels?.currency,
-            subsidyCents: order.subsidyCents, commission: commission(order), costs: items.map { (sku: $0.sku, costCents: costCents, fromPool: false, source: source) })
+            subsidyCents: order.subsidyCents, commission: commission(order), costs: items.map { (sku: $0.sku, costCents: costCents, fromPool: false, source: source) }))
     }
 
     /// Stock voided before it was sold (available or reserved codes): written off at cost.
@@ -53,7 +53,18 @@ extension EngineCore {
     /// booked (read from the ledger: a rate changed since does not matter).
     func refundLines(_ order: Order) throws(KamiError) -> [JournalLine] {
         guard order.amountCents != nil else { return [] }
-        return Journal.refund(of: try store.journal(orderSeq: order.seq))
+        return labelled(order, Journal.refund(of: try store.journal(orderSeq: order.seq)))
+    }
+
+    /// `lines` with the order's channel and campaign, for the report summaries.
+    func labelled(_ order: Order, _ lines: [JournalLine]) -> [JournalLine] {
+        guard let labels = order.labels, labels.channel != nil || labels.campaign != nil else { return lines }
+        return lines.map { line in
+            var line = line
+            line.channel = labels.channel
+            line.campaign = labels.campaign
+            return line
+        }
     }
 
     /// Sets a distributor's commission rate, its default or (with `sku`) for one SKU.

@@ -231,6 +231,14 @@ extension EngineCore {
             }
         }
         if money.orphanLines > 0 { fail("ledger", "\(money.orphanLines) lines name an order that does not exist") }
+        // The reports' summary adds up to the ledger, kind by kind.
+        for kind in Set(money.ledgerByKind.keys).union(money.summaryByKind.keys).sorted() {
+            let ledger = money.ledgerByKind[kind] ?? (0, 0), summary = money.summaryByKind[kind] ?? (0, 0)
+            if ledger.cents != summary.cents || ledger.lines != summary.lines {
+                fail("ledger", "the report summary of kind \(kind) holds \(summary.lines) lines of \(summary.cents), "
+                    + "the ledger \(ledger.lines) of \(ledger.cents)")
+            }
+        }
         let total = money.balances.values.reduce(0, &+)
         if total != 0 { fail("ledger", "the accounts do not balance: they add up to \(total)") }
         for order in snapshot.orders {

@@ -121,6 +121,9 @@ public struct JournalLine: Sendable, Hashable {
     public var amountCents: Int64
     /// The order's currency (nil: the shop's).
     public var currency: String?
+    /// The order's channel and campaign, for the report summaries (not stored in the line).
+    public var channel: String?
+    public var campaign: String?
 
     public init(kind: JournalKind, orderSeq: OrderSeq?, sku: SkuID, debit: Account, credit: Account, amountCents: Int64,
                 currency: String? = nil) {
@@ -198,6 +201,39 @@ public enum Journal {
     /// Codes of `sku` in stock voided, `costCents` in all.
     public static func writtenOff(sku: SkuID, costCents: Int64) -> JournalLine {
         JournalLine(kind: .writeOff, orderSeq: nil, sku: sku, debit: .writeOff, credit: .inventory, amountCents: costCents)
+    }
+}
+
+/// The report summary's key of a line: the China Standard Time day it was written on, its
+/// SKU, kind, the account that tells its source or what it reverses (a cost's creditor, a
+/// refund's credit, a stock line's creditor), its order's channel and campaign.
+public struct SummaryKey: Hashable, Sendable {
+    public var day: Int64
+    public var sku: SkuID
+    public var kind: JournalKind
+    public var account: String
+    public var channel: String
+    public var campaign: String
+
+    public init(line: JournalLine, atMs: Int64) {
+        day = (atMs / 1_000 + 8 * 3_600) / 86_400
+        sku = line.sku
+        kind = line.kind
+        switch line.kind {
+        case .cost, .refund, .stock: account = line.credit.description
+        case .sale, .subsidy, .commission, .writeOff: account = ""
+        }
+        channel = line.channel ?? ""
+        campaign = line.campaign ?? ""
+    }
+
+    public init(day: Int64, sku: SkuID, kind: JournalKind, account: String, channel: String, campaign: String) {
+        self.day = day
+        self.sku = sku
+        self.kind = kind
+        self.account = account
+        self.channel = channel
+        self.campaign = campaign
     }
 }
 

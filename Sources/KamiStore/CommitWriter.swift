@@ -290,6 +290,8 @@ public struct WriterContext: ~Copyable {
     public let db: Connection
     var audit: AuditChain
     let clock: any Clock
+    /// The report summary's changes of the transaction being applied.
+    let summary = SummaryAccumulator()
 
     init(db: Connection, audit: AuditChain, clock: any Clock) {
         self.db = db
@@ -347,7 +349,8 @@ public struct WriterContext: ~Copyable {
         outcomes.reserveCapacity(mutations.count)
         do throws(SQLiteError) {
             try db.run(HotSQL.begin)
-            let applier = MutationApplier(db: db)
+            summary.reset()
+            let applier = MutationApplier(db: db, summary: summary)
             if isolated {
                 let savepoint = try db.prepare("SAVEPOINT m")
                 let release = try db.prepare("RELEASE m")
@@ -358,7 +361,9 @@ public struct WriterContext: ~Copyable {
                     do throws(SQLiteError) {
                         outcomes.append(.success(try applier.apply(mutation, atMs: atMs, audit: &audit)))
                         try release.run()
+                        summary.keep()
                     } catch {
+                        summary.drop()
                         if error.isDiskProblem { throw error }
                         try rollback.run()
                         try release.run()
@@ -374,6 +379,7 @@ public struct WriterContext: ~Copyable {
             if injectFailure {
                 throw SQLiteError(resultCode: 13, context: "commit", message: "injected fault: database or disk is full")
             }
+            try summary.flush(db)
             try audit.sealTail(db: db)
             let start = monotonicNs()
             try db.run(HotSQL.commit)

@@ -230,6 +230,26 @@ enum Schema {
             PRIMARY KEY(distributor, sku_id)
         ) WITHOUT ROWID;
         """,
+        // 10: the reports' summary of the ledger, per China Standard Time day, SKU, kind,
+        // source account, channel and campaign: kept by the writer, one row per key and
+        // transaction, so a report reads thousands of rows, not millions of lines.
+        """
+        CREATE TABLE ledger_summary(
+            day INTEGER NOT NULL,
+            sku_id INTEGER NOT NULL,
+            kind INTEGER NOT NULL,
+            account TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            campaign TEXT NOT NULL,
+            cents INTEGER NOT NULL,
+            lines INTEGER NOT NULL,
+            PRIMARY KEY(day, sku_id, kind, account, channel, campaign)
+        ) WITHOUT ROWID;
+        INSERT INTO ledger_summary(day, sku_id, kind, account, channel, campaign, cents, lines)
+            SELECT (at_ms / 1000 + 28800) / 86400, sku_id, kind,
+                CASE WHEN kind IN (2, 3, 4) THEN credit ELSE '' END, '', '', SUM(amount_cents), COUNT(*)
+            FROM ledger GROUP BY 1, 2, 3, 4;
+        """,
     ]
 
     /// The version this code writes.

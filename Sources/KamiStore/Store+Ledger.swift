@@ -21,6 +21,27 @@ public struct LedgerFigures: Sendable {
     public var shapes: [(kind: Int64, debit: String, credit: String, hasOrder: Bool, leastCents: Int64, lines: Int)] = []
     /// Lines naming an order that does not exist.
     public var orphanLines = 0
+    /// Per kind: (cents, lines) in the ledger and in the report summary.
+    public var ledgerByKind: [Int64: (cents: Int64, lines: Int64)] = [:]
+    public var summaryByKind: [Int64: (cents: Int64, lines: Int64)] = [:]
+}
+
+/// One row of a sales report: what a group of orders earned and cost.
+public struct SalesRow: Sendable, Hashable {
+    public var key: String
+    /// Delivered orders (sale lines).
+    public var orders: Int64
+    /// What buyers paid.
+    public var paidCents: Int64
+    /// What campaigns and coupons took off list prices.
+    public var subsidyCents: Int64
+    /// Paid back by refunds.
+    public var refundedCents: Int64
+    public var costCents: Int64
+    /// Commissions net of their reversals.
+    public var commissionCents: Int64
+    /// paid − refunded − cost − commission.
+    public var profitCents: Int64 { paidCents - refundedCents - costCents - commissionCents }
 }
 
 extension Store {
@@ -71,6 +92,19 @@ extension Store {
                                        shapes.int64(4), shapes.int(5)))
             }
             shapes.reset()
+            for (table, sql) in [("ledger", "SELECT kind, SUM(amount_cents), COUNT(*) FROM ledger GROUP BY kind"),
+                                 ("summary", "SELECT kind, SUM(cents), SUM(lines) FROM ledger_summary GROUP BY kind")] {
+                let stmt = try db.prepare(sql)
+                defer { stmt.reset() }
+                while try stmt.step() {
+                    if table == "ledger" {
+                        figures.ledgerByKind[stmt.int64(0)] = (stmt.int64(1), stmt.int64(2))
+                    } else {
+                        figures.summaryByKind[stmt.int64(0)] = (stmt.int64(1), stmt.int64(2))
+                    }
+                }
+                stmt.reset()
+            }
             figures.orphanLines = Int(try db.scalarInt("""
                 SELECT COUNT(*) FROM ledger l WHERE l.order_seq IS NOT NULL
                 AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.seq = l.order_seq)
@@ -194,6 +228,89 @@ extension Store {
             defer { owed.reset() }
             owed.bind(1, account)
             if try owed.step() { result.owedCents = owed.int64(0) }
+            return result
+        }
+    }
+}
+
+extension Store {
+    /// How a sales report groups its rows.
+    public enum ReportGroup: String, Sendable, CaseIterable {
+        case sku, channel, campaign, day, week, month
+    }
+
+    /// Sales and profit from the report summary, grouped by `group`, for the China Standard
+    /// Time days `sinceDay` ≤ d < `untilDay` (days since 1970-01-01), optionally of one SKU,
+    /// channel or campaign. Reads the summary (a row per day, SKU, kind, source, channel and
+    /// campaign), never the ledger's lines.
+    public func salesReport(group: ReportGroup, sinceDay: Int64, untilDay: Int64, sku: SkuID?, channel: String?, campaign: String?)
+        throws(KamiError) -> [SalesRow]
+    {
+        let keyExpression: String
+        switch group {
+        case .sku: keyExpression = "CAST(sku_id AS TEXT)"
+        case .channel: keyExpression = "channel"
+        case .campaign: keyExpression = "campaign"
+        case .day: keyExpression = "CAST(day AS TEXT)"
+        // Weeks start on Monday (1970-01-01 was a Thursday).
+        case .week: keyExpression = "CAST(((day + 3) / 7) * 7 - 3 AS TEXT)"
+        case .month: keyExpression = "strftime('%Y-%m', day * 86400, 'unixepoch')"
+        }
+        return try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("""
+                SELECT \(keyExpression) AS k, kind, account, SUM(cents), SUM(lines) FROM ledger_summary
+                WHERE day >= ?1 AND day < ?2 AND (?3 IS NULL OR sku_id = ?3) AND (?4 IS NULL OR channel = ?4)
+                    AND (?5 IS NULL OR campaign = ?5) AND kind IN (1, 2, 3, 6, 7)
+                GROUP BY k, kind, account ORDER BY k
+                """)
+            defer { stmt.reset() }
+            stmt.bind(1, sinceDay)
+            stmt.bind(2, untilDay)
+            if let sku { stmt.bind(3, Int64(sku)) } else { stmt.bindNull(3) }
+            stmt.bind(4, channel)
+            stmt.bind(5, campaign)
+            var rows: [String: SalesRow] = [:]
+            var order: [String] = []
+            while try stmt.step() {
+                let key = stmt.text(0) ?? ""
+                if rows[key] == nil {
+                    rows[key] = SalesRow(key: key, orders: 0, paidCents: 0, subsidyCents: 0, refundedCents: 0, costCents: 0,
+                                         commissionCents: 0)
+                    order.append(key)
+                }
+                let cents = stmt.int64(3)
+                switch JournalKind(rawValue: UInt8(truncatingIfNeeded: stmt.int64(1))) {
+                case .sale?:
+                    rows[key]!.paidCents += cents
+                    rows[key]!.orders += stmt.int64(4)
+                case .subsidy?: rows[key]!.subsidyCents += cents
+                case .cost?: rows[key]!.costCents += cents
+                case .commission?: rows[key]!.commissionCents += cents
+                case .refund?:
+                    switch stmt.text(2) ?? "" {
+                    case "clearing": rows[key]!.refundedCents += cents
+                    case "subsidy": rows[key]!.subsidyCents -= cents
+                    case "commission": rows[key]!.commissionCents -= cents
+                    default: break
+                    }
+                default: break
+                }
+            }
+            return order.compactMap { rows[$0] }
+        }
+    }
+
+    /// What the shop owes each supplier and source of stock (credit balances of `payable:*`
+    /// and `purchases`), from the summary.
+    public func payables() throws(KamiError) -> [(account: String, owedCents: Int64)] {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("""
+                SELECT account, SUM(cents) FROM ledger_summary
+                WHERE kind IN (2, 4) AND (account LIKE 'payable:%' OR account = 'purchases') GROUP BY account ORDER BY account
+                """)
+            defer { stmt.reset() }
+            var result: [(account: String, owedCents: Int64)] = []
+            while try stmt.step() { result.append((stmt.text(0) ?? "", stmt.int64(1))) }
             return result
         }
     }

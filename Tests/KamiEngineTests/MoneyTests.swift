@@ -170,3 +170,63 @@ final class CommissionTests: XCTestCase {
         h.assertInvariants()
     }
 }
+
+/// Reports from the ledger's summary, checked against figures computed here.
+final class ReportTests: XCTestCase {
+    func testSalesByEveryGroupMatchTheOrdersAndTheSummaryMatchesTheLedger() throws {
+        let h = Harness()
+        for (key, cost) in [("vip", Int64(400)), ("game", Int64(1_000))] {
+            _ = try h.engine.admin.setSku(SkuDefinition(key: key, name: key, priceCents: key == "vip" ? 990 : 3_000))
+            let rows = (0..<20).map { ImportItem.row(CodeRow(line: $0 + 2, secret: Secret("\(key)-\($0)"), costCents: cost)) }
+            _ = try h.engine.admin.importCodes(sku: key, source: ArrayRowSource(rows), label: "upstream:fulu")
+        }
+        let vip = try XCTUnwrap(h.engine.queries.skus().first { $0.key == "vip" }?.id)
+        try h.engine.admin.setCampaign(Campaign(key: "618", sku: vip, priceCents: nil, discountCents: 190, startsAtMs: 0,
+                                                endsAtMs: Int64.max, budgetCents: 10_000, perUserUses: 0))
+        try h.engine.admin.setDistributor("d1", rateBps: 1_000)
+        func issue(_ id: String, _ sku: String, channel: String, campaign: String? = nil, distributor: String? = nil) throws {
+            _ = try h.engine.storefront.issueSync(
+                order: id, user: id, sku: sku, paymentRef: "pay-\(id)",
+                terms: OrderTerms(labels: OrderLabels.make(currency: nil, channel: channel, campaign: campaign, coupon: nil,
+                                                           distributor: distributor))).get()
+        }
+        try issue("a", "vip", channel: "app", campaign: "618")        // paid 800, subsidy 190, cost 400
+        try issue("b", "vip", channel: "h5")                          // paid 990, cost 400
+        try issue("c", "game", channel: "app", distributor: "d1")     // paid 3,000, cost 1,000, commission 300
+        try issue("d", "game", channel: "h5", distributor: "d1")      // refunded: all reversed
+        _ = try h.engine.storefront.refundSync(order: "d").get()
+        h.engine.admin.barrier()
+
+        let bySku = try h.engine.admin.salesReport(group: .sku, sinceMs: 0, untilMs: Int64.max, sku: nil, channel: nil, campaign: nil)
+        let game = try XCTUnwrap(bySku.first { $0.key == "game" })
+        XCTAssertEqual(game.orders, 2)
+        XCTAssertEqual(game.paidCents, 6_000)
+        XCTAssertEqual(game.refundedCents, 3_000)
+        XCTAssertEqual(game.costCents, 2_000, "the refunded order's codes were consumed")
+        XCTAssertEqual(game.commissionCents, 300)
+        XCTAssertEqual(game.profitCents, 6_000 - 3_000 - 2_000 - 300)
+        let vipRow = try XCTUnwrap(bySku.first { $0.key == "vip" })
+        XCTAssertEqual([vipRow.orders, vipRow.paidCents, vipRow.subsidyCents, vipRow.costCents, vipRow.profitCents],
+                       [2, 1_790, 190, 800, 990])
+        let byChannel = try h.engine.admin.salesReport(group: .channel, sinceMs: 0, untilMs: Int64.max, sku: nil, channel: nil, campaign: nil)
+        XCTAssertEqual(byChannel.map(\.key), ["app", "h5"])
+        XCTAssertEqual(byChannel.map(\.paidCents), [3_800, 3_990])
+        let campaign = try h.engine.admin.salesReport(group: .campaign, sinceMs: 0, untilMs: Int64.max, sku: nil, channel: nil,
+                                                      campaign: "618")
+        XCTAssertEqual(campaign.map(\.subsidyCents), [190])
+        let appOnly = try h.engine.admin.salesReport(group: .day, sinceMs: 0, untilMs: Int64.max, sku: "game", channel: "app", campaign: nil)
+        XCTAssertEqual(appOnly.map(\.paidCents), [3_000])
+        XCTAssertEqual(try h.engine.admin.salesReport(group: .month, sinceMs: 0, untilMs: 1, sku: nil, channel: nil, campaign: nil), [],
+                       "nothing in 1970")
+        XCTAssertEqual(try h.engine.admin.payables().map(\.account), ["payable:fulu"])
+        XCTAssertEqual(try h.engine.admin.payables().first?.owedCents, 20 * 400 + 20 * 1_000)
+        h.assertInvariants()
+        // A summary edited behind kamid's back no longer adds up to the ledger.
+        h.close()
+        let db = try Connection(path: h.directory + "/" + Store.fileName)
+        try db.execute("UPDATE ledger_summary SET cents = cents + 1 WHERE kind = 1")
+        h.reopen()
+        let found = try h.engine.admin.verify().filter { $0.invariant == "ledger" }.map(\.detail)
+        XCTAssertTrue(found.contains { $0.hasPrefix("the report summary of kind 1") }, "\(found)")
+    }
+}
