@@ -17,8 +17,30 @@ extension KamiCtl {
         case distributorList
         /// `distributor statement D [--from T] [--to T]`.
         case distributorStatement(key: String, fromMs: Int64?, toMs: Int64?)
+        /// `report sales|payables [--by G] [--from T] [--to T] [--sku S] [--channel C] [--campaign K] [--csv]`.
+        case report(name: String, by: String?, fromMs: Int64?, toMs: Int64?, sku: String?, channel: String?, campaign: String?, csv: Bool)
         /// `reconcile payments FILE [--format F] [--from T --to T]`.
         case reconcilePayments(path: String, format: String?, fromMs: Int64?, toMs: Int64?)
+    }
+
+    /// Parses `report ...`.
+    static func reportCommand(_ words: [String], help: Bool, nowMs: Int64) throws(UsageError) -> Command {
+        if help { return .help(.money) }
+        var rest = Array(words.dropFirst())
+        let csv = rest.contains("--csv")
+        rest.removeAll { $0 == "--csv" }
+        let (positionals, options) = try split(rest, valued: ["--by", "--from", "--to", "--sku", "--channel", "--campaign"], topic: .money)
+        guard let name = words.first, name == "sales" || name == "payables", positionals.isEmpty else {
+            throw UsageError(message: "report takes sales or payables", topic: .money)
+        }
+        if let by = options["--by"], !["sku", "channel", "campaign", "day", "week", "month"].contains(by) {
+            throw UsageError(message: "--by takes sku, channel, campaign, day, week or month, got \(by)", topic: .money)
+        }
+        return .money(.report(
+            name: name, by: options["--by"],
+            fromMs: try options["--from"].map { (text: String) throws(UsageError) -> Int64 in try time(text, option: "--from", nowMs: nowMs) },
+            toMs: try options["--to"].map { (text: String) throws(UsageError) -> Int64 in try time(text, option: "--to", nowMs: nowMs) },
+            sku: options["--sku"], channel: options["--channel"], campaign: options["--campaign"], csv: csv))
     }
 
     /// Parses `reconcile payments ...`.
@@ -219,6 +241,15 @@ extension KamiCtl {
             request.sku = sku
         case .distributorList:
             request = Request(id: .number(1), op: .distributorList)
+        case .report(let name, let by, let from, let to, let sku, let channel, let campaign, _):
+            request = Request(id: .number(1), op: .report)
+            request.name = name
+            request.by = by
+            request.sinceMs = from
+            request.untilMs = to
+            request.sku = sku
+            request.channel = channel
+            request.campaign = campaign
         case .reconcilePayments(let path, let format, let from, let to):
             // kamid reads the bill (large, and where the operator put it on the server).
             request = Request(id: .number(1), op: .reconcilePayments)
@@ -288,6 +319,20 @@ extension KamiCtl {
                 }
                 return [cell(row, "distributor"), cell(row, "rate_bps"), skuRates, cell(row, "owed_cents")]
             }
+            return Outcome(stdout: Format.table([header] + body), exit: .ok)
+        case .report(let name, _, _, _, _, _, _, let csv):
+            let columns = name == "sales"
+                ? ["key", "orders", "paid_cents", "subsidy_cents", "refunded_cents", "cost_cents", "commission_cents", "profit_cents"]
+                : ["key", "owed_cents"]
+            let body = rows("rows").map { row in columns.map { cell(row, $0) } }
+            if csv {
+                let lines = ([columns] + body).map { $0.map { field in
+                    field.contains(",") || field.contains("\"") ? "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : field
+                }.joined(separator: ",") }
+                return Outcome(stdout: lines.joined(separator: "\n") + "\n", exit: .ok)
+            }
+            guard !body.isEmpty else { return Outcome(stdout: "nothing to report\n", exit: .ok) }
+            let header = columns.map { $0 == "key" ? (Format.text(fields, "by") ?? "account").uppercased() : $0.uppercased() }
             return Outcome(stdout: Format.table([header] + body), exit: .ok)
         case .reconcilePayments:
             let list = rows("mismatches")

@@ -51,6 +51,9 @@ extension KamiCtl {
                                           distributors' commission rates and settlements
                   reconcile payments FILE [--format alipay|wechat|generic] [--from T --to T]
                                           match a payment provider's bill with the orders
+                  report sales|payables [--by sku|channel|campaign|day|week|month] [--from T] [--to T]
+                         [--sku S] [--channel C] [--campaign K] [--csv]
+                                          sales and profit, what the shop owes its suppliers
 
                 options (anywhere on the line):
                   --socket PATH           kamid's socket (default: $\(socketEnvironmentVariable), else
@@ -99,6 +102,8 @@ extension KamiCtl {
                        kamictl distributor list
                        kamictl distributor statement D [--from T] [--to T]
                        kamictl reconcile payments FILE [--format alipay|wechat|generic] [--from T --to T]
+                       kamictl report sales|payables [--by sku|channel|campaign|day|week|month] [--from T] [--to T]
+                                      [--sku S] [--channel C] [--campaign K] [--csv]
 
                 A campaign sells SKU at --price (or its price less --discount) from --from (default now)
                 until --to, while what it gives away stays within --budget; at most --per-user orders

@@ -129,6 +129,7 @@ public enum JSONCodec {
         text(.codes, request.codes)
         number(.count, request.count)
         number(.rateBps, request.rateBps)
+        text(.by, request.by)
         if let secrets = request.secrets {
             JSONWriter.key(JSONField.secrets.key, &out)
             JSONWriter.string(secrets.reveal(), &out)

@@ -9,7 +9,7 @@ enum JSONField: UInt8, CaseIterable {
     case paymentAccount, amountCents, accountAgeDays, phoneVerified, challengeToken, event, list, kind, value
     case manualDelivery, reviewTTLMs, secrets
     case bundle, currency, channel, campaign, coupon, distributor
-    case discountCents, budgetCents, codes, count, rateBps
+    case discountCents, budgetCents, codes, count, rateBps, by
 
     /// The name on the wire.
     var key: StaticString {
@@ -76,6 +76,7 @@ enum JSONField: UInt8, CaseIterable {
         case .codes: "codes"
         case .count: "count"
         case .rateBps: "rate_bps"
+        case .by: "by"
         }
     }
 
@@ -89,7 +90,7 @@ enum JSONField: UInt8, CaseIterable {
     static func match(_ p: UnsafeRawPointer, count: Int) -> JSONField? {
         let candidates: (JSONField, JSONField?, JSONField?, JSONField?, JSONField?, JSONField?, JSONField?, JSONField?)
         switch count {
-        case 2: candidates = (.id, .op, .ip, nil, nil, nil, nil, nil)
+        case 2: candidates = (.id, .op, .ip, .by, nil, nil, nil, nil)
         case 3: candidates = (.sku, .qty, nil, nil, nil, nil, nil, nil)
         case 4: candidates = (.user, .name, .path, .list, .kind, nil, nil, nil)
         case 5: candidates = (.order, .token, .batch, .limit, .event, .value, .codes, .count)

@@ -172,6 +172,7 @@ struct JSONRequestDecoder {
         case .codes: request.codes = string(field, value)
         case .count: request.count = integer(field, value)
         case .rateBps: request.rateBps = integer(field, value)
+        case .by: request.by = string(field, value)
         }
     }
 

@@ -58,6 +58,7 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     case distributorList = 69
     case distributorStatement = 70
     case reconcilePayments = 71
+    case report = 72
 
     /// The name used in JSON (`"op": "reserve"`); the table is `wireName`.
     public var name: String { wireName.description }
@@ -209,6 +210,8 @@ public struct Request: Sendable, Hashable {
     public var count: Int64?
     /// `distributor_set`: the commission rate in basis points (`rate_bps`).
     public var rateBps: Int64?
+    /// `report`: how to group (`by`: sku, channel, campaign, day, week, month).
+    public var by: String?
 
     /// Makes a request with only the id and operation set.
     public init(id: RequestID, op: Operation) {

@@ -29,7 +29,7 @@ extension Operation {
         case .stock: .stock
         case .risk: .risk
         case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,
-             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .deliver, .campaignSet, .campaignList, .couponAdd, .couponList, .distributorSet, .distributorList, .distributorStatement, .reconcilePayments: .fields
+             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .deliver, .campaignSet, .campaignList, .couponAdd, .couponList, .distributorSet, .distributorList, .distributorStatement, .reconcilePayments, .report: .fields
         }
     }
 
@@ -88,6 +88,7 @@ extension Operation {
         case .distributorList: "distributor_list"
         case .distributorStatement: "distributor_statement"
         case .reconcilePayments: "reconcile_payments"
+        case .report: "report"
         }
     }
 
@@ -111,7 +112,7 @@ extension Operation {
         case UInt8(ascii: "h"): return pick(.hello)
         case UInt8(ascii: "p"): return pick(.ping)
         case UInt8(ascii: "r"):
-            return pick(.reserve, .release, .refund, .risk) ?? pickAny([.reload, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .reconcilePayments])
+            return pick(.reserve, .release, .refund, .risk) ?? pickAny([.reload, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .reconcilePayments, .report])
         case UInt8(ascii: "c"): return pick(.commit) ?? pickAny([.campaignSet, .campaignList, .couponAdd, .couponList])
         case UInt8(ascii: "i"): return pick(.issue, .importCSV)
         case UInt8(ascii: "o"): return pick(.order)

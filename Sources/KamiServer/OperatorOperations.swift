@@ -252,6 +252,27 @@ struct OperatorOperations: Sendable {
                              ("line", item.line.map { .int(Int64($0)) } ?? .null)])
                 })),
             ])
+        case .report:
+            switch request.name ?? "sales" {
+            case "sales":
+                guard let group = Store.ReportGroup(rawValue: request.by ?? "sku") else {
+                    throw KamiError(.badRequest, "by must be one of \(Store.ReportGroup.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                let rows = try engine.admin.salesReport(group: group, sinceMs: request.sinceMs ?? 0, untilMs: request.untilMs ?? Int64.max,
+                                                        sku: request.sku, channel: request.channel, campaign: request.campaign)
+                return .fields([("report", .string("sales")), ("by", .string(group.rawValue)), ("rows", .array(rows.map { row in
+                    .object([("key", .string(row.key)), ("orders", .int(row.orders)), ("paid_cents", .int(row.paidCents)),
+                             ("subsidy_cents", .int(row.subsidyCents)), ("refunded_cents", .int(row.refundedCents)),
+                             ("cost_cents", .int(row.costCents)), ("commission_cents", .int(row.commissionCents)),
+                             ("profit_cents", .int(row.profitCents))])
+                }))])
+            case "payables":
+                return .fields([("report", .string("payables")), ("rows", .array(try engine.admin.payables().map { row in
+                    .object([("key", .string(row.account)), ("owed_cents", .int(row.owedCents))])
+                }))])
+            default:
+                throw KamiError(.badRequest, "report must be sales or payables, got \(request.name ?? "")")
+            }
         case .couponList:
             return .fields([("batches", .array(engine.admin.couponBatches().map { entry in
                 .object([("batch", .string(entry.batch.key)), ("discount_cents", .int(entry.batch.discountCents)),

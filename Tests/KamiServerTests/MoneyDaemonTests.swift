@@ -99,6 +99,14 @@ final class MoneyDaemonTests: XCTestCase {
         XCTAssertTrue(reconciled.output.hasPrefix("generic bill: 2 payments, 1 matched, 1 mismatches\n"), reconciled.output)
         XCTAssertTrue(reconciled.output.contains("paid_not_delivered      -  X-9          no such order  paid 500     3"), reconciled.output)
 
+        // Reports: the flash sale's 50 orders came through the app channel at 700 with 300 off.
+        let report = try kamid.kamictl(["report", "sales", "--by", "channel", "--csv"])
+        XCTAssertEqual(report.status, 0, report.output)
+        XCTAssertTrue(report.output.hasPrefix("key,orders,paid_cents,subsidy_cents,refunded_cents,cost_cents,commission_cents,profit_cents\n"),
+                      report.output)
+        XCTAssertTrue(report.output.contains("\napp,50,35000,15000,0,0,0,35000\n"), report.output)
+        XCTAssertEqual(try kamid.kamictl(["report", "sales", "--by", "year"]).status, 2)
+
         // The spend is rebuilt from the orders after a restart.
         XCTAssertEqual(kamid.stop(), 0)
         kamid = try Kamid(directory: directory + "/data", arguments: [])
