@@ -2,6 +2,7 @@ import CKamiFaultVFS
 import Foundation
 import KamiCore
 import KamiEngine
+import KamiLedger
 import KamiStore
 import XCTest
 
@@ -164,6 +165,14 @@ final class Simulation {
         // Manual delivery: paid orders wait for the operator, who delivers by hand or from the pool.
         h.stockSku("hand", count: 40)
         _ = try? h.engine.admin.setSku(SkuDefinition(key: "hand", manualDelivery: true))
+        // Money: a campaign on "free" whose budget runs out, coupons that are taken and freed.
+        if let free = h.engine.queries.skus().first(where: { $0.key == "free" }) {
+            _ = try? h.engine.admin.setSku(SkuDefinition(key: "free", priceCents: 1_000))
+            try? h.engine.admin.setCampaign(Campaign(key: "sim", sku: free.id, priceCents: nil, discountCents: 100, startsAtMs: 0,
+                                                     endsAtMs: Int64.max, budgetCents: 4_000, perUserUses: 0))
+            _ = try? h.engine.admin.addCoupons(CouponBatch(key: "simc", discountCents: 50, perUserUses: 0),
+                                               codes: (0..<12).map { "SIMC\($0)" })
+        }
         // Fault rates for this seed: none, light or heavy, write errors as EIO or ENOSPC.
         let rates: [(UInt32, UInt32)] = [(0, 0), (300, 1_000), (2_000, 10_000), (0, 30_000), (10_000, 0)]
         (writePPM, syncPPM) = rates[random(rates.count)]
@@ -248,8 +257,9 @@ final class Simulation {
         let faults = faultCount()
         // One in ten is held for review by the risk gate.
         let review = random(10) == 0
+        let terms = promotion(sku: sku)
         let result = call { h.engine.storefront.issue(order: id, user: user, sku: sku, units: units, paymentRef: "p", review: review,
-                                                      completion: $0) }
+                                                      terms: terms, completion: $0) }
         apply(result, id: id, user: user, sku: sku, units: units, op: "issue", faultsBefore: faults, step: step)
     }
 
@@ -257,9 +267,19 @@ final class Simulation {
         let (id, user, sku) = newOrder()
         let faults = faultCount()
         let review = random(10) == 0
+        let terms = promotion(sku: sku)
         let result = call { h.engine.storefront.reserve(order: id, user: user, sku: sku, units: 1, ttlMs: Int64(1_000 + random(3_000)),
-                                             review: review, completion: $0) }
+                                             review: review, terms: terms, completion: $0) }
         apply(result, id: id, user: user, sku: sku, units: 1, op: "reserve", faultsBefore: faults, step: step)
+    }
+
+    /// Orders of "free" name the campaign one time in three and a coupon one time in four
+    /// (verify checks no budget is overspent and no coupon held twice, across every crash).
+    private func promotion(sku: String) -> OrderTerms {
+        guard sku == "free" else { return .none }
+        let campaign = random(3) == 0 ? "sim" : nil
+        let coupon = random(4) == 0 ? "SIMC\(random(12))" : nil
+        return OrderTerms(labels: OrderLabels.make(currency: nil, channel: "sim", campaign: campaign, coupon: coupon, distributor: nil))
     }
 
     /// An order id the model knows, in a given state (deterministic: picked from the list).
