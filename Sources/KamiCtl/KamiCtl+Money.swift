@@ -19,8 +19,46 @@ extension KamiCtl {
         case distributorStatement(key: String, fromMs: Int64?, toMs: Int64?)
         /// `report sales|payables [--by G] [--from T] [--to T] [--sku S] [--channel C] [--campaign K] [--csv]`.
         case report(name: String, by: String?, fromMs: Int64?, toMs: Int64?, sku: String?, channel: String?, campaign: String?, csv: Bool)
+        /// `case open ORDER --reason R [--code ID] [--note N]`.
+        case caseOpen(order: String, reason: String, code: Int64?, note: String?)
+        /// `case list [--all]`.
+        case caseList(all: Bool)
+        /// `case replace|refund|reject ID [--note N]`.
+        case caseResolve(id: Int64, how: String, note: String?)
         /// `reconcile payments FILE [--format F] [--from T --to T]`.
         case reconcilePayments(path: String, format: String?, fromMs: Int64?, toMs: Int64?)
+    }
+
+    /// Parses `case ...`.
+    static func caseCommand(_ words: [String], help: Bool) throws(UsageError) -> Command {
+        if help { return .help(.money) }
+        var rest = Array(words.dropFirst())
+        let all = rest.contains("--all")
+        rest.removeAll { $0 == "--all" }
+        let (positionals, options) = try split(rest, valued: ["--reason", "--code", "--note"], topic: .money)
+        switch words.first {
+        case "open":
+            guard positionals.count == 1, let reason = options["--reason"],
+                  ["invalid_code", "not_received", "other"].contains(reason) else {
+                throw UsageError(message: "case open ORDER --reason invalid_code|not_received|other [--code ID] [--note N]", topic: .money)
+            }
+            var code: Int64?
+            if let text = options["--code"] {
+                guard let value = Int64(text), value > 0 else { throw UsageError(message: "--code takes a code id", topic: .money) }
+                code = value
+            }
+            return .money(.caseOpen(order: positionals[0], reason: reason, code: code, note: options["--note"]))
+        case "list":
+            guard positionals.isEmpty, options.isEmpty else { throw UsageError(message: "case list takes --all", topic: .money) }
+            return .money(.caseList(all: all))
+        case "replace", "refund", "reject":
+            guard positionals.count == 1, let id = Int64(positionals[0]), options["--reason"] == nil, options["--code"] == nil else {
+                throw UsageError(message: "case \(words[0]) takes a case id", topic: .money)
+            }
+            return .money(.caseResolve(id: id, how: words[0], note: options["--note"]))
+        default:
+            throw UsageError(message: "case takes open, list, replace, refund or reject", topic: .money)
+        }
     }
 
     /// Parses `report ...`.
@@ -241,6 +279,20 @@ extension KamiCtl {
             request.sku = sku
         case .distributorList:
             request = Request(id: .number(1), op: .distributorList)
+        case .caseOpen(let order, let reason, let code, let note):
+            request = Request(id: .number(1), op: .caseOpen)
+            request.order = order
+            request.kind = reason
+            request.codeID = code
+            request.note = note
+        case .caseList(let all):
+            request = Request(id: .number(1), op: .caseList)
+            request.kind = all ? "all" : nil
+        case .caseResolve(let id, let how, let note):
+            request = Request(id: .number(1), op: .caseResolve)
+            request.caseID = id
+            request.kind = how
+            request.note = note
         case .report(let name, let by, let from, let to, let sku, let channel, let campaign, _):
             request = Request(id: .number(1), op: .report)
             request.name = name
@@ -320,6 +372,31 @@ extension KamiCtl {
                 return [cell(row, "distributor"), cell(row, "rate_bps"), skuRates, cell(row, "owed_cents")]
             }
             return Outcome(stdout: Format.table([header] + body), exit: .ok)
+        case .caseOpen:
+            return Outcome(stdout: "case \(cell(fields, "case")) opened on order \(cell(fields, "order")) (\(cell(fields, "reason")), "
+                + "code from \(cell(fields, "source")))\n", exit: .ok)
+        case .caseResolve(let id, let how, _):
+            let state = Format.text(fields, "state") ?? (how == "replace" ? "replaced" : "?")
+            return Outcome(stdout: "case \(id) \(how == "replace" ? "replaced" : state)\n", exit: .ok)
+        case .caseList:
+            let list = rows("cases")
+            var text = ""
+            if list.isEmpty {
+                text = "no cases\n"
+            } else {
+                let header = ["CASE", "ORDER", "SKU", "CODE", "REASON", "STATE", "SOURCE", "AGE_S"]
+                let body = list.map { row in
+                    ["case", "order", "sku", "code_id", "reason", "state", "source"].map { cell(row, $0) }
+                        + [String((Format.int(row, "age_ms") ?? 0) / 1_000)]
+                }
+                text = Format.table([header] + body)
+            }
+            for (name, title) in [("by_sku", "cases by SKU"), ("by_source", "cases by source")] {
+                if case .object(let counts)? = Format.value(fields, name), !counts.isEmpty {
+                    text += title + ": " + counts.map { "\($0.0) \(Format.int([$0], $0.0) ?? 0)" }.joined(separator: ", ") + "\n"
+                }
+            }
+            return Outcome(stdout: text, exit: .ok)
         case .report(let name, _, _, _, _, _, _, let csv):
             let columns = name == "sales"
                 ? ["key", "orders", "paid_cents", "subsidy_cents", "refunded_cents", "cost_cents", "commission_cents", "profit_cents"]

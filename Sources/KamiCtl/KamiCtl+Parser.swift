@@ -228,6 +228,8 @@ extension KamiCtl {
             return try campaignCommand(rest, help: help, nowMs: Int64(now.tv_sec) * 1_000 + Int64(now.tv_nsec) / 1_000_000)
         case "coupon":
             return try couponCommand(rest, help: help)
+        case "case":
+            return try caseCommand(rest, help: help)
         case "report":
             var now = timespec()
             clock_gettime(CLOCK_REALTIME, &now)

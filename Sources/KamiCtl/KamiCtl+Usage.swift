@@ -51,6 +51,8 @@ extension KamiCtl {
                                           distributors' commission rates and settlements
                   reconcile payments FILE [--format alipay|wechat|generic] [--from T --to T]
                                           match a payment provider's bill with the orders
+                  case open|list|replace|refund|reject
+                                          after-sales cases on delivered orders
                   report sales|payables [--by sku|channel|campaign|day|week|month] [--from T] [--to T]
                          [--sku S] [--channel C] [--campaign K] [--csv]
                                           sales and profit, what the shop owes its suppliers
@@ -102,6 +104,9 @@ extension KamiCtl {
                        kamictl distributor list
                        kamictl distributor statement D [--from T] [--to T]
                        kamictl reconcile payments FILE [--format alipay|wechat|generic] [--from T --to T]
+                       kamictl case open ORDER --reason invalid_code|not_received|other [--code ID] [--note N]
+                       kamictl case list [--all]
+                       kamictl case replace|refund|reject ID [--note N]
                        kamictl report sales|payables [--by sku|channel|campaign|day|week|month] [--from T] [--to T]
                                       [--sku S] [--channel C] [--campaign K] [--csv]
 

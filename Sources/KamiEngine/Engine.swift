@@ -301,6 +301,31 @@ public struct Admin: Sendable {
         return rows
     }
 
+    /// Opens an after-sales case on a delivered order (about one code, or the order).
+    public func openCase(order: String, code: CodeID?, reason: AfterSalesCase.Reason, note: String = "") throws(KamiError) -> AfterSalesCase {
+        try core.openCase(order: order, codeID: code, reason: reason, note: note)
+    }
+
+    /// Every case, newest first.
+    public func cases(openOnly: Bool = false) throws(KamiError) -> [AfterSalesCase] { try core.storage.cases(openOnly: openOnly) }
+
+    /// Resolves a case by replacing its code from the pool (blocks for the commit).
+    public func replaceCase(_ id: Int64) throws(KamiError) -> OrderReply {
+        let waiter = Waiter<OrderReply>()
+        core.replaceCode(caseID: id) { waiter.set($0) }
+        return try waiter.wait().get()
+    }
+
+    /// Resolves a case by refunding its order (blocks for the commit).
+    public func refundCase(_ id: Int64) throws(KamiError) -> AfterSalesCase {
+        let item = try core.openCase(id)
+        _ = try core.refundSync(order: item.orderID).get()
+        return try core.closeCaseRefunded(id)
+    }
+
+    /// Closes a case without changing the order.
+    public func rejectCase(_ id: Int64, note: String = "") throws(KamiError) -> AfterSalesCase { try core.rejectCase(id, note: note) }
+
     /// What the shop owes each supplier and other source of stock.
     public func payables() throws(KamiError) -> [(account: String, owedCents: Int64)] { try core.storage.payables() }
 

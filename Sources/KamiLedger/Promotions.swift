@@ -261,3 +261,50 @@ public final class PromotionBook: Sendable {
         }
     }
 }
+
+/// An after-sales case (售后) on a delivered order: a code that does not work, a code the
+/// buyer never got, anything else; resolved by replacing the code, by a refund, or rejected.
+public struct AfterSalesCase: Sendable, Hashable {
+    public enum Reason: String, Sendable, CaseIterable {
+        case invalidCode = "invalid_code", notReceived = "not_received", other
+    }
+    public enum State: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+        case open = 0, replaced = 1, refunded = 2, rejected = 3
+        public var description: String {
+            switch self {
+            case .open: "open"
+            case .replaced: "replaced"
+            case .refunded: "refunded"
+            case .rejected: "rejected"
+            }
+        }
+    }
+    public var id: Int64
+    public var orderSeq: OrderSeq
+    public var orderID: String
+    public var sku: SkuID
+    /// The code complained about (nil: the order as a whole).
+    public var codeID: CodeID?
+    public var reason: Reason
+    public var state: State
+    /// Where the code came from: `pool`, or the import's source (`upstream:SUPPLIER`, a file).
+    public var source: String
+    public var openedAtMs: Int64
+    public var resolvedAtMs: Int64?
+    public var note: String
+
+    public init(id: Int64, orderSeq: OrderSeq, orderID: String, sku: SkuID, codeID: CodeID?, reason: Reason, state: State,
+                source: String, openedAtMs: Int64, resolvedAtMs: Int64?, note: String) {
+        self.id = id
+        self.orderSeq = orderSeq
+        self.orderID = orderID
+        self.sku = sku
+        self.codeID = codeID
+        self.reason = reason
+        self.state = state
+        self.source = source
+        self.openedAtMs = openedAtMs
+        self.resolvedAtMs = resolvedAtMs
+        self.note = note
+    }
+}

@@ -130,6 +130,8 @@ public enum JSONCodec {
         number(.count, request.count)
         number(.rateBps, request.rateBps)
         text(.by, request.by)
+        number(.caseID, request.caseID)
+        text(.note, request.note)
         if let secrets = request.secrets {
             JSONWriter.key(JSONField.secrets.key, &out)
             JSONWriter.string(secrets.reveal(), &out)

@@ -9,7 +9,7 @@ enum JSONField: UInt8, CaseIterable {
     case paymentAccount, amountCents, accountAgeDays, phoneVerified, challengeToken, event, list, kind, value
     case manualDelivery, reviewTTLMs, secrets
     case bundle, currency, channel, campaign, coupon, distributor
-    case discountCents, budgetCents, codes, count, rateBps, by
+    case discountCents, budgetCents, codes, count, rateBps, by, caseID, note
 
     /// The name on the wire.
     var key: StaticString {
@@ -77,6 +77,8 @@ enum JSONField: UInt8, CaseIterable {
         case .count: "count"
         case .rateBps: "rate_bps"
         case .by: "by"
+        case .caseID: "case"
+        case .note: "note"
         }
     }
 
@@ -92,7 +94,7 @@ enum JSONField: UInt8, CaseIterable {
         switch count {
         case 2: candidates = (.id, .op, .ip, .by, nil, nil, nil, nil)
         case 3: candidates = (.sku, .qty, nil, nil, nil, nil, nil, nil)
-        case 4: candidates = (.user, .name, .path, .list, .kind, nil, nil, nil)
+        case 4: candidates = (.user, .name, .path, .list, .kind, .caseID, .note, nil)
         case 5: candidates = (.order, .token, .batch, .limit, .event, .value, .codes, .count)
         case 6: candidates = (.ttlMs, .client, .device, .cursor, .weight, .bundle, .coupon, nil)
         case 7: candidates = (.codeID, .dryRun, .replace, .waitMs, .product, .secrets, .channel, nil)

@@ -173,6 +173,8 @@ struct JSONRequestDecoder {
         case .count: request.count = integer(field, value)
         case .rateBps: request.rateBps = integer(field, value)
         case .by: request.by = string(field, value)
+        case .caseID: request.caseID = integer(field, value)
+        case .note: request.note = string(field, value)
         }
     }
 

@@ -59,6 +59,9 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     case distributorStatement = 70
     case reconcilePayments = 71
     case report = 72
+    case caseOpen = 73
+    case caseList = 74
+    case caseResolve = 75
 
     /// The name used in JSON (`"op": "reserve"`); the table is `wireName`.
     public var name: String { wireName.description }
@@ -212,6 +215,9 @@ public struct Request: Sendable, Hashable {
     public var rateBps: Int64?
     /// `report`: how to group (`by`: sku, channel, campaign, day, week, month).
     public var by: String?
+    /// `case_resolve`: the case (`case`); `case_open`: a note on it (`note`).
+    public var caseID: Int64?
+    public var note: String?
 
     /// Makes a request with only the id and operation set.
     public init(id: RequestID, op: Operation) {

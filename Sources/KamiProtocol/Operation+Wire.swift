@@ -29,7 +29,7 @@ extension Operation {
         case .stock: .stock
         case .risk: .risk
         case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,
-             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .deliver, .campaignSet, .campaignList, .couponAdd, .couponList, .distributorSet, .distributorList, .distributorStatement, .reconcilePayments, .report: .fields
+             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .deliver, .campaignSet, .campaignList, .couponAdd, .couponList, .distributorSet, .distributorList, .distributorStatement, .reconcilePayments, .report, .caseOpen, .caseList, .caseResolve: .fields
         }
     }
 
@@ -89,6 +89,9 @@ extension Operation {
         case .distributorStatement: "distributor_statement"
         case .reconcilePayments: "reconcile_payments"
         case .report: "report"
+        case .caseOpen: "case_open"
+        case .caseList: "case_list"
+        case .caseResolve: "case_resolve"
         }
     }
 
@@ -113,7 +116,7 @@ extension Operation {
         case UInt8(ascii: "p"): return pick(.ping)
         case UInt8(ascii: "r"):
             return pick(.reserve, .release, .refund, .risk) ?? pickAny([.reload, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .reconcilePayments, .report])
-        case UInt8(ascii: "c"): return pick(.commit) ?? pickAny([.campaignSet, .campaignList, .couponAdd, .couponList])
+        case UInt8(ascii: "c"): return pick(.commit) ?? pickAny([.campaignSet, .campaignList, .couponAdd, .couponList, .caseOpen, .caseList, .caseResolve])
         case UInt8(ascii: "i"): return pick(.issue, .importCSV)
         case UInt8(ascii: "o"): return pick(.order)
         case UInt8(ascii: "e"): return pick(.entitlements, .export)

@@ -252,6 +252,39 @@ struct OperatorOperations: Sendable {
                              ("line", item.line.map { .int(Int64($0)) } ?? .null)])
                 })),
             ])
+        case .caseOpen:
+            guard let reason = AfterSalesCase.Reason(rawValue: request.kind ?? "") else {
+                throw KamiError(.badRequest, "kind (the reason) must be invalid_code, not_received or other")
+            }
+            let item = try engine.admin.openCase(order: try need(request.order, "order"), code: request.codeID, reason: reason,
+                                                 note: request.note ?? "")
+            return .fields(caseFields(item))
+        case .caseList:
+            let all = try engine.admin.cases(openOnly: false)
+            var bySku: [String: Int] = [:]
+            var bySource: [String: Int] = [:]
+            for item in all {
+                bySku[skuKey(item.sku), default: 0] += 1
+                bySource[item.source, default: 0] += 1
+            }
+            let shown = request.kind == "all" ? all : all.filter { $0.state == .open }
+            return .fields([
+                ("cases", .array(shown.map { .object(caseFields($0)) })),
+                ("by_sku", .object(bySku.sorted { $0.key < $1.key }.map { ($0.key, .int(Int64($0.value))) })),
+                ("by_source", .object(bySource.sorted { $0.key < $1.key }.map { ($0.key, .int(Int64($0.value))) })),
+            ])
+        case .caseResolve:
+            let id = try need(request.caseID, "case")
+            switch request.kind {
+            case "replace":
+                var reply = try engine.admin.replaceCase(id)
+                // The buyer's codes are the buyer's: the operator sees the order, not its secrets.
+                reply.codes = []
+                return .order(WireMapping.wire(reply))
+            case "refund": return .fields(caseFields(try engine.admin.refundCase(id)))
+            case "reject": return .fields(caseFields(try engine.admin.rejectCase(id, note: request.note ?? "")))
+            default: throw KamiError(.badRequest, "kind must be replace, refund or reject")
+            }
         case .report:
             switch request.name ?? "sales" {
             case "sales":
@@ -319,6 +352,16 @@ struct OperatorOperations: Sendable {
             components.append((key, units))
         }
         return components
+    }
+
+    private func skuKey(_ id: SkuID) -> String { engine.queries.skus().first { $0.id == id }?.key ?? "#\(id)" }
+
+    /// A case as reply fields, with its age.
+    private func caseFields(_ item: AfterSalesCase) -> [(String, JSONValue)] {
+        [("case", .int(item.id)), ("order", .string(item.orderID)), ("sku", .string(skuKey(item.sku))),
+         ("code_id", item.codeID.map { .int($0) } ?? .null), ("reason", .string(item.reason.rawValue)),
+         ("state", .string(item.state.description)), ("source", .string(item.source)), ("opened_at_ms", .int(item.openedAtMs)),
+         ("age_ms", .int((item.resolvedAtMs ?? engine.nowMs) - item.openedAtMs)), ("note", .string(item.note))]
     }
 
     /// A distributor as reply fields.

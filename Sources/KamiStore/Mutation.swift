@@ -58,6 +58,11 @@ public enum Mutation: Sendable {
     case audit(AuditEvent)
     /// Inserts or replaces a campaign.
     case writeCampaign(Campaign, audit: AuditEvent)
+    /// Inserts (id 0; the outcome carries its id) or updates an after-sales case.
+    case writeCase(AfterSalesCase, audit: AuditEvent)
+    /// A case resolved by a replacement: the order with its new code, the old one voided and
+    /// the new one issued, the replacement's cost in the ledger, the case closed, at once.
+    case replaceCode(Order, codes: [CodeChange], ledger: [JournalLine], closing: AfterSalesCase, audit: AuditEvent)
     /// Sets a distributor's commission rate (`sku` 0: its default).
     case writeDistributorRate(distributor: String, sku: SkuID, rateBps: Int, audit: AuditEvent)
     /// Inserts or replaces a coupon batch and adds its codes (a code already stored is
@@ -341,6 +346,17 @@ struct MutationApplier {
         case .audit(let event):
             try audit.append(event, atMs: atMs, db: db)
             return .done
+        case .writeCase(let item, let event):
+            let id = try writeCase(item)
+            try audit.append(event, atMs: atMs, db: db)
+            return .rowID(id)
+        case .replaceCode(let order, let codes, let ledger, let closing, let event):
+            try writeOrder(order)
+            try setCodes(codes)
+            try writeLedger(ledger, atMs: atMs)
+            _ = try writeCase(closing)
+            try audit.append(event, atMs: atMs, db: db)
+            return .done
         case .writeDistributorRate(let distributor, let sku, let rate, let event):
             let stmt = try db.prepare("""
                 INSERT OR REPLACE INTO distributor_rates(distributor, sku_id, rate_bps, updated_at_ms) VALUES(?,?,?,?)
@@ -419,6 +435,28 @@ struct MutationApplier {
         if let labels = order.labels { stmt.bind(14, LabelsText.encode(labels)) } else { stmt.bindNull(14) }
         stmt.bind(15, order.subsidyCents)
         try stmt.run()
+    }
+
+    /// Inserts (id 0) or updates a case; its id.
+    func writeCase(_ item: AfterSalesCase) throws(SQLiteError) -> Int64 {
+        let stmt = try db.prepare("""
+            INSERT INTO cases(id, order_seq, order_id, sku_id, code_id, reason, state, source, opened_at_ms, resolved_at_ms, note)
+            VALUES(?,?,?,?,?,?,?,?,?,?,?)
+            ON CONFLICT(id) DO UPDATE SET state = excluded.state, resolved_at_ms = excluded.resolved_at_ms, note = excluded.note
+            """)
+        if item.id == 0 { stmt.bindNull(1) } else { stmt.bind(1, item.id) }
+        stmt.bind(2, item.orderSeq)
+        stmt.bind(3, item.orderID)
+        stmt.bind(4, Int64(item.sku))
+        if let code = item.codeID { stmt.bind(5, code) } else { stmt.bindNull(5) }
+        stmt.bind(6, item.reason.rawValue)
+        stmt.bind(7, Int64(item.state.rawValue))
+        stmt.bind(8, item.source)
+        stmt.bind(9, item.openedAtMs)
+        if let resolved = item.resolvedAtMs { stmt.bind(10, resolved) } else { stmt.bindNull(10) }
+        stmt.bind(11, item.note)
+        try stmt.run()
+        return item.id == 0 ? db.lastInsertRowID : item.id
     }
 
     /// Appends journal lines (the caller's transaction makes them one with the change).

@@ -250,6 +250,22 @@ enum Schema {
                 CASE WHEN kind IN (2, 3, 4) THEN credit ELSE '' END, '', '', SUM(amount_cents), COUNT(*)
             FROM ledger GROUP BY 1, 2, 3, 4;
         """,
+        // 11: after-sales cases.
+        """
+        CREATE TABLE cases(
+            id INTEGER PRIMARY KEY,
+            order_seq INTEGER NOT NULL,
+            order_id TEXT NOT NULL,
+            sku_id INTEGER NOT NULL,
+            code_id INTEGER,
+            reason TEXT NOT NULL,
+            state INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            opened_at_ms INTEGER NOT NULL,
+            resolved_at_ms INTEGER,
+            note TEXT NOT NULL
+        );
+        """,
     ]
 
     /// The version this code writes.

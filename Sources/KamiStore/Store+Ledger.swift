@@ -315,3 +315,38 @@ extension Store {
         }
     }
 }
+
+extension Store {
+    /// Every case, newest first (open ones only when `openOnly`).
+    public func cases(openOnly: Bool = false) throws(KamiError) -> [AfterSalesCase] {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("""
+                SELECT id, order_seq, order_id, sku_id, code_id, reason, state, source, opened_at_ms, resolved_at_ms, note
+                FROM cases WHERE ?1 = 0 OR state = 0 ORDER BY id DESC
+                """)
+            defer { stmt.reset() }
+            stmt.bind(1, Int64(openOnly ? 1 : 0))
+            var result: [AfterSalesCase] = []
+            while try stmt.step() {
+                result.append(AfterSalesCase(
+                    id: stmt.int64(0), orderSeq: stmt.int64(1), orderID: stmt.text(2) ?? "", sku: SkuID(stmt.int64(3)),
+                    codeID: stmt.isNull(4) ? nil : stmt.int64(4),
+                    reason: AfterSalesCase.Reason(rawValue: stmt.text(5) ?? "") ?? .other,
+                    state: AfterSalesCase.State(rawValue: UInt8(truncatingIfNeeded: stmt.int64(6))) ?? .open,
+                    source: stmt.text(7) ?? "", openedAtMs: stmt.int64(8), resolvedAtMs: stmt.isNull(9) ? nil : stmt.int64(9),
+                    note: stmt.text(10) ?? ""))
+            }
+            return result
+        }
+    }
+
+    /// Where a code came from: its import's source (a file, `upstream:SUPPLIER`, `manual:…`).
+    public func sourceOfCode(_ id: CodeID) throws(KamiError) -> String? {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("SELECT i.source FROM codes c JOIN imports i ON i.id = c.import_id WHERE c.id = ?")
+            defer { stmt.reset() }
+            stmt.bind(1, id)
+            return try stmt.step() ? stmt.text(0) : nil
+        }
+    }
+}

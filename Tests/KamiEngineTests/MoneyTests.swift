@@ -230,3 +230,52 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(found.contains { $0.hasPrefix("the report summary of kind 1") }, "\(found)")
     }
 }
+
+/// After-sales (售后): cases opened, replaced, refunded, rejected; counted per SKU and source.
+final class AfterSalesTests: XCTestCase {
+    func testABadCodeIsReplacedFromThePoolItsCostBookedAndTheCaseClosed() throws {
+        let h = Harness()
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "vip", name: "vip", priceCents: 990))
+        let rows = (0..<3).map { ImportItem.row(CodeRow(line: $0 + 2, secret: Secret("VIP-\($0)"), costCents: 400)) }
+        _ = try h.engine.admin.importCodes(sku: "vip", source: ArrayRowSource(rows), label: "upstream:fulu")
+        let sold = try h.engine.storefront.issueSync(order: "o1", user: "u1", sku: "vip", units: 2, paymentRef: "p").get()
+        let bad = try XCTUnwrap(sold.codeIDs.first)
+        XCTAssertEqual(h.engine.storefront.issueSync(order: "o2", user: "u2", sku: "vip", paymentRef: "p").value?.state, .committed)
+        _ = try h.engine.storefront.reserveSync(order: "held", user: "u3", sku: "vip").failure  // sold out: nothing held
+        let opened = try h.engine.admin.openCase(order: "o1", code: bad, reason: .invalidCode, note: "buyer says used")
+        XCTAssertEqual(opened.source, "upstream:fulu", "the supplier whose codes fail is visible")
+        XCTAssertThrowsError(try h.engine.admin.openCase(order: "o1", code: bad, reason: .invalidCode)) { error in
+            XCTAssertEqual((error as? KamiError)?.code, .conflict, "one open case per code")
+        }
+        // Nothing left in the pool: the replacement says so and the case stays open.
+        XCTAssertThrowsError(try h.engine.admin.replaceCase(opened.id)) { error in
+            XCTAssertEqual((error as? KamiError)?.code, .soldOut)
+        }
+        let more = [ImportItem.row(CodeRow(line: 2, secret: Secret("VIP-new"), costCents: 450))]
+        _ = try h.engine.admin.importCodes(sku: "vip", source: ArrayRowSource(more), label: "codes.csv")
+        let replaced = try h.engine.admin.replaceCase(opened.id)
+        XCTAssertEqual(replaced.state, .committed)
+        XCTAssertFalse(replaced.codeIDs.contains(bad))
+        XCTAssertEqual(replaced.codeIDs.count, 2)
+        XCTAssertEqual(try h.engine.queries.order("o1").codes.map { $0.secret.reveal() }.contains("VIP-new"), true)
+        XCTAssertEqual(try h.engine.admin.cases().first?.state, .replaced)
+        XCTAssertThrowsError(try h.engine.admin.replaceCase(opened.id), "a case is resolved once")
+        let stock = try h.engine.queries.stock(sku: "vip")
+        XCTAssertEqual([stock.available, stock.issued, stock.voided], [0, 3, 1])
+        h.engine.admin.barrier()
+        let costs = try h.engine.storage.journal(limit: 100).filter { $0.kind == .cost }.map(\.amountCents)
+        XCTAssertEqual(costs, [800, 400, 450], "the replacement's cost is booked")
+        // A case refunded, a case rejected.
+        let second = try h.engine.admin.openCase(order: "o2", code: nil, reason: .notReceived)
+        XCTAssertEqual(try h.engine.admin.refundCase(second.id).state, .refunded)
+        XCTAssertEqual(try h.engine.queries.order("o2").state, .refunded)
+        XCTAssertThrowsError(try h.engine.admin.openCase(order: "o2", code: nil, reason: .other), "only delivered orders")
+        let third = try h.engine.admin.openCase(order: "o1", code: nil, reason: .other, note: "asks for a discount")
+        XCTAssertEqual(try h.engine.admin.rejectCase(third.id).state, .rejected)
+        XCTAssertEqual(try h.engine.admin.cases(openOnly: true), [])
+        h.assertInvariants()
+        h.reopen()
+        XCTAssertEqual(try h.engine.admin.cases().map(\.state), [.rejected, .refunded, .replaced])
+        h.assertInvariants()
+    }
+}

@@ -107,6 +107,24 @@ final class MoneyDaemonTests: XCTestCase {
         XCTAssertTrue(report.output.contains("\napp,50,35000,15000,0,0,0,35000\n"), report.output)
         XCTAssertEqual(try kamid.kamictl(["report", "sales", "--by", "year"]).status, 2)
 
+        // After-sales: a code of ref-1 does not work; replaced from the pool.
+        guard case .success(.order(let refOrder))? = try RawClient(unixPath: kamid.socketPath)
+            .call(#""id":1,"op":"order","order":"ref-1""#)?.result, let badCode = refOrder.codes.first?.codeID else {
+            return XCTFail("order ref-1")
+        }
+        let opened = try kamid.kamictl(["case", "open", "ref-1", "--reason", "invalid_code", "--code", String(badCode)])
+        XCTAssertTrue(opened.output.hasPrefix("case 1 opened on order ref-1 (invalid_code, code from pool)"), opened.output)
+        XCTAssertTrue(try kamid.kamictl(["case", "list"]).output.contains("cases by SKU: vip 1"))
+        XCTAssertEqual(try kamid.kamictl(["case", "replace", "1"]).output, "case 1 replaced\n")
+        XCTAssertEqual(try kamid.kamictl(["case", "list"]).output, "no cases\ncases by SKU: vip 1\ncases by source: pool 1\n")
+        XCTAssertNotEqual(try kamid.kamictl(["case", "replace", "1"]).status, 0, "resolved once")
+        guard case .success(.order(let after))? = try kamid.storefront().call(#""id":2,"op":"order","order":"ref-1","user":"r1""#)?.result else {
+            return XCTFail("order ref-1 after")
+        }
+        XCTAssertFalse(after.codes.contains { $0.codeID == badCode })
+        XCTAssertEqual(after.codes.count, 2)
+        XCTAssertEqual(try kamid.violations(), [])
+
         // The spend is rebuilt from the orders after a restart.
         XCTAssertEqual(kamid.stop(), 0)
         kamid = try Kamid(directory: directory + "/data", arguments: [])
