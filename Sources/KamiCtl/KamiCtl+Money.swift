@@ -18,7 +18,8 @@ extension KamiCtl {
         /// `distributor statement D [--from T] [--to T]`.
         case distributorStatement(key: String, fromMs: Int64?, toMs: Int64?)
         /// `report sales|payables [--by G] [--from T] [--to T] [--sku S] [--channel C] [--campaign K] [--csv]`.
-        case report(name: String, by: String?, fromMs: Int64?, toMs: Int64?, sku: String?, channel: String?, campaign: String?, csv: Bool)
+        case report(name: String, by: String?, fromMs: Int64?, toMs: Int64?, sku: String?, channel: String?, campaign: String?, csv: Bool,
+                    days: Int? = nil)
         /// `case open ORDER --reason R [--code ID] [--note N]`.
         case caseOpen(order: String, reason: String, code: Int64?, note: String?)
         /// `case list [--all]`.
@@ -67,9 +68,17 @@ extension KamiCtl {
         var rest = Array(words.dropFirst())
         let csv = rest.contains("--csv")
         rest.removeAll { $0 == "--csv" }
-        let (positionals, options) = try split(rest, valued: ["--by", "--from", "--to", "--sku", "--channel", "--campaign"], topic: .money)
-        guard let name = words.first, name == "sales" || name == "payables", positionals.isEmpty else {
-            throw UsageError(message: "report takes sales or payables", topic: .money)
+        let (positionals, options) = try split(rest, valued: ["--by", "--from", "--to", "--sku", "--channel", "--campaign", "--limit"],
+                                               topic: .money)
+        var days: Int?
+        if let text = options["--limit"] {
+            guard let value = Int(text), value >= 0, value <= 3_650 else {
+                throw UsageError(message: "--limit takes days 0...3650, got \(text)", topic: .money)
+            }
+            days = value
+        }
+        guard let name = words.first, ["sales", "payables", "inventory", "repeat"].contains(name), positionals.isEmpty else {
+            throw UsageError(message: "report takes sales, payables, inventory or repeat", topic: .money)
         }
         if let by = options["--by"], !["sku", "channel", "campaign", "day", "week", "month"].contains(by) {
             throw UsageError(message: "--by takes sku, channel, campaign, day, week or month, got \(by)", topic: .money)
@@ -78,7 +87,7 @@ extension KamiCtl {
             name: name, by: options["--by"],
             fromMs: try options["--from"].map { (text: String) throws(UsageError) -> Int64 in try time(text, option: "--from", nowMs: nowMs) },
             toMs: try options["--to"].map { (text: String) throws(UsageError) -> Int64 in try time(text, option: "--to", nowMs: nowMs) },
-            sku: options["--sku"], channel: options["--channel"], campaign: options["--campaign"], csv: csv))
+            sku: options["--sku"], channel: options["--channel"], campaign: options["--campaign"], csv: csv, days: days))
     }
 
     /// Parses `reconcile payments ...`.
@@ -293,8 +302,9 @@ extension KamiCtl {
             request.caseID = id
             request.kind = how
             request.note = note
-        case .report(let name, let by, let from, let to, let sku, let channel, let campaign, _):
+        case .report(let name, let by, let from, let to, let sku, let channel, let campaign, _, let days):
             request = Request(id: .number(1), op: .report)
+            request.limit = days
             request.name = name
             request.by = by
             request.sinceMs = from
@@ -397,10 +407,15 @@ extension KamiCtl {
                 }
             }
             return Outcome(stdout: text, exit: .ok)
-        case .report(let name, _, _, _, _, _, _, let csv):
-            let columns = name == "sales"
-                ? ["key", "orders", "paid_cents", "subsidy_cents", "refunded_cents", "cost_cents", "commission_cents", "profit_cents"]
-                : ["key", "owed_cents"]
+        case .report(let name, _, _, _, _, _, _, let csv, _):
+            let columns: [String]
+            switch name {
+            case "sales": columns = ["key", "orders", "paid_cents", "subsidy_cents", "refunded_cents", "cost_cents", "commission_cents",
+                                     "profit_cents"]
+            case "inventory": columns = ["key", "codes", "cost_cents", "age_under_7d", "age_7_30d", "age_30_90d", "age_over_90d", "expiring"]
+            case "repeat": columns = ["key", "buyers", "repeat_buyers", "repeat_share_pct", "mean_interval_hours"]
+            default: columns = ["key", "owed_cents"]
+            }
             let body = rows("rows").map { row in columns.map { cell(row, $0) } }
             if csv {
                 let lines = ([columns] + body).map { $0.map { field in
@@ -409,7 +424,8 @@ extension KamiCtl {
                 return Outcome(stdout: lines.joined(separator: "\n") + "\n", exit: .ok)
             }
             guard !body.isEmpty else { return Outcome(stdout: "nothing to report\n", exit: .ok) }
-            let header = columns.map { $0 == "key" ? (Format.text(fields, "by") ?? "account").uppercased() : $0.uppercased() }
+            let header = columns.map { $0 == "key" ? (Format.text(fields, "by") ?? (name == "payables" ? "account" : "sku")).uppercased()
+                : $0.uppercased() }
             return Outcome(stdout: Format.table([header] + body), exit: .ok)
         case .reconcilePayments:
             let list = rows("mismatches")

@@ -53,9 +53,9 @@ extension KamiCtl {
                                           match a payment provider's bill with the orders
                   case open|list|replace|refund|reject
                                           after-sales cases on delivered orders
-                  report sales|payables [--by sku|channel|campaign|day|week|month] [--from T] [--to T]
-                         [--sku S] [--channel C] [--campaign K] [--csv]
-                                          sales and profit, what the shop owes its suppliers
+                  report sales|payables|inventory|repeat [--by sku|channel|campaign|day|week|month]
+                         [--from T] [--to T] [--sku S] [--channel C] [--campaign K] [--csv]
+                                          sales and profit, payables, stock value and age, repeat buyers
 
                 options (anywhere on the line):
                   --socket PATH           kamid's socket (default: $\(socketEnvironmentVariable), else
@@ -107,7 +107,7 @@ extension KamiCtl {
                        kamictl case open ORDER --reason invalid_code|not_received|other [--code ID] [--note N]
                        kamictl case list [--all]
                        kamictl case replace|refund|reject ID [--note N]
-                       kamictl report sales|payables [--by sku|channel|campaign|day|week|month] [--from T] [--to T]
+                       kamictl report sales|payables|inventory|repeat [--by sku|channel|campaign|day|week|month] [--from T] [--to T]
                                       [--sku S] [--channel C] [--campaign K] [--csv]
 
                 A campaign sells SKU at --price (or its price less --discount) from --from (default now)

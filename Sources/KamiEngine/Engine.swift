@@ -326,6 +326,33 @@ public struct Admin: Sendable {
     /// Closes a case without changing the order.
     public func rejectCase(_ id: Int64, note: String = "") throws(KamiError) -> AfterSalesCase { try core.rejectCase(id, note: note) }
 
+    /// Stock on hand per SKU key: count, cost, age buckets, codes expiring within `expiringWithinMs`.
+    public func inventoryReport(expiringWithinMs: Int64) throws(KamiError) -> [(sku: String, row: InventoryRow)] {
+        let keys = Dictionary(core.skus().map { ($0.id, $0.key) }, uniquingKeysWith: { first, _ in first })
+        return try core.storage.inventoryReport(nowMs: core.clock.nowMs(), expiringWithinMs: expiringWithinMs).map {
+            (keys[$0.sku] ?? "#\($0.sku)", $0)
+        }
+    }
+
+    /// Per SKU: buyers, those who bought more than once, and the mean days between a buyer's
+    /// consecutive delivered orders (from the orders in memory).
+    public func repeatBuyers() -> [(sku: String, buyers: Int, repeat: Int, meanIntervalDays: Double?)] {
+        var bySku: [SkuID: [String: [Int64]]] = [:]
+        for order in core.orders.all() where order.state == .committed {
+            bySku[order.sku, default: [:]][order.user, default: []].append(order.createdAtMs)
+        }
+        let keys = Dictionary(core.skus().map { ($0.id, $0.key) }, uniquingKeysWith: { first, _ in first })
+        return bySku.map { sku, users in
+            var intervals: [Int64] = []
+            for times in users.values where times.count > 1 {
+                let sorted = times.sorted()
+                for index in 1..<sorted.count { intervals.append(sorted[index] - sorted[index - 1]) }
+            }
+            let mean = intervals.isEmpty ? nil : Double(intervals.reduce(0, +)) / Double(intervals.count) / 86_400_000
+            return (keys[sku] ?? "#\(sku)", users.count, users.values.filter { $0.count > 1 }.count, mean)
+        }.sorted { $0.sku < $1.sku }
+    }
+
     /// What the shop owes each supplier and other source of stock.
     public func payables() throws(KamiError) -> [(account: String, owedCents: Int64)] { try core.storage.payables() }
 

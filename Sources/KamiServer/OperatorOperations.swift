@@ -303,8 +303,23 @@ struct OperatorOperations: Sendable {
                 return .fields([("report", .string("payables")), ("rows", .array(try engine.admin.payables().map { row in
                     .object([("key", .string(row.account)), ("owed_cents", .int(row.owedCents))])
                 }))])
+            case "inventory":
+                let days = request.limit ?? 30
+                return .fields([("report", .string("inventory")), ("rows", .array(try engine.admin.inventoryReport(
+                    expiringWithinMs: Int64(days) * 86_400_000).map { item in
+                    .object([("key", .string(item.sku)), ("codes", .int(item.row.codes)), ("cost_cents", .int(item.row.costCents)),
+                             ("age_under_7d", .int(item.row.ageBuckets[0])), ("age_7_30d", .int(item.row.ageBuckets[1])),
+                             ("age_30_90d", .int(item.row.ageBuckets[2])), ("age_over_90d", .int(item.row.ageBuckets[3])),
+                             ("expiring", .int(item.row.expiringSoon))])
+                }))])
+            case "repeat":
+                return .fields([("report", .string("repeat")), ("rows", .array(engine.admin.repeatBuyers().map { item in
+                    .object([("key", .string(item.sku)), ("buyers", .int(Int64(item.buyers))), ("repeat_buyers", .int(Int64(item.repeat))),
+                             ("repeat_share_pct", .int(item.buyers == 0 ? 0 : Int64(item.repeat * 100 / item.buyers))),
+                             ("mean_interval_hours", item.meanIntervalDays.map { .int(Int64(($0 * 24).rounded())) } ?? .null)])
+                }))])
             default:
-                throw KamiError(.badRequest, "report must be sales or payables, got \(request.name ?? "")")
+                throw KamiError(.badRequest, "report must be sales, payables, inventory or repeat, got \(request.name ?? "")")
             }
         case .couponList:
             return .fields([("batches", .array(engine.admin.couponBatches().map { entry in

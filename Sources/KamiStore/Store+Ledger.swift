@@ -350,3 +350,42 @@ extension Store {
         }
     }
 }
+
+/// One SKU's stock on hand: how many codes, what they cost, how old they are, how many expire soon.
+public struct InventoryRow: Sendable, Hashable {
+    public var sku: SkuID
+    public var codes: Int64
+    public var costCents: Int64
+    /// Codes by age since their import: under 7 days, 7 to 30, 30 to 90, over 90.
+    public var ageBuckets: [Int64]
+    /// Codes that expire within the window asked for (already expired ones included).
+    public var expiringSoon: Int64
+}
+
+extension Store {
+    /// Stock on hand per SKU (available and reserved codes): count, cost, age, expiring.
+    public func inventoryReport(nowMs: Int64, expiringWithinMs: Int64) throws(KamiError) -> [InventoryRow] {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("""
+                SELECT c.sku_id, COUNT(*), COALESCE(SUM(COALESCE(c.cost_cents, 0)), 0),
+                    SUM(?1 - i.created_at_ms < 604800000),
+                    SUM(?1 - i.created_at_ms >= 604800000 AND ?1 - i.created_at_ms < 2592000000),
+                    SUM(?1 - i.created_at_ms >= 2592000000 AND ?1 - i.created_at_ms < 7776000000),
+                    SUM(?1 - i.created_at_ms >= 7776000000),
+                    SUM(c.expires_at_ms IS NOT NULL AND c.expires_at_ms < ?1 + ?2)
+                FROM code_state s JOIN codes c ON c.id = s.id JOIN imports i ON i.id = c.import_id
+                WHERE s.state IN (0, 1) GROUP BY c.sku_id ORDER BY c.sku_id
+                """)
+            defer { stmt.reset() }
+            stmt.bind(1, nowMs)
+            stmt.bind(2, expiringWithinMs)
+            var rows: [InventoryRow] = []
+            while try stmt.step() {
+                rows.append(InventoryRow(sku: SkuID(stmt.int64(0)), codes: stmt.int64(1), costCents: stmt.int64(2),
+                                         ageBuckets: [stmt.int64(3), stmt.int64(4), stmt.int64(5), stmt.int64(6)],
+                                         expiringSoon: stmt.int64(7)))
+            }
+            return rows
+        }
+    }
+}

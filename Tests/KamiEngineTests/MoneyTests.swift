@@ -279,3 +279,46 @@ final class AfterSalesTests: XCTestCase {
         h.assertInvariants()
     }
 }
+
+/// The inventory and repeat-buyer reports, against figures computed here.
+final class StockReportTests: XCTestCase {
+    func testInventoryValueAgeAndExpiryAndRepeatBuyers() throws {
+        let h = Harness()
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "vip", name: "vip", priceCents: 990))
+        let soon = h.clock.nowMs() + 2 * 86_400_000
+        let rows = (0..<5).map { ImportItem.row(CodeRow(line: $0 + 2, secret: Secret("V-\($0)"), costCents: 300,
+                                                         expiresAtMs: $0 < 2 ? soon : nil)) }
+        _ = try h.engine.admin.importCodes(sku: "vip", source: ArrayRowSource(rows), label: "old.csv")
+        h.clock.advance(ms: 40 * 86_400_000)
+        let newer = (0..<3).map { ImportItem.row(CodeRow(line: $0 + 2, secret: Secret("N-\($0)"), costCents: 500)) }
+        _ = try h.engine.admin.importCodes(sku: "vip", source: ArrayRowSource(newer), label: "new.csv")
+        // Two buyers: one buys twice, 12 hours apart.
+        _ = try h.engine.storefront.issueSync(order: "a1", user: "ann", sku: "vip", paymentRef: "p").get()
+        h.clock.advance(ms: 12 * 3_600_000)
+        _ = try h.engine.storefront.issueSync(order: "a2", user: "ann", sku: "vip", paymentRef: "p").get()
+        _ = try h.engine.storefront.issueSync(order: "b1", user: "bob", sku: "vip", paymentRef: "p").get()
+        let inventory = try XCTUnwrap(try h.engine.admin.inventoryReport(expiringWithinMs: 30 * 86_400_000).first)
+        XCTAssertEqual(inventory.sku, "vip")
+        XCTAssertEqual(inventory.row.codes, 5, "8 stocked, 3 sold")
+        let soldCost = try h.engine.storage.journal(limit: 100).filter { $0.kind == .cost }.reduce(0) { $0 + $1.amountCents }
+        XCTAssertEqual(inventory.row.costCents, 5 * 300 + 3 * 500 - soldCost)
+        XCTAssertEqual(inventory.row.ageBuckets.reduce(0, +), 5)
+        XCTAssertEqual(inventory.row.ageBuckets[0] + inventory.row.ageBuckets[2], 5, "under a week or 30 to 90 days old")
+        // A SKU none of whose codes is sold: two expire within the window, one after it, one never.
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "exp", name: "exp", priceCents: 100))
+        let now = h.clock.nowMs()
+        let expiring = [now + 86_400_000, now - 1, now + 90 * 86_400_000, nil].enumerated().map {
+            ImportItem.row(CodeRow(line: $0.offset + 2, secret: Secret("E-\($0.offset)"), costCents: 10, expiresAtMs: $0.element))
+        }
+        _ = try h.engine.admin.importCodes(sku: "exp", source: ArrayRowSource(expiring), label: "exp.csv")
+        let exp = try XCTUnwrap(try h.engine.admin.inventoryReport(expiringWithinMs: 30 * 86_400_000).first { $0.sku == "exp" })
+        XCTAssertEqual([exp.row.codes, exp.row.costCents, exp.row.expiringSoon], [4, 40, 2])
+        XCTAssertEqual(exp.row.ageBuckets, [4, 0, 0, 0])
+        let repeats = h.engine.admin.repeatBuyers()
+        XCTAssertEqual(repeats.count, 1)
+        XCTAssertEqual(repeats[0].buyers, 2)
+        XCTAssertEqual(repeats[0].repeat, 1)
+        XCTAssertEqual(repeats[0].meanIntervalDays ?? 0, 0.5, accuracy: 0.001)
+        h.assertInvariants()
+    }
+}
