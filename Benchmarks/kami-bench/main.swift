@@ -17,6 +17,8 @@
 //                                         gate on versus off in one run
 //   kami-bench risk-keys [--keys N] [--risk-rules FILE]
 //                                         the risk gate's memory under N distinct keys vs its bound
+//   kami-bench report [--orders N] [--days D] [--skus S]
+//                                         the money reports over a year of orders' ledger summary
 import Foundation
 import KamiBench
 import KamiStore
@@ -42,6 +44,7 @@ func usage() -> Never {
                           [--peers kamid,redis-lua-always,redis-lua-everysec,redis-lmove-always,echo] [--results DIR]
                           [--kamid-config FILE] [--risk-rules FILE] (peer kamid-risk: the rules on)
                kami-bench risk-keys [--keys N] [--risk-rules FILE]
+               kami-bench report [--orders N] [--days D] [--skus S]
         """)
     exit(2)
 }
@@ -49,6 +52,9 @@ func usage() -> Never {
 switch arguments.first {
 case "pool":
     runPoolBench(arguments: Array(arguments.dropFirst()))
+case "report":
+    ReportBench.run(orders: Int(option("--orders") ?? "10000000") ?? 10_000_000, days: Int(option("--days") ?? "365") ?? 365,
+                    skus: Int(option("--skus") ?? "100") ?? 100)
 case "store":
     let durability = Durability(rawValue: option("--durability") ?? "full") ?? .full
     EngineBench.store(batchSizes: [1, 64, 1024], durability: durability,
