@@ -11,7 +11,7 @@ extension EngineCore {
         let cost = Dictionary(revealed.map { ($0.codeID, $0.costCents ?? 0) }, uniquingKeysWith: { first, _ in first })
         return labelled(order, Journal.delivered(
             orderSeq: order.seq, sku: order.sku, amountCents: order.amountCents, currency: order.labels?.currency,
-            subsidyCents: order.subsidyCents, commission: commission(order), costs: codes.map { (sku: $0.sku, costCents: cost[$0.codeID] ?? 0, fromPool: true, source: nil) }))
+            subsidyCents: order.subsidyCents, commission: commission(order), parts: parts(order), costs: codes.map { (sku: $0.sku, costCents: cost[$0.codeID] ?? 0, fromPool: true, source: nil) }))
     }
 
     /// An order delivered by a supplier (`source` `upstream:SUPPLIER`) or an operator's hand
@@ -19,7 +19,7 @@ extension EngineCore {
     func deliveredFrom(source: String, _ order: Order, items: [(sku: SkuID, item: DeliveredItem)], costCents: Int64) -> [JournalLine] {
         labelled(order, Journal.delivered(
             orderSeq: order.seq, sku: order.sku, amountCents: order.amountCents, currency: order.labels?.currency,
-            subsidyCents: order.subsidyCents, commission: commission(order), costs: items.map { (sku: $0.sku, costCents: costCents, fromPool: false, source: source) }))
+            subsidyCents: order.subsidyCents, commission: commission(order), parts: parts(order), costs: items.map { (sku: $0.sku, costCents: costCents, fromPool: false, source: source) }))
     }
 
     /// Stock voided before it was sold (available or reserved codes): written off at cost.
@@ -40,6 +40,14 @@ extension EngineCore {
             }
         }
         return bySku.map { Journal.writtenOff(sku: $0.sku, costCents: $0.cents) }
+    }
+
+    /// A bundle order's components weighted by their list prices (empty for a plain SKU).
+    func parts(_ order: Order) -> [(sku: SkuID, weight: Int64)] {
+        guard let sku = sku(id: order.sku), sku.isBundle else { return [] }
+        return sku.components.map { component in
+            (component.sku, Money.sum(0, (self.sku(id: component.sku)?.priceCents ?? 0) * Int64(component.units)))
+        }
     }
 
     /// The commission of a delivered order its distributor referred, at the rate in force.

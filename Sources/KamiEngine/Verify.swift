@@ -251,7 +251,7 @@ extension EngineCore {
             let delivered = order.state == .committed || (order.state == .refunded && !order.codes.isEmpty)
             let sale = lines[.sale]
             if delivered {
-                if sale?.lines != 1 || sale?.cents != amount {
+                if (sale?.lines ?? 0) < 1 || sale?.cents != amount {
                     fail("ledger", "order \(order.orderID) (\(order.state), amount \(amount)) has sale lines "
                         + "\(sale.map { "\($0.lines) of \($0.cents)" } ?? "none")")
                 }
@@ -273,7 +273,7 @@ extension EngineCore {
                 fail("ledger", "order \(order.orderID) (\(order.state)) has \(commission?.lines ?? 0) commission lines")
             }
             let refund = lines[.refund]
-            let refundLines = (order.subsidyCents > 0 ? 2 : 1) + (commission?.lines ?? 0)
+            let refundLines = (sale?.lines ?? 0) + (subsidyLine?.lines ?? 0) + (commission?.lines ?? 0)
             if order.state == .refunded && delivered
                 && (refund?.cents != amount + order.subsidyCents + (commission?.cents ?? 0) || refund?.lines != refundLines) {
                 fail("ledger", "refunded order \(order.orderID) (amount \(amount)) has refund lines "

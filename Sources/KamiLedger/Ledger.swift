@@ -147,13 +147,17 @@ public enum Journal {
     /// distributor referred its commission.
     public static func delivered(
         orderSeq: OrderSeq, sku: SkuID, amountCents: Int64?, currency: String?, subsidyCents: Int64 = 0,
-        commission: (distributor: String, cents: Int64)? = nil,
+        commission: (distributor: String, cents: Int64)? = nil, parts: [(sku: SkuID, weight: Int64)] = [],
         costs: [(sku: SkuID, costCents: Int64, fromPool: Bool, source: String?)]
     ) -> [JournalLine] {
         var lines: [JournalLine] = []
         if let amountCents {
-            lines.append(JournalLine(kind: .sale, orderSeq: orderSeq, sku: sku, debit: .clearing, credit: .revenue,
-                                     amountCents: amountCents, currency: currency))
+            // A bundle's sale is booked per component, in proportion to the components' list
+            // prices (the last takes what rounding leaves), so reports show what each part earned.
+            for (sku, cents) in split(amountCents, over: parts, whole: sku) {
+                lines.append(JournalLine(kind: .sale, orderSeq: orderSeq, sku: sku, debit: .clearing, credit: .revenue,
+                                         amountCents: cents, currency: currency))
+            }
         }
         if subsidyCents > 0 {
             lines.append(JournalLine(kind: .subsidy, orderSeq: orderSeq, sku: sku, debit: .subsidy, credit: .revenue,
@@ -181,6 +185,25 @@ public enum Journal {
                                      amountCents: group.cents))
         }
         return lines
+    }
+
+    /// `amount` over `parts` by weight (nothing but `whole` when there are no parts or no weight).
+    public static func split(_ amount: Int64, over parts: [(sku: SkuID, weight: Int64)], whole: SkuID) -> [(SkuID, Int64)] {
+        let total = parts.reduce(Int64(0)) { Money.sum($0, max(0, $1.weight)) }
+        guard parts.count > 1, total > 0 else { return [(whole, amount)] }
+        var result: [(SkuID, Int64)] = []
+        var given: Int64 = 0
+        for (index, part) in parts.enumerated() {
+            if index == parts.count - 1 {
+                result.append((part.sku, amount - given))
+            } else {
+                let (product, overflow) = amount.multipliedReportingOverflow(by: max(0, part.weight))
+                let share = overflow ? amount / total * max(0, part.weight) : product / total
+                result.append((part.sku, share))
+                given += share
+            }
+        }
+        return result
     }
 
     /// A refund: every sale, subsidy and commission line of the order reversed, amount for

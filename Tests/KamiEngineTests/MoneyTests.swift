@@ -322,3 +322,25 @@ final class StockReportTests: XCTestCase {
         h.assertInvariants()
     }
 }
+
+/// A bundle's revenue is booked per component.
+final class BundleMoneyTests: XCTestCase {
+    func testABundleOrderBooksEachComponentsShareAndItsCost() throws {
+        let h = Harness()
+        for (key, price, cost) in [("video", Int64(990), Int64(300)), ("music", Int64(3_000), Int64(1_000))] {
+            _ = try h.engine.admin.setSku(SkuDefinition(key: key, name: key, priceCents: price))
+            let rows = (0..<3).map { ImportItem.row(CodeRow(line: $0 + 2, secret: Secret("\(key)-\($0)"), costCents: cost)) }
+            _ = try h.engine.admin.importCodes(sku: key, source: ArrayRowSource(rows), label: "codes.csv")
+        }
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "pack", priceCents: 3_500, components: [(key: "video", units: 1), (key: "music", units: 1)]))
+        _ = try h.engine.storefront.issueSync(order: "b1", user: "u1", sku: "pack", paymentRef: "p").get()
+        h.engine.admin.barrier()
+        let rows = try h.engine.admin.salesReport(group: .sku, sinceMs: 0, untilMs: Int64.max, sku: nil, channel: nil, campaign: nil)
+        XCTAssertEqual(rows.map(\.key), ["video", "music"])
+        XCTAssertEqual(rows.map(\.paidCents), [868, 2_632], "3,500 split 990 : 3,000")
+        XCTAssertEqual(rows.map(\.costCents), [300, 1_000])
+        XCTAssertEqual(rows.map(\.orders), [1, 1])
+        _ = try h.engine.storefront.refundSync(order: "b1").get()
+        h.assertInvariants()
+    }
+}

@@ -91,3 +91,18 @@ final class LedgerTests: XCTestCase {
         XCTAssertNoThrow(try OrderLabels(currency: "CNY", channel: "taobao", campaign: "618", coupon: "C-1", distributor: "d7").validate())
     }
 }
+
+final class BundleSplitTests: XCTestCase {
+    func testABundlesSaleIsSplitByListPriceAndAddsUpExactly() {
+        XCTAssertEqual(Journal.split(1_000, over: [(sku: 1, weight: 300), (sku: 2, weight: 700)], whole: 9).map(\.1), [300, 700])
+        XCTAssertEqual(Journal.split(100, over: [(sku: 1, weight: 1), (sku: 2, weight: 1), (sku: 3, weight: 1)], whole: 9).map(\.1),
+                       [33, 33, 34], "the last part takes what rounding leaves")
+        XCTAssertEqual(Journal.split(500, over: [], whole: 9).map(\.0), [9], "a plain SKU: one line")
+        XCTAssertEqual(Journal.split(500, over: [(sku: 1, weight: 0), (sku: 2, weight: 0)], whole: 9).map(\.0), [9], "no weights")
+        let lines = Journal.delivered(orderSeq: 1, sku: 9, amountCents: 3_500, currency: nil,
+                                      parts: [(sku: 1, weight: 990), (sku: 2, weight: 3_000)], costs: [])
+        XCTAssertEqual(lines.map(\.sku), [1, 2])
+        XCTAssertEqual(lines.map(\.amountCents), [868, 2_632])
+        XCTAssertEqual(Journal.refund(of: lines).map(\.amountCents), [868, 2_632])
+    }
+}
