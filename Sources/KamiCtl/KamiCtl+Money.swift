@@ -77,8 +77,8 @@ extension KamiCtl {
             }
             days = value
         }
-        guard let name = words.first, ["sales", "payables", "inventory", "repeat"].contains(name), positionals.isEmpty else {
-            throw UsageError(message: "report takes sales, payables, inventory or repeat", topic: .money)
+        guard let name = words.first, ["sales", "payables", "inventory", "repeat", "flash-sale"].contains(name), positionals.isEmpty else {
+            throw UsageError(message: "report takes sales, payables, inventory, repeat or flash-sale (with --sku)", topic: .money)
         }
         if let by = options["--by"], !["sku", "channel", "campaign", "day", "week", "month"].contains(by) {
             throw UsageError(message: "--by takes sku, channel, campaign, day, week or month, got \(by)", topic: .money)
@@ -414,6 +414,8 @@ extension KamiCtl {
                                      "profit_cents"]
             case "inventory": columns = ["key", "codes", "cost_cents", "age_under_7d", "age_7_30d", "age_30_90d", "age_over_90d", "expiring"]
             case "repeat": columns = ["key", "buyers", "repeat_buyers", "repeat_share_pct", "mean_interval_hours"]
+            case "flash-sale": columns = ["key", "orders", "peak_per_second", "first_ms", "last_ms", "sold_out_ms", "rejected_sold_out",
+                                          "rejected_limit", "rejected_risk"]
             default: columns = ["key", "owed_cents"]
             }
             let body = rows("rows").map { row in columns.map { cell(row, $0) } }

@@ -353,6 +353,29 @@ public struct Admin: Sendable {
         }.sorted { $0.sku < $1.sku }
     }
 
+    /// A flash sale's summary for one SKU over `sinceMs` ≤ t < `untilMs`: orders placed,
+    /// the busiest second, the first and last order, when it sold out (the last order that
+    /// took codes, if none is left now), and refusals by reason since kamid started.
+    public func flashSaleSummary(sku key: String, sinceMs: Int64, untilMs: Int64) throws(KamiError)
+        -> (orders: Int, peakPerSecond: Int, firstMs: Int64?, lastMs: Int64?, soldOutMs: Int64?, soldOut: Int, limitReached: Int, denied: Int)
+    {
+        let sku = try core.sku(key: key)
+        let placed = core.orders.all().filter { $0.sku == sku.id && $0.createdAtMs >= sinceMs && $0.createdAtMs < untilMs }
+        var perSecond: [Int64: Int] = [:]
+        for order in placed { perSecond[order.createdAtMs / 1_000, default: 0] += 1 }
+        let holding = placed.filter { !$0.codes.isEmpty }.map(\.createdAtMs)
+        let empty = try core.stock(sku: key).available == 0
+        let slot = Int(sku.id) * 3
+        return (placed.count, perSecond.values.max() ?? 0, placed.map(\.createdAtMs).min(), placed.map(\.createdAtMs).max(),
+                empty ? holding.max() : nil, core.rejects.load(slot), core.rejects.load(slot + 1), core.rejects.load(slot + 2))
+    }
+
+    /// Counts an order the risk gate refused (for the flash-sale summary).
+    public func noteDenied(sku key: String) {
+        guard let sku = try? core.sku(key: key) else { return }
+        core.rejects.add(Int(sku.id) * 3 + 2)
+    }
+
     /// What the shop owes each supplier and other source of stock.
     public func payables() throws(KamiError) -> [(account: String, owedCents: Int64)] { try core.storage.payables() }
 

@@ -138,6 +138,7 @@ extension EngineCore {
         guard userLimits.tryAcquire(user: draft.user, sku: sku.id, units: draft.units, limit: sku.perUserLimit) else {
             if unpaidHold { userLimits.removePendingHold(user: draft.user) }
             orders.end(draft.orderID)
+            rejects.add(Int(sku.id) * 3 + 1)
             return completion(.failure(KamiError(
                 .limitReached, "per-user limit of \(sku.perUserLimit) for \(sku.key) reached")))
         }
@@ -151,6 +152,7 @@ extension EngineCore {
             userLimits.release(user: draft.user, sku: sku.id, units: draft.units)
             if unpaidHold { userLimits.removePendingHold(user: draft.user) }
             orders.end(draft.orderID)
+            rejects.add(Int(sku.id) * 3)
             return completion(.failure(KamiError(.soldOut, "\(sku.key) is sold out")))
         }
         var numbered = draft

@@ -55,6 +55,7 @@ final class Dispatcher: Sendable {
                 _ = (try need(request.order, "order"), try need(request.user, "user"), try need(request.sku, "sku"))
                 let (verdict, placedHold) = risk.screen(request, client: client)
                 guard verdict.decision == .allow || verdict.decision == .review else {
+                    if verdict.decision == .deny, let sku = request.sku { engine.admin.noteDenied(sku: sku) }
                     return done(Reply(id: id, result: .failure(RiskDesk.refusal(verdict))))
                 }
                 engine.storefront.reserve(
@@ -80,6 +81,7 @@ final class Dispatcher: Sendable {
                      try need(request.paymentRef, "payment_ref"))
                 let verdict = risk.screen(request, client: client).verdict
                 guard verdict.decision == .allow || verdict.decision == .review else {
+                    if verdict.decision == .deny, let sku = request.sku { engine.admin.noteDenied(sku: sku) }
                     return done(Reply(id: id, result: .failure(RiskDesk.refusal(verdict))))
                 }
                 engine.storefront.issue(

@@ -312,6 +312,15 @@ struct OperatorOperations: Sendable {
                              ("age_30_90d", .int(item.row.ageBuckets[2])), ("age_over_90d", .int(item.row.ageBuckets[3])),
                              ("expiring", .int(item.row.expiringSoon))])
                 }))])
+            case "flash-sale":
+                let sku = try need(request.sku, "sku")
+                let summary = try engine.admin.flashSaleSummary(sku: sku, sinceMs: request.sinceMs ?? 0, untilMs: request.untilMs ?? Int64.max)
+                return .fields([("report", .string("flash-sale")), ("rows", .array([.object([
+                    ("key", .string(sku)), ("orders", .int(Int64(summary.orders))), ("peak_per_second", .int(Int64(summary.peakPerSecond))),
+                    ("first_ms", summary.firstMs.map { .int($0) } ?? .null), ("last_ms", summary.lastMs.map { .int($0) } ?? .null),
+                    ("sold_out_ms", summary.soldOutMs.map { .int($0) } ?? .null), ("rejected_sold_out", .int(Int64(summary.soldOut))),
+                    ("rejected_limit", .int(Int64(summary.limitReached))), ("rejected_risk", .int(Int64(summary.denied))),
+                ])]))])
             case "repeat":
                 return .fields([("report", .string("repeat")), ("rows", .array(engine.admin.repeatBuyers().map { item in
                     .object([("key", .string(item.sku)), ("buyers", .int(Int64(item.buyers))), ("repeat_buyers", .int(Int64(item.repeat))),
@@ -319,7 +328,7 @@ struct OperatorOperations: Sendable {
                              ("mean_interval_hours", item.meanIntervalDays.map { .int(Int64(($0 * 24).rounded())) } ?? .null)])
                 }))])
             default:
-                throw KamiError(.badRequest, "report must be sales, payables, inventory or repeat, got \(request.name ?? "")")
+                throw KamiError(.badRequest, "report must be sales, payables, inventory, repeat or flash-sale, got \(request.name ?? "")")
             }
         case .couponList:
             return .fields([("batches", .array(engine.admin.couponBatches().map { entry in

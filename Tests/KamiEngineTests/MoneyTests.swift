@@ -344,3 +344,27 @@ final class BundleMoneyTests: XCTestCase {
         h.assertInvariants()
     }
 }
+
+/// The flash-sale summary: orders, the busiest second, sold-out time, refusals by reason.
+final class FlashSaleSummaryTests: XCTestCase {
+    func testTheSummaryCountsWhatHappened() throws {
+        let h = Harness()
+        h.stockSku("hot", count: 5, limit: 1)
+        let start = h.clock.nowMs()
+        for n in 0..<3 { _ = h.engine.storefront.issueSync(order: "a\(n)", user: "u\(n)", sku: "hot", paymentRef: "p") }
+        h.clock.advance(ms: 1_500)
+        _ = h.engine.storefront.issueSync(order: "dup", user: "u0", sku: "hot", paymentRef: "p")  // limit 1
+        for n in 3..<9 { _ = h.engine.storefront.issueSync(order: "a\(n)", user: "u\(n)", sku: "hot", paymentRef: "p") }
+        let summary = try h.engine.admin.flashSaleSummary(sku: "hot", sinceMs: 0, untilMs: Int64.max)
+        XCTAssertEqual(summary.orders, 5)
+        XCTAssertEqual(summary.peakPerSecond, 3)
+        XCTAssertEqual(summary.firstMs, start)
+        XCTAssertEqual(summary.soldOutMs, start + 1_500)
+        XCTAssertEqual(summary.soldOut, 4)
+        XCTAssertEqual(summary.limitReached, 1)
+        XCTAssertEqual(summary.denied, 0)
+        h.engine.admin.noteDenied(sku: "hot")
+        XCTAssertEqual(try h.engine.admin.flashSaleSummary(sku: "hot", sinceMs: start + 1_000, untilMs: Int64.max).orders, 2)
+        XCTAssertEqual(try h.engine.admin.flashSaleSummary(sku: "hot", sinceMs: 0, untilMs: Int64.max).denied, 1)
+    }
+}
