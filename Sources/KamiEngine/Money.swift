@@ -131,6 +131,20 @@ extension EngineCore {
         return releasingClaim(order.orderID, completion)
     }
 
+    /// ` amount=… subsidy=… campaign=… coupon=… distributor=…` for an order's audit entry (the
+    /// chain covers what each order was worth; the ledger's lines are derived from it).
+    static func moneyField(_ order: Order) -> String {
+        guard let amount = order.amountCents else { return "" }
+        var field = " amount=\(amount)"
+        if order.subsidyCents > 0 { field += " subsidy=\(order.subsidyCents)" }
+        if let labels = order.labels {
+            for (name, value) in [("campaign", labels.campaign), ("coupon", labels.coupon), ("distributor", labels.distributor)] {
+                if let value { field += " \(name)=\(value)" }
+            }
+        }
+        return field
+    }
+
     /// The order is over without a sale (released, expired, refunded): what it held of a
     /// campaign and its coupon go back.
     func releasePromotion(_ order: Order) {

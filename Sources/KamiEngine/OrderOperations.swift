@@ -190,7 +190,7 @@ extension EngineCore {
             subject: "order:\(order.orderID)",
             detail: "seq=\(order.seq) user=\(order.user) sku=\(order.sku) units=\(order.units) codes=\(EngineCore.codeIDList(codes))"
                 + (order.paymentRef.map { " payment=\($0)" } ?? "") + EngineCore.clientField(client)
-                + (risk.map { " risk=(\($0))" } ?? ""))
+                + (risk.map { " risk=(\($0))" } ?? "") + EngineCore.moneyField(order))
         let published = order
         let secrets = revealed
         // Delivered from the pool now: its sale and its codes' cost (a hold or an order for a
@@ -398,7 +398,8 @@ extension EngineCore {
         let event = AuditEvent(
             approving ? "review-approve" : late ? "commit-late" : "commit", subject: "order:\(order.orderID)",
             detail: "seq=\(order.seq) payment=\(paymentRef) codes=\(EngineCore.codeIDList(codes))"
-                + (badCodes.isEmpty ? "" : " quarantined=\(EngineCore.codeIDList(badCodes))") + EngineCore.clientField(client))
+                + (badCodes.isEmpty ? "" : " quarantined=\(EngineCore.codeIDList(badCodes))") + EngineCore.clientField(client)
+                + EngineCore.moneyField(order))
         let published = committed
         let replies = secrets
         let ledger: [JournalLine]

@@ -56,7 +56,10 @@ extension UpstreamService {
         let sourcing = engine.upstream.sourcing(item.sku.id)
         let mappings = engine.upstream.mappings()[item.sku.id] ?? []
         let paused = engine.upstream.pausedSuppliers()
-        let limit = Router.costLimit(priceCents: item.sku.priceCents, sourcing: sourcing)
+        // The margin guard sells at what the buyer paid a unit (after a campaign or coupon),
+        // not the list price.
+        let unitPrice = item.order.amountCents.map { $0 / Int64(max(1, item.order.units)) } ?? item.sku.priceCents
+        let limit = Router.costLimit(priceCents: unitPrice, sourcing: sourcing)
         let now = nowMs()
         var candidates: [Candidate] = []
         var excluded: [(String, Exclusion)] = []
@@ -70,7 +73,7 @@ extension UpstreamService {
                 counters.marginGuard += 1
                 log("warning", "成本倒挂 margin-guard", [
                     ("sku", item.sku.key), ("supplier", id), ("cost_cents", String(mapping.costCents)),
-                    ("price_cents", String(item.sku.priceCents)), ("min_margin_cents", String(sourcing.minMarginCents)),
+                    ("price_cents", String(unitPrice)), ("min_margin_cents", String(sourcing.minMarginCents)),
                     ("order", item.order.orderID)])
                 continue
             }

@@ -119,9 +119,12 @@ final class UpstreamHarness {
     }
 
     /// `issue`, waiting for the reply (and up to `waitMs` for delivery).
-    func issue(_ order: String, sku: String, user: String = "u1", units: Int = 1, waitMs: Int64? = nil) -> Result<OrderReply, KamiError> {
+    func issue(_ order: String, sku: String, user: String = "u1", units: Int = 1, waitMs: Int64? = nil, amountCents: Int64? = nil)
+        -> Result<OrderReply, KamiError>
+    {
         let box = Box<Result<OrderReply, KamiError>>()
-        engine.storefront.issue(order: order, user: user, sku: sku, units: units, paymentRef: "pay-\(order)", waitMs: waitMs) {
+        engine.storefront.issue(order: order, user: user, sku: sku, units: units, paymentRef: "pay-\(order)", waitMs: waitMs,
+                                terms: OrderTerms(amountCents: amountCents)) {
             box.set($0)
         }
         return box.wait(30) ?? .failure(KamiError(.busy, "no reply"))

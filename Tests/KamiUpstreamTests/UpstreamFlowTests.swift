@@ -118,6 +118,12 @@ final class UpstreamFlowTests: XCTestCase {
         harness.engine.upstream.retry(orderID: "m3") { box.set($0) }
         XCTAssertEqual(try XCTUnwrap(box.wait()).get().state, .pendingUpstream)
         XCTAssertEqual(try harness.wait("m3").get().state, .committed)
+        // Sold at a discount (900 paid for a 1,000 list price), the guard allows only 450:
+        // b's 500 no longer passes, though it would at list price.
+        let discounted = try harness.wait(try harness.issue("m4", sku: "vip", user: "u4", amountCents: 900).get().orderID).get()
+        XCTAssertEqual(discounted.state, .failed, "the margin guard sells at what the buyer paid")
+        XCTAssertEqual(try harness.wait(try harness.issue("m5", sku: "vip", user: "u5", amountCents: 1_000).get().orderID).get().state,
+                       .committed)
         assertClean()
     }
 
