@@ -73,7 +73,9 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     }
 
     /// Whether only the operator (Unix socket, checked peer) may use it.
-    public var isOperator: Bool { rawValue >= 32 }
+    /// Whether only the operator's Unix socket may send it. `case_open` is numbered with the
+    /// operator's operations but a storefront may send it too, for its own buyer's order.
+    public var isOperator: Bool { rawValue >= 32 && self != .caseOpen }
 }
 
 /// The id a client gave its request, echoed in the reply. JSON allows any scalar; binary

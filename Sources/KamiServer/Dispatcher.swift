@@ -123,6 +123,25 @@ final class Dispatcher: Sendable {
                     issued: Int64(stock.issued), voided: Int64(stock.voided), imported: Int64(stock.imported))))))
             case .refund:
                 engine.storefront.refund(order: try need(request.order, "order"), client: client, completion: ending)
+            case .caseOpen where !trusted:
+                // A storefront opens a case for its buyer: only on that buyer's own order (another
+                // user's order is NOT_FOUND, like an unknown one, and counts as a failed lookup).
+                let user = try need(request.user, "user")
+                let orderID = try need(request.order, "order")
+                guard risk.lookups.allows(user: user, ip: request.ip, nowMs: engine.nowMs) else {
+                    throw KamiError(.limitReached, "too many failed lookups; try again later")
+                }
+                guard let order = engine.upstream.order(orderID), order.user == user else {
+                    risk.lookups.failed(user: user, ip: request.ip, nowMs: engine.nowMs)
+                    throw KamiError(.notFound, "no order \(orderID)")
+                }
+                operatorQueue.async { [self] in
+                    let result: Result<ReplyBody, KamiError>
+                    do throws(KamiError) { result = .success(try operators.operate(request)) } catch {
+                        result = .failure(error)
+                    }
+                    done(Reply(id: id, result: result))
+                }
             case .jobs:
                 // Answered at once, never queued behind the import it reports on.
                 done(Reply(id: id, result: .success(.fields([("jobs", .array(engine.queries.currentJob.map {

@@ -123,6 +123,15 @@ final class MoneyDaemonTests: XCTestCase {
         }
         XCTAssertFalse(after.codes.contains { $0.codeID == badCode })
         XCTAssertEqual(after.codes.count, 2)
+        // The storefront opens a case for its own buyer; a stranger's attempt is NOT_FOUND.
+        let storefront = try kamid.storefront()
+        XCTAssertEqual(storefront.call(#""id":3,"op":"case_open","order":"ref-1","user":"someone","kind":"other""#)?.error?.code, .notFound)
+        guard case .success(.fields(let caseFields))? = storefront.call(#""id":4,"op":"case_open","order":"ref-1","user":"r1","kind":"not_received","note":"never arrived""#)?.result else {
+            return XCTFail("storefront case_open")
+        }
+        XCTAssertEqual(caseFields.first { $0.0 == "case" }?.1, .int(2))
+        XCTAssertEqual(storefront.call(#""id":5,"op":"case_list""#)?.error?.code, .unauthorized, "listing is the operator's")
+        XCTAssertEqual(try kamid.kamictl(["case", "reject", "2"]).output, "case 2 rejected\n")
         XCTAssertEqual(try kamid.violations(), [])
 
         // The spend is rebuilt from the orders after a restart.
