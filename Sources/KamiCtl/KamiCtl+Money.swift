@@ -80,8 +80,8 @@ extension KamiCtl {
         guard let name = words.first, ["sales", "payables", "inventory", "repeat", "flash-sale"].contains(name), positionals.isEmpty else {
             throw UsageError(message: "report takes sales, payables, inventory, repeat or flash-sale (with --sku)", topic: .money)
         }
-        if let by = options["--by"], !["sku", "channel", "campaign", "day", "week", "month"].contains(by) {
-            throw UsageError(message: "--by takes sku, channel, campaign, day, week or month, got \(by)", topic: .money)
+        if let by = options["--by"], !["sku", "channel", "campaign", "source", "day", "week", "month"].contains(by) {
+            throw UsageError(message: "--by takes sku, channel, campaign, source, day, week or month, got \(by)", topic: .money)
         }
         return .money(.report(
             name: name, by: options["--by"],

@@ -124,6 +124,22 @@ public struct JournalLine: Sendable, Hashable {
     /// The order's channel and campaign, for the report summaries (not stored in the line).
     public var channel: String?
     public var campaign: String?
+    /// Where a delivered order's codes came from (the creditor of its first cost line), on its
+    /// sale, subsidy and commission lines, for the report by source (not stored in the line).
+    public var source: String?
+
+    /// Lines are equal when what the ledger stores is (the summary's extras aside).
+    public static func == (a: JournalLine, b: JournalLine) -> Bool {
+        a.kind == b.kind && a.orderSeq == b.orderSeq && a.sku == b.sku && a.debit == b.debit && a.credit == b.credit
+            && a.amountCents == b.amountCents && a.currency == b.currency
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(kind)
+        hasher.combine(orderSeq)
+        hasher.combine(sku)
+        hasher.combine(amountCents)
+    }
 
     public init(kind: JournalKind, orderSeq: OrderSeq?, sku: SkuID, debit: Account, credit: Account, amountCents: Int64,
                 currency: String? = nil) {
@@ -183,6 +199,9 @@ public enum Journal {
         for group in grouped {
             lines.append(JournalLine(kind: .cost, orderSeq: orderSeq, sku: group.sku, debit: .cogs, credit: group.credit,
                                      amountCents: group.cents))
+        }
+        if let source = grouped.first?.credit.description {
+            for index in lines.indices where lines[index].kind != .cost { lines[index].source = source }
         }
         return lines
     }
@@ -244,7 +263,8 @@ public struct SummaryKey: Hashable, Sendable {
         kind = line.kind
         switch line.kind {
         case .cost, .refund, .stock: account = line.credit.description
-        case .sale, .subsidy, .commission, .writeOff: account = ""
+        case .sale, .subsidy, .commission: account = line.source ?? ""
+        case .writeOff: account = ""
         }
         channel = line.channel ?? ""
         campaign = line.campaign ?? ""

@@ -236,7 +236,7 @@ extension Store {
 extension Store {
     /// How a sales report groups its rows.
     public enum ReportGroup: String, Sendable, CaseIterable {
-        case sku, channel, campaign, day, week, month
+        case sku, channel, campaign, source, day, week, month
     }
 
     /// Sales and profit from the report summary, grouped by `group`, for the China Standard
@@ -251,6 +251,9 @@ extension Store {
         case .sku: keyExpression = "CAST(sku_id AS TEXT)"
         case .channel: keyExpression = "channel"
         case .campaign: keyExpression = "campaign"
+        // Where the codes came from: the pool, a supplier's payable, purchases (by hand, imports);
+        // refunds are not split by source.
+        case .source: keyExpression = "CASE WHEN kind IN (1, 2, 6, 7) THEN (CASE account WHEN 'inventory' THEN 'pool' ELSE account END) ELSE '' END"
         case .day: keyExpression = "CAST(day AS TEXT)"
         // Weeks start on Monday (1970-01-01 was a Thursday).
         case .week: keyExpression = "CAST(((day + 3) / 7) * 7 - 3 AS TEXT)"

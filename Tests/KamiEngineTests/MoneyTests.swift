@@ -218,6 +218,10 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(appOnly.map(\.paidCents), [3_000])
         XCTAssertEqual(try h.engine.admin.salesReport(group: .month, sinceMs: 0, untilMs: 1, sku: nil, channel: nil, campaign: nil), [],
                        "nothing in 1970")
+        let bySource = try h.engine.admin.salesReport(group: .source, sinceMs: 0, untilMs: Int64.max, sku: nil, channel: nil, campaign: nil)
+        let pool = try XCTUnwrap(bySource.first { $0.key == "pool" }, "\(bySource)")
+        XCTAssertEqual([pool.orders, pool.paidCents, pool.costCents, pool.subsidyCents], [4, 7_790, 2_800, 190],
+                       "every code came from the pool (bought ahead from fulu: fulu is owed, see payables)")
         XCTAssertEqual(try h.engine.admin.payables().map(\.account), ["payable:fulu"])
         XCTAssertEqual(try h.engine.admin.payables().first?.owedCents, 20 * 400 + 20 * 1_000)
         h.assertInvariants()
