@@ -79,7 +79,9 @@ extension EngineCore {
             let old = order.codes[index]
             guard let taken = pool.take(sku: old.sku, count: 1)?.first else {
                 orders.end(order.orderID)
-                return completion(.failure(KamiError(.soldOut, "\(skuKey(old.sku)) has no code to replace code \(bad) with; refund instead")))
+                let hint = upstream.sourcing(old.sku).policy == .pool ? "refund instead"
+                    : "its suppliers refill the pool through buy-ahead (kamictl sku source --buy-ahead); replace again then, or refund"
+                return completion(.failure(KamiError(.soldOut, "\(skuKey(old.sku)) has no code to replace code \(bad) with; \(hint)")))
             }
             let fresh = OrderCode(codeID: taken, sku: old.sku)
             let opened: (revealed: [IssuedCode], bad: [OrderCode])
