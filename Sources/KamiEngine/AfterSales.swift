@@ -18,7 +18,11 @@ extension EngineCore {
         if let codeID, !order.codes.contains(where: { $0.codeID == codeID }) {
             throw KamiError(.badRequest, "code \(codeID) is not one of order \(orderID)'s codes")
         }
-        if try store.cases(openOnly: true).contains(where: { $0.orderSeq == order.seq && $0.codeID == codeID }) {
+        let ofOrder = try store.cases().filter { $0.orderSeq == order.seq }
+        guard ofOrder.count < Limits.casesPerOrderMax else {
+            throw KamiError(.limitReached, "order \(orderID) has had \(Limits.casesPerOrderMax) cases; the operator takes it from here")
+        }
+        if ofOrder.contains(where: { $0.state == .open && $0.codeID == codeID }) {
             throw KamiError(.conflict, "order \(orderID) already has an open case about \(codeID.map { "code \($0)" } ?? "it")")
         }
         let code = codeID ?? order.codes.first?.codeID

@@ -25,7 +25,7 @@ final class EngineCore: Sendable {
     let promotions = PromotionBook()
     /// Orders refused per SKU since start (flash-sale summary): slot `sku * 3 + reason`,
     /// reasons 0 sold out, 1 limit reached, 2 denied by the risk gate.
-    let rejects = AtomicCounters(count: Limits.skusMax * 3)
+    let rejects = AtomicCounters(count: (Limits.skusMax + 1) * 3)
     /// Distributors and their commission rates, by key.
     let distributors = Locked<[String: Distributor]>([:])
     let holds = HoldTimer()

@@ -7,11 +7,13 @@ import KamiStore
 extension EngineCore {
     /// An order delivered from the pool: its sale (when it has an amount) and what its codes
     /// cost, out of the inventory. `revealed` carries each code's cost as read to open it.
-    func deliveredFromPool(_ order: Order, codes: [OrderCode], revealed: [IssuedCode]) -> [JournalLine] {
-        let cost = Dictionary(revealed.map { ($0.codeID, $0.costCents ?? 0) }, uniquingKeysWith: { first, _ in first })
+    func deliveredFromPool(_ order: Order, sku: Sku, codes: [OrderCode], revealed: [IssuedCode]) -> [JournalLine] {
+        // An order holds a few codes: a search beats building a dictionary on every issue.
+        func cost(_ id: CodeID) -> Int64 { revealed.first { $0.codeID == id }?.costCents ?? 0 }
         return labelled(order, Journal.delivered(
             orderSeq: order.seq, sku: order.sku, amountCents: order.amountCents, currency: order.labels?.currency,
-            subsidyCents: order.subsidyCents, commission: commission(order), parts: parts(order), costs: codes.map { (sku: $0.sku, costCents: cost[$0.codeID] ?? 0, fromPool: true, source: nil) }))
+            subsidyCents: order.subsidyCents, commission: commission(order), parts: parts(sku),
+            costs: codes.map { (sku: $0.sku, costCents: cost($0.codeID), fromPool: true, source: nil) }))
     }
 
     /// An order delivered by a supplier (`source` `upstream:SUPPLIER`) or an operator's hand
@@ -19,7 +21,7 @@ extension EngineCore {
     func deliveredFrom(source: String, _ order: Order, items: [(sku: SkuID, item: DeliveredItem)], costCents: Int64) -> [JournalLine] {
         labelled(order, Journal.delivered(
             orderSeq: order.seq, sku: order.sku, amountCents: order.amountCents, currency: order.labels?.currency,
-            subsidyCents: order.subsidyCents, commission: commission(order), parts: parts(order), costs: items.map { (sku: $0.sku, costCents: costCents, fromPool: false, source: source) }))
+            subsidyCents: order.subsidyCents, commission: commission(order), parts: sku(id: order.sku).map(parts) ?? [], costs: items.map { (sku: $0.sku, costCents: costCents, fromPool: false, source: source) }))
     }
 
     /// Stock voided before it was sold (available or reserved codes): written off at cost.
@@ -43,8 +45,8 @@ extension EngineCore {
     }
 
     /// A bundle order's components weighted by their list prices (empty for a plain SKU).
-    func parts(_ order: Order) -> [(sku: SkuID, weight: Int64)] {
-        guard let sku = sku(id: order.sku), sku.isBundle else { return [] }
+    func parts(_ sku: Sku) -> [(sku: SkuID, weight: Int64)] {
+        guard sku.isBundle else { return [] }
         return sku.components.map { component in
             (component.sku, Money.sum(0, (self.sku(id: component.sku)?.priceCents ?? 0) * Int64(component.units)))
         }
@@ -125,9 +127,8 @@ extension EngineCore {
     /// claim back if the late commit fails).
     func reclaim(_ order: Order, sku: Sku, completion: @escaping OrderCompletion) throws(KamiError) -> OrderCompletion? {
         guard let labels = order.labels, labels.campaign != nil || labels.coupon != nil else { return nil }
-        _ = try promotions.claim(
-            order: order.orderID, user: order.user, sku: sku.id, units: order.units, listPriceCents: sku.priceCents,
-            amountCents: order.amountCents, campaign: labels.campaign, coupon: labels.coupon, nowMs: clock.nowMs())
+        try promotions.reclaim(order: order.orderID, user: order.user, claim: PromotionClaim(
+            amountCents: order.amountCents ?? 0, subsidyCents: order.subsidyCents, campaign: labels.campaign, coupon: labels.coupon))
         return releasingClaim(order.orderID, completion)
     }
 

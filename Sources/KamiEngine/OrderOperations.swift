@@ -195,7 +195,7 @@ extension EngineCore {
         let secrets = revealed
         // Delivered from the pool now: its sale and its codes' cost (a hold or an order for a
         // supplier moves no money yet).
-        let ledger = !reserving && !viaUpstream ? deliveredFromPool(order, codes: codes, revealed: revealed) : []
+        let ledger = !reserving && !viaUpstream ? deliveredFromPool(order, sku: sku, codes: codes, revealed: revealed) : []
         store.writer.submit(.writeOrder(order, codes: changes, audit: event, ledger: ledger)) { [self] result in
             switch result {
             case .failure(let error):
@@ -403,7 +403,7 @@ extension EngineCore {
         let published = committed
         let replies = secrets
         let ledger: [JournalLine]
-        do throws(KamiError) { ledger = deliveredFromPool(committed, codes: codes, revealed: secrets) + (try writeOffs(badCodes)) } catch {
+        do throws(KamiError) { ledger = deliveredFromPool(committed, sku: sku, codes: codes, revealed: secrets) + (try writeOffs(badCodes)) } catch {
             cleanup()
             return completion(.failure(error))
         }

@@ -127,6 +127,9 @@ public struct JournalLine: Sendable, Hashable {
     /// Where a delivered order's codes came from (the creditor of its first cost line), on its
     /// sale, subsidy and commission lines, for the report by source (not stored in the line).
     public var source: String?
+    /// How many orders a sale line counts for in the summary: 1, and 0 for the later lines of
+    /// a bundle's split sale (one order, several lines).
+    public var orderCount: Int64 = 1
 
     /// Lines are equal when what the ledger stores is (the summary's extras aside).
     public static func == (a: JournalLine, b: JournalLine) -> Bool {
@@ -170,9 +173,11 @@ public enum Journal {
         if let amountCents {
             // A bundle's sale is booked per component, in proportion to the components' list
             // prices (the last takes what rounding leaves), so reports show what each part earned.
-            for (sku, cents) in split(amountCents, over: parts, whole: sku) {
-                lines.append(JournalLine(kind: .sale, orderSeq: orderSeq, sku: sku, debit: .clearing, credit: .revenue,
-                                         amountCents: cents, currency: currency))
+            for (index, (sku, cents)) in split(amountCents, over: parts, whole: sku).enumerated() {
+                var line = JournalLine(kind: .sale, orderSeq: orderSeq, sku: sku, debit: .clearing, credit: .revenue,
+                                       amountCents: cents, currency: currency)
+                line.orderCount = index == 0 ? 1 : 0
+                lines.append(line)
             }
         }
         if subsidyCents > 0 {

@@ -92,7 +92,8 @@ public enum PaymentBill {
             if let status, status < fields.count, fields[status] == "REFUND" { isRefund = true }
             var amountText = fields[amount]
             if isRefund, let refund, refund < fields.count, !fields[refund].isEmpty { amountText = fields[refund] }
-            guard let cents = amountIsCents ? Int64(amountText) : yuanToCents(amountText) else {
+            guard let cents = amountIsCents ? Int64(amountText) : yuanToCents(amountText),
+                  cents >= -Limits.amountCentsMax && cents <= Limits.amountCentsMax else {
                 throw KamiError(.badRequest, "line \(row.line): amount \"\(amountText.prefix(32))\" is not a sum of money")
             }
             result.append(PaymentRecord(
@@ -131,8 +132,10 @@ public enum PaymentBill {
     static func chinaTime(_ text: String) -> Int64? {
         let parts = text.split(whereSeparator: { $0 == " " || $0 == "-" || $0 == ":" || $0 == "/" || $0 == "T" })
         guard parts.count >= 5, let year = Int64(parts[0]), let month = Int64(parts[1]), let day = Int64(parts[2]),
-              let hour = Int64(parts[3]), let minute = Int64(parts[4]), (1...12).contains(month), (1...31).contains(day) else { return nil }
+              let hour = Int64(parts[3]), let minute = Int64(parts[4]), (1...12).contains(month), (1...31).contains(day),
+              (1970...9999).contains(year), (0...23).contains(hour), (0...59).contains(minute) else { return nil }
         let second = parts.count > 5 ? Int64(parts[5]) ?? 0 : 0
+        guard (0...60).contains(second) else { return nil }
         // Days from the civil date (Howard Hinnant's algorithm).
         let y = month <= 2 ? year - 1 : year
         let era = (y >= 0 ? y : y - 399) / 400

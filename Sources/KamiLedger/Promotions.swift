@@ -229,6 +229,45 @@ public final class PromotionBook: Sendable {
         }
     }
 
+    /// Claims again, for an order whose hold lapsed, exactly what it claimed when placed (its
+    /// stored amount and subsidy): refused when the budget, the coupon or a per-user cap no
+    /// longer allows it.
+    public func reclaim(order: String, user: String, claim: PromotionClaim) throws(KamiError) {
+        try state.withLock { (state: inout State) throws(KamiError) in
+            guard state.claims[order] == nil else { return }
+            if let key = claim.campaign {
+                guard let campaign = state.campaigns[key] else { throw KamiError(.badRequest, "no campaign \(key)") }
+                if campaign.perUserUses > 0 && (state.campaignUses[key]?[user] ?? 0) >= campaign.perUserUses {
+                    throw KamiError(.limitReached, "user has used campaign \(key) \(campaign.perUserUses) times")
+                }
+                let spent = state.spent[key] ?? 0
+                guard claim.subsidyCents <= campaign.budgetCents - spent else {
+                    throw KamiError(.limitReached, "campaign \(key)'s budget is spent (\(spent) of \(campaign.budgetCents))")
+                }
+            }
+            if let coupon = claim.coupon {
+                guard let batchKey = state.coupons[coupon], let batch = state.batches[batchKey] else {
+                    throw KamiError(.badRequest, "no coupon \(coupon)")
+                }
+                if let holder = state.couponHolder[coupon], holder != order {
+                    throw KamiError(.limitReached, "coupon \(coupon) is already used")
+                }
+                if batch.perUserUses > 0 && (state.batchUses[batchKey]?[user] ?? 0) >= batch.perUserUses {
+                    throw KamiError(.limitReached, "user has used \(batch.perUserUses) coupons of batch \(batchKey)")
+                }
+            }
+            if let key = claim.campaign {
+                state.spent[key, default: 0] += claim.subsidyCents
+                state.campaignUses[key, default: [:]][user, default: 0] += 1
+            }
+            if let coupon = claim.coupon, let batchKey = state.coupons[coupon] {
+                state.couponHolder[coupon] = order
+                state.batchUses[batchKey, default: [:]][user, default: 0] += 1
+            }
+            state.claims[order] = (user, claim)
+        }
+    }
+
     /// The order is over without a sale (released, expired, refunded, or never written):
     /// its subsidy goes back to the campaign's budget and its coupon is free again.
     public func release(order: String) {

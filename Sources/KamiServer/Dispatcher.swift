@@ -137,7 +137,11 @@ final class Dispatcher: Sendable {
                 }
                 operatorQueue.async { [self] in
                     let result: Result<ReplyBody, KamiError>
-                    do throws(KamiError) { result = .success(try operators.operate(request)) } catch {
+                    do throws(KamiError) {
+                        // Where the code came from (a supplier's name) is the operator's business.
+                        guard case .fields(let fields) = try operators.operate(request) else { throw KamiError(.unavailable, "case_open answered in an unexpected shape") }
+                        result = .success(.fields(fields.filter { $0.0 != "source" }))
+                    } catch {
                         result = .failure(error)
                     }
                     done(Reply(id: id, result: result))

@@ -288,6 +288,10 @@ struct OperatorOperations: Sendable {
         case .report:
             switch request.name ?? "sales" {
             case "sales":
+                if let since = request.sinceMs, let until = request.untilMs, until <= since {
+                    throw KamiError(.badRequest, "until_ms must be after since_ms")
+                }
+                if let until = request.untilMs, until <= 0 { throw KamiError(.badRequest, "until_ms must be after 1970") }
                 guard let group = Store.ReportGroup(rawValue: request.by ?? "sku") else {
                     throw KamiError(.badRequest, "by must be one of \(Store.ReportGroup.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
@@ -305,6 +309,7 @@ struct OperatorOperations: Sendable {
                 }))])
             case "inventory":
                 let days = request.limit ?? 30
+                guard (0...3_650).contains(days) else { throw KamiError(.badRequest, "limit (days) must be 0...3650") }
                 return .fields([("report", .string("inventory")), ("rows", .array(try engine.admin.inventoryReport(
                     expiringWithinMs: Int64(days) * 86_400_000).map { item in
                     .object([("key", .string(item.sku)), ("codes", .int(item.row.codes)), ("cost_cents", .int(item.row.costCents)),

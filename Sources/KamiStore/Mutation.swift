@@ -229,7 +229,7 @@ final class SummaryAccumulator {
     func add(_ line: JournalLine, atMs: Int64) {
         let key = SummaryKey(line: line, atMs: atMs)
         let old = pending[key] ?? (0, 0)
-        pending[key] = (Money.sum(old.cents, line.amountCents), old.lines + 1)
+        pending[key] = (Money.sum(old.cents, line.amountCents), old.lines + SummaryAccumulator.count(line))
     }
 
     /// The mutation that added the pending lines is applied.
@@ -257,6 +257,10 @@ final class SummaryAccumulator {
         try SummaryAccumulator.write(kept, db)
         kept.removeAll(keepingCapacity: true)
     }
+
+    /// What a line adds to its summary row's `lines`: orders for sale lines (a bundle's split
+    /// sale is one order), lines for the rest.
+    static func count(_ line: JournalLine) -> Int64 { line.kind == .sale ? line.orderCount : 1 }
 
     static func write(_ rows: [SummaryKey: (cents: Int64, lines: Int64)], _ db: Connection) throws(SQLiteError) {
         let stmt = try db.prepare("""
@@ -481,7 +485,7 @@ struct MutationApplier {
             for line in lines {
                 let key = SummaryKey(line: line, atMs: atMs)
                 let old = rows[key] ?? (0, 0)
-                rows[key] = (Money.sum(old.cents, line.amountCents), old.lines + 1)
+                rows[key] = (Money.sum(old.cents, line.amountCents), old.lines + SummaryAccumulator.count(line))
             }
             try SummaryAccumulator.write(rows, db)
         }

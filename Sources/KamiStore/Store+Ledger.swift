@@ -284,6 +284,7 @@ extension Store {
                 let cents = stmt.int64(3)
                 switch JournalKind(rawValue: UInt8(truncatingIfNeeded: stmt.int64(1))) {
                 case .sale?:
+                    // The summary counts orders for sale lines (a bundle's split sale is one).
                     rows[key]!.paidCents += cents
                     rows[key]!.orders += stmt.int64(4)
                 case .subsidy?: rows[key]!.subsidyCents += cents

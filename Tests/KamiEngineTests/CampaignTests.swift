@@ -156,4 +156,24 @@ final class CampaignTests: XCTestCase {
         let found = try h.engine.admin.verify().filter { $0.invariant == "ledger" }.map(\.detail)
         XCTAssertEqual(found, ["campaign 618 gave away 600, over its budget of 300"])
     }
+
+    func testALateCommitClaimsWhatTheOrderKeptEvenAfterAPriceChange() throws {
+        let h = Harness()
+        try setUpSale(h, budget: 300)
+        _ = try h.engine.storefront.reserveSync(order: "r1", user: "a", sku: "vip", ttlMs: 1_000,
+                                                terms: OrderTerms(labels: promo(campaign: "618"))).get()
+        h.clock.advance(ms: 1_000)
+        XCTAssertEqual(h.engine.storefront.expireDue(), 1)
+        h.engine.admin.barrier()
+        // The list price falls: the order keeps the subsidy it was placed with (300), and the
+        // budget (300) still holds exactly it.
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "vip", priceCents: 800))
+        let paid = try h.engine.storefront.commitSync(order: "r1", paymentRef: "p").get()
+        XCTAssertEqual(paid.state, .committed)
+        XCTAssertEqual(h.engine.admin.campaigns().first?.spentCents, 300)
+        h.assertInvariants()
+        h.reopen()
+        XCTAssertEqual(h.engine.admin.campaigns().first?.spentCents, 300, "the same after a restart")
+        h.assertInvariants()
+    }
 }

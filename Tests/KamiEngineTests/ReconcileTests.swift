@@ -105,4 +105,17 @@ final class ReconcileTests: XCTestCase {
         XCTAssertEqual(report.matched, 2, "payment_ref is the order's payment reference; amount_cents as given")
         XCTAssertEqual(report.mismatches, [])
     }
+
+    func testHugeAmountsAndImpossibleTimesAreRefusedNotACrash() throws {
+        let h = try shop()
+        let path = h.directory + "/evil.csv"
+        try write("payment_ref,amount_cents,time\nT1,-9223372036854775808,2026-12-01 10:00:00\n", to: path, gbk: false)
+        XCTAssertThrowsError(try h.engine.admin.reconcilePayments(path: path, format: nil, sinceMs: nil, untilMs: nil)) { error in
+            XCTAssertTrue((error as? KamiError)?.message.hasPrefix("line 2: amount") ?? false, "\(error)")
+        }
+        try write("payment_ref,amount,time\nT1,9.90,99999999999999999-01-01 00:00:00\nT2,9.90,2026-12-01 99999999999999:00\n",
+                  to: path + "2", gbk: false)
+        let report = try h.engine.admin.reconcilePayments(path: path + "2", format: nil, sinceMs: nil, untilMs: nil)
+        XCTAssertEqual(report.payments, 2, "an impossible time is no time, not a crash")
+    }
 }
