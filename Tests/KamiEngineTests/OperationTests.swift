@@ -263,9 +263,9 @@ final class OperationTests: XCTestCase {
             return rows
         }
         XCTAssertTrue(rows["issue"]?.contains("payment=pay-9 client=shop-a") == true, rows["issue"] ?? "none")
-        XCTAssertTrue(rows["reserve"]?.hasSuffix("client=shop-b") == true, rows["reserve"] ?? "none")
-        XCTAssertTrue(rows["commit"]?.contains("payment=pay-10") == true && rows["commit"]?.hasSuffix("client=shop-b") == true,
-                      rows["commit"] ?? "none")
+        XCTAssertTrue(rows["reserve"]?.hasSuffix("client=shop-b amount=990") == true, rows["reserve"] ?? "none")
+        XCTAssertTrue(rows["commit"]?.contains("payment=pay-10") == true
+                      && rows["commit"]?.hasSuffix("client=shop-b amount=990") == true, rows["commit"] ?? "none")
         h.assertInvariants()
     }
 
