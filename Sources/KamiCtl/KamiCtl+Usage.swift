@@ -82,8 +82,9 @@ extension KamiCtl {
                   --name N                display name
                   --price CENTS           price in minor units (cents, fen), an integer >= 0
                   --per-user-limit N      most units one user may hold at once; 0 = no limit
-                  --activation-url T      activation link template; {code_id} and {card_number} are
-                                          replaced (never the secret)
+                  --activation-url T      activation link template; {code_id}, {card_number}, {order},
+                                          {user} and {sku} are replaced, percent-encoded (never the
+                                          secret: {secret} is refused)
                   --manual-delivery on|off
                                           on: paid orders take nothing from the pool and wait in the
                                           review queue for `kamictl deliver` (手动发货)

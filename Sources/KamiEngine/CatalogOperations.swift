@@ -38,6 +38,7 @@ extension EngineCore {
             guard url.utf8.count <= Limits.activationURLBytesMax else {
                 throw KamiError(.badRequest, "activation URL longer than \(Limits.activationURLBytesMax) bytes")
             }
+            try ActivationTemplate.validate(url)
             sku.activationURLTemplate = url.isEmpty ? nil : url
         }
         if let components = definition.components {

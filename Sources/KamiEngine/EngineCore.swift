@@ -244,8 +244,8 @@ final class EngineCore: Sendable {
             let sku = self.sku(id: row.sku)
             result.append(IssuedCode(
                 codeID: row.id, skuKey: sku?.key ?? "#\(row.sku)", secret: secret, cardNumber: row.cardNumber,
-                activationURL: EngineCore.activationURL(sku?.activationURLTemplate, codeID: row.id, cardNumber: row.cardNumber),
-                expiresAtMs: row.expiresAtMs, costCents: row.costCents))
+                activationURL: nil, expiresAtMs: row.expiresAtMs, costCents: row.costCents,
+                activationTemplate: sku?.activationURLTemplate))
         }
         return (result, bad)
     }
@@ -279,14 +279,21 @@ final class EngineCore: Sendable {
             + "retry the order to get another code")
     }
 
-    static func activationURL(_ template: String?, codeID: CodeID, cardNumber: String?) -> String? {
+    /// A code's activation link for `order` (nil: its SKU has no template).
+    static func activationURL(_ template: String?, codeID: CodeID, cardNumber: String?, order: Order, skuKey: String) -> String? {
         guard let template else { return nil }
-        return template.replacingOccurrences(of: "{code_id}", with: String(codeID))
-            .replacingOccurrences(of: "{card_number}", with: cardNumber ?? "")
+        return ActivationTemplate.expand(template, .init(
+            codeID: codeID, cardNumber: cardNumber, order: order.orderID, user: order.user, sku: skuKey))
     }
 
     func reply(_ order: Order, codes: [IssuedCode] = []) -> OrderReply {
-        OrderReply(
+        var codes = codes
+        for index in codes.indices where codes[index].activationTemplate != nil {
+            let code = codes[index]
+            codes[index].activationURL = EngineCore.activationURL(
+                code.activationTemplate, codeID: code.codeID, cardNumber: code.cardNumber, order: order, skuKey: code.skuKey)
+        }
+        return OrderReply(
             orderID: order.orderID, user: order.user, skuKey: skuKey(order.sku), units: order.units,
             state: order.state, paymentRef: order.paymentRef, codeIDs: order.codes.map(\.codeID),
             expiresAtMs: order.expiresAtMs, codes: codes)

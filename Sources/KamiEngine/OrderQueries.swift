@@ -77,7 +77,8 @@ extension EngineCore {
                 orderID: entry.order.orderID, skuKey: sku?.key ?? "#\(entry.code.sku)", codeID: entry.code.codeID,
                 state: row?.state ?? .voided,
                 activationURL: EngineCore.activationURL(sku?.activationURLTemplate, codeID: entry.code.codeID,
-                                                    cardNumber: row?.code.cardNumber),
+                                                    cardNumber: row?.code.cardNumber, order: entry.order,
+                                                    skuKey: sku?.key ?? "#\(entry.code.sku)"),
                 secret: secrets[entry.code.codeID], cardNumber: row?.code.cardNumber)
         }
         return EntitlementsPage(items: items, nextCursor: next?.text)

@@ -10,11 +10,14 @@ public struct IssuedCode: Sendable, Hashable {
     /// The plaintext; prints as `<redacted>`.
     public var secret: Secret
     public var cardNumber: String?
-    /// The SKU's activation link with `{code_id}` and `{card_number}` filled in.
+    /// The SKU's activation link, its placeholders filled in and percent-encoded (see
+    /// `ActivationTemplate`); set when the reply is made, where the order is known.
     public var activationURL: String?
     public var expiresAtMs: Int64?
     /// What the code cost the shop (for the ledger; never sent to a storefront).
     public var costCents: Int64? = nil
+    /// The code's SKU's activation template, expanded into `activationURL` by the reply.
+    var activationTemplate: String? = nil
 }
 
 /// The answer to an order operation or query.

@@ -344,6 +344,29 @@ final class OperationTests: XCTestCase {
         XCTAssertFalse(String(reflecting: issued).contains(secret))
     }
 
+    func testActivationLinksCarryTheOrderAndUserPercentEncodedAndNeverTheSecret() throws {
+        let h = Harness()
+        h.stockSku("vip", count: 3)
+        _ = try h.engine.admin.setSku(SkuDefinition(
+            key: "vip", activationURLTemplate: "https://brand.example/r?c={code_id}&n={card_number}&o={order}&u={user}&s={sku}"))
+        let issued = try h.engine.storefront.issueSync(order: "o1&x=2#", user: "u+1/2", sku: "vip", units: 1, paymentRef: "p").get()
+        let code = try XCTUnwrap(issued.codes.first)
+        let expected = "https://brand.example/r?c=\(code.codeID)&n=\(code.cardNumber ?? "?")&o=o1%26x%3D2%23&u=u%2B1%2F2&s=vip"
+        XCTAssertEqual(code.activationURL, expected)
+        XCTAssertEqual(try h.engine.queries.order("o1&x=2#").codes.first?.activationURL, expected)
+        XCTAssertEqual(try h.engine.queries.entitlements(user: "u+1/2").first?.activationURL, expected)
+        // A template that would put the secret (or an unknown name) in a link is refused and the
+        // stored one stays.
+        for bad in ["https://brand.example/r?s={secret}", "https://brand.example/r?o={order_id}"] {
+            do throws(KamiError) {
+                _ = try h.engine.admin.setSku(SkuDefinition(key: "vip", activationURLTemplate: bad))
+                XCTFail("\(bad) was accepted")
+            } catch { XCTAssertEqual(error.code, .badRequest) }
+        }
+        XCTAssertEqual(try h.engine.queries.order("o1&x=2#").codes.first?.activationURL, expected)
+        h.assertInvariants()
+    }
+
     func testEntitlementsListWhatAUserOwns() throws {
         let h = Harness()
         let secrets = h.stockSku("vip", count: 5)
