@@ -25,6 +25,7 @@ let package = Package(
         // C wrappers only.
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CKamiLinux"),
         // Test-only: a SQLite VFS that plays an unreliable disk (power cuts, write and fsync
         // errors). Only test targets depend on it.
@@ -36,6 +37,9 @@ let package = Package(
         .target(name: "KamiCrypto", dependencies: ["KamiCore", "COpenSSL"], swiftSettings: strict),
         // Streaming CSV reading and writing for code import and export (pure, fuzzable).
         .target(name: "KamiCSV", dependencies: ["KamiCore"], swiftSettings: strict),
+        // Excel workbooks (.xlsx): a ZIP reader and writer over the system zlib and a small
+        // XML reader, streaming a sheet's rows within fixed bounds.
+        .target(name: "KamiXLSX", dependencies: ["CZlib"], swiftSettings: strict),
         // The in-memory sharded pool of available codes.
         .target(name: "KamiPool", dependencies: ["KamiCore"], swiftSettings: strict),
         // Money: the ledger's accounts and journal lines, balances (pure: the store writes the
@@ -150,6 +154,7 @@ let package = Package(
                     swiftSettings: strict),
         .testTarget(name: "KamiCryptoTests", dependencies: ["KamiCrypto", "KamiCore"], swiftSettings: strict),
         .testTarget(name: "KamiCSVTests", dependencies: ["KamiCSV", "KamiCore"], swiftSettings: strict),
+        .testTarget(name: "KamiXLSXTests", dependencies: ["KamiXLSX"], exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(name: "KamiPoolTests", dependencies: ["KamiPool", "KamiCore"], swiftSettings: strict),
         .testTarget(
             name: "KamiStoreTests",
