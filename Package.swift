@@ -36,10 +36,10 @@ let package = Package(
         // Sealing, hashing, MACs and randomness over OpenSSL.
         .target(name: "KamiCrypto", dependencies: ["KamiCore", "COpenSSL"], swiftSettings: strict),
         // Streaming CSV reading and writing for code import and export (pure, fuzzable).
-        .target(name: "KamiCSV", dependencies: ["KamiCore"], swiftSettings: strict),
-        // Excel workbooks (.xlsx): a ZIP reader and writer over the system zlib and a small
-        // XML reader, streaming a sheet's rows within fixed bounds.
+        // Excel workbooks (.xlsx): a ZIP reader over the system zlib and a small XML reader,
+        // streaming a sheet's rows within fixed bounds.
         .target(name: "KamiXLSX", dependencies: ["CZlib"], swiftSettings: strict),
+        .target(name: "KamiCSV", dependencies: ["KamiCore", "KamiXLSX"], swiftSettings: strict),
         // The in-memory sharded pool of available codes.
         .target(name: "KamiPool", dependencies: ["KamiCore"], swiftSettings: strict),
         // Money: the ledger's accounts and journal lines, balances (pure: the store writes the
@@ -153,7 +153,7 @@ let package = Package(
         .testTarget(name: "KamiClientTests", dependencies: ["KamiClient", "KamiCtl", "KamiProtocol", "KamiCore"],
                     swiftSettings: strict),
         .testTarget(name: "KamiCryptoTests", dependencies: ["KamiCrypto", "KamiCore"], swiftSettings: strict),
-        .testTarget(name: "KamiCSVTests", dependencies: ["KamiCSV", "KamiCore"], swiftSettings: strict),
+        .testTarget(name: "KamiCSVTests", dependencies: ["KamiCSV", "KamiCore", "KamiXLSX"], swiftSettings: strict),
         .testTarget(name: "KamiXLSXTests", dependencies: ["KamiXLSX"], exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(name: "KamiPoolTests", dependencies: ["KamiPool", "KamiCore"], swiftSettings: strict),
         .testTarget(

@@ -24,6 +24,8 @@ public struct CSVImportError: Error, Sendable, Equatable, CustomStringConvertibl
         case notRegularFile = "CSV_NOT_REGULAR_FILE"
         /// The caller cancelled the import (kamid is stopping).
         case cancelled = "CSV_CANCELLED"
+        /// An .xlsx file that is not a workbook, is damaged, or lacks the sheet asked for.
+        case badWorkbook = "XLSX_BAD_WORKBOOK"
     }
 
     /// The stable code.

@@ -67,7 +67,7 @@ extension EngineCore {
         let report = try store.importCodes(sku: sku.id, sealer: sealer, label: path, dryRun: dryRun) { [self] sink in
             do {
                 let isCancelled = { self.jobsCancelled.load(ordering: .acquiring) }
-                _ = try CSVFileImport.importCodes(path: path, isCancelled: isCancelled) { item in
+                let take = { (item: CSVImportItem) throws -> Void in
                     progress.count()
                     switch item {
                     case .row(let row):
@@ -77,6 +77,12 @@ extension EngineCore {
                     case .reject(let reject):
                         try sink(.rejected(RejectedRow(line: reject.line, reason: reject.reason)))
                     }
+                }
+                // An Excel workbook (its first sheet) is read with the same rules, row by row.
+                if path.lowercased().hasSuffix(".xlsx") {
+                    _ = try XLSXFileImport.importCodes(path: path, isCancelled: isCancelled, take)
+                } else {
+                    _ = try CSVFileImport.importCodes(path: path, isCancelled: isCancelled, take)
                 }
             } catch let error as CSVImportError where error.code == .cancelled {
                 throw KamiError(.unavailable, "import of \(path) cancelled: kamid is stopping; nothing was imported")

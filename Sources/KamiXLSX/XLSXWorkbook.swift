@@ -22,6 +22,16 @@ public struct XLSXCell: Sendable, Hashable {
     }
 
     public static let empty = XLSXCell(.string, "")
+
+    /// A date cell's Unix time in ms (UTC, to the millisecond), or nil when it is not a
+    /// plausible serial. `date1904`: the workbook counts from 1904.
+    public func dateMs(date1904: Bool) -> Int64? {
+        guard kind == .date, let serial = Double(text), serial.isFinite, serial >= 0, serial < 2_958_466 else { return nil }
+        // 1900 system: serial 25569 is 1970-01-01 (Excel's serial 60, 29 February 1900, did not
+        // exist; serials before it are a day off, and no expiry date is that old).
+        let epoch = date1904 ? 24_107.0 : 25_569.0
+        return Int64(((serial - epoch) * 86_400_000).rounded())
+    }
 }
 
 /// A row of a sheet: its 1-based number in the sheet and its cells from column A, gaps filled
@@ -53,6 +63,8 @@ public final class XLSXWorkbook {
     /// Sheet names in workbook order, with the part each is in.
     public let sheets: [(name: String, part: String)]
     var sharedStrings: [String] = []
+    /// Whether dates count from 1904 (old Mac workbooks) instead of 1900.
+    public private(set) var date1904 = false
     /// Per style index (`s`): whether its number format is a date or time.
     var dateStyles: [Bool] = []
 
@@ -74,7 +86,12 @@ public final class XLSXWorkbook {
         }
         var sheets: [(String, String)] = []
         var index = 0
+        var date1904 = false
         try XLSXWorkbook.each(try zip.contents(workbook, limit: limits.smallPartBytesMax), part: workbook.name) { name, attributes in
+            if XMLPullParser.localName(name) == "workbookPr",
+               let value = attributes.first(where: { $0.0 == "date1904" })?.1 {
+                date1904 = value == "1" || value == "true"
+            }
             guard XMLPullParser.localName(name) == "sheet" else { return }
             index += 1
             let sheetName = attributes.first(where: { $0.0 == "name" })?.1 ?? "Sheet\(index)"
@@ -82,6 +99,7 @@ public final class XLSXWorkbook {
             sheets.append((sheetName, id.flatMap { relations[$0] } ?? "xl/worksheets/sheet\(index).xml"))
         }
         self.sheets = sheets
+        self.date1904 = date1904
         if let strings = zip.entry("xl/sharedStrings.xml") { try loadSharedStrings(strings) }
         if let styles = zip.entry("xl/styles.xml") { try loadStyles(styles) }
     }

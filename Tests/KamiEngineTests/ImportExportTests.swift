@@ -37,6 +37,34 @@ final class ImportExportTests: XCTestCase {
         h.assertInvariants()
     }
 
+    /// An .xlsx (its first sheet) goes through the same import: rejects by sheet row, a
+    /// duplicate reported against its first row, the codes issued as written.
+    func testExcelWorkbookImportsItsFirstSheet() throws {
+        let h = Harness()
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "vip", name: "VIP"))
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("KamiXLSXTests/Fixtures/excel-damage.xlsx").path
+        let path = h.directory + "/codes.xlsx"
+        try FileManager.default.copyItem(atPath: fixtures, toPath: path)
+        let report = try h.engine.admin.importCSV(path: path, sku: "vip")
+        XCTAssertEqual(report.imported, 1)
+        XCTAssertEqual(report.rejected.map(\.line), [2, 3, 4, 6])
+        XCTAssertTrue(report.rejected[3].reason.contains("duplicate of line 5"), report.rejected[3].reason)
+        let issued = try h.engine.storefront.issueSync(order: "o", user: "u", sku: "vip", units: 1, paymentRef: "p").get()
+        XCTAssertEqual(issued.codes.map { $0.secret.reveal() }, ["S-4"])
+        XCTAssertEqual(issued.codes.first?.cardNumber, "C-4")
+        XCTAssertEqual(issued.codes.first?.expiresAtMs, 1_809_587_289_000)
+        // A CSV renamed .xlsx is refused by name, and nothing is imported.
+        let fake = h.directory + "/fake.xlsx"
+        try Data(("secret\n" + String(repeating: "CODE-1\n", count: 10)).utf8).write(to: URL(fileURLWithPath: fake))
+        XCTAssertThrowsError(try h.engine.admin.importCSV(path: fake, sku: "vip")) { error in
+            XCTAssertEqual((error as? KamiError)?.code, .badRequest)
+            XCTAssertTrue("\(error)".contains("not an .xlsx"), "\(error)")
+        }
+        XCTAssertEqual(try h.engine.queries.stock(sku: "vip").imported, 1)
+        h.assertInvariants()
+    }
+
     func testGbkFileFromChineseExcel() throws {
         let h = Harness()
         _ = try h.engine.admin.setSku(SkuDefinition(key: "vip", name: "VIP"))

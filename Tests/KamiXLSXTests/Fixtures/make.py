@@ -44,3 +44,15 @@ files = {
 with zipfile.ZipFile("handmade.xlsx", "w", compression=zipfile.ZIP_STORED) as z:
     for name, text in files.items():
         z.writestr(name, text.encode("utf-8"))
+
+# What Excel does to codes: a card number turned into a date, one turned into a float, an
+# error cell; the good rows around them still import.
+wb = openpyxl.Workbook()
+sheet = wb.active
+sheet.append(["secret", "card_number", "expires_at"])
+sheet.append(["S-1", datetime.date(2027, 1, 1), None])
+sheet.append(["S-2", 1.2345678901234567e19, None])
+sheet.append(["S-3", "#N/A", None])
+sheet.append(["S-4", "C-4", datetime.datetime(2027, 5, 6, 7, 8, 9)])
+sheet.append(["S-4", "C-5", None])
+wb.save("excel-damage.xlsx")
