@@ -1,0 +1,3 @@
+module kami.example/kami
+
+go 1.19
