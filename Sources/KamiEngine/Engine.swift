@@ -140,10 +140,11 @@ public struct Storefront: Sendable {
     /// hold expired it takes fresh codes while stock remains, else fails with EXPIRED (or, for
     /// a SKU with suppliers, goes pending upstream). `waitMs` as for `issue`.
     public func commit(
-        order: String, paymentRef: String, client: String? = nil, waitMs: Int64? = nil,
+        order: String, paymentRef: String, client: String? = nil, waitMs: Int64? = nil, owner: String? = nil,
         completion: @escaping OrderCompletion
     ) {
-        core.commit(order: order, paymentRef: paymentRef, client: client, completion: core.waiting(waitMs, completion))
+        core.commit(order: order, paymentRef: paymentRef, client: client, owner: owner,
+                    completion: core.waiting(waitMs, completion))
     }
 
     /// Waits until an order pending upstream is delivered or failed, or `timeoutMs` passes

@@ -221,8 +221,13 @@ extension EngineCore {
     /// commit after the hold expired takes fresh codes if stock remains, else fails with
     /// EXPIRED so the storefront can refund. Repeating it with the same payment reference
     /// returns the same codes; another payment reference is a CONFLICT.
+    ///
+    /// `owner`: only this user's order may be paid (a storefront naming its buyer); another
+    /// user's order is NOT_FOUND, like an unknown one. Checked here, once the order is no
+    /// longer in flight, so a commit pipelined behind its reserve is checked too.
     func commit(
-        order orderID: String, paymentRef: String, client: String? = nil, completion: @escaping OrderCompletion
+        order orderID: String, paymentRef: String, client: String? = nil, owner: String? = nil,
+        completion: @escaping OrderCompletion
     ) {
         do throws(KamiError) {
             try EngineCore.validate(orderID: orderID)
@@ -231,7 +236,7 @@ extension EngineCore {
             return completion(.failure(error))
         }
         let retry: @Sendable () -> Void = { [self] in
-            commit(order: orderID, paymentRef: paymentRef, client: client, completion: completion)
+            commit(order: orderID, paymentRef: paymentRef, client: client, owner: owner, completion: completion)
         }
         switch orders.begin(orderID, create: false, retry: retry) {
         case .queued:
@@ -239,6 +244,10 @@ extension EngineCore {
         case .missing, .created:
             return completion(.failure(KamiError(.notFound, "no order \(orderID)")))
         case .existing(let order):
+            if let owner, order.user != owner {
+                orders.end(orderID)
+                return completion(.failure(KamiError(.notFound, "no order \(orderID)")))
+            }
             commitExisting(order, paymentRef: paymentRef, client: client, completion: completion)
         }
     }

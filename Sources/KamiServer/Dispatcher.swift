@@ -75,7 +75,7 @@ final class Dispatcher: Sendable {
                     throw KamiError(.notFound, "no order \(order)")
                 }
                 engine.storefront.commit(order: try need(request.order, "order"), paymentRef: try need(request.paymentRef, "payment_ref"),
-                              client: client, waitMs: request.waitMs, completion: ending)
+                              client: client, waitMs: request.waitMs, owner: trusted ? nil : request.user, completion: ending)
             case .issue:
                 _ = (try need(request.order, "order"), try need(request.user, "user"), try need(request.sku, "sku"),
                      try need(request.paymentRef, "payment_ref"))

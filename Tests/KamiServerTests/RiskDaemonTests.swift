@@ -477,6 +477,15 @@ final class RiskDaemonTests: XCTestCase {
         XCTAssertEqual(client.call(#""id":10,"op":"commit","order":"m2","payment_ref":"p","user":"intruder""#)?.error?.code, .notFound,
                        "with user, only the order's buyer pays it and sees its codes")
         XCTAssertEqual(client.call(#""id":11,"op":"commit","order":"m2","payment_ref":"p","user":"m""#)?.order?.state, .committed)
+        // The same with the commit pipelined right behind its reserve (one write, no wait):
+        // the owner is checked once the order exists, not when the commit arrived.
+        client.send("{\"id\":12,\"op\":\"reserve\",\"order\":\"p1\",\"user\":\"bob\",\"sku\":\"vip\",\"qty\":1}\n"
+            + "{\"id\":13,\"op\":\"commit\",\"order\":\"p1\",\"payment_ref\":\"p\",\"user\":\"carol\"}\n")
+        XCTAssertEqual(client.readJSONReply()?.order?.state, .reserved)
+        let stolen = client.readJSONReply()
+        XCTAssertEqual(stolen?.error?.code, .notFound, "a pipelined commit by another user pays nothing and sees no codes")
+        XCTAssertNil(stolen?.order)
+        XCTAssertEqual(client.call(#""id":14,"op":"commit","order":"p1","payment_ref":"p","user":"bob""#)?.order?.codes.count, 1)
         XCTAssertEqual(client.call(#""id":8,"op":"release","order":"h1""#)?.order?.state, .released)
         XCTAssertEqual(client.call(#""id":9,"op":"reserve","order":"h3","user":"h","sku":"vip","qty":1"#)?.order?.state, .reserved)
     }
