@@ -322,6 +322,8 @@ public final class XLSXRowReader {
                 case "c":
                     try storeChecked(&cells, value, column: cellColumn, type: cellType, style: cellStyle, row: rowNumber)
                 case "row":
+                    // Trailing empty cells are not kept.
+                    while cells?.last == .empty { cells!.removeLast() }
                     if let row = cells, !row.isEmpty { return XLSXRow(number: rowNumber, cells: row) }
                     cells = nil
                 default: break
@@ -363,7 +365,5 @@ public final class XLSXRowReader {
         }
         while cells!.count < column { cells!.append(.empty) }
         if column < cells!.count { cells![column] = cell } else { cells!.append(cell) }
-        // Trailing empty cells are not kept.
-        while cells!.last == .empty { cells!.removeLast() }
     }
 }
