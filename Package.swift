@@ -86,7 +86,7 @@ let package = Package(
         .target(name: "KamiClient", dependencies: ["KamiCore", "KamiProtocol"], swiftSettings: strict),
         .executableTarget(name: "kamid", dependencies: ["KamiServer", "KamiCore"], swiftSettings: strict),
         // kamictl's logic (parsing, requests, output), apart from the client library.
-        .target(name: "KamiCtl", dependencies: ["KamiClient", "KamiProtocol", "KamiCore"], swiftSettings: strict),
+        .target(name: "KamiCtl", dependencies: ["KamiClient", "KamiProtocol", "KamiCore", "KamiXLSX"], swiftSettings: strict),
         .executableTarget(name: "kamictl", dependencies: ["KamiCtl"], swiftSettings: strict),
 
         // Benchmarks.
@@ -146,7 +146,7 @@ let package = Package(
         .testTarget(
             name: "KamiServerTests",
             dependencies: ["KamiServer", "KamiClient", "KamiProtocol", "KamiCore", "KamiEngine", "KamiCrypto", "KamiStore", "kamid", "kamictl",
-                           "KamiHTTP", "kami-supplier-sim"],
+                           "KamiHTTP", "kami-supplier-sim", "KamiXLSX"],
             swiftSettings: strict
         ),
         // kamictl's tests stay beside the client's: they share its kamid launcher (Support.swift).

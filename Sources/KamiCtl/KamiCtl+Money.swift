@@ -1,6 +1,7 @@
 import Foundation
 import KamiCore
 import KamiProtocol
+import KamiXLSX
 
 extension KamiCtl {
     /// `campaign ...` and `coupon ...`: promotions (docs/money.md).
@@ -17,9 +18,9 @@ extension KamiCtl {
         case distributorList
         /// `distributor statement D [--from T] [--to T]`.
         case distributorStatement(key: String, fromMs: Int64?, toMs: Int64?)
-        /// `report sales|payables [--by G] [--from T] [--to T] [--sku S] [--channel C] [--campaign K] [--csv]`.
+        /// `report sales|payables [--by G] [--from T] [--to T] [--sku S] [--channel C] [--campaign K] [--csv | --xlsx FILE]`.
         case report(name: String, by: String?, fromMs: Int64?, toMs: Int64?, sku: String?, channel: String?, campaign: String?, csv: Bool,
-                    days: Int? = nil)
+                    days: Int? = nil, xlsx: String? = nil)
         /// `case open ORDER --reason R [--code ID] [--note N]`.
         case caseOpen(order: String, reason: String, code: Int64?, note: String?)
         /// `case list [--all]`.
@@ -68,8 +69,14 @@ extension KamiCtl {
         var rest = Array(words.dropFirst())
         let csv = rest.contains("--csv")
         rest.removeAll { $0 == "--csv" }
-        let (positionals, options) = try split(rest, valued: ["--by", "--from", "--to", "--sku", "--channel", "--campaign", "--limit"],
-                                               topic: .money)
+        let (positionals, options) = try split(rest, valued: ["--by", "--from", "--to", "--sku", "--channel", "--campaign", "--limit",
+                                                              "--xlsx"], topic: .money)
+        if let file = options["--xlsx"] {
+            guard !csv else { throw UsageError(message: "report takes --csv or --xlsx FILE, not both", topic: .money) }
+            guard file.lowercased().hasSuffix(".xlsx") else {
+                throw UsageError(message: "--xlsx takes a file name ending in .xlsx, got \(file)", topic: .money)
+            }
+        }
         var days: Int?
         if let text = options["--limit"] {
             guard let value = Int(text), value >= 0, value <= 3_650 else {
@@ -87,7 +94,8 @@ extension KamiCtl {
             name: name, by: options["--by"],
             fromMs: try options["--from"].map { (text: String) throws(UsageError) -> Int64 in try time(text, option: "--from", nowMs: nowMs) },
             toMs: try options["--to"].map { (text: String) throws(UsageError) -> Int64 in try time(text, option: "--to", nowMs: nowMs) },
-            sku: options["--sku"], channel: options["--channel"], campaign: options["--campaign"], csv: csv, days: days))
+            sku: options["--sku"], channel: options["--channel"], campaign: options["--campaign"], csv: csv, days: days,
+            xlsx: options["--xlsx"]))
     }
 
     /// Parses `reconcile payments ...`.
@@ -302,7 +310,7 @@ extension KamiCtl {
             request.caseID = id
             request.kind = how
             request.note = note
-        case .report(let name, let by, let from, let to, let sku, let channel, let campaign, _, let days):
+        case .report(let name, let by, let from, let to, let sku, let channel, let campaign, _, let days, _):
             request = Request(id: .number(1), op: .report)
             request.limit = days
             request.name = name
@@ -407,7 +415,7 @@ extension KamiCtl {
                 }
             }
             return Outcome(stdout: text, exit: .ok)
-        case .report(let name, _, _, _, _, _, _, let csv, _):
+        case .report(let name, _, _, _, _, _, _, let csv, _, let xlsx):
             let columns: [String]
             switch name {
             case "sales": columns = ["key", "orders", "paid_cents", "subsidy_cents", "refunded_cents", "cost_cents", "commission_cents",
@@ -419,6 +427,18 @@ extension KamiCtl {
             default: columns = ["key", "owed_cents"]
             }
             let body = rows("rows").map { row in columns.map { cell(row, $0) } }
+            if let xlsx {
+                // Figures as numbers, keys (a SKU, a day, a channel) as text.
+                do throws(XLSXError) {
+                    let sheet = try XLSXWriter(path: xlsx, sheetName: name)
+                    try sheet.add(columns.map { .text($0) })
+                    for row in body { try sheet.add(row.enumerated().map { $0.offset == 0 ? .text($0.element) : .number($0.element) }) }
+                    try sheet.finish()
+                } catch {
+                    return Outcome(stderr: "kamictl: \(error.message)\n", exit: .failed)
+                }
+                return Outcome(stdout: "wrote \(body.count) rows of the \(name) report to \(xlsx)\n", exit: .ok)
+            }
             if csv {
                 let lines = ([columns] + body).map { $0.map { field in
                     field.contains(",") || field.contains("\"") ? "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : field

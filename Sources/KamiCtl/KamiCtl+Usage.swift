@@ -54,7 +54,7 @@ extension KamiCtl {
                   case open|list|replace|refund|reject
                                           after-sales cases on delivered orders
                   report sales|payables|inventory|repeat [--by sku|channel|campaign|day|week|month]
-                         [--from T] [--to T] [--sku S] [--channel C] [--campaign K] [--csv]
+                         [--from T] [--to T] [--sku S] [--channel C] [--campaign K] [--csv | --xlsx FILE]
                                           sales and profit, payables, stock value and age, repeat buyers
 
                 options (anywhere on the line):
@@ -109,7 +109,7 @@ extension KamiCtl {
                        kamictl case list [--all]
                        kamictl case replace|refund|reject ID [--note N]
                        kamictl report sales|payables|inventory|repeat [--by sku|channel|campaign|day|week|month] [--from T] [--to T]
-                                      [--sku S] [--channel C] [--campaign K] [--csv]
+                                      [--sku S] [--channel C] [--campaign K] [--csv | --xlsx FILE]
 
                 A campaign sells SKU at --price (or its price less --discount) from --from (default now)
                 until --to, while what it gives away stays within --budget; at most --per-user orders
@@ -130,6 +130,9 @@ extension KamiCtl {
                 not delivered, amounts that differ, duplicates and refunds that disagree; with --from
                 and --to, also orders delivered in that period the bill does not show paid. It changes
                 nothing; exit 4 when it found mismatches.
+
+                A report prints a table; --csv prints CSV; --xlsx FILE writes an Excel workbook (its
+                figures as numbers), created by kamictl.
                 docs/money.md.
                 """
         case .deliver:

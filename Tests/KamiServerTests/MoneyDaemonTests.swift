@@ -1,6 +1,7 @@
 import Foundation
 import KamiCore
 import KamiProtocol
+import KamiXLSX
 import XCTest
 
 /// Money through a live kamid: a campaign whose budget covers exactly N orders in a flash
@@ -106,6 +107,21 @@ final class MoneyDaemonTests: XCTestCase {
                       report.output)
         XCTAssertTrue(report.output.contains("\napp,50,35000,15000,0,0,0,35000\n"), report.output)
         XCTAssertEqual(try kamid.kamictl(["report", "sales", "--by", "year"]).status, 2)
+        // The same report as an Excel workbook, figures as numbers.
+        let workbook = try kamid.kamictl(["report", "sales", "--by", "channel", "--xlsx", "sales.xlsx"], directory: directory)
+        XCTAssertEqual(workbook.output, "wrote \(report.output.split(separator: "\n").count - 1) rows of the sales report to sales.xlsx\n")
+        let sheet = try XLSXWorkbook(path: directory + "/sales.xlsx")
+        XCTAssertEqual(sheet.sheets.map(\.name), ["sales"])
+        let reader = try sheet.rows()
+        var sheetRows: [[XLSXCell]] = []
+        while let row = try reader.next() { sheetRows.append(row.cells) }
+        XCTAssertEqual(sheetRows.first?.map(\.text), ["key", "orders", "paid_cents", "subsidy_cents", "refunded_cents", "cost_cents",
+                                                      "commission_cents", "profit_cents"])
+        XCTAssertTrue(sheetRows.contains([XLSXCell(.string, "app")] + ["50", "35000", "15000", "0", "0", "0", "35000"].map { XLSXCell(.number, $0) }),
+                      "\(sheetRows)")
+        XCTAssertEqual(sheetRows.map { $0.map(\.text).joined(separator: ",") }.joined(separator: "\n") + "\n", report.output,
+                       "the workbook holds what --csv prints")
+        XCTAssertEqual(try kamid.kamictl(["report", "sales", "--xlsx", "sales.csv"], directory: directory).status, 2)
 
         // After-sales: a code of ref-1 does not work; replaced from the pool.
         guard case .success(.order(let refOrder))? = try RawClient(unixPath: kamid.socketPath)
