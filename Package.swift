@@ -93,7 +93,7 @@ let package = Package(
         .executableTarget(
             name: "kami-bench",
             dependencies: ["KamiBench", "KamiEngine", "KamiPool", "KamiStore", "KamiCrypto", "KamiCore", "CKamiLinux",
-                           "KamiProtocol", "KamiRisk"],
+                           "KamiProtocol", "KamiRisk", "KamiXLSX"],
             path: "Benchmarks/kami-bench",
             swiftSettings: strict
         ),

@@ -4,6 +4,7 @@ import KamiCore
 import KamiCrypto
 import KamiEngine
 import KamiStore
+import KamiXLSX
 import Synchronization
 
 /// Benchmarks of the engine and the store alone (no network): group-commit throughput, boot
@@ -148,6 +149,26 @@ enum EngineBench {
         try? file.close()
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         print("CSV import of \(rows) rows (\(size / 1_048_576) MiB, UTF-8 with BOM, Chinese headers), durability full:")
+        print(runChild(["import-run", directory, path]))
+    }
+
+    /// Writes an .xlsx workbook of `rows` codes (the CSV benchmark's rows, card numbers as
+    /// text, costs as numbers) and imports it in a child process.
+    static func importXLSX(rows: Int) {
+        let directory = tempDirectory("import-xlsx")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/codes.xlsx"
+        let writeStart = monotonicNs()
+        let sheet = try! XLSXWriter(path: path, sheetName: "卡密")
+        try! sheet.add([.text("卡号"), .text("卡密"), .text("成本"), .text("有效期"), .text("批次")])
+        for n in 0..<rows {
+            try! sheet.add([.text(String(6_200_000_000 + n)), .text("IMP-\(n)-c0ffee-\(n % 97)"), .number("12.5"),
+                            .text("2027-12-31"), .text("批次\(n / 100_000)")])
+        }
+        try! sheet.finish()
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        print(String(format: "XLSX import of %d rows (%.1f MiB compressed, written in %.1f s), durability full:",
+                     rows, Double(size) / 1_048_576, seconds(since: writeStart)))
         print(runChild(["import-run", directory, path]))
     }
 

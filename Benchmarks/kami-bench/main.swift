@@ -5,7 +5,7 @@
 //                                         group-commit throughput at batch sizes 1, 64, 1024
 //   kami-bench boot [--codes N] [--keep DIR]
 //                                         time to ready and RSS with N available codes
-//   kami-bench import [--rows N]          CSV import rows/s and peak memory
+//   kami-bench import [--rows N] [--xlsx] CSV (or .xlsx) import rows/s and peak memory
 //   kami-bench load [--connections C] [--depth D] [--seconds S] [--codes N]
 //                                         binary issue load against a kamid it starts (durability full)
 //   kami-bench flash-sale|steady|checkout|retry-storm [--connections C] [--depth D | --rate R]
@@ -35,7 +35,7 @@ func usage() -> Never {
         usage: kami-bench pool
                kami-bench store [--durability full|normal] [--seconds S]
                kami-bench boot [--codes N] [--keep DIR]
-               kami-bench import [--rows N]
+               kami-bench import [--rows N] [--xlsx]
                kami-bench upstream [--connections C] [--depth D] [--requests N] [--seconds S] [--latency-ms MS]
                kami-bench queries [--codes N] [--per-order N] [--rounds N]
                kami-bench load [--connections C] [--depth D] [--seconds S] [--codes N]
@@ -132,7 +132,8 @@ case "queries":
     QueryBench.run(codes: Int(option("--codes") ?? "10000") ?? 10_000, perOrder: Int(option("--per-order") ?? "100") ?? 100,
                    rounds: Int(option("--rounds") ?? "20") ?? 20)
 case "import":
-    EngineBench.importCSV(rows: Int(option("--rows") ?? "1000000") ?? 1_000_000)
+    let rows = Int(option("--rows") ?? "1000000") ?? 1_000_000
+    if arguments.contains("--xlsx") { EngineBench.importXLSX(rows: rows) } else { EngineBench.importCSV(rows: rows) }
 case "import-run":
     guard arguments.count == 3 else { usage() }
     EngineBench.importRun(directory: arguments[1], path: arguments[2])

@@ -28,6 +28,7 @@ public enum ActivationTemplate {
     /// Checks a template before it is stored: braces balanced, every placeholder known, no
     /// secret, no control characters or spaces (a link is one token).
     public static func validate(_ template: String) throws(KamiError) {
+        var seen: Set<String> = []
         var rest = Substring(template)
         while let open = rest.firstIndex(where: { $0 == "{" || $0 == "}" }) {
             guard rest[open] == "{" else {
@@ -45,6 +46,10 @@ public enum ActivationTemplate {
             guard placeholders.contains(name) else {
                 throw KamiError(.badRequest, "activation URL has an unknown placeholder {\(name)}; known: "
                     + placeholders.map { "{\($0)}" }.joined(separator: ", "))
+            }
+            // Each at most once: the links of a 500-code order must fit in one reply.
+            guard seen.insert(name).inserted else {
+                throw KamiError(.badRequest, "activation URL uses {\(name)} twice; each placeholder may appear once")
             }
             rest = rest[rest.index(after: close)...]
         }

@@ -435,6 +435,8 @@ extension KamiCtl {
                     for row in body { try sheet.add(row.enumerated().map { $0.offset == 0 ? .text($0.element) : .number($0.element) }) }
                     try sheet.finish()
                 } catch {
+                    // No half-written workbook left behind.
+                    try? FileManager.default.removeItem(atPath: xlsx)
                     return Outcome(stderr: "kamictl: \(error.message)\n", exit: .failed)
                 }
                 return Outcome(stdout: "wrote \(body.count) rows of the \(name) report to \(xlsx)\n", exit: .ok)

@@ -43,8 +43,12 @@ public struct XLSXRow: Sendable, Hashable {
 
 /// The bounds a workbook is read within.
 public struct XLSXLimits: Sendable {
-    /// Shared strings kept in memory, in total bytes.
+    /// Shared strings kept in memory, in total bytes (each string also counts 32 bytes).
     public var sharedStringsBytesMax = 256 << 20
+    /// Shared strings in a workbook.
+    public var sharedStringsMax = 4_000_000
+    /// Rows in a sheet (Excel's own limit).
+    public var rowsMax = 1_048_576
     /// Columns in a row.
     public var columnsMax = 256
     /// Bytes in one cell's text.
@@ -135,8 +139,9 @@ public final class XLSXWorkbook {
                 case "si":
                     inItem = true
                     current = ""
+                    phonetic = 0
                     if selfClosing {
-                        sharedStrings.append("")
+                        try addSharedString("", total: &total)
                         inItem = false
                     }
                 case "rPh": if !selfClosing { phonetic += 1 }
@@ -146,20 +151,30 @@ public final class XLSXWorkbook {
             case .end(let name):
                 switch XMLPullParser.localName(name) {
                 case "si":
-                    total += current.utf8.count
-                    guard total <= limits.sharedStringsBytesMax else {
-                        throw XLSXError(.tooLarge, "\(path): shared strings over \(limits.sharedStringsBytesMax) bytes")
-                    }
-                    sharedStrings.append(current)
+                    try addSharedString(current, total: &total)
                     inItem = false
-                case "rPh": phonetic -= 1
+                case "rPh": phonetic = max(0, phonetic - 1)
                 case "t": inText = false
                 default: break
                 }
             case .text(let text):
-                if inItem && inText && phonetic == 0 { current += text }
+                if inItem && inText && phonetic == 0 {
+                    current += text
+                    guard current.utf8.count <= limits.cellBytesMax else {
+                        throw XLSXError(.tooLarge, "\(path): shared string \(sharedStrings.count + 1) is over \(limits.cellBytesMax) bytes")
+                    }
+                }
             }
         }
+    }
+
+    private func addSharedString(_ text: String, total: inout Int) throws(XLSXError) {
+        total += text.utf8.count + 32
+        guard total <= limits.sharedStringsBytesMax, sharedStrings.count < limits.sharedStringsMax else {
+            throw XLSXError(.tooLarge, "\(path): shared strings over \(limits.sharedStringsMax) strings or "
+                + "\(limits.sharedStringsBytesMax) bytes")
+        }
+        sharedStrings.append(text)
     }
 
     private func loadStyles(_ entry: ZipReader.Entry) throws(XLSXError) {
@@ -262,13 +277,21 @@ public final class XLSXRowReader {
     static func column(_ reference: String) -> Int? {
         var column = 0
         var letters = 0
+        var digits = 0
         for byte in reference.utf8 {
-            guard byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") else { break }
-            column = column * 26 + Int(byte - UInt8(ascii: "A") + 1)
-            letters += 1
-            if letters > 3 { return nil }
+            if byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") {
+                guard digits == 0 else { return nil }
+                column = column * 26 + Int(byte - UInt8(ascii: "A") + 1)
+                letters += 1
+                if letters > 3 { return nil }
+            } else if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+                digits += 1
+                if digits > 7 { return nil }
+            } else {
+                return nil
+            }
         }
-        return letters == 0 ? nil : column - 1
+        return letters == 0 || digits == 0 ? nil : column - 1
     }
 
     /// The next row with at least one cell, or nil at the end of the sheet.
@@ -289,7 +312,17 @@ public final class XLSXRowReader {
             case .start(let name, let attributes, let selfClosing):
                 switch XMLPullParser.localName(name) {
                 case "row":
-                    rowNumber = attributes.first(where: { $0.0 == "r" }).flatMap { Int($0.1) } ?? lastRow + 1
+                    if let text = attributes.first(where: { $0.0 == "r" })?.1 {
+                        guard let number = Int(text), number >= 1, number <= limits.rowsMax else {
+                            throw XLSXError(.badXML, "\(part): a row numbered \(text.prefix(12)), not 1 to \(limits.rowsMax)")
+                        }
+                        rowNumber = number
+                    } else {
+                        rowNumber = lastRow + 1
+                    }
+                    guard rowNumber <= limits.rowsMax else {
+                        throw XLSXError(.tooLarge, "\(part): more than \(limits.rowsMax) rows")
+                    }
                     guard rowNumber > lastRow else {
                         throw XLSXError(.badXML, "\(part): row \(rowNumber) comes after row \(lastRow)")
                     }
@@ -298,14 +331,21 @@ public final class XLSXRowReader {
                     if selfClosing { cells = nil }
                 case "c":
                     guard cells != nil else { throw XLSXError(.badXML, "\(part): a cell outside a row") }
-                    let reference = attributes.first(where: { $0.0 == "r" })?.1
-                    cellColumn = reference.flatMap(XLSXRowReader.column) ?? cells!.count
+                    if let reference = attributes.first(where: { $0.0 == "r" })?.1 {
+                        guard let column = XLSXRowReader.column(reference) else {
+                            throw XLSXError(.badXML, "\(part): row \(rowNumber) has a cell reference that is not a column "
+                                + "and a row (\(reference.utf8.count) bytes)")
+                        }
+                        cellColumn = column
+                    } else {
+                        cellColumn = cells!.count
+                    }
                     guard cellColumn < limits.columnsMax else {
                         throw XLSXError(.tooLarge, "\(part): row \(rowNumber) has a cell in column \(cellColumn + 1), "
                             + "past the \(limits.columnsMax) read")
                     }
                     cellType = attributes.first(where: { $0.0 == "t" })?.1 ?? "n"
-                    cellStyle = attributes.first(where: { $0.0 == "s" }).flatMap { Int($0.1) } ?? 0
+                    cellStyle = attributes.first(where: { $0.0 == "s" }).flatMap { UInt16($0.1) }.map(Int.init) ?? 0
                     value = ""
                     if selfClosing { store(&cells, "", column: cellColumn, type: cellType, style: cellStyle, row: rowNumber) }
                 case "v": inValue = !selfClosing
@@ -318,7 +358,7 @@ public final class XLSXRowReader {
                 switch XMLPullParser.localName(name) {
                 case "v", "t": inValue = false
                 case "is": inInline = false
-                case "rPh": phonetic -= 1
+                case "rPh": phonetic = max(0, phonetic - 1)
                 case "c":
                     try storeChecked(&cells, value, column: cellColumn, type: cellType, style: cellStyle, row: rowNumber)
                 case "row":
@@ -343,8 +383,8 @@ public final class XLSXRowReader {
     private func storeChecked(_ cells: inout [XLSXCell]?, _ raw: String, column: Int, type: String, style: Int, row: Int) throws(XLSXError) {
         if type == "s" && !raw.isEmpty {
             guard let index = Int(raw), index >= 0, index < workbook.sharedStrings.count else {
-                throw XLSXError(.corrupt, "\(parser.part): row \(row) refers to shared string \(raw), "
-                    + "which does not exist (\(workbook.sharedStrings.count) in the workbook)")
+                throw XLSXError(.corrupt, "\(parser.part): row \(row) refers to a shared string that does not exist "
+                    + "(\(workbook.sharedStrings.count) in the workbook)")
             }
         }
         store(&cells, raw, column: column, type: type, style: style, row: row)

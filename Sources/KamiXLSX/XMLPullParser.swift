@@ -226,7 +226,8 @@ struct XMLPullParser {
                     scalar = nil
                 }
                 guard let scalar, let unicode = Unicode.Scalar(scalar) else {
-                    throw XLSXError(.badXML, "\(part): unknown entity &\(entity);")
+                    // Not echoed: the text may be a secret with a bare '&' in it.
+                    throw XLSXError(.badXML, "\(part): an '&' that starts no known entity (a bare '&' must be written &amp;)")
                 }
                 out += Array(String(Character(unicode)).utf8)
             }

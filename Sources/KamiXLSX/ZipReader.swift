@@ -25,12 +25,17 @@ public final class ZipReader {
     /// Opens `path` and reads its central directory.
     public init(path: String) throws(XLSXError) {
         self.path = path
-        fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a fifo opens at once (and is refused below) instead of waiting for a writer.
+        fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw XLSXError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
         var info = stat()
         guard fstat(fd, &info) == 0 else {
             close(fd)
             throw XLSXError(.io, "cannot stat \(path): \(String(cString: strerror(errno)))")
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw XLSXError(.io, "\(path) is not a regular file")
         }
         fileSize = UInt64(info.st_size)
         do throws(XLSXError) { try readDirectory() } catch {
@@ -227,14 +232,19 @@ public final class ZipEntryStream {
                 }
             }
         }
-        absorb(out)
+        try absorb(out)
         return out
     }
 
     private var pendingEnd = false
 
-    private func absorb(_ bytes: [UInt8]) {
+    private func absorb(_ bytes: [UInt8]) throws(XLSXError) {
         produced += UInt64(bytes.count)
+        // A part that inflates past the size its directory entry declares is damaged (or a
+        // decompression bomb): stopped now, not at the end.
+        guard produced <= entry.size else {
+            throw XLSXError(.corrupt, "\(reader.path): \(entry.name) inflates past the \(entry.size) bytes its directory entry says")
+        }
         crc = bytes.withUnsafeBufferPointer { CZlib.crc32(crc, $0.baseAddress, uInt($0.count)) }
     }
 

@@ -36,6 +36,7 @@ final class ActivationTemplateTests: XCTestCase {
         XCTAssertEqual(refusal("https://b.example/?x={{order}}")?.contains("'{' without its '}'"), true)
         XCTAssertEqual(refusal("https://b.example/?x=order}")?.contains("'}' without its '{'"), true)
         XCTAssertEqual(refusal("https://b.example/a b")?.contains("space or control character (U+20)"), true)
+        XCTAssertEqual(refusal("https://b.example/{user}/{user}")?.contains("uses {user} twice"), true)
         XCTAssertEqual(refusal("https://b.example/a\nb")?.contains("(U+A)"), true)
     }
 }

@@ -50,7 +50,7 @@ final class XMLPullParserTests: XCTestCase {
     }
 
     func testMalformedXMLIsAnErrorNamingThePart() {
-        for (xml, words) in [("<a><b></a", "ends inside markup"), ("<a b=1/>", "not quoted"), ("<a>&bogus;</a>", "unknown entity"),
+        for (xml, words) in [("<a><b></a", "ends inside markup"), ("<a b=1/>", "not quoted"), ("<a>&bogus;</a>", "starts no known entity"),
                              ("</a>", "closes nothing"), ("<a><b>", "ends inside an element"), ("<a b/>", "has no value")] {
             do {
                 _ = try events(chunks: [Array(xml.utf8)])
