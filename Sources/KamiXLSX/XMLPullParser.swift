@@ -95,9 +95,17 @@ struct XMLPullParser {
     }
 
     private func starts(with literal: StaticString) -> Bool {
+        matches(literal, at: position)
+    }
+
+    /// Whether `literal` is at `index` (without allocating: this runs for every tag).
+    private func matches(_ literal: StaticString, at index: Int) -> Bool {
         let count = literal.utf8CodeUnitCount
-        guard position + count <= buffer.count else { return false }
-        return literal.withUTF8Buffer { Array($0) } == Array(buffer[position..<(position + count)])
+        guard index + count <= buffer.count else { return false }
+        return literal.withUTF8Buffer { needle in
+            for offset in 0..<count where buffer[index + offset] != needle[offset] { return false }
+            return true
+        }
     }
 
     private func index(of byte: UInt8, from start: Int) -> Int? {
@@ -110,10 +118,10 @@ struct XMLPullParser {
     }
 
     private func find(_ literal: StaticString, from start: Int) -> Int? {
-        let needle = literal.withUTF8Buffer { Array($0) }
+        let first = literal.withUTF8Buffer { $0[0] }
         var index = start
-        while index + needle.count <= buffer.count {
-            if buffer[index] == needle[0] && Array(buffer[index..<(index + needle.count)]) == needle { return index }
+        while index + literal.utf8CodeUnitCount <= buffer.count {
+            if buffer[index] == first && matches(literal, at: index) { return index }
             index += 1
         }
         return nil
