@@ -54,7 +54,7 @@ let package = Package(
         // The operations over pool + store: the one API the server calls.
         .target(
             name: "KamiEngine",
-            dependencies: ["KamiCore", "KamiPool", "KamiStore", "KamiCrypto", "KamiCSV", "KamiLedger"],
+            dependencies: ["KamiCore", "KamiPool", "KamiStore", "KamiCrypto", "KamiCSV", "KamiLedger", "KamiXLSX"],
             swiftSettings: strict
         ),
 
@@ -164,7 +164,7 @@ let package = Package(
         .testTarget(
             name: "KamiEngineTests",
             dependencies: ["KamiEngine", "KamiStore", "KamiPool", "KamiCore", "KamiCrypto", "CKamiLinux", "CKamiFaultVFS",
-                           "kami-crash-helper"],
+                           "kami-crash-helper", "KamiXLSX"],
             swiftSettings: strict
         ),
     ]

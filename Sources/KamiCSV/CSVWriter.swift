@@ -1,4 +1,5 @@
 public import KamiCore
+public import KamiXLSX
 
 /// One code as an export writes it.
 public struct CSVExportRow: Sendable, Hashable {
@@ -117,5 +118,24 @@ public struct CSVWriter: Sendable {
             out.append(byte)
         }
         if quote { out.append(.quote) }
+    }
+}
+
+extension CSVWriter {
+    /// The header of an .xlsx export: the CSV's column names.
+    public var xlsxHeader: [XLSXWriter.Value] {
+        (includeSecrets ? Self.columnNames + [Self.secretColumnName] : Self.columnNames).map { .text($0) }
+    }
+
+    /// One code as an .xlsx row with the CSV's columns: ids and costs as numbers, everything
+    /// else as text (a card number or a secret is never a number in a workbook).
+    public func xlsxRow(_ row: CSVExportRow) -> [XLSXWriter.Value] {
+        var values: [XLSXWriter.Value] = [
+            .number(String(row.codeID)), .text(row.sku), .text(row.state), .text(row.cardNumber ?? ""),
+            row.costCents.map { .number(String($0)) } ?? .text(""),
+            .text(row.expiresAtMs.map { CSVDate.format(ms: $0) } ?? ""), .text(row.batch ?? ""),
+        ]
+        if includeSecrets { values.append(.text(row.secret.map { String(decoding: $0.bytes, as: UTF8.self) } ?? "")) }
+        return values
     }
 }

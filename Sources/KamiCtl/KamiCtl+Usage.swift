@@ -204,7 +204,8 @@ extension KamiCtl {
                 kamid writes every code of SKU to a CSV file (mode 0600): code id, state, card
                 number, cost, expiry, batch, and the secret only with --with-secrets (such an export
                 is recorded in the audit log before it starts). kamid writes the file itself, so its
-                user must be able to write there (under the systemd unit: the state directory).
+                user must be able to write there (under the systemd unit: the state directory). A FILE
+                ending in .xlsx gets the same columns as an Excel workbook.
 
                   --sku SKU               the SKU to export (required)
                   --out FILE              where (default: ./SKU-export-YYYYMMDD-HHMMSS.csv, UTC)

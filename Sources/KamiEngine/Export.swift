@@ -2,6 +2,7 @@ public import KamiCore
 import KamiCSV
 import KamiCrypto
 import KamiStore
+import KamiXLSX
 import Glibc
 
 extension EngineCore {
@@ -134,6 +135,7 @@ extension EngineCore {
     }
 
     private func writeExport(sku: Sku, fd: Int32, path: String, withSecrets: Bool) throws(KamiError) -> Int {
+        if path.lowercased().hasSuffix(".xlsx") { return try writeWorkbookExport(sku: sku, fd: fd, path: path, withSecrets: withSecrets) }
         let writer = CSVWriter(includeSecrets: withSecrets)
         var buffer: [UInt8] = []
         buffer.reserveCapacity(EngineCore.exportFlushBytes + 4_096)
@@ -160,6 +162,45 @@ extension EngineCore {
         }
         try EngineCore.writeAll(fd, &buffer, path: path)
         guard fsync(fd) == 0 else { throw KamiError(.unavailable, "fsync \(path): \(String(cString: strerror(errno)))") }
+        return count
+    }
+
+    /// An export to a path ending in `.xlsx`: the CSV's columns as an Excel workbook.
+    private func writeWorkbookExport(sku: Sku, fd: Int32, path: String, withSecrets: Bool) throws(KamiError) -> Int {
+        let writer = CSVWriter(includeSecrets: withSecrets)
+        var count = 0
+        let progress = beginJob(kind: "export", sku: sku.key, path: nil)
+        defer { progress.end() }
+        let sheet: XLSXWriter
+        do throws(XLSXError) {
+            sheet = try XLSXWriter(fileDescriptor: fd, path: path, sheetName: sku.key)
+            try sheet.add(writer.xlsxHeader)
+        } catch {
+            throw KamiError(.unavailable, "write \(path): \(error.message)")
+        }
+        try store.forEachCode(sku: sku.id) { (code, state) throws(KamiError) in
+            progress.count()
+            var secret: Secret?
+            if withSecrets {
+                let sealed = SealedSecret(keyID: code.keyID, nonce: code.nonce, ciphertextAndTag: code.sealed)
+                do {
+                    secret = try sealer.open(sealed, aad: Sealer.associatedData(codeID: code.id, skuID: code.sku))
+                } catch {
+                    throw KamiError(.integrity, "code \(code.id) failed authentication; export stopped")
+                }
+            }
+            do throws(XLSXError) {
+                try sheet.add(writer.xlsxRow(CSVExportRow(
+                    codeID: code.id, sku: sku.key, state: state.description, cardNumber: code.cardNumber,
+                    costCents: code.costCents, expiresAtMs: code.expiresAtMs, batch: code.batch, secret: secret)))
+            } catch {
+                throw KamiError(.unavailable, "write \(path): \(error.message)")
+            }
+            count += 1
+        }
+        do throws(XLSXError) { try sheet.finish() } catch {
+            throw KamiError(.unavailable, "write \(path): \(error.message)")
+        }
         return count
     }
 

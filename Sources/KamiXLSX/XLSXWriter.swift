@@ -20,8 +20,17 @@ public final class XLSXWriter {
     private var buffer: [UInt8] = []
 
     /// Starts `path` (created with `mode`; use 0o600 for a file with secrets).
-    public init(path: String, sheetName: String = "Sheet1", mode: UInt32 = 0o644) throws(XLSXError) {
-        zip = try ZipWriter(path: path, mode: mode)
+    public convenience init(path: String, sheetName: String = "Sheet1", mode: UInt32 = 0o644) throws(XLSXError) {
+        try self.init(zip: try ZipWriter(path: path, mode: mode), sheetName: sheetName)
+    }
+
+    /// Writes into an open, empty file the caller made and closes (`path` names it in errors).
+    public convenience init(fileDescriptor: Int32, path: String, sheetName: String = "Sheet1") throws(XLSXError) {
+        try self.init(zip: ZipWriter(fileDescriptor: fileDescriptor, path: path), sheetName: sheetName)
+    }
+
+    private init(zip: ZipWriter, sheetName: String) throws(XLSXError) {
+        self.zip = zip
         let name = XLSXWriter.escaped(String(XLSXWriter.sheetName(sheetName)))
         try zip.add("[Content_Types].xml", Array((XLSXWriter.declaration
             + #"<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">"#

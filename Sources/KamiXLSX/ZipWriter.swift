@@ -22,17 +22,27 @@ public final class ZipWriter {
     private var stream = z_stream()
     private var deflating = false
     private var closed = false
+    /// Whether `finish` and deinit close the descriptor.
+    private let ownsDescriptor: Bool
 
     /// Creates (or truncates) `path` with `mode`.
     public init(path: String, mode: UInt32 = 0o644) throws(XLSXError) {
         self.path = path
         fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(mode))
         guard fd >= 0 else { throw XLSXError(.io, "cannot create \(path): \(String(cString: strerror(errno)))") }
+        ownsDescriptor = true
+    }
+
+    /// Writes to an open, empty file the caller made (and closes); `path` names it in errors.
+    public init(fileDescriptor: Int32, path: String) {
+        self.path = path
+        fd = fileDescriptor
+        ownsDescriptor = false
     }
 
     deinit {
         if deflating { deflateEnd(&stream) }
-        if !closed { Glibc.close(fd) }
+        if !closed && ownsDescriptor { Glibc.close(fd) }
     }
 
     private func put(_ bytes: [UInt8]) throws(XLSXError) {
@@ -182,6 +192,7 @@ public final class ZipWriter {
         try put(directory + end)
         guard fsync(fd) == 0 else { throw XLSXError(.io, "cannot sync \(path): \(String(cString: strerror(errno)))") }
         closed = true
+        guard ownsDescriptor else { return }
         guard Glibc.close(fd) == 0 else { throw XLSXError(.io, "cannot close \(path): \(String(cString: strerror(errno)))") }
     }
 }

@@ -5,6 +5,7 @@ import KamiCore
 import KamiCrypto
 import KamiEngine
 import KamiStore
+import KamiXLSX
 import XCTest
 
 final class ImportExportTests: XCTestCase {
@@ -133,6 +134,41 @@ final class ImportExportTests: XCTestCase {
         let back = try h.engine.admin.importCSV(path: full, sku: "copy")
         XCTAssertEqual(back.imported, 0)
         XCTAssertEqual(back.rejectedCount, 5)
+        h.assertInvariants()
+    }
+
+    /// An export to a path ending in .xlsx writes the CSV's columns as a workbook (mode 0600),
+    /// with the secrets only when asked; it imports back as duplicates like the CSV.
+    func testExportToAWorkbook() throws {
+        let h = Harness()
+        let secrets = h.stockSku("vip", count: 5, batch: "B")
+        _ = try h.engine.storefront.issueSync(order: "o", user: "u", sku: "vip", paymentRef: "p").get()
+        let csv = h.directory + "/full.csv"
+        let xlsx = h.directory + "/full.xlsx"
+        XCTAssertEqual(try h.engine.admin.exportCSV(sku: "vip", to: csv, withSecrets: true), 5)
+        XCTAssertEqual(try h.engine.admin.exportCSV(sku: "vip", to: xlsx, withSecrets: true), 5)
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: xlsx)[.posixPermissions] as? Int, 0o600)
+        let workbook = try XLSXWorkbook(path: xlsx)
+        XCTAssertEqual(workbook.sheets.map(\.name), ["vip"])
+        let reader = try workbook.rows()
+        var lines: [String] = []
+        while let row = try reader.next() { lines.append(row.cells.map(\.text).joined(separator: ",")) }
+        let csvLines = try String(contentsOfFile: csv, encoding: .utf8).replacingOccurrences(of: "\u{FEFF}", with: "")
+            .split(separator: "\r\n").map(String.init)
+        XCTAssertEqual(lines, csvLines, "the workbook holds what the CSV holds")
+        XCTAssertEqual(Set(secrets.values).isSubset(of: Set(lines.flatMap { $0.split(separator: ",").map(String.init) })), true)
+        let plain = h.directory + "/plain.xlsx"
+        XCTAssertEqual(try h.engine.admin.exportCSV(sku: "vip", to: plain), 5)
+        let plainReader = try XLSXWorkbook(path: plain).rows()
+        var plainCells: [String] = []
+        while let row = try plainReader.next() { plainCells += row.cells.map(\.text) }
+        XCTAssertFalse(plainCells.contains("secret"))
+        for secret in secrets.values { XCTAssertFalse(plainCells.contains(secret), "secret in a plain export") }
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "copy", name: "Copy"))
+        let back = try h.engine.admin.importCSV(path: xlsx, sku: "copy")
+        XCTAssertEqual(back.imported, 0)
+        XCTAssertEqual(back.rejectedCount, 5)
+        XCTAssertTrue(back.rejected.allSatisfy { $0.reason.contains("duplicate") }, "\(back.rejected)")
         h.assertInvariants()
     }
 
