@@ -1,6 +1,7 @@
 import CKamiFaultVFS
 import Foundation
 import KamiCore
+import KamiCrypto
 import KamiEngine
 import KamiLedger
 import KamiStore
@@ -128,7 +129,16 @@ final class Simulation {
         self.seed = seed
         self.steps = steps
         rng = SplitMix64(seed: seed)
-        h = Harness(pool: seed % 2 == 0 ? .lockFree : .mutex, durability: .full, open: false)
+        // The key from the seed: fingerprints are keyed, so with a random key the B-tree of
+        // fingerprints (and the pages a commit writes, which the fault disk counts) differs
+        // from run to run once codes are stored mid-walk (delivered by hand).
+        var keyBytes: [UInt8] = []
+        var mixed = seed
+        for _ in 0..<32 {
+            mixed = mixed &* 6364136223846793005 &+ 1442695040888963407
+            keyBytes.append(UInt8(truncatingIfNeeded: mixed >> 33))
+        }
+        h = Harness(pool: seed % 2 == 0 ? .lockFree : .mutex, durability: .full, open: false, key: MasterKey(bytes: keyBytes))
         // One mutation per transaction: how expiries (queued together) fall into batches
         // would otherwise depend on thread timing, and so would the faults that hit them.
         h.commit = CommitSettings(batchMax: 1)

@@ -24,7 +24,7 @@ func makeTempDirectory(_ name: String = "kami") -> String {
 /// One engine on a temp directory with a fixed key, re-openable to test recovery.
 final class Harness {
     let directory: String
-    let key = MasterKey.random()
+    let key: MasterKey
     let clock = ManualClock()
     var engine: Engine!
     var pool: PoolKind
@@ -35,8 +35,11 @@ final class Harness {
     var commit: CommitSettings?
     private var imports = 0
 
-    init(pool: PoolKind = .lockFree, durability: Durability = .normal, open: Bool = true) {
+    /// `key`: a fixed one makes the database's layout (fingerprints are keyed) the same run
+    /// after run, which a replayed simulation needs.
+    init(pool: PoolKind = .lockFree, durability: Durability = .normal, open: Bool = true, key: MasterKey = .random()) {
         directory = makeTempDirectory()
+        self.key = key
         self.pool = pool
         self.durability = durability
         if open { reopen() }
