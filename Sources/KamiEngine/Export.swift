@@ -145,24 +145,30 @@ extension EngineCore {
         defer { progress.end() }
         try store.forEachCode(sku: sku.id) { (code, state) throws(KamiError) in
             progress.count()
-            var secret: Secret?
-            if withSecrets {
-                let sealed = SealedSecret(keyID: code.keyID, nonce: code.nonce, ciphertextAndTag: code.sealed)
-                do {
-                    secret = try sealer.open(sealed, aad: Sealer.associatedData(codeID: code.id, skuID: code.sku))
-                } catch {
-                    throw KamiError(.integrity, "code \(code.id) failed authentication; export stopped")
-                }
-            }
-            writer.write(CSVExportRow(
-                codeID: code.id, sku: sku.key, state: state.description, cardNumber: code.cardNumber,
-                costCents: code.costCents, expiresAtMs: code.expiresAtMs, batch: code.batch, secret: secret), into: &buffer)
+            let row = try exportRow(code, state: state, sku: sku, withSecrets: withSecrets)
+            writer.write(row, into: &buffer)
             count += 1
             if buffer.count >= EngineCore.exportFlushBytes { try EngineCore.writeAll(fd, &buffer, path: path) }
         }
         try EngineCore.writeAll(fd, &buffer, path: path)
         guard fsync(fd) == 0 else { throw KamiError(.unavailable, "fsync \(path): \(String(cString: strerror(errno)))") }
         return count
+    }
+
+    /// One code as an export row, its secret opened only `withSecrets`.
+    private func exportRow(_ code: StoredCode, state: CodeState, sku: Sku, withSecrets: Bool) throws(KamiError) -> CSVExportRow {
+        var secret: Secret?
+        if withSecrets {
+            let sealed = SealedSecret(keyID: code.keyID, nonce: code.nonce, ciphertextAndTag: code.sealed)
+            do {
+                secret = try sealer.open(sealed, aad: Sealer.associatedData(codeID: code.id, skuID: code.sku))
+            } catch {
+                throw KamiError(.integrity, "code \(code.id) failed authentication; export stopped")
+            }
+        }
+        return CSVExportRow(
+            codeID: code.id, sku: sku.key, state: state.description, cardNumber: code.cardNumber,
+            costCents: code.costCents, expiresAtMs: code.expiresAtMs, batch: code.batch, secret: secret)
     }
 
     /// An export to a path ending in `.xlsx`: the CSV's columns as an Excel workbook.
@@ -180,19 +186,9 @@ extension EngineCore {
         }
         try store.forEachCode(sku: sku.id) { (code, state) throws(KamiError) in
             progress.count()
-            var secret: Secret?
-            if withSecrets {
-                let sealed = SealedSecret(keyID: code.keyID, nonce: code.nonce, ciphertextAndTag: code.sealed)
-                do {
-                    secret = try sealer.open(sealed, aad: Sealer.associatedData(codeID: code.id, skuID: code.sku))
-                } catch {
-                    throw KamiError(.integrity, "code \(code.id) failed authentication; export stopped")
-                }
-            }
+            let row = try exportRow(code, state: state, sku: sku, withSecrets: withSecrets)
             do throws(XLSXError) {
-                try sheet.add(writer.xlsxRow(CSVExportRow(
-                    codeID: code.id, sku: sku.key, state: state.description, cardNumber: code.cardNumber,
-                    costCents: code.costCents, expiresAtMs: code.expiresAtMs, batch: code.batch, secret: secret)))
+                try sheet.add(writer.xlsxRow(row))
             } catch {
                 throw KamiError(.unavailable, "write \(path): \(error.message)")
             }
