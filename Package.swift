@@ -69,6 +69,14 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Webhooks: signing, retries with backoff, the dispatcher that delivers the outbox the
+        // store writes in each event's transaction.
+        .target(
+            name: "KamiWebhooks",
+            dependencies: ["KamiCore", "KamiEngine", "KamiStore", "KamiHTTP", "KamiCrypto"],
+            swiftSettings: strict
+        ),
+
         // The risk gate: rules files, fixed-size counters, lists, scores and decisions (pure:
         // no I/O beyond reading its rules file).
         .target(name: "KamiRisk", dependencies: ["KamiCore", "KamiCrypto", "CKamiLinux"], swiftSettings: strict),
@@ -79,7 +87,7 @@ let package = Package(
         .target(
             name: "KamiServer",
             dependencies: ["KamiCore", "KamiProtocol", "KamiEngine", "KamiStore", "KamiCrypto", "CKamiLinux",
-                           "KamiUpstream", "KamiHTTP", "KamiRisk", "KamiLedger"],
+                           "KamiUpstream", "KamiHTTP", "KamiRisk", "KamiLedger", "KamiWebhooks"],
             swiftSettings: strict
         ),
         // Client library for storefronts and our own tools.

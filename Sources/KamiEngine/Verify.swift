@@ -6,7 +6,7 @@ import KamiStore
 
 /// One broken invariant found by `EngineCore.verify()`.
 public struct Violation: Sendable, Hashable, CustomStringConvertible {
-    /// Which invariant: `conservation`, `double-issue`, `order-codes`, `user-limit`, `memory`, `audit`, `storage`, `upstream`, `risk-lists`, `ledger`.
+    /// Which invariant: `conservation`, `double-issue`, `order-codes`, `user-limit`, `memory`, `audit`, `storage`, `upstream`, `risk-lists`, `ledger`, `outbox`.
     public var invariant: String
     /// What exactly is wrong.
     public var detail: String
@@ -333,6 +333,10 @@ extension EngineCore {
         for missing in replayed.subtracting(stored).sorted().prefix(20) {
             fail("risk-lists", "list entry \(missing) was added by an audited change but is missing from the table")
         }
+
+        // 5c. The webhook outbox: well-formed rows, each event true of its order.
+        let ordersByID = Dictionary(snapshot.orders.map { ($0.orderID, $0) }, uniquingKeysWith: { first, _ in first })
+        for problem in try outboxProblems(orders: ordersByID).prefix(20) { fail("outbox", problem) }
 
         // 6. The audit chain.
         if let broken = try store.verifyAuditChain(anchoredBefore: anchor) {

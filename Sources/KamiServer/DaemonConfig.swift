@@ -55,6 +55,28 @@ public struct DaemonConfig: Sendable, Equatable {
     public var riskLookupFailuresPerMinute = 30
     /// How long an order held for review waits for an operator before it is released.
     public var reviewTTLMs: Int64 = 86_400_000
+    /// Webhook endpoints by name (`webhook_url.NAME`, `webhook_secret_file.NAME`,
+    /// `webhook_events.NAME`).
+    public var webhooks: [String: WebhookConfig] = [:]
+    /// Retries of a failed delivery: the first waits about `webhookBackoffMs`, each next
+    /// twice as long up to `webhookBackoffMaxMs`, until `webhookRetryForMs` after the event.
+    public var webhookBackoffMs: Int64 = 1_000
+    public var webhookBackoffMaxMs: Int64 = 3_600_000
+    public var webhookRetryForMs: Int64 = 86_400_000
+    public var webhookTimeoutMs: Int64 = 10_000
+    public var webhookConcurrency = 32
+
+    /// One webhook endpoint as configured.
+    public struct WebhookConfig: Sendable, Equatable {
+        /// An http:// or https:// URL.
+        public var url: String?
+        /// The file holding the signing secret (relative to `dataDirectory` unless absolute).
+        public var secretFile: String?
+        /// Event type names it takes (nil: all).
+        public var events: [String]?
+        /// The line it was first named on (for errors).
+        public var line = 0
+    }
 
     /// The embedded defaults.
     public init() {}
@@ -85,6 +107,10 @@ public struct DaemonConfig: Sendable, Equatable {
         public static let unixSocketMode: ClosedRange<UInt32> = 0o600...0o666
         public static let riskEntries = 1_024...(1 << 26)
         public static let riskLookupFailures = 1...100_000
+        public static let webhookBackoffMs: ClosedRange<Int64> = 10...86_400_000
+        public static let webhookRetryForMs: ClosedRange<Int64> = 1_000...(7 * 86_400_000)
+        public static let webhookTimeoutMs: ClosedRange<Int64> = 100...120_000
+        public static let webhookConcurrency = 1...1_024
     }
 
     /// Every key the parser knows, in the order of `Config/kamid.conf`; `token_file.CLIENT`
@@ -96,6 +122,8 @@ public struct DaemonConfig: Sendable, Equatable {
         "metrics_listen", "log_level", "upstream_callback_listen", "upstream_callback_url", "upstream_sync_ms",
         "upstream_wait_max_ms", "supplier.ID.KEY", "risk_rules", "risk_rate_entries", "risk_distinct_entries",
         "risk_sketch_width", "risk_hold_entries", "risk_lookup_failures_per_minute", "review_ttl_ms",
+        "webhook_url.NAME", "webhook_secret_file.NAME", "webhook_events.NAME", "webhook_backoff_ms",
+        "webhook_backoff_max_ms", "webhook_retry_for_ms", "webhook_timeout_ms", "webhook_concurrency",
     ]
 
     /// The embedded default config: the text of `Config/kamid.conf`.
@@ -241,6 +269,11 @@ public struct DaemonConfig: Sendable, Equatable {
             case "review_ttl_ms": config.reviewTTLMs = try integer(value, Range.reviewTTLMs, bad: bad)
             case "risk_lookup_failures_per_minute":
                 config.riskLookupFailuresPerMinute = try integer(value, Range.riskLookupFailures, bad: bad)
+            case "webhook_backoff_ms": config.webhookBackoffMs = try integer(value, Range.webhookBackoffMs, bad: bad)
+            case "webhook_backoff_max_ms": config.webhookBackoffMaxMs = try integer(value, Range.webhookBackoffMs, bad: bad)
+            case "webhook_retry_for_ms": config.webhookRetryForMs = try integer(value, Range.webhookRetryForMs, bad: bad)
+            case "webhook_timeout_ms": config.webhookTimeoutMs = try integer(value, Range.webhookTimeoutMs, bad: bad)
+            case "webhook_concurrency": config.webhookConcurrency = try integer(value, Range.webhookConcurrency, bad: bad)
             case "log_level":
                 guard let level = LogLevel(name: value) else {
                     throw bad("expected error, warning, notice, info or debug, got \(quoted(value))")
@@ -261,6 +294,31 @@ public struct DaemonConfig: Sendable, Equatable {
                     supplierLines[id] = supplierLines[id] ?? number
                     continue
                 }
+                if let prefix = webhookPrefixes.first(where: { key.hasPrefix($0) }) {
+                    let name = String(key.dropFirst(prefix.count))
+                    guard DaemonConfig.isValidClientName(name) else {
+                        throw bad("endpoint name must be 1-64 letters, digits, `-`, `_` or `.`")
+                    }
+                    var hook = config.webhooks[name] ?? WebhookConfig(line: number)
+                    switch prefix {
+                    case "webhook_url.":
+                        guard let url = URL(string: value), ["http", "https"].contains(url.scheme ?? ""), url.host != nil,
+                              url.user == nil, url.password == nil, url.query == nil
+                        else { throw bad("expected an http:// or https:// URL without credentials or a query, got \(quoted(value))") }
+                        hook.url = value
+                    case "webhook_secret_file.": hook.secretFile = try path(value, bad: bad)
+                    default:
+                        let names = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                        let known = Set(WebhookEventType.allCases.map(\.rawValue))
+                        if let unknown = names.first(where: { !known.contains($0) }) {
+                            throw bad("unknown event \(quoted(unknown)) (known: "
+                                + WebhookEventType.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+                        }
+                        hook.events = names
+                    }
+                    config.webhooks[name] = hook
+                    continue
+                }
                 guard key.hasPrefix(tokenFilePrefix) else { throw Problem("\(place): unknown key \(key)") }
                 let client = String(key.dropFirst(tokenFilePrefix.count))
                 guard DaemonConfig.isValidClientName(client) else {
@@ -273,6 +331,16 @@ public struct DaemonConfig: Sendable, Equatable {
             if let missing = supplier.missing {
                 throw Problem("\(source):\(supplierLines[id] ?? 0): supplier.\(id): \(missing) is not set (supplier.\(id).\(missing))")
             }
+        }
+        for (name, hook) in config.webhooks.sorted(by: { $0.key < $1.key }) {
+            if hook.url == nil { throw Problem("\(source):\(hook.line): webhook \(name): webhook_url.\(name) is not set") }
+            if hook.secretFile == nil {
+                throw Problem("\(source):\(hook.line): webhook \(name): webhook_secret_file.\(name) is not set")
+            }
+        }
+        guard config.webhookBackoffMs <= config.webhookBackoffMaxMs else {
+            throw Problem("\(source):\(seen["webhook_backoff_ms"] ?? seen["webhook_backoff_max_ms"] ?? 0): webhook_backoff_ms: "
+                + "\(config.webhookBackoffMs) is above webhook_backoff_max_ms \(config.webhookBackoffMaxMs)")
         }
         guard config.holdTTLDefaultMs <= config.holdTTLMaxMs else {
             let line = seen["hold_ttl_default_ms"] ?? seen["hold_ttl_max_ms"] ?? 0
@@ -306,6 +374,7 @@ public struct DaemonConfig: Sendable, Equatable {
     }
 
     static let tokenFilePrefix = "token_file."
+    static let webhookPrefixes = ["webhook_url.", "webhook_secret_file.", "webhook_events."]
     static let supplierPrefix = "supplier."
 
     /// Splits a line into key and raw value; nil for blank and comment lines.

@@ -6,6 +6,7 @@ import KamiEngine
 import KamiHTTP
 import KamiStore
 import KamiUpstream
+import KamiWebhooks
 import KamiRisk
 import Synchronization
 
@@ -28,6 +29,8 @@ final class DaemonRuntime: @unchecked Sendable {
     private var engine: Engine?
     private var server: Server?
     private var upstream: UpstreamService?
+    /// Delivers the webhook outbox (always running; with no endpoint it has nothing to do).
+    private var webhooks: WebhookDispatcher?
     /// The risk gate: its counters are sized once, here; its rules follow the config.
     private var risk: RiskGate?
 
@@ -72,15 +75,35 @@ final class DaemonRuntime: @unchecked Sendable {
             return 1
         }
         lock.withLock { self.engine = engine }
+        // Webhook routes before anything can commit an event: every event from here on gets
+        // its outbox rows, and the rows the last run left are delivered.
+        let webhooks: WebhookDispatcher
+        do {
+            webhooks = WebhookDispatcher(
+                engine: engine, endpoints: try DaemonRuntime.webhookEndpoints(config),
+                settings: DaemonRuntime.webhookSettings(config)
+            ) { [logger] event, fields in
+                logger.log(event == "webhook-dead" ? .warning : .info, event, pairs: fields.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+            }
+        } catch {
+            logger.log(.error, "startup-failed", ["error": "\(error)"])
+            notifier?.status("startup failed: \(error)")
+            engine.close()
+            return 1
+        }
+        webhooks.start()
+        lock.withLock { self.webhooks = webhooks }
         // Suppliers before the listeners: orders pending upstream from before a restart are
         // resumed (their open attempts queried) before new orders arrive.
         if !config.suppliers.isEmpty {
             do {
                 let service = try startUpstream(config, engine: engine)
+                service.onBreakerOpened = { [weak webhooks] supplier in webhooks?.breakerOpened(supplier: supplier) }
                 lock.withLock { self.upstream = service }
             } catch {
                 logger.log(.error, "startup-failed", ["error": "\(error)"])
                 notifier?.status("startup failed: \(error)")
+                webhooks.stop()
                 engine.close()
                 return 1
             }
@@ -185,6 +208,7 @@ final class DaemonRuntime: @unchecked Sendable {
         server.stop()
         metricsServer?.stop()
         lock.withLock { upstream }?.stop()
+        webhooks.stop()
         engine.close()
         watchdog.cancel()
         logger.log(.notice, "stopped")
@@ -302,6 +326,9 @@ final class DaemonRuntime: @unchecked Sendable {
             }
         }
         if old.suppliers != next.suppliers { applied.append("suppliers") }
+        let hookEndpoints: [WebhookEndpoint]
+        do { hookEndpoints = try DaemonRuntime.webhookEndpoints(next) } catch { return .failure(error) }
+        webhooks?.reload(endpoints: hookEndpoints, settings: DaemonRuntime.webhookSettings(next))
         if let risk, rules != risk.rules {
             risk.load(rules)
             applied.append("risk_rules")
@@ -316,6 +343,36 @@ final class DaemonRuntime: @unchecked Sendable {
         // Restart keys kept their running values, so each reload reports them until restarted.
         running = next
         return .success((applied, restart))
+    }
+
+    /// The configured webhook endpoints with their secrets read; errors name the endpoint and
+    /// file (never the secret). A secret file must be 0600 or stricter and hold one word of at
+    /// least `ServerLimits.tokenCharactersMin` characters.
+    static func webhookEndpoints(_ config: DaemonConfig) throws(KamiError) -> [WebhookEndpoint] {
+        var endpoints: [WebhookEndpoint] = []
+        for (name, hook) in config.webhooks.sorted(by: { $0.key < $1.key }) {
+            guard let text = hook.url, let url = HTTPURL(text) else {
+                throw KamiError(.badRequest, "webhook \(name): webhook_url.\(name) is not a usable http(s) URL")
+            }
+            guard let file = hook.secretFile else {
+                throw KamiError(.badRequest, "webhook \(name): webhook_secret_file.\(name) is not set")
+            }
+            let secret = try TokenStore.read(config.resolve(file), client: name, what: "webhook secret file")
+            let events = hook.events.map { Set($0.compactMap(WebhookEventType.init(rawValue:))) }
+            endpoints.append(WebhookEndpoint(name: name, url: url, secret: Array(secret.utf8), events: events))
+        }
+        return endpoints
+    }
+
+    /// Delivery pacing from the config.
+    static func webhookSettings(_ config: DaemonConfig) -> WebhookSettings {
+        var settings = WebhookSettings()
+        settings.backoffMs = config.webhookBackoffMs
+        settings.backoffMaxMs = config.webhookBackoffMaxMs
+        settings.retryForMs = config.webhookRetryForMs
+        settings.timeoutMs = config.webhookTimeoutMs
+        settings.concurrency = config.webhookConcurrency
+        return settings
     }
 
     /// The counters' sizes from the config.
@@ -367,6 +424,12 @@ final class DaemonRuntime: @unchecked Sendable {
         check("risk_hold_entries", \.riskHoldEntries)
         check("risk_lookup_failures_per_minute", \.riskLookupFailuresPerMinute)
         check("review_ttl_ms", \.reviewTTLMs)
+        check("webhooks", \.webhooks)
+        check("webhook_backoff_ms", \.webhookBackoffMs)
+        check("webhook_backoff_max_ms", \.webhookBackoffMaxMs)
+        check("webhook_retry_for_ms", \.webhookRetryForMs)
+        check("webhook_timeout_ms", \.webhookTimeoutMs)
+        check("webhook_concurrency", \.webhookConcurrency)
         return keys
     }
 

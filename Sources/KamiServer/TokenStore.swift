@@ -33,26 +33,27 @@ enum TokenStore {
     }
 
     /// The token in `path`, trimmed; refuses loose permissions and short tokens.
-    static func read(_ path: String, client: String) throws(KamiError) -> String {
+    static func read(_ path: String, client: String, what: String = "token file") throws(KamiError) -> String {
+        let owner = what == "token file" ? "client \(client)" : client
         var info = stat()
         guard stat(path, &info) == 0 else {
-            throw KamiError(.unavailable, "cannot read the token file of client \(client): \(path): "
+            throw KamiError(.unavailable, "cannot read the \(what) of \(owner): \(path): "
                 + String(cString: strerror(errno)))
         }
         guard info.st_mode & looseModeBits == 0 else {
-            throw KamiError(.badRequest, "token file \(path) of client \(client) is readable by group or others "
+            throw KamiError(.badRequest, "\(what) \(path) of \(owner) is readable by group or others "
                 + "(mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it")
         }
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw KamiError(.unavailable, "cannot read the token file of client \(client): \(path)")
+            throw KamiError(.unavailable, "cannot read the \(what) of \(owner): \(path)")
         }
         let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard token.utf8.count >= ServerLimits.tokenCharactersMin else {
             throw KamiError(.badRequest,
-                "token file \(path) of client \(client) holds fewer than \(ServerLimits.tokenCharactersMin) characters")
+                "\(what) \(path) of \(owner) holds fewer than \(ServerLimits.tokenCharactersMin) characters")
         }
         guard !token.contains(where: { $0.isWhitespace }) else {
-            throw KamiError(.badRequest, "token file \(path) of client \(client) holds more than one line or word")
+            throw KamiError(.badRequest, "\(what) \(path) of \(owner) holds more than one line or word")
         }
         return token
     }

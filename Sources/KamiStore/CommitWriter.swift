@@ -86,11 +86,12 @@ public final class CommitWriter: Sendable {
     /// Where the chain's tail goes after each durable batch.
     private let anchor: AuditAnchor?
 
-    init(db: Connection, audit: AuditChain, anchor: AuditAnchor?, settings: CommitSettings, clock: any Clock) {
+    init(db: Connection, audit: AuditChain, anchor: AuditAnchor?, settings: CommitSettings, clock: any Clock,
+         routes: OutboxRoutes = OutboxRoutes()) {
         self.anchor = anchor
         shared.settings = settings
         self.clock = clock
-        self.context = Locked(WriterContext(db: db, audit: audit, clock: clock))
+        self.context = Locked(WriterContext(db: db, audit: audit, clock: clock, routes: routes))
         let thread = Thread { [self] in self.run() }
         thread.name = "kami-writer"
         thread.start()
@@ -292,11 +293,14 @@ public struct WriterContext: ~Copyable {
     let clock: any Clock
     /// The report summary's changes of the transaction being applied.
     let summary = SummaryAccumulator()
+    /// The webhook endpoints each event gets an outbox row for.
+    let routes: OutboxRoutes
 
-    init(db: Connection, audit: AuditChain, clock: any Clock) {
+    init(db: Connection, audit: AuditChain, clock: any Clock, routes: OutboxRoutes) {
         self.db = db
         self.audit = audit
         self.clock = clock
+        self.routes = routes
     }
 
     /// Appends an audit entry; call inside the job's transaction.
@@ -350,7 +354,9 @@ public struct WriterContext: ~Copyable {
         do throws(SQLiteError) {
             try db.run(HotSQL.begin)
             summary.reset()
-            let applier = MutationApplier(db: db, summary: summary)
+            let endpoints = routes.current
+            let applier = MutationApplier(
+                db: db, summary: summary, outbox: endpoints.isEmpty ? nil : OutboxWriter(db: db, routes: endpoints))
             if isolated {
                 let savepoint = try db.prepare("SAVEPOINT m")
                 let release = try db.prepare("RELEASE m")

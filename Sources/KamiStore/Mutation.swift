@@ -68,6 +68,17 @@ public enum Mutation: Sendable {
     /// Inserts or replaces a coupon batch and adds its codes (a code already stored is
     /// skipped); the outcome's row id is how many were added.
     case writeCoupons(CouponBatch, codes: [String], audit: AuditEvent)
+    /// An event that changes nothing else (stock under its low-water mark, a breaker opened):
+    /// its outbox rows and audit entry.
+    case webhookEvent(OutboxEvent, audit: AuditEvent)
+    /// Delivery outcomes of outbox rows.
+    case webhookResults([WebhookResult], audit: AuditEvent)
+    /// Dead-lettered rows (`ids`, or all of `endpoint` or all when `ids` is empty) queued
+    /// again; the outcome's row id is how many.
+    case webhookReplay(ids: [Int64], endpoint: String?, audit: AuditEvent)
+    /// Delivered rows done before `beforeMs` deleted, at most `limit`; the outcome's row id is
+    /// how many.
+    case webhookPrune(beforeMs: Int64, limit: Int, audit: AuditEvent)
 }
 
 /// One row of the risk gate's lists.
@@ -286,8 +297,16 @@ struct MutationApplier {
     let db: Connection
     /// The batch's summary accumulator (nil: summary rows are written with each line).
     var summary: SummaryAccumulator? = nil
+    /// Writes the webhook events of each mutation (nil: no endpoint is configured).
+    var outbox: OutboxWriter? = nil
 
     func apply(_ mutation: Mutation, atMs: Int64, audit: inout AuditChain) throws(SQLiteError) -> MutationOutcome {
+        let outcome = try applyChange(mutation, atMs: atMs, audit: &audit)
+        if let outbox { try outbox.write(try outbox.events(of: mutation, outcome: outcome), atMs: atMs) }
+        return outcome
+    }
+
+    private func applyChange(_ mutation: Mutation, atMs: Int64, audit: inout AuditChain) throws(SQLiteError) -> MutationOutcome {
         switch mutation {
         case .writeOrder(let order, let codes, let event, let ledger):
             try writeOrder(order)
@@ -410,6 +429,24 @@ struct MutationApplier {
             event.detail += " added=\(added)"
             try audit.append(event, atMs: atMs, db: db)
             return .rowID(added)
+        case .webhookEvent(let event, var entry):
+            entry.detail += " type=\(event.type.rawValue)"
+            try audit.append(entry, atMs: atMs, db: db)
+            return .done
+        case .webhookResults(let results, let event):
+            try OutboxWriter.record(results, db: db, atMs: atMs)
+            try audit.append(event, atMs: atMs, db: db)
+            return .done
+        case .webhookReplay(let ids, let endpoint, var event):
+            let count = try OutboxWriter.replay(ids: ids, endpoint: endpoint, db: db, atMs: atMs)
+            event.detail += " replayed=\(count)"
+            try audit.append(event, atMs: atMs, db: db)
+            return .rowID(count)
+        case .webhookPrune(let beforeMs, let limit, var event):
+            let count = try OutboxWriter.prune(beforeMs: beforeMs, limit: limit, db: db)
+            event.detail += " pruned=\(count)"
+            try audit.append(event, atMs: atMs, db: db)
+            return .rowID(count)
         case .deliverUpstream(let delivery):
             let (codes, resold) = try deliver(delivery, atMs: atMs)
             var event = delivery.audit

@@ -266,6 +266,24 @@ enum Schema {
             note TEXT NOT NULL
         );
         """,
+        // 12: the webhook outbox: one row per event and endpoint, written in the transaction
+        // of the event; AUTOINCREMENT so an event id is never reused after pruning.
+        """
+        CREATE TABLE webhook_outbox(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            endpoint TEXT NOT NULL,
+            type TEXT NOT NULL,
+            data TEXT NOT NULL,
+            created_ms INTEGER NOT NULL,
+            state INTEGER NOT NULL,
+            attempts INTEGER NOT NULL,
+            next_ms INTEGER NOT NULL,
+            last_error TEXT NOT NULL,
+            done_ms INTEGER
+        );
+        CREATE INDEX webhook_outbox_due ON webhook_outbox(endpoint, next_ms) WHERE state = 0;
+        CREATE INDEX webhook_outbox_state ON webhook_outbox(state, id);
+        """,
     ]
 
     /// The version this code writes.

@@ -53,6 +53,8 @@ public final class Store: Sendable {
     public let durability: Durability
     /// The writer's checkpoints, as read scopes need to know them.
     public let walWatch: WALWatch
+    /// The webhook endpoints events are written to the outbox for (none until set).
+    public let outboxRoutes = OutboxRoutes()
 
     /// The audit chain's head outside the database (nil for a store opened without a key).
     let anchor: AuditAnchor?
@@ -106,7 +108,7 @@ public final class Store: Sendable {
             do { audit = try AuditChain.load(db, key: .unkeyed) } catch { throw .sqlite(error) }
             self.anchor = nil
         }
-        writer = CommitWriter(db: db, audit: audit, anchor: anchor, settings: settings, clock: clock)
+        writer = CommitWriter(db: db, audit: audit, anchor: anchor, settings: settings, clock: clock, routes: outboxRoutes)
         readers = ReaderPool(path: path, vfs: vfs)
     }
 

@@ -265,7 +265,7 @@ extension UpstreamService {
             default: true
             }
             stats[id]?.record(latencyMs: latencyMs, success: healthy)
-            breakers[id]?.record(success: healthy, nowMs: nowMs())
+            recordBreaker(id, success: healthy)
             handle(item, supplier: id, reply: reply, fromPlace: isPlace)
         case .failure(let error) where !error.sent && (error.kind == .overloaded || error.kind == .timeout):
             // Our own queue was full or slow: the supplier never saw it and is not to
@@ -278,7 +278,7 @@ extension UpstreamService {
             }
         case .failure(let error):
             stats[id]?.record(latencyMs: latencyMs, success: false)
-            breakers[id]?.record(success: false, nowMs: nowMs())
+            recordBreaker(id, success: false)
             if !error.sent && isPlace && (item.attempts[id]?.sends ?? 1) == 1 {
                 // The first send provably never reached the supplier: nothing was sold.
                 handle(item, supplier: id, reply: .failed(code: "not_sent", message: error.description), fromPlace: true)
@@ -464,5 +464,14 @@ extension UpstreamService {
     func finish(_ item: OrderWork) {
         if let timer = item.timer { loop.cancel(timer) }
         if work[item.order.orderID] === item { work[item.order.orderID] = nil }
+    }
+}
+
+extension UpstreamService {
+    /// Records an outcome in `id`'s breaker, and tells `onBreakerOpened` when it opens.
+    func recordBreaker(_ id: String, success: Bool) {
+        let before = breakers[id]?.openings ?? 0
+        breakers[id]?.record(success: success, nowMs: nowMs())
+        if (breakers[id]?.openings ?? 0) > before { onBreakerOpened?(id) }
     }
 }

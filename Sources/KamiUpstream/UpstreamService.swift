@@ -161,6 +161,9 @@ public final class UpstreamService: UpstreamSink, @unchecked Sendable {
         }
     }
 
+    /// Told (on the service's loop) each time a supplier's breaker opens; set before `start`.
+    public nonisolated(unsafe) var onBreakerOpened: (@Sendable (String) -> Void)?
+
     /// A service over `engine` with `suppliers`; call `start` to resume pending orders.
     public init(engine: Engine, suppliers: [SupplierEndpoint], settings: UpstreamSettings, log: @escaping Log) {
         self.engine = engine
