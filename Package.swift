@@ -143,6 +143,11 @@ let package = Package(
         .testTarget(name: "KamiFuzzTests", dependencies: ["KamiFuzzTargets", "KamiProtocol"], swiftSettings: strict),
         .testTarget(name: "KamiCoreTests", dependencies: ["KamiCore"], swiftSettings: strict),
         .testTarget(name: "KamiRiskTests", dependencies: ["KamiRisk", "KamiCore"], swiftSettings: strict),
+        .testTarget(
+            name: "KamiWebhooksTests",
+            dependencies: ["KamiWebhooks", "KamiEngine", "KamiStore", "KamiHTTP", "KamiCrypto", "KamiCore"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "KamiLedgerTests", dependencies: ["KamiLedger", "KamiCore"], swiftSettings: strict),
         .testTarget(
             name: "KamiUpstreamTests",

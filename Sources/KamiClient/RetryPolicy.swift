@@ -60,10 +60,10 @@ extension Operation {
         switch self {
         case .hello, .ping, .reserve, .commit, .issue, .release, .order, .entitlements, .stock, .stats, .verify,
              .skuList, .auditVerify, .jobs, .wait, .supplierList, .supplierShow, .upstreamFailed, .supplierReconcile,
-             .riskList, .riskTest, .auditReveals, .reviewList, .campaignList, .couponList, .distributorList, .distributorStatement, .reconcilePayments, .report, .caseList:
+             .riskList, .riskTest, .auditReveals, .reviewList, .campaignList, .couponList, .distributorList, .distributorStatement, .reconcilePayments, .report, .caseList, .webhookList:
             true
         case .skuSet, .importCSV, .void, .refund, .export, .reload, .tokenNew, .supplierMap, .supplierUnmap, .supplierPause,
-             .supplierResume, .supplierSync, .skuSource, .upstreamRetry, .risk, .riskBlock, .riskUnblock, .reviewApprove, .reviewDeny, .deliver, .campaignSet, .couponAdd, .distributorSet, .caseOpen, .caseResolve:
+             .supplierResume, .supplierSync, .skuSource, .upstreamRetry, .risk, .riskBlock, .riskUnblock, .reviewApprove, .reviewDeny, .deliver, .campaignSet, .couponAdd, .distributorSet, .caseOpen, .caseResolve, .webhookReplay:
             false
         }
     }

@@ -75,6 +75,8 @@ extension KamiCtl {
         case deliver(order: String, secretFile: String?, costCents: Int64?)
         /// `campaign ...`, `coupon ...`.
         case money(MoneyCommand)
+        /// `webhooks ...`.
+        case webhooks(WebhookCommand)
     }
 
     /// What a `--help` or a usage error is about.
@@ -122,6 +124,8 @@ extension KamiCtl {
         case deliver
         /// `campaign` and `coupon`.
         case money = "campaign"
+        /// `webhooks`.
+        case webhooks
     }
 
     /// A command line that does not parse.

@@ -120,6 +120,8 @@ extension KamiCtl {
             do throws(UsageError) { request = try command.request() } catch {
                 return Outcome(stderr: "kamictl: \(error.message)\n", exit: .usage)
             }
+        case .webhooks(let command):
+            request = command.request()
         case .money(let command):
             // The generated codes' file is written after the reply: its path made absolute now.
             if case .couponAdd(let batch, let discount, let perUser, let file, let generate, let out?) = command, !out.hasPrefix("/") {
@@ -272,6 +274,8 @@ extension KamiCtl {
             return Outcome(stdout: describeUpstream(command, fields), exit: .ok)
         case (.risk(let command), let body):
             return Outcome(stdout: describeRisk(command, body), exit: .ok)
+        case (.webhooks(let command), .fields(let fields)):
+            return Outcome(stdout: describeWebhooks(command, fields), exit: .ok)
         case (.money(let command), .fields(let fields)):
             return describeMoney(command, fields, currentDirectory: "/")
         case (.deliver(let order, let file, _), .fields(let fields)):

@@ -230,6 +230,8 @@ extension KamiCtl {
             return try couponCommand(rest, help: help)
         case "case":
             return try caseCommand(rest, help: help)
+        case "webhooks":
+            return try webhooksCommand(rest, help: help)
         case "report":
             var now = timespec()
             clock_gettime(CLOCK_REALTIME, &now)

@@ -56,6 +56,8 @@ extension KamiCtl {
                   report sales|payables|inventory|repeat [--by sku|channel|campaign|day|week|month]
                          [--from T] [--to T] [--sku S] [--channel C] [--campaign K] [--csv | --xlsx FILE]
                                           sales and profit, payables, stock value and age, repeat buyers
+                  webhooks failed|pending|delivered|replay
+                                          the signed webhooks' outbox and its dead letters
 
                 options (anywhere on the line):
                   --socket PATH           kamid's socket (default: $\(socketEnvironmentVariable), else
@@ -93,6 +95,19 @@ extension KamiCtl {
                   --bundle SKU:N,SKU:N    make SKU a bundle (超级会员 pack): one unit takes N codes of each
                                           component, all or none; priced on its own with --price. A
                                           SKU with codes of its own cannot become a bundle
+                """
+        case .webhooks:
+            return """
+                usage: kamictl webhooks failed|pending|delivered [--endpoint NAME] [--limit N]
+                       kamictl webhooks replay ID[,ID...] | --all [--endpoint NAME]
+
+                kamid writes each event (order delivered, pending upstream, failed, refunded, case
+                opened or resolved, stock low, supplier breaker opened) to an outbox in the same
+                transaction as the change, and POSTs it signed to each endpoint of the config
+                (webhook_url.NAME, webhook_secret_file.NAME). A failed delivery is retried with
+                exponential backoff and jitter until webhook_retry_for_ms after the event, then
+                dead-lettered: `webhooks failed` lists those (newest first, with the last error),
+                `webhooks replay` queues them again with a fresh retry budget. See docs/webhooks.md.
                 """
         case .money:
             return """

@@ -15,6 +15,7 @@ extension EngineCore {
         for item in try store.cases() where item.state == .replaced {
             if let code = item.codeID { replaced[item.orderID, default: []].insert(code) }
         }
+        var seen = Set<String>()
         for row in try store.outboxAll() {
             let name = "outbox row \(row.id) (\(row.endpoint), \(row.type))"
             guard let type = WebhookEventType(rawValue: row.type) else {
@@ -39,6 +40,10 @@ extension EngineCore {
             guard let orderID = object["order"] as? String, let order = orders[orderID] else {
                 problems.append("\(name): names no known order")
                 continue
+            }
+            // One event of each kind per order and endpoint: a crash never repeats one.
+            if !seen.insert("\(row.endpoint) \(row.type) \(orderID)").inserted {
+                problems.append("\(name): a second \(row.type) event for order \(orderID)")
             }
             let codes = Set((object["code_ids"] as? [NSNumber] ?? []).map { $0.int64Value })
             let held = Set(order.codes.map(\.codeID)).union(replaced[orderID] ?? [])

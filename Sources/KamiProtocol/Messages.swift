@@ -62,6 +62,8 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     case caseOpen = 73
     case caseList = 74
     case caseResolve = 75
+    case webhookList = 76
+    case webhookReplay = 77
 
     /// The name used in JSON (`"op": "reserve"`); the table is `wireName`.
     public var name: String { wireName.description }

@@ -29,7 +29,7 @@ extension Operation {
         case .stock: .stock
         case .risk: .risk
         case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,
-             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .deliver, .campaignSet, .campaignList, .couponAdd, .couponList, .distributorSet, .distributorList, .distributorStatement, .reconcilePayments, .report, .caseOpen, .caseList, .caseResolve: .fields
+             .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .deliver, .campaignSet, .campaignList, .couponAdd, .couponList, .distributorSet, .distributorList, .distributorStatement, .reconcilePayments, .report, .caseOpen, .caseList, .caseResolve, .webhookList, .webhookReplay: .fields
         }
     }
 
@@ -91,6 +91,8 @@ extension Operation {
         case .report: "report"
         case .caseOpen: "case_open"
         case .caseList: "case_list"
+        case .webhookList: "webhook_list"
+        case .webhookReplay: "webhook_replay"
         case .caseResolve: "case_resolve"
         }
     }
@@ -124,7 +126,7 @@ extension Operation {
             return pick(.stock, .skuSet, .stats, .skuList) ?? pickAny([.supplierList, .supplierShow, .supplierMap,
                 .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource])
         case UInt8(ascii: "u"): return pick(.upstreamFailed, .upstreamRetry)
-        case UInt8(ascii: "w"): return pick(.wait)
+        case UInt8(ascii: "w"): return pick(.wait) ?? pickAny([.webhookList, .webhookReplay])
         case UInt8(ascii: "a"): return pick(.auditVerify, .auditReveals)
         case UInt8(ascii: "t"): return pick(.tokenNew)
         case UInt8(ascii: "d"): return pick(.deliver) ?? pickAny([.distributorSet, .distributorList, .distributorStatement])

@@ -151,7 +151,7 @@ final class Dispatcher: Sendable {
                 done(Reply(id: id, result: .success(.fields([("jobs", .array(engine.queries.currentJob.map {
                     [WireMapping.wire($0, nowMs: engine.nowMs)] } ?? []))]))))
             case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew,
-                 .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .deliver, .campaignSet, .campaignList, .couponAdd, .couponList, .distributorSet, .distributorList, .distributorStatement, .reconcilePayments, .report, .caseOpen, .caseList, .caseResolve:
+                 .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .deliver, .campaignSet, .campaignList, .couponAdd, .couponList, .distributorSet, .distributorList, .distributorStatement, .reconcilePayments, .report, .caseOpen, .caseList, .caseResolve, .webhookList, .webhookReplay:
                 operatorQueue.async { [self] in
                     let result: Result<ReplyBody, KamiError>
                     do throws(KamiError) { result = .success(try operators.operate(request)) } catch {

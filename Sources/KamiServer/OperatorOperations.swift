@@ -335,6 +335,44 @@ struct OperatorOperations: Sendable {
             default:
                 throw KamiError(.badRequest, "report must be sales, payables, inventory, repeat or flash-sale, got \(request.name ?? "")")
             }
+        case .webhookList:
+            let state: OutboxRow.State
+            switch request.kind ?? "dead" {
+            case "dead", "failed": state = .dead
+            case "pending": state = .pending
+            case "delivered": state = .delivered
+            default: throw KamiError(.badRequest, "kind must be dead, pending or delivered, got \(request.kind ?? "")")
+            }
+            let limit = request.limit ?? 100
+            guard (1...10_000).contains(limit) else { throw KamiError(.badRequest, "limit must be 1...10000") }
+            let rows = try engine.webhooks.rows(state: state, endpoint: request.name, limit: limit)
+            var totals: [String: Int] = [:]
+            for count in try engine.webhooks.counts() { totals["\(count.endpoint) \(count.state)", default: 0] += count.count }
+            return .fields([
+                ("events", .array(rows.map { row in
+                    .object([("id", .int(row.id)), ("endpoint", .string(row.endpoint)), ("type", .string(row.type)),
+                             ("state", .string(row.state.description)), ("attempts", .int(Int64(row.attempts))),
+                             ("created_ms", .int(row.createdAtMs)), ("next_ms", .int(row.nextAtMs)),
+                             ("done_ms", row.doneAtMs.map { .int($0) } ?? .null), ("last_error", .string(row.lastError)),
+                             ("data", .string(row.data))])
+                })),
+                ("totals", .object(totals.sorted { $0.key < $1.key }.map { ($0.key, .int(Int64($0.value))) })),
+            ])
+        case .webhookReplay:
+            var ids: [Int64] = []
+            if let text = request.value, text != "all" {
+                for part in text.split(separator: ",") {
+                    guard let id = Int64(OperatorOperations.spaceTrimmed(part[...])), id > 0 else {
+                        throw KamiError(.badRequest, "value must be event ids separated by commas, or all")
+                    }
+                    ids.append(id)
+                }
+                guard !ids.isEmpty, ids.count <= 10_000 else { throw KamiError(.badRequest, "give 1...10000 event ids, or all") }
+            } else if request.value == nil {
+                throw KamiError(.badRequest, "value must be event ids separated by commas, or all")
+            }
+            let count = try engine.webhooks.replay(ids: ids, endpoint: request.name, who: "operator")
+            return .fields([("replayed", .int(count))])
         case .couponList:
             return .fields([("batches", .array(engine.admin.couponBatches().map { entry in
                 .object([("batch", .string(entry.batch.key)), ("discount_cents", .int(entry.batch.discountCents)),

@@ -35,6 +35,8 @@ public final class WebhookDispatcher: @unchecked Sendable {
     private var lastWatchMs: Int64 = 0
     private var lastPruneMs: Int64 = 0
     private var started = false
+    /// A pull is queued on the loop (completions free room; one pull serves them all).
+    private var pullQueued = false
     private let stopped = Atomic<Bool>(false)
     private let countersBox = Mutex(WebhookCounters())
 
@@ -43,8 +45,6 @@ public final class WebhookDispatcher: @unchecked Sendable {
     /// Prune delivered rows this often, ms, at most `pruneBatch` at a time.
     static let pruneEveryMs: Int64 = 60_000
     static let pruneBatch = 10_000
-    /// Results journaled per write at most.
-    static let resultsPerWrite = 1_024
 
     public init(engine: Engine, endpoints: [WebhookEndpoint], settings: WebhookSettings, clock: any Clock = SystemClock(),
                 log: @escaping Log) {
@@ -185,7 +185,19 @@ public final class WebhookDispatcher: @unchecked Sendable {
             case .dead: counters.failed += 1; counters.dead += 1
             }
         }
-        if results.count >= WebhookDispatcher.resultsPerWrite { flush() }
+        flush()
+        pullSoon()
+    }
+
+    /// Pulls every endpoint again once the loop has handled what is ready now.
+    private func pullSoon() {
+        guard !pullQueued, !stopped.load(ordering: .acquiring) else { return }
+        pullQueued = true
+        loop.execute { [self] in
+            pullQueued = false
+            let now = clock.nowMs()
+            for endpoint in endpoints.values.sorted(by: { $0.name < $1.name }) { pull(endpoint, nowMs: now) }
+        }
     }
 
     /// Journals the outcomes gathered so far in one write (one at a time); their rows leave
@@ -193,7 +205,7 @@ public final class WebhookDispatcher: @unchecked Sendable {
     private func flush() {
         guard !flushing, !results.isEmpty else { return }
         let batch = results
-        results.removeAll(keepingCapacity: true)
+        results = []
         flushing = true
         engine.webhooks.record(batch) { [self] outcome in
             loop.execute { [self] in
@@ -203,7 +215,9 @@ public final class WebhookDispatcher: @unchecked Sendable {
                     log("webhook-journal-failed", ["count": String(batch.count), "error": "\(error)"])
                 }
                 for result in batch { inFlight.remove(result.id) }
-                if results.count >= WebhookDispatcher.resultsPerWrite { flush() }
+                // What gathered meanwhile goes in the next write (a group commit of outcomes).
+                flush()
+                pullSoon()
             }
         }
     }

@@ -69,6 +69,8 @@ final class DeterministicSimulationTests: XCTestCase {
 
 /// One seeded run.
 final class Simulation {
+    /// Two webhook endpoints: one takes every event, one only refunds and cases.
+    static let webhookRoutes = [WebhookRoute(name: "shop"), WebhookRoute(name: "ops", events: [.orderRefunded, .caseOpened])]
     struct Totals {
         var seeds = 0
         var operations = 0
@@ -169,6 +171,7 @@ final class Simulation {
         FaultDisk.reset(watching: h.directory, seed: seed)
         h.vfs = FaultDisk.vfsName
         h.reopen()
+        h.engine.webhooks.setRoutes(Simulation.webhookRoutes)
         h.engine.setHoldTTL(defaultMs: 1_000, maxMs: 60_000)
         h.stockSku("free", count: 300)
         h.stockSku("lim", count: 300, limit: 1)
@@ -231,6 +234,8 @@ final class Simulation {
             conflicting(step)
         case 905..<930:
             decideReview(step)
+        case 930..<945:
+            deliverWebhooks(step)
         default:
             h.clock.advance(ms: Int64(100 + random(1_500)))
             let faults = faultCount()
@@ -335,6 +340,25 @@ final class Simulation {
         let faults = faultCount()
         let result = call { h.engine.storefront.refund(order: id, completion: $0) }
         apply(result, id: id, user: order.user, sku: order.sku, units: order.units, op: "refund", faultsBefore: faults, step: step)
+    }
+
+    /// The webhook dispatcher's part: due rows delivered, retried or dead-lettered, dead ones
+    /// replayed (journaled through the writer like every other change, faults and all).
+    private func deliverWebhooks(_ step: Int) {
+        guard let due = try? h.engine.webhooks.due(endpoint: "shop", nowMs: h.clock.nowMs(), limit: 1 + random(6)) else { return }
+        var results: [WebhookResult] = []
+        for row in due {
+            switch random(4) {
+            case 0: results.append(WebhookResult(id: row.id, outcome: .retry(atMs: h.clock.nowMs() + Int64(random(2_000))), error: "HTTP 500"))
+            case 1: results.append(WebhookResult(id: row.id, outcome: .dead, error: "timeout"))
+            default: results.append(WebhookResult(id: row.id, outcome: .delivered))
+            }
+        }
+        let done = DispatchSemaphore(value: 0)
+        h.engine.webhooks.record(results) { _ in done.signal() }
+        done.wait()
+        if random(5) == 0 { _ = try? h.engine.webhooks.replay(ids: [], endpoint: "shop", who: "sim") }
+        mix("webhooks \(results.count)")
     }
 
     /// The operator approves or denies an order held for review, or delivers a manual
@@ -530,6 +554,7 @@ final class Simulation {
         totals.dropped += stats.dropped_writes
         FaultDisk.setFaults(writePPM: 0, syncPPM: 0)
         h.reopen()
+        h.engine.webhooks.setRoutes(Simulation.webhookRoutes)
         h.engine.setHoldTTL(defaultMs: 1_000, maxMs: 60_000)
         // Everything acknowledged is on disk as it was acknowledged.
         let doubtful = Set(failedSinceCrash)
@@ -541,6 +566,15 @@ final class Simulation {
             }
             if found.state != model.state || found.codeIDs != model.codes {
                 fail("step \(step): \(id) was \(model.state) \(model.codes), after the crash \(found.state) \(found.codeIDs)")
+            }
+        }
+        // Every delivery acknowledged before the crash has its one webhook event, still there.
+        if let rows = try? h.engine.storage.outboxAll() {
+            let delivered = Set(rows.filter { $0.endpoint == "shop" && $0.type == "order.delivered" }.compactMap { row in
+                row.data.firstRange(of: "\"order\":\"").map { String(row.data[$0.upperBound...].prefix { $0 != "\"" }) }
+            })
+            for id in orderIDs where !doubtful.contains(id) && orders[id]?.state == .committed && !delivered.contains(id) {
+                fail("step \(step): acknowledged delivery \(id) has no order.delivered event after the crash")
             }
         }
         // What failed may have reached the disk or not; take what is there.
