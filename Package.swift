@@ -143,9 +143,12 @@ let package = Package(
         .testTarget(name: "KamiFuzzTests", dependencies: ["KamiFuzzTargets", "KamiProtocol"], swiftSettings: strict),
         .testTarget(name: "KamiCoreTests", dependencies: ["KamiCore"], swiftSettings: strict),
         .testTarget(name: "KamiRiskTests", dependencies: ["KamiRisk", "KamiCore"], swiftSettings: strict),
+        // A webhook receiver that checks signatures, for the webhook and daemon tests.
+        .target(name: "KamiWebhookReceiver", dependencies: ["KamiHTTP", "KamiWebhooks"], path: "Tests/KamiWebhookReceiver",
+                swiftSettings: strict),
         .testTarget(
             name: "KamiWebhooksTests",
-            dependencies: ["KamiWebhooks", "KamiEngine", "KamiStore", "KamiHTTP", "KamiCrypto", "KamiCore"],
+            dependencies: ["KamiWebhooks", "KamiEngine", "KamiStore", "KamiHTTP", "KamiCrypto", "KamiCore", "KamiWebhookReceiver"],
             swiftSettings: strict
         ),
         .testTarget(name: "KamiLedgerTests", dependencies: ["KamiLedger", "KamiCore"], swiftSettings: strict),
@@ -159,7 +162,7 @@ let package = Package(
         .testTarget(
             name: "KamiServerTests",
             dependencies: ["KamiServer", "KamiClient", "KamiProtocol", "KamiCore", "KamiEngine", "KamiCrypto", "KamiStore", "kamid", "kamictl",
-                           "KamiHTTP", "kami-supplier-sim", "KamiXLSX"],
+                           "KamiHTTP", "kami-supplier-sim", "KamiXLSX", "KamiWebhookReceiver"],
             swiftSettings: strict
         ),
         // kamictl's tests stay beside the client's: they share its kamid launcher (Support.swift).

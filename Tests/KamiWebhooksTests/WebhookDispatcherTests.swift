@@ -5,6 +5,7 @@ import KamiEngine
 import KamiHTTP
 import KamiStore
 import KamiWebhooks
+import KamiWebhookReceiver
 import XCTest
 
 /// The dispatcher against a real receiver on a loopback port: signed deliveries, retries of

@@ -1,26 +1,26 @@
-import Foundation
-import KamiHTTP
+public import Foundation
+public import KamiHTTP
 import KamiWebhooks
 import Synchronization
 
 /// A webhook receiver on a loopback port, as a storefront would run one: it checks each
 /// delivery's signature and timestamp, answers 500 to a share of them (`failEvery`: every
 /// n-th request; 0 never; 1 always), and records the events it accepted.
-final class WebhookReceiver: Sendable {
-    struct Seen: Sendable {
-        var id: Int64
-        var type: String
-        var body: [String: String]
-        var raw: String
+public final class WebhookReceiver: Sendable {
+    public struct Seen: Sendable {
+        public var id: Int64
+        public var type: String
+        public var body: [String: String]
+        public var raw: String
     }
 
-    let loop = IOLoop(name: "test-receiver")
+    public let loop = IOLoop(name: "test-receiver")
     private let server: Mutex<HTTPServer?> = Mutex(nil)
     private let state = Mutex<(requests: Int, accepted: [Seen], badSignatures: Int)>((0, [], 0))
     private let failEvery: Atomic<Int>
-    let secret: [UInt8]
+    public let secret: [UInt8]
 
-    init(secret: String, failEvery: Int) throws {
+    public init(secret: String, failEvery: Int) throws {
         self.secret = Array(secret.utf8)
         self.failEvery = Atomic(failEvery)
         let made = HTTPServer(host: "127.0.0.1", port: 0, loop: loop) { [self] request, responder in
@@ -30,9 +30,9 @@ final class WebhookReceiver: Sendable {
         server.withLock { $0 = made }
     }
 
-    var port: UInt16 { server.withLock { $0?.port ?? 0 } }
+    public var port: UInt16 { server.withLock { $0?.port ?? 0 } }
 
-    func setFailEvery(_ n: Int) { failEvery.store(n, ordering: .relaxed) }
+    public func setFailEvery(_ n: Int) { failEvery.store(n, ordering: .relaxed) }
 
     private func handle(_ request: HTTPRequest) -> HTTPResponse {
         let n = state.withLock { state -> Int in
@@ -60,12 +60,12 @@ final class WebhookReceiver: Sendable {
         return HTTPResponse(status: 204, text: "")
     }
 
-    var accepted: [Seen] { state.withLock { $0.accepted } }
-    var requests: Int { state.withLock { $0.requests } }
-    var badSignatures: Int { state.withLock { $0.badSignatures } }
+    public var accepted: [Seen] { state.withLock { $0.accepted } }
+    public var requests: Int { state.withLock { $0.requests } }
+    public var badSignatures: Int { state.withLock { $0.badSignatures } }
 
     /// Waits until `done(accepted)` holds or `seconds` pass; whether it held.
-    func wait(seconds: Double, until done: ([Seen]) -> Bool) -> Bool {
+    public func wait(seconds: Double, until done: ([Seen]) -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if done(accepted) { return true }
@@ -74,7 +74,7 @@ final class WebhookReceiver: Sendable {
         return done(accepted)
     }
 
-    func stop() {
+    public func stop() {
         server.withLock { $0?.stop() }
         loop.stop()
     }
