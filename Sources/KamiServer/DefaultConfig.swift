@@ -254,5 +254,44 @@ risk_lookup_failures_per_minute = 30
 # storefront refunds a paid one), as if denied. A SKU can set its own (`sku set --review-ttl`).
 review_ttl_ms = 86400000
 
+# Webhooks (docs/webhooks.md): kamid POSTs each event (order.delivered,
+# order.pending_upstream, order.failed, order.refunded, case.opened, case.resolved,
+# stock.low, supplier.breaker_opened) to each endpoint, signed with HMAC-SHA256 over the
+# timestamp and the body (headers Kami-Event-Id, Kami-Event-Type, Kami-Timestamp,
+# Kami-Signature). Events are written to an outbox in the transaction that makes them, and
+# delivered on a thread of their own: a slow receiver never slows issuing. Endpoints are
+# reloadable; events of an endpoint removed from the config stay in the outbox and are sent
+# if it comes back. Example:
+#   webhook_url.shop = https://shop.example.com/kami/webhook
+#   webhook_secret_file.shop = ${CREDENTIALS_DIRECTORY}/shop.whsec
+#   webhook_events.shop = order.delivered, order.refunded, stock.low
+
+# webhook_url.NAME: the endpoint NAME (letters, digits, `-`, `_`, `.`) is POSTed to at this
+# http:// or https:// URL, with no credentials or query in it (a URL is not a secret: it
+# may be logged). No default: no endpoint, no webhook.
+
+# webhook_secret_file.NAME: the endpoint's signing secret, one word of 16 or more characters
+# in a file of mode 0600, relative to data_dir unless absolute. Required with a URL.
+
+# webhook_events.NAME: the event types the endpoint takes, comma separated (default: all).
+
+# webhook_backoff_ms: a failed delivery (not 2xx, or no answer in webhook_timeout_ms) is
+# retried after about this long, 10 to 86400000; each retry waits twice as long as the one
+# before, half of each wait random (jitter).
+webhook_backoff_ms = 1000
+
+# webhook_backoff_max_ms: no wait between retries is longer, 10 to 86400000.
+webhook_backoff_max_ms = 3600000
+
+# webhook_retry_for_ms: retries stop this long after the event, 1000 to 604800000 (7 days);
+# the event is then dead-lettered (`kamictl webhooks failed`, `kamictl webhooks replay`).
+webhook_retry_for_ms = 86400000
+
+# webhook_timeout_ms: longest wait for a receiver's whole answer, 100 to 120000.
+webhook_timeout_ms = 10000
+
+# webhook_concurrency: most deliveries in flight to one endpoint, 1 to 1024.
+webhook_concurrency = 32
+
 """##
 }

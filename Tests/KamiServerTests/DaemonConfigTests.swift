@@ -31,7 +31,8 @@ final class DaemonConfigTests: XCTestCase {
             if !head.contains(" "), let first = head.first, first.isLowercase { documented.append(head) }
         }
         XCTAssertEqual(documented, DaemonConfig.keys)
-        for key in DaemonConfig.keys where key != "token_file.CLIENT" && key != "supplier.ID.KEY" {
+        for key in DaemonConfig.keys where !["token_file.CLIENT", "supplier.ID.KEY", "webhook_url.NAME", "webhook_secret_file.NAME",
+                                             "webhook_events.NAME"].contains(key) {
             XCTAssertTrue(file.contains("\n\(key) = "), "\(key) has its default value in the file")
         }
         for key in DaemonConfig.restartKeys {
@@ -176,6 +177,36 @@ final class DaemonConfigTests: XCTestCase {
         XCTAssertFalse(ListenAddress.tcp(host: "::2", port: 1).isLoopback)
         XCTAssertNil(ListenAddress(hostPort: "localhost:1"))
         XCTAssertNil(ListenAddress(hostPort: "999.1.1.1:1"))
+    }
+
+    func testWebhookEndpointsParseAndEachMistakeIsNamedByLine() throws {
+        let good = try DaemonConfig.parse("""
+            webhook_url.shop = https://shop.example.com/kami
+            webhook_secret_file.shop = shop.whsec
+            webhook_events.shop = order.delivered, stock.low
+            """, source: "k.conf", environment: [:])
+        XCTAssertEqual(good.webhooks["shop"]?.url, "https://shop.example.com/kami")
+        XCTAssertEqual(good.webhooks["shop"]?.events, ["order.delivered", "stock.low"])
+        let cases: [(String, String)] = [
+            ("webhook_url.shop = ftp://x.example\nwebhook_secret_file.shop = s", "k.conf:1: webhook_url.shop: expected an http:// or https:// URL"),
+            ("webhook_url.shop = https://u:p@x.example/\nwebhook_secret_file.shop = s", "k.conf:1: webhook_url.shop: expected"),
+            ("webhook_url.shop = https://x.example/?token=abc\nwebhook_secret_file.shop = s", "without credentials or a query"),
+            ("\nwebhook_url.shop = https://x.example/", "k.conf:2: webhook shop: webhook_secret_file.shop is not set"),
+            ("webhook_secret_file.shop = s", "k.conf:1: webhook shop: webhook_url.shop is not set"),
+            ("webhook_events.shop = order.shipped", "k.conf:1: webhook_events.shop: unknown event `order.shipped`"),
+            ("webhook_url.sh op = https://x.example/", "expected `key = value`"),
+            ("webhook_url.a/b = https://x.example/", "endpoint name must be"),
+            ("webhook_backoff_ms = 5000\nwebhook_backoff_max_ms = 100", "webhook_backoff_ms: 5000 is above webhook_backoff_max_ms 100"),
+            ("webhook_retry_for_ms = 10", "k.conf:1: webhook_retry_for_ms: 10 is out of range"),
+        ]
+        for (text, expected) in cases {
+            do {
+                _ = try DaemonConfig.parse(text, source: "k.conf", environment: [:])
+                XCTFail("accepted: \(text)")
+            } catch {
+                XCTAssertTrue(error.description.contains(expected), "\(text): \(error.description)")
+            }
+        }
     }
 
     func testWindowsLineEndingsAreLines() throws {
