@@ -108,7 +108,7 @@ let package = Package(
         // kami-bench's parts that tests reach: histogram, driver, adapters, audit, peers.
         .target(
             name: "KamiBench",
-            dependencies: ["KamiStore", "KamiCore", "KamiProtocol", "CKamiLinux"],
+            dependencies: ["KamiStore", "KamiCore", "KamiProtocol", "CKamiLinux", "KamiWebhookReceiver"],
             path: "Benchmarks/KamiBench",
             swiftSettings: strict
         ),
@@ -119,6 +119,10 @@ let package = Package(
             path: "Fuzz/KamiFuzzTargets",
             swiftSettings: strict
         ),
+        // A webhook receiver that checks signatures and fails a share of deliveries on purpose
+        // (kami-bench's kamid-webhooks peer, the webhook and daemon tests).
+        .target(name: "KamiWebhookReceiver", dependencies: ["KamiHTTP", "KamiWebhooks"], path: "Benchmarks/KamiWebhookReceiver",
+                swiftSettings: strict),
         // A supplier simulator (the generic API's three shapes, with faults and a ledger).
         .target(name: "KamiSupplierSim", dependencies: ["KamiHTTP", "KamiUpstream"], path: "Benchmarks/KamiSupplierSim",
                 swiftSettings: strict),
@@ -143,9 +147,6 @@ let package = Package(
         .testTarget(name: "KamiFuzzTests", dependencies: ["KamiFuzzTargets", "KamiProtocol"], swiftSettings: strict),
         .testTarget(name: "KamiCoreTests", dependencies: ["KamiCore"], swiftSettings: strict),
         .testTarget(name: "KamiRiskTests", dependencies: ["KamiRisk", "KamiCore"], swiftSettings: strict),
-        // A webhook receiver that checks signatures, for the webhook and daemon tests.
-        .target(name: "KamiWebhookReceiver", dependencies: ["KamiHTTP", "KamiWebhooks"], path: "Tests/KamiWebhookReceiver",
-                swiftSettings: strict),
         .testTarget(
             name: "KamiWebhooksTests",
             dependencies: ["KamiWebhooks", "KamiEngine", "KamiStore", "KamiHTTP", "KamiCrypto", "KamiCore", "KamiWebhookReceiver"],

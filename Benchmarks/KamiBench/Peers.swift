@@ -153,6 +153,9 @@ public enum PeerKind: String, Sendable, CaseIterable {
     /// kamid with the risk gate on: `risk_rules` names a rules file (Config/risk.rules unless
     /// `--risk-rules`). Compare it with `kamid` in one run: both send the same signals.
     case kamidRisk = "kamid-risk"
+    /// kamid with a webhook endpoint: every delivered order is an event POSTed, signed, to a
+    /// receiver in kami-bench that refuses every other request (retried). Compare with `kamid`.
+    case kamidWebhooks = "kamid-webhooks"
     case redisLuaAlways = "redis-lua-always"
     case redisLuaEverysec = "redis-lua-everysec"
     case redisLMoveAlways = "redis-lmove-always"
@@ -162,6 +165,7 @@ public enum PeerKind: String, Sendable, CaseIterable {
         switch self {
         case .kamid: "fsync before reply (durability full)"
         case .kamidRisk: "fsync before reply (durability full), risk rules on"
+        case .kamidWebhooks: "fsync before reply (durability full), a signed webhook per order, receiver failing half"
         case .redisLuaAlways, .redisLMoveAlways: "fsync before reply (appendfsync always)"
         case .redisLuaEverysec: "up to 1 s of replies lost on power loss (appendfsync everysec)"
         case .echo: "none (no storage)"

@@ -1,5 +1,6 @@
 public import Foundation
 import Glibc
+import KamiWebhookReceiver
 
 /// The load scenarios.
 public enum Scenario: String, Sendable, CaseIterable {
@@ -70,7 +71,7 @@ public struct ScenarioBench: Sendable {
         switch scenario {
         case .checkout: [.kamid]
         case .retryStorm: [.kamid, .redisLuaAlways, .redisLuaEverysec, .redisLMoveAlways]
-        case .flashSale, .steady: PeerKind.allCases.filter { $0 != .kamidRisk }
+        case .flashSale, .steady: PeerKind.allCases.filter { $0 != .kamidRisk && $0 != .kamidWebhooks }
         }
     }
 
@@ -85,6 +86,8 @@ public struct ScenarioBench: Sendable {
         /// CPU the server process and the load generator used during the load, nanoseconds.
         public var serverCPUNs: UInt64 = 0
         public var clientCPUNs: UInt64 = 0
+        /// What else the run measured (webhook delivery), for the report.
+        public var note: String?
 
         /// Server CPU per reply, microseconds.
         public var serverCPUPerReplyUs: Double {
@@ -161,6 +164,8 @@ public struct ScenarioBench: Sendable {
 
     private func runOne(_ peer: PeerKind) throws -> PeerResult {
         switch peer {
+        case .kamidWebhooks:
+            return try runWithWebhooks()
         case .kamid, .kamidRisk:
             var config = options.kamidConfig
             if peer == .kamidRisk {
@@ -210,6 +215,57 @@ public struct ScenarioBench: Sendable {
             return PeerResult(peer: peer, result: result, problems: [], audited: false,
                               serverCPUNs: serverCPU, clientCPUNs: clientCPU)
         }
+    }
+
+    /// The webhook signing secret of the kamid-webhooks peer (a bench's, not a shop's).
+    static let webhookSecret = "whsec_kami_bench_0123456789abcdef"
+
+    /// kamid with a webhook endpoint at a receiver here that refuses every other request: the
+    /// load as for kamid, then the wait until every acknowledged order's event was accepted.
+    private func runWithWebhooks() throws -> PeerResult {
+        let receiver = try WebhookReceiver(secret: ScenarioBench.webhookSecret, failEvery: 2)
+        defer { receiver.stop() }
+        let base = try options.kamidConfig.map { try String(contentsOfFile: $0, encoding: .utf8) } ?? ""
+        let path = PeerProcess.tempDirectory("kamid-webhooks-config")
+        try (ScenarioBench.webhookSecret + "\n").write(toFile: path + ".whsec", atomically: true, encoding: .utf8)
+        chmod(path + ".whsec", 0o600)
+        try (base + "\nwebhook_url.bench = http://127.0.0.1:\(receiver.port)/hooks\nwebhook_secret_file.bench = \(path).whsec\n"
+            + "webhook_backoff_ms = 10\nwebhook_backoff_max_ms = 1000\n").write(toFile: path + ".conf", atomically: true, encoding: .utf8)
+        defer {
+            try? FileManager.default.removeItem(atPath: path + ".conf")
+            try? FileManager.default.removeItem(atPath: path + ".whsec")
+        }
+        let (process, token) = try Peers.startKamid(stock: options.stock, perUserLimit: perUserLimit, skus: skuKeys,
+                                                    binDirectory: options.binDirectory, config: path + ".conf")
+        var adapter = KamiAdapter(token: token, mode: .issue(skus: skuKeys))
+        adapter.signals = options.signals
+        let started = Date()
+        let (result, serverCPU, clientCPU) = try measured(process) {
+            try Driver.run(plan(port: process.port), adapter: adapter)
+        }
+        let expected = result.acknowledged.count
+        let delivered = receiver.wait(seconds: 300) { Set($0.map(\.id)).count >= expected }
+        let seconds = Date().timeIntervalSince(started)
+        let accepted = receiver.accepted
+        let unique = Set(accepted.map(\.id)).count
+        let (ledger, verify) = try Peers.kamidLedger(process, acknowledged: result.acknowledged, stock: options.stock,
+                                                     perUserLimit: perUserLimit)
+        var problems = ledger.audit()
+        if verify != "clean" { problems.insert("kamid verify: \(verify)", at: 0) }
+        if !delivered { problems.append("webhooks: \(unique) of \(expected) events delivered in 300 s") }
+        if receiver.badSignatures > 0 { problems.append("webhooks: \(receiver.badSignatures) bad signatures") }
+        let told = Set(accepted.compactMap { $0.body["order"] })
+        let untold = result.acknowledged.keys.filter { !told.contains($0) }
+        if delivered && !untold.isEmpty { problems.append("webhooks: \(untold.count) acknowledged orders never told, e.g. \(untold[0])") }
+        problems += common(result)
+        try? FileManager.default.removeItem(atPath: process.directory)
+        var peerResult = PeerResult(peer: .kamidWebhooks, result: result, problems: problems, audited: true,
+                                    serverCPUNs: serverCPU, clientCPUNs: clientCPU)
+        peerResult.note = "webhooks: \(unique) events accepted \(String(format: "%.2f", seconds)) s after the load began "
+            + "(\(Int(Double(unique) / max(seconds, 0.001))) events/s; the load took "
+            + "\(String(format: "%.2f", Double(result.elapsedNs) / 1e9)) s), \(receiver.requests) POSTs, every other one refused "
+            + "with 500 and retried"
+        return peerResult
     }
 
     /// Problems any peer can have: connections the server dropped, retries that got other codes.
@@ -288,6 +344,7 @@ public enum Report {
                     + "\($0.result.conflicts.count) conflicting replies"
             }.joined(separator: "; ") + "\n"
         }
+        for note in results.compactMap(\.note) { text += "\n- \(note)\n" }
         let failed = results.filter { !$0.problems.isEmpty }
         if !failed.isEmpty {
             text += "\nAudit failures:\n"

@@ -14,7 +14,8 @@
 //                                         kamid vs Redis (Lua/LMOVE, always/everysec) vs the echo
 //                                         ceiling, same clients, audited, table to stdout and DIR;
 //                                         --peers kamid,kamid-risk[,...] [--risk-rules FILE]: the risk
-//                                         gate on versus off in one run
+//                                         gate on versus off in one run; kamid-webhooks: a signed
+//                                         webhook per order to a receiver failing half the time
 //   kami-bench risk-keys [--keys N] [--risk-rules FILE]
 //                                         the risk gate's memory under N distinct keys vs its bound
 //   kami-bench report [--orders N] [--days D] [--skus S]
@@ -42,7 +43,8 @@ func usage() -> Never {
                kami-bench flash-sale|steady|checkout|retry-storm [--connections C] [--depth D | --rate R]
                           [--stock N] [--requests N] [--seconds S] [--threads T] [--skus N] [--drop-every N]
                           [--peers kamid,redis-lua-always,redis-lua-everysec,redis-lmove-always,echo] [--results DIR]
-                          [--kamid-config FILE] [--risk-rules FILE] (peer kamid-risk: the rules on)
+                          [--kamid-config FILE] [--risk-rules FILE] (peer kamid-risk: the rules on;
+                          peer kamid-webhooks: a webhook per order to a receiver failing every other POST)
                kami-bench risk-keys [--keys N] [--risk-rules FILE]
                kami-bench report [--orders N] [--days D] [--skus S]
         """)
