@@ -5,8 +5,9 @@
 #   KAMID=.build/release/kamid KAMICTL=.build/release/kamictl bash clients/php/test.sh
 #
 # Starts kamid in a temp dir on 127.0.0.1 (port 0), creates SKUs and imports codes with
-# kamictl, runs clients/php/tests/run.php, and stops kamid on any exit. Exit status is
-# non-zero on any failure. `test.sh --restart-kamid WORKDIR` is used by the PHP tests to
+# kamictl, runs clients/php/tests/run.php, and stops kamid on any exit (the webhook test starts
+# a kamid of its own, with webhooks configured, and a `php -S` receiver, and stops both). Exit
+# status is non-zero on any failure. `test.sh --restart-kamid WORKDIR` is used by the PHP tests to
 # restart that kamid on the same port and data dir.
 set -euo pipefail
 
@@ -131,4 +132,5 @@ make_sku retry 0 8     # reconnects and lost replies
     --token-file "$WORK/data/default.token" \
     --kamictl "$KAMICTL" --socket "$SOCK" \
     --codes "$WORK/codes" \
+    --kamid "$KAMID" \
     --restart "bash $(printf '%q' "$HERE/test.sh") --restart-kamid $(printf '%q' "$WORK")"

@@ -3,7 +3,7 @@
 // Behaviour tests of Kami\Client against a real kamid (started by clients/php/test.sh).
 //
 //   php clients/php/tests/run.php HOST PORT --token-file F --kamictl PATH --socket SOCK
-//       --codes DIR --restart CMD
+//       --codes DIR --restart CMD --kamid PATH
 //
 // SKUs made by test.sh: vip (per-user limit 2, 8 codes), solo (1 code), hold (6), retry (8);
 // DIR/<sku>.csv holds what was imported. Plain PHP, no PHPUnit: each test is a closure,
@@ -41,7 +41,7 @@ set_error_handler(static function (int $no, string $str, string $file, int $line
 // ------------------------------------------------------------------ arguments
 
 if ($argc < 3) {
-    fwrite(STDERR, "usage: run.php HOST PORT --token-file F --kamictl PATH --socket SOCK --codes DIR --restart CMD\n");
+    fwrite(STDERR, "usage: run.php HOST PORT --token-file F --kamictl PATH --socket SOCK --codes DIR --restart CMD --kamid PATH\n");
     exit(2);
 }
 [$host, $port] = [$argv[1], (int) $argv[2]];
@@ -53,7 +53,7 @@ $opt = [];
 for ($i = 3; $i + 1 < $argc; $i += 2) {
     $opt[ltrim($argv[$i], '-')] = $argv[$i + 1];
 }
-foreach (['token-file', 'kamictl', 'socket', 'codes', 'restart'] as $k) {
+foreach (['token-file', 'kamictl', 'socket', 'codes', 'restart', 'kamid'] as $k) {
     if (!isset($opt[$k])) {
         fwrite(STDERR, "missing --$k\n");
         exit(2);
@@ -576,6 +576,8 @@ $tests['bad arguments are refused before sending'] = function () {
     throws(\InvalidArgumentException::class, fn () => $c->issue('o', 'u', 's', 1, 'p', ['ipp' => '1.2.3.4']), 'misspelt field');
     same(0, $c->connectCount(), 'nothing sent');
 };
+
+require __DIR__ . '/webhook.php';
 
 // ------------------------------------------------------------------ runner
 
