@@ -45,11 +45,12 @@ func binaries(t *testing.T) (string, string) {
 var readyPort = regexp.MustCompile(`tcp=([0-9]+)`)
 
 // startDaemon starts kamid on 127.0.0.1:port (port "0" for any) over dir and waits for
-// its ready line.
-func startDaemon(t *testing.T, dir, port string) (*daemon, error) {
+// its ready line. extra are more arguments (a --config FILE).
+func startDaemon(t *testing.T, dir, port string, extra ...string) (*daemon, error) {
 	kamid, _ := binaries(t)
 	d := &daemon{t: t, dir: dir, done: make(chan struct{})}
-	d.cmd = exec.Command(kamid, "--data-dir", dir, "--listen", "127.0.0.1:"+port, "--durability", "full", "--metrics-listen", "off")
+	args := []string{"--data-dir", dir, "--listen", "127.0.0.1:" + port, "--durability", "full", "--metrics-listen", "off"}
+	d.cmd = exec.Command(kamid, append(args, extra...)...)
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pipe, err := d.cmd.StderrPipe()
 	if err != nil {
