@@ -73,7 +73,7 @@ let package = Package(
         // store writes in each event's transaction.
         .target(
             name: "KamiWebhooks",
-            dependencies: ["KamiCore", "KamiEngine", "KamiStore", "KamiHTTP", "KamiCrypto"],
+            dependencies: ["KamiCore", "KamiEngine", "KamiStore", "KamiHTTP", "KamiCrypto", "CKamiLinux"],
             swiftSettings: strict
         ),
 
@@ -121,7 +121,7 @@ let package = Package(
         ),
         // A webhook receiver that checks signatures and fails a share of deliveries on purpose
         // (kami-bench's kamid-webhooks peer, the webhook and daemon tests).
-        .target(name: "KamiWebhookReceiver", dependencies: ["KamiHTTP", "KamiWebhooks"], path: "Benchmarks/KamiWebhookReceiver",
+        .target(name: "KamiWebhookReceiver", dependencies: ["KamiHTTP", "KamiWebhooks", "CKamiLinux"], path: "Benchmarks/KamiWebhookReceiver",
                 swiftSettings: strict),
         // A supplier simulator (the generic API's three shapes, with faults and a ledger).
         .target(name: "KamiSupplierSim", dependencies: ["KamiHTTP", "KamiUpstream"], path: "Benchmarks/KamiSupplierSim",

@@ -223,7 +223,7 @@ public struct ScenarioBench: Sendable {
     /// kamid with a webhook endpoint at a receiver here that refuses every other request: the
     /// load as for kamid, then the wait until every acknowledged order's event was accepted.
     private func runWithWebhooks() throws -> PeerResult {
-        let receiver = try WebhookReceiver(secret: ScenarioBench.webhookSecret, failEvery: 2)
+        let receiver = try WebhookReceiver(secret: ScenarioBench.webhookSecret, failEvery: 2, nice: true)
         defer { receiver.stop() }
         let base = try options.kamidConfig.map { try String(contentsOfFile: $0, encoding: .utf8) } ?? ""
         let path = PeerProcess.tempDirectory("kamid-webhooks-config")

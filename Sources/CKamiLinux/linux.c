@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 
 int64_t kami_resident_bytes(void) {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -39,4 +41,9 @@ long long kami_peer_uid(int fd) {
     socklen_t len = sizeof cred;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
     return (long long)cred.uid;
+}
+
+int kami_thread_nice(int nice) {
+    // On Linux the nice value is per thread: PRIO_PROCESS with a thread id sets that thread's.
+    return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
 }

@@ -29,8 +29,8 @@ extension EngineCore {
                 if row.doneAtMs == nil { problems.append("\(name): \(row.state) without a done time") }
                 if row.attempts < 1 { problems.append("\(name): \(row.state) after \(row.attempts) attempts") }
             }
-            if row.attempts < 0 || row.nextAtMs < row.createdAtMs {
-                problems.append("\(name): attempts \(row.attempts), next \(row.nextAtMs) before created \(row.createdAtMs)")
+            if row.attempts < 0 || row.nextAtMs < row.createdAtMs || row.retryFromMs < row.createdAtMs {
+                problems.append("\(name): attempts \(row.attempts), next \(row.nextAtMs) or retry window \(row.retryFromMs) before created \(row.createdAtMs)")
             }
             guard let object = (try? JSONSerialization.jsonObject(with: Data(row.data.utf8))) as? [String: Any] else {
                 problems.append("\(name): data is not a JSON object")

@@ -31,6 +31,8 @@ final class DaemonRuntime: @unchecked Sendable {
     private var upstream: UpstreamService?
     /// Delivers the webhook outbox (always running; with no endpoint it has nothing to do).
     private var webhooks: WebhookDispatcher?
+    /// The endpoints in force, secrets read (a reload reports a changed secret).
+    private var webhookEndpoints: [WebhookEndpoint] = []
     /// The risk gate: its counters are sized once, here; its rules follow the config.
     private var risk: RiskGate?
 
@@ -79,8 +81,10 @@ final class DaemonRuntime: @unchecked Sendable {
         // its outbox rows, and the rows the last run left are delivered.
         let webhooks: WebhookDispatcher
         do {
+            let endpoints = try DaemonRuntime.webhookEndpoints(config)
+            lock.withLock { webhookEndpoints = endpoints }
             webhooks = WebhookDispatcher(
-                engine: engine, endpoints: try DaemonRuntime.webhookEndpoints(config),
+                engine: engine, endpoints: endpoints,
                 settings: DaemonRuntime.webhookSettings(config)
             ) { [logger] event, fields in
                 logger.log(event == "webhook-dead" ? .warning : .info, event, pairs: fields.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
@@ -316,6 +320,9 @@ final class DaemonRuntime: @unchecked Sendable {
         let restart = DaemonRuntime.changedKeys(old, loaded).filter { DaemonConfig.restartKeys.contains($0) }
         if tokens != server.authenticator.currentTokens { applied.append("tokens") }
 
+        // Webhook secrets are read before anything changes: a bad file keeps the old config whole.
+        let hookEndpoints: [WebhookEndpoint]
+        do { hookEndpoints = try DaemonRuntime.webhookEndpoints(next) } catch { return .failure(error) }
         if !next.suppliers.isEmpty || upstream != nil {
             let endpoints: [SupplierEndpoint]
             do { endpoints = try DaemonRuntime.endpoints(next) } catch { return .failure(KamiError(.badRequest, error.description)) }
@@ -326,8 +333,9 @@ final class DaemonRuntime: @unchecked Sendable {
             }
         }
         if old.suppliers != next.suppliers { applied.append("suppliers") }
-        let hookEndpoints: [WebhookEndpoint]
-        do { hookEndpoints = try DaemonRuntime.webhookEndpoints(next) } catch { return .failure(error) }
+        let secrets = { (list: [WebhookEndpoint]) in Dictionary(list.map { ($0.name, $0.secret) }, uniquingKeysWith: { $1 }) }
+        if secrets(hookEndpoints) != secrets(webhookEndpoints) { applied.append("webhook_secrets") }
+        webhookEndpoints = hookEndpoints
         webhooks?.reload(endpoints: hookEndpoints, settings: DaemonRuntime.webhookSettings(next))
         if let risk, rules != risk.rules {
             risk.load(rules)

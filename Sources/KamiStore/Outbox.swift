@@ -78,24 +78,33 @@ public struct OutboxRow: Sendable, Hashable {
     public var type: String
     public var data: String
     public var createdAtMs: Int64
+    /// Where the retry window starts: the event's time, or its last replay's.
+    public var retryFromMs: Int64
     public var state: State
     public var attempts: Int
     public var nextAtMs: Int64
     public var lastError: String
     public var doneAtMs: Int64?
 
-    public init(id: Int64, endpoint: String, type: String, data: String, createdAtMs: Int64, state: State,
-                attempts: Int, nextAtMs: Int64, lastError: String, doneAtMs: Int64?) {
+    public init(id: Int64, endpoint: String, type: String, data: String, createdAtMs: Int64, retryFromMs: Int64? = nil,
+                state: State, attempts: Int, nextAtMs: Int64, lastError: String, doneAtMs: Int64?) {
         self.id = id
         self.endpoint = endpoint
         self.type = type
         self.data = data
         self.createdAtMs = createdAtMs
+        self.retryFromMs = retryFromMs ?? createdAtMs
         self.state = state
         self.attempts = attempts
         self.nextAtMs = nextAtMs
         self.lastError = lastError
         self.doneAtMs = doneAtMs
+    }
+
+    func with(retryFromMs: Int64) -> OutboxRow {
+        var row = self
+        row.retryFromMs = retryFromMs
+        return row
     }
 
     /// The body a delivery carries: the event's id, type and time around its data.
@@ -168,9 +177,16 @@ public enum OutboxData {
 }
 
 /// Turns the mutations of a batch into outbox rows, in the same transaction (writer thread).
-struct OutboxWriter {
+final class OutboxWriter {
     let db: Connection
     let routes: [WebhookRoute]
+    /// SKU keys looked up in this batch.
+    private var skuKeys: [SkuID: String] = [:]
+
+    init(db: Connection, routes: [WebhookRoute]) {
+        self.db = db
+        self.routes = routes
+    }
 
     /// The events `mutation` (with its `outcome`) makes, in order.
     func events(of mutation: Mutation, outcome: MutationOutcome) throws(SQLiteError) -> [OutboxEvent] {
@@ -229,18 +245,21 @@ struct OutboxWriter {
     }
 
     private func skuKey(_ sku: SkuID) throws(SQLiteError) -> String {
+        if let known = skuKeys[sku] { return known }
         let stmt = try db.prepare("SELECT key FROM skus WHERE id = ?")
         defer { stmt.reset() }
         stmt.bind(1, Int64(sku))
-        return try stmt.step() ? stmt.text(0) ?? "" : ""
+        let key = try stmt.step() ? stmt.text(0) ?? "" : ""
+        skuKeys[sku] = key
+        return key
     }
 
     /// Writes one row per endpoint that takes each event.
     func write(_ events: [OutboxEvent], atMs: Int64) throws(SQLiteError) {
         guard !events.isEmpty else { return }
         let insert = try db.prepare("""
-            INSERT INTO webhook_outbox(endpoint, type, data, created_ms, state, attempts, next_ms, last_error)
-            VALUES(?,?,?,?,0,0,?,'')
+            INSERT INTO webhook_outbox(endpoint, type, data, created_ms, retry_from_ms, state, attempts, next_ms, last_error)
+            VALUES(?1,?2,?3,?4,?4,0,0,?4,'')
             """)
         for event in events {
             for route in routes where route.takes(event.type) {
@@ -248,7 +267,6 @@ struct OutboxWriter {
                 insert.bind(2, event.type.rawValue)
                 insert.bind(3, event.data)
                 insert.bind(4, atMs)
-                insert.bind(5, atMs)
                 try insert.run()
             }
         }
@@ -287,7 +305,7 @@ struct OutboxWriter {
         var replayed: Int64 = 0
         if ids.isEmpty {
             let stmt = try db.prepare("""
-                UPDATE webhook_outbox SET state = 0, attempts = 0, next_ms = ?, created_ms = ?, done_ms = NULL
+                UPDATE webhook_outbox SET state = 0, attempts = 0, next_ms = ?, retry_from_ms = ?, done_ms = NULL
                 WHERE state = 2 AND (? IS NULL OR endpoint = ?)
                 """)
             stmt.bind(1, atMs)
@@ -298,7 +316,7 @@ struct OutboxWriter {
             return Int64(db.changes)
         }
         let stmt = try db.prepare("""
-            UPDATE webhook_outbox SET state = 0, attempts = 0, next_ms = ?, created_ms = ?, done_ms = NULL
+            UPDATE webhook_outbox SET state = 0, attempts = 0, next_ms = ?, retry_from_ms = ?, done_ms = NULL
             WHERE id = ? AND state = 2
             """)
         for id in ids {
@@ -311,11 +329,13 @@ struct OutboxWriter {
         return replayed
     }
 
-    /// Deletes delivered rows done before `beforeMs`, at most `limit`; returns how many.
+    /// Deletes delivered rows done before `beforeMs`, at most `limit`; returns how many. The
+    /// newest row always stays: the next id is one past it, so no id is ever given twice.
     static func prune(beforeMs: Int64, limit: Int, db: Connection) throws(SQLiteError) -> Int64 {
         let stmt = try db.prepare("""
             DELETE FROM webhook_outbox WHERE id IN (
-                SELECT id FROM webhook_outbox WHERE state = 1 AND done_ms < ? ORDER BY id LIMIT ?)
+                SELECT id FROM webhook_outbox WHERE state = 1 AND done_ms < ?
+                    AND id < (SELECT MAX(id) FROM webhook_outbox) ORDER BY id LIMIT ?)
             """)
         stmt.bind(1, beforeMs)
         stmt.bind(2, limit)
@@ -334,23 +354,25 @@ extension Store {
     /// Pending rows of `endpoint` due at `nowMs`, oldest due first, at most `limit`.
     public func outboxDue(endpoint: String, nowMs: Int64, limit: Int) throws(KamiError) -> [OutboxRow] {
         try outboxRows("""
-            SELECT id, endpoint, type, data, created_ms, state, attempts, next_ms, last_error, done_ms
+            SELECT id, endpoint, type, data, created_ms, state, attempts, next_ms, last_error, done_ms, retry_from_ms
             FROM webhook_outbox WHERE endpoint = ?1 AND state = 0 AND next_ms <= ?2 ORDER BY next_ms, id LIMIT ?3
             """, endpoint: endpoint, number: nowMs, limit: limit)
     }
 
     /// Rows in `state` (any endpoint when nil), newest first, at most `limit`.
     public func outbox(state: OutboxRow.State, endpoint: String?, limit: Int) throws(KamiError) -> [OutboxRow] {
+        // The state as a literal: the dead-letter listing then uses its partial index.
         try outboxRows("""
-            SELECT id, endpoint, type, data, created_ms, state, attempts, next_ms, last_error, done_ms
-            FROM webhook_outbox WHERE state = ?2 AND (?1 IS NULL OR endpoint = ?1) ORDER BY id DESC LIMIT ?3
-            """, endpoint: endpoint, number: Int64(state.rawValue), limit: limit)
+            SELECT id, endpoint, type, data, created_ms, state, attempts, next_ms, last_error, done_ms, retry_from_ms
+            FROM webhook_outbox WHERE state = \(state.rawValue) AND ?2 = ?2 AND (?1 IS NULL OR endpoint = ?1)
+            ORDER BY id DESC LIMIT ?3
+            """, endpoint: endpoint, number: 0, limit: limit)
     }
 
     /// Every row (for `verify` and tests), in id order.
     public func outboxAll() throws(KamiError) -> [OutboxRow] {
         try outboxRows("""
-            SELECT id, endpoint, type, data, created_ms, state, attempts, next_ms, last_error, done_ms
+            SELECT id, endpoint, type, data, created_ms, state, attempts, next_ms, last_error, done_ms, retry_from_ms
             FROM webhook_outbox WHERE ?1 IS NULL AND ?2 = ?2 ORDER BY id LIMIT ?3
             """, endpoint: nil, number: 0, limit: Int.max)
     }
@@ -381,7 +403,8 @@ extension Store {
                     id: stmt.int64(0), endpoint: stmt.text(1) ?? "", type: stmt.text(2) ?? "", data: stmt.text(3) ?? "",
                     createdAtMs: stmt.int64(4), state: OutboxRow.State(rawValue: stmt.int(5)) ?? .pending,
                     attempts: stmt.int(6), nextAtMs: stmt.int64(7), lastError: stmt.text(8) ?? "",
-                    doneAtMs: stmt.isNull(9) ? nil : stmt.int64(9)))
+                    doneAtMs: stmt.isNull(9) ? nil : stmt.int64(9))
+                    .with(retryFromMs: stmt.int64(10)))
             }
             return rows
         }

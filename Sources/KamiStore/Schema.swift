@@ -267,14 +267,18 @@ enum Schema {
         );
         """,
         // 12: the webhook outbox: one row per event and endpoint, written in the transaction
-        // of the event; AUTOINCREMENT so an event id is never reused after pruning.
+        // of the event. Ids are never reused: pruning keeps the newest row. `retry_from_ms`
+        // starts the retry window (the event's time, or a replay's); only pending rows are
+        // in the due index and only dead ones in the dead-letter index, so an insert touches
+        // the table and one index.
         """
         CREATE TABLE webhook_outbox(
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            id INTEGER PRIMARY KEY,
             endpoint TEXT NOT NULL,
             type TEXT NOT NULL,
             data TEXT NOT NULL,
             created_ms INTEGER NOT NULL,
+            retry_from_ms INTEGER NOT NULL,
             state INTEGER NOT NULL,
             attempts INTEGER NOT NULL,
             next_ms INTEGER NOT NULL,
@@ -282,7 +286,7 @@ enum Schema {
             done_ms INTEGER
         );
         CREATE INDEX webhook_outbox_due ON webhook_outbox(endpoint, next_ms) WHERE state = 0;
-        CREATE INDEX webhook_outbox_state ON webhook_outbox(state, id);
+        CREATE INDEX webhook_outbox_dead ON webhook_outbox(id) WHERE state = 2;
         """,
     ]
 

@@ -1,3 +1,4 @@
+import CKamiLinux
 import Glibc
 public import KamiCore
 public import KamiEngine
@@ -40,6 +41,8 @@ public final class WebhookDispatcher: @unchecked Sendable {
     private let stopped = Atomic<Bool>(false)
     private let countersBox = Mutex(WebhookCounters())
 
+    /// The loop thread's nice value (19: the lowest priority).
+    static let threadNice: Int32 = 19
     /// Watch stock this often, ms.
     static let watchEveryMs: Int64 = 1_000
     /// Prune delivered rows this often, ms, at most `pruneBatch` at a time.
@@ -61,6 +64,10 @@ public final class WebhookDispatcher: @unchecked Sendable {
     /// Starts polling (the outbox left by the last run is delivered first).
     public func start() {
         loop.execute { [self] in
+            // Delivery takes the CPU that issuing leaves: the loop thread runs at the lowest
+            // priority, so a flood of events (or a receiver failing every request) never
+            // competes with the storefront's requests on a busy machine.
+            _ = kami_thread_nice(WebhookDispatcher.threadNice)
             started = true
             tick()
         }
@@ -167,7 +174,7 @@ public final class WebhookDispatcher: @unchecked Sendable {
         let now = clock.nowMs()
         let attempts = row.attempts + 1
         let next = now + settings.backoff(afterAttempts: attempts, unit: Double.random(in: 0..<1))
-        if next - row.createdAtMs > settings.retryForMs {
+        if next - row.retryFromMs > settings.retryForMs {
             settle(row, outcome: .dead, error: error)
             log("webhook-dead", ["endpoint": row.endpoint, "id": String(row.id), "type": row.type,
                                  "attempts": String(attempts), "error": error])

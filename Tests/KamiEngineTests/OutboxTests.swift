@@ -96,6 +96,8 @@ final class OutboxTests: XCTestCase {
         let replayed = try h.engine.webhooks.due(endpoint: "shop", nowMs: h.clock.nowMs(), limit: 10)
         XCTAssertEqual(replayed.map(\.id), [due[2].id])
         XCTAssertEqual(replayed[0].attempts, 0, "a fresh retry budget")
+        XCTAssertEqual(replayed[0].createdAtMs, due[2].createdAtMs, "the event's time stays: one id, one body")
+        XCTAssertGreaterThanOrEqual(replayed[0].retryFromMs, h.clock.nowMs())
         XCTAssertEqual(try h.engine.webhooks.replay(ids: [], endpoint: nil, who: "test"), 0)
 
         h.clock.advance(ms: 10_000)
@@ -122,10 +124,10 @@ final class OutboxTests: XCTestCase {
         // and a delivery event for an order that is only reserved.
         let db = try Connection(path: h.directory + "/" + Store.fileName)
         try db.execute("""
-            INSERT INTO webhook_outbox(endpoint, type, data, created_ms, state, attempts, next_ms, last_error)
-            VALUES('shop', 'order.refunded', '{"order":"o1","sku":"vip","units":1,"state":"refunded","code_ids":[]}', 1, 0, 0, 1, ''),
-                  ('shop', 'order.delivered', '{"order":"o2","sku":"vip","units":1,"state":"committed","code_ids":[]}', 1, 0, 0, 1, ''),
-                  ('shop', 'order.delivered', '{"order":"o1","sku":"vip","units":1,"state":"committed","code_ids":[]}', 1, 1, 0, 1, '')
+            INSERT INTO webhook_outbox(endpoint, type, data, created_ms, retry_from_ms, state, attempts, next_ms, last_error)
+            VALUES('shop', 'order.refunded', '{"order":"o1","sku":"vip","units":1,"state":"refunded","code_ids":[]}', 1, 1, 0, 0, 1, ''),
+                  ('shop', 'order.delivered', '{"order":"o2","sku":"vip","units":1,"state":"committed","code_ids":[]}', 1, 1, 0, 0, 1, ''),
+                  ('shop', 'order.delivered', '{"order":"o1","sku":"vip","units":1,"state":"committed","code_ids":[]}', 1, 1, 1, 0, 1, '')
             """)
         h.reopen()
         let problems = try h.engine.admin.verify().filter { $0.invariant == "outbox" }.map(\.detail)

@@ -180,6 +180,23 @@ final class WebhookDaemonTests: XCTestCase {
         XCTAssertTrue(receiver.wait(seconds: 10) { $0.count == 1 })
         XCTAssertEqual(receiver.accepted.first?.body["order"], "b0-0")
 
+        // A new secret in the file is reported by the reload, and the next delivery is signed with it.
+        let secretFile = directory + "/shop.whsec"
+        try "whsec_rotated_0123456789abcdef\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
+        chmod(secretFile, 0o600)
+        let rotated = try kamid.kamictl(["reload"])
+        XCTAssertTrue(rotated.output.contains("webhook_secrets"), rotated.output)
+        XCTAssertFalse(rotated.output.contains("whsec_rotated"), "the secret in kamictl's output")
+        // An unreadable secret file keeps the whole old config (no half-applied reload).
+        chmod(secretFile, 0o644)
+        let loose = try kamid.kamictl(["reload"])
+        XCTAssertNotEqual(loose.status, 0)
+        XCTAssertTrue(loose.output.contains("readable by group or others"), loose.output)
+        chmod(secretFile, 0o600)
+        try (secret + "\n").write(toFile: secretFile, atomically: true, encoding: .utf8)
+        chmod(secretFile, 0o600)
+        XCTAssertEqual(try kamid.kamictl(["reload"]).status, 0)
+
         // A bad event name is refused and the old settings stay.
         _ = try configure(directory, port: receiver.port, extra: "webhook_events.shop = order.shipped")
         let bad = try kamid.kamictl(["reload"])

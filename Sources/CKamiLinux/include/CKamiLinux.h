@@ -57,3 +57,7 @@ static inline void kami_prefetch(const void *address) {
 int kami_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 /* The uid of the peer of a Unix socket (SO_PEERCRED); -1 on failure. */
 long long kami_peer_uid(int fd);
+
+/// Lowers the calling thread's CPU priority to `nice` (0 to 19): background work such as
+/// webhook delivery then takes the CPU the request threads leave. Returns 0 or -1 (errno).
+int kami_thread_nice(int nice);
