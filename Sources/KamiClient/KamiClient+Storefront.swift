@@ -82,6 +82,26 @@ extension KamiClient {
         return try send(request).wireCodes(.entitlements)
     }
 
+    /// Marks codes of `order` used for its buyer `user` (every code of the order when `codeID`
+    /// is nil); one line per code with its activation time. Activating again is not an error.
+    public func activate(order: String, user: String, codeID: Int64? = nil, ip: String? = nil) throws(KamiError) -> [WireCode] {
+        var request = Request(id: .none, op: .activate)
+        request.order = order
+        request.user = user
+        request.codeID = codeID
+        request.ip = ip
+        return try send(request).wireCodes(.activate).codes
+    }
+
+    /// Marks used the code an activation token (`{token}` of an activation link) names: what
+    /// a brand's page does with the token it was handed.
+    public func activate(token: String, ip: String? = nil) throws(KamiError) -> [WireCode] {
+        var request = Request(id: .none, op: .activate)
+        request.token = token
+        request.ip = ip
+        return try send(request).wireCodes(.activate).codes
+    }
+
     /// The stock counters of `sku`.
     public func stock(sku: String) throws(KamiError) -> WireStock {
         try send(.stock(sku: sku)).wireStock(.stock)

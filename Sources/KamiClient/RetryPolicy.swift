@@ -58,7 +58,7 @@ extension Operation {
     /// row as a duplicate, and the operator should see what happened instead.
     var isSafeToRepeat: Bool {
         switch self {
-        case .hello, .ping, .reserve, .commit, .issue, .release, .order, .entitlements, .stock, .stats, .verify,
+        case .hello, .ping, .reserve, .commit, .issue, .release, .order, .entitlements, .activate, .stock, .stats, .verify,
              .skuList, .auditVerify, .jobs, .wait, .supplierList, .supplierShow, .upstreamFailed, .supplierReconcile,
              .riskList, .riskTest, .auditReveals, .reviewList, .campaignList, .couponList, .distributorList, .distributorStatement, .reconcilePayments, .report, .caseList, .webhookList:
             true

@@ -1,12 +1,14 @@
 /// A SKU's activation link template, e.g. `https://brand.example/redeem?card={card_number}&o={order}`.
 ///
-/// Placeholders are `{code_id}`, `{card_number}`, `{order}`, `{user}` and `{sku}`; every value is
+/// Placeholders are `{code_id}`, `{card_number}`, `{order}`, `{user}`, `{sku}` and `{token}` (a
+/// signed activation token good for `Limits.activationTokenTTLMs`, minted each time the link is
+/// shown, that the brand's page hands back to kamid's `activate`); every value is
 /// percent-encoded (RFC 3986: only `A-Z a-z 0-9 - . _ ~` pass as they are), so a card number
 /// with `&` or a user with `/` or a space cannot change the link's meaning. A secret never goes
 /// in a link (it would sit in browser histories and proxy logs): `{secret}` is refused.
 public enum ActivationTemplate {
     /// The placeholders a template may use.
-    public static let placeholders = ["code_id", "card_number", "order", "user", "sku"]
+    public static let placeholders = ["code_id", "card_number", "order", "user", "sku", "token"]
 
     /// What one code's link is made from.
     public struct Values: Sendable {
@@ -15,8 +17,11 @@ public enum ActivationTemplate {
         public var order: String
         public var user: String
         public var sku: String
+        /// The activation token (minted only when the template has `{token}`).
+        public var token: String?
 
-        public init(codeID: CodeID, cardNumber: String?, order: String, user: String, sku: String) {
+        public init(codeID: CodeID, cardNumber: String?, order: String, user: String, sku: String, token: String? = nil) {
+            self.token = token
             self.codeID = codeID
             self.cardNumber = cardNumber
             self.order = order
@@ -59,6 +64,9 @@ public enum ActivationTemplate {
         }
     }
 
+    /// Whether expanding `template` needs a token (so one is minted only then).
+    public static func needsToken(_ template: String) -> Bool { template.contains("{token}") }
+
     /// The link for one code. A placeholder that is not known (a template stored before
     /// templates were checked) stays as written.
     public static func expand(_ template: String, _ values: Values) -> String {
@@ -79,6 +87,7 @@ public enum ActivationTemplate {
             case "order": values.order
             case "user": values.user
             case "sku": values.sku
+            case "token": values.token ?? ""
             default: nil
             }
             if let value { out += percentEncoded(value) } else { out += rest[open...close] }

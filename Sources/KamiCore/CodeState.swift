@@ -8,16 +8,20 @@
 /// - `issued → voided` (a refund or a leaked code), `available → voided` (an operator voids
 ///   a leaked batch before it sells), `reserved → voided` (a held code that fails
 ///   authentication at commit is quarantined). `voided` is terminal.
+/// - `issued → used` (the buyer or the brand activated it: `activate`), `used → voided` (the
+///   order refunded after all). Nothing goes back to `issued`: an activation is never undone.
 public enum CodeState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case available = 0
     case reserved = 1
     case issued = 2
     case voided = 3
+    case used = 4
 
     /// Every legal move, as (from, to).
     public static let moves: Set<Move> = [  // at most 8 states: `moveBits` packs them in 64 bits
         Move(.available, .reserved), Move(.reserved, .issued), Move(.reserved, .available),
         Move(.available, .issued), Move(.issued, .voided), Move(.available, .voided), Move(.reserved, .voided),
+        Move(.issued, .used), Move(.used, .voided),
     ]
 
     /// One move of a code between two states.
@@ -49,7 +53,7 @@ public enum CodeState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     }
 
     /// Whether a code in this state must be held by exactly one order (`verify` checks it).
-    public var isHeld: Bool { self == .reserved || self == .issued }
+    public var isHeld: Bool { self == .reserved || self == .issued || self == .used }
 
     /// One zero per state, indexed by `rawValue`: the shape of every per-state count.
     public static var zeroCounts: [Int] { [Int](repeating: 0, count: allCases.count) }
@@ -60,6 +64,7 @@ public enum CodeState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .reserved: "reserved"
         case .issued: "issued"
         case .voided: "voided"
+        case .used: "used"
         }
     }
 }

@@ -22,6 +22,14 @@ public enum Limits {
     /// Longest activation URL template in bytes.
     public static let activationURLBytesMax = 1024
 
+    /// Longest usage guide of a SKU, bytes of UTF-8 (a paragraph; it rides on every entitlement
+    /// line, and a page of 500 must stay well under the reply limit).
+    public static let usageGuideBytesMax = 1_024
+
+    /// How long an activation token (`{token}` in a link) stays good: long enough to click
+    /// through to the brand's page, short enough that a link found later in a history is dead.
+    public static let activationTokenTTLMs: Int64 = 15 * 60_000
+
     /// Most units one order may take. A flash sale order is 1; a reseller's bulk order is
     /// larger. Each unit is one code id in the order's record and one row update in its
     /// commit, so 100 keeps a single order's commit small next to a group-commit batch.

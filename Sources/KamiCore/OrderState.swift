@@ -61,7 +61,7 @@ public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     public var codeStates: Set<CodeState>? {
         switch self {
         case .reserved, .review: [.reserved]
-        case .committed, .pendingUpstream: [.issued, .voided]
+        case .committed, .pendingUpstream: [.issued, .used, .voided]
         case .refunded: [.voided]
         case .failed: []
         case .released, .expired: nil

@@ -34,13 +34,16 @@ public struct Sku: Sendable, Hashable {
     /// How long an order of this SKU may wait in the review queue (risk hold or manual
     /// delivery) before it is released; 0 = the daemon's `review_ttl_ms`.
     public var reviewTTLMs: Int64
+    /// How to use a code (shown on the buyer's entitlements page, 我的权益); nil: none.
+    public var usageGuide: String?
 
     /// Makes a SKU.
     public init(
         id: SkuID, key: String, name: String, priceCents: Int64, perUserLimit: Int,
         activationURLTemplate: String?, components: [BundleComponent] = [], manualDelivery: Bool = false,
-        reviewTTLMs: Int64 = 0
+        reviewTTLMs: Int64 = 0, usageGuide: String? = nil
     ) {
+        self.usageGuide = usageGuide
         self.id = id
         self.key = key
         self.name = name
@@ -78,13 +81,16 @@ public struct SkuDefinition: Sendable, Hashable {
     public var manualDelivery: Bool?
     /// The SKU's review TTL in ms (0: the daemon's default).
     public var reviewTTLMs: Int64?
+    /// The usage guide (empty: none).
+    public var usageGuide: String?
 
     /// Makes a definition.
     public init(
         key: String, name: String? = nil, priceCents: Int64? = nil, perUserLimit: Int? = nil,
         activationURLTemplate: String? = nil, components: [(key: String, units: Int)]? = nil,
-        manualDelivery: Bool? = nil, reviewTTLMs: Int64? = nil
+        manualDelivery: Bool? = nil, reviewTTLMs: Int64? = nil, usageGuide: String? = nil
     ) {
+        self.usageGuide = usageGuide
         self.key = key
         self.name = name
         self.priceCents = priceCents
@@ -100,7 +106,7 @@ public struct SkuDefinition: Sendable, Hashable {
             && a.activationURLTemplate == b.activationURLTemplate
             && a.components?.map(\.key) == b.components?.map(\.key)
             && a.components?.map(\.units) == b.components?.map(\.units)
-            && a.manualDelivery == b.manualDelivery && a.reviewTTLMs == b.reviewTTLMs
+            && a.manualDelivery == b.manualDelivery && a.reviewTTLMs == b.reviewTTLMs && a.usageGuide == b.usageGuide
     }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(key) }

@@ -36,6 +36,21 @@ public enum Hex {
                 UInt8(truncatingIfNeeded: value >> 8), UInt8(truncatingIfNeeded: value)])
     }
 
+    /// The bytes of an even-length hex string (either case), or nil.
+    public static func decode(_ text: String) -> [UInt8]? {
+        let chars = Array(text.utf8)
+        guard chars.count % 2 == 0 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(chars.count / 2)
+        var index = 0
+        while index < chars.count {
+            guard let high = value(of: chars[index]), let low = value(of: chars[index + 1]) else { return nil }
+            out.append(high << 4 | low)
+            index += 2
+        }
+        return out
+    }
+
     /// The value of one hex digit (either case), or nil.
     static func value(of char: UInt8) -> UInt8? {
         switch char {

@@ -32,6 +32,8 @@ public struct Sealer: Sendable, CustomStringConvertible, CustomReflectable {
     /// The key of the audit chain, derived from the same pinned key as fingerprints, so that
     /// a key rotation does not change it (the chain spans every key ever used).
     public let auditKey: AuditKey
+    /// Mints and checks activation tokens (derived from the same pinned key).
+    public let activationTokens: ActivationTokens
 
     /// A sealer for `keyring`.
     ///
@@ -46,6 +48,7 @@ public struct Sealer: Sendable, CustomStringConvertible, CustomReflectable {
         // is never also used as a MAC key.
         fingerprintMACKey = HMACSHA256.mac(key: base.bytes, data: Array("kami fingerprint v1".utf8))
         auditKey = AuditKey(master: base)
+        activationTokens = ActivationTokens(master: base)
     }
 
     /// A sealer with a single key (no rotation history).

@@ -44,6 +44,16 @@ extension EngineCore {
         if let components = definition.components {
             sku.components = try resolveComponents(components, bundleKey: definition.key, existing: existing)
         }
+        if let guide = definition.usageGuide {
+            guard guide.utf8.count <= Limits.usageGuideBytesMax else {
+                throw KamiError(.badRequest, "usage guide longer than \(Limits.usageGuideBytesMax) bytes")
+            }
+            if let bad = guide.unicodeScalars.first(where: { ($0.value < 0x20 && $0 != "\n") || $0.value == 0x7F }) {
+                throw KamiError(.badRequest, "usage guide has a control character (U+"
+                    + String(bad.value, radix: 16, uppercase: true) + "); only line breaks are allowed")
+            }
+            sku.usageGuide = guide.isEmpty ? nil : guide
+        }
         if let manual = definition.manualDelivery { sku.manualDelivery = manual }
         if let ttl = definition.reviewTTLMs {
             guard ttl == 0 || (ttl >= Limits.holdTTLMsMin && ttl <= Limits.reviewTTLMsMax) else {
@@ -57,7 +67,7 @@ extension EngineCore {
         let event = AuditEvent(
             existing == nil ? "sku-create" : "sku-update", subject: "sku:\(sku.key)",
             detail: "price=\(sku.priceCents) limit=\(sku.perUserLimit) components=\(sku.components.map { "\($0.sku)x\($0.units)" })"
-                + " manual=\(sku.manualDelivery) review_ttl_ms=\(sku.reviewTTLMs)")
+                + " manual=\(sku.manualDelivery) review_ttl_ms=\(sku.reviewTTLMs) usage_guide_bytes=\(sku.usageGuide?.utf8.count ?? 0)")
         let outcome = try submitAndWait(.writeSku(sku, audit: event))
         if case .skuID(let id) = outcome { sku.id = id }
         let stored = sku

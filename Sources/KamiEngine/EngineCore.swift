@@ -280,17 +280,18 @@ final class EngineCore: Sendable {
     }
 
     /// A code's activation link for `order` (nil: its SKU has no template).
-    static func activationURL(_ template: String?, codeID: CodeID, cardNumber: String?, order: Order, skuKey: String) -> String? {
+    func activationURL(_ template: String?, codeID: CodeID, cardNumber: String?, order: Order, skuKey: String) -> String? {
         guard let template else { return nil }
+        let token = ActivationTemplate.needsToken(template) ? activationToken(codeID: codeID, orderSeq: order.seq) : nil
         return ActivationTemplate.expand(template, .init(
-            codeID: codeID, cardNumber: cardNumber, order: order.orderID, user: order.user, sku: skuKey))
+            codeID: codeID, cardNumber: cardNumber, order: order.orderID, user: order.user, sku: skuKey, token: token))
     }
 
     func reply(_ order: Order, codes: [IssuedCode] = []) -> OrderReply {
         var codes = codes
         for index in codes.indices where codes[index].activationTemplate != nil {
             let code = codes[index]
-            codes[index].activationURL = EngineCore.activationURL(
+            codes[index].activationURL = activationURL(
                 code.activationTemplate, codeID: code.codeID, cardNumber: code.cardNumber, order: order, skuKey: code.skuKey)
         }
         return OrderReply(

@@ -563,14 +563,20 @@ extension EngineCore {
             case .committed:
                 break
             }
-            // Codes voided one by one before (a leak) are already counted as voided.
+            // Codes voided one by one before (a leak) are already counted as voided; issued and
+            // activated ones are voided now.
             let stillIssued: [OrderCode]
-            do throws(KamiError) { stillIssued = try codes(order.codes, in: .issued) } catch {
+            let stillUsed: [OrderCode]
+            do throws(KamiError) {
+                stillIssued = try codes(order.codes, in: .issued)
+                stillUsed = try codes(order.codes, in: .used)
+            } catch {
                 orders.end(orderID)
                 return completion(.failure(error))
             }
             let refunded = order.moved(to: .refunded, atMs: clock.nowMs())
             let changes = stillIssued.map { CodeChange(codeID: $0.codeID, from: .issued, to: .voided, orderSeq: order.seq) }
+                + stillUsed.map { CodeChange(codeID: $0.codeID, from: .used, to: .voided, orderSeq: order.seq) }
             let event = AuditEvent(
                 "refund", subject: "order:\(orderID)",
                 detail: "seq=\(order.seq) codes=\(EngineCore.codeIDList(order.codes))" + EngineCore.clientField(client))
@@ -587,6 +593,7 @@ extension EngineCore {
                     completion(.failure(error))
                 case .success:
                     count(stillIssued, from: .issued, to: .voided)
+                    count(stillUsed, from: .used, to: .voided)
                     userLimits.release(user: order.user, sku: order.sku, units: order.units)
                     releasePromotion(order)
                     orders.publish(published)
@@ -604,7 +611,8 @@ extension EngineCore {
         do throws(KamiError) {
             // States and rows in one statement, whatever the order's size.
             let rows = try store.codesWithState(order.codes.map(\.codeID))
-            let issued = order.codes.compactMap { rows[$0.codeID] }.filter { $0.state == .issued }.map(\.code)
+            // An activated code stays the buyer's: shown like an issued one.
+            let issued = order.codes.compactMap { rows[$0.codeID] }.filter { $0.state == .issued || $0.state == .used }.map(\.code)
             return .success(reply(order, codes: try reveal(rows: issued)))
         } catch {
             return .failure(error)

@@ -52,9 +52,13 @@ extension EngineCore {
         var owned: [(order: Order, code: OrderCode)] = []
         var next: EntitlementCursor?
         walk: for orderID in userOrders.orders(of: user).reversed() {
-            guard let order = orders.get(orderID), order.state == .committed || order.state == .refunded else { continue }
+            guard let order = orders.get(orderID) else { continue }
             if let start, order.seq > start.seq { continue }
-            for (index, code) in order.codes.enumerated() {
+            // Paid and waiting for its codes (a supplier, an operator): one pending line.
+            let waiting = order.state == .pendingUpstream || (order.state == .review && order.paymentRef != nil)
+            guard order.state == .committed || order.state == .refunded || waiting else { continue }
+            let lines = waiting ? [OrderCode(codeID: 0, sku: order.sku)] : order.codes
+            for (index, code) in lines.enumerated() {
                 if let start, order.seq == start.seq, index < start.index { continue }
                 if owned.count == pageMax {
                     next = EntitlementCursor(seq: order.seq, index: index)
@@ -64,22 +68,47 @@ extension EngineCore {
             }
         }
         guard !owned.isEmpty else { return EntitlementsPage(items: [], nextCursor: nil) }
-        let rows = try store.codesWithState(owned.map(\.code.codeID))
+        let ids = owned.map(\.code.codeID).filter { $0 != 0 }
+        let rows = try store.codesWithState(ids)
+        let used = try store.activations(ids.filter { rows[$0]?.state == .used })
         var secrets: [CodeID: Secret] = [:]
         if withSecrets {
-            let issued = owned.compactMap { rows[$0.code.codeID] }.filter { $0.state == .issued }.map(\.code)
+            let issued = owned.compactMap { rows[$0.code.codeID] }.filter { $0.state == .issued || $0.state == .used }.map(\.code)
             for code in try reveal(rows: issued) { secrets[code.codeID] = code.secret }
         }
+        let now = clock.nowMs()
         let items = owned.map { entry in
             let sku = self.sku(id: entry.code.sku)
-            let row = rows[entry.code.codeID]
-            return Entitlement(
-                orderID: entry.order.orderID, skuKey: sku?.key ?? "#\(entry.code.sku)", codeID: entry.code.codeID,
-                state: row?.state ?? .voided,
-                activationURL: EngineCore.activationURL(sku?.activationURLTemplate, codeID: entry.code.codeID,
-                                                    cardNumber: row?.code.cardNumber, order: entry.order,
-                                                    skuKey: sku?.key ?? "#\(entry.code.sku)"),
-                secret: secrets[entry.code.codeID], cardNumber: row?.code.cardNumber)
+            let key = sku?.key ?? "#\(entry.code.sku)"
+            guard entry.code.codeID != 0, let row = rows[entry.code.codeID] else {
+                var pending = Entitlement(orderID: entry.order.orderID, skuKey: key, codeID: 0, state: .reserved)
+                pending.status = .pending
+                pending.skuName = sku?.name ?? key
+                pending.usageGuide = sku?.usageGuide
+                pending.orderedAtMs = entry.order.createdAtMs
+                return pending
+            }
+            let status: Entitlement.Status
+            switch (entry.order.state, row.state) {
+            case (.refunded, _): status = .refunded
+            case (_, .used): status = .used
+            case (_, .voided): status = .voided
+            case (_, .issued) where (row.code.expiresAtMs ?? Int64.max) < now: status = .expired
+            default: status = .delivered
+            }
+            var item = Entitlement(
+                orderID: entry.order.orderID, skuKey: key, codeID: entry.code.codeID, state: row.state,
+                activationURL: status == .delivered
+                    ? activationURL(sku?.activationURLTemplate, codeID: entry.code.codeID, cardNumber: row.code.cardNumber,
+                                    order: entry.order, skuKey: key) : nil,
+                secret: secrets[entry.code.codeID], cardNumber: row.code.cardNumber)
+            item.status = status
+            item.skuName = sku?.name ?? key
+            item.usageGuide = sku?.usageGuide
+            item.expiresAtMs = row.code.expiresAtMs
+            item.orderedAtMs = entry.order.createdAtMs
+            item.usedAtMs = used[entry.code.codeID]?.atMs
+            return item
         }
         return EntitlementsPage(items: items, nextCursor: next?.text)
     }
@@ -94,7 +123,7 @@ extension EngineCore {
         let counts = stock.withLock { $0[sku.id] } ?? StockCounts()
         return StockReply(
             skuKey: sku.key, available: pool.available(sku: sku.id), reserved: counts[.reserved], issued: counts[.issued],
-            voided: counts[.voided], imported: counts.total)
+            voided: counts[.voided], imported: counts.total, used: counts[.used])
     }
 
     /// Every SKU in the catalog, by id.

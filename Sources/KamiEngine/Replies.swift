@@ -42,21 +42,41 @@ public struct StockReply: Sendable, Hashable {
     /// Units that can be reserved now (for a bundle: complete bundles).
     public var available: Int
     public var reserved: Int
+    /// Sold and not activated.
     public var issued: Int
     public var voided: Int
     public var imported: Int
+    /// Sold and activated (`activate`).
+    public var used: Int = 0
 }
 
 /// One code a user owns, for "my codes".
 public struct Entitlement: Sendable, Hashable {
+    /// What the buyer's page shows: 待发货 pending (paid, no code yet), delivered, used,
+    /// expired (the code's own expiry passed unused), refunded, voided (replaced or withdrawn).
+    public enum Status: String, Sendable, Hashable, CaseIterable {
+        case pending, delivered, used, expired, refunded, voided
+    }
+
     public var orderID: String
     public var skuKey: String
+    /// 0 for a pending order (no code yet).
     public var codeID: CodeID
     public var state: CodeState
     public var activationURL: String?
-    /// Present when asked for and the code is issued (not voided).
+    /// Present when asked for and the code is issued or used (not voided).
     public var secret: Secret?
     public var cardNumber: String?
+    public var status: Status = .delivered
+    public var skuName: String = ""
+    /// How to use it (the SKU's usage guide).
+    public var usageGuide: String?
+    /// The code's own expiry, Unix ms.
+    public var expiresAtMs: Int64?
+    /// When the order was placed, Unix ms (the list is newest first).
+    public var orderedAtMs: Int64 = 0
+    /// When it was activated, Unix ms.
+    public var usedAtMs: Int64?
 }
 
 /// One page of a user's entitlements.

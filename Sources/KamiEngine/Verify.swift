@@ -6,7 +6,7 @@ import KamiStore
 
 /// One broken invariant found by `EngineCore.verify()`.
 public struct Violation: Sendable, Hashable, CustomStringConvertible {
-    /// Which invariant: `conservation`, `double-issue`, `order-codes`, `user-limit`, `memory`, `audit`, `storage`, `upstream`, `risk-lists`, `ledger`, `outbox`.
+    /// Which invariant: `conservation`, `double-issue`, `order-codes`, `user-limit`, `memory`, `audit`, `storage`, `upstream`, `risk-lists`, `ledger`, `outbox`, `activation`.
     public var invariant: String
     /// What exactly is wrong.
     public var detail: String
@@ -332,6 +332,24 @@ extension EngineCore {
         }
         for missing in replayed.subtracting(stored).sorted().prefix(20) {
             fail("risk-lists", "list entry \(missing) was added by an audited change but is missing from the table")
+        }
+
+        // 5b. Activations: every used code has its activation row, for its own order, and a
+        // row names a code that is used (or voided since: a refund after activation).
+        let used = try store.codes(inState: .used)
+        let activations = try store.allActivations()
+        for (code, seq) in used.sorted(by: { $0.key < $1.key }).prefix(1_000_000) {
+            guard let row = activations[code] else {
+                fail("activation", "code \(code) is used but has no activation")
+                continue
+            }
+            if row != seq { fail("activation", "code \(code) is held by order seq \(seq.map(String.init) ?? "none") but was activated for \(row)") }
+        }
+        let states = try store.codeStates(activations.keys.filter { used[$0] == nil }.sorted())
+        for (code, seq) in activations.sorted(by: { $0.key < $1.key }) where used[code] == nil {
+            if states[code]?.state != .voided {
+                fail("activation", "code \(code) (order seq \(seq)) was activated but is \(states[code].map { "\($0.state)" } ?? "missing")")
+            }
         }
 
         // 5c. The webhook outbox: well-formed rows, each event true of its order.

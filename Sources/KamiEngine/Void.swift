@@ -39,7 +39,7 @@ extension EngineCore {
                 } else {
                     report.skippedReserved += 1
                 }
-            case .issued:
+            case .issued, .used:
                 if let seq = entry.orderSeq { issuedByOrder[seq, default: []].append(id) }
             }
         }
@@ -70,13 +70,16 @@ extension EngineCore {
         let order = try hold(orderID)
         defer { orders.end(orderID) }
         let current = try store.codeStates(ids)
-        let still = ids.filter { current[$0]?.state == .issued }.map { OrderCode(codeID: $0, sku: skus[$0]!) }
+        // Issued or already activated: a leaked code is voided either way.
+        let still = ids.filter { [.issued, .used].contains(current[$0]?.state) }.map { OrderCode(codeID: $0, sku: skus[$0]!) }
         guard !still.isEmpty else { return 0 }
-        let changes = still.map { CodeChange(codeID: $0.codeID, from: .issued, to: .voided, orderSeq: order.seq) }
+        let changes = still.map { CodeChange(codeID: $0.codeID, from: current[$0.codeID]!.state, to: .voided, orderSeq: order.seq) }
         let event = AuditEvent(
             "void", subject: label, detail: "order=\(order.orderID) issued codes=\(EngineCore.codeIDList(still))")
         _ = try submitAndWait(.setCodes(changes, audit: event))
-        count(still, from: .issued, to: .voided)
+        for state in [CodeState.issued, .used] {
+            count(still.filter { current[$0.codeID]?.state == state }, from: state, to: .voided)
+        }
         return still.count
     }
 

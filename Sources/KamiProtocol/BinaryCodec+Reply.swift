@@ -147,6 +147,17 @@ extension BinaryCodec {
             }
             // Added with paging, after everything older decoders read (they skip it).
             appendOptional(nextCursor, &out, &fits)
+            // Added with activation, after that: per code, the buyer's view (an older decoder
+            // stops before it).
+            guard appendCount(codes.count, &out, &fits) else { return }
+            for code in codes {
+                appendOptional(code.status, &out, &fits)
+                appendOptional(code.skuName, &out, &fits)
+                appendOptional(code.usageGuide, &out, &fits)
+                out.appendI64LE(code.expiresAtMs ?? -1)
+                out.appendI64LE(code.orderedAtMs ?? -1)
+                out.appendI64LE(code.usedAtMs ?? -1)
+            }
         case .stock(let stock):
             appendString(stock.sku, &out, &fits)
             out.appendI64LE(stock.available)
@@ -301,6 +312,19 @@ extension BinaryCodec {
                                       activationURL: activationURL, state: state, order: order))
             }
             let next = r.remaining > 0 ? try r.optStr("next_cursor") : nil
+            if r.remaining > 0 {
+                let extras = Int(try r.u16("extras"))
+                guard extras == codes.count else { throw .invalid("\(extras) entitlement details for \(codes.count) codes") }
+                for index in 0..<extras {
+                    codes[index].status = try r.optStr("status")
+                    codes[index].skuName = try r.optStr("sku_name")
+                    codes[index].usageGuide = try r.optStr("usage_guide")
+                    let times = (try r.i64("expires_at_ms"), try r.i64("ordered_at_ms"), try r.i64("used_at_ms"))
+                    codes[index].expiresAtMs = times.0 < 0 ? nil : times.0
+                    codes[index].orderedAtMs = times.1 < 0 ? nil : times.1
+                    codes[index].usedAtMs = times.2 < 0 ? nil : times.2
+                }
+            }
             return .codes(codes, nextCursor: next)
         case .stock:
             return .stock(WireStock(

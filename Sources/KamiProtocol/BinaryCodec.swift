@@ -136,6 +136,13 @@ public enum BinaryCodec {
             if r.remaining > 0 { request.ip = try r.optStr("ip") }
         case .stock:
             request.sku = try r.str("sku")
+        case .activate:
+            request.order = try r.optStr("order")
+            request.user = try r.optStr("user")
+            let code = try r.i64("code_id")
+            request.codeID = code == 0 ? nil : code
+            request.token = try r.optStr("token")
+            request.ip = try r.optStr("ip")
         case .skuSet, .importCSV, .void, .refund, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,
              .supplierList, .supplierShow, .supplierMap, .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource, .upstreamFailed, .upstreamRetry, .riskBlock, .riskUnblock, .riskList, .riskTest, .auditReveals, .reviewList, .reviewApprove, .reviewDeny, .deliver, .campaignSet, .campaignList, .couponAdd, .couponList, .distributorSet, .distributorList, .distributorStatement, .reconcilePayments, .report, .caseOpen, .caseList, .caseResolve, .webhookList, .webhookReplay:
             // Refused before the payload is read; kept exhaustive so a new op must choose.
@@ -328,6 +335,12 @@ public enum BinaryCodec {
                 try optional(request.cursor, "cursor")
                 if request.ip != nil { try optional(request.ip, "ip") }
             }
+        case .activate:
+            try optional(request.order, "order")
+            try optional(request.user, "user")
+            out.appendI64LE(request.codeID ?? 0)
+            try optional(request.token, "token")
+            try optional(request.ip, "ip")
         case .stock:
             try required(request.sku, "sku")
         case .skuSet, .importCSV, .void, .refund, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,

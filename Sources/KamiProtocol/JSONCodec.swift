@@ -84,6 +84,7 @@ public enum JSONCodec {
         number(.priceCents, request.priceCents)
         number(.perUserLimit, request.perUserLimit.map { Int64($0) })
         text(.activationURL, request.activationURL)
+        text(.usageGuide, request.usageGuide)
         text(.path, request.path)
         text(.batch, request.batch)
         number(.codeID, request.codeID)
@@ -292,6 +293,20 @@ public enum JSONCodec {
                 JSONWriter.optionalString(code.order, &out)
                 JSONWriter.key("state", &out)
                 JSONWriter.optionalString(code.state?.name, &out)
+                if let status = code.status {
+                    JSONWriter.key("status", &out)
+                    JSONWriter.string(status, &out)
+                    JSONWriter.key("sku_name", &out)
+                    JSONWriter.optionalString(code.skuName, &out)
+                    JSONWriter.key("usage_guide", &out)
+                    JSONWriter.optionalString(code.usageGuide, &out)
+                    let times: [(StaticString, Int64?)] = [("expires_at_ms", code.expiresAtMs), ("ordered_at_ms", code.orderedAtMs),
+                                                           ("used_at_ms", code.usedAtMs)]
+                    for (name, value) in times {
+                        JSONWriter.key(name, &out)
+                        if let value { out.appendDecimal(value) } else { out.appendStatic("null") }
+                    }
+                }
             }
             out.append(UInt8(ascii: "}"))
         }

@@ -10,6 +10,7 @@ enum JSONField: UInt8, CaseIterable {
     case manualDelivery, reviewTTLMs, secrets
     case bundle, currency, channel, campaign, coupon, distributor
     case discountCents, budgetCents, codes, count, rateBps, by, caseID, note
+    case usageGuide
 
     /// The name on the wire.
     var key: StaticString {
@@ -79,10 +80,12 @@ enum JSONField: UInt8, CaseIterable {
         case .by: "by"
         case .caseID: "case"
         case .note: "note"
+        case .usageGuide: "usage_guide"
         }
     }
 
-    var bit: UInt64 { 1 << UInt64(rawValue) }
+    /// 128 bits: there are more than 64 fields.
+    var bit: UInt128 { 1 << UInt128(rawValue) }
 
     /// The field whose name is the `count` bytes at `p`, or nil for a name this version
     /// does not know (ignored, for forward compatibility). A switch on the length picks
@@ -101,7 +104,7 @@ enum JSONField: UInt8, CaseIterable {
         case 8: candidates = (.supplier, .priority, .strategy, .sinceMs, .untilMs, .currency, .campaign, .rateBps)
         case 9: candidates = (.lowWater, nil, nil, nil, nil, nil, nil, nil)
         case 10: candidates = (.costCents, nil, nil, nil, nil, nil, nil, nil)
-        case 11: candidates = (.paymentRef, .priceCents, .distributor, nil, nil, nil, nil, nil)
+        case 11: candidates = (.paymentRef, .priceCents, .distributor, .usageGuide, nil, nil, nil, nil)
         case 12: candidates = (.withSecrets, .noCandidate, .amountCents, .budgetCents, nil, nil, nil, nil)
         case 13: candidates = (.sourcePolicy, .reviewTTLMs, nil, nil, nil, nil, nil, nil)
         case 14: candidates = (.perUserLimit, .activationURL, .phoneVerified, .discountCents, nil, nil, nil, nil)

@@ -264,6 +264,12 @@ enum JSONReplyDecoder {
                 guard let order = optional(fields["order"]), let state = optional(fields["state"]) else { return nil }
                 code.order = order
                 code.state = state.map { WireCodeState(name: $0) }
+                code.status = fields.string("status")
+                code.skuName = fields.string("sku_name")
+                code.usageGuide = fields.string("usage_guide")
+                code.expiresAtMs = fields.int("expires_at_ms")
+                code.orderedAtMs = fields.int("ordered_at_ms")
+                code.usedAtMs = fields.int("used_at_ms")
             }
             codes.append(code)
         }

@@ -9,7 +9,7 @@ struct JSONRequestDecoder {
     private var scanner: JSONScanner
     private var request = Request(id: .none, op: .ping)
     private var op: Operation?
-    private var seen: UInt64 = 0
+    private var seen: UInt128 = 0
     private var problem: String?
     /// Names of unknown fields seen so far, only created when there is one: duplicates
     /// are refused for them too, and they are rare.
@@ -122,6 +122,7 @@ struct JSONRequestDecoder {
         case .token: request.token = string(field, value)
         case .name: request.name = string(field, value)
         case .activationURL: request.activationURL = string(field, value)
+        case .usageGuide: request.usageGuide = string(field, value)
         case .path: request.path = string(field, value)
         case .batch: request.batch = string(field, value)
         case .qty: request.qty = integer(field, value).map { Int($0) }

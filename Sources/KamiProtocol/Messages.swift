@@ -17,6 +17,9 @@ public enum Operation: UInt8, Sendable, CaseIterable {
     case wait = 10
     /// Asks the risk gate about a storefront event (`register`, `login`, `pay`, …).
     case risk = 11
+    /// Marks codes of an order used (by the storefront for its buyer, or by a brand's page
+    /// with an activation token); answered like `entitlements`, one line per code.
+    case activate = 12
 
     case skuSet = 32
     case importCSV = 33
@@ -144,6 +147,8 @@ public struct Request: Sendable, Hashable {
     public var perUserLimit: Int?
     /// `sku_set`: activation URL template (`activation_url`).
     public var activationURL: String?
+    /// `sku_set`: how to use a code of the SKU, shown on the buyer's entitlements page (`usage_guide`).
+    public var usageGuide: String?
     /// `import`: server-side path of the CSV file; `export`: path to write.
     public var path: String?
     /// `import`: batch name to record; `void`: batch to void.
@@ -246,6 +251,15 @@ public struct WireCode: Sendable, Hashable {
     public var state: WireCodeState?
     /// Owning order for entitlements; nil elsewhere.
     public var order: String?
+    /// Entitlements and activations: what the buyer's page shows (`status`: pending,
+    /// delivered, used, expired, refunded, voided), the SKU's name and usage guide, the
+    /// code's expiry, when the order was placed and when the code was activated (Unix ms).
+    public var status: String?
+    public var skuName: String?
+    public var usageGuide: String?
+    public var expiresAtMs: Int64?
+    public var orderedAtMs: Int64?
+    public var usedAtMs: Int64?
 
     /// Makes a code; the optional parts default to absent.
     public init(

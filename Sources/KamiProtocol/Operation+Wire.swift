@@ -25,7 +25,7 @@ extension Operation {
         case .hello: .hello
         case .ping: .empty
         case .reserve, .commit, .issue, .release, .order, .refund, .wait: .order
-        case .entitlements: .codes
+        case .entitlements, .activate: .codes
         case .stock: .stock
         case .risk: .risk
         case .skuSet, .importCSV, .void, .export, .stats, .verify, .reload, .skuList, .auditVerify, .tokenNew, .jobs,
@@ -73,6 +73,7 @@ extension Operation {
         case .risk: "risk"
         case .riskBlock: "risk_block"
         case .riskUnblock: "risk_unblock"
+        case .activate: "activate"
         case .riskList: "risk_list"
         case .riskTest: "risk_test"
         case .auditReveals: "audit_reveals"
@@ -127,7 +128,7 @@ extension Operation {
                 .supplierUnmap, .supplierPause, .supplierResume, .supplierSync, .supplierReconcile, .skuSource])
         case UInt8(ascii: "u"): return pick(.upstreamFailed, .upstreamRetry)
         case UInt8(ascii: "w"): return pick(.wait) ?? pickAny([.webhookList, .webhookReplay])
-        case UInt8(ascii: "a"): return pick(.auditVerify, .auditReveals)
+        case UInt8(ascii: "a"): return pick(.activate, .auditVerify, .auditReveals)
         case UInt8(ascii: "t"): return pick(.tokenNew)
         case UInt8(ascii: "d"): return pick(.deliver) ?? pickAny([.distributorSet, .distributorList, .distributorStatement])
         case UInt8(ascii: "j"): return pick(.jobs)

@@ -65,6 +65,7 @@ extension WireState where Known == CodeState {
     public static var reserved: WireState { .known(.reserved) }
     public static var issued: WireState { .known(.issued) }
     public static var voided: WireState { .known(.voided) }
+    public static var used: WireState { .known(.used) }
 }
 
 /// What `hello` answers: the protocol version the server speaks and the features it has,

@@ -116,11 +116,15 @@ final class Dispatcher: Sendable {
                 done(Reply(id: id, result: .success(.codes(page.items.map(WireMapping.wire), nextCursor: page.nextCursor))))
             case .risk:
                 done(Reply(id: id, result: .success(.risk(try risk.decide(request, client: client)))))
+            case .activate:
+                try risk.activate(request, client: client, trusted: trusted) { result in
+                    done(Reply(id: id, result: result.map { .codes(WireMapping.wire($0), nextCursor: nil) }))
+                }
             case .stock:
                 let stock = try engine.queries.stock(sku: try need(request.sku, "sku"))
                 done(Reply(id: id, result: .success(.stock(WireStock(
                     sku: stock.skuKey, available: Int64(stock.available), reserved: Int64(stock.reserved),
-                    issued: Int64(stock.issued), voided: Int64(stock.voided), imported: Int64(stock.imported))))))
+                    issued: Int64(stock.issued + stock.used), voided: Int64(stock.voided), imported: Int64(stock.imported))))))
             case .refund:
                 engine.storefront.refund(order: try need(request.order, "order"), client: client, completion: ending)
             case .caseOpen where !trusted:

@@ -150,7 +150,7 @@ public final class Metrics: Sendable {
         }
         for (key, stock) in skus {
             for (state, value) in [("available", stock.available), ("reserved", stock.reserved),
-                                   ("issued", stock.issued), ("voided", stock.voided)] {
+                                   ("issued", stock.issued), ("used", stock.used), ("voided", stock.voided)] {
                 out.sample("kami_stock_codes", [("sku", key), ("state", state)], Double(value))
             }
         }

@@ -24,13 +24,14 @@ struct OperatorOperations: Sendable {
                 key: try need(request.sku, "sku"), name: request.name, priceCents: request.priceCents,
                 perUserLimit: request.perUserLimit, activationURLTemplate: request.activationURL,
                 components: try request.bundle.map(OperatorOperations.bundleComponents),
-                manualDelivery: request.manualDelivery, reviewTTLMs: request.reviewTTLMs))
+                manualDelivery: request.manualDelivery, reviewTTLMs: request.reviewTTLMs, usageGuide: request.usageGuide))
             return .fields([
                 ("sku", .string(sku.key)), ("name", .string(sku.name)), ("price_cents", .int(sku.priceCents)),
                 ("per_user_limit", .int(Int64(sku.perUserLimit))),
                 ("activation_url", sku.activationURLTemplate.map { .string($0) } ?? .null),
                 ("manual_delivery", .bool(sku.manualDelivery)), ("review_ttl_ms", .int(engine.reviewTTLMs(sku: sku.key))),
                 ("bundle", bundleText(sku).map { .string($0) } ?? .null),
+                ("usage_guide", sku.usageGuide.map { .string($0) } ?? .null),
             ])
         case .importCSV:
             let report = try engine.admin.importCSV(
@@ -68,7 +69,7 @@ struct OperatorOperations: Sendable {
                 return .object([
                     ("sku", .string(sku.key)), ("available", .int(Int64(stock.available))),
                     ("reserved", .int(Int64(stock.reserved))), ("issued", .int(Int64(stock.issued))),
-                    ("voided", .int(Int64(stock.voided))),
+                    ("used", .int(Int64(stock.used))), ("voided", .int(Int64(stock.voided))),
                 ])
             }
             return .fields([
@@ -92,8 +93,8 @@ struct OperatorOperations: Sendable {
                     ("bundle", bundleText(sku).map { .string($0) } ?? .null), ("manual_delivery", .bool(sku.manualDelivery)),
                     ("review_ttl_ms", .int(engine.reviewTTLMs(sku: sku.key))),
                     ("available", .int(Int64(stock.available))), ("reserved", .int(Int64(stock.reserved))),
-                    ("issued", .int(Int64(stock.issued))), ("voided", .int(Int64(stock.voided))),
-                    ("imported", .int(Int64(stock.imported))),
+                    ("issued", .int(Int64(stock.issued))), ("used", .int(Int64(stock.used))), ("voided", .int(Int64(stock.voided))),
+                    ("imported", .int(Int64(stock.imported))), ("usage_guide", sku.usageGuide.map { .string($0) } ?? .null),
                     ("source_policy", .string(engine.upstream.sourcing(sku.id).policy.description)),
                     ("suppliers", .array((engine.upstream.mappings()[sku.id] ?? []).map { .string($0.supplier) })),
                 ])

@@ -183,6 +183,37 @@ final class RiskDesk: Sendable {
     /// Checks a storefront's `order` lookup: the owner must be named, and a user or IP that
     /// failed too many lookups is slowed down. A wrong owner is NOT_FOUND, the same as an
     /// unknown order, and counts as a failure.
+    /// `activate` from a storefront: by `token` (a brand's page), or by `order` and the `user`
+    /// who owns it (the operator may leave the user out). A forged or unknown token, an
+    /// unknown order and another user's order count as failed lookups per user and IP, like
+    /// `order`, so that activation cannot be used to probe for orders or tokens.
+    func activate(_ request: Request, client: String?, trusted: Bool,
+                  done: @escaping @Sendable (Result<ActivationReply, KamiError>) -> Void) throws(KamiError) {
+        let now = engine.nowMs
+        let user = request.user
+        guard trusted || lookups.allows(user: user, ip: request.ip, nowMs: now) else {
+            lookupsRefused.add(1, ordering: .relaxed)
+            throw KamiError(.limitReached, "too many failed lookups for this user or IP; wait a minute")
+        }
+        let lookups = self.lookups
+        let counted: @Sendable (Result<ActivationReply, KamiError>) -> Void = { result in
+            if !trusted, case .failure(let error) = result, error.code == .notFound {
+                lookups.failed(user: user, ip: request.ip, nowMs: now)
+            }
+            done(result)
+        }
+        if let token = request.token {
+            guard request.order == nil else { throw KamiError(.badRequest, "activate takes token or order, not both") }
+            return engine.storefront.activate(token: token, client: client, completion: counted)
+        }
+        let orderID = try need(request.order, "order")
+        guard trusted || user != nil else {
+            throw KamiError(.badRequest, "missing field user: a storefront activates an order for the user it belongs to")
+        }
+        engine.storefront.activate(order: orderID, user: user, codeIDs: request.codeID.map { [$0] } ?? [], client: client,
+                                   completion: counted)
+    }
+
     func lookUp(_ request: Request, client: String?) throws(KamiError) -> OrderReply {
         let (reply, user) = try owned(request)
         revealed(reply.codes.map(\.codeID), user: user, ip: request.ip, subject: "order:\(reply.orderID)", client: client)

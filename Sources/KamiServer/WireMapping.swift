@@ -35,10 +35,29 @@ enum WireMapping {
             codes: codes)
     }
 
-    /// One code a user owns.
+    /// One code a user owns, with what the buyer's page shows of it.
     static func wire(_ item: Entitlement) -> WireCode {
-        WireCode(
+        var code = WireCode(
             codeID: item.codeID, sku: item.skuKey, secret: item.secret, cardNumber: item.cardNumber,
             activationURL: item.activationURL, state: .known(item.state), order: item.orderID)
+        code.status = item.status.rawValue
+        code.skuName = item.skuName
+        code.usageGuide = item.usageGuide
+        code.expiresAtMs = item.expiresAtMs
+        code.orderedAtMs = item.orderedAtMs
+        code.usedAtMs = item.usedAtMs
+        return code
+    }
+
+    /// The codes an activation names, each used (no secret: the brand identifies a code by
+    /// its id and card number).
+    static func wire(_ reply: ActivationReply) -> [WireCode] {
+        reply.items.map { item in
+            var code = WireCode(codeID: item.codeID, sku: reply.skuKey, cardNumber: item.cardNumber, state: .used,
+                                order: reply.orderID)
+            code.status = "used"
+            code.usedAtMs = item.usedAtMs
+            return code
+        }
     }
 }

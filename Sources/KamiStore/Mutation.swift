@@ -68,6 +68,9 @@ public enum Mutation: Sendable {
     /// Inserts or replaces a coupon batch and adds its codes (a code already stored is
     /// skipped); the outcome's row id is how many were added.
     case writeCoupons(CouponBatch, codes: [String], audit: AuditEvent)
+    /// Codes of `order` activated (issued → used, each with an activation row: when, and
+    /// `via` whom: the storefront, a brand's token).
+    case activate(Order, codes: [CodeChange], via: String, audit: AuditEvent)
     /// An event that changes nothing else (stock under its low-water mark, a breaker opened):
     /// its outbox rows and audit entry.
     case webhookEvent(OutboxEvent, audit: AuditEvent)
@@ -429,6 +432,18 @@ struct MutationApplier {
             event.detail += " added=\(added)"
             try audit.append(event, atMs: atMs, db: db)
             return .rowID(added)
+        case .activate(let order, let codes, let via, let event):
+            try setCodes(codes)
+            let stmt = try db.prepare("INSERT INTO activations(code_id, order_seq, at_ms, via) VALUES(?,?,?,?)")
+            for change in codes {
+                stmt.bind(1, change.codeID)
+                stmt.bind(2, order.seq)
+                stmt.bind(3, atMs)
+                stmt.bind(4, via)
+                try stmt.run()
+            }
+            try audit.append(event, atMs: atMs, db: db)
+            return .done
         case .webhookEvent(let event, var entry):
             entry.detail += " type=\(event.type.rawValue)"
             try audit.append(entry, atMs: atMs, db: db)
@@ -548,7 +563,7 @@ struct MutationApplier {
         if sku.id == 0 {
             let stmt = try db.prepare("""
                 INSERT INTO skus(key, name, price_cents, per_user_limit, activation_url, components,
-                    created_at_ms, updated_at_ms, manual_delivery, review_ttl_ms) VALUES(?,?,?,?,?,?,?,?,?,?)
+                    created_at_ms, updated_at_ms, manual_delivery, review_ttl_ms, usage_guide) VALUES(?,?,?,?,?,?,?,?,?,?,?)
                 """)
             stmt.bind(1, sku.key)
             stmt.bind(2, sku.name)
@@ -560,12 +575,13 @@ struct MutationApplier {
             stmt.bind(8, atMs)
             stmt.bind(9, Int64(sku.manualDelivery ? 1 : 0))
             stmt.bind(10, sku.reviewTTLMs)
+            stmt.bind(11, sku.usageGuide)
             try stmt.run()
             return SkuID(db.lastInsertRowID)
         }
         let stmt = try db.prepare("""
             UPDATE skus SET name = ?, price_cents = ?, per_user_limit = ?, activation_url = ?, components = ?,
-                updated_at_ms = ?, manual_delivery = ?, review_ttl_ms = ? WHERE id = ?
+                updated_at_ms = ?, manual_delivery = ?, review_ttl_ms = ?, usage_guide = ? WHERE id = ?
             """)
         stmt.bind(1, sku.name)
         stmt.bind(2, sku.priceCents)
@@ -575,7 +591,8 @@ struct MutationApplier {
         stmt.bind(6, atMs)
         stmt.bind(7, Int64(sku.manualDelivery ? 1 : 0))
         stmt.bind(8, sku.reviewTTLMs)
-        stmt.bind(9, Int64(sku.id))
+        stmt.bind(9, sku.usageGuide)
+        stmt.bind(10, Int64(sku.id))
         try stmt.run()
         return sku.id
     }

@@ -20,6 +20,8 @@ public enum WebhookEventType: String, Sendable, CaseIterable, Hashable {
     case stockLow = "stock.low"
     /// A supplier's circuit breaker opened.
     case supplierBreakerOpened = "supplier.breaker_opened"
+    /// Codes of an order were activated (marked used) by the storefront or a brand's token.
+    case codeActivated = "code.activated"
 }
 
 /// One configured endpoint as the writer sees it: its name and the events it takes (nil: all).
@@ -212,6 +214,12 @@ final class OutboxWriter {
             return [OutboxEvent(type: .caseResolved, data: try caseData(closing, id: closing.id))]
         case .webhookEvent(let event, _):
             return [event]
+        case .activate(let order, let codes, let via, _):
+            let data = OutboxData.object([
+                ("order", OutboxData.quoted(order.orderID)), ("sku", OutboxData.quoted(try skuKey(order.sku))),
+                ("code_ids", "[" + codes.map { String($0.codeID) }.joined(separator: ",") + "]"), ("via", OutboxData.quoted(via)),
+            ])
+            return [OutboxEvent(type: .codeActivated, data: data)]
         default:
             return []
         }

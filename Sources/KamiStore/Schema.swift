@@ -288,6 +288,17 @@ enum Schema {
         CREATE INDEX webhook_outbox_due ON webhook_outbox(endpoint, next_ms) WHERE state = 0;
         CREATE INDEX webhook_outbox_dead ON webhook_outbox(id) WHERE state = 2;
         """,
+        // 13: activations (a code moved to `used`: when, and who said so) and each SKU's usage
+        // guide for the buyer's entitlements page.
+        """
+        ALTER TABLE skus ADD COLUMN usage_guide TEXT;
+        CREATE TABLE activations(
+            code_id INTEGER PRIMARY KEY,
+            order_seq INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL,
+            via TEXT NOT NULL
+        );
+        """,
     ]
 
     /// The version this code writes.

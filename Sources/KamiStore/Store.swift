@@ -264,7 +264,7 @@ public final class Store: Sendable {
             var snapshot = RecoverySnapshot()
             let skus = try db.prepare("""
                 SELECT id, key, name, price_cents, per_user_limit, activation_url, components, manual_delivery,
-                    review_ttl_ms FROM skus ORDER BY id
+                    review_ttl_ms, usage_guide FROM skus ORDER BY id
                 """)
             defer { skus.reset() }
             while try skus.step() {
@@ -272,7 +272,8 @@ public final class Store: Sendable {
                 snapshot.skus.append(Sku(
                     id: SkuID(skus.int64(0)), key: skus.text(1) ?? "", name: skus.text(2) ?? "",
                     priceCents: skus.int64(3), perUserLimit: skus.int(4), activationURLTemplate: skus.text(5),
-                    components: components, manualDelivery: skus.int64(7) != 0, reviewTTLMs: skus.int64(8)))
+                    components: components, manualDelivery: skus.int64(7) != 0, reviewTTLMs: skus.int64(8),
+                    usageGuide: skus.text(9)))
             }
             skus.reset()
             let imports = try db.prepare("SELECT sku_id, first_code_id, last_code_id FROM imports ORDER BY id")
@@ -463,6 +464,45 @@ extension Store {
 
 extension Store {
     /// The storefront order id of an order sequence number.
+    /// When and by whom each of `ids` was activated (codes never activated are absent).
+    public func activations(_ ids: [CodeID]) throws(KamiError) -> [CodeID: (atMs: Int64, via: String)] {
+        guard !ids.isEmpty else { return [:] }
+        return try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("SELECT at_ms, via FROM activations WHERE code_id = ?")
+            defer { stmt.reset() }
+            var found: [CodeID: (atMs: Int64, via: String)] = [:]
+            for id in ids {
+                stmt.bind(1, id)
+                if try stmt.step() { found[id] = (stmt.int64(0), stmt.text(1) ?? "") }
+                stmt.reset()
+            }
+            return found
+        }
+    }
+
+    /// Codes in `state`, with the order holding each (for `verify`).
+    public func codes(inState state: CodeState) throws(KamiError) -> [CodeID: OrderSeq?] {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("SELECT id, order_seq FROM code_state WHERE state = ?")
+            defer { stmt.reset() }
+            stmt.bind(1, Int64(state.rawValue))
+            var found: [CodeID: OrderSeq?] = [:]
+            while try stmt.step() { found[stmt.int64(0)] = stmt.isNull(1) ? nil : stmt.int64(1) }
+            return found
+        }
+    }
+
+    /// Every activation (for `verify`): code id → order seq.
+    public func allActivations() throws(KamiError) -> [CodeID: OrderSeq] {
+        try read { db throws(SQLiteError) in
+            let stmt = try db.prepare("SELECT code_id, order_seq FROM activations")
+            defer { stmt.reset() }
+            var found: [CodeID: OrderSeq] = [:]
+            while try stmt.step() { found[stmt.int64(0)] = stmt.int64(1) }
+            return found
+        }
+    }
+
     public func orderID(seq: OrderSeq) throws(KamiError) -> String? {
         try read { db throws(SQLiteError) in
             let stmt = try db.prepare("SELECT order_id FROM orders WHERE seq = ?")
