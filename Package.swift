@@ -73,13 +73,17 @@ let package = Package(
         // no I/O beyond reading its rules file).
         .target(name: "KamiRisk", dependencies: ["KamiCore", "KamiCrypto", "CKamiLinux"], swiftSettings: strict),
 
+        // The dashboard page: a snapshot of plain values in, self-contained HTML with inline SVG
+        // out (pure: no I/O; the server builds the snapshot and serves the page).
+        .target(name: "KamiDashboard", swiftSettings: strict),
+
         // Wire codecs: JSON lines and binary frames. Pure, fuzzable: no I/O.
         .target(name: "KamiProtocol", dependencies: ["KamiCore"], swiftSettings: strict),
         // Event loop, listeners, connections, auth, dispatch onto the engine.
         .target(
             name: "KamiServer",
             dependencies: ["KamiCore", "KamiProtocol", "KamiEngine", "KamiStore", "KamiCrypto", "CKamiLinux",
-                           "KamiUpstream", "KamiHTTP", "KamiRisk", "KamiLedger"],
+                           "KamiUpstream", "KamiHTTP", "KamiRisk", "KamiLedger", "KamiDashboard"],
             swiftSettings: strict
         ),
         // Client library for storefronts and our own tools.
@@ -134,6 +138,7 @@ let package = Package(
         ),
         .testTarget(name: "KamiFuzzTests", dependencies: ["KamiFuzzTargets", "KamiProtocol"], swiftSettings: strict),
         .testTarget(name: "KamiCoreTests", dependencies: ["KamiCore"], swiftSettings: strict),
+        .testTarget(name: "KamiDashboardTests", dependencies: ["KamiDashboard"], swiftSettings: strict),
         .testTarget(name: "KamiRiskTests", dependencies: ["KamiRisk", "KamiCore"], swiftSettings: strict),
         .testTarget(name: "KamiLedgerTests", dependencies: ["KamiLedger", "KamiCore"], swiftSettings: strict),
         .testTarget(
@@ -146,7 +151,7 @@ let package = Package(
         .testTarget(
             name: "KamiServerTests",
             dependencies: ["KamiServer", "KamiClient", "KamiProtocol", "KamiCore", "KamiEngine", "KamiCrypto", "KamiStore", "kamid", "kamictl",
-                           "KamiHTTP", "kami-supplier-sim", "KamiXLSX"],
+                           "KamiHTTP", "kami-supplier-sim", "KamiXLSX", "KamiDashboard"],
             swiftSettings: strict
         ),
         // kamictl's tests stay beside the client's: they share its kamid launcher (Support.swift).
