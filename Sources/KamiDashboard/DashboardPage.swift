@@ -95,11 +95,12 @@ public enum DashboardPage {
         return out + "</section>"
     }
 
-    /// The time axis under a minute chart: its first and last minute.
+    /// The time axis under a minute chart: an hour ago at the left, the minute in progress
+    /// at the right.
     static func axis(_ s: DashboardSnapshot) -> String {
-        guard let first = s.minutes.first, let last = s.minutes.last else { return "" }
+        guard let last = s.minutes.last else { return "" }
         return "<div class=\"muted\" style=\"display:flex;justify-content:space-between;font-size:.8em\">"
-            + "<span>\(HTMLText.chinaTime(first.startMs, timeOnly: true))</span><span>per minute</span>"
+            + "<span>\(DashboardLimits.minutesShown) min ago</span><span>per minute</span>"
             + "<span>\(HTMLText.chinaTime(last.startMs, timeOnly: true)) (now)</span></div>"
     }
 

@@ -12,20 +12,25 @@ enum SVGChart {
     /// The colour of the reason ranked `index`.
     static func color(_ index: Int) -> String { index < palette.count ? palette[index] : "#999999" }
 
-    /// One bar per column, each a stack of `(value, colour)` from the bottom; `titles` label
-    /// the bars (shown as tooltips). `label` names the chart for screen readers.
-    static func stackedBars(_ columns: [[(value: Int, color: String)]], titles: [String], label: String) -> String {
+    /// One bar per column, each a stack of `(value, colour)` from the bottom, in `slots`
+    /// places with the last column at the right edge (an hour-old chart and a new one have
+    /// bars of one width); `titles` label the bars (shown as tooltips). `label` names the
+    /// chart for screen readers.
+    static func stackedBars(_ columns: [[(value: Int, color: String)]], titles: [String], label: String,
+                            slots: Int = DashboardLimits.minutesShown) -> String {
+        let columns = Array(columns.suffix(slots))
+        let titles = Array(titles.suffix(slots))
         let total = columns.map { $0.reduce(0) { $0 + max(0, $1.value) } }
         let top = max(1, total.max() ?? 1)
-        let slots = max(columns.count, 1)
-        let slot = Double(width) / Double(slots)
+        let slot = Double(width) / Double(max(slots, 1))
+        let first = max(slots, 1) - columns.count
         let gap = slot > 4 ? 1.0 : 0.0
         var out = "<svg class=\"chart\" viewBox=\"0 0 \(width) \(height)\" preserveAspectRatio=\"none\" role=\"img\" "
             + "aria-label=\"\(HTMLText.escape(label))\">"
         out += "<line x1=\"0\" y1=\"\(height)\" x2=\"\(width)\" y2=\"\(height)\" stroke=\"#ccc\" stroke-width=\"1\"/>"
         for (index, column) in columns.enumerated() {
             var base = Double(height)
-            let x = Double(index) * slot
+            let x = Double(first + index) * slot
             out += "<g><title>\(HTMLText.escape(index < titles.count ? titles[index] : ""))</title>"
             // An empty minute still gets a transparent bar, so its tooltip is reachable.
             out += "<rect x=\"\(fixed(x))\" y=\"0\" width=\"\(fixed(slot - gap))\" height=\"\(height)\" fill=\"transparent\"/>"
