@@ -46,7 +46,7 @@ public enum DashboardPage {
         .chart{width:100%;height:110px;display:block;margin-top:.5em}.split{width:100%;height:8px;display:block}\
         table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}.scroll{overflow-x:auto}\
         th,td{text-align:right;padding:.25em .4em;border-bottom:1px solid #eee;white-space:nowrap}\
-        th:first-child,td:first-child{text-align:left;white-space:normal;word-break:break-all}\
+        th:first-child,td:first-child{text-align:left}td:first-child{white-space:normal;word-break:break-all}\
         .badge{display:inline-block;padding:0 .5em;border-radius:1em;font-size:.85em;color:#fff}\
         .ok{background:#1a7f37}.bad{background:#c62828}.warn{background:#b26a00}.chip{display:inline-block;\
         width:.8em;height:.8em;border-radius:2px;margin-right:.4em;vertical-align:-.05em}\
