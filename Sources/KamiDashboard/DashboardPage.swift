@@ -40,8 +40,9 @@ public enum DashboardPage {
         padding:.8em 1em;background:#1d2733;color:#fff}header h1{font-size:1.15em;margin:0}header .meta{opacity:.8;\
         font-size:.9em}header form{margin-left:auto}main{display:grid;grid-template-columns:repeat(auto-fit,\
         minmax(330px,1fr));gap:.8em;padding:.8em}section{background:#fff;border-radius:8px;padding:.8em 1em;\
-        box-shadow:0 1px 2px rgba(0,0,0,.08);min-width:0}section.wide{grid-column:1/-1}h2{font-size:1em;margin:0 0 .5em;\
-        color:#445}.figures{display:flex;flex-wrap:wrap;gap:.3em 1.4em}.figure{display:flex;flex-direction:column}\
+        box-shadow:0 1px 2px rgba(0,0,0,.08);min-width:0}section.wide{grid-column:1/-1}\
+        h2{font-size:1em;margin:0 0 .5em;color:#445}.figures{display:flex;flex-wrap:wrap;gap:.3em 1.4em}\
+        .figure{display:flex;flex-direction:column}\
         .figure b{font-size:1.6em;font-variant-numeric:tabular-nums}.figure small{color:#667}\
         .chart{width:100%;height:110px;display:block;margin-top:.5em}.split{width:100%;height:8px;display:block}\
         table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}.scroll{overflow-x:auto}\
@@ -74,7 +75,9 @@ public enum DashboardPage {
 
     /// Reasons ranked over the hour, with their colours.
     static func rankedReasons(_ s: DashboardSnapshot) -> [(reason: String, count: Int, color: String)] {
-        s.rejectTotals.enumerated().map { (reason: $0.element.reason, count: $0.element.count, color: SVGChart.color($0.offset)) }
+        s.rejectTotals.enumerated().map {
+            (reason: $0.element.reason, count: $0.element.count, color: SVGChart.color($0.offset))
+        }
     }
 
     static func orders(_ s: DashboardSnapshot) -> String {
@@ -118,11 +121,13 @@ public enum DashboardPage {
             }
             out += "</ul>"
         }
-        let columns = s.minutes.map { minute in ranked.map { (value: minute.rejects[$0.reason] ?? 0, color: $0.color) } }
+        let columns = s.minutes.map { minute in
+            ranked.map { (value: minute.rejects[$0.reason] ?? 0, color: $0.color) }
+        }
         let titles = s.minutes.map { minute in
             "\(HTMLText.chinaTime(minute.startMs, timeOnly: true)): "
-                + (minute.rejects.isEmpty ? "none" : minute.rejects.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
-                    .joined(separator: ", "))
+                + (minute.rejects.isEmpty ? "none"
+                    : minute.rejects.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         }
         out += SVGChart.stackedBars(columns, titles: titles, label: "Refusals per minute by reason over the last hour")
         return out + axis(s) + "</section>"
@@ -143,10 +148,12 @@ public enum DashboardPage {
     static func sales(_ s: DashboardSnapshot) -> String {
         var out = "<section><h2>Today's sales</h2>"
         guard let sales = s.salesToday else {
-            return out + "<p class=\"muted\" data-metric=\"sales-unavailable\">The ledger could not be read.</p></section>"
+            return out + "<p class=\"muted\" data-metric=\"sales-unavailable\">The ledger could not be read.</p>"
+                + "</section>"
         }
         func money(_ metric: String, _ cents: Int64, _ caption: String) -> String {
-            figure(metric, HTMLText.money(cents), caption, extra: " data-cents=\"\(cents)\"" + (cents < 0 ? " class=\"neg\"" : ""))
+            figure(metric, HTMLText.money(cents), caption,
+                   extra: " data-cents=\"\(cents)\"" + (cents < 0 ? " class=\"neg\"" : ""))
         }
         out += "<div class=\"figures\">"
         out += figure("sales-orders", String(sales.orders), "orders delivered")
@@ -188,14 +195,15 @@ public enum DashboardPage {
     static func suppliers(_ s: DashboardSnapshot) -> String {
         var out = "<section><h2>Suppliers</h2>"
         guard let suppliers = s.suppliers else {
-            return out + "<p class=\"muted\" data-metric=\"suppliers-none\">No upstream suppliers configured.</p></section>"
+            return out + "<p class=\"muted\" data-metric=\"suppliers-none\">No upstream suppliers configured.</p>"
+                + "</section>"
         }
-        out += "<div class=\"scroll\"><table><thead><tr><th>supplier</th><th>breaker</th><th>success</th><th>in flight</th>"
-            + "<th>p95</th></tr></thead><tbody>"
+        out += "<div class=\"scroll\"><table><thead><tr><th>supplier</th><th>breaker</th><th>success</th>"
+            + "<th>in flight</th><th>p95</th></tr></thead><tbody>"
         for line in suppliers.prefix(DashboardLimits.supplierRowsMax) {
             let id = HTMLText.escape(line.id)
             let state = line.paused ? "paused" : line.breaker
-            let tone = line.paused ? "warn" : (line.breaker == "closed" ? "ok" : (line.breaker == "open" ? "bad" : "warn"))
+            let tone = line.paused || line.breaker == "half_open" ? "warn" : (line.breaker == "closed" ? "ok" : "bad")
             let success = Int((line.successRate * 100).rounded())
             out += "<tr><td>\(HTMLText.label(line.id))</td>"
                 + "<td><span class=\"badge \(tone)\" data-metric=\"supplier-breaker\" data-supplier=\"\(id)\">"
@@ -210,15 +218,16 @@ public enum DashboardPage {
 
     static func expiring(_ s: DashboardSnapshot) -> String {
         var out = "<section><h2>Codes expiring within \(s.expiringWithinDays) days</h2>"
-        let lines = s.expiring.filter { $0.codes > 0 }.sorted { $0.codes != $1.codes ? $0.codes > $1.codes : $0.sku < $1.sku }
+        let lines = s.expiring.filter { $0.codes > 0 }
+            .sorted { $0.codes != $1.codes ? $0.codes > $1.codes : $0.sku < $1.sku }
         guard !lines.isEmpty else {
             return out + "<p class=\"muted\" data-metric=\"expiring-none\">No code on hand expires within "
                 + "\(s.expiringWithinDays) days.</p></section>"
         }
         out += "<div class=\"scroll\"><table><thead><tr><th>SKU</th><th>codes</th></tr></thead><tbody>"
         for line in lines.prefix(DashboardLimits.expiringRowsMax) {
-            out += "<tr><td>\(HTMLText.label(line.sku))</td><td data-metric=\"expiring\" data-sku=\"\(HTMLText.escape(line.sku))\">"
-                + "\(line.codes)</td></tr>"
+            out += "<tr><td>\(HTMLText.label(line.sku))</td>"
+                + "<td data-metric=\"expiring\" data-sku=\"\(HTMLText.escape(line.sku))\">\(line.codes)</td></tr>"
         }
         out += "</tbody></table></div>"
         if lines.count > DashboardLimits.expiringRowsMax {

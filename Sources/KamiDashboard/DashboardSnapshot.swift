@@ -50,7 +50,8 @@ public struct DashboardSnapshot: Sendable, Equatable {
         public var p95Ms: Int64?
 
         /// Makes a supplier line.
-        public init(id: String, breaker: String, paused: Bool, inFlight: Int, successRate: Double, attempts: Int, p95Ms: Int64?) {
+        public init(id: String, breaker: String, paused: Bool, inFlight: Int, successRate: Double, attempts: Int,
+                    p95Ms: Int64?) {
             self.id = id
             self.breaker = breaker
             self.paused = paused

@@ -33,12 +33,13 @@ enum SVGChart {
             let x = Double(first + index) * slot
             out += "<g><title>\(HTMLText.escape(index < titles.count ? titles[index] : ""))</title>"
             // An empty minute still gets a transparent bar, so its tooltip is reachable.
-            out += "<rect x=\"\(fixed(x))\" y=\"0\" width=\"\(fixed(slot - gap))\" height=\"\(height)\" fill=\"transparent\"/>"
+            out += "<rect x=\"\(fixed(x))\" y=\"0\" width=\"\(fixed(slot - gap))\" height=\"\(height)\" "
+                + "fill=\"transparent\"/>"
             for part in column where part.value > 0 {
                 let h = Double(part.value) / Double(top) * Double(height - 4)
                 base -= h
-                out += "<rect x=\"\(fixed(x))\" y=\"\(fixed(base))\" width=\"\(fixed(slot - gap))\" height=\"\(fixed(h))\" "
-                    + "fill=\"\(part.color)\"/>"
+                out += "<rect x=\"\(fixed(x))\" y=\"\(fixed(base))\" width=\"\(fixed(slot - gap))\" "
+                    + "height=\"\(fixed(h))\" fill=\"\(part.color)\"/>"
             }
             out += "</g>"
         }
@@ -49,7 +50,9 @@ enum SVGChart {
     static func split(_ parts: [(value: Int64, color: String, name: String)]) -> String {
         let total = parts.reduce(Int64(0)) { $0 + max(0, $1.value) }
         var out = "<svg class=\"split\" viewBox=\"0 0 \(width) 10\" preserveAspectRatio=\"none\" aria-hidden=\"true\">"
-        guard total > 0 else { return out + "<rect x=\"0\" y=\"0\" width=\"\(width)\" height=\"10\" fill=\"#eee\"/></svg>" }
+        guard total > 0 else {
+            return out + "<rect x=\"0\" y=\"0\" width=\"\(width)\" height=\"10\" fill=\"#eee\"/></svg>"
+        }
         var x = 0.0
         for part in parts where part.value > 0 {
             let w = Double(part.value) / Double(total) * Double(width)

@@ -48,7 +48,8 @@ public final class DashboardEndpoint: Sendable {
         case "/dashboard":
             guard ["GET", "HEAD"].contains(request.method) else { return Self.notAllowed("GET, HEAD") }
             guard gate.admits(request, nowMs: clockMs()) else {
-                return Self.page(401, LoginPage.render(message: nil), extra: [("WWW-Authenticate", "Bearer realm=\"kamid dashboard\"")])
+                return Self.page(401, LoginPage.render(message: nil),
+                                 extra: [("WWW-Authenticate", "Bearer realm=\"kamid dashboard\"")])
             }
             return Self.page(200, DashboardPage.render(snapshot(), logoutForm: gate.required))
         case "/dashboard/login":
@@ -69,7 +70,8 @@ public final class DashboardEndpoint: Sendable {
             }
         case "/dashboard/logout":
             guard request.method == "POST" else { return Self.notAllowed("POST") }
-            return Self.redirect(cookie: "\(DashboardGate.cookieName)=; Path=/dashboard; Max-Age=0; HttpOnly; SameSite=Strict")
+            return Self.redirect(cookie: "\(DashboardGate.cookieName)=; Path=/dashboard; Max-Age=0; HttpOnly; "
+                + "SameSite=Strict")
         default:
             return nil
         }
@@ -83,13 +85,15 @@ public final class DashboardEndpoint: Sendable {
     }
 
     static func page(_ status: Int, _ html: String, extra: [(String, String)] = []) -> HTTPResponse {
-        HTTPResponse(status: status, headers: HTTPHeaders([("Content-Type", "text/html; charset=utf-8")] + securityHeaders + extra),
+        HTTPResponse(status: status,
+                     headers: HTTPHeaders([("Content-Type", "text/html; charset=utf-8")] + securityHeaders + extra),
                      body: Array(html.utf8))
     }
 
     /// 303 to the page (after a form: the browser then GETs it), optionally setting a cookie.
     static func redirect(cookie: String? = nil) -> HTTPResponse {
-        var headers = HTTPHeaders([("Location", "/dashboard"), ("Content-Type", "text/plain; charset=utf-8")] + securityHeaders)
+        var headers = HTTPHeaders([("Location", "/dashboard"), ("Content-Type", "text/plain; charset=utf-8")]
+            + securityHeaders)
         if let cookie { headers.add("Set-Cookie", cookie) }
         return HTTPResponse(status: 303, headers: headers, body: Array("see /dashboard\n".utf8))
     }

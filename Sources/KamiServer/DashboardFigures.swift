@@ -58,8 +58,9 @@ final class DashboardFigures: Sendable {
         }
         let suppliers = upstream().map { service in
             service.statuses.sorted { $0.id < $1.id }.map {
-                DashboardSnapshot.Supplier(id: $0.id, breaker: $0.breaker.rawValue, paused: $0.paused, inFlight: $0.inFlight,
-                                           successRate: $0.successRate, attempts: $0.attempts, p95Ms: $0.p95Ms)
+                DashboardSnapshot.Supplier(id: $0.id, breaker: $0.breaker.rawValue, paused: $0.paused,
+                                           inFlight: $0.inFlight, successRate: $0.successRate, attempts: $0.attempts,
+                                           p95Ms: $0.p95Ms)
             }
         }
         let slow = slowFigures(nowMs: nowMs)
@@ -92,7 +93,8 @@ final class DashboardFigures: Sendable {
         let dayStartMs = (nowMs + cstOffsetMs) / 86_400_000 * 86_400_000 - cstOffsetMs
         guard let rows = try? engine.admin.salesReport(group: .day, sinceMs: dayStartMs, untilMs: Int64.max, sku: nil,
                                                        channel: nil, campaign: nil) else { return nil }
-        return rows.reduce(DashboardSnapshot.Sales(orders: 0, paidCents: 0, refundedCents: 0, costCents: 0, commissionCents: 0)) {
+        let none = DashboardSnapshot.Sales(orders: 0, paidCents: 0, refundedCents: 0, costCents: 0, commissionCents: 0)
+        return rows.reduce(none) {
             .init(orders: $0.orders + $1.orders, paidCents: $0.paidCents + $1.paidCents,
                   refundedCents: $0.refundedCents + $1.refundedCents, costCents: $0.costCents + $1.costCents,
                   commissionCents: $0.commissionCents + $1.commissionCents)

@@ -56,7 +56,9 @@ public final class DashboardGate: Sendable {
         for header in request.headers.values(for: "cookie") where header.utf8.count <= Self.credentialBytesMax {
             for pair in header.split(separator: ";") {
                 let parts = pair.split(separator: "=", maxSplits: 1)
-                guard parts.count == 2, parts[0].trimmingCharacters(in: .whitespaces) == Self.cookieName else { continue }
+                guard parts.count == 2, parts[0].trimmingCharacters(in: .whitespaces) == Self.cookieName else {
+                    continue
+                }
                 if Self.validSession(String(parts[1]).trimmingCharacters(in: .whitespaces), key: key, nowMs: nowMs) {
                     return true
                 }

@@ -65,7 +65,9 @@ final class DashboardHistory: Sendable {
     func tick(sample: OrderSample, nowMs: Int64) {
         state.withLock { state in
             state.closed.append(Minute(startMs: state.lastStartMs, counts: sample.minus(state.last)))
-            if state.closed.count > Self.closedMinutesMax { state.closed.removeFirst(state.closed.count - Self.closedMinutesMax) }
+            if state.closed.count > Self.closedMinutesMax {
+                state.closed.removeFirst(state.closed.count - Self.closedMinutesMax)
+            }
             state.last = sample
             state.lastStartMs = nowMs
         }

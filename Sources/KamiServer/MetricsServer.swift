@@ -24,6 +24,8 @@ public final class MetricsServer: @unchecked Sendable {
     static let requestBytesMax = 8_192
     /// A request's body: only the dashboard's sign-in form has one.
     static let bodyBytesMax = 4_096
+    /// Header fields of a request: browsers send a dozen or two.
+    static let headerCountMax = 64
     static let requestTimeoutMs: Int64 = 2_000
 
     private let address: ListenAddress
@@ -57,11 +59,13 @@ public final class MetricsServer: @unchecked Sendable {
         options.maxConnections = Self.clientsMax
         options.requestTimeoutMs = Self.requestTimeoutMs
         options.idleMs = Self.requestTimeoutMs
-        options.limits = HTTPLimits(headerBytesMax: Self.requestBytesMax, bodyBytesMax: Self.bodyBytesMax, headerCountMax: 64)
+        options.limits = HTTPLimits(headerBytesMax: Self.requestBytesMax, bodyBytesMax: Self.bodyBytesMax,
+                                    headerCountMax: Self.headerCountMax)
         options.keepAlive = false
         options.answerSilentConnections = true
         let loop = IOLoop(name: "kami-metrics")
-        let server = HTTPServer(host: host, port: requestedPort, options: options, loop: loop) { [self] request, responder in
+        let server = HTTPServer(host: host, port: requestedPort, options: options, loop: loop) {
+            [self] request, responder in
             // The handler runs on the loop thread: answer now (rendering is this thread's job).
             responder.respond(respond(to: request))
         }
@@ -73,8 +77,8 @@ public final class MetricsServer: @unchecked Sendable {
         self.server = server
         port = server.port
         if let dashboard { scheduleTicks(loop, dashboard) }
-        logger.log(.notice, "metrics-listening", ["address": "\(address)", "port": String(port),
-                                                  "dashboard": dashboard.map { $0.gate.required ? "token" : "open" } ?? "off"])
+        let access = dashboard.map { $0.gate.required ? "token" : "open" } ?? "off"
+        logger.log(.notice, "metrics-listening", ["address": "\(address)", "port": String(port), "dashboard": access])
     }
 
     /// Runs the dashboard's minute tick on the loop, once a minute, until the loop stops.
