@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import KamiCore
 import KamiDashboard
 import KamiHTTP
@@ -160,6 +161,56 @@ final class DashboardGateTests: XCTestCase {
         for junk in ["", ".", "abc", "1.2.3", "\(nowMs / 1_000 + 10)."] {
             XCTAssertFalse(DashboardGate.validSession(junk, key: key, nowMs: nowMs), junk)
         }
+    }
+
+    /// `dashboard_token_file` in a real kamid: read at start, re-read at reload (the old token
+    /// and its cookies stop working), a loose file refused with the old token kept, the token
+    /// never logged.
+    func testTheTokenFileIsReadAtStartAndAtReload() throws {
+        let directory = NSTemporaryDirectory() + "kamid-dashtoken-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let tokenFile = directory + "/dashboard.token"
+        try (Self.token + "\n").write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        chmod(tokenFile, 0o600)
+        let config = directory + "/kamid.conf"
+        try (Kamid.twoLoops + "dashboard_token_file = \(tokenFile)\n").write(toFile: config, atomically: true, encoding: .utf8)
+        let kamid = try Kamid(directory: directory + "/data", arguments: ["--config", config, "--metrics-listen", "127.0.0.1:0"])
+        defer { XCTAssertEqual(kamid.stop(), 0) }
+        let port = try XCTUnwrap(kamid.log.first { $0.contains(">ready") }?.split(separator: " ")
+            .first { $0.hasPrefix("metrics=") }.flatMap { UInt16($0.dropFirst("metrics=".count)) })
+        XCTAssertTrue(kamid.log.contains { $0.contains("metrics-listening") && $0.contains("dashboard=token") })
+
+        XCTAssertEqual(try httpRaw(port: port, Self.get("/dashboard")).status, "HTTP/1.1 401 Unauthorized")
+        XCTAssertEqual(try httpRaw(port: port, Self.get("/dashboard", "Authorization: Bearer \(Self.token)\r\n")).status,
+                       "HTTP/1.1 200 OK")
+        let signIn = try httpRaw(port: port, Self.login(Self.token))
+        let cookie = String(try XCTUnwrap(signIn.headers.first { $0.0 == "set-cookie" }?.1.split(separator: ";").first))
+        XCTAssertEqual(try httpRaw(port: port, Self.get("/dashboard", "Cookie: \(cookie)\r\n")).status, "HTTP/1.1 200 OK")
+        _ = try httpRaw(port: port, Self.login("a-wrong-guess-of-the-token"))
+
+        // A new token at reload: the old one and its cookie are refused, the new one works.
+        let newToken = "the-next-dashboard-token-77"
+        try (newToken + "\n").write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        chmod(tokenFile, 0o600)
+        let admin = try RawClient(unixPath: kamid.socketPath)
+        XCTAssertEqual(admin.call(#""id":1,"op":"reload""#)?.isOK, true)
+        XCTAssertEqual(try httpRaw(port: port, Self.get("/dashboard", "Authorization: Bearer \(Self.token)\r\n")).status,
+                       "HTTP/1.1 401 Unauthorized")
+        XCTAssertEqual(try httpRaw(port: port, Self.get("/dashboard", "Cookie: \(cookie)\r\n")).status, "HTTP/1.1 401 Unauthorized")
+        XCTAssertEqual(try httpRaw(port: port, Self.get("/dashboard", "Authorization: Bearer \(newToken)\r\n")).status,
+                       "HTTP/1.1 200 OK")
+
+        // A file others can read is refused: the reload fails, the token in effect stays.
+        chmod(tokenFile, 0o644)
+        let refused = admin.call(#""id":2,"op":"reload""#)
+        XCTAssertNotNil(refused?.error, "a loose token file must fail the reload")
+        XCTAssertEqual(try httpRaw(port: port, Self.get("/dashboard", "Authorization: Bearer \(newToken)\r\n")).status,
+                       "HTTP/1.1 200 OK")
+        XCTAssertTrue(kamid.log.contains { $0.contains("dashboard-sign-in-refused") })
+        for secret in [Self.token, newToken, "a-wrong-guess", String(cookie.split(separator: ".").last ?? "")] {
+            XCTAssertFalse(kamid.log.contains { $0.contains(secret) }, "the log must not hold \(secret.prefix(6))…")
+        }
+        try? FileManager.default.removeItem(atPath: directory)
     }
 
     final class TestClock: @unchecked Sendable {
