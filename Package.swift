@@ -59,7 +59,7 @@ let package = Package(
         ),
 
         // HTTP/1.1 and TLS over OpenSSL: parser, client, server, one epoll loop. Shared by
-        // supplier calls and callbacks, the simulators (and, next, webhooks and the dashboard).
+        // supplier calls and callbacks, the simulators, the metrics port and its dashboard (and, next, webhooks).
         .target(name: "KamiHTTP", dependencies: ["COpenSSL", "CKamiLinux"], swiftSettings: strict),
         // Upstream suppliers: config, the generic API's shapes, routing, breakers, the
         // service that fulfils orders pending upstream through the engine.
