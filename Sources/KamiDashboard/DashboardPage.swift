@@ -39,7 +39,7 @@ public enum DashboardPage {
         color:#1d1d1f;background:#f4f5f7}header{display:flex;flex-wrap:wrap;gap:.4em 1em;align-items:center;\
         padding:.8em 1em;background:#1d2733;color:#fff}header h1{font-size:1.15em;margin:0}header .meta{opacity:.8;\
         font-size:.9em}header form{margin-left:auto}main{display:grid;grid-template-columns:repeat(auto-fit,\
-        minmax(330px,1fr));gap:.8em;padding:.8em}section{background:#fff;border-radius:8px;padding:.8em 1em;\
+        minmax(min(330px,100%),1fr));gap:.8em;padding:.8em}section{background:#fff;border-radius:8px;padding:.8em 1em;\
         box-shadow:0 1px 2px rgba(0,0,0,.08);min-width:0}section.wide{grid-column:1/-1}\
         h2{font-size:1em;margin:0 0 .5em;color:#445}.figures{display:flex;flex-wrap:wrap;gap:.3em 1.4em}\
         .figure{display:flex;flex-direction:column}\
@@ -47,14 +47,17 @@ public enum DashboardPage {
         .chart{width:100%;height:110px;display:block;margin-top:.5em}.split{width:100%;height:8px;display:block}\
         table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}.scroll{overflow-x:auto}\
         th,td{text-align:right;padding:.25em .4em;border-bottom:1px solid #eee;white-space:nowrap}\
-        th:first-child,td:first-child{text-align:left}td:first-child{white-space:normal;word-break:break-all}\
+        th:first-child,td:first-child{text-align:left}td:first-child{white-space:normal;word-break:break-all;\
+        min-width:6em}\
         .badge{display:inline-block;padding:0 .5em;border-radius:1em;font-size:.85em;color:#fff}\
         .ok{background:#1a7f37}.bad{background:#c62828}.warn{background:#b26a00}.chip{display:inline-block;\
         width:.8em;height:.8em;border-radius:2px;margin-right:.4em;vertical-align:-.05em}\
         ul.reasons{list-style:none;padding:0;margin:0}ul.reasons li{display:flex;justify-content:space-between;\
         border-bottom:1px solid #eee;padding:.15em 0}.muted{color:#778}.neg{color:#c62828}\
         footer{padding:0 1em 1.5em;color:#667;font-size:.85em}a{color:#0b62c4}\
-        button{font:inherit;padding:.2em .8em}input{font:inherit;padding:.4em;width:100%}
+        button{font:inherit;padding:.2em .8em}input{font:inherit;padding:.4em;width:100%}\
+        @media (max-width:480px){main{padding:.5em;gap:.5em}section{padding:.6em .7em}table{font-size:.85em}\
+        th,td{padding:.2em .25em}.figure b{font-size:1.4em}}
         """
 
     static func header(_ s: DashboardSnapshot, logoutForm: Bool) -> String {
