@@ -59,7 +59,7 @@ let package = Package(
         ),
 
         // HTTP/1.1 and TLS over OpenSSL: parser, client, server, one epoll loop. Shared by
-        // supplier calls and callbacks, the simulators (and, next, webhooks and the dashboard).
+        // supplier calls and callbacks, the simulators, the metrics port and its dashboard (and, next, webhooks).
         .target(name: "KamiHTTP", dependencies: ["COpenSSL", "CKamiLinux"], swiftSettings: strict),
         // Upstream suppliers: config, the generic API's shapes, routing, breakers, the
         // service that fulfils orders pending upstream through the engine.
@@ -81,13 +81,17 @@ let package = Package(
         // no I/O beyond reading its rules file).
         .target(name: "KamiRisk", dependencies: ["KamiCore", "KamiCrypto", "CKamiLinux"], swiftSettings: strict),
 
+        // The dashboard page: a snapshot of plain values in, self-contained HTML with inline SVG
+        // out (pure: no I/O; the server builds the snapshot and serves the page).
+        .target(name: "KamiDashboard", swiftSettings: strict),
+
         // Wire codecs: JSON lines and binary frames. Pure, fuzzable: no I/O.
         .target(name: "KamiProtocol", dependencies: ["KamiCore"], swiftSettings: strict),
         // Event loop, listeners, connections, auth, dispatch onto the engine.
         .target(
             name: "KamiServer",
             dependencies: ["KamiCore", "KamiProtocol", "KamiEngine", "KamiStore", "KamiCrypto", "CKamiLinux",
-                           "KamiUpstream", "KamiHTTP", "KamiRisk", "KamiLedger", "KamiWebhooks"],
+                           "KamiUpstream", "KamiHTTP", "KamiRisk", "KamiLedger", "KamiWebhooks", "KamiDashboard"],
             swiftSettings: strict
         ),
         // Client library for storefronts and our own tools.
@@ -146,6 +150,7 @@ let package = Package(
         ),
         .testTarget(name: "KamiFuzzTests", dependencies: ["KamiFuzzTargets", "KamiProtocol"], swiftSettings: strict),
         .testTarget(name: "KamiCoreTests", dependencies: ["KamiCore"], swiftSettings: strict),
+        .testTarget(name: "KamiDashboardTests", dependencies: ["KamiDashboard"], swiftSettings: strict),
         .testTarget(name: "KamiRiskTests", dependencies: ["KamiRisk", "KamiCore"], swiftSettings: strict),
         .testTarget(
             name: "KamiWebhooksTests",
@@ -163,7 +168,7 @@ let package = Package(
         .testTarget(
             name: "KamiServerTests",
             dependencies: ["KamiServer", "KamiClient", "KamiProtocol", "KamiCore", "KamiEngine", "KamiCrypto", "KamiStore", "kamid", "kamictl",
-                           "KamiHTTP", "kami-supplier-sim", "KamiXLSX", "KamiWebhookReceiver"],
+                           "KamiHTTP", "kami-supplier-sim", "KamiXLSX", "KamiWebhookReceiver", "KamiDashboard"],
             swiftSettings: strict
         ),
         // kamictl's tests stay beside the client's: they share its kamid launcher (Support.swift).

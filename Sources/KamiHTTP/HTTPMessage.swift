@@ -117,8 +117,9 @@ public struct HTTPResponse: Sendable, Hashable {
     public var bodyText: String { String(decoding: body, as: UTF8.self) }
 
     /// The response's bytes on the wire, with `Content-Length` set; `close` adds
-    /// `Connection: close`.
-    public func serialized(close: Bool = false) -> [UInt8] {
+    /// `Connection: close`; `headOnly` (the answer to a HEAD) leaves the body out but keeps
+    /// its length (RFC 9110 §9.3.2).
+    public func serialized(close: Bool = false, headOnly: Bool = false) -> [UInt8] {
         var head = "HTTP/1.1 \(status) \(reason)\r\n"
         for field in headers where !["content-length", "connection"].contains(field.name.lowercased()) {
             head += "\(field.name): \(field.value)\r\n"
@@ -126,7 +127,7 @@ public struct HTTPResponse: Sendable, Hashable {
         head += "Content-Length: \(body.count)\r\n"
         if close { head += "Connection: close\r\n" }
         head += "\r\n"
-        return Array(head.utf8) + body
+        return headOnly ? Array(head.utf8) : Array(head.utf8) + body
     }
 
     static func phrase(_ status: Int) -> String {
@@ -135,6 +136,7 @@ public struct HTTPResponse: Sendable, Hashable {
         case 201: "Created"
         case 202: "Accepted"
         case 204: "No Content"
+        case 303: "See Other"
         case 400: "Bad Request"
         case 401: "Unauthorized"
         case 403: "Forbidden"

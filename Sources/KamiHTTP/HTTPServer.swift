@@ -27,6 +27,13 @@ public struct HTTPServerOptions: Sendable, Hashable {
     public var idleMs: Int64 = 30_000
     /// Bounds on a request.
     public var limits = HTTPLimits()
+    /// false: every response carries `Connection: close` and ends its connection (one
+    /// request per connection, as the metrics port has always answered scrapers).
+    public var keepAlive = true
+    /// true: a connection that sends no byte within `requestTimeoutMs` of its accept is
+    /// answered 408 before it is closed (false: closed silently). An idle keep-alive
+    /// connection is always closed silently: a 408 there could cross the client's next request.
+    public var answerSilentConnections = false
 
     public init() {}
 }
@@ -176,6 +183,10 @@ public final class HTTPServer: @unchecked Sendable {
         var peerClosed = false
         /// The TLS handshake waits for the socket to be writable.
         var handshakeWantsWrite = false
+        /// The request in hand is a HEAD: its response goes without a body.
+        var headRequest = false
+        /// Requests taken from this connection so far.
+        var requests = 0
 
         init(server: HTTPServer, fd: Int32, transport: Transport) {
             self.server = server
@@ -190,7 +201,7 @@ public final class HTTPServer: @unchecked Sendable {
             if let timer { loop.cancel(timer) }
             timer = loop.schedule(afterMs: ms) { [weak self] in
                 guard let self, !self.closedFlag, !self.busy else { return }
-                if self.parser.inMessage {
+                if self.parser.inMessage || (self.requests == 0 && self.server.options.answerSilentConnections) {
                     self.fail(HTTPParseError(status: 408, message: "request not complete within \(self.server.options.requestTimeoutMs) ms"))
                 } else {
                     self.close()
@@ -262,7 +273,9 @@ public final class HTTPServer: @unchecked Sendable {
             do { message = try parser.next() } catch { return fail(error) }
             guard let message else { return }
             busy = true
-            closeAfter = message.close
+            requests += 1
+            closeAfter = message.close || !server.options.keepAlive
+            headRequest = message.head.first == "HEAD"
             if let timer { loop.cancel(timer) }
             generation += 1
             server.dispatch(message.request, conn: self)
@@ -270,7 +283,7 @@ public final class HTTPServer: @unchecked Sendable {
 
         func respond(_ response: HTTPResponse, generation: UInt64) {
             guard !closedFlag, busy, generation == self.generation else { return }
-            output.append(contentsOf: response.serialized(close: closeAfter))
+            output.append(contentsOf: response.serialized(close: closeAfter, headOnly: headRequest))
             busy = false
             flush()
             if closeAfter || closedFlag { return }

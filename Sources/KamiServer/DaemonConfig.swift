@@ -31,6 +31,9 @@ public struct DaemonConfig: Sendable, Equatable {
     public var masterKeyFile = "master.key"
     /// nil: no metrics endpoint.
     public var metricsListen: ListenAddress? = .tcp(host: "127.0.0.1", port: 9420)
+    /// The dashboard's token file (nil: the dashboard is open on the loopback metrics port).
+    /// Relative to `dataDirectory` unless absolute.
+    public var dashboardTokenFile: String?
     public var logLevel = LogLevel.info
     /// Upstream suppliers by id (`supplier.ID.KEY`).
     public var suppliers: [String: SupplierConfig] = [:]
@@ -119,7 +122,8 @@ public struct DaemonConfig: Sendable, Equatable {
         "listen", "unix_socket", "unix_socket_mode", "loop_threads", "max_connections", "idle_timeout_ms",
         "request_timeout_ms", "shutdown_timeout_ms", "max_request_bytes", "data_dir", "durability", "commit_batch_max", "commit_delay_us",
         "hold_ttl_default_ms", "hold_ttl_max_ms", "token_dir", "token_file.CLIENT", "master_key_file",
-        "metrics_listen", "log_level", "upstream_callback_listen", "upstream_callback_url", "upstream_sync_ms",
+        "metrics_listen", "dashboard_token_file", "log_level", "upstream_callback_listen", "upstream_callback_url",
+        "upstream_sync_ms",
         "upstream_wait_max_ms", "supplier.ID.KEY", "risk_rules", "risk_rate_entries", "risk_distinct_entries",
         "risk_sketch_width", "risk_hold_entries", "risk_lookup_failures_per_minute", "review_ttl_ms",
         "webhook_url.NAME", "webhook_secret_file.NAME", "webhook_events.NAME", "webhook_backoff_ms",
@@ -241,6 +245,7 @@ public struct DaemonConfig: Sendable, Equatable {
                     guard address.isLoopback else { throw bad("\(value) is not a loopback address (127.0.0.0/8 or ::1)") }
                     config.metricsListen = address
                 }
+            case "dashboard_token_file": config.dashboardTokenFile = value == "none" ? nil : try path(value, bad: bad)
             case "upstream_callback_listen":
                 if value == "off" {
                     config.upstreamCallbackListen = nil

@@ -35,6 +35,8 @@ final class DaemonRuntime: @unchecked Sendable {
     private var webhookEndpoints: [WebhookEndpoint] = []
     /// The risk gate: its counters are sized once, here; its rules follow the config.
     private var risk: RiskGate?
+    /// Who may see the dashboard; its token follows the config (`dashboard_token_file`).
+    private let dashboardGate = DashboardGate(token: nil)
 
     init(source: Daemon.ConfigSource, config: DaemonConfig) {
         self.source = source
@@ -60,6 +62,7 @@ final class DaemonRuntime: @unchecked Sendable {
             try createDataDirectory(config.dataDirectory)
             let key = try loadOrCreateKey(config)
             tokens = try loadOrCreateTokens(config)
+            dashboardGate.setToken(try DaemonRuntime.dashboardToken(config))
             var engineConfig = EngineConfig(directory: config.dataDirectory, sealer: Sealer(key: key))
             engineConfig.durability = config.durability
             engineConfig.commit = CommitSettings(batchMax: config.commitBatchMax, delayUs: config.commitDelayUs)
@@ -163,9 +166,13 @@ final class DaemonRuntime: @unchecked Sendable {
         DaemonRuntime.testPauseAfterListen()
         var metricsServer: MetricsServer?
         if let address = config.metricsListen {
+            let ready: MetricsServer.Readiness = { [self] in readiness(engine: engine, dataDirectory: config.dataDirectory) }
+            let figures = DashboardFigures(server: server, engine: engine, version: Daemon.version, readiness: ready,
+                                           upstream: { [self] in lock.withLock { upstream } })
+            let dashboard = DashboardEndpoint(gate: dashboardGate, logger: logger, clockMs: { engine.nowMs },
+                                              tick: { figures.tick() }, snapshot: { figures.snapshot() })
             let endpoint = MetricsServer(
-                address: address, logger: logger,
-                readiness: { [self] in readiness(engine: engine, dataDirectory: config.dataDirectory) },
+                address: address, logger: logger, readiness: ready, dashboard: dashboard,
                 render: { [self] in
                     server.metrics.render(server: server, engine: engine, version: Daemon.version,
                                           upstream: lock.withLock { upstream })
@@ -310,6 +317,8 @@ final class DaemonRuntime: @unchecked Sendable {
         let next = loaded.keepingRestartKeys(of: running)
         let tokens: [String: String]
         do { tokens = try TokenStore.load(next) } catch { return .failure(error) }
+        let dashboardToken: String?
+        do { dashboardToken = try DaemonRuntime.dashboardToken(next) } catch { return .failure(error) }
         guard let engine, let server else { return .failure(KamiError(.unavailable, "kamid is still starting")) }
         // The rules file is read and checked before anything changes: a bad one keeps the old rules.
         let rules: RiskRules
@@ -341,6 +350,7 @@ final class DaemonRuntime: @unchecked Sendable {
             risk.load(rules)
             applied.append("risk_rules")
         }
+        dashboardGate.setToken(dashboardToken)
         logger.setLevel(next.logLevel)
         engine.setHoldTTL(defaultMs: next.holdTTLDefaultMs, maxMs: next.holdTTLMaxMs)
         engine.setReviewTTL(ms: next.reviewTTLMs)
@@ -383,6 +393,13 @@ final class DaemonRuntime: @unchecked Sendable {
         return settings
     }
 
+    /// The dashboard's token, read from `dashboard_token_file` (nil when none is set); the
+    /// file must be as strict as a client's token file.
+    static func dashboardToken(_ config: DaemonConfig) throws(KamiError) -> String? {
+        guard let file = config.dashboardTokenFile else { return nil }
+        return try TokenStore.read(config.resolve(file), client: "dashboard")
+    }
+
     /// The counters' sizes from the config.
     static func riskLimits(_ config: DaemonConfig) -> RiskLimits {
         RiskLimits(rateEntries: config.riskRateEntries, distinctEntries: config.riskDistinctEntries,
@@ -420,6 +437,7 @@ final class DaemonRuntime: @unchecked Sendable {
         check("token_file", \.tokenFiles)
         check("master_key_file", \.keyPath)
         check("metrics_listen", \.metricsListen)
+        check("dashboard_token_file", \.dashboardTokenFile)
         check("log_level", \.logLevel)
         check("upstream_callback_listen", \.upstreamCallbackListen)
         check("upstream_callback_url", \.upstreamCallbackURL)

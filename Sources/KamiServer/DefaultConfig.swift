@@ -149,9 +149,19 @@ master_key_file = master.key
 # --- Observability -------------------------------------------------------------------
 
 # metrics_listen [restart]: loopback IPV4:PORT or [::1]:PORT for the HTTP endpoints
-# /metrics (Prometheus text format), /healthz and /readyz, or `off`. Only loopback
-# addresses are accepted: metrics carry no secrets, but stock levels are business data.
+# /metrics (Prometheus text format), /healthz, /readyz and the dashboard (/dashboard),
+# or `off`. Only loopback addresses are accepted: metrics carry no secrets, but stock
+# levels and sales are business data. Reach it from elsewhere through an SSH tunnel.
 metrics_listen = 127.0.0.1:9420
+
+# dashboard_token_file: a file (mode 0600, at least 16 characters, one word) holding the
+# token the dashboard asks for, or `none`. With `none`, anyone who can reach the loopback
+# metrics port sees the dashboard (stock, sales, profit): fine on a single-user host, not
+# on a shared one. With a token, a browser signs in once at /dashboard (the token goes in
+# a form body, never in a URL) and keeps a 12-hour cookie; scripts send
+# `Authorization: Bearer TOKEN`. /metrics, /healthz and /readyz stay open either way.
+# Replacing the file and reloading signs every browser out.
+dashboard_token_file = none
 
 # log_level: the least important events logged: error, warning, notice, info or debug.
 # Logs go to stderr, one line per event with journald priority prefixes (<3>..<7>), as

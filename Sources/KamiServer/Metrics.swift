@@ -91,6 +91,27 @@ public final class Metrics: Sendable {
         slot == 0 ? "invalid" : KamiProtocol.Operation(rawValue: UInt8(slot))?.name
     }
 
+    /// The order operations the dashboard charts: refusals of any of them, successes of
+    /// the two that deliver.
+    static let orderOps: [KamiProtocol.Operation] = [.reserve, .issue, .commit]
+    static let deliveringOps: [KamiProtocol.Operation] = [.issue, .commit]
+
+    /// The order operations' counters as they are now (for the dashboard's history; read
+    /// once a minute and per page view, never on the request path).
+    func orderSample() -> OrderSample {
+        var sample = OrderSample.zero()
+        for op in Metrics.orderOps {
+            let base = Int(op.rawValue) * Metrics.results.count
+            for slot in 1..<Metrics.results.count { sample.rejects[slot] += requests.load(base + slot) }
+            if Metrics.deliveringOps.contains(op) { sample.issued += requests.load(base) }
+            let cumulative = latency[Int(op.rawValue)].snapshot().cumulative
+            for index in cumulative.indices {
+                sample.latency[index] += cumulative[index] - (index == 0 ? 0 : cumulative[index - 1])
+            }
+        }
+        return sample
+    }
+
     // MARK: Rendering
 
     /// The whole exposition for a scrape.

@@ -1,206 +1,127 @@
-import CKamiLinux
-import Foundation
 import Glibc
 import KamiCore
-import KamiStore
+import KamiHTTP
 import Synchronization
 
-/// A small HTTP/1.1 endpoint on a loopback address, on its own thread (never on an event
-/// loop): `GET /metrics` (Prometheus text), `GET /healthz` (alive), `GET /readyz` (ready to
-/// take writes). One request per connection (`Connection: close`), at most
-/// `MetricsServer.clientsMax` clients at once, each given `requestTimeoutMs` to send its
-/// request line and headers (at most `requestBytesMax`).
+/// The HTTP endpoints on a loopback address: `GET /metrics` (Prometheus text), `GET
+/// /healthz` (alive), `GET /readyz` (ready to take writes) and, when given one, the
+/// dashboard (`/dashboard`, see `DashboardEndpoint`). Served by KamiHTTP's server (the one
+/// HTTP/1.1 implementation kamid has, shared with supplier callbacks) on an `IOLoop` of its
+/// own, never on an event loop of the storefront protocol: a slow scrape or page never
+/// delays an order. One request per connection (`Connection: close`, as scrapers expect),
+/// at most `clientsMax` connections at once, each given `requestTimeoutMs` to send its
+/// request (headers at most `requestBytesMax`); a connection that says nothing by then is
+/// answered 408.
 public final class MetricsServer: @unchecked Sendable {
-    // @unchecked: `listener`, `thread`, `port` are set in `start` before the thread runs and
-    // read-only after; the thread owns the client table.
+    // @unchecked: `loop`, `server` and `port` are set in `start`, before any request, and
+    // only read after; `stop` runs once, from the thread that started it.
     public typealias Readiness = @Sendable () -> (ready: Bool, reason: String)
 
+    /// Connections at once; past it new ones are closed at once. Scrapers and a few open
+    /// dashboards need a handful.
     static let clientsMax = 32
+    /// A request's start line and headers.
     static let requestBytesMax = 8_192
+    /// A request's body: only the dashboard's sign-in form has one.
+    static let bodyBytesMax = 4_096
+    /// Header fields of a request: browsers send a dozen or two.
+    static let headerCountMax = 64
     static let requestTimeoutMs: Int64 = 2_000
 
     private let address: ListenAddress
     private let render: @Sendable () -> String
     private let readiness: Readiness
+    private let dashboard: DashboardEndpoint?
     private let logger: Logger
-    private var listener: Int32 = -1
-    private var thread: Thread?
-    private let stopping = Atomic<Bool>(false)
-    private let finished = Atomic<Bool>(false)
+    private var loop: IOLoop?
+    private var server: HTTPServer?
     /// The port bound (useful with port 0).
     public private(set) var port: UInt16 = 0
 
-    /// An endpoint at `address` (must be loopback) serving `render()` at /metrics.
+    /// An endpoint at `address` (must be loopback) serving `render()` at /metrics and, when
+    /// `dashboard` is given, the dashboard.
     public init(address: ListenAddress, logger: Logger, readiness: @escaping Readiness,
-                render: @escaping @Sendable () -> String) {
+                dashboard: DashboardEndpoint? = nil, render: @escaping @Sendable () -> String) {
         self.address = address
         self.render = render
         self.readiness = readiness
+        self.dashboard = dashboard
         self.logger = logger
     }
 
-    /// Binds and starts the thread.
-    public func start() throws(SystemError) {
-        guard address.isLoopback, case .tcp = address else {
+    /// Binds and starts the thread. Throws a `SystemError` for an address that is not
+    /// loopback TCP, an `HTTPServerError` (naming the address and the reason) when the bind fails.
+    public func start() throws {
+        guard address.isLoopback, case .tcp(let host, let requestedPort) = address else {
             throw SystemError(call: "metrics_listen", errno: EINVAL, detail: "\(address) is not a loopback TCP address")
         }
-        listener = try Sockets.listen(address, backlog: 64)
-        port = Sockets.boundPort(listener) ?? 0
-        let thread = Thread { [self] in serve() }
-        thread.name = "kami-metrics"
-        self.thread = thread
-        thread.start()
-        logger.log(.notice, "metrics-listening", ["address": "\(address)", "port": String(port)])
+        var options = HTTPServerOptions()
+        options.maxConnections = Self.clientsMax
+        options.requestTimeoutMs = Self.requestTimeoutMs
+        options.idleMs = Self.requestTimeoutMs
+        options.limits = HTTPLimits(headerBytesMax: Self.requestBytesMax, bodyBytesMax: Self.bodyBytesMax,
+                                    headerCountMax: Self.headerCountMax)
+        options.keepAlive = false
+        options.answerSilentConnections = true
+        let loop = IOLoop(name: "kami-metrics")
+        let server = HTTPServer(host: host, port: requestedPort, options: options, loop: loop) {
+            [self] request, responder in
+            // The handler runs on the loop thread: answer now (rendering is this thread's job).
+            responder.respond(respond(to: request))
+        }
+        do { try server.start() } catch {
+            loop.stop()
+            throw error
+        }
+        self.loop = loop
+        self.server = server
+        port = server.port
+        if let dashboard { scheduleTicks(loop, dashboard) }
+        let access = dashboard.map { $0.gate.required ? "token" : "open" } ?? "off"
+        logger.log(.notice, "metrics-listening", ["address": "\(address)", "port": String(port), "dashboard": access])
     }
 
-    /// Stops the thread and closes every socket.
+    /// Runs the dashboard's minute tick on the loop, once a minute, until the loop stops.
+    private func scheduleTicks(_ loop: IOLoop, _ dashboard: DashboardEndpoint) {
+        @Sendable func arm() {
+            _ = loop.schedule(afterMs: DashboardHistory.bucketMs) {
+                dashboard.tick()
+                arm()
+            }
+        }
+        loop.execute { arm() }
+    }
+
+    /// Stops serving and closes every socket.
     public func stop() {
-        guard thread != nil else { return }
-        stopping.store(true, ordering: .relaxed)
-        while !finished.load(ordering: .acquiring) { usleep(5_000) }
+        guard let server, let loop else { return }
+        server.stop()
+        loop.stop()
+        self.server = nil
+        self.loop = nil
     }
 
-    private struct Client {
-        let fd: Int32
-        var request: [UInt8] = []
-        let deadlineMs: Int64
-    }
-
-    private static func nowMs() -> Int64 { Int64(monotonicNs() / 1_000_000) }
-
-    private func serve() {
-        var clients: [Client] = []
-        while !stopping.load(ordering: .relaxed) {
-            var fds = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
-            fds += clients.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
-            let ready = poll(&fds, nfds_t(fds.count), 100)
-            let now = MetricsServer.nowMs()
-            if ready > 0 && fds[0].revents != 0 {
-                acceptAll(into: &clients, now: now)
-            }
-            var kept: [Client] = []
-            for (index, var client) in clients.enumerated() {
-                let events = index + 1 < fds.count ? fds[index + 1].revents : 0
-                if events != 0, !readMore(&client) {
-                    close(client.fd)
-                    continue
-                }
-                if let end = MetricsServer.headerEnd(client.request) {
-                    respond(client.fd, Array(client.request[..<end]))
-                    close(client.fd)
-                } else if client.request.count > MetricsServer.requestBytesMax {
-                    write(client.fd, status: "431 Request Header Fields Too Large", body: "request headers too large\n")
-                    close(client.fd)
-                } else if now > client.deadlineMs {
-                    write(client.fd, status: "408 Request Timeout", body: "no complete request within "
-                        + "\(MetricsServer.requestTimeoutMs) ms\n")
-                    close(client.fd)
-                } else {
-                    kept.append(client)
-                }
-            }
-            clients = kept
-        }
-        for client in clients { close(client.fd) }
-        close(listener)
-        finished.store(true, ordering: .releasing)
-    }
-
-    private func acceptAll(into clients: inout [Client], now: Int64) {
-        while true {
-            let accepted: (fd: Int32, peer: String)?
-            do { accepted = try Sockets.accept(listener) } catch { return }
-            guard let (fd, _) = accepted else { return }
-            guard clients.count < MetricsServer.clientsMax else {
-                write(fd, status: "503 Service Unavailable", body: "too many metrics clients\n")
-                close(fd)
-                continue
-            }
-            clients.append(Client(fd: fd, deadlineMs: now + MetricsServer.requestTimeoutMs))
-        }
-    }
-
-    /// Reads what is there; false on EOF or error.
-    private func readMore(_ client: inout Client) -> Bool {
-        var chunk = [UInt8](repeating: 0, count: 4_096)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { recv(client.fd, $0.baseAddress, $0.count, 0) }
-            if n > 0 {
-                client.request += chunk[0..<n]
-                if client.request.count > MetricsServer.requestBytesMax { return true }
-                continue
-            }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return true }
-            if n < 0 && errno == EINTR { continue }
-            return false
-        }
-    }
-
-    /// Index just past `\r\n\r\n` (or `\n\n`), if the headers are complete.
-    static func headerEnd(_ bytes: [UInt8]) -> Int? {
-        guard bytes.count >= 2 else { return nil }
-        for index in 1..<bytes.count where bytes[index] == 0x0A {
-            if bytes[index - 1] == 0x0A { return index + 1 }
-            if index >= 3 && bytes[index - 1] == 0x0D && bytes[index - 2] == 0x0A && bytes[index - 3] == 0x0D {
-                return index + 1
-            }
-        }
-        return nil
-    }
-
-    private func respond(_ fd: Int32, _ head: [UInt8]) {
-        let firstLine = String(decoding: head.prefix { $0 != 0x0D && $0 != 0x0A }, as: UTF8.self)
-        let parts = firstLine.split(separator: " ", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[2].hasPrefix("HTTP/1."), parts[1].hasPrefix("/") else {
-            write(fd, status: "400 Bad Request", body: "expected `GET /path HTTP/1.1`\n")
-            return
-        }
-        let method = parts[0]
-        let path = parts[1].split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+    /// The answer to one request.
+    func respond(to request: HTTPRequest) -> HTTPResponse {
+        if let dashboard, let response = dashboard.respond(to: request) { return response }
+        let path = request.path
         guard ["/metrics", "/healthz", "/readyz"].contains(path) else {
-            write(fd, status: "404 Not Found", body: "try /metrics, /healthz or /readyz\n")
-            return
+            return HTTPResponse(status: 404, text: "try /metrics, /healthz or /readyz"
+                + (dashboard == nil ? "" : " or /dashboard") + "\n")
         }
-        guard method == "GET" || method == "HEAD" else {
-            write(fd, status: "405 Method Not Allowed", body: "only GET and HEAD\n", extra: "Allow: GET, HEAD\r\n")
-            return
+        guard request.method == "GET" || request.method == "HEAD" else {
+            var response = HTTPResponse(status: 405, text: "only GET and HEAD\n")
+            response.headers.add("Allow", "GET, HEAD")
+            return response
         }
-        let head = method == "HEAD"
         switch path {
         case "/metrics":
-            write(fd, status: "200 OK", body: render(), type: "text/plain; version=0.0.4; charset=utf-8", headOnly: head)
+            return HTTPResponse(status: 200, text: render(), contentType: "text/plain; version=0.0.4; charset=utf-8")
         case "/healthz":
-            write(fd, status: "200 OK", body: "ok\n", headOnly: head)
+            return HTTPResponse(status: 200, text: "ok\n")
         default:
             let (ready, reason) = readiness()
-            write(fd, status: ready ? "200 OK" : "503 Service Unavailable", body: (ready ? "ready" : reason) + "\n",
-                  headOnly: head)
-        }
-    }
-
-    private func write(_ fd: Int32, status: String, body: String, type: String = "text/plain; charset=utf-8",
-                       extra: String = "", headOnly: Bool = false) {
-        let payload = Array(body.utf8)
-        var bytes = Array(("HTTP/1.1 \(status)\r\nContent-Type: \(type)\r\nContent-Length: \(payload.count)\r\n"
-            + "Connection: close\r\n\(extra)\r\n").utf8)
-        if !headOnly { bytes += payload }
-        // The socket is non-blocking: a reader that does not read gets what fits, then the close.
-        var sent = 0
-        var waits = 0
-        while sent < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
-            if n > 0 {
-                sent += n
-                continue
-            }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && waits < 20 {
-                waits += 1
-                var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                _ = poll(&pfd, 1, 100)
-                continue
-            }
-            return
+            return HTTPResponse(status: ready ? 200 : 503, text: (ready ? "ready" : reason) + "\n")
         }
     }
 }
