@@ -174,16 +174,18 @@ public enum DashboardPage {
         var out = "<section class=\"wide\"><h2>Stock per SKU</h2>"
         guard !s.stock.isEmpty else { return out + "<p class=\"muted\">No SKUs yet.</p></section>" }
         out += "<div class=\"scroll\"><table><thead><tr><th>SKU</th><th>available</th><th>reserved</th><th>issued</th>"
-            + "<th>voided</th></tr></thead><tbody>"
+            + "<th>used</th><th>voided</th></tr></thead><tbody>"
         for line in s.stock.prefix(DashboardLimits.stockRowsMax) {
             let sku = HTMLText.escape(line.sku)
             func cell(_ metric: String, _ value: Int64) -> String {
                 "<td data-metric=\"stock-\(metric)\" data-sku=\"\(sku)\">\(value)</td>"
             }
             let bar = SVGChart.split([(line.available, "#1a7f37", "available"), (line.reserved, "#E69F00", "reserved"),
-                                      (line.issued, "#0072B2", "issued"), (line.voided, "#999999", "voided")])
+                                      (line.issued, "#0072B2", "issued"), (line.used, "#56B4E9", "used"),
+                                      (line.voided, "#999999", "voided")])
             out += "<tr><td>\(HTMLText.label(line.sku))\(bar)</td>" + cell("available", line.available)
-                + cell("reserved", line.reserved) + cell("issued", line.issued) + cell("voided", line.voided) + "</tr>"
+                + cell("reserved", line.reserved) + cell("issued", line.issued) + cell("used", line.used)
+                + cell("voided", line.voided) + "</tr>"
         }
         out += "</tbody></table></div>"
         if s.stock.count > DashboardLimits.stockRowsMax {
@@ -192,6 +194,7 @@ public enum DashboardPage {
         return out + "<p class=\"muted\"><span class=\"chip\" style=\"background:#1a7f37\"></span>available "
             + "<span class=\"chip\" style=\"background:#E69F00\"></span>reserved "
             + "<span class=\"chip\" style=\"background:#0072B2\"></span>issued "
+            + "<span class=\"chip\" style=\"background:#56B4E9\"></span>used "
             + "<span class=\"chip\" style=\"background:#999\"></span>voided</p></section>"
     }
 

@@ -9,9 +9,12 @@ public struct DashboardSnapshot: Sendable, Equatable {
         public var reserved: Int64
         public var issued: Int64
         public var voided: Int64
+        /// Issued and activated by the buyer or the brand.
+        public var used: Int64
 
         /// Makes a stock line.
-        public init(sku: String, available: Int64, reserved: Int64, issued: Int64, voided: Int64) {
+        public init(sku: String, available: Int64, reserved: Int64, issued: Int64, voided: Int64, used: Int64 = 0) {
+            self.used = used
             self.sku = sku
             self.available = available
             self.reserved = reserved

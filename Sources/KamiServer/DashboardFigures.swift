@@ -54,7 +54,7 @@ final class DashboardFigures: Sendable {
         for sku in engine.queries.skus() {
             guard let line = try? engine.queries.stock(sku: sku.key) else { continue }
             stock.append(.init(sku: sku.key, available: Int64(line.available), reserved: Int64(line.reserved),
-                               issued: Int64(line.issued), voided: Int64(line.voided)))
+                               issued: Int64(line.issued), voided: Int64(line.voided), used: Int64(line.used)))
         }
         let suppliers = upstream().map { service in
             service.statuses.sorted { $0.id < $1.id }.map {
