@@ -5,7 +5,7 @@
 #   KAMID=.build/release/kamid KAMICTL=.build/release/kamictl bash clients/php/test.sh
 #
 # Starts kamid in a temp dir on 127.0.0.1 (port 0), creates SKUs and imports codes with
-# kamictl, runs clients/php/tests/run.php, and stops kamid on any exit (the webhook test starts
+# kamictl (run.php sets more SKU fields with JSON over the Unix socket), runs clients/php/tests/run.php, and stops kamid on any exit (the webhook test starts
 # a kamid of its own, with webhooks configured, and a `php -S` receiver, and stops both). Exit
 # status is non-zero on any failure. `test.sh --restart-kamid WORKDIR` is used by the PHP tests to
 # restart that kamid on the same port and data dir.
@@ -127,6 +127,7 @@ make_sku vip 2 8       # per-user limit 2
 make_sku solo 0 1      # one code: sold out after one sale
 make_sku hold 0 6      # reserve / commit / release
 make_sku retry 0 8     # reconnects and lost replies
+make_sku act 0 8       # activation (its template and usage guide are set by the test)
 
 "$PHP" "$HERE/tests/run.php" 127.0.0.1 "$PORT" \
     --token-file "$WORK/data/default.token" \

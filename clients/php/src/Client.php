@@ -11,10 +11,11 @@ namespace Kami;
  * reused for every call, and reopened when kamid closed it. Requests are sent one at a time
  * and every reply's `id` is checked against its request's.
  *
- * Retries: reserve, commit, issue and release are idempotent on the order id, and order,
- * wait, entitlements, stock and ping change nothing, so after a network error (refused,
- * broken pipe, EOF, timeout) or BUSY/UNAVAILABLE the client reconnects and sends the SAME
- * request again, at most `retries` more times with exponential backoff. kamid answers a
+ * Retries: reserve, commit, issue and release are idempotent on the order id, activate
+ * answers a repeat like the first call, and order, wait, entitlements, stock and ping change
+ * nothing, so after a network error (refused, broken pipe, EOF, timeout) or
+ * BUSY/UNAVAILABLE the client reconnects and sends the SAME request again, at most
+ * `retries` more times with exponential backoff. kamid answers a
  * repeated order with the first answer (the same codes), never a second set. `risk` and
  * `case_open` are not repeated.
  *
@@ -150,6 +151,37 @@ final class Client
     {
         $fields = ['user' => $user, 'limit' => $limit, 'cursor' => $cursor, 'ip' => $ip];
         return EntitlementsPage::fromReply($this->call('entitlements', $fields, true));
+    }
+
+    /**
+     * Marks the codes of the buyer's committed order `used` (activated): every code, or just
+     * `$codeId`. `$user` must own the order: another user's order, like an unknown order or a
+     * code id that is not the order's, is NotFoundException (and counts as a failed lookup for
+     * the user and `$ip`, rate-limited like order()). Activating again is not an error: the
+     * same answer, with the first activation's time. A refunded order is InvalidStateException.
+     *
+     * @return Code[] one per code, state and status `used`, `usedAtMs` set, never a secret
+     */
+    public function activate(string $order, string $user, ?int $codeId = null, ?string $ip = null): array
+    {
+        if ($codeId !== null && $codeId <= 0) {
+            throw new \InvalidArgumentException('code id must be positive (null: every code of the order)');
+        }
+        $fields = ['order' => $order, 'user' => $user, 'code_id' => $codeId, 'ip' => $ip];
+        return self::codesOf($this->call('activate', $fields, true), 'activate');
+    }
+
+    /**
+     * Marks used the one code an activation token names: the `{token}` of a SKU's activation
+     * link template, which a brand's page hands back. A forged or unknown token is
+     * NotFoundException; a genuine one past its time (15 minutes) is ExpiredException (the
+     * buyer opens the link again from the order). Repeating it is not an error.
+     *
+     * @return Code[] the one code, state and status `used`, never a secret
+     */
+    public function activateToken(string $token, ?string $ip = null): array
+    {
+        return self::codesOf($this->call('activate', ['token' => $token, 'ip' => $ip], true), 'activate');
     }
 
     public function stock(string $sku): Stock
@@ -424,6 +456,15 @@ final class Client
                 throw new ProtocolException("$op: reply line longer than " . self::LINE_MAX . ' bytes', $op);
             }
         }
+    }
+
+    /** @return Code[] */
+    private static function codesOf(array $reply, string $op): array
+    {
+        if (!isset($reply['codes']) || !is_array($reply['codes'])) {
+            throw new ProtocolException("$op reply without codes", $op);
+        }
+        return array_map(static fn ($c) => Code::fromArray(is_array($c) ? $c : []), array_values($reply['codes']));
     }
 
     /** @return array<string,mixed> */

@@ -7,7 +7,10 @@ namespace Kami;
 /** One page of what a user owns, newest order first. Pass nextCursor back for the next page. */
 final class EntitlementsPage
 {
-    /** @param Code[] $codes (with `order` and `state` set) */
+    /**
+     * @param Code[] $codes with `order`, `state` and the buyer's view (`status`, `skuName`,
+     *        `usageGuide`, `expiresAtMs`, `orderedAtMs`, `usedAtMs`) set
+     */
     public function __construct(
         public readonly array $codes,
         public readonly ?string $nextCursor,

@@ -9,6 +9,7 @@
 //   wrongid       a well-formed reply with another id
 //   eof           closes the connection on the request
 //   busy_then_ok  BUSY to the first request, ok to the ones after
+//   expired       EXPIRED, as kamid answers an activation token past its time
 // Exits when its stdin closes (the test is done) or after 60 s.
 
 declare(strict_types=1);
@@ -82,6 +83,10 @@ while (microtime(true) < $end) {
                     unset($clients[(int) $s], $buffers[(int) $s]);
                     fclose($s);
                     continue 3;
+                case 'expired':
+                    fwrite($s, json_encode(['id' => $id, 'ok' => false, 'error' => ['code' => 'EXPIRED',
+                        'message' => 'the activation token has expired; open the link again from the order']]) . "\n");
+                    break;
                 case 'busy_then_ok':
                     if ($served === 1) {
                         fwrite($s, json_encode(['id' => $id, 'ok' => false, 'error' => ['code' => 'BUSY', 'message' => 'commit queue full']]) . "\n");

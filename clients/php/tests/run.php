@@ -5,7 +5,8 @@
 //   php clients/php/tests/run.php HOST PORT --token-file F --kamictl PATH --socket SOCK
 //       --codes DIR --restart CMD --kamid PATH
 //
-// SKUs made by test.sh: vip (per-user limit 2, 8 codes), solo (1 code), hold (6), retry (8);
+// SKUs made by test.sh: vip (per-user limit 2, 8 codes), solo (1 code), hold (6), retry (8),
+// act (8; the activation tests give it a link template and a usage guide);
 // DIR/<sku>.csv holds what was imported. Plain PHP, no PHPUnit: each test is a closure,
 // a failed check throws, and the exit status is the number of failed tests (capped).
 
@@ -117,6 +118,44 @@ function ctlStock(string $sku): array
     $j = json_decode(implode("\n", $out), true);
     check(is_array($j) && isset($j['issued']), "kamictl stock $sku: unexpected output");
     return $j;
+}
+
+/** One operator request, JSON over kamid's Unix socket (for fields kamictl has no flag for). */
+function operatorRequest(array $request): array
+{
+    global $opt;
+    $s = @stream_socket_client('unix://' . $opt['socket'], $errno, $errstr, 5.0);
+    check($s !== false, "cannot connect to kamid's Unix socket: $errstr");
+    try {
+        stream_set_timeout($s, 30);
+        fwrite($s, json_encode(['id' => 1] + $request, JSON_UNESCAPED_UNICODE | JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR) . "\n");
+        $line = fgets($s);
+        check($line !== false, "no reply to {$request['op']} on the Unix socket");
+        $reply = json_decode($line, true);
+        check(is_array($reply) && ($reply['ok'] ?? false) === true, "{$request['op']} refused: " . trim((string) $line));
+        return $reply;
+    } finally {
+        fclose($s);
+    }
+}
+
+/** The `t` parameter of an activation link (the `{token}` of the template). */
+function tokenOf(?string $url): string
+{
+    check($url !== null && str_starts_with($url, 'https://brand.example/redeem?t='), 'activation link from the template: ' . var_export($url, true));
+    parse_str((string) parse_url($url, PHP_URL_QUERY), $q);
+    check(isset($q['t']) && is_string($q['t']) && $q['t'] !== '', 'a token in the link');
+    return $q['t'];
+}
+
+/** @param Code[] $codes @return array<int,Code> by code id */
+function byId(array $codes): array
+{
+    $out = [];
+    foreach ($codes as $c) {
+        $out[$c->codeId] = $c;
+    }
+    return $out;
 }
 
 function restartKamid(): void
@@ -370,6 +409,136 @@ $tests['secrets stay out of dumps, messages and logs'] = function () use ($run) 
     check(!$log->contains($secret), 'not logged');
 };
 
+const USAGE_GUIDE = "打开 App → 我的 → 兑换\n输入卡密";
+
+$tests['activate by order: used for its owner, same time on repeat; others NotFound'] = function () use ($run) {
+    $sku = operatorRequest(['op' => 'sku_set', 'sku' => 'act', 'name' => '月卡 act',
+        'activation_url' => 'https://brand.example/redeem?t={token}', 'usage_guide' => USAGE_GUIDE]);
+    same(USAGE_GUIDE, $sku['usage_guide'] ?? null, 'sku_set keeps the usage guide');
+    $c = client();
+    $o1 = $c->issue("$run-V1", "$run-kim", 'act', 2, 'pay-V1');
+    $o2 = $c->issue("$run-V2", "$run-kim", 'act', 1, 'pay-V2');
+    [$first, $second] = $o1->codeIds();
+    $t0 = (int) (microtime(true) * 1000);
+
+    $a = $c->activate("$run-V1", "$run-kim", $first, '203.0.113.7');
+    same(1, count($a), 'one code activated');
+    $code = $a[0];
+    same($first, $code->codeId, 'the code asked for');
+    same("$run-V1", $code->order, 'its order');
+    same('act', $code->sku, 'its sku');
+    same('used', $code->state, 'state used');
+    same('used', $code->status, 'status used');
+    check($code->isUsed(), 'isUsed');
+    same(null, $code->secret, 'no secret in the answer');
+    same(null, $code->activationUrl, 'no link in the answer');
+    check($code->usedAtMs !== null && abs($code->usedAtMs - $t0) < 60000, 'used_at_ms set to about now');
+
+    $again = $c->activate("$run-V1", "$run-kim", $first);
+    same($code->usedAtMs, $again[0]->usedAtMs, 'repeat: the same used_at_ms');
+    same('used', $again[0]->state, 'repeat: still used');
+
+    $e = throws(NotFoundException::class, fn () => $c->activate("$run-V1", "$run-mallory"), 'another user\'s order');
+    $unknown = throws(NotFoundException::class, fn () => $c->activate("$run-V9", "$run-kim"), 'an unknown order');
+    same(str_replace("$run-V9", 'ORDER', $unknown->getServerMessage()), str_replace("$run-V1", 'ORDER', $e->getServerMessage()),
+        'another user\'s order answers like an unknown one');
+    throws(NotFoundException::class, fn () => $c->activate("$run-V1", "$run-kim", $o2->codeIds()[0]), 'a code of another order');
+    throws(NotFoundException::class, fn () => $c->activate("$run-V1", "$run-kim", 999999), 'an unknown code id');
+    throws(\InvalidArgumentException::class, fn () => $c->activate("$run-V1", "$run-kim", 0), 'code id 0 refused before sending');
+
+    $page = $c->entitlements("$run-kim");
+    $lines = byId($page->codes);
+    same([$o2->codeIds()[0]], [$page->codes[0]->codeId], 'newest order first');
+    same('used', $lines[$first]->status, 'entitlements: the activated code is used');
+    same('used', $lines[$first]->state, 'entitlements: state used');
+    same($code->usedAtMs, $lines[$first]->usedAtMs, 'entitlements: the same used_at_ms');
+    check($lines[$first]->secret !== null, 'entitlements still show the buyer the secret');
+    same('delivered', $lines[$second]->status, 'the other code: delivered');
+    same('issued', $lines[$second]->state, 'the other code: issued');
+    same(null, $lines[$second]->usedAtMs, 'the other code: no used_at_ms');
+    foreach ($page->codes as $line) {
+        same('月卡 act', $line->skuName, 'sku_name');
+        same(USAGE_GUIDE, $line->usageGuide, 'usage_guide with its line break');
+        same(null, $line->expiresAtMs, 'no expiry on imported codes');
+        check($line->orderedAtMs !== null && abs($line->orderedAtMs - $t0) < 60000, 'ordered_at_ms');
+    }
+    check($page->codes[0]->orderedAtMs >= $lines[$first]->orderedAtMs, 'ordered_at_ms newest first');
+
+    $all = byId($c->activate("$run-V1", "$run-kim"));
+    $ids = array_keys($all);
+    sort($ids);
+    $want = [$first, $second];
+    sort($want);
+    same($want, $ids, 'every code of the order');
+    same($code->usedAtMs, $all[$first]->usedAtMs, 'the first activation keeps its time');
+    check($all[$second]->usedAtMs !== null, 'the second is used now');
+    same('delivered', byId($c->entitlements("$run-kim")->codes)[$o2->codeIds()[0]]->status, 'the other order untouched');
+};
+
+$tests['activate by token: exactly the code the link names; tampered NotFound'] = function () use ($run) {
+    $c = client();
+    $o = $c->issue("$run-V3", "$run-lee", 'act', 2, 'pay-V3');
+    [$keep, $target] = $o->codes;
+    $token = tokenOf($target->activationUrl);
+    tokenOf($keep->activationUrl);
+
+    $last = substr($token, -1);
+    $tampered = substr($token, 0, -1) . ($last === '0' ? '1' : '0');
+    throws(NotFoundException::class, fn () => $c->activateToken($tampered), 'a tampered token');
+    throws(NotFoundException::class, fn () => $c->activateToken('not-a-token'), 'garbage');
+    same('delivered', byId($c->entitlements("$run-lee")->codes)[$target->codeId]->status, 'a refused token changes nothing');
+
+    $a = $c->activateToken($token, '203.0.113.8');
+    same(1, count($a), 'one code');
+    same($target->codeId, $a[0]->codeId, 'the code the token names');
+    same("$run-V3", $a[0]->order, 'its order');
+    same('used', $a[0]->state, 'used');
+    same(null, $a[0]->secret, 'no secret');
+    check($a[0]->usedAtMs !== null, 'used_at_ms');
+    same($a[0]->usedAtMs, $c->activateToken($token)[0]->usedAtMs, 'repeat: same used_at_ms');
+
+    $lines = byId($c->entitlements("$run-lee")->codes);
+    same('used', $lines[$target->codeId]->status, 'entitlements: used');
+    same($a[0]->usedAtMs, $lines[$target->codeId]->usedAtMs, 'entitlements: its time');
+    same('delivered', $lines[$keep->codeId]->status, 'the order\'s other code is not activated');
+    same(null, $lines[$keep->codeId]->usedAtMs, 'and has no used_at_ms');
+};
+
+$tests['activate: a lost reply is retried and answers the same'] = function () use ($run, $port) {
+    $c0 = client();
+    $o = $c0->issue("$run-V4", "$run-moe", 'act', 1, 'pay-V4');
+    $proxy = helper('flaky_proxy.php', [(string) $port, 'activate']);
+    try {
+        $c = new Client("127.0.0.1:{$proxy[2]}", ['token' => $GLOBALS['token'], 'timeout' => 5.0, 'retries' => 2, 'backoff' => 0.05]);
+        $a = $c->activate("$run-V4", "$run-moe");
+        same($o->codeIds(), array_map(static fn (Code $x) => $x->codeId, $a), 'the order\'s code');
+        same(2, $c->connectCount(), 'the retry reconnected');
+        same($a[0]->usedAtMs, $c0->activate("$run-V4", "$run-moe")[0]->usedAtMs, 'activated once, at the first call\'s time');
+    } finally {
+        $err = stopHelper($proxy);
+    }
+    check(str_contains($err, 'dropped the reply'), 'the proxy did drop a reply');
+};
+
+$tests['entitlements: a paid order waiting for an operator is one pending line'] = function () use ($run) {
+    operatorRequest(['op' => 'sku_set', 'sku' => 'byhand', 'name' => '手动 byhand', 'price_cents' => 100, 'manual_delivery' => true]);
+    $c = client();
+    $o = $c->issue("$run-P1", "$run-ned", 'byhand', 2, 'pay-P1');
+    same('review', $o->state, 'waits for an operator');
+    $page = $c->entitlements("$run-ned");
+    same(1, count($page->codes), 'one line');
+    $line = $page->codes[0];
+    check($line->isPending() && !$line->isUsed(), 'isPending');
+    same(0, $line->codeId, 'no code yet');
+    same('reserved', $line->state, 'state reserved');
+    same("$run-P1", $line->order, 'its order');
+    same('手动 byhand', $line->skuName, 'sku_name');
+    same(null, $line->usageGuide, 'no usage guide');
+    same(null, $line->secret, 'no secret');
+    check($line->orderedAtMs !== null, 'ordered_at_ms');
+    throws(InvalidStateException::class, fn () => $c->activate("$run-P1", "$run-ned"), 'nothing to activate yet');
+};
+
 $tests['reconnects after kamid restarts; a retried order id does not issue twice'] = function () use ($run) {
     $log = new MemoryLog();
     $c = client(['logger' => $log, 'retries' => 5, 'backoff' => 0.2]);
@@ -532,6 +701,20 @@ $tests['BUSY is retried with the same request'] = function () {
         $c = new Client("127.0.0.1:{$fake[2]}", ['token' => 't', 'timeout' => 2.0, 'retries' => 1, 'backoff' => 0.01]);
         same(1, $c->stock('x')->available, 'answered on the retry');
         same(1, $c->connectCount(), 'BUSY keeps the connection');
+    } finally {
+        stopHelper($fake);
+    }
+};
+
+$tests['an activation token past its time: ExpiredException, not retried'] = function () {
+    $fake = helper('fake_kamid.php', ['expired']);
+    try {
+        $c = new Client("127.0.0.1:{$fake[2]}", ['token' => 't', 'timeout' => 2.0, 'retries' => 2, 'backoff' => 0.01]);
+        $e = throws(\Kami\ExpiredException::class, fn () => $c->activateToken('12.1700000000.00112233445566778899aabbccddeeff'), 'old token');
+        same('EXPIRED', $e->getErrorCode(), 'code');
+        same('activate', $e->getOp(), 'op');
+        check(!str_contains($e->getMessage(), '00112233445566778899'), 'the token is not in the message');
+        same(1, $c->connectCount(), 'one connection');
     } finally {
         stopHelper($fake);
     }
