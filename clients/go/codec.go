@@ -34,12 +34,13 @@ const (
 	opStock        uint8 = 9
 	opWait         uint8 = 10
 	opRisk         uint8 = 11
+	opActivate     uint8 = 12
 )
 
 var opNames = map[uint8]string{
 	opHello: "hello", opPing: "ping", opReserve: "reserve", opCommit: "commit", opIssue: "issue",
 	opRelease: "release", opOrder: "order", opEntitlements: "entitlements", opStock: "stock",
-	opWait: "wait", opRisk: "risk",
+	opWait: "wait", opRisk: "risk", opActivate: "activate",
 }
 
 func opName(op uint8) string {
@@ -280,6 +281,16 @@ func (w *writer) money(m *Money) {
 	w.optStr("distributor", m.Distributor)
 }
 
+// activate writes an activate request: optstr order, optstr user, i64 code_id (0: every
+// code of the order), optstr token, optstr ip.
+func (w *writer) activate(order, user *string, codeID int64, token, ip *string) {
+	w.optStr("order", order)
+	w.optStr("user", user)
+	w.i64(codeID)
+	w.optStr("token", token)
+	w.optStr("ip", ip)
+}
+
 func checkQty(q int) (uint32, error) {
 	if q < 0 || int64(q) > math.MaxUint32 {
 		return 0, fmt.Errorf("qty %d out of range", q)
@@ -412,7 +423,32 @@ func decodeEntitlements(payload []byte) (*Entitlements, error) {
 		e.Codes = append(e.Codes, x)
 	}
 	e.NextCursor = deref(r.optStr("next_cursor"))
+	// Added with activation: the buyer's view of each code, in the same order. An older
+	// server ends before it; bytes after it (newer fields) are skipped.
+	if r.err == nil && r.remaining() > 0 {
+		m := int(r.u16("details"))
+		if r.err == nil && m != len(e.Codes) {
+			return e, fmt.Errorf("%w: %d entitlement details for %d codes", errCodec, m, len(e.Codes))
+		}
+		for i := 0; i < m && r.err == nil; i++ {
+			x := &e.Codes[i]
+			x.Status = EntitlementStatus(deref(r.optStr("status")))
+			x.SKUName = deref(r.optStr("sku_name"))
+			x.UsageGuide = deref(r.optStr("usage_guide"))
+			x.ExpiresAtMs = msOrZero(r.i64("expires_at_ms"))
+			x.OrderedAtMs = msOrZero(r.i64("ordered_at_ms"))
+			x.UsedAtMs = msOrZero(r.i64("used_at_ms"))
+		}
+	}
 	return e, r.err
+}
+
+// msOrZero maps the wire's "absent" time (-1, or any negative) to 0.
+func msOrZero(ms int64) int64 {
+	if ms < 0 {
+		return 0
+	}
+	return ms
 }
 
 func decodeHello(payload []byte) (*ServerInfo, error) {

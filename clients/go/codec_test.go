@@ -271,3 +271,122 @@ func TestSecretIsRedacted(t *testing.T) {
 		t.Fatal("reveal")
 	}
 }
+
+// The activate request (op 12): optstr order, optstr user, i64 code_id, optstr token,
+// optstr ip, byte for byte.
+func TestActivateFrames(t *testing.T) {
+	order, user := "A1", "alice"
+	w := newFrame(opActivate, 7)
+	w.activate(&order, &user, 12, nil, nil)
+	got, err := w.finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := unhex(t, `b1 01 0c 00 07 00 00 00 17 00 00 00
+		02 00 41 31  05 00 61 6c 69 63 65  0c 00 00 00 00 00 00 00  ff ff  ff ff`)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("by order\n got %x\nwant %x", got, want)
+	}
+	token, ip := "1.2.ab", "::1"
+	w = newFrame(opActivate, 8)
+	w.activate(nil, nil, 0, &token, &ip)
+	got, err = w.finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = unhex(t, `b1 01 0c 00 08 00 00 00 19 00 00 00
+		ff ff  ff ff  00 00 00 00 00 00 00 00  06 00 31 2e 32 2e 61 62  03 00 3a 3a 31`)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("by token\n got %x\nwant %x", got, want)
+	}
+	if opName(opActivate) != "activate" || CodeUsed.String() != "used" {
+		t.Fatal("names")
+	}
+}
+
+// encEntitlements is the test's own encoder of an entitlements (codes) reply payload; with
+// details, the block kamid appends since activation.
+func encEntitlements(e *Entitlements, details bool) []byte {
+	w := &writer{}
+	w.u16(uint16(len(e.Codes)))
+	for _, x := range e.Codes {
+		w.str("order", x.Order)
+		w.i64(x.ID)
+		w.str("sku", x.SKU)
+		w.u8(uint8(x.State))
+		if x.HasSecret {
+			s := x.Secret.Reveal()
+			w.optStr("secret", &s)
+		} else {
+			w.optStr("secret", nil)
+		}
+		w.optStr("card_number", opt(x.CardNumber))
+		w.optStr("activation_url", opt(x.ActivationURL))
+	}
+	w.optStr("next_cursor", opt(e.NextCursor))
+	if !details {
+		return w.b
+	}
+	w.u16(uint16(len(e.Codes)))
+	ms := func(v int64) int64 {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	for _, x := range e.Codes {
+		w.optStr("status", opt(string(x.Status)))
+		w.optStr("sku_name", opt(x.SKUName))
+		w.optStr("usage_guide", opt(x.UsageGuide))
+		w.i64(ms(x.ExpiresAtMs))
+		w.i64(ms(x.OrderedAtMs))
+		w.i64(ms(x.UsedAtMs))
+	}
+	return w.b
+}
+
+func TestEntitlementDetails(t *testing.T) {
+	e := &Entitlements{NextCursor: "42.7", Codes: []Entitlement{
+		{Order: "M1", ID: 0, SKU: "manual", State: CodeReserved, Status: StatusPending, SKUName: "手动",
+			OrderedAtMs: 1796460138343},
+		{Order: "A1", ID: 9, SKU: "vip", State: CodeUsed, Secret: "K-9", HasSecret: true, CardNumber: "C9",
+			Status: StatusUsed, SKUName: "月卡", UsageGuide: "打开 App → 我的 → 兑换\n输入卡密",
+			ExpiresAtMs: 1830000000000, OrderedAtMs: 1796460114233, UsedAtMs: 1796460116593},
+		{Order: "A1", ID: 10, SKU: "vip", State: CodeIssued, Secret: "K-10", HasSecret: true,
+			ActivationURL: "https://brand.example/redeem?t=10.1796461014.00", Status: StatusDelivered, SKUName: "月卡",
+			OrderedAtMs: 1796460114233},
+	}}
+	full := encEntitlements(e, true)
+	got, err := decodeEntitlements(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", e) {
+		t.Fatalf("round trip\n got %+v\nwant %+v", got, e)
+	}
+	if got.Codes[1].UsageGuide != "打开 App → 我的 → 兑换\n输入卡密" || got.Codes[1].Secret.Reveal() != "K-9" {
+		t.Fatalf("details %+v", got.Codes[1])
+	}
+	// An older kamid ends after next_cursor: the details stay zero.
+	old, err := decodeEntitlements(encEntitlements(e, false))
+	if err != nil || old.Codes[1].Status != "" || old.Codes[1].UsedAtMs != 0 || old.NextCursor != "42.7" {
+		t.Fatalf("without details %+v %v", old, err)
+	}
+	// A newer kamid's fields after the block are skipped.
+	if _, err := decodeEntitlements(append(append([]byte{}, full...), 7, 7)); err != nil {
+		t.Fatalf("trailing bytes: %v", err)
+	}
+	// Every truncation inside the block is an error (at its very start it is an older reply).
+	start := len(encEntitlements(e, false))
+	for n := start + 1; n < len(full); n++ {
+		if _, err := decodeEntitlements(full[:n]); !errors.Is(err, ErrProtocol) {
+			t.Fatalf("truncated to %d of %d bytes: %v", n, len(full), err)
+		}
+	}
+	// A count that does not match the codes.
+	bad := append([]byte{}, full...)
+	bad[start] = 2
+	if _, err := decodeEntitlements(bad); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("2 details for 3 codes: %v", err)
+	}
+}

@@ -3,8 +3,11 @@ package kami
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -127,6 +130,35 @@ func (d *daemon) ctl(t *testing.T, args ...string) string {
 		t.Fatalf("kamictl %v: %v\n%s", args, err, out)
 	}
 	return string(out)
+}
+
+// operator sends one operator request as a JSON line over kamid's Unix socket (for fields
+// kamictl has no flag for) and returns the reply; a refusal fails the test.
+func (d *daemon) operator(t *testing.T, req map[string]any) map[string]any {
+	t.Helper()
+	conn, err := net.DialTimeout("unix", filepath.Join(d.dir, "kamid.sock"), 5*time.Second)
+	if err != nil {
+		t.Fatalf("unix socket: %v", err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	req["id"] = 1
+	line, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(append(line, '\n')); err != nil {
+		t.Fatalf("unix socket: %v", err)
+	}
+	reply, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err != nil {
+		t.Fatalf("%v: no reply: %v", req["op"], err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(reply, &m); err != nil || m["ok"] != true {
+		t.Fatalf("%v refused: %s (%v)", req["op"], reply, err)
+	}
+	return m
 }
 
 // addCodes creates sku with the given per-user limit and imports n codes; it returns
@@ -410,6 +442,8 @@ func TestIntegration(t *testing.T) {
 		}
 	})
 
+	t.Run("Activation", func(t *testing.T) { testActivation(t, d, c) })
+
 	t.Run("RestartRecovers", func(t *testing.T) {
 		d.addCodes(t, "after", 0, 4)
 		ctx := ctxT(t, 60*time.Second)
@@ -450,5 +484,177 @@ func TestIntegration(t *testing.T) {
 		if err != nil || st.Issued != 2 || st.Available != 2 {
 			t.Fatalf("stock after restart %+v %v", st, err)
 		}
+	})
+}
+
+const usageGuide = "打开 App → 我的 → 兑换\n输入卡密"
+
+func byID(codes []Entitlement) map[int64]Entitlement {
+	m := map[int64]Entitlement{}
+	for _, x := range codes {
+		m[x.ID] = x
+	}
+	return m
+}
+
+// tokenOf returns the t parameter of an activation link made from the template
+// https://brand.example/redeem?t={token}.
+func tokenOf(t *testing.T, link string) string {
+	t.Helper()
+	u, err := url.Parse(link)
+	if err != nil || u.Host != "brand.example" || u.Path != "/redeem" || u.Query().Get("t") == "" {
+		t.Fatalf("activation link %q (%v)", link, err)
+	}
+	return u.Query().Get("t")
+}
+
+// testActivation: activate by order and by token, and the buyer's view in entitlements
+// (the binary trailing block: status, SKU name, a multi-line Chinese usage guide, times).
+func testActivation(t *testing.T, d *daemon, c *Client) {
+	d.addCodes(t, "act", 0, 8)
+	sku := d.operator(t, map[string]any{"op": "sku_set", "sku": "act", "name": "月卡 act",
+		"activation_url": "https://brand.example/redeem?t={token}", "usage_guide": usageGuide})
+	if sku["usage_guide"] != usageGuide {
+		t.Fatalf("sku_set: %v", sku)
+	}
+	ctx := ctxT(t, 30*time.Second)
+	v1, err := c.Issue(ctx, IssueRequest{Order: "V1", User: "kim", SKU: "act", Qty: 2, PaymentRef: "pay-v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := c.Issue(ctx, IssueRequest{Order: "V2", User: "kim", SKU: "act", Qty: 1, PaymentRef: "pay-v2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := v1.Codes[0].ID, v1.Codes[1].ID
+	now := time.Now().UnixMilli()
+	near := func(ms int64) bool { return ms > now-60000 && ms < now+60000 }
+
+	t.Run("ByOrder", func(t *testing.T) {
+		got, err := c.Activate(ctx, "V1", "kim", first, "203.0.113.7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 {
+			t.Fatalf("activated %+v", got)
+		}
+		a := got[0]
+		if a.ID != first || a.Order != "V1" || a.SKU != "act" || a.State != CodeUsed || a.Status != StatusUsed ||
+			a.HasSecret || a.ActivationURL != "" || !near(a.UsedAtMs) {
+			t.Fatalf("activated %+v", a)
+		}
+		again, err := c.Activate(ctx, "V1", "kim", first, "")
+		if err != nil || len(again) != 1 || again[0].UsedAtMs != a.UsedAtMs || again[0].State != CodeUsed {
+			t.Fatalf("repeat %+v %v (first used at %d)", again, err, a.UsedAtMs)
+		}
+
+		_, errOther := c.Activate(ctx, "V1", "mallory", 0, "")
+		wantCode(t, errOther, NotFound)
+		_, errUnknown := c.Activate(ctx, "V9", "kim", 0, "")
+		wantCode(t, errUnknown, NotFound)
+		var eo, eu *Error
+		errors.As(errOther, &eo)
+		errors.As(errUnknown, &eu)
+		if strings.ReplaceAll(eo.Message, "V1", "ID") != strings.ReplaceAll(eu.Message, "V9", "ID") {
+			t.Fatalf("another user's order %q, an unknown one %q", eo.Message, eu.Message)
+		}
+		_, err = c.Activate(ctx, "V1", "kim", v2.Codes[0].ID, "")
+		wantCode(t, err, NotFound)
+		_, err = c.Activate(ctx, "V1", "kim", 999999, "")
+		wantCode(t, err, NotFound)
+
+		ents, err := c.Entitlements(ctx, EntitlementsRequest{User: "kim"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ents.Codes) != 3 || ents.Codes[0].ID != v2.Codes[0].ID || ents.Codes[0].OrderedAtMs < ents.Codes[2].OrderedAtMs {
+			t.Fatalf("entitlements not newest first: %+v", ents.Codes)
+		}
+		lines := byID(ents.Codes)
+		if u := lines[first]; u.State != CodeUsed || u.Status != StatusUsed || u.UsedAtMs != a.UsedAtMs || !u.HasSecret {
+			t.Fatalf("activated line %+v", u)
+		}
+		if o := lines[second]; o.State != CodeIssued || o.Status != StatusDelivered || o.UsedAtMs != 0 {
+			t.Fatalf("other line %+v", o)
+		}
+		for _, x := range ents.Codes {
+			if x.SKUName != "月卡 act" || x.UsageGuide != usageGuide || x.ExpiresAtMs != 0 || !near(x.OrderedAtMs) {
+				t.Fatalf("buyer's view %+v", x)
+			}
+		}
+
+		all, err := c.Activate(ctx, "V1", "kim", 0, "")
+		if err != nil || len(all) != 2 {
+			t.Fatalf("every code: %+v %v", all, err)
+		}
+		m := byID(all)
+		if m[first].UsedAtMs != a.UsedAtMs || m[second].State != CodeUsed || m[second].UsedAtMs == 0 {
+			t.Fatalf("every code: %+v", all)
+		}
+		ents, err = c.Entitlements(ctx, EntitlementsRequest{User: "kim"})
+		if err != nil || byID(ents.Codes)[v2.Codes[0].ID].Status != StatusDelivered {
+			t.Fatalf("the other order: %+v %v", ents, err)
+		}
+	})
+
+	t.Run("ByToken", func(t *testing.T) {
+		o, err := c.Issue(ctx, IssueRequest{Order: "V3", User: "lee", SKU: "act", Qty: 2, PaymentRef: "pay-v3"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keep, target := o.Codes[0], o.Codes[1]
+		tokenOf(t, keep.ActivationURL)
+		token := tokenOf(t, target.ActivationURL)
+		last := token[len(token)-1]
+		flip := byte('0')
+		if last == '0' {
+			flip = '1'
+		}
+		_, err = c.ActivateToken(ctx, token[:len(token)-1]+string(flip), "")
+		wantCode(t, err, NotFound)
+		_, err = c.ActivateToken(ctx, "not-a-token", "203.0.113.8")
+		wantCode(t, err, NotFound)
+
+		got, err := c.ActivateToken(ctx, token, "203.0.113.8")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].ID != target.ID || got[0].Order != "V3" || got[0].State != CodeUsed || got[0].HasSecret || got[0].UsedAtMs == 0 {
+			t.Fatalf("by token %+v", got)
+		}
+		again, err := c.ActivateToken(ctx, token, "")
+		if err != nil || len(again) != 1 || again[0].UsedAtMs != got[0].UsedAtMs {
+			t.Fatalf("repeat %+v %v", again, err)
+		}
+		ents, err := c.Entitlements(ctx, EntitlementsRequest{User: "lee"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := byID(ents.Codes)
+		if x := lines[target.ID]; x.Status != StatusUsed || x.UsedAtMs != got[0].UsedAtMs {
+			t.Fatalf("the token's code %+v", x)
+		}
+		if x := lines[keep.ID]; x.Status != StatusDelivered || x.State != CodeIssued || x.UsedAtMs != 0 {
+			t.Fatalf("the order's other code %+v", x)
+		}
+	})
+
+	t.Run("PendingLine", func(t *testing.T) {
+		d.operator(t, map[string]any{"op": "sku_set", "sku": "byhand", "name": "手动 byhand", "price_cents": 100, "manual_delivery": true})
+		o, err := c.Issue(ctx, IssueRequest{Order: "P1", User: "ned", SKU: "byhand", Qty: 2, PaymentRef: "pay-p1"})
+		if err != nil || o.State != StateReview {
+			t.Fatalf("manual order %+v %v", o, err)
+		}
+		ents, err := c.Entitlements(ctx, EntitlementsRequest{User: "ned"})
+		if err != nil || len(ents.Codes) != 1 {
+			t.Fatalf("entitlements %+v %v", ents, err)
+		}
+		x := ents.Codes[0]
+		if x.ID != 0 || x.Order != "P1" || x.State != CodeReserved || x.Status != StatusPending || x.SKUName != "手动 byhand" ||
+			x.UsageGuide != "" || x.HasSecret || x.OrderedAtMs == 0 {
+			t.Fatalf("pending line %+v", x)
+		}
+		_, err = c.Activate(ctx, "P1", "ned", 0, "")
+		wantCode(t, err, InvalidState)
 	})
 }

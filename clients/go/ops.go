@@ -203,6 +203,43 @@ func (c *Client) Entitlements(ctx context.Context, r EntitlementsRequest) (*Enti
 	return e, nil
 }
 
+// Activate marks codes of the buyer's committed order used: every code when codeID is 0,
+// else just that one. user must own the order: another user's order, an unknown one and a
+// code id that is not the order's are NotFound, and count as failed lookups for the user
+// and ip (rate-limited like Order; ip, the buyer's, may be ""). Activating again is not an
+// error: the same answer, with the first activation's time. A refunded order (or one not
+// delivered yet) is InvalidState. It is retried by itself after a network error.
+//
+// The answer has one line per code: State CodeUsed, Status StatusUsed, UsedAtMs set, and
+// never a secret.
+func (c *Client) Activate(ctx context.Context, order, user string, codeID int64, ip string) ([]Entitlement, error) {
+	if codeID < 0 {
+		return nil, &Error{Code: BadRequest, Op: "activate", Message: "client: code id must be positive, or 0 for every code"}
+	}
+	return c.activate(ctx, func(w *writer) { w.activate(&order, &user, codeID, nil, opt(ip)) })
+}
+
+// ActivateToken marks used the one code an activation token names: the {token} of a
+// SKU's activation link template, which the brand's page hands back. A forged or unknown
+// token is NotFound; a genuine one past its time (15 minutes) is Expired (the buyer opens
+// the link again from the order, which carries a fresh token). Repeating it is not an
+// error. ip, the buyer's, may be "".
+func (c *Client) ActivateToken(ctx context.Context, token, ip string) ([]Entitlement, error) {
+	return c.activate(ctx, func(w *writer) { w.activate(nil, nil, 0, &token, opt(ip)) })
+}
+
+func (c *Client) activate(ctx context.Context, build func(w *writer)) ([]Entitlement, error) {
+	rep, err := c.call(ctx, opActivate, true, false, 0, build)
+	if err != nil {
+		return nil, err
+	}
+	e, err := decodeEntitlements(rep.payload)
+	if err != nil {
+		return nil, fmt.Errorf("kami: activate reply: %w", err)
+	}
+	return e.Codes, nil
+}
+
 // Stock returns a SKU's counters.
 func (c *Client) Stock(ctx context.Context, sku string) (*Stock, error) {
 	rep, err := c.call(ctx, opStock, true, false, 0, func(w *writer) { w.str("sku", sku) })

@@ -295,3 +295,60 @@ func TestClosedClient(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// Activate is idempotent: retried after a broken connection with the same request. An
+// activation token past its time is Expired, at once, not retried.
+func TestActivateRetriedExpiredNot(t *testing.T) {
+	var mu sync.Mutex
+	var payloads [][]byte
+	s := newFakeServer(t, func(s *fakeServer, c net.Conn, connNo int, f fakeFrame) bool {
+		mu.Lock()
+		payloads = append(payloads, f.payload)
+		mu.Unlock()
+		r := &reader{b: f.payload}
+		r.optStr("order")
+		r.optStr("user")
+		r.i64("code_id")
+		if tok := r.optStr("token"); tok != nil && *tok == "old" {
+			c.Write(replyFrame(f.h.op, uint8(Expired), f.h.id, errPayload("the activation token has expired; open the link again from the order")))
+			return true
+		}
+		if connNo == 1 {
+			return false // drop the connection without a reply
+		}
+		c.Write(replyFrame(f.h.op, 0, f.h.id, encEntitlements(&Entitlements{Codes: []Entitlement{
+			{Order: "A1", ID: 12, SKU: "vip", State: CodeUsed, Status: StatusUsed, UsedAtMs: 1796460116593}}}, true)))
+		return true
+	})
+	c := NewClient(s.ln.Addr().String(), fastOpts())
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := c.Activate(ctx, "A1", "alice", 12, "")
+	if err != nil || len(got) != 1 || got[0].ID != 12 || got[0].State != CodeUsed || got[0].UsedAtMs != 1796460116593 {
+		t.Fatalf("%+v %v", got, err)
+	}
+	if s.count(opActivate) != 2 || atomic.LoadInt32(&s.conns) != 2 {
+		t.Fatalf("activates %d conns %d", s.count(opActivate), s.conns)
+	}
+	mu.Lock()
+	same := string(payloads[0]) == string(payloads[1])
+	mu.Unlock()
+	if !same {
+		t.Fatal("the retry sent another request")
+	}
+	_, err = c.ActivateToken(ctx, "old", "")
+	if !errors.Is(err, Expired) {
+		t.Fatalf("old token: %v, want Expired", err)
+	}
+	var ke *Error
+	if !errors.As(err, &ke) || ke.Op != "activate" {
+		t.Fatalf("error %#v", err)
+	}
+	if s.count(opActivate) != 3 {
+		t.Fatalf("EXPIRED was retried: %d activates", s.count(opActivate))
+	}
+	if _, err := c.Activate(ctx, "A1", "alice", -1, ""); !errors.Is(err, BadRequest) || s.count(opActivate) != 3 {
+		t.Fatalf("negative code id: %v (%d sent)", err, s.count(opActivate))
+	}
+}

@@ -52,6 +52,7 @@ const (
 	CodeReserved  CodeState = 1
 	CodeIssued    CodeState = 2
 	CodeVoided    CodeState = 3
+	CodeUsed      CodeState = 4 // activated (Activate, or the brand's page through the link)
 )
 
 func (s CodeState) String() string {
@@ -64,6 +65,8 @@ func (s CodeState) String() string {
 		return "issued"
 	case CodeVoided:
 		return "voided"
+	case CodeUsed:
+		return "used"
 	}
 	return fmt.Sprintf("#%d", uint8(s))
 }
@@ -95,16 +98,42 @@ type Stock struct {
 	Available, Reserved, Issued, Voided, Imported int64
 }
 
-// Entitlement is one code a user owns, with its order and state.
+// EntitlementStatus is what a 我的权益 page shows for an entitlement line. A word this
+// client does not know may come from a newer kamid: show it as is.
+type EntitlementStatus string
+
+// Entitlement statuses.
+const (
+	// StatusPending: a paid order still waiting for a supplier or an operator; one line
+	// for the whole order, with ID 0 and State CodeReserved.
+	StatusPending   EntitlementStatus = "pending"
+	StatusDelivered EntitlementStatus = "delivered" // delivered, not activated yet
+	StatusUsed      EntitlementStatus = "used"      // activated
+	StatusExpired   EntitlementStatus = "expired"   // past the code's own expiry
+	StatusRefunded  EntitlementStatus = "refunded"  // the order was refunded
+	StatusVoided    EntitlementStatus = "voided"    // withdrawn by the operator
+)
+
+// Entitlement is one code a user owns, with its order and state, and the buyer's view of
+// it (Status through UsedAtMs; empty or 0 from a kamid older than activation). Activate
+// answers the same shape, without a secret or a link: State CodeUsed, Status StatusUsed,
+// UsedAtMs set, the other buyer's-view fields may be empty.
 type Entitlement struct {
 	Order         string
-	ID            int64
+	ID            int64 // 0 on a StatusPending line
 	SKU           string
 	State         CodeState
 	Secret        Secret
 	HasSecret     bool
 	CardNumber    string
 	ActivationURL string
+
+	Status      EntitlementStatus
+	SKUName     string // the SKU's display name
+	UsageGuide  string // how to redeem it (the SKU's usage guide; may hold line breaks); "" when none
+	ExpiresAtMs int64  // the code's own expiry (Unix ms); 0 when none
+	OrderedAtMs int64  // when the order was placed (Unix ms); pages are newest first
+	UsedAtMs    int64  // when it was activated (Unix ms); 0 while it was not
 }
 
 // Entitlements is one page; NextCursor is "" on the last page.
