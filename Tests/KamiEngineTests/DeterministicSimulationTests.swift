@@ -120,6 +120,8 @@ final class Simulation {
     private var orders: [String: ModelOrder] = [:]
     private var orderIDs: [String] = []
     private var owner: [CodeID: String] = [:]
+    /// Codes the model knows activated (of committed orders; a refund voids them).
+    private var used: Set<CodeID> = []
     /// Orders whose last write failed: after a crash the disk may hold either outcome.
     private var failedSinceCrash: [String] = []
     private var writePPM: UInt32 = 0
@@ -236,6 +238,8 @@ final class Simulation {
             decideReview(step)
         case 930..<945:
             deliverWebhooks(step)
+        case 945..<965:
+            activateSome(step)
         default:
             h.clock.advance(ms: Int64(100 + random(1_500)))
             let faults = faultCount()
@@ -340,6 +344,41 @@ final class Simulation {
         let faults = faultCount()
         let result = call { h.engine.storefront.refund(order: id, completion: $0) }
         apply(result, id: id, user: order.user, sku: order.sku, units: order.units, op: "refund", faultsBefore: faults, step: step)
+    }
+
+    /// The buyer activates one code or all of a committed order (by its owner; a stranger is
+    /// refused). A failed write may or may not have reached the disk: the disk's state is taken.
+    private func activateSome(_ step: Int) {
+        guard let id = pick([.committed]), let order = orders[id], !order.codes.isEmpty else { return issueNew(step) }
+        if random(10) == 0 {
+            let stranger = h.engine.storefront.activateSync(order: id, user: order.user + "x")
+            if stranger.failure?.code != .notFound { fail("step \(step): another user activated \(id): \(stranger)") }
+        }
+        let one = random(2) == 0 ? [order.codes[random(order.codes.count)]] : []
+        let faults = faultCount()
+        switch h.engine.storefront.activateSync(order: id, user: order.user, codeIDs: one) {
+        case .success(let reply):
+            let named = Set(reply.items.map(\.codeID))
+            if named != Set(one.isEmpty ? order.codes : one) { fail("step \(step): activate \(id) \(one) answered \(named.sorted())") }
+            if reply.items.contains(where: { $0.usedAtMs == 0 }) { fail("step \(step): activate \(id) has no time") }
+            used.formUnion(named)
+            mix("activate \(id) \(named.sorted())")
+        case .failure(let error):
+            mix("activate \(id) \(error.code.rawValue)")
+            guard error.code == .unavailable else { return fail("step \(step): activate \(id): \(error)") }
+            totals.unavailable += 1
+            if faultCount() == faults && !FaultDisk.isFrozen { fail("step \(step): activate UNAVAILABLE with no fault injected") }
+            failedSinceCrash.append(id)
+            adoptActivations(order.codes)
+        }
+    }
+
+    /// Takes the disk's word on which of `codes` are used.
+    private func adoptActivations(_ codes: [CodeID]) {
+        guard let states = try? h.engine.storage.codeStates(codes) else { return }
+        for code in codes {
+            if states[code]?.state == .used { used.insert(code) } else { used.remove(code) }
+        }
     }
 
     /// The webhook dispatcher's part: due rows delivered, retried or dead-lettered, dead ones
@@ -502,20 +541,24 @@ final class Simulation {
     private func checkCounts(_ step: Int) {
         for sku in skus {
             guard let stock = try? h.engine.queries.stock(sku: sku) else { return fail("step \(step): no stock for \(sku)") }
-            if stock.available + stock.reserved + stock.issued + stock.voided != stock.imported {
+            if stock.available + stock.reserved + stock.issued + stock.used + stock.voided != stock.imported {
                 fail("step \(step): \(sku) conservation broken: \(stock)")
             }
-            var reserved = 0, issued = 0, voided = 0
+            var reserved = 0, issued = 0, usedCount = 0, voided = 0
             for order in orders.values where order.sku == sku {
                 switch order.state {
                 case .reserved, .review: reserved += order.codes.count
-                case .committed: issued += order.codes.count
+                case .committed:
+                    let activated = order.codes.filter { used.contains($0) }.count
+                    usedCount += activated
+                    issued += order.codes.count - activated
                 case .refunded: voided += order.codes.count
                 default: break
                 }
             }
-            if (stock.reserved, stock.issued, stock.voided) != (reserved, issued, voided) {
-                fail("step \(step): \(sku) stock \(stock) but the model has reserved \(reserved) issued \(issued) voided \(voided)")
+            if (stock.reserved, stock.issued, stock.used, stock.voided) != (reserved, issued, usedCount, voided) {
+                fail("step \(step): \(sku) stock \(stock) but the model has reserved \(reserved) issued \(issued) "
+                    + "used \(usedCount) voided \(voided)")
             }
         }
     }
@@ -568,6 +611,14 @@ final class Simulation {
                 fail("step \(step): \(id) was \(model.state) \(model.codes), after the crash \(found.state) \(found.codeIDs)")
             }
         }
+        // Every activation acknowledged before the crash is still there, and no other.
+        let committedCodes = orderIDs.filter { !doubtful.contains($0) && orders[$0]?.state == .committed }.flatMap { orders[$0]!.codes }
+        if let states = try? h.engine.storage.codeStates(committedCodes) {
+            for code in committedCodes where (states[code]?.state == .used) != used.contains(code) {
+                fail("step \(step): code \(code) was \(used.contains(code) ? "used" : "not used"), after the crash \(states[code].map { "\($0.state)" } ?? "missing")")
+            }
+        }
+        adoptActivations(orderIDs.filter { doubtful.contains($0) }.flatMap { orders[$0]?.codes ?? [] })
         // Every delivery acknowledged before the crash has its one webhook event, still there.
         if let rows = try? h.engine.storage.outboxAll() {
             let delivered = Set(rows.filter { $0.endpoint == "shop" && $0.type == "order.delivered" }.compactMap { row in
