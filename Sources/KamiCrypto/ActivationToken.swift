@@ -24,8 +24,13 @@ public struct ActivationTokens: Sendable, CustomStringConvertible, CustomReflect
     /// The code id and expiry a token names, when it is well-formed (not yet checked).
     public static func parse(_ token: String) -> (codeID: Int64, expiresAtSeconds: Int64, tag: [UInt8])? {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard token.utf8.count <= 80, parts.count == 3, let code = Int64(parts[0]), code > 0,
-              let expires = Int64(parts[1]), expires > 0, parts[2].utf8.count == macBytes * 2,
+        // One spelling per token: decimal digits without sign or leading zero, lower-case hex.
+        func canonical(_ part: Substring) -> Bool {
+            !part.isEmpty && part.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } && !(part.count > 1 && part.first == "0")
+        }
+        guard token.utf8.count <= 80, parts.count == 3, canonical(parts[0]), canonical(parts[1]),
+              let code = Int64(parts[0]), code > 0, let expires = Int64(parts[1]), expires > 0,
+              parts[2].utf8.count == macBytes * 2, parts[2].utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }),
               let tag = Hex.decode(String(parts[2]))
         else { return nil }
         return (code, expires, tag)

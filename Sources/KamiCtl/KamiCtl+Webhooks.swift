@@ -60,6 +60,9 @@ extension KamiCtl {
             guard ids.isEmpty == all else {
                 throw UsageError(message: "webhooks replay takes event ids or --all, one of the two", topic: .webhooks)
             }
+            guard all || options["--endpoint"] == nil else {
+                throw UsageError(message: "--endpoint goes with --all (event ids name their endpoint already)", topic: .webhooks)
+            }
             return .webhooks(.replay(ids: ids, endpoint: options["--endpoint"]))
         default:
             throw UsageError(message: "webhooks takes failed, pending, delivered or replay", topic: .webhooks)

@@ -1,3 +1,4 @@
+import Dispatch
 public import KamiCore
 import KamiCrypto
 import KamiStore
@@ -88,7 +89,8 @@ extension EngineCore {
                 case .failure(let error): completion(.failure(error))
                 case .success:
                     count(fresh, from: .issued, to: .used)
-                    completion(answer())
+                    // The answer reads the activation times: not on the writer's thread.
+                    DispatchQueue.global().async { completion(answer()) }
                 }
             }
         }

@@ -88,6 +88,18 @@ extension EngineCore {
                 return completion(.failure(KamiError(.soldOut, "\(skuKey(old.sku)) has no code to replace code \(bad) with; \(hint)")))
             }
             let fresh = OrderCode(codeID: taken, sku: old.sku)
+            // A code the buyer already activated ("it was used before me") is replaced too.
+            let oldState: CodeState
+            do throws(KamiError) { oldState = try store.codeStates([bad])[bad]?.state ?? .voided } catch {
+                returnToPool([fresh])
+                orders.end(order.orderID)
+                return completion(.failure(error))
+            }
+            guard oldState == .issued || oldState == .used else {
+                returnToPool([fresh])
+                orders.end(order.orderID)
+                return completion(.failure(KamiError(.invalidState, "code \(bad) of order \(order.orderID) is \(oldState)")))
+            }
             let opened: (revealed: [IssuedCode], bad: [OrderCode])
             do throws(KamiError) { opened = try openSecrets([fresh]) } catch {
                 returnToPool([fresh])
@@ -102,7 +114,7 @@ extension EngineCore {
             var replaced = order
             replaced.codes[index] = fresh
             replaced.updatedAtMs = clock.nowMs()
-            let changes = [CodeChange(codeID: bad, from: .issued, to: .voided, orderSeq: order.seq),
+            let changes = [CodeChange(codeID: bad, from: oldState, to: .voided, orderSeq: order.seq),
                            CodeChange(codeID: taken, from: .available, to: .issued, orderSeq: order.seq)]
             let cost = labelled(order, Journal.delivered(
                 orderSeq: order.seq, sku: order.sku, amountCents: nil, currency: nil,
@@ -121,7 +133,7 @@ extension EngineCore {
                     completion(.failure(error))
                 case .success:
                     count([fresh], from: .available, to: .issued)
-                    count([old], from: .issued, to: .voided)
+                    count([old], from: oldState, to: .voided)
                     orders.publish(published)
                     completion(.success(reply(published, codes: opened.revealed)))
                 }

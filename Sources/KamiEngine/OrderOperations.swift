@@ -613,7 +613,12 @@ extension EngineCore {
             let rows = try store.codesWithState(order.codes.map(\.codeID))
             // An activated code stays the buyer's: shown like an issued one.
             let issued = order.codes.compactMap { rows[$0.codeID] }.filter { $0.state == .issued || $0.state == .used }.map(\.code)
-            return .success(reply(order, codes: try reveal(rows: issued)))
+            var revealed = try reveal(rows: issued)
+            // A used code has no link left to click (and no fresh activation token).
+            for index in revealed.indices where rows[revealed[index].codeID]?.state == .used {
+                revealed[index].activationTemplate = nil
+            }
+            return .success(reply(order, codes: revealed))
         } catch {
             return .failure(error)
         }

@@ -70,7 +70,7 @@ extension EngineCore {
         guard !owned.isEmpty else { return EntitlementsPage(items: [], nextCursor: nil) }
         let ids = owned.map(\.code.codeID).filter { $0 != 0 }
         let rows = try store.codesWithState(ids)
-        let used = try store.activations(ids.filter { rows[$0]?.state == .used })
+        let used = try store.activations(ids.filter { rows[$0]?.state == .used || rows[$0]?.state == .voided })
         var secrets: [CodeID: Secret] = [:]
         if withSecrets {
             let issued = owned.compactMap { rows[$0.code.codeID] }.filter { $0.state == .issued || $0.state == .used }.map(\.code)

@@ -41,8 +41,10 @@ extension EngineCore {
                 problems.append("\(name): names no known order")
                 continue
             }
-            // One event of each kind per order and endpoint: a crash never repeats one.
-            if !seen.insert("\(row.endpoint) \(row.type) \(orderID)").inserted {
+            // One delivery and one refund per order and endpoint: a crash never repeats one.
+            // (An operator's upstream retry may fail, wait and be held again: those repeat.)
+            if type == .orderDelivered || type == .orderRefunded || type == .orderReleased,
+               !seen.insert("\(row.endpoint) \(row.type) \(orderID)").inserted {
                 problems.append("\(name): a second \(row.type) event for order \(orderID)")
             }
             let codes = Set((object["code_ids"] as? [NSNumber] ?? []).map { $0.int64Value })
@@ -54,9 +56,9 @@ extension EngineCore {
                         + "the event says delivered \(codes.sorted())")
                 }
             case .orderRefunded where order.state != .refunded,
-                 .orderFailed where order.state != .failed && order.state != .refunded:
-                problems.append("\(name): order \(orderID) is \(order.state)")
-            case .orderPendingUpstream where ![.pendingUpstream, .committed, .failed, .refunded].contains(order.state):
+                 .orderFailed where ![.failed, .pendingUpstream, .committed, .refunded].contains(order.state),
+                 .orderPendingUpstream where ![.pendingUpstream, .committed, .failed, .refunded].contains(order.state),
+                 .orderReleased where order.state != .released && order.state != .expired:
                 problems.append("\(name): order \(orderID) is \(order.state)")
             default:
                 break

@@ -210,7 +210,8 @@ final class RiskDesk: Sendable {
         guard trusted || user != nil else {
             throw KamiError(.badRequest, "missing field user: a storefront activates an order for the user it belongs to")
         }
-        engine.storefront.activate(order: orderID, user: user, codeIDs: request.codeID.map { [$0] } ?? [], client: client,
+        // code_id 0 (or none) is every code of the order, in both encodings.
+        engine.storefront.activate(order: orderID, user: user, codeIDs: request.codeID.flatMap { $0 == 0 ? nil : [$0] } ?? [], client: client,
                                    completion: counted)
     }
 

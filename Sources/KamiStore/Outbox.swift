@@ -13,6 +13,11 @@ public enum WebhookEventType: String, Sendable, CaseIterable, Hashable {
     case orderFailed = "order.failed"
     /// An order was refunded and its codes voided.
     case orderRefunded = "order.refunded"
+    /// A paid order waits for an operator (manual delivery, or held for review).
+    case orderHeld = "order.held"
+    /// A paid order was released without its codes (denied or timed out in review): the
+    /// storefront refunds the buyer.
+    case orderReleased = "order.released"
     case caseOpened = "case.opened"
     /// A case was closed: refunded, replaced or rejected.
     case caseResolved = "case.resolved"
@@ -230,10 +235,14 @@ final class OutboxWriter {
         switch (order.state, audit) {
         case (.committed, "issue"), (.committed, "commit"), (.committed, "commit-late"), (.committed, "review-approve"):
             type = .orderDelivered
-        case (.pendingUpstream, "issue-upstream"), (.pendingUpstream, "commit-upstream"):
+        case (.pendingUpstream, "issue-upstream"), (.pendingUpstream, "commit-upstream"), (.pendingUpstream, "upstream-retry"):
             type = .orderPendingUpstream
         case (.failed, _): type = .orderFailed
         case (.refunded, "refund"): type = .orderRefunded
+        // Paid and waiting for an operator: manual delivery, or a hold paid while in review.
+        case (.review, _) where order.paymentRef != nil: type = .orderHeld
+        case (.released, _), (.expired, _): guard order.paymentRef != nil else { return nil }
+            type = .orderReleased
         default: return nil
         }
         return OutboxEvent(type: type, data: try orderData(order))

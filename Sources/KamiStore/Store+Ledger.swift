@@ -77,7 +77,7 @@ extension Store {
                 """) ?? 0
             let costs = try db.prepare("""
                 SELECT s.order_seq, SUM(COALESCE(c.cost_cents, 0)) FROM code_state s JOIN codes c ON c.id = s.id
-                WHERE s.order_seq IS NOT NULL AND s.state IN (2, 3) GROUP BY s.order_seq
+                WHERE s.order_seq IS NOT NULL AND s.state IN (2, 3, 4) GROUP BY s.order_seq
                 """)
             defer { costs.reset() }
             while try costs.step() { figures.orderCodeCostCents[costs.int64(0)] = costs.int64(1) }

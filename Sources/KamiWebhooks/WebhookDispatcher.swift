@@ -33,6 +33,8 @@ public final class WebhookDispatcher: @unchecked Sendable {
     private var flushing = false
     /// SKUs under their low-water mark whose event was recorded.
     private var lowSkus: Set<SkuID> = []
+    /// SKUs whose stock-low event is being written.
+    private var emitting: Set<SkuID> = []
     private var lastWatchMs: Int64 = 0
     private var lastPruneMs: Int64 = 0
     private var started = false
@@ -43,6 +45,8 @@ public final class WebhookDispatcher: @unchecked Sendable {
 
     /// The loop thread's nice value (19: the lowest priority).
     static let threadNice: Int32 = 19
+    /// Wait before journaling outcomes again after a failed write, ms.
+    static let journalRetryMs: Int64 = 1_000
     /// Watch stock this often, ms.
     static let watchEveryMs: Int64 = 1_000
     /// Prune delivered rows this often, ms, at most `pruneBatch` at a time.
@@ -218,8 +222,12 @@ public final class WebhookDispatcher: @unchecked Sendable {
             loop.execute { [self] in
                 flushing = false
                 if case .failure(let error) = outcome {
-                    // Not durable: the rows stay pending and are sent again (receivers dedupe by id).
+                    // Not durable: the outcomes are kept (their rows stay in flight, not sent
+                    // again) and written again shortly; a busy writer is not hammered.
                     log("webhook-journal-failed", ["count": String(batch.count), "error": "\(error)"])
+                    results = batch + results
+                    _ = loop.schedule(afterMs: WebhookDispatcher.journalRetryMs) { [self] in flush() }
+                    return
                 }
                 for result in batch { inFlight.remove(result.id) }
                 // What gathered meanwhile goes in the next write (a group commit of outcomes).
@@ -234,13 +242,21 @@ public final class WebhookDispatcher: @unchecked Sendable {
         for level in engine.webhooks.lowWaterLevels() {
             if level.available >= level.lowWater {
                 lowSkus.remove(level.sku.id)
-            } else if !lowSkus.contains(level.sku.id) {
-                lowSkus.insert(level.sku.id)
+            } else if !lowSkus.contains(level.sku.id) && !emitting.contains(level.sku.id) {
+                // Marked low only once its event is durable: a failed write is tried again at
+                // the next watch. (After a restart a SKU still low is told again: at least once.)
+                emitting.insert(level.sku.id)
+                let sku = level.sku.id
                 let data = OutboxData.object([
                     ("sku", OutboxData.quoted(level.sku.key)), ("available", String(level.available)),
                     ("low_water", String(level.lowWater)),
                 ])
-                engine.webhooks.emit(OutboxEvent(type: .stockLow, data: data), subject: "sku:\(level.sku.key)")
+                engine.webhooks.emit(OutboxEvent(type: .stockLow, data: data), subject: "sku:\(level.sku.key)") { [self] result in
+                    loop.execute { [self] in
+                        emitting.remove(sku)
+                        if case .success = result { lowSkus.insert(sku) }
+                    }
+                }
             }
         }
     }

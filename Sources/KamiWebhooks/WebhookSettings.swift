@@ -3,7 +3,7 @@ public import KamiStore
 
 /// One endpoint a storefront asked to be called at: `webhook_url.NAME`,
 /// `webhook_secret_file.NAME` and, optionally, `webhook_events.NAME` in kamid's config.
-public struct WebhookEndpoint: Sendable, Hashable {
+public struct WebhookEndpoint: Sendable, Hashable, CustomStringConvertible, CustomReflectable {
     /// The endpoint's name (a storefront client's name); rows of the outbox carry it.
     public var name: String
     public var url: HTTPURL
@@ -18,6 +18,10 @@ public struct WebhookEndpoint: Sendable, Hashable {
         self.secret = secret
         self.events = events
     }
+
+    /// Never the secret.
+    public var description: String { "webhook \(name) \(url)" }
+    public var customMirror: Mirror { Mirror(self, children: ["name": name, "url": url], displayStyle: .struct) }
 
     /// The writer's view of it.
     public var route: WebhookRoute { WebhookRoute(name: name, events: events) }

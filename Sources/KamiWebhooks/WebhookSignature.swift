@@ -30,8 +30,9 @@ public enum WebhookSignature {
     /// docs/webhooks.md do the same).
     public static func verify(secret: [UInt8], timestamp: Int64, body: [UInt8], signature: String,
                               nowSeconds: Int64) -> Bool {
-        guard abs(nowSeconds - timestamp) <= toleranceSeconds else { return false }
         let expected = Array(sign(secret: secret, timestamp: timestamp, body: body).utf8)
-        return constantTimeEquals(expected, Array(signature.utf8))
+        guard constantTimeEquals(expected, Array(signature.utf8)) else { return false }
+        let (skew, overflow) = nowSeconds.subtractingReportingOverflow(timestamp)
+        return !overflow && skew.magnitude <= UInt64(toleranceSeconds)
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import KamiCore
 import KamiCrypto
 import KamiEngine
+import KamiLedger
 import KamiStore
 import XCTest
 
@@ -147,5 +148,25 @@ final class ActivationTests: XCTestCase {
         let problems = try h.engine.admin.verify().filter { $0.invariant == "activation" }
         XCTAssertEqual(problems.count, 1, "\(problems)")
         XCTAssertTrue(problems[0].detail.contains("is used but has no activation"))
+    }
+
+    func testACostedActivatedCodeKeepsTheLedgerTrueAndCanBeReplaced() throws {
+        let h = Harness()
+        h.webhookRoutes = [WebhookRoute(name: "shop")]
+        h.reopen()
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "vip", name: "VIP", priceCents: 1_000))
+        let rows = (0..<4).map { ImportItem.row(CodeRow(line: $0 + 2, secret: Secret("vip-cost-\($0)"), costCents: 600)) }
+        _ = try h.engine.admin.importCodes(sku: "vip", source: ArrayRowSource(rows), label: "costed")
+        let order = try h.engine.storefront.issueSync(order: "o1", user: "u1", sku: "vip", paymentRef: "p",
+                                                       terms: OrderTerms(amountCents: 1_000)).get()
+        _ = try h.engine.storefront.activateSync(order: "o1", user: "u1").get()
+        h.assertInvariants()
+        // "It was used before I got it": an activated code is replaced like an issued one.
+        let item = try h.engine.admin.openCase(order: "o1", code: order.codeIDs[0], reason: .invalidCode)
+        let replaced = try h.engine.admin.replaceCase(item.id)
+        XCTAssertNotEqual(replaced.codeIDs, order.codeIDs)
+        XCTAssertEqual(try h.engine.queries.stock(sku: "vip").used, 0)
+        XCTAssertEqual(try h.engine.queries.stock(sku: "vip").voided, 1)
+        h.assertInvariants()
     }
 }

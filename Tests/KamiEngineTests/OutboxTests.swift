@@ -138,4 +138,19 @@ final class OutboxTests: XCTestCase {
         XCTAssertTrue(problems.contains { $0.contains("a second order.delivered event for order o1") }, "\(problems)")
         XCTAssertTrue(problems.contains { $0.contains("delivered without a done time") }, "\(problems)")
     }
+
+    func testAPaidOrderHeldForAnOperatorAndReleasedUnfilledIsToldSoTheShopRefunds() throws {
+        let h = Harness()
+        h.webhookRoutes = [WebhookRoute(name: "shop")]
+        h.reopen()
+        h.stockSku("gift", count: 3)
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "gift", manualDelivery: true))
+        _ = try h.engine.storefront.issueSync(order: "m1", user: "u1", sku: "gift", paymentRef: "pay").get()
+        let denied = ResultBox<OrderReply>()
+        h.engine.deny(order: "m1") { denied.set($0) }
+        XCTAssertEqual(try denied.wait().get().state, .released)
+        let types = rows(h).map { "\($0.type) \(object($0)["order"] as? String ?? "")" }
+        XCTAssertEqual(types, ["order.held m1", "order.released m1"])
+        h.assertInvariants()
+    }
 }

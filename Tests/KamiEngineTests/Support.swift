@@ -33,6 +33,9 @@ final class Harness {
     var vfs: String?
     /// Group-commit settings (nil: the defaults).
     var commit: CommitSettings?
+    /// Webhook endpoints set on every (re)open, so that events get outbox rows and verify
+    /// checks them.
+    var webhookRoutes: [WebhookRoute] = []
     private var imports = 0
 
     /// `key`: a fixed one makes the database's layout (fingerprints are keyed) the same run
@@ -59,6 +62,7 @@ final class Harness {
     func reopen() {
         engine?.close()
         engine = try! Engine(config: config())
+        if !webhookRoutes.isEmpty { engine.webhooks.setRoutes(webhookRoutes) }
     }
 
     func close() {

@@ -46,6 +46,8 @@ final class UpstreamSimulationTests: XCTestCase {
         let harness = Harness(durability: .full, open: false)
         FaultDisk.reset(watching: harness.directory, seed: seed)
         harness.vfs = FaultDisk.vfsName
+        // Webhook rows for every event: verify checks them after each step's power cut.
+        harness.webhookRoutes = [WebhookRoute(name: "shop")]
         harness.reopen()
         let sink = RecordingSink()
         harness.stockSku("pool", count: 40)
