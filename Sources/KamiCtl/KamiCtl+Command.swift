@@ -34,7 +34,7 @@ extension KamiCtl {
         /// `sku set`: create or change a SKU; nil fields keep their value.
         case skuSet(
             sku: String, name: String?, priceCents: Int64?, perUserLimit: Int?, activationURL: String?,
-            manualDelivery: Bool? = nil, reviewTTLMs: Int64? = nil, bundle: String? = nil)
+            manualDelivery: Bool? = nil, reviewTTLMs: Int64? = nil, bundle: String? = nil, usageGuide: String? = nil)
         /// `import`: load codes from a CSV file that kamid reads (`path` as given; made
         /// absolute when run).
         case importCSV(path: String, sku: String, batch: String?, dryRun: Bool)

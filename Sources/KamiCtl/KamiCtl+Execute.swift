@@ -28,7 +28,8 @@ extension KamiCtl {
                 $0.batch = batch
                 $0.dryRun = dryRun ? true : nil
             }
-        case .skuSet(let sku, let name, let priceCents, let perUserLimit, let activationURL, let manual, let reviewTTL, let bundle):
+        case .skuSet(let sku, let name, let priceCents, let perUserLimit, let activationURL, let manual, let reviewTTL, let bundle,
+                     let usageGuide):
             request = operatorRequest(.skuSet) {
                 $0.sku = sku
                 $0.name = name
@@ -38,6 +39,7 @@ extension KamiCtl {
                 $0.manualDelivery = manual
                 $0.reviewTTLMs = reviewTTL
                 $0.bundle = bundle
+                $0.usageGuide = usageGuide
             }
         case .deliver(let order, let file?, let cost):
             // kamictl reads the file (the operator's, not kamid's): the codes travel over the

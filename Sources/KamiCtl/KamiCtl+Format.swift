@@ -140,10 +140,11 @@ extension KamiCtl {
             user: String, _ codes: [WireCode], nextCursor: String? = nil, secretsShown: Bool
         ) -> String {
             guard !codes.isEmpty else { return "user \(user) holds no codes\n" }
-            let header = ["CODE", "SKU", "STATE", "ORDER", "CARD", "SECRET"]
+            let header = ["CODE", "SKU", "STATUS", "ORDER", "CARD", "USED_AT_MS", "SECRET"]
             let rows = codes.map { code in
-                [String(code.codeID), code.sku, code.state?.name ?? "?", code.order ?? "", code.cardNumber ?? "",
-                 code.secret.map { $0.reveal() } ?? (secretsShown ? "" : "hidden")]
+                [code.codeID == 0 ? "-" : String(code.codeID), code.sku, code.status ?? code.state?.name ?? "?", code.order ?? "",
+                 code.cardNumber ?? "", code.usedAtMs.map(String.init) ?? "-",
+                 code.secret.map { $0.reveal() } ?? (secretsShown || code.codeID == 0 ? "" : "hidden")]
             }
             return table([header] + rows) + (secretsShown ? "" : "(secrets hidden; --show-secrets to see them)\n")
                 + (nextCursor.map { "(more: the next page starts at cursor \($0))\n" } ?? "")

@@ -256,7 +256,8 @@ extension KamiCtl {
     private static func skuSet(_ words: [String]) throws(UsageError) -> Command {
         let parsed = try ParsedOptions(
             words, topic: .skuSet,
-            valued: ["--name", "--price", "--per-user-limit", "--activation-url", "--manual-delivery", "--review-ttl", "--bundle"],
+            valued: ["--name", "--price", "--per-user-limit", "--activation-url", "--manual-delivery", "--review-ttl", "--bundle",
+                     "--usage-guide"],
             positionals: 1...1)
         var priceCents: Int64?
         if let text = parsed.values["--price"] {
@@ -289,7 +290,8 @@ extension KamiCtl {
         }
         return .skuSet(sku: parsed.positionals[0], name: parsed.values["--name"], priceCents: priceCents,
                        perUserLimit: perUserLimit, activationURL: parsed.values["--activation-url"],
-                       manualDelivery: manualDelivery, reviewTTLMs: reviewTTLMs, bundle: parsed.values["--bundle"])
+                       manualDelivery: manualDelivery, reviewTTLMs: reviewTTLMs, bundle: parsed.values["--bundle"],
+                       usageGuide: parsed.values["--usage-guide"].map { $0.replacing("\\n", with: "\n") })
     }
 
     private static func importCSV(_ words: [String]) throws(UsageError) -> Command {

@@ -12,7 +12,7 @@ extension KamiCtl {
 
                 commands:
                   sku set SKU [--name N] [--price CENTS] [--per-user-limit N] [--activation-url T]
-                          [--manual-delivery on|off] [--review-ttl MS] [--bundle SKU:N,SKU:N]
+                          [--manual-delivery on|off] [--review-ttl MS] [--bundle SKU:N,SKU:N] [--usage-guide TEXT]
                                           create or change a SKU
                   sku list                every SKU with its settings and stock
                   import FILE.csv --sku SKU [--batch B] [--dry-run]
@@ -78,6 +78,7 @@ extension KamiCtl {
             return """
                 usage: kamictl sku set SKU [--name N] [--price CENTS] [--per-user-limit N] [--activation-url T]
                                        [--manual-delivery on|off] [--review-ttl MS] [--bundle SKU:N,SKU:N]
+                                       [--usage-guide TEXT]
 
                 Creates the SKU, or changes the given fields of an existing one (others keep their value).
 
@@ -85,8 +86,12 @@ extension KamiCtl {
                   --price CENTS           price in minor units (cents, fen), an integer >= 0
                   --per-user-limit N      most units one user may hold at once; 0 = no limit
                   --activation-url T      activation link template; {code_id}, {card_number}, {order},
-                                          {user} and {sku} are replaced, percent-encoded (never the
-                                          secret: {secret} is refused)
+                                          {user}, {sku} and {token} (a signed activation token good
+                                          for 15 minutes, which the brand's page hands back to
+                                          kamid's `activate`) are replaced, percent-encoded (never
+                                          the secret: {secret} is refused)
+                  --usage-guide TEXT      how to use a code, shown on the buyer's entitlements page
+                                          (我的权益); up to 1024 bytes, \n for a line break; "" clears
                   --manual-delivery on|off
                                           on: paid orders take nothing from the pool and wait in the
                                           review queue for `kamictl deliver` (手动发货)

@@ -42,7 +42,7 @@ final class KamiCtlCommandsTests: XCTestCase {
 
         let hidden = try KamictlRun(socket + ["entitlements", "alice"])
         XCTAssertEqual(hidden.status, 0, hidden.stderr)
-        XCTAssertTrue(hidden.stdout.contains("vip  issued  A1"), hidden.stdout)
+        XCTAssertTrue(hidden.stdout.contains("vip  delivered  A1"), hidden.stdout)
         XCTAssertFalse(hidden.stdout.contains(secret))
         let hiddenJSON = try KamictlRun(socket + ["entitlements", "alice", "--json"])
         XCTAssertFalse(hiddenJSON.stdout.contains(secret))
