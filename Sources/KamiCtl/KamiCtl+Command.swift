@@ -37,7 +37,7 @@ extension KamiCtl {
             manualDelivery: Bool? = nil, reviewTTLMs: Int64? = nil, bundle: String? = nil, usageGuide: String? = nil)
         /// `import`: load codes from a CSV file that kamid reads (`path` as given; made
         /// absolute when run).
-        case importCSV(path: String, sku: String, batch: String?, dryRun: Bool)
+        case importCSV(path: String, sku: String, batch: String?, dryRun: Bool, sheet: String? = nil)
         /// `stock`: the counters of one SKU, or of every SKU.
         case stock(sku: String?)
         /// `order`: one order; secrets only when asked.

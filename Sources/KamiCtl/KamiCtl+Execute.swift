@@ -15,7 +15,7 @@ extension KamiCtl {
         switch invocation.command {
         case .help(let topic):
             return Outcome(stdout: usage(topic) + "\n", exit: .ok)
-        case .importCSV(let path, let sku, let batch, let dryRun):
+        case .importCSV(let path, let sku, let batch, let dryRun, let sheet):
             let absolute = absolutePath(path, currentDirectory: currentDirectory)
             // kamid reads the file, possibly in another mount namespace; a file missing
             // here too is almost surely a typo, and this message is clearer than kamid's.
@@ -27,6 +27,7 @@ extension KamiCtl {
                 $0.path = absolute
                 $0.batch = batch
                 $0.dryRun = dryRun ? true : nil
+                $0.name = sheet
             }
         case .skuSet(let sku, let name, let priceCents, let perUserLimit, let activationURL, let manual, let reviewTTL, let bundle,
                      let usageGuide):

@@ -296,12 +296,15 @@ extension KamiCtl {
 
     private static func importCSV(_ words: [String]) throws(UsageError) -> Command {
         let parsed = try ParsedOptions(
-            words, topic: .importCSV, valued: ["--sku", "--batch"], flags: ["--dry-run"], positionals: 1...1)
+            words, topic: .importCSV, valued: ["--sku", "--batch", "--sheet"], flags: ["--dry-run"], positionals: 1...1)
         guard let sku = parsed.values["--sku"] else {
             throw UsageError(message: "import needs --sku SKU", topic: .importCSV)
         }
+        if parsed.values["--sheet"] != nil && !parsed.positionals[0].lowercased().hasSuffix(".xlsx") {
+            throw UsageError(message: "--sheet names a worksheet of an .xlsx file", topic: .importCSV)
+        }
         return .importCSV(path: parsed.positionals[0], sku: sku, batch: parsed.values["--batch"],
-                          dryRun: parsed.flags.contains("--dry-run"))
+                          dryRun: parsed.flags.contains("--dry-run"), sheet: parsed.values["--sheet"])
     }
 
     /// A command's own options and positional words.

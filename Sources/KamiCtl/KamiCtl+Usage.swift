@@ -172,17 +172,18 @@ extension KamiCtl {
                 """
         case .importCSV:
             return """
-                usage: kamictl import FILE.csv|FILE.xlsx --sku SKU [--batch B] [--dry-run]
+                usage: kamictl import FILE.csv|FILE.xlsx --sku SKU [--batch B] [--sheet NAME] [--dry-run]
 
                 Loads card keys into SKU. kamid reads FILE itself (kamictl sends its absolute path), so
                 kamid's user must be able to read it. The file needs a header row with a `secret`
                 column (or 卡密 / 密码); UTF-8 with or without BOM, or GBK. Rejected rows (duplicates,
                 blanks, bad values) are listed with their line numbers; a code is never imported twice.
-                An Excel workbook (.xlsx) is read from its first sheet with the same rules; line numbers
-                are the sheet's rows, and a code Excel turned into a date or a float is rejected.
+                An Excel workbook (.xlsx) is read from its first sheet (or --sheet) with the same rules;
+                line numbers are the sheet's rows, and a code Excel turned into a date or a float is rejected.
 
                   --sku SKU               the SKU the codes belong to (required)
                   --batch B               batch name recorded with the codes (to void them together)
+                  --sheet NAME            the worksheet of an .xlsx to read (default: the first)
                   --dry-run               check the file and report, import nothing
                 """
         case .stock:

@@ -401,9 +401,9 @@ public struct Admin: Sendable {
 
     /// Imports a CSV file as shops have them (UTF-8 with or without BOM, or GBK/GB18030).
     public func importCSV(
-        path: String, sku: String, batch: String? = nil, dryRun: Bool = false
+        path: String, sku: String, batch: String? = nil, dryRun: Bool = false, sheet: String? = nil
     ) throws(KamiError) -> ImportReport {
-        try core.importCSV(path: path, sku: sku, batch: batch, dryRun: dryRun)
+        try core.importCSV(path: path, sku: sku, batch: batch, dryRun: dryRun, sheet: sheet)
     }
 
     /// Exports a SKU's codes to a CSV file (secrets only when asked); returns the row count.

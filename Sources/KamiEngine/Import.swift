@@ -48,8 +48,11 @@ extension EngineCore {
     /// Imports a CSV file as shops have them (UTF-8 with or without BOM, or GBK/GB18030; see
     /// KamiCSV), streaming it with bounded memory. Rows without a batch column get `batch`.
     func importCSV(
-        path: String, sku skuKey: String, batch: String? = nil, dryRun: Bool = false
+        path: String, sku skuKey: String, batch: String? = nil, dryRun: Bool = false, sheet: String? = nil
     ) throws(KamiError) -> ImportReport {
+        if sheet != nil && !path.lowercased().hasSuffix(".xlsx") {
+            throw KamiError(.badRequest, "a sheet is named only for an .xlsx workbook; \(path) is read as CSV")
+        }
         adminLock.lock()
         defer { adminLock.unlock() }
         let sku = try self.sku(key: skuKey)
@@ -78,9 +81,9 @@ extension EngineCore {
                         try sink(.rejected(RejectedRow(line: reject.line, reason: reject.reason)))
                     }
                 }
-                // An Excel workbook (its first sheet) is read with the same rules, row by row.
+                // An Excel workbook (the named sheet, or its first) is read with the same rules, row by row.
                 if path.lowercased().hasSuffix(".xlsx") {
-                    _ = try XLSXFileImport.importCodes(path: path, isCancelled: isCancelled, take)
+                    _ = try XLSXFileImport.importCodes(path: path, sheet: sheet, isCancelled: isCancelled, take)
                 } else {
                     _ = try CSVFileImport.importCodes(path: path, isCancelled: isCancelled, take)
                 }

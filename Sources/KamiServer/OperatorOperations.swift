@@ -36,7 +36,7 @@ struct OperatorOperations: Sendable {
         case .importCSV:
             let report = try engine.admin.importCSV(
                 path: try need(request.path, "path"), sku: try need(request.sku, "sku"), batch: request.batch,
-                dryRun: request.dryRun ?? false)
+                dryRun: request.dryRun ?? false, sheet: request.name)
             let shown = report.rejected.prefix(OperatorOperations.rejectedRowsShownMax).map { row -> JSONValue in
                 .object([("line", .int(Int64(row.line))), ("reason", .string(row.reason))])
             }

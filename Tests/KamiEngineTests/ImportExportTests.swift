@@ -38,6 +38,27 @@ final class ImportExportTests: XCTestCase {
         h.assertInvariants()
     }
 
+    /// A named sheet of a workbook (`kamictl import --sheet`): the codes on a second sheet
+    /// after a notes sheet; a missing name lists the sheets there are; CSV takes no sheet.
+    func testExcelWorkbookImportsANamedSheet() throws {
+        let h = Harness()
+        _ = try h.engine.admin.setSku(SkuDefinition(key: "vip", name: "VIP"))
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("KamiXLSXTests/Fixtures/codes.xlsx").path
+        let path = h.directory + "/two-sheets.xlsx"
+        try FileManager.default.copyItem(atPath: fixtures, toPath: path)
+        XCTAssertThrowsError(try h.engine.admin.importCSV(path: path, sku: "vip"), "the first sheet is notes")
+        XCTAssertThrowsError(try h.engine.admin.importCSV(path: path, sku: "vip", sheet: "Nope")) { error in
+            XCTAssertTrue("\(error)".contains("no sheet named \"Nope\"; it has \"Notes\", \"卡密\""), "\(error)")
+        }
+        let report = try h.engine.admin.importCSV(path: path, sku: "vip", sheet: "卡密")
+        XCTAssertGreaterThan(report.imported, 0)
+        XCTAssertThrowsError(try h.engine.admin.importCSV(path: h.directory + "/x.csv", sku: "vip", sheet: "卡密")) { error in
+            XCTAssertTrue("\(error)".contains("only for an .xlsx"), "\(error)")
+        }
+        h.assertInvariants()
+    }
+
     /// An .xlsx (its first sheet) goes through the same import: rejects by sheet row, a
     /// duplicate reported against its first row, the codes issued as written.
     func testExcelWorkbookImportsItsFirstSheet() throws {
