@@ -94,7 +94,13 @@ for worker in 0..<threads {
             let sku = roll == 0 ? "pack" : "hot"
             if roll < 6 {
                 say("SENT \(order) \(user) \(sku) issue")
-                ack(engine.storefront.issueSync(order: order, user: user, sku: sku, paymentRef: "pay-\(order)"))
+                let issued = engine.storefront.issueSync(order: order, user: user, sku: sku, paymentRef: "pay-\(order)")
+                ack(issued)
+                // A third of the buyers activate what they got at once.
+                if case .success(let reply) = issued, reply.state == .committed, roll < 2,
+                   case .success(let activated) = engine.storefront.activateSync(order: order, user: user) {
+                    say("ACTIVATED \(order) \(activated.items.map { String($0.codeID) }.joined(separator: ","))")
+                }
             } else {
                 say("SENT \(order) \(user) \(sku) reserve")
                 let held = engine.storefront.reserveSync(order: order, user: user, sku: sku, ttlMs: 2_000)

@@ -36,6 +36,7 @@ final class CrashRecoveryTests: XCTestCase {
         let dataDir = directory + "/data"
         var acked: [String: Ack] = [:]
         var sentNotAcked: [String: (user: String, sku: String, op: String)] = [:]
+        var activated: [String: [CodeID]] = [:]
         var totalAcks = 0
         for cycle in 0..<cycles {
             let process = Process()
@@ -61,6 +62,8 @@ final class CrashRecoveryTests: XCTestCase {
                 let parts = line.split(separator: " ").map(String.init)
                 if parts.first == "SENT", parts.count == 5 {
                     sentNotAcked[parts[1]] = (parts[2], parts[3], parts[4])
+                } else if parts.first == "ACTIVATED", parts.count == 3 {
+                    activated[parts[1]] = parts[2].split(separator: ",").compactMap { CodeID($0) }
                 } else if parts.first == "ACK", parts.count >= 3 {
                     let ids = parts.count > 3 ? parts[3].split(separator: ",").compactMap { CodeID($0) } : []
                     acked[parts[1]] = Ack(state: parts[2], codeIDs: ids)
@@ -68,15 +71,18 @@ final class CrashRecoveryTests: XCTestCase {
                     totalAcks += 1
                 }
             }
-            try checkRecovery(dataDir: dataDir, key: key, acked: acked, unknown: &sentNotAcked, cycle: cycle, seed: seed)
+            try checkRecovery(dataDir: dataDir, key: key, acked: acked, activated: activated, unknown: &sentNotAcked,
+                              cycle: cycle, seed: seed)
         }
-        print("crash test: \(cycles) kill cycles, \(totalAcks) acknowledged results, \(acked.count) orders checked")
+        print("crash test: \(cycles) kill cycles, \(totalAcks) acknowledged results, \(acked.count) orders checked, "
+            + "\(activated.count) activations")
         XCTAssertGreaterThan(totalAcks, cycles, "the helper did acknowledge work before being killed")
+        XCTAssertGreaterThan(activated.count, 0, "buyers activated codes between the kills")
     }
 
     private func checkRecovery(
-        dataDir: String, key: MasterKey, acked: [String: Ack], unknown: inout [String: (user: String, sku: String, op: String)],
-        cycle: Int, seed: UInt64
+        dataDir: String, key: MasterKey, acked: [String: Ack], activated: [String: [CodeID]],
+        unknown: inout [String: (user: String, sku: String, op: String)], cycle: Int, seed: UInt64
     ) throws {
         var config = EngineConfig(directory: dataDir, sealer: Sealer(key: key))
         config.expiryThread = false
@@ -105,6 +111,20 @@ final class CrashRecoveryTests: XCTestCase {
                     owner[id] = orderID
                 }
             }
+        }
+        // Every acknowledged activation survived: its codes are used.
+        let used = try engine.storage.codeStates(activated.values.flatMap { $0 })
+        for (orderID, codes) in activated {
+            for code in codes {
+                XCTAssertEqual(used[code]?.state, .used, "\(orderID)'s activated code \(code) after the kill; \(context)")
+            }
+        }
+        // Every acknowledged delivery has its one webhook event in the outbox.
+        let told = Set(try engine.storage.outboxAll().filter { $0.type == "order.delivered" }.compactMap { row in
+            row.data.firstRange(of: "\"order\":\"").map { String(row.data[$0.upperBound...].prefix { $0 != "\"" }) }
+        })
+        for (orderID, ack) in acked where ack.state == "committed" {
+            XCTAssertTrue(told.contains(orderID), "\(orderID) was delivered but has no webhook event; \(context)")
         }
         // Unknown outcomes: retrying with the same order id gives the same codes or a clean answer.
         for (orderID, sent) in unknown.sorted(by: { $0.key < $1.key }).prefix(8) where sent.op == "issue" {
