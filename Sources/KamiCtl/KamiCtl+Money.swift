@@ -84,8 +84,10 @@ extension KamiCtl {
             }
             days = value
         }
-        guard let name = words.first, ["sales", "payables", "inventory", "repeat", "flash-sale"].contains(name), positionals.isEmpty else {
-            throw UsageError(message: "report takes sales, payables, inventory, repeat or flash-sale (with --sku)", topic: .money)
+        guard let name = words.first, ["sales", "payables", "inventory", "repeat", "activation", "flash-sale"].contains(name),
+              positionals.isEmpty else {
+            throw UsageError(message: "report takes sales, payables, inventory, repeat, activation or flash-sale (with --sku)",
+                             topic: .money)
         }
         if let by = options["--by"], !["sku", "channel", "campaign", "source", "day", "week", "month"].contains(by) {
             throw UsageError(message: "--by takes sku, channel, campaign, source, day, week or month, got \(by)", topic: .money)
@@ -422,6 +424,7 @@ extension KamiCtl {
                                      "profit_cents"]
             case "inventory": columns = ["key", "codes", "cost_cents", "age_under_7d", "age_7_30d", "age_30_90d", "age_over_90d", "expiring"]
             case "repeat": columns = ["key", "buyers", "repeat_buyers", "repeat_share_pct", "mean_interval_hours"]
+            case "activation": columns = ["key", "sold", "used", "used_pct", "activated", "by_token"]
             case "flash-sale": columns = ["key", "orders", "peak_per_second", "first_ms", "last_ms", "sold_out_ms", "rejected_sold_out",
                                           "rejected_limit", "rejected_risk"]
             default: columns = ["key", "owed_cents"]

@@ -53,9 +53,10 @@ extension KamiCtl {
                                           match a payment provider's bill with the orders
                   case open|list|replace|refund|reject
                                           after-sales cases on delivered orders
-                  report sales|payables|inventory|repeat [--by sku|channel|campaign|day|week|month]
+                  report sales|payables|inventory|repeat|activation [--by sku|channel|campaign|day|week|month]
                          [--from T] [--to T] [--sku S] [--channel C] [--campaign K] [--csv | --xlsx FILE]
-                                          sales and profit, payables, stock value and age, repeat buyers
+                                          sales and profit, payables, stock value and age, repeat
+                                          buyers, activations
                   webhooks failed|pending|delivered|replay
                                           the signed webhooks' outbox and its dead letters
 
@@ -128,7 +129,7 @@ extension KamiCtl {
                        kamictl case open ORDER --reason invalid_code|not_received|other [--code ID] [--note N]
                        kamictl case list [--all]
                        kamictl case replace|refund|reject ID [--note N]
-                       kamictl report sales|payables|inventory|repeat [--by sku|channel|campaign|day|week|month] [--from T] [--to T]
+                       kamictl report sales|payables|inventory|repeat|activation [--by sku|channel|campaign|day|week|month] [--from T] [--to T]
                                       [--sku S] [--channel C] [--campaign K] [--csv | --xlsx FILE]
 
                 A campaign sells SKU at --price (or its price less --discount) from --from (default now)
@@ -150,6 +151,10 @@ extension KamiCtl {
                 not delivered, amounts that differ, duplicates and refunds that disagree; with --from
                 and --to, also orders delivered in that period the bill does not show paid. It changes
                 nothing; exit 4 when it found mismatches.
+
+                report activation: per SKU, codes sold (issued or used now), used and their share,
+                activations between --from and --to, and how many of those came through a brand's
+                link token.
 
                 A report prints a table; --csv prints CSV; --xlsx FILE writes an Excel workbook (its
                 figures as numbers), created by kamictl.

@@ -328,6 +328,12 @@ public struct Admin: Sendable {
     public func rejectCase(_ id: Int64, note: String = "") throws(KamiError) -> AfterSalesCase { try core.rejectCase(id, note: note) }
 
     /// Stock on hand per SKU key: count, cost, age buckets, codes expiring within `expiringWithinMs`.
+    /// Per SKU: sold, used, activated in the window, through a brand's token.
+    public func activationReport(sinceMs: Int64, untilMs: Int64) throws(KamiError) -> [(sku: String, row: ActivationRow)] {
+        let keys = Dictionary(core.skus().map { ($0.id, $0.key) }, uniquingKeysWith: { first, _ in first })
+        return try core.storage.activationReport(sinceMs: sinceMs, untilMs: untilMs).map { (keys[$0.sku] ?? "#\($0.sku)", $0) }
+    }
+
     public func inventoryReport(expiringWithinMs: Int64) throws(KamiError) -> [(sku: String, row: InventoryRow)] {
         let keys = Dictionary(core.skus().map { ($0.id, $0.key) }, uniquingKeysWith: { first, _ in first })
         return try core.storage.inventoryReport(nowMs: core.clock.nowMs(), expiringWithinMs: expiringWithinMs).map {

@@ -318,6 +318,13 @@ struct OperatorOperations: Sendable {
                              ("age_30_90d", .int(item.row.ageBuckets[2])), ("age_over_90d", .int(item.row.ageBuckets[3])),
                              ("expiring", .int(item.row.expiringSoon))])
                 }))])
+            case "activation":
+                let rows = try engine.admin.activationReport(sinceMs: request.sinceMs ?? 0, untilMs: request.untilMs ?? Int64.max)
+                return .fields([("report", .string("activation")), ("rows", .array(rows.map { item in
+                    .object([("key", .string(item.sku)), ("sold", .int(item.row.sold)), ("used", .int(item.row.used)),
+                             ("used_pct", .int(item.row.sold == 0 ? 0 : item.row.used * 100 / item.row.sold)),
+                             ("activated", .int(item.row.activatedInWindow)), ("by_token", .int(item.row.byToken))])
+                }))])
             case "flash-sale":
                 let sku = try need(request.sku, "sku")
                 let summary = try engine.admin.flashSaleSummary(sku: sku, sinceMs: request.sinceMs ?? 0, untilMs: request.untilMs ?? Int64.max)
@@ -334,7 +341,7 @@ struct OperatorOperations: Sendable {
                              ("mean_interval_hours", item.meanIntervalDays.map { .int(Int64(($0 * 24).rounded())) } ?? .null)])
                 }))])
             default:
-                throw KamiError(.badRequest, "report must be sales, payables, inventory, repeat or flash-sale, got \(request.name ?? "")")
+                throw KamiError(.badRequest, "report must be sales, payables, inventory, repeat, activation or flash-sale, got \(request.name ?? "")")
             }
         case .webhookList:
             let state: OutboxRow.State

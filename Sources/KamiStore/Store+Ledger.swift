@@ -356,6 +356,47 @@ extension Store {
 }
 
 /// One SKU's stock on hand: how many codes, what they cost, how old they are, how many expire soon.
+/// One SKU's activations: codes sold (issued or used now), used, activated in a window, and
+/// of those, how many through a brand's token.
+public struct ActivationRow: Sendable, Hashable {
+    public var sku: SkuID
+    public var sold: Int64
+    public var used: Int64
+    public var activatedInWindow: Int64
+    public var byToken: Int64
+}
+
+extension Store {
+    /// Per SKU: codes sold and used now, and activations with `sinceMs <= at < untilMs`.
+    public func activationReport(sinceMs: Int64, untilMs: Int64) throws(KamiError) -> [ActivationRow] {
+        try read { db throws(SQLiteError) in
+            var rows: [SkuID: ActivationRow] = [:]
+            let sold = try db.prepare("SELECT sku_id, SUM(state IN (2, 4)), SUM(state = 4) FROM code_state GROUP BY sku_id")
+            defer { sold.reset() }
+            while try sold.step() {
+                let sku = SkuID(sold.int64(0))
+                rows[sku] = ActivationRow(sku: sku, sold: sold.int64(1), used: sold.int64(2), activatedInWindow: 0, byToken: 0)
+            }
+            sold.reset()
+            let window = try db.prepare("""
+                SELECT s.sku_id, COUNT(*), SUM(a.via LIKE 'token%') FROM activations a JOIN code_state s ON s.id = a.code_id
+                WHERE a.at_ms >= ? AND a.at_ms < ? GROUP BY s.sku_id
+                """)
+            defer { window.reset() }
+            window.bind(1, sinceMs)
+            window.bind(2, untilMs)
+            while try window.step() {
+                let sku = SkuID(window.int64(0))
+                var row = rows[sku] ?? ActivationRow(sku: sku, sold: 0, used: 0, activatedInWindow: 0, byToken: 0)
+                row.activatedInWindow = window.int64(1)
+                row.byToken = window.int64(2)
+                rows[sku] = row
+            }
+            return rows.values.filter { $0.sold > 0 || $0.activatedInWindow > 0 }.sorted { $0.sku < $1.sku }
+        }
+    }
+}
+
 public struct InventoryRow: Sendable, Hashable {
     public var sku: SkuID
     public var codes: Int64

@@ -59,6 +59,10 @@ final class ActivationDaemonTests: XCTestCase {
             XCTAssertNotNil(page.codes[0].secret, "the buyer's own page shows the code")
             XCTAssertEqual(try client.stock(sku: "vip").issued, encoding == .binary ? 3 : 6, "issued counts used codes on the wire")
         }
+        // The activation report: per SKU, sold, used, activated in the window, by a brand's token.
+        let report = try kamid.kamictl(["report", "activation", "--csv"])
+        XCTAssertEqual(report.status, 0, report.output)
+        XCTAssertTrue(report.output.contains("key,sold,used,used_pct,activated,by_token\nvip,6,4,66,4,2\n"), report.output)
         let stats = try kamid.kamictl(["stats"])
         XCTAssertTrue(stats.output.contains("used"), stats.output)
         XCTAssertEqual(try kamid.violations(), [])
