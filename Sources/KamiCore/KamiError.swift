@@ -79,6 +79,16 @@ public struct KamiError: Error, Sendable, Equatable, CustomStringConvertible {
     public let message: String
     /// For DENIED and CHALLENGE_REQUIRED: the risk gate's verdict (reason, rules, token).
     public var verdict: RiskVerdict?
+    /// Internal, never on the wire: an order tried without the risk gate (its SKU looked sold
+    /// out) could take a code after all, and must go through the gate first.
+    public var needsScreening = false
+
+    /// The answer to an unscreened order that found stock.
+    public static var screeningNeeded: KamiError {
+        var error = KamiError(.busy, "stock arrived: the order goes through the risk gate")
+        error.needsScreening = true
+        return error
+    }
 
     /// Makes an error with a stable code and a human message.
     public init(_ code: ErrorCode, _ message: String, verdict: RiskVerdict? = nil) {

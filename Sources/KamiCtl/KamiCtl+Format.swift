@@ -59,8 +59,9 @@ extension KamiCtl {
             guard case .array(let items) = value(fields, "skus") else { return [] }
             return items.compactMap { item in
                 guard case .object(let members) = item, let sku = text(members, "sku") else { return nil }
-                let counts = ["available", "reserved", "issued", "voided"].map { int(members, $0) ?? 0 }
-                return WireStock(sku: sku, available: counts[0], reserved: counts[1], issued: counts[2],
+                // `issued` counts used codes too, as the wire's `stock` does (the row adds up).
+                let counts = ["available", "reserved", "issued", "voided", "used"].map { int(members, $0) ?? 0 }
+                return WireStock(sku: sku, available: counts[0], reserved: counts[1], issued: counts[2] + counts[4],
                                  voided: counts[3], imported: counts.reduce(0, +))
             }
         }
@@ -115,8 +116,8 @@ extension KamiCtl {
         /// `sku list`: one row per SKU with its settings and stock.
         public static func skuList(_ fields: [(String, JSONValue)]) -> String {
             guard case .array(let items) = value(fields, "skus"), !items.isEmpty else { return "no SKUs\n" }
-            let header = ["SKU", "NAME", "PRICE", "LIMIT", "DELIVERY", "BUNDLE", "AVAILABLE", "RESERVED", "ISSUED", "VOIDED",
-                          "IMPORTED"]
+            let header = ["SKU", "NAME", "PRICE", "LIMIT", "DELIVERY", "BUNDLE", "AVAILABLE", "RESERVED", "ISSUED", "USED",
+                          "VOIDED", "IMPORTED"]
             let rows = items.compactMap { item -> [String]? in
                 guard case .object(let m) = item else { return nil }
                 let limit = int(m, "per_user_limit").map { $0 == 0 ? "-" : String($0) } ?? "?"
@@ -124,7 +125,7 @@ extension KamiCtl {
                 // A bundle's available count is the complete bundles its scarcest component allows.
                 return [text(m, "sku") ?? "?", text(m, "name") ?? "", int(m, "price_cents").map(String.init) ?? "?", limit,
                         delivery, text(m, "bundle") ?? "-"]
-                    + ["available", "reserved", "issued", "voided", "imported"].map { int(m, $0).map(String.init) ?? "?" }
+                    + ["available", "reserved", "issued", "used", "voided", "imported"].map { int(m, $0).map(String.init) ?? "?" }
             }
             return table([header] + rows)
         }

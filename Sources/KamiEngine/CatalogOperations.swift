@@ -44,7 +44,9 @@ extension EngineCore {
         if let components = definition.components {
             sku.components = try resolveComponents(components, bundleKey: definition.key, existing: existing)
         }
-        if let guide = definition.usageGuide {
+        if var guide = definition.usageGuide {
+            // A guide pasted through a web form has CRLF line ends: kept as LF.
+            guide = guide.replacing("\r\n", with: "\n")
             guard guide.utf8.count <= Limits.usageGuideBytesMax else {
                 throw KamiError(.badRequest, "usage guide longer than \(Limits.usageGuideBytesMax) bytes")
             }

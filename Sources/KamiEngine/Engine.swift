@@ -118,10 +118,11 @@ public struct Storefront: Sendable {
     /// UNAVAILABLE.
     public func reserve(
         order: String, user: String, sku: String, units: Int, ttlMs: Int64? = nil, client: String? = nil,
-        risk: String? = nil, review: Bool = false, terms: OrderTerms = .none, completion: @escaping OrderCompletion
+        risk: String? = nil, review: Bool = false, terms: OrderTerms = .none, unscreened: Bool = false,
+        completion: @escaping OrderCompletion
     ) {
         core.reserve(order: order, user: user, sku: sku, units: units, ttlMs: ttlMs, client: client, risk: risk, review: review,
-                     terms: terms, completion: completion)
+                     terms: terms, unscreened: unscreened, completion: completion)
     }
 
     /// Reserves and commits at once, for an order already paid.
@@ -129,11 +130,18 @@ public struct Storefront: Sendable {
     /// delivered or failed (or when the wait runs out, still pending).
     public func issue(
         order: String, user: String, sku: String, units: Int, paymentRef: String, client: String? = nil,
-        waitMs: Int64? = nil, risk: String? = nil, review: Bool = false, terms: OrderTerms = .none,
+        waitMs: Int64? = nil, risk: String? = nil, review: Bool = false, terms: OrderTerms = .none, unscreened: Bool = false,
         completion: @escaping OrderCompletion
     ) {
         core.issue(order: order, user: user, sku: sku, units: units, paymentRef: paymentRef, client: client, risk: risk, review: review,
-                   terms: terms, completion: core.waiting(waitMs, completion))
+                   terms: terms, unscreened: unscreened, completion: core.waiting(waitMs, completion))
+    }
+
+    /// Whether `sku`'s pool looks empty now (a hint: the server then tries an order without
+    /// the risk gate, `unscreened`, and the engine checks again as it takes).
+    public func looksSoldOut(sku key: String) -> Bool {
+        guard let sku = core.catalog.withLock({ $0.byKey[key] }), !sku.isBundle else { return false }
+        return core.pool.available(sku: sku.id) == 0
     }
 
     /// The order is paid: its codes become issued and their secrets are returned. After the

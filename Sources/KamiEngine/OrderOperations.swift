@@ -16,7 +16,7 @@ extension EngineCore {
     func reserve(
         order orderID: String, user: String, sku skuKey: String, units: Int, ttlMs: Int64? = nil,
         client: String? = nil, risk: String? = nil, review: Bool = false, terms: OrderTerms = .none,
-        completion: @escaping OrderCompletion
+        unscreened: Bool = false, completion: @escaping OrderCompletion
     ) {
         let ttl = ttlMs ?? holdTTLDefault.load(ordering: .relaxed)
         let ttlMax = holdTTLMax.load(ordering: .relaxed)
@@ -63,7 +63,8 @@ extension EngineCore {
             amountCents: priced.amount, labels: terms.labels)
         order.subsidyCents = priced.subsidy
         let promoted = terms.labels?.campaign != nil || terms.labels?.coupon != nil
-        create(order, sku: sku, client: client, risk: risk, completion: promoted ? releasingClaim(orderID, completion) : completion)
+        create(order, sku: sku, client: client, risk: risk, unscreened: unscreened,
+               completion: promoted ? releasingClaim(orderID, completion) : completion)
     }
 
     // MARK: issue
@@ -73,7 +74,7 @@ extension EngineCore {
     func issue(
         order orderID: String, user: String, sku skuKey: String, units: Int, paymentRef: String,
         client: String? = nil, risk: String? = nil, review: Bool = false, terms: OrderTerms = .none,
-        completion: @escaping OrderCompletion
+        unscreened: Bool = false, completion: @escaping OrderCompletion
     ) {
         let sku: Sku
         do throws(KamiError) {
@@ -90,7 +91,7 @@ extension EngineCore {
         }
         let retry: @Sendable () -> Void = { [self] in
             issue(order: orderID, user: user, sku: skuKey, units: units, paymentRef: paymentRef, client: client, risk: risk,
-                  review: review, terms: terms, completion: completion)
+                  review: review, terms: terms, unscreened: unscreened, completion: completion)
         }
         switch orders.begin(orderID, create: true, retry: retry) {
         case .queued, .missing:
@@ -118,13 +119,24 @@ extension EngineCore {
             updatedAtMs: now, amountCents: priced.amount, labels: terms.labels)
         order.subsidyCents = priced.subsidy
         let promoted = terms.labels?.campaign != nil || terms.labels?.coupon != nil
-        create(order, sku: sku, client: client, risk: risk, completion: promoted ? releasingClaim(orderID, completion) : completion)
+        create(order, sku: sku, client: client, risk: risk, unscreened: unscreened,
+               completion: promoted ? releasingClaim(orderID, completion) : completion)
     }
 
     /// Creates a new order (reserved or committed) whose placeholder is in flight.
     /// `risk` is the gate's verdict when rules fired, recorded in the order's audit event.
-    private func create(_ draft: Order, sku: Sku, client: String?, risk: String?, completion: @escaping OrderCompletion) {
+    ///
+    /// `unscreened`: the server skipped the risk gate because the SKU looked sold out. Such an
+    /// order may only end SOLD_OUT (or be refused for a limit): anything that would hold or
+    /// take something — a code the pool has after all, a supplier, an operator — answers
+    /// `KamiError.screeningNeeded` with everything given back, and the server screens it.
+    private func create(_ draft: Order, sku: Sku, client: String?, risk: String?, unscreened: Bool = false,
+                        completion: @escaping OrderCompletion) {
         precondition(OrderState.starts.contains(draft.state), "order \(draft.orderID) cannot start \(draft.state)")
+        if unscreened && (sku.manualDelivery || (!sku.isBundle && upstream.sourcing(sku.id).policy != .pool)) {
+            orders.end(draft.orderID)
+            return completion(.failure(.screeningNeeded))
+        }
         // A hold: reserved, or held for review (paid or not); its codes are reserved.
         let reserving = draft.state.isHold
         // Only an unpaid hold counts toward the user's unpaid holds: a paid order waiting for
@@ -146,6 +158,13 @@ extension EngineCore {
         // an operator's hand (a manual-delivery SKU: nothing is taken now).
         let policy = sku.isBundle ? SourcePolicy.pool : upstream.sourcing(sku.id).policy
         var taken: [OrderCode]? = sku.manualDelivery ? [] : policy == .upstream ? nil : takeCodes(sku, units: draft.units)
+        if unscreened, let found = taken {
+            returnToPool(found)
+            userLimits.release(user: draft.user, sku: sku.id, units: draft.units)
+            if unpaidHold { userLimits.removePendingHold(user: draft.user) }
+            orders.end(draft.orderID)
+            return completion(.failure(.screeningNeeded))
+        }
         let viaUpstream = taken == nil && policy != .pool
         if viaUpstream { taken = [] }
         guard let codes = taken else {

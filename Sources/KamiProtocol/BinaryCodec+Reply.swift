@@ -312,10 +312,10 @@ extension BinaryCodec {
                                       activationURL: activationURL, state: state, order: order))
             }
             let next = r.remaining > 0 ? try r.optStr("next_cursor") : nil
-            if r.remaining > 0 {
-                let extras = Int(try r.u16("extras"))
-                guard extras == codes.count else { throw .invalid("\(extras) entitlement details for \(codes.count) codes") }
-                for index in 0..<extras {
+            // Details of each line (status, name, times); a block that does not fit the codes
+            // is something newer than this version and is skipped like any unknown field.
+            if r.remaining >= 2, Int(try r.u16("details")) == codes.count {
+                for index in 0..<codes.count {
                     codes[index].status = try r.optStr("status")
                     codes[index].skuName = try r.optStr("sku_name")
                     codes[index].usageGuide = try r.optStr("usage_guide")

@@ -98,8 +98,10 @@ public struct WireHello: Sendable, Hashable {
     ///   does not know; they are ignored or decoded as "other".
     /// - `upstream`: SKUs fulfilled by suppliers: orders in `pending_upstream` and `failed`,
     ///   `wait_ms` on issue and commit, and the `wait` operation.
+    /// - `activate`: the `activate` operation, the code state `used`, and entitlement lines
+    ///   with `status`, `sku_name`, `usage_guide` and times.
     public static let currentFeatures = ["binary", "bundles", "late_commit", "entitlements_pages", "forward_compatible",
-                                         "upstream", "risk"]
+                                         "upstream", "risk", "activate"]
 
     /// This version's hello reply.
     public static let current = WireHello(

@@ -33,7 +33,10 @@ final class Dispatcher: Sendable {
     /// connection's hello name (`operator` on the Unix socket), recorded on order events.
     ///
     /// `trusted` is the operator's Unix socket: it may look up any order without naming its user.
-    func handle(_ request: Request, client: String? = nil, trusted: Bool = false, done: @escaping Done) {
+    ///
+    /// `screened`: the order came back from an unscreened try (`RiskDesk.skipsSoldOut`) that
+    /// found stock; it goes through the gate now.
+    func handle(_ request: Request, client: String? = nil, trusted: Bool = false, screened: Bool = false, done: @escaping Done) {
         let id = request.id
         let finish: OrderCompletion = { result in
             done(Reply(id: id, result: result.map { .order(WireMapping.wire($0)) }))
@@ -50,6 +53,19 @@ final class Dispatcher: Sendable {
                 done(Reply(id: id, result: .success(.hello(WireHello.current))))
             case .ping:
                 done(Reply(id: id, result: .success(.empty)))
+            case .reserve where !screened && risk.skipsSoldOut(request):
+                // The pool looks empty: tried without the gate; only SOLD_OUT (or a limit) comes
+                // back that way, and an order that finds stock after all is screened as usual.
+                engine.storefront.reserve(
+                    order: try need(request.order, "order"), user: try need(request.user, "user"), sku: try need(request.sku, "sku"),
+                    units: request.qty ?? 1, ttlMs: request.ttlMs.flatMap { $0 == 0 ? nil : $0 }, client: client,
+                    terms: WireMapping.terms(request), unscreened: true, completion: { [self] result in
+                        if case .failure(let error) = result, error.needsScreening {
+                            handle(request, client: client, trusted: trusted, screened: true, done: done)
+                        } else {
+                            finish(result)
+                        }
+                    })
             case .reserve:
                 // Fields first: a request refused as malformed is never counted.
                 _ = (try need(request.order, "order"), try need(request.user, "user"), try need(request.sku, "sku"))
@@ -76,6 +92,17 @@ final class Dispatcher: Sendable {
                 }
                 engine.storefront.commit(order: try need(request.order, "order"), paymentRef: try need(request.paymentRef, "payment_ref"),
                               client: client, waitMs: request.waitMs, owner: trusted ? nil : request.user, completion: ending)
+            case .issue where !screened && risk.skipsSoldOut(request):
+                engine.storefront.issue(
+                    order: try need(request.order, "order"), user: try need(request.user, "user"), sku: try need(request.sku, "sku"),
+                    units: request.qty ?? 1, paymentRef: try need(request.paymentRef, "payment_ref"), client: client,
+                    waitMs: request.waitMs, terms: WireMapping.terms(request), unscreened: true, completion: { [self] result in
+                        if case .failure(let error) = result, error.needsScreening {
+                            handle(request, client: client, trusted: trusted, screened: true, done: done)
+                        } else {
+                            ending(result)
+                        }
+                    })
             case .issue:
                 _ = (try need(request.order, "order"), try need(request.user, "user"), try need(request.sku, "sku"),
                      try need(request.paymentRef, "payment_ref"))

@@ -73,6 +73,17 @@ final class RiskDesk: Sendable {
         return (evaluation.verdict, placedHold)
     }
 
+    /// Whether an order may be tried without the gate first: its SKU's pool looks empty, so it
+    /// will most likely be SOLD_OUT, which takes nothing and needs no screening (in a flash
+    /// sale, most requests). The engine checks again as it takes (`unscreened`): an order that
+    /// finds a code after all, or would go to a supplier or an operator, comes back and is
+    /// screened. So a SOLD_OUT answer is never screened nor counted by the gate's counters;
+    /// everything that could take a code always is.
+    func skipsSoldOut(_ request: Request) -> Bool {
+        guard let sku = request.sku, request.order != nil, request.user != nil else { return false }
+        return engine.storefront.looksSoldOut(sku: sku)
+    }
+
     /// The `risk` op: any storefront event. Review means nothing outside an order, so it is
     /// answered as a challenge.
     func decide(_ request: Request, client: String?) throws(KamiError) -> RiskVerdict {

@@ -31,8 +31,8 @@ final class KamiCtlCommandsTests: XCTestCase {
         let list = try KamictlRun(socket + ["sku", "list"])
         XCTAssertEqual(list.status, 0, list.stderr)
         XCTAssertEqual(list.stdout, """
-            SKU  NAME  PRICE  LIMIT  DELIVERY  BUNDLE  AVAILABLE  RESERVED  ISSUED  VOIDED  IMPORTED
-            vip  VIP     990      -  auto           -          3         0       1       0         4
+            SKU  NAME  PRICE  LIMIT  DELIVERY  BUNDLE  AVAILABLE  RESERVED  ISSUED  USED  VOIDED  IMPORTED
+            vip  VIP     990      -  auto           -          3         0       1     0       0         4
 
             """)
         let listJSON = try KamictlRun(socket + ["sku", "list", "--json"])

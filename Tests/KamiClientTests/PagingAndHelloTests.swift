@@ -67,6 +67,6 @@ final class PagingAndHelloTests: XCTestCase {
         let second = try KamictlRun(socket + ["entitlements", "pager-json", "--limit", "5", "--cursor", next])
         XCTAssertEqual(second.status, 0, second.stderr)
         XCTAssertFalse(second.stdout.contains("next page"), second.stdout)
-        XCTAssertEqual(second.stdout.split(separator: "\n").filter { $0.contains("issued") }.count, 1)
+        XCTAssertEqual(second.stdout.split(separator: "\n").filter { $0.contains("delivered") }.count, 1)
     }
 }

@@ -5,7 +5,7 @@ final class StateMachineTests: XCTestCase {
     func testCodeTransitionsAreExactlyTheBriefs() {
         let legal: Set<String> = [
             "available>reserved", "reserved>issued", "reserved>available", "issued>voided", "available>voided",
-            "available>issued", "reserved>voided",
+            "available>issued", "reserved>voided", "issued>used", "used>voided",
         ]
         for from in CodeState.allCases {
             for to in CodeState.allCases {
@@ -59,7 +59,7 @@ final class StateMachineTests: XCTestCase {
     /// code reaches by a move from a state the order's predecessors allowed.
     func testOrderStatesDeclareTheirCodesStates() {
         XCTAssertEqual(OrderState.reserved.codeStates, [.reserved])
-        XCTAssertEqual(OrderState.committed.codeStates, [.issued, .voided])
+        XCTAssertEqual(OrderState.committed.codeStates, [.issued, .used, .voided])
         XCTAssertEqual(OrderState.refunded.codeStates, [.voided])
         XCTAssertNil(OrderState.released.codeStates)
         XCTAssertNil(OrderState.expired.codeStates)
@@ -68,12 +68,15 @@ final class StateMachineTests: XCTestCase {
             // A state that holds no codes (failed) moves none: codes an upstream order gets
             // are inserted by its delivery, never moved from another state.
             guard let before = move.from.codeStates, let after = move.to.codeStates, !before.isEmpty else { continue }
-            for code in after where !before.contains(code) {
-                XCTAssertTrue(before.contains { $0.canMove(to: code) }, "\(move.from)>\(move.to): no code move to \(code)")
+            // A code state the order reaches at its move, or later by a move its codes make
+            // while it stays (issued → used while committed).
+            let reached = after.filter { code in before.contains(code) || before.contains { $0.canMove(to: code) } }
+            for code in after where !reached.contains(code) {
+                XCTAssertTrue(reached.contains { $0.canMove(to: code) }, "\(move.from)>\(move.to): no code move to \(code)")
             }
         }
         XCTAssertEqual(CodeState.zeroCounts.count, CodeState.allCases.count)
-        XCTAssertEqual(CodeState.allCases.filter(\.isHeld), [.reserved, .issued])
+        XCTAssertEqual(CodeState.allCases.filter(\.isHeld), [.reserved, .issued, .used])
     }
 
     func testOrderMovesOnlyThroughTheTable() {

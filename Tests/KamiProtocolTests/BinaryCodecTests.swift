@@ -312,7 +312,7 @@ final class BinaryCodecTests: XCTestCase {
     }
 
     func testErrorReplyWithAnUnknownOpByteComesBackAsAFailureWithTheServersError() {
-        let input = frame(op: 77, flags: 4, id: 5, payload: str("sold out"))
+        let input = frame(op: 199, flags: 4, id: 5, payload: str("sold out"))
         guard let failure = expectFailure(input.decode(BinaryCodec.decodeReply)) else { return }
         XCTAssertEqual(failure.error, KamiError(.soldOut, "sold out"))
         XCTAssertEqual(failure.id, .number(5))

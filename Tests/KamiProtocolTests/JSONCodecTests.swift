@@ -428,11 +428,11 @@ final class JSONCodecTests: XCTestCase {
             XCTAssertEqual(wire.codes.first?.secret?.reveal(), "S")
         }
         let codes = #"{"id":2,"ok":true,"codes":[{"code_id":1,"sku":"v","secret":null,"card_number":null,"#
-            + #""activation_url":null,"order":"o","state":"used"}],"next_cursor":"9.0","total":40}"# + "\n"
+            + #""activation_url":null,"order":"o","state":"archived"}],"next_cursor":"9.0","total":40}"# + "\n"
         guard let (page, _) = expectItem(bytes(codes).withUnsafeBytes { JSONCodec.decodeReply($0, op: .entitlements) }),
             case .success(.codes(let items, let next)) = page.result
         else { return XCTFail("entitlements not read") }
-        XCTAssertEqual(items.first?.state, .other("used"))
+        XCTAssertEqual(items.first?.state, .other("archived"))
         XCTAssertEqual(next, "9.0")
         let error = "{\"id\":3,\"ok\":false,\"error\":{\"code\":\"RISK_DENIED\",\"message\":\"m\"},\"retry_after_ms\":5}\n"
         guard let (denied, _) = expectItem(bytes(error).decode(JSONCodec.decodeReply)) else { return }

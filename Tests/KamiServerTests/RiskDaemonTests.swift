@@ -539,4 +539,40 @@ final class RiskDaemonTests: XCTestCase {
         good.waitUntilExit()
         XCTAssertEqual(good.terminationStatus, 0)
     }
+
+    /// A SKU with no code left answers SOLD_OUT without the gate: it takes nothing, so it is
+    /// neither screened nor counted. The moment stock is back, every order is screened again
+    /// (the engine checks as it takes, so an order racing a restock is never let through).
+    func testASoldOutSkuIsNotScreenedAndARestockIsScreenedAgain() throws {
+        let kamid = try start(rules: """
+            thresholds challenge=40 review=70 deny=100
+            rule blocked   list  list=block action=deny
+            rule user_rate rate  on=reserve,issue key=user rate=1/m burst=2 score=100
+            """)
+        defer { kamid.stop() }
+        XCTAssertEqual(try RawClient(unixPath: kamid.socketPath).call(#""id":1,"op":"sku_set","sku":"hot","name":"Hot""#)?.isOK, true)
+        XCTAssertEqual(try kamid.kamictl(["risk", "block", "user", "mallory"]).status, 0)
+        let client = try kamid.storefront()
+        // Ten tries at the empty SKU: each SOLD_OUT, none a DENIED, none counted.
+        for n in 0..<10 {
+            let reply = client.call(#""id":\#(n),"op":"issue","order":"e\#(n)","user":"eve","sku":"hot","qty":1,"payment_ref":"p""#)
+            XCTAssertEqual(reply?.error?.code, .soldOut, "\(String(describing: reply))")
+            let reserve = client.call(#""id":\#(n),"op":"reserve","order":"r\#(n)","user":"eve","sku":"hot""#)
+            XCTAssertEqual(reserve?.error?.code, .soldOut)
+        }
+        XCTAssertEqual(client.call(#""id":50,"op":"issue","order":"m0","user":"mallory","sku":"hot","qty":1,"payment_ref":"p""#)?.error?.code,
+                       .soldOut, "a blocked user learns nothing more than anyone else from an empty SKU")
+        // Restocked: eve's bucket is untouched (two orders of her burst), the third is refused
+        // by the rate rule; mallory is denied by the block list.
+        try kamid.stock(sku: "hot", count: 10)
+        XCTAssertEqual(client.call(#""id":60,"op":"issue","order":"e10","user":"eve","sku":"hot","qty":1,"payment_ref":"p""#)?.order?.state, .committed)
+        XCTAssertEqual(client.call(#""id":61,"op":"issue","order":"e11","user":"eve","sku":"hot","qty":1,"payment_ref":"p""#)?.order?.state, .committed)
+        let third = client.call(#""id":62,"op":"issue","order":"e12","user":"eve","sku":"hot","qty":1,"payment_ref":"p""#)
+        XCTAssertEqual(third?.error?.code, .denied)
+        XCTAssertEqual(rules(third), ["user_rate"])
+        let blocked = client.call(#""id":63,"op":"issue","order":"m1","user":"mallory","sku":"hot","qty":1,"payment_ref":"p""#)
+        XCTAssertEqual(blocked?.error?.code, .denied)
+        XCTAssertEqual(rules(blocked), ["blocked"])
+        XCTAssertEqual(try kamid.violations(), [])
+    }
 }
