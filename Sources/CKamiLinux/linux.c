@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
@@ -47,3 +48,5 @@ int kami_thread_nice(int nice) {
     // On Linux the nice value is per thread: PRIO_PROCESS with a thread id sets that thread's.
     return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
 }
+
+int kami_madv_hugepage(void) { return MADV_HUGEPAGE; }

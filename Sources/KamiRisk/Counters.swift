@@ -1,4 +1,5 @@
 import CKamiLinux
+import Glibc
 import KamiCore
 
 /// Fixed-size counter structures: memory is allocated once, at the sizes the config names,
@@ -83,7 +84,7 @@ struct SlotTable<Value>: @unchecked Sendable {
         let total = perStripe * CounterLayout.stripes
         // Aligned to a cache line, and probes start at a multiple of `probe` slots: a
         // probe reads whole lines (two of them for 32-byte slots), never a third.
-        slots = UnsafeMutableRawPointer.allocate(byteCount: total * MemoryLayout<Slot<Value>>.stride, alignment: 64)
+        slots = TableMemory.allocate(bytes: total * MemoryLayout<Slot<Value>>.stride)
             .bindMemory(to: Slot<Value>.self, capacity: total)
         slots.initialize(repeating: Slot(key: 0, touched: 0, value: empty), count: total)
     }
@@ -91,7 +92,7 @@ struct SlotTable<Value>: @unchecked Sendable {
     /// Frees the memory; the owner's deinit calls it once.
     func deallocate() {
         slots.deinitialize(count: capacity)
-        slots.deallocate()
+        TableMemory.deallocate(UnsafeMutableRawPointer(slots), bytes: capacity * MemoryLayout<Slot<Value>>.stride)
         locks.deallocate()
     }
 
@@ -317,14 +318,13 @@ final class QuotaSketch: @unchecked Sendable {
         self.width = max(16, width / CounterLayout.stripes)
         self.windowMs = windowMs
         let total = CounterLayout.stripes * 2 * self.width * QuotaSketch.depth
-        cells = .allocate(capacity: total)
-        cells.initialize(repeating: 0, count: total)
+        cells = TableMemory.allocate(bytes: total * 4).bindMemory(to: UInt32.self, capacity: total)
         epochs = .allocate(capacity: CounterLayout.stripes)
         epochs.initialize(repeating: -1, count: CounterLayout.stripes)
     }
 
     deinit {
-        cells.deallocate()
+        TableMemory.deallocate(UnsafeMutableRawPointer(cells), bytes: CounterLayout.stripes * 2 * width * QuotaSketch.depth * 4)
         epochs.deallocate()
         locks.deallocate()
     }
@@ -420,5 +420,40 @@ extension Int {
         var value = 1
         while value < self { value <<= 1 }
         return value
+    }
+}
+
+/// Memory for the counter tables: mapped once, zeroed by the kernel, aligned to 2 MiB and
+/// advised as transparent huge pages. A request touches a dozen random lines in tables of
+/// tens of megabytes; with 4 KiB pages nearly each is also a TLB miss (and under a
+/// hypervisor a TLB miss walks two page tables), with 2 MiB pages the whole table fits the
+/// TLB. Where the kernel gives no huge pages the memory works the same, only slower.
+enum TableMemory {
+    static let hugePageBytes = 2 << 20
+
+    /// The bytes actually mapped for `bytes` (whole huge pages).
+    static func mappedBytes(_ bytes: Int) -> Int { (max(bytes, 1) + hugePageBytes - 1) / hugePageBytes * hugePageBytes }
+
+    /// `bytes` of zeroed memory.
+    static func allocate(bytes: Int) -> UnsafeMutableRawPointer {
+        let size = mappedBytes(bytes)
+        // Mapped with one huge page of slack, then trimmed to an aligned start.
+        guard let raw = mmap(nil, size + hugePageBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              raw != MAP_FAILED
+        else { fatalError("cannot map \(size) bytes for the risk gate's counters: errno \(errno)") }
+        let start = UInt(bitPattern: raw)
+        let aligned = (start + UInt(hugePageBytes) - 1) & ~UInt(hugePageBytes - 1)
+        let head = Int(aligned - start)
+        if head > 0 { munmap(raw, head) }
+        let tail = hugePageBytes - head
+        let base = UnsafeMutableRawPointer(bitPattern: aligned)!
+        if tail > 0 { munmap(base + size, tail) }
+        _ = madvise(base, size, kami_madv_hugepage())
+        return base
+    }
+
+    /// Unmaps memory from `allocate(bytes:)`.
+    static func deallocate(_ base: UnsafeMutableRawPointer, bytes: Int) {
+        munmap(base, mappedBytes(bytes))
     }
 }

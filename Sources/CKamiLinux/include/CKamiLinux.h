@@ -61,3 +61,6 @@ long long kami_peer_uid(int fd);
 /// Lowers the calling thread's CPU priority to `nice` (0 to 19): background work such as
 /// webhook delivery then takes the CPU the request threads leave. Returns 0 or -1 (errno).
 int kami_thread_nice(int nice);
+
+/// MADV_HUGEPAGE (Swift does not import the macro).
+int kami_madv_hugepage(void);
