@@ -245,12 +245,12 @@ final class DistinctTable: @unchecked Sendable {
 
     init(entries: Int) {
         table = SlotTable(entries: entries, empty: DistinctWindow(startMs: 0, count: 0))
-        members = .allocate(capacity: table.capacity * DistinctTable.width)
-        members.initialize(repeating: 0, count: table.capacity * DistinctTable.width)
+        members = TableMemory.allocate(bytes: table.capacity * DistinctTable.width * 4)
+            .bindMemory(to: UInt32.self, capacity: table.capacity * DistinctTable.width)
     }
 
     deinit {
-        members.deallocate()
+        TableMemory.deallocate(UnsafeMutableRawPointer(members), bytes: table.capacity * DistinctTable.width * 4)
         table.deallocate()
     }
 

@@ -24,10 +24,13 @@ public struct RiskLimits: Sendable, Hashable {
         self.holdEntries = holdEntries
     }
 
-    /// What the tables cost, bytes, with `quotaRules` quota rules loaded.
+    /// What the tables cost, bytes, with `quotaRules` quota rules loaded (each table mapped in
+    /// whole 2 MiB pages).
     public func memoryBytes(quotaRules: Int) -> Int {
-        rateEntries * BucketTable.entryBytes + distinctEntries * DistinctTable.entryBytes
-            + quotaRules * QuotaSketch.bytes(width: sketchWidth) + holdEntries * HoldTracker.entryBytes
+        let distinctSlots = distinctEntries * (DistinctTable.entryBytes - 4 * DistinctTable.width)
+        return TableMemory.mappedBytes(rateEntries * BucketTable.entryBytes) + TableMemory.mappedBytes(distinctSlots)
+            + TableMemory.mappedBytes(distinctEntries * 4 * DistinctTable.width)
+            + quotaRules * TableMemory.mappedBytes(QuotaSketch.bytes(width: sketchWidth)) + holdEntries * HoldTracker.entryBytes
     }
 }
 
