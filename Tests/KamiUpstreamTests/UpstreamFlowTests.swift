@@ -251,12 +251,17 @@ final class UpstreamFlowTests: XCTestCase {
         dead.stop()
         harness.addSim("b")
         harness.startService()
+        // What kamid wires to the webhook dispatcher (supplier.breaker_opened).
+        let opened = Locked<[String]>([])
+        harness.service.onBreakerOpened = { supplier in opened.withLock { $0.append(supplier) } }
         harness.upstreamSku("vip", mappings: [("a", 100), ("b", 400)])
         for index in 0..<6 {
             XCTAssertEqual(try harness.wait(try harness.issue("d\(index)", sku: "vip").get().orderID).get().state, .committed)
         }
         let status = { self.harness.service.statuses.first { $0.id == "a" }! }
         XCTAssertTrue(eventually { status().breakerOpenings >= 1 }, "breaker never opened: \(status())")
+        XCTAssertEqual(opened.withLock { $0 }.first, "a", "the opening is told once per opening")
+        XCTAssertEqual(opened.withLock { $0 }.count, status().breakerOpenings)
         let attemptsWhenOpen = status().attempts
         // While open, orders go straight to b.
         XCTAssertEqual(try harness.wait(try harness.issue("d-open", sku: "vip").get().orderID).get().state, .committed)

@@ -154,4 +154,25 @@ final class WebhookDispatcherTests: XCTestCase {
         for n in 3..<8 { _ = try engine.storefront.issueSync(order: "o\(n)", user: "u\(n)", sku: "vip", paymentRef: "p").get() }
         XCTAssertTrue(receiver.wait(seconds: 10) { $0.count == 2 }, "\(receiver.accepted.map(\.body))")
     }
+
+    func testABreakerOpeningIsAnEvent() throws {
+        let directory = NSTemporaryDirectory() + "kami-webhooks-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let engine = try engine(directory)
+        defer { engine.close() }
+        let receiver = try WebhookReceiver(secret: secret, failEvery: 0)
+        defer { receiver.stop() }
+        let url = HTTPURL("http://127.0.0.1:\(receiver.port)/hooks")!
+        let dispatcher = WebhookDispatcher(
+            engine: engine, endpoints: [WebhookEndpoint(name: "ops", url: url, secret: Array(secret.utf8))],
+            settings: settings()) { _, _ in }
+        dispatcher.start()
+        defer { dispatcher.stop() }
+        dispatcher.breakerOpened(supplier: "acme")
+        XCTAssertTrue(receiver.wait(seconds: 10) { !$0.isEmpty })
+        XCTAssertEqual(receiver.accepted.first?.type, "supplier.breaker_opened")
+        XCTAssertEqual(receiver.accepted.first?.body["supplier"], "acme")
+        let audit = try engine.storage.auditEntries(event: "webhook-event", limit: 5)
+        XCTAssertEqual(audit.map(\.subject), ["supplier:acme"])
+    }
 }
