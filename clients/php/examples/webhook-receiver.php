@@ -54,6 +54,9 @@ function handle(array $event): void
         case 'order.pending_upstream': // paid, a supplier is filling it: show "processing"
         case 'order.failed':           // no supplier could fill it: refund the buyer
         case 'order.refunded':         // refunded in kamid: its codes are void
+        case 'order.held':             // paid, waiting for an operator (manual delivery or review)
+        case 'order.released':         // paid but released without codes by an operator: refund the buyer
+        case 'code.activated':         // the buyer or the brand used $event['data']['code_ids']: show "used"
         case 'case.opened':
         case 'case.resolved':
         case 'stock.low':              // tell the operator to restock $event['data']['sku']
