@@ -174,12 +174,38 @@ public enum OutboxData {
         "{" + fields.map { quoted($0.0) + ":" + $0.1 }.joined(separator: ",") + "}"
     }
 
-    static func order(_ order: Order, skuKey: String, codes: [CodeID]) -> String {
-        object([
-            ("order", quoted(order.orderID)), ("sku", quoted(skuKey)), ("units", String(order.units)),
-            ("state", quoted(order.state.description)),
-            ("code_ids", "[" + codes.map(String.init).joined(separator: ",") + "]"),
-        ])
+    /// An order event's data, built in one string (it is on the issue path, in the writer's
+    /// transaction: no arrays of parts, and identifiers, which are plain ASCII, copied whole).
+    public static func order(_ order: Order, skuKey: String, codes: [CodeID]) -> String {
+        var out = "{\"order\":"
+        out.reserveCapacity(64 + order.orderID.utf8.count + skuKey.utf8.count + codes.count * 8)
+        appendQuoted(order.orderID, to: &out)
+        out += ",\"sku\":"
+        appendQuoted(skuKey, to: &out)
+        out += ",\"units\":"
+        out += String(order.units)
+        out += ",\"state\":\""
+        out += order.state.description
+        out += "\",\"code_ids\":["
+        for (index, code) in codes.enumerated() {
+            if index > 0 { out += "," }
+            out += String(code)
+        }
+        out += "]}"
+        return out
+    }
+
+    /// `text` as a JSON string literal appended to `out`; text with nothing to escape (order
+    /// ids and SKU keys are printable ASCII) is copied as it is.
+    static func appendQuoted(_ text: String, to out: inout String) {
+        let plain = text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
+        if plain {
+            out += "\""
+            out += text
+            out += "\""
+        } else {
+            out += quoted(text)
+        }
     }
 }
 

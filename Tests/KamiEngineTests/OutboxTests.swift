@@ -153,4 +153,18 @@ final class OutboxTests: XCTestCase {
         XCTAssertEqual(types, ["order.held m1", "order.released m1"])
         h.assertInvariants()
     }
+
+    func testOrderDataIsJSONWhateverTheIdsHold() throws {
+        for id in ["o-1", #"o"1"#, #"o\1"#, "订单-1", "o\u{1}x"] {
+            let order = Order(seq: 7, orderID: id, user: "u", sku: 1, units: 2, state: .committed, paymentRef: "p",
+                              codes: [], ttlMs: 0, expiresAtMs: 0, createdAtMs: 0, updatedAtMs: 0)
+            let text = OutboxData.order(order, skuKey: #"v"ip"#, codes: [3, 4])
+            let object = try XCTUnwrap((try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any], text)
+            XCTAssertEqual(object["order"] as? String, id, text)
+            XCTAssertEqual(object["sku"] as? String, #"v"ip"#)
+            XCTAssertEqual(object["units"] as? Int, 2)
+            XCTAssertEqual(object["state"] as? String, "committed")
+            XCTAssertEqual(object["code_ids"] as? [Int], [3, 4])
+        }
+    }
 }
