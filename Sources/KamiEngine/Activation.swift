@@ -12,11 +12,17 @@ public struct ActivationReply: Sendable, Hashable {
         public var usedAtMs: Int64
         public var via: String
         public var now: Bool
+        /// The code's own expiry, Unix ms.
+        public var expiresAtMs: Int64? = nil
     }
 
     public var orderID: String
     public var skuKey: String
     public var items: [Item]
+    /// What the buyer's page shows beside each line (as `entitlements` does).
+    public var skuName = ""
+    public var usageGuide: String?
+    public var orderedAtMs: Int64 = 0
 }
 
 extension EngineCore {
@@ -67,11 +73,16 @@ extension EngineCore {
                 do throws(KamiError) {
                     let times = try store.activations(asked.map(\.codeID))
                     let now = Set(fresh.map(\.codeID))
-                    return .success(ActivationReply(orderID: orderID, skuKey: skuKey(order.sku), items: asked.map { code in
+                    let sku = self.sku(id: order.sku)
+                    var reply = ActivationReply(orderID: orderID, skuKey: skuKey(order.sku), items: asked.map { code in
                         ActivationReply.Item(codeID: code.codeID, cardNumber: rows[code.codeID]?.code.cardNumber,
                                              usedAtMs: times[code.codeID]?.atMs ?? 0, via: times[code.codeID]?.via ?? "",
-                                             now: now.contains(code.codeID))
-                    }))
+                                             now: now.contains(code.codeID), expiresAtMs: rows[code.codeID]?.code.expiresAtMs)
+                    })
+                    reply.skuName = sku?.name ?? reply.skuKey
+                    reply.usageGuide = sku?.usageGuide
+                    reply.orderedAtMs = order.createdAtMs
+                    return .success(reply)
                 } catch {
                     return .failure(error)
                 }

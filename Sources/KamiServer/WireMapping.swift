@@ -57,6 +57,10 @@ enum WireMapping {
                                 order: reply.orderID)
             code.status = "used"
             code.usedAtMs = item.usedAtMs
+            code.skuName = reply.skuName
+            code.usageGuide = reply.usageGuide
+            code.orderedAtMs = reply.orderedAtMs
+            code.expiresAtMs = item.expiresAtMs
             return code
         }
     }

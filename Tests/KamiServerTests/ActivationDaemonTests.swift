@@ -37,6 +37,9 @@ final class ActivationDaemonTests: XCTestCase {
             XCTAssertEqual(activated.first?.state, .used)
             XCTAssertEqual(activated.first?.status, "used")
             XCTAssertNil(activated.first?.secret, "an activation never carries the secret")
+            XCTAssertEqual(activated.first?.skuName, "VIP 月卡", "the line is the buyer's page's line")
+            XCTAssertEqual(activated.first?.usageGuide, "打开 App → 我的 → 兑换\n输入卡密")
+            XCTAssertNotNil(activated.first?.orderedAtMs)
             let usedAt = try XCTUnwrap(activated.first?.usedAtMs)
             XCTAssertEqual(try client.activate(order: "\(name)1", user: "\(name)u", codeID: first).first?.usedAtMs, usedAt)
 
