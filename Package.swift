@@ -60,7 +60,7 @@ let package = Package(
 
         // HTTP/1.1 and TLS over OpenSSL: parser, client, server, one epoll loop. Shared by
         // supplier calls and callbacks, the simulators, the metrics port and its dashboard (and, next, webhooks).
-        .target(name: "KamiHTTP", dependencies: ["COpenSSL", "CKamiLinux"], swiftSettings: strict),
+        .target(name: "KamiHTTP", dependencies: ["COpenSSL", "CKamiLinux", "KamiCore"], swiftSettings: strict),
         // Upstream suppliers: config, the generic API's shapes, routing, breakers, the
         // service that fulfils orders pending upstream through the engine.
         .target(
@@ -125,7 +125,7 @@ let package = Package(
         ),
         // A webhook receiver that checks signatures and fails a share of deliveries on purpose
         // (kami-bench's kamid-webhooks peer, the webhook and daemon tests).
-        .target(name: "KamiWebhookReceiver", dependencies: ["KamiHTTP", "KamiWebhooks", "CKamiLinux"], path: "Benchmarks/KamiWebhookReceiver",
+        .target(name: "KamiWebhookReceiver", dependencies: ["KamiHTTP", "KamiWebhooks", "CKamiLinux", "KamiCore"], path: "Benchmarks/KamiWebhookReceiver",
                 swiftSettings: strict),
         // A supplier simulator (the generic API's three shapes, with faults and a ledger).
         .target(name: "KamiSupplierSim", dependencies: ["KamiHTTP", "KamiUpstream"], path: "Benchmarks/KamiSupplierSim",

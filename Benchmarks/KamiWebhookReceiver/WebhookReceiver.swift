@@ -1,3 +1,4 @@
+import KamiCore
 public import Foundation
 public import KamiHTTP
 import CKamiLinux
@@ -16,8 +17,8 @@ public final class WebhookReceiver: Sendable {
     }
 
     public let loop = IOLoop(name: "test-receiver")
-    private let server: Mutex<HTTPServer?> = Mutex(nil)
-    private let state = Mutex<(requests: Int, accepted: [Seen], badSignatures: Int)>((0, [], 0))
+    private let server: Locked<HTTPServer?> = Locked(nil)
+    private let state = Locked<(requests: Int, accepted: [Seen], badSignatures: Int)>((0, [], 0))
     private let failEvery: Atomic<Int>
     public let secret: [UInt8]
 

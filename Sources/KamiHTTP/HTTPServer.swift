@@ -1,5 +1,6 @@
 import CKamiLinux
 import Glibc
+import KamiCore
 import Synchronization
 
 /// Answers one request, from any thread, once. A request never answered is closed when the
@@ -74,16 +75,16 @@ public final class HTTPServer: @unchecked Sendable {
         loop.execute { [self] in
             switch SocketCalls.listen(host: host, port: requestedPort) {
             case .failure(let problem):
-                result.set(.failure(HTTPServerError(message: problem.description)))
+                result.withLock { $0 = .failure(HTTPServerError(message: problem.description)) }
             case .success(let bound):
                 listener = bound.fd
                 port = bound.port
                 loop.register(listener, events: EPOLLIN.rawValue) { [self] _ in accept() }
-                result.set(.success(bound.port))
+                result.withLock { $0 = .success(bound.port) }
             }
         }
         while true {
-            if let outcome = result.get() {
+            if let outcome = result.withLock({ $0 }) {
                 switch outcome {
                 case .success: return
                 case .failure(let error): throw error
@@ -330,10 +331,3 @@ public struct HTTPServerError: Error, Sendable, Hashable, CustomStringConvertibl
     public var description: String { message }
 }
 
-/// A value behind a lock, for handing one result between threads.
-final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
-    func get() -> Value { mutex.withLock { $0 } }
-    func set(_ value: Value) { mutex.withLock { $0 = value } }
-}

@@ -1,3 +1,4 @@
+import KamiCore
 import CKamiLinux
 import Foundation
 import Glibc
@@ -25,7 +26,7 @@ public final class IOLoop: @unchecked Sendable {
     private var timers = TimerHeap()
     private var cancelled = Set<UInt64>()
     private var nextTimer: UInt64 = 1
-    private let inbox = Mutex<[Work]>([])
+    private let inbox = Locked<[Work]>([])
     private let stopping = Atomic<Bool>(false)
     private let finished = Atomic<Bool>(false)
     private let threadID = Atomic<UInt>(0)

@@ -28,7 +28,7 @@ final class DashboardFigures: Sendable {
     private let version: String
     private let history: DashboardHistory
     private let startedNs = monotonicNs()
-    private let slow = Mutex<Slow?>(nil)
+    private let slow = Locked<Slow?>(nil)
 
     init(server: Server, engine: Engine, version: String, readiness: @escaping Readiness,
          upstream: @escaping @Sendable () -> UpstreamService?) {

@@ -29,12 +29,12 @@ public final class DashboardGate: Sendable {
     /// The longest `Authorization` or `Cookie` header value looked at.
     static let credentialBytesMax = 4_096
 
-    private let token: Mutex<[UInt8]?>
-    private let failures = Mutex<(minute: Int64, count: Int)>((0, 0))
+    private let token: Locked<[UInt8]?>
+    private let failures = Locked<(minute: Int64, count: Int)>((0, 0))
 
     /// A gate for `token` (nil: open).
     public init(token: String?) {
-        self.token = Mutex(token.map { Array($0.utf8) })
+        self.token = Locked(token.map { Array($0.utf8) })
     }
 
     /// Replaces the token (a reload); every session cookie of the old one stops working.

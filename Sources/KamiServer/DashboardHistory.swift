@@ -54,11 +54,11 @@ final class DashboardHistory: Sendable {
     /// How often `tick` should run.
     static let bucketMs: Int64 = 60_000
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     /// Starts the history at `nowMs` (wall clock) from the counters as they are.
     init(sample: OrderSample, nowMs: Int64) {
-        state = Mutex(State(last: sample, lastStartMs: nowMs))
+        state = Locked(State(last: sample, lastStartMs: nowMs))
     }
 
     /// Closes the minute in progress at `nowMs` with the counters `sample`.

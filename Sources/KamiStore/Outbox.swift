@@ -45,7 +45,7 @@ public struct WebhookRoute: Sendable, Hashable {
 /// The endpoints that get an outbox row for each event, read by the writer once per batch.
 /// Set at start and on reload; with none, events cost nothing.
 public final class OutboxRoutes: Sendable {
-    private let routes = Mutex<[WebhookRoute]>([])
+    private let routes = Locked<[WebhookRoute]>([])
 
     public init() {}
 

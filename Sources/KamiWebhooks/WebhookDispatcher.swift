@@ -41,7 +41,7 @@ public final class WebhookDispatcher: @unchecked Sendable {
     /// A pull is queued on the loop (completions free room; one pull serves them all).
     private var pullQueued = false
     private let stopped = Atomic<Bool>(false)
-    private let countersBox = Mutex(WebhookCounters())
+    private let countersBox = Locked(WebhookCounters())
 
     /// The loop thread's nice value (19: the lowest priority).
     static let threadNice: Int32 = 19
@@ -81,7 +81,7 @@ public final class WebhookDispatcher: @unchecked Sendable {
     public func stop() {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         // The routes stay: events committed while kamid shuts down still get their rows.
-        let done = Mutex(false)
+        let done = Locked(false)
         loop.execute { [self] in
             flush()
             done.withLock { $0 = true }
