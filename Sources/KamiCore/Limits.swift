@@ -22,6 +22,9 @@ public enum Limits {
     /// Longest activation URL template in bytes.
     public static let activationURLBytesMax = 1024
 
+    /// Most webhook events one `webhook_list` shows, and most ids one `webhook_replay` names.
+    public static let webhookEventsPerCallMax = 10_000
+
     /// Longest usage guide of a SKU, bytes of UTF-8 (a paragraph; it rides on every entitlement
     /// line, and a page of 500 must stay well under the reply limit).
     public static let usageGuideBytesMax = 1_024

@@ -40,8 +40,8 @@ extension KamiCtl {
             }
             var limit: Int?
             if let text = options["--limit"] {
-                guard let value = Int(text), (1...10_000).contains(value) else {
-                    throw UsageError(message: "--limit takes 1...10000", topic: .webhooks)
+                guard let value = Int(text), (1...Limits.webhookEventsPerCallMax).contains(value) else {
+                    throw UsageError(message: "--limit takes 1...\(Limits.webhookEventsPerCallMax)", topic: .webhooks)
                 }
                 limit = value
             }

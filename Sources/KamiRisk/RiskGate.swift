@@ -368,6 +368,9 @@ public final class RiskGate: Sendable {
     /// The rules in force.
     public var rules: RiskRules { loaded.rules }
 
+    /// Whether any rule is loaded (no retain: read on the hot path).
+    public var hasRules: Bool { withLoaded { !$0.compiled.isEmpty } }
+
     /// Runs `signals` through the rules and updates the counters (a `dryRun` updates none).
     public func evaluate(_ signals: RiskSignals, nowMs: Int64, dryRun: Bool = false) -> RiskEvaluation {
         withLoaded { evaluate(signals, nowMs: nowMs, dryRun: dryRun, current: $0) }

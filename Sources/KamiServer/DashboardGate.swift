@@ -99,7 +99,7 @@ public final class DashboardGate: Sendable {
     /// The cookie value for a session ending at `expiresAt` (Unix seconds).
     static func session(key: [UInt8], expiresAt: Int64) -> String {
         let mac = HMACSHA256.mac(key: key, data: Array((sessionLabel + String(expiresAt)).utf8))
-        return String(expiresAt) + "." + hex(mac)
+        return String(expiresAt) + "." + Hex.encode(mac)
     }
 
     /// Whether `value` is an unexpired session cookie made with `key`.
@@ -108,16 +108,5 @@ public final class DashboardGate: Sendable {
         guard parts.count == 2, let expiresAt = Int64(parts[0]), expiresAt > nowMs / 1_000,
               expiresAt <= nowMs / 1_000 + sessionSeconds else { return false }
         return constantTimeEquals(Array(session(key: key, expiresAt: expiresAt).utf8), Array(value.utf8))
-    }
-
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }

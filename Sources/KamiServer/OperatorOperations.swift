@@ -352,7 +352,9 @@ struct OperatorOperations: Sendable {
             default: throw KamiError(.badRequest, "kind must be dead, pending or delivered, got \(request.kind ?? "")")
             }
             let limit = request.limit ?? 100
-            guard (1...10_000).contains(limit) else { throw KamiError(.badRequest, "limit must be 1...10000") }
+            guard (1...Limits.webhookEventsPerCallMax).contains(limit) else {
+                throw KamiError(.badRequest, "limit must be 1...\(Limits.webhookEventsPerCallMax)")
+            }
             let rows = try engine.webhooks.rows(state: state, endpoint: request.name, limit: limit)
             var totals: [String: Int] = [:]
             for count in try engine.webhooks.counts() { totals["\(count.endpoint) \(count.state)", default: 0] += count.count }
@@ -375,7 +377,9 @@ struct OperatorOperations: Sendable {
                     }
                     ids.append(id)
                 }
-                guard !ids.isEmpty, ids.count <= 10_000 else { throw KamiError(.badRequest, "give 1...10000 event ids, or all") }
+                guard !ids.isEmpty, ids.count <= Limits.webhookEventsPerCallMax else {
+                    throw KamiError(.badRequest, "give 1...\(Limits.webhookEventsPerCallMax) event ids, or all")
+                }
             } else if request.value == nil {
                 throw KamiError(.badRequest, "value must be event ids separated by commas, or all")
             }

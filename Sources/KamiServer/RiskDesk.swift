@@ -80,7 +80,8 @@ final class RiskDesk: Sendable {
     /// screened. So a SOLD_OUT answer is never screened nor counted by the gate's counters;
     /// everything that could take a code always is.
     func skipsSoldOut(_ request: Request) -> Bool {
-        guard let sku = request.sku, request.order != nil, request.user != nil else { return false }
+        // With no rules the gate costs nothing to ask: the look at the pool is not worth it.
+        guard gate.hasRules, let sku = request.sku, request.order != nil, request.user != nil else { return false }
         return engine.storefront.looksSoldOut(sku: sku)
     }
 

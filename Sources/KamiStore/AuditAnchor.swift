@@ -97,7 +97,7 @@ final class AuditAnchor: Sendable {
     }
 
     private func write(seq: Int64, hash: [UInt8]) throws(StoreError) {
-        let line = "\(AuditAnchor.magic) \(seq) \(hexString(hash)) \(hexString(key.mac(macInput(seq: seq, hash: hash))))\n"
+        let line = "\(AuditAnchor.magic) \(seq) \(Hex.encode(hash)) \(Hex.encode(key.mac(macInput(seq: seq, hash: hash))))\n"
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw anchorError("cannot create \(temporary)") }
@@ -135,17 +135,6 @@ final class AuditAnchor: Sendable {
         }
         return .head(seq: seq, hash: hash)
     }
-}
-
-private func hexString(_ bytes: [UInt8]) -> String {
-    let digits = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    out.reserveCapacity(bytes.count * 2)
-    for byte in bytes {
-        out.append(digits[Int(byte >> 4)])
-        out.append(digits[Int(byte & 0x0F)])
-    }
-    return String(decoding: out, as: UTF8.self)
 }
 
 private func hexBytes(_ text: String) -> [UInt8]? {
