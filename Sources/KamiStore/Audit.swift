@@ -52,10 +52,12 @@ struct AuditChain {
         return AuditChain(key: key, lastSeq: stmt.int64(0), lastHash: stmt.blob(1))
     }
 
-    /// The hash of an entry given its predecessor's hash.
-    static func hash(prev: [UInt8], seq: Int64, atMs: Int64, event: AuditEvent) -> [UInt8] {
+    /// The hash of an entry given its predecessor's hash. `records`: an issue-log batch
+    /// entry's digests of its records (entries without them hash as they always did).
+    static func hash(prev: [UInt8], seq: Int64, atMs: Int64, event: AuditEvent, records: [UInt8]? = nil) -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(64 + event.event.utf8.count + event.subject.utf8.count + event.detail.utf8.count)
+        bytes.reserveCapacity(72 + event.event.utf8.count + event.subject.utf8.count + event.detail.utf8.count
+            + (records?.count ?? 0))
         bytes.append(contentsOf: prev)
         appendBigEndian(&bytes, UInt64(bitPattern: seq))
         appendBigEndian(&bytes, UInt64(bitPattern: atMs))
@@ -64,13 +66,18 @@ struct AuditChain {
             appendBigEndian(&bytes, UInt64(field.utf8.count))
             bytes.append(contentsOf: field.utf8)
         }
+        if let records {
+            appendBigEndian(&bytes, UInt64(records.count))
+            bytes.append(contentsOf: records)
+        }
         return SHA256.hash(bytes)
     }
 
-    /// Appends `event` at `atMs` inside the caller's open transaction.
-    mutating func append(_ event: AuditEvent, atMs: Int64, db: Connection) throws(SQLiteError) {
+    /// Appends `event` at `atMs` inside the caller's open transaction (with `records`, the
+    /// digests of the issue-log records it covers).
+    mutating func append(_ event: AuditEvent, atMs: Int64, db: Connection, records: [UInt8]? = nil) throws(SQLiteError) {
         let seq = lastSeq + 1
-        let hash = AuditChain.hash(prev: lastHash, seq: seq, atMs: atMs, event: event)
+        let hash = AuditChain.hash(prev: lastHash, seq: seq, atMs: atMs, event: event, records: records)
         let stmt = try db.prepare(HotSQL.appendAudit)
         stmt.bind(1, seq)
         stmt.bind(2, atMs)
@@ -79,6 +86,7 @@ struct AuditChain {
         stmt.bind(5, event.detail)
         stmt.bind(6, blob: lastHash)
         stmt.bind(7, blob: hash)
+        stmt.bind(8, blob: records)
         try stmt.run()
         lastSeq = seq
         lastHash = hash
@@ -119,12 +127,14 @@ struct AuditChain {
     /// `legacy` accepts entries without a MAC (only to decide whether to seal them).
     static func walk(_ db: Connection, key: AuditKey, legacy: Bool = false) throws(SQLiteError) -> AuditWalk {
         let stmt = try db.prepare(
-            "SELECT seq, at_ms, event, subject, detail, prev_hash, hash, mac FROM audit ORDER BY seq")
+            "SELECT seq, at_ms, event, subject, detail, prev_hash, hash, mac, records FROM audit ORDER BY seq")
         defer { stmt.reset() }
         var expectedSeq: Int64 = 1
         var prev = genesis
         var recorded: [AuditBreak] = []
         var lastSealed: Int64 = 0
+        var records = IssueLogCheck(db: db)
+        defer { records.finish() }
         while try stmt.step() {
             let seq = stmt.int64(0)
             func broken(_ at: Int64, _ reason: String) -> AuditWalk {
@@ -138,9 +148,13 @@ struct AuditChain {
             if stmt.blob(5) != prev {
                 return broken(seq, "entry \(seq) does not point at the hash of entry \(seq - 1)")
             }
-            let hash = AuditChain.hash(prev: prev, seq: seq, atMs: stmt.int64(1), event: event)
+            let digests: [UInt8]? = stmt.isNull(8) ? nil : stmt.blob(8)
+            let hash = AuditChain.hash(prev: prev, seq: seq, atMs: stmt.int64(1), event: event, records: digests)
             if stmt.blob(6) != hash {
                 return broken(seq, "entry \(seq) was modified (its hash does not match its content)")
+            }
+            if let digests, let problem = try records.check(entry: seq, event: event, digests: digests) {
+                return broken(seq, problem)
             }
             if !stmt.isNull(7) {
                 if !key.verify(stmt.blob(7), of: hash) {
@@ -156,6 +170,10 @@ struct AuditChain {
             expectedSeq += 1
         }
         let entries = expectedSeq - 1
+        if let problem = try records.checkNoneAfter() {
+            return AuditWalk(entries: entries, lastHash: prev, broken: AuditBreak(seq: entries + 1, reason: problem),
+                             recorded: recorded)
+        }
         if lastSealed < entries && !legacy {
             // Every committed transaction ends with a MAC'd entry: an unsealed tail was
             // written, or had its MACs removed, without the key.
@@ -241,4 +259,58 @@ public struct AuditBreak: Sendable, Hashable, CustomStringConvertible {
 func appendBigEndian(_ bytes: inout [UInt8], _ value: UInt64) {
     var v = value.bigEndian
     withUnsafeBytes(of: &v) { bytes.append(contentsOf: $0) }
+}
+
+/// Walks the issue log beside the audit chain: each batch entry's digests against the records
+/// it covers, in order, and no record that no entry covers.
+struct IssueLogCheck {
+    let db: Connection
+    /// The next record an entry must start at.
+    private var next: Int64 = 1
+    private var stmt: Statement?
+
+    init(db: Connection) { self.db = db }
+
+    /// What is wrong with the records batch entry `entry` covers, or nil.
+    mutating func check(entry: Int64, event: AuditEvent, digests: [UInt8]) throws(SQLiteError) -> String? {
+        guard event.event == IssueLog.auditEvent, let (first, count) = IssueLog.parseDetail(event.detail),
+            digests.count == count * IssueLog.digestBytes
+        else {
+            return "entry \(entry) holds record digests but is not a well-formed issue-log entry"
+        }
+        if first != next {
+            return "entry \(entry) covers issue_log records from \(first), but the previous entry ended at \(next - 1)"
+        }
+        if stmt == nil {
+            stmt = try db.prepare("SELECT seq, at_ms, event, subject, detail, rec FROM issue_log WHERE seq >= ? ORDER BY seq")
+        }
+        let rows = stmt!
+        rows.bind(1, first)
+        defer { rows.reset() }
+        for index in 0..<count {
+            let seq = first + Int64(index)
+            guard try rows.step(), rows.int64(0) == seq else {
+                return "issue_log record \(seq) is missing (audit entry \(entry) covers records \(first)...\(first + Int64(count) - 1))"
+            }
+            let event = AuditEvent(rows.text(2) ?? "", subject: rows.text(3) ?? "", detail: rows.text(4) ?? "")
+            let digest = IssueLog.digest(seq: seq, atMs: rows.int64(1), event: event, record: rows.blob(5))
+            let start = index * IssueLog.digestBytes
+            if !digest.elementsEqual(digests[start..<(start + IssueLog.digestBytes)]) {
+                return "issue_log record \(seq) was modified (its digest in audit entry \(entry) does not match; "
+                    + "record \(index + 1) of the \(count) that entry covers)"
+            }
+        }
+        next = first + Int64(count)
+        return nil
+    }
+
+    /// Records after the last covered one: appended without an audit entry.
+    func checkNoneAfter() throws(SQLiteError) -> String? {
+        let last = try IssueLog.lastSeq(db)
+        guard last >= next else { return nil }
+        return "issue_log records \(next)...\(last) are covered by no audit entry (appended without the writer, or "
+            + "their entry was cut)"
+    }
+
+    mutating func finish() { stmt?.reset() }
 }

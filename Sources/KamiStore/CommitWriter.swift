@@ -37,6 +37,16 @@ public struct CommitStats: Sendable {
     public var largestBatch: Int = 0
     /// Sum of COMMIT durations (the fsync), nanoseconds.
     public var commitNsTotal: UInt64 = 0
+    /// Transactions that derived issue-log records, and how many records they derived.
+    public var derives: Int = 0
+    public var derivedRecords: Int = 0
+    /// Sum of the derive transactions' durations, nanoseconds.
+    public var deriveNsTotal: UInt64 = 0
+    /// Code moves a record made of a code no longer in the state it expected (0 unless the
+    /// engine and the database disagreed; `verify` says where).
+    public var deriveConflicts: Int = 0
+    /// Derive transactions that failed (the disk): their records wait and are derived again.
+    public var failedDerives: Int = 0
 }
 
 /// The one writer of the database. Mutations from any thread queue here; the writer thread
@@ -85,13 +95,21 @@ public final class CommitWriter: Sendable {
 
     /// Where the chain's tail goes after each durable batch.
     private let anchor: AuditAnchor?
+    /// Issue-log records appended and not yet derived (readers catch up when it is not 0).
+    private let pendingRecords = Atomic<Int>(0)
+
+    /// Records that wait before the writer derives them between two batches.
+    public static let deriveBatch = 2_048
+    /// How long the writer waits idle before it derives what waits, nanoseconds.
+    static let deriveIdleNs: UInt64 = 2_000_000
 
     init(db: Connection, audit: AuditChain, anchor: AuditAnchor?, settings: CommitSettings, clock: any Clock,
-         routes: OutboxRoutes = OutboxRoutes()) {
+         routes: OutboxRoutes = OutboxRoutes(), logSeq: Int64 = 0, syncFull: Bool = true) {
         self.anchor = anchor
         shared.settings = settings
         self.clock = clock
-        self.context = Locked(WriterContext(db: db, audit: audit, clock: clock, routes: routes))
+        self.context = Locked(WriterContext(db: db, audit: audit, clock: clock, routes: routes, logSeq: logSeq,
+                                            syncFull: syncFull))
         let thread = Thread { [self] in self.run() }
         thread.name = "kami-writer"
         thread.start()
@@ -167,6 +185,19 @@ public final class CommitWriter: Sendable {
     /// A snapshot of the counters.
     public var stats: CommitStats { lock.withLock { shared.stats } }
 
+    /// Issue-log records appended and not yet derived.
+    public var underivedRecords: Int { pendingRecords.load(ordering: .acquiring) }
+
+    /// Derives every issue-log record appended so far before returning, so that a read of
+    /// the derived tables (orders, code states, ledger, outbox) that starts afterwards sees
+    /// everything committed before the call. A no-op on the writer thread and when nothing
+    /// waits.
+    public func catchUp() {
+        guard pendingRecords.load(ordering: .acquiring) > 0, !isWriterThread else { return }
+        // A job derives what waits before it runs.
+        _ = try? perform { _ in }
+    }
+
     /// Stops accepting work, commits what is queued, and waits for the writer thread to end.
     public func shutdown() {
         lock.withLock {
@@ -184,12 +215,26 @@ public final class CommitWriter: Sendable {
             lock.lock()
             while shared.queue.isEmpty && shared.state == .running {
                 shared.writerWaiting = true
+                if pendingRecords.load(ordering: .relaxed) > 0 {
+                    // Records wait: derive them once nothing has come for a moment.
+                    let deadline = monotonicNs() + CommitWriter.deriveIdleNs
+                    lock.wait(untilMonotonicNs: deadline)
+                    shared.writerWaiting = false
+                    if shared.queue.isEmpty && monotonicNs() >= deadline {
+                        lock.unlock()
+                        derive()
+                        lock.lock()
+                    }
+                    continue
+                }
                 lock.wait()
                 shared.writerWaiting = false
             }
             if shared.queue.isEmpty {
-                shared.state = .stopped
                 lock.unlock()
+                // Stopping: what was appended is derived before the writer ends.
+                derive()
+                lock.withLock { shared.state = .stopped }
                 break
             }
             let settings = shared.settings
@@ -206,6 +251,7 @@ public final class CommitWriter: Sendable {
             shared.queue.removeFirst(take)
             lock.unlock()
             process(work)
+            if pendingRecords.load(ordering: .relaxed) >= CommitWriter.deriveBatch { derive() }
         }
         context.withLock { $0 = nil }
         finished.withLock { done.store(true, ordering: .releasing) }
@@ -227,6 +273,8 @@ public final class CommitWriter: Sendable {
             case .job(let body):
                 commit(batch)
                 batch.removeAll()
+                // A job reads and writes the derived tables: bring them up to date first.
+                derive()
                 let tail = context.withLock { context in
                     // A job (an import of millions of rows into the fingerprint index, an
                     // export) gets the large page cache while it runs; issuing appends to the
@@ -242,13 +290,33 @@ public final class CommitWriter: Sendable {
         commit(batch)
     }
 
+    /// Derives the issue-log records that wait, in a transaction of their own.
+    private func derive() {
+        let (result, pending) = context.withLock { context in (context!.derivePending(), context!.pending.count) }
+        pendingRecords.store(pending, ordering: .releasing)
+        guard case .success(let done) = result else {
+            lock.withLock { shared.stats.failedDerives += 1 }
+            return
+        }
+        guard done.records > 0 else { return }
+        lock.withLock {
+            shared.stats.derives += 1
+            shared.stats.derivedRecords += done.records
+            shared.stats.deriveNsTotal += done.ns
+            shared.stats.deriveConflicts += done.conflicts
+        }
+    }
+
     private func commit(_ batch: [(Mutation, MutationCompletion)]) {
         guard !batch.isEmpty else { return }
         let inject = takeInjectedFailure()
-        let (outcome, commitNs, tail) = context.withLock { context in
+        let (outcome, commitNs, tail, pending, conflicts) = context.withLock { context in
+            let conflictsBefore = context!.deriveConflicts
             let (outcome, commitNs) = context!.applyBatch(batch.map(\.0), injectFailure: inject)
-            return (outcome, commitNs, (context!.audit.lastSeq, context!.audit.lastHash))
+            return (outcome, commitNs, (context!.audit.lastSeq, context!.audit.lastHash), context!.pending.count,
+                    context!.deriveConflicts - conflictsBefore)
         }
+        pendingRecords.store(pending, ordering: .releasing)
         // Only after the commit: the anchor must never name an entry that is not on disk.
         if case .success = outcome { anchor?.publish(seq: tail.0, hash: tail.1) }
         lock.withLock {
@@ -256,6 +324,7 @@ public final class CommitWriter: Sendable {
             shared.stats.mutations += batch.count
             shared.stats.largestBatch = max(shared.stats.largestBatch, batch.count)
             shared.stats.commitNsTotal += commitNs
+            shared.stats.deriveConflicts += conflicts
             if case .failure = outcome { shared.stats.failedBatches += 1 }
         }
         batchSizes.observe(batch.count)
@@ -295,12 +364,52 @@ public struct WriterContext: ~Copyable {
     let summary = SummaryAccumulator()
     /// The webhook endpoints each event gets an outbox row for.
     let routes: OutboxRoutes
+    /// Issue-log records appended and not yet derived, in order.
+    var pending: [PendingRecord] = []
+    /// The last issue-log record appended.
+    var logSeq: Int64
+    /// Code moves derived against a state their record did not expect.
+    var deriveConflicts = 0
+    /// Whether commits fsync (durability full): a derive transaction skips its own.
+    let syncFull: Bool
 
-    init(db: Connection, audit: AuditChain, clock: any Clock, routes: OutboxRoutes) {
+    /// Past this many underived records, order writes go the direct way (which derives what
+    /// waits first), so that memory stays bounded while derivation keeps failing.
+    static let pendingMax = 65_536
+
+    init(db: Connection, audit: AuditChain, clock: any Clock, routes: OutboxRoutes, logSeq: Int64, syncFull: Bool) {
         self.db = db
         self.audit = audit
         self.clock = clock
         self.routes = routes
+        self.logSeq = logSeq
+        self.syncFull = syncFull
+    }
+
+    /// Derives the records that wait in a transaction of its own, which does not fsync: the
+    /// records are durable already, the next commit's fsync of the WAL carries this one, and
+    /// if a crash loses it the records are derived again at open.
+    mutating func derivePending() -> Result<(records: Int, conflicts: Int, ns: UInt64), KamiError> {
+        guard !pending.isEmpty else { return .success((0, 0, 0)) }
+        let start = monotonicNs()
+        var deriver = Deriver(db: db)
+        do throws(SQLiteError) {
+            // (SQLite changes the safety level only outside a transaction.)
+            if syncFull { try db.run(HotSQL.syncNormal) }
+            try db.run(HotSQL.begin)
+            summary.reset()
+            try deriver.derive(pending, summary: summary)
+            try db.run(HotSQL.commit)
+            if syncFull { try db.run(HotSQL.syncFull) }
+        } catch {
+            try? db.execute("ROLLBACK")
+            if syncFull { try? db.run(HotSQL.syncFull) }
+            return .failure(error.kamiError)
+        }
+        let count = pending.count
+        pending.removeAll(keepingCapacity: count <= CommitWriter.deriveBatch * 2)
+        deriveConflicts += deriver.conflicts
+        return .success((count, deriver.conflicts, monotonicNs() - start))
     }
 
     /// Appends an audit entry; call inside the job's transaction.
@@ -337,11 +446,63 @@ public struct WriterContext: ~Copyable {
     mutating func applyBatch(
         _ mutations: [Mutation], injectFailure: Bool
     ) -> (Result<[Result<MutationOutcome, KamiError>], KamiError>, UInt64) {
+        if pending.count < WriterContext.pendingMax && mutations.allSatisfy(IssueLog.takes) {
+            return appendRecords(mutations, injectFailure: injectFailure)
+        }
         var attempt = applyBatch(mutations, injectFailure: injectFailure, isolated: false)
         if case .failure(let error) = attempt.0, !error.isDiskProblem {
             attempt = applyBatch(mutations, injectFailure: injectFailure, isolated: true)
         }
         return (attempt.0.mapError(\.kamiError), attempt.1)
+    }
+
+    /// A batch of order writes only: one issue-log record each and one audit entry holding
+    /// their digests, committed; the rows they imply are derived later (`derivePending`).
+    private mutating func appendRecords(
+        _ mutations: [Mutation], injectFailure: Bool
+    ) -> (Result<[Result<MutationOutcome, KamiError>], KamiError>, UInt64) {
+        let saved = audit
+        let savedSeq = logSeq
+        let atMs = clock.nowMs()
+        let endpoints = routes.current
+        var added: [PendingRecord] = []
+        added.reserveCapacity(mutations.count)
+        var digests: [UInt8] = []
+        digests.reserveCapacity(mutations.count * IssueLog.digestBytes)
+        do throws(SQLiteError) {
+            try db.run(HotSQL.begin)
+            for mutation in mutations {
+                guard case .writeOrder(let order, let codes, let event, let ledger) = mutation else {
+                    preconditionFailure("only order writes go through the issue log")
+                }
+                let record = Record(order: order, codes: codes, ledger: ledger,
+                                    endpoints: OutboxWriter.endpoints(of: order, audit: event.event, routes: endpoints))
+                let bytes = record.encode()
+                let seq = logSeq + 1
+                try IssueLog.append(seq: seq, atMs: atMs, event: event, record: bytes, db: db)
+                digests.append(contentsOf: IssueLog.digest(seq: seq, atMs: atMs, event: event, record: bytes))
+                logSeq = seq
+                added.append(PendingRecord(seq: seq, atMs: atMs, auditEvent: event.event, record: record))
+            }
+            try audit.append(
+                AuditEvent(IssueLog.auditEvent, subject: "issue_log",
+                           detail: IssueLog.auditDetail(first: added[0].seq, count: added.count)),
+                atMs: atMs, db: db, records: digests)
+            if injectFailure {
+                throw SQLiteError(resultCode: 13, context: "commit", message: "injected fault: database or disk is full")
+            }
+            try audit.sealTail(db: db)
+            let start = monotonicNs()
+            try db.run(HotSQL.commit)
+            let commitNs = monotonicNs() - start
+            pending.append(contentsOf: added)
+            return (.success(Array(repeating: .success(.done), count: mutations.count)), commitNs)
+        } catch {
+            try? db.execute("ROLLBACK")
+            audit = saved
+            logSeq = savedSeq
+            return (.failure(error.kamiError), 0)
+        }
     }
 
     private mutating func applyBatch(
@@ -351,9 +512,12 @@ public struct WriterContext: ~Copyable {
         let atMs = clock.nowMs()
         var outcomes: [Result<MutationOutcome, KamiError>] = []
         outcomes.reserveCapacity(mutations.count)
+        var deriver = Deriver(db: db)
         do throws(SQLiteError) {
             try db.run(HotSQL.begin)
             summary.reset()
+            // What the log holds underived comes first: this batch may read or change it.
+            try deriver.derive(pending, summary: summary)
             let endpoints = routes.current
             let applier = MutationApplier(
                 db: db, summary: summary, outbox: endpoints.isEmpty ? nil : OutboxWriter(db: db, routes: endpoints))
@@ -389,7 +553,12 @@ public struct WriterContext: ~Copyable {
             try audit.sealTail(db: db)
             let start = monotonicNs()
             try db.run(HotSQL.commit)
-            return (.success(outcomes), monotonicNs() - start)
+            let commitNs = monotonicNs() - start
+            if !pending.isEmpty {
+                pending.removeAll()
+                deriveConflicts += deriver.conflicts
+            }
+            return (.success(outcomes), commitNs)
         } catch {
             try? db.execute("ROLLBACK")
             audit = saved

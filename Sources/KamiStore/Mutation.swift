@@ -543,6 +543,24 @@ struct MutationApplier {
         }
     }
 
+    /// Applies the code moves of an issue-log record: a code no longer in the state the
+    /// record says it left is counted (returned) rather than failing the derivation, because
+    /// the record is already the committed fact (`verify` reports the disagreement).
+    func setCodesDerived(_ codes: [CodeChange]) throws(SQLiteError) -> Int {
+        guard !codes.isEmpty else { return 0 }
+        let stmt = try db.prepare(HotSQL.setCodeState)
+        var conflicts = 0
+        for change in codes {
+            stmt.bind(1, Int64(change.state.rawValue))
+            if let seq = change.orderSeq { stmt.bind(2, seq) } else { stmt.bindNull(2) }
+            stmt.bind(3, change.codeID)
+            stmt.bind(4, Int64(change.from.rawValue))
+            try stmt.run()
+            if db.changes != 1 { conflicts += 1 }
+        }
+        return conflicts
+    }
+
     private func setCodes(_ codes: [CodeChange]) throws(SQLiteError) {
         guard !codes.isEmpty else { return }
         let stmt = try db.prepare(HotSQL.setCodeState)

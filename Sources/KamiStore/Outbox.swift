@@ -257,6 +257,25 @@ final class OutboxWriter {
     }
 
     private func orderEvent(_ order: Order, audit: String) throws(SQLiteError) -> OutboxEvent? {
+        guard let type = OutboxWriter.orderEventType(order, audit: audit) else { return nil }
+        return OutboxEvent(type: type, data: try orderData(order))
+    }
+
+    /// Writes the event of an order's write (from the issue log) to `endpoints`, those that
+    /// took its type when the record was written.
+    func writeOrderEvent(_ order: Order, audit: String, endpoints: [String], atMs: Int64) throws(SQLiteError) {
+        guard let event = try orderEvent(order, audit: audit) else { return }
+        try write([event], atMs: atMs, to: endpoints)
+    }
+
+    /// The names of the endpoints in `routes` that take the event of an order's write.
+    static func endpoints(of order: Order, audit: String, routes: [WebhookRoute]) -> [String] {
+        guard !routes.isEmpty, let type = orderEventType(order, audit: audit) else { return [] }
+        return routes.filter { $0.takes(type) }.map(\.name)
+    }
+
+    /// Which webhook event an order's write is, if any.
+    static func orderEventType(_ order: Order, audit: String) -> WebhookEventType? {
         let type: WebhookEventType
         switch (order.state, audit) {
         case (.committed, "issue"), (.committed, "commit"), (.committed, "commit-late"), (.committed, "review-approve"):
@@ -271,7 +290,7 @@ final class OutboxWriter {
             type = .orderReleased
         default: return nil
         }
-        return OutboxEvent(type: type, data: try orderData(order))
+        return type
     }
 
     private func orderData(_ order: Order) throws(SQLiteError) -> String {
@@ -299,14 +318,21 @@ final class OutboxWriter {
 
     /// Writes one row per endpoint that takes each event.
     func write(_ events: [OutboxEvent], atMs: Int64) throws(SQLiteError) {
-        guard !events.isEmpty else { return }
+        for event in events {
+            try write([event], atMs: atMs, to: routes.filter { $0.takes(event.type) }.map(\.name))
+        }
+    }
+
+    /// Writes one row per event for each of `endpoints`.
+    private func write(_ events: [OutboxEvent], atMs: Int64, to endpoints: [String]) throws(SQLiteError) {
+        guard !events.isEmpty, !endpoints.isEmpty else { return }
         let insert = try db.prepare("""
             INSERT INTO webhook_outbox(endpoint, type, data, created_ms, retry_from_ms, state, attempts, next_ms, last_error)
             VALUES(?1,?2,?3,?4,?4,0,0,?4,'')
             """)
         for event in events {
-            for route in routes where route.takes(event.type) {
-                insert.bind(1, route.name)
+            for endpoint in endpoints {
+                insert.bind(1, endpoint)
                 insert.bind(2, event.type.rawValue)
                 insert.bind(3, event.data)
                 insert.bind(4, atMs)

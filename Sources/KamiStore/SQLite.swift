@@ -224,7 +224,9 @@ struct HotSQL: Sendable {
         """)
     static let setCodeState = HotSQL(slot: 3, sql: "UPDATE code_state SET state = ?, order_seq = ? WHERE id = ? AND state = ?")
     static let appendAudit = HotSQL(slot: 4, sql:
-        "INSERT INTO audit(seq, at_ms, event, subject, detail, prev_hash, hash) VALUES(?,?,?,?,?,?,?)")
+        "INSERT INTO audit(seq, at_ms, event, subject, detail, prev_hash, hash, records) VALUES(?,?,?,?,?,?,?,?)")
+    static let appendIssueLog = HotSQL(slot: 9, sql:
+        "INSERT INTO issue_log(seq, at_ms, event, subject, detail, rec) VALUES(?,?,?,?,?,?)")
     static let readCode = HotSQL(slot: 5, sql: """
         SELECT id, sku_id, batch, card_number, cost_cents, expires_at_ms, key_id, nonce, sealed
         FROM codes WHERE id = ?
@@ -233,7 +235,10 @@ struct HotSQL: Sendable {
     static let beginRead = HotSQL(slot: 6, sql: "BEGIN")
     /// The MAC of a transaction's last audit entry.
     static let sealAudit = HotSQL(slot: 7, sql: "UPDATE audit SET mac = ? WHERE seq = ?")
-    static let slots = 9
+    /// The safety level around a derive transaction (durability full only).
+    static let syncNormal = HotSQL(slot: 10, sql: "PRAGMA synchronous = NORMAL")
+    static let syncFull = HotSQL(slot: 11, sql: "PRAGMA synchronous = FULL")
+    static let slots = 12
 }
 
 /// A prepared statement. Bind parameters are 1-based, columns 0-based, as in SQLite.

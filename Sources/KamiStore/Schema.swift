@@ -299,6 +299,21 @@ enum Schema {
             via TEXT NOT NULL
         );
         """,
+        // 14: the issue log (docs/storage.md): one record per order write, appended by the
+        // hot path; the order row, code states, journal lines, summary and outbox rows are
+        // derived from it behind the commit. Its records are audited one entry per batch,
+        // which holds a digest of each (`records`).
+        """
+        CREATE TABLE issue_log(
+            seq INTEGER PRIMARY KEY,
+            at_ms INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            rec BLOB NOT NULL
+        );
+        ALTER TABLE audit ADD COLUMN records BLOB;
+        """,
     ]
 
     /// The version this code writes.

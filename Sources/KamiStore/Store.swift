@@ -60,6 +60,8 @@ public final class Store: Sendable {
     let anchor: AuditAnchor?
     /// The key of the audit chain's MACs.
     let auditKey: AuditKey
+    /// Issue-log records a crash had left underived, derived when the store opened.
+    public let recoveredRecords: Int
 
     /// The name of the database file inside the data directory.
     public static let fileName = "kami.db"
@@ -93,6 +95,10 @@ public final class Store: Sendable {
         walWatch = watch
         try Store.configure(db, durability: durability, walWatch: watch)
         let foundVersion = try Schema.migrate(db)
+        // What a crash left underived in the issue log is derived before anything reads it.
+        recoveredRecords = try IssueLog.recover(db)
+        let logSeq: Int64
+        do { logSeq = try IssueLog.lastSeq(db) } catch { throw .sqlite(error) }
         self.auditKey = auditKey ?? .unkeyed
         let audit: AuditChain
         if let auditKey {
@@ -108,7 +114,8 @@ public final class Store: Sendable {
             do { audit = try AuditChain.load(db, key: .unkeyed) } catch { throw .sqlite(error) }
             self.anchor = nil
         }
-        writer = CommitWriter(db: db, audit: audit, anchor: anchor, settings: settings, clock: clock, routes: outboxRoutes)
+        writer = CommitWriter(db: db, audit: audit, anchor: anchor, settings: settings, clock: clock, routes: outboxRoutes,
+                              logSeq: logSeq, syncFull: durability == .full)
         readers = ReaderPool(path: path, vfs: vfs)
     }
 
@@ -164,8 +171,16 @@ public final class Store: Sendable {
     }
 
     /// Runs `body` with a reader connection (WAL readers see every committed batch and never
-    /// block the writer).
+    /// block the writer). Issue-log records appended before the call are derived first, so
+    /// the orders, code states, ledger and outbox it reads are as of the call.
     public func read<T>(_ body: (Connection) throws(SQLiteError) -> T) throws(KamiError) -> T {
+        writer.catchUp()
+        return try readAsIs(body)
+    }
+
+    /// `read` without catching up with the issue log: for tables it never derives (the codes'
+    /// sealed secrets, the catalog).
+    func readAsIs<T>(_ body: (Connection) throws(SQLiteError) -> T) throws(KamiError) -> T {
         if pinnedThreads.load(ordering: .acquiring) > 0, let connection = pinned.withLock({ $0[pthread_self()] }) {
             do { return try body(connection) } catch { throw error.kamiError }
         }
@@ -182,6 +197,7 @@ public final class Store: Sendable {
     /// Runs `body` with every `read` on this thread inside one read transaction, so that all
     /// of them see the same committed state (verification under load).
     public func consistentRead<T>(_ body: () throws(KamiError) -> T) throws(KamiError) -> T {
+        writer.catchUp()
         let connection: Connection
         do { connection = try readers.checkout() } catch { throw error.kamiError }
         defer { readers.checkin(connection) }
@@ -220,7 +236,7 @@ public final class Store: Sendable {
                 return try second.rows()
             }
         }
-        return try read { db throws(SQLiteError) in try Store.readCodes(ids, db) }.rows()
+        return try readAsIs { db throws(SQLiteError) in try Store.readCodes(ids, db) }.rows()
     }
 
     private enum CodeRows {

@@ -182,7 +182,7 @@ final class AuditAnchorTests: XCTestCase {
 
     func testADatabaseFromBeforeMACsIsSealedOnceAtItsMigration() throws {
         try writeEntries(3)
-        // Back to schema 1: what migrations 2 to 13 added goes.
+        // Back to schema 1: what migrations 2 to 14 added goes.
         try sql("""
             ALTER TABLE audit DROP COLUMN mac; DROP TABLE sku_sourcing; DROP TABLE supplier_mappings;
             DROP TABLE supplier_state; DROP TABLE upstream_attempts; DROP TABLE supplier_costs; DROP TABLE buy_ahead;
@@ -190,7 +190,8 @@ final class AuditAnchorTests: XCTestCase {
             DROP INDEX ledger_order; DROP TABLE ledger; ALTER TABLE orders DROP COLUMN amount_cents; ALTER TABLE orders DROP COLUMN labels;
             ALTER TABLE orders DROP COLUMN subsidy_cents; DROP TABLE campaigns; DROP TABLE coupon_batches; DROP TABLE coupons;
             DROP TABLE distributor_rates; DROP TABLE ledger_summary; DROP TABLE cases; DROP TABLE webhook_outbox;
-            DROP TABLE activations; ALTER TABLE skus DROP COLUMN usage_guide;
+            DROP TABLE activations; ALTER TABLE skus DROP COLUMN usage_guide; DROP TABLE issue_log;
+            ALTER TABLE audit DROP COLUMN records;
             PRAGMA user_version = 1
             """)
         try FileManager.default.removeItem(atPath: directory + "/kami.audit-head")

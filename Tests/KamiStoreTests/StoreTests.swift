@@ -49,7 +49,7 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(info.st_mode & 0o777, 0o600, "the database holds sealed secrets")
         XCTAssertEqual(try store.integrityCheck(), "ok")
         let version = try store.read { db throws(SQLiteError) in try db.scalarInt("PRAGMA user_version") }
-        XCTAssertEqual(version, 13, "schema 13: upstream suppliers (3), buy-ahead (4), risk lists (5), manual delivery (6), money (7), campaigns (8), distributors (9), report summary (10), cases (11), webhook outbox (12), activations and usage guides (13)")
+        XCTAssertEqual(version, 14, "schema 14: upstream suppliers (3), buy-ahead (4), risk lists (5), manual delivery (6), money (7), campaigns (8), distributors (9), report summary (10), cases (11), webhook outbox (12), activations and usage guides (13), issue log (14)")
         let mode = try store.read { db throws(SQLiteError) in try db.scalarText("PRAGMA journal_mode") }
         XCTAssertEqual(mode, "wal")
     }

@@ -1,0 +1,387 @@
+import KamiCore
+import KamiCrypto
+import KamiLedger
+
+/// The issue log: one appended record per order mutation, the only thing the hot path writes.
+///
+/// An order's write (`Mutation.writeOrder`: an issue, a hold, a commit, a release, a refund,
+/// an upstream step) used to write its order row, its codes' states, its journal lines, its
+/// report summary, its webhook outbox rows and a chained audit entry in the batch's
+/// transaction. Now a batch made only of such writes appends one `issue_log` row per write
+/// (its audit event in readable columns, everything else in one binary record) and one audit
+/// entry for the whole batch that holds a digest of each record, and commits: one fsync, two
+/// or three B-tree pages. The rows the record implies are *derived* from it behind the commit:
+/// by the writer, in a transaction of its own that needs no fsync of its own (the next
+/// commit's fsync of the WAL carries it), once enough records wait, when the writer has been
+/// idle a moment, and before anything else that reads or writes those rows (any other
+/// mutation, a job, a read through `Store.read`, shutdown). At open, records a crash left
+/// underived are derived again from the log (`recover`). `meta.issue_log_derived` is the last
+/// record derived, written in the same transaction as what it derived.
+enum IssueLog {
+    /// The `meta` key of the last derived record.
+    static let derivedKey = "issue_log_derived"
+    /// Bytes of each record's digest in its batch's audit entry.
+    static let digestBytes = 16
+    /// The audit event of a batch's entry.
+    static let auditEvent = "issue-log"
+
+    /// Whether `mutation` goes through the log.
+    static func takes(_ mutation: Mutation) -> Bool {
+        if case .writeOrder = mutation { return true }
+        return false
+    }
+
+    /// The digest of one record as its batch's audit entry holds it: SHA-256 over its key,
+    /// time, audit fields and record, length-prefixed, cut to `digestBytes`.
+    static func digest(seq: Int64, atMs: Int64, event: AuditEvent, record: [UInt8]) -> ArraySlice<UInt8> {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(48 + event.event.utf8.count + event.subject.utf8.count + event.detail.utf8.count + record.count)
+        appendBigEndian(&bytes, UInt64(bitPattern: seq))
+        appendBigEndian(&bytes, UInt64(bitPattern: atMs))
+        for field in [event.event, event.subject, event.detail] {
+            appendBigEndian(&bytes, UInt64(field.utf8.count))
+            bytes.append(contentsOf: field.utf8)
+        }
+        appendBigEndian(&bytes, UInt64(record.count))
+        bytes.append(contentsOf: record)
+        return SHA256.hash(bytes)[0..<digestBytes]
+    }
+
+    /// The audit detail of a batch entry covering records `first...first+count-1`.
+    static func auditDetail(first: Int64, count: Int) -> String { "first=\(first) count=\(count)" }
+
+    /// `(first, count)` from a batch entry's detail, nil when it is not one.
+    static func parseDetail(_ detail: String) -> (first: Int64, count: Int)? {
+        let parts = detail.split(separator: " ")
+        guard parts.count == 2, parts[0].hasPrefix("first="), parts[1].hasPrefix("count="),
+            let first = Int64(parts[0].dropFirst(6)), let count = Int(parts[1].dropFirst(6)), first >= 1, count >= 1
+        else { return nil }
+        return (first, count)
+    }
+
+    /// The last record in the log (0: none).
+    static func lastSeq(_ db: Connection) throws(SQLiteError) -> Int64 {
+        try db.scalarInt("SELECT COALESCE(MAX(seq), 0) FROM issue_log") ?? 0
+    }
+
+    /// The last record derived (0: none).
+    static func derivedSeq(_ db: Connection) throws(SQLiteError) -> Int64 {
+        Int64(try db.scalarText("SELECT value FROM meta WHERE key = '\(derivedKey)'") ?? "0") ?? 0
+    }
+
+    static func setDerived(_ seq: Int64, _ db: Connection) throws(SQLiteError) {
+        let stmt = try db.prepare("""
+            INSERT INTO meta(key, value) VALUES('\(derivedKey)', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value
+            """)
+        stmt.bind(1, String(seq))
+        try stmt.run()
+    }
+
+    /// Appends one record inside the caller's transaction.
+    static func append(seq: Int64, atMs: Int64, event: AuditEvent, record: [UInt8], db: Connection) throws(SQLiteError) {
+        let stmt = try db.prepare(HotSQL.appendIssueLog)
+        stmt.bind(1, seq)
+        stmt.bind(2, atMs)
+        stmt.bind(3, event.event)
+        stmt.bind(4, event.subject)
+        stmt.bind(5, event.detail)
+        stmt.bind(6, blob: record)
+        try stmt.run()
+    }
+
+    /// Derives every record after `meta.issue_log_derived` in one transaction (at open, before
+    /// anything reads the derived tables); returns how many.
+    static func recover(_ db: Connection) throws(StoreError) -> Int {
+        do {
+            try db.execute("BEGIN IMMEDIATE")
+            let from = try derivedSeq(db)
+            let stmt = try db.prepare("SELECT seq, at_ms, event, rec FROM issue_log WHERE seq > ? ORDER BY seq")
+            stmt.bind(1, from)
+            var pending: [PendingRecord] = []
+            var expected = from + 1
+            while try stmt.step() {
+                let seq = stmt.int64(0)
+                guard seq == expected, let decoded = Record.decode(stmt.blob(3)) else {
+                    stmt.reset()
+                    try? db.execute("ROLLBACK")
+                    throw StoreError.corrupt("issue_log record \(expected) is "
+                        + (seq == expected ? "not a record this version can read" : "missing (next is \(seq))")
+                        + "; nothing was derived from it. Run `kamictl verify` on a copy to see what else is wrong")
+                }
+                pending.append(PendingRecord(seq: seq, atMs: stmt.int64(1), auditEvent: stmt.text(2) ?? "", record: decoded))
+                expected += 1
+            }
+            stmt.reset()
+            let count = pending.count
+            if count > 0 {
+                var deriver = Deriver(db: db)
+                try deriver.derive(pending)
+            }
+            try db.execute("COMMIT")
+            return count
+        } catch let error as StoreError {
+            throw error
+        } catch let error as SQLiteError {
+            try? db.execute("ROLLBACK")
+            throw .sqlite(error)
+        } catch {
+            try? db.execute("ROLLBACK")
+            throw .corrupt("\(error)")
+        }
+    }
+}
+
+/// What one record holds: the order as written, its codes' moves, its journal lines, and the
+/// webhook endpoints its event goes to (chosen when it was written, so a record derived after
+/// a crash or a reload goes where it would have gone).
+struct Record: Sendable {
+    var order: Order
+    var codes: [CodeChange]
+    var ledger: [JournalLine]
+    var endpoints: [String]
+
+    static let version: UInt8 = 1
+
+    func encode() -> [UInt8] {
+        var out = RecordWriter()
+        out.bytes.reserveCapacity(160 + order.codes.count * 12 + codes.count * 12 + ledger.count * 48)
+        out.u8(Record.version)
+        out.i64(order.seq)
+        out.string(order.orderID)
+        out.string(order.user)
+        out.i64(Int64(order.sku))
+        out.i64(Int64(order.units))
+        out.u8(order.state.rawValue)
+        out.optionalString(order.paymentRef)
+        out.i64(Int64(order.codes.count))
+        for code in order.codes {
+            out.i64(code.codeID)
+            out.i64(Int64(code.sku))
+        }
+        out.i64(order.ttlMs)
+        out.i64(order.expiresAtMs)
+        out.i64(order.createdAtMs)
+        out.i64(order.updatedAtMs)
+        out.optionalI64(order.amountCents)
+        out.optionalString(order.labels.map(LabelsText.encode))
+        out.i64(order.subsidyCents)
+        out.i64(Int64(codes.count))
+        for change in codes {
+            out.i64(change.codeID)
+            out.u8(change.from.rawValue)
+            out.u8(change.state.rawValue)
+            out.optionalI64(change.orderSeq)
+        }
+        out.i64(Int64(ledger.count))
+        for line in ledger {
+            out.u8(line.kind.rawValue)
+            out.optionalI64(line.orderSeq)
+            out.i64(Int64(line.sku))
+            out.string(line.debit.description)
+            out.string(line.credit.description)
+            out.i64(line.amountCents)
+            out.optionalString(line.currency)
+            out.optionalString(line.channel)
+            out.optionalString(line.campaign)
+            out.optionalString(line.source)
+            out.i64(line.orderCount)
+        }
+        out.i64(Int64(endpoints.count))
+        for endpoint in endpoints { out.string(endpoint) }
+        return out.bytes
+    }
+
+    /// The record in `bytes`, or nil when they are not one (of this version).
+    static func decode(_ bytes: [UInt8]) -> Record? {
+        var input = RecordReader(bytes: bytes)
+        guard input.u8() == version,
+            let seq = input.i64(), let orderID = input.string(), let user = input.string(),
+            let sku = input.i64().flatMap(SkuID.init(exactly:)), let units = input.i64().flatMap(Int.init(exactly:)),
+            let state = input.u8().flatMap(OrderState.init(rawValue:)), let paymentRef = input.optionalString(),
+            let codeCount = input.count()
+        else { return nil }
+        var orderCodes: [OrderCode] = []
+        for _ in 0..<codeCount {
+            guard let id = input.i64(), let codeSku = input.i64().flatMap(SkuID.init(exactly:)) else { return nil }
+            orderCodes.append(OrderCode(codeID: id, sku: codeSku))
+        }
+        guard let ttl = input.i64(), let expires = input.i64(), let created = input.i64(), let updated = input.i64(),
+            let amount = input.optionalI64(), let labelsText = input.optionalString(), let subsidy = input.i64(),
+            let changeCount = input.count()
+        else { return nil }
+        var labels: OrderLabels?
+        if let labelsText {
+            guard let decoded = LabelsText.decode(labelsText) else { return nil }
+            labels = decoded
+        }
+        var order = Order(seq: seq, orderID: orderID, user: user, sku: sku, units: units, state: state,
+                          paymentRef: paymentRef, codes: orderCodes, ttlMs: ttl, expiresAtMs: expires,
+                          createdAtMs: created, updatedAtMs: updated, amountCents: amount, labels: labels)
+        order.subsidyCents = subsidy
+        var changes: [CodeChange] = []
+        for _ in 0..<changeCount {
+            guard let id = input.i64(), let from = input.u8().flatMap(CodeState.init(rawValue:)),
+                let to = input.u8().flatMap(CodeState.init(rawValue:)), let orderSeq = input.optionalI64(),
+                from.canMove(to: to)
+            else { return nil }
+            changes.append(CodeChange(codeID: id, from: from, to: to, orderSeq: orderSeq))
+        }
+        guard let lineCount = input.count() else { return nil }
+        var ledger: [JournalLine] = []
+        for _ in 0..<lineCount {
+            guard let kind = input.u8().flatMap(JournalKind.init(rawValue:)), let orderSeq = input.optionalI64(),
+                let lineSku = input.i64().flatMap(SkuID.init(exactly:)),
+                let debit = input.string().flatMap(Account.init(name:)), let credit = input.string().flatMap(Account.init(name:)),
+                let amount = input.i64(), let currency = input.optionalString(), let channel = input.optionalString(),
+                let campaign = input.optionalString(), let source = input.optionalString(), let orderCount = input.i64()
+            else { return nil }
+            var line = JournalLine(kind: kind, orderSeq: orderSeq, sku: lineSku, debit: debit, credit: credit,
+                                   amountCents: amount, currency: currency)
+            line.channel = channel
+            line.campaign = campaign
+            line.source = source
+            line.orderCount = orderCount
+            ledger.append(line)
+        }
+        guard let endpointCount = input.count() else { return nil }
+        var endpoints: [String] = []
+        for _ in 0..<endpointCount {
+            guard let endpoint = input.string() else { return nil }
+            endpoints.append(endpoint)
+        }
+        guard input.atEnd else { return nil }
+        return Record(order: order, codes: changes, ledger: ledger, endpoints: endpoints)
+    }
+}
+
+/// A record appended but not yet derived, as the writer holds it.
+struct PendingRecord: Sendable {
+    let seq: Int64
+    let atMs: Int64
+    /// The audit event's name (which webhook event an order's write is depends on it).
+    let auditEvent: String
+    let record: Record
+}
+
+/// Writes the rows records imply, inside the caller's transaction.
+struct Deriver {
+    let db: Connection
+    /// Moves of codes that were no longer in the state the record says they left (found
+    /// only if the engine and the database disagreed; `verify` reports what it left).
+    private(set) var conflicts = 0
+
+    init(db: Connection) { self.db = db }
+
+    /// Derives `records` (in order) and moves `meta.issue_log_derived` to the last.
+    mutating func derive(_ records: [PendingRecord], summary: SummaryAccumulator = SummaryAccumulator()) throws(SQLiteError) {
+        guard let last = records.last else { return }
+        let applier = MutationApplier(db: db, summary: summary)
+        var outbox: OutboxWriter?
+        for pending in records {
+            let record = pending.record
+            try applier.writeOrder(record.order)
+            conflicts += try applier.setCodesDerived(record.codes)
+            try applier.writeLedger(record.ledger, atMs: pending.atMs)
+            if !record.endpoints.isEmpty {
+                if outbox == nil { outbox = OutboxWriter(db: db, routes: []) }
+                try outbox!.writeOrderEvent(record.order, audit: pending.auditEvent, endpoints: record.endpoints,
+                                            atMs: pending.atMs)
+            }
+        }
+        try summary.flush(db)
+        try IssueLog.setDerived(last.seq, db)
+    }
+}
+
+/// Little-endian fields, strings length-prefixed.
+struct RecordWriter {
+    var bytes: [UInt8] = []
+
+    mutating func u8(_ value: UInt8) { bytes.append(value) }
+
+    mutating func i64(_ value: Int64) {
+        var v = UInt64(bitPattern: value).littleEndian
+        withUnsafeBytes(of: &v) { bytes.append(contentsOf: $0) }
+    }
+
+    mutating func optionalI64(_ value: Int64?) {
+        if let value {
+            u8(1)
+            i64(value)
+        } else {
+            u8(0)
+        }
+    }
+
+    mutating func string(_ value: String) {
+        var length = UInt32(truncatingIfNeeded: value.utf8.count).littleEndian
+        withUnsafeBytes(of: &length) { bytes.append(contentsOf: $0) }
+        bytes.append(contentsOf: value.utf8)
+    }
+
+    mutating func optionalString(_ value: String?) {
+        if let value {
+            u8(1)
+            string(value)
+        } else {
+            u8(0)
+        }
+    }
+}
+
+/// Reads what `RecordWriter` wrote; every read is nil past the end or on a malformed field.
+struct RecordReader {
+    let bytes: [UInt8]
+    private var offset = 0
+
+    init(bytes: [UInt8]) { self.bytes = bytes }
+
+    var atEnd: Bool { offset == bytes.count }
+
+    mutating func u8() -> UInt8? {
+        guard offset < bytes.count else { return nil }
+        defer { offset += 1 }
+        return bytes[offset]
+    }
+
+    mutating func i64() -> Int64? {
+        guard bytes.count - offset >= 8 else { return nil }
+        var value: UInt64 = 0
+        for index in 0..<8 { value |= UInt64(bytes[offset + index]) << (8 * UInt64(index)) }
+        offset += 8
+        return Int64(bitPattern: value)
+    }
+
+    /// A count of items that follow (each at least one byte), nil when it cannot be one.
+    mutating func count() -> Int? {
+        guard let value = i64(), value >= 0, value <= Int64(bytes.count - offset) else { return nil }
+        return Int(value)
+    }
+
+    /// nil: malformed; .some(nil): absent.
+    mutating func optionalI64() -> Int64?? {
+        switch u8() {
+        case 0: return .some(nil)
+        case 1: return i64().map { .some($0) }
+        default: return nil
+        }
+    }
+
+    mutating func string() -> String? {
+        guard bytes.count - offset >= 4 else { return nil }
+        var length = 0
+        for index in 0..<4 { length |= Int(bytes[offset + index]) << (8 * index) }
+        guard bytes.count - offset - 4 >= length else { return nil }
+        let start = offset + 4
+        offset = start + length
+        return String(validating: bytes[start..<offset], as: UTF8.self)
+    }
+
+    mutating func optionalString() -> String?? {
+        switch u8() {
+        case 0: return .some(nil)
+        case 1: return string().map { .some($0) }
+        default: return nil
+        }
+    }
+}
