@@ -180,7 +180,7 @@ let package = Package(
         .testTarget(name: "KamiPoolTests", dependencies: ["KamiPool", "KamiCore"], swiftSettings: strict),
         .testTarget(
             name: "KamiStoreTests",
-            dependencies: ["KamiStore", "KamiCore", "KamiCrypto", "KamiCSV"],
+            dependencies: ["KamiStore", "KamiCore", "KamiCrypto", "KamiCSV", "KamiLedger"],
             swiftSettings: strict
         ),
         .testTarget(

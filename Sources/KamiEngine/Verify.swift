@@ -6,7 +6,7 @@ import KamiStore
 
 /// One broken invariant found by `EngineCore.verify()`.
 public struct Violation: Sendable, Hashable, CustomStringConvertible {
-    /// Which invariant: `conservation`, `double-issue`, `order-codes`, `user-limit`, `memory`, `audit`, `storage`, `upstream`, `risk-lists`, `ledger`, `outbox`, `activation`.
+    /// Which invariant: `conservation`, `double-issue`, `order-codes`, `user-limit`, `memory`, `audit`, `storage`, `upstream`, `risk-lists`, `ledger`, `outbox`, `activation`, `issue-log`.
     public var invariant: String
     /// What exactly is wrong.
     public var detail: String
@@ -37,6 +37,18 @@ extension EngineCore {
         }
         let counts = try store.stateCounts()
         let snapshot = try store.loadSnapshot()
+
+        // 0. The issue log: nothing derived that is not in it, and no record whose code moves
+        // found their codes elsewhere (the engine and the disk disagreed).
+        let log = try store.issueLogStatus()
+        if log.derived < 0 || log.derived > log.last {
+            fail("issue-log", "meta.issue_log_derived says record \(log.derived) is derived, but the log ends at \(log.last)")
+        }
+        let conflicts = store.writer.stats.deriveConflicts
+        if conflicts > 0 {
+            fail("issue-log", "\(conflicts) code moves of issue-log records found their code in another state than the "
+                + "record says it left (see the order-codes findings)")
+        }
 
         // 2. Conservation: available + reserved + issued + voided = imported, per SKU.
         for sku in Set(counts.states.keys).union(counts.imported.keys) {

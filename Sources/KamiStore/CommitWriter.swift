@@ -97,6 +97,13 @@ public final class CommitWriter: Sendable {
     private let anchor: AuditAnchor?
     /// Issue-log records appended and not yet derived (readers catch up when it is not 0).
     private let pendingRecords = Atomic<Int>(0)
+    /// The code moves of those records, for readers of code states.
+    let overlay: CodeOverlay
+    private let derivationPaused = Atomic<Bool>(false)
+    /// After a failed derive, when the writer tries again on its own, and how long it waited
+    /// (writer thread only).
+    nonisolated(unsafe) private var deriveRetryAtNs: UInt64 = 0
+    nonisolated(unsafe) private var deriveBackoffNs: UInt64 = 0
 
     /// Records that wait before the writer derives them between two batches.
     public static let deriveBatch = 2_048
@@ -106,10 +113,12 @@ public final class CommitWriter: Sendable {
     init(db: Connection, audit: AuditChain, anchor: AuditAnchor?, settings: CommitSettings, clock: any Clock,
          routes: OutboxRoutes = OutboxRoutes(), logSeq: Int64 = 0, syncFull: Bool = true) {
         self.anchor = anchor
+        let overlay = CodeOverlay()
+        self.overlay = overlay
         shared.settings = settings
         self.clock = clock
         self.context = Locked(WriterContext(db: db, audit: audit, clock: clock, routes: routes, logSeq: logSeq,
-                                            syncFull: syncFull))
+                                            syncFull: syncFull, overlay: overlay))
         let thread = Thread { [self] in self.run() }
         thread.name = "kami-writer"
         thread.start()
@@ -178,6 +187,11 @@ public final class CommitWriter: Sendable {
         return try box.wait().get()
     }
 
+    /// Test hook: with `true`, the writer derives nothing between batches or when idle (only
+    /// when something needs the derived tables, and at shutdown): the data directory then
+    /// looks as a crash right after the commits would leave it.
+    public func pauseDerivation(_ paused: Bool) { derivationPaused.store(paused, ordering: .relaxed) }
+
     /// Test hook: makes the next `count` batches fail as if the disk were full (nothing of
     /// them is written, their callers get UNAVAILABLE).
     public func injectFailures(count: Int) { injectedFailures.store(count, ordering: .relaxed) }
@@ -192,10 +206,15 @@ public final class CommitWriter: Sendable {
     /// the derived tables (orders, code states, ledger, outbox) that starts afterwards sees
     /// everything committed before the call. A no-op on the writer thread and when nothing
     /// waits.
-    public func catchUp() {
+    /// Throws when they cannot be derived now (the disk): a read would see stale rows.
+    public func catchUp() throws(KamiError) {
         guard pendingRecords.load(ordering: .acquiring) > 0, !isWriterThread else { return }
-        // A job derives what waits before it runs.
-        _ = try? perform { _ in }
+        // A job derives what waits before it runs; this one says whether that worked.
+        try perform { context throws(KamiError) in
+            if case .failure(let error) = context.derivePending() {
+                throw KamiError(error.code, "the store cannot bring its tables up to date with the issue log: \(error.message)")
+            }
+        }
     }
 
     /// Stops accepting work, commits what is queued, and waits for the writer thread to end.
@@ -215,9 +234,10 @@ public final class CommitWriter: Sendable {
             lock.lock()
             while shared.queue.isEmpty && shared.state == .running {
                 shared.writerWaiting = true
-                if pendingRecords.load(ordering: .relaxed) > 0 {
-                    // Records wait: derive them once nothing has come for a moment.
-                    let deadline = monotonicNs() + CommitWriter.deriveIdleNs
+                if pendingRecords.load(ordering: .relaxed) > 0 && !derivationPaused.load(ordering: .relaxed) {
+                    // Records wait: derive them once nothing has come for a moment (later
+                    // while derivation is failing: the disk).
+                    let deadline = max(monotonicNs() + CommitWriter.deriveIdleNs, deriveRetryAtNs)
                     lock.wait(untilMonotonicNs: deadline)
                     shared.writerWaiting = false
                     if shared.queue.isEmpty && monotonicNs() >= deadline {
@@ -251,7 +271,11 @@ public final class CommitWriter: Sendable {
             shared.queue.removeFirst(take)
             lock.unlock()
             process(work)
-            if pendingRecords.load(ordering: .relaxed) >= CommitWriter.deriveBatch { derive() }
+            if pendingRecords.load(ordering: .relaxed) >= CommitWriter.deriveBatch && monotonicNs() >= deriveRetryAtNs
+                && !derivationPaused.load(ordering: .relaxed)
+            {
+                derive()
+            }
         }
         context.withLock { $0 = nil }
         finished.withLock { done.store(true, ordering: .releasing) }
@@ -282,6 +306,7 @@ public final class CommitWriter: Sendable {
                     CommitWriter.setCache(&context!, kib: Store.jobCacheKiB)
                     body(&context!)
                     CommitWriter.setCache(&context!, kib: Store.writerCacheKiB)
+                    pendingRecords.store(context!.pending.count, ordering: .releasing)
                     return (context!.audit.lastSeq, context!.audit.lastHash)
                 }
                 anchor?.publish(seq: tail.0, hash: tail.1)
@@ -296,8 +321,13 @@ public final class CommitWriter: Sendable {
         pendingRecords.store(pending, ordering: .releasing)
         guard case .success(let done) = result else {
             lock.withLock { shared.stats.failedDerives += 1 }
+            // Not again between batches for a while (it is tried whenever something needs it).
+            deriveBackoffNs = min(max(deriveBackoffNs * 2, 10_000_000), 1_000_000_000)
+            deriveRetryAtNs = monotonicNs() + deriveBackoffNs
             return
         }
+        deriveBackoffNs = 0
+        deriveRetryAtNs = 0
         guard done.records > 0 else { return }
         lock.withLock {
             shared.stats.derives += 1
@@ -372,12 +402,16 @@ public struct WriterContext: ~Copyable {
     var deriveConflicts = 0
     /// Whether commits fsync (durability full): a derive transaction skips its own.
     let syncFull: Bool
+    /// The code moves of `pending`, for readers.
+    let overlay: CodeOverlay
 
     /// Past this many underived records, order writes go the direct way (which derives what
     /// waits first), so that memory stays bounded while derivation keeps failing.
     static let pendingMax = 65_536
 
-    init(db: Connection, audit: AuditChain, clock: any Clock, routes: OutboxRoutes, logSeq: Int64, syncFull: Bool) {
+    init(db: Connection, audit: AuditChain, clock: any Clock, routes: OutboxRoutes, logSeq: Int64, syncFull: Bool,
+         overlay: CodeOverlay) {
+        self.overlay = overlay
         self.db = db
         self.audit = audit
         self.clock = clock
@@ -408,6 +442,7 @@ public struct WriterContext: ~Copyable {
         }
         let count = pending.count
         pending.removeAll(keepingCapacity: count <= CommitWriter.deriveBatch * 2)
+        overlay.clear()
         deriveConflicts += deriver.conflicts
         return .success((count, deriver.conflicts, monotonicNs() - start))
     }
@@ -496,6 +531,7 @@ public struct WriterContext: ~Copyable {
             try db.run(HotSQL.commit)
             let commitNs = monotonicNs() - start
             pending.append(contentsOf: added)
+            overlay.add(added)
             return (.success(Array(repeating: .success(.done), count: mutations.count)), commitNs)
         } catch {
             try? db.execute("ROLLBACK")
@@ -556,6 +592,7 @@ public struct WriterContext: ~Copyable {
             let commitNs = monotonicNs() - start
             if !pending.isEmpty {
                 pending.removeAll()
+                overlay.clear()
                 deriveConflicts += deriver.conflicts
             }
             return (.success(outcomes), commitNs)

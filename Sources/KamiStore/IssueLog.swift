@@ -1,4 +1,4 @@
-import KamiCore
+public import KamiCore
 import KamiCrypto
 import KamiLedger
 
@@ -382,6 +382,62 @@ struct RecordReader {
         case 0: return .some(nil)
         case 1: return string().map { .some($0) }
         default: return nil
+        }
+    }
+}
+
+/// The code moves of issue-log records not yet derived, for readers of code states: a read
+/// takes what it needs from here *before* its snapshot begins, reads the snapshot with the
+/// last derived record (`meta.issue_log_derived`) in the same statement, and lets a move of
+/// a later record win. Reads of code states thus never wait for derivation (nor fail when
+/// it fails), and see every move acknowledged before they began.
+public final class CodeOverlay: Sendable {
+    /// The latest move of each code, with the record that made it.
+    private let moves = Locked<[CodeID: Move]>([:])
+
+    struct Move: Sendable {
+        var seq: Int64
+        var state: CodeState
+        var orderSeq: OrderSeq?
+    }
+
+    init() {}
+
+    /// The records just committed (writer thread, before their callers are told).
+    func add(_ records: [PendingRecord]) {
+        moves.withLock { moves in
+            for pending in records {
+                for change in pending.record.codes {
+                    moves[change.codeID] = Move(seq: pending.seq, state: change.state, orderSeq: change.orderSeq)
+                }
+            }
+        }
+    }
+
+    /// Everything was derived (writer thread, after the derive committed).
+    func clear() { moves.withLock { $0.removeAll(keepingCapacity: $0.count <= 65_536) } }
+
+    /// The moves of `ids` that wait (take before the snapshot).
+    func lookup(_ ids: [CodeID]) -> [CodeID: Move] {
+        moves.withLock { moves in
+            guard !moves.isEmpty else { return [:] }
+            var found: [CodeID: Move] = [:]
+            for id in ids { if let move = moves[id] { found[id] = move } }
+            return found
+        }
+    }
+}
+
+extension Store {
+    /// The last issue-log record and the last one derived, read in one statement.
+    public func issueLogStatus() throws(KamiError) -> (last: Int64, derived: Int64) {
+        try readAsIs { db throws(SQLiteError) in
+            let stmt = try db.prepare("""
+                SELECT (SELECT COALESCE(MAX(seq), 0) FROM issue_log), (SELECT value FROM meta WHERE key = '\(IssueLog.derivedKey)')
+                """)
+            defer { stmt.reset() }
+            guard try stmt.step() else { return (0, 0) }
+            return (stmt.int64(0), Int64(stmt.text(1) ?? "0") ?? -1)
         }
     }
 }

@@ -302,7 +302,7 @@ enum Schema {
         // 14: the issue log (docs/storage.md): one record per order write, appended by the
         // hot path; the order row, code states, journal lines, summary and outbox rows are
         // derived from it behind the commit. Its records are audited one entry per batch,
-        // which holds a digest of each (`records`).
+        // which holds a digest of each (`records`). `audit_events` shows both tables' events.
         """
         CREATE TABLE issue_log(
             seq INTEGER PRIMARY KEY,
@@ -313,6 +313,9 @@ enum Schema {
             rec BLOB NOT NULL
         );
         ALTER TABLE audit ADD COLUMN records BLOB;
+        CREATE VIEW audit_events(source, seq, at_ms, event, subject, detail) AS
+            SELECT 'audit', seq, at_ms, event, subject, detail FROM audit
+            UNION ALL SELECT 'issue_log', seq, at_ms, event, subject, detail FROM issue_log;
         """,
     ]
 

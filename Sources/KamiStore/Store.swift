@@ -174,7 +174,7 @@ public final class Store: Sendable {
     /// block the writer). Issue-log records appended before the call are derived first, so
     /// the orders, code states, ledger and outbox it reads are as of the call.
     public func read<T>(_ body: (Connection) throws(SQLiteError) -> T) throws(KamiError) -> T {
-        writer.catchUp()
+        try writer.catchUp()
         return try readAsIs(body)
     }
 
@@ -190,6 +190,11 @@ public final class Store: Sendable {
         do { return try body(connection) } catch { throw error.kamiError }
     }
 
+    /// Whether this thread's reads use a snapshot pinned by `consistentRead`.
+    var readsPinned: Bool {
+        pinnedThreads.load(ordering: .acquiring) > 0 && pinned.withLock({ $0[pthread_self()] }) != nil
+    }
+
     func checkoutReader() throws(SQLiteError) -> Connection { try readers.checkout() }
 
     func returnReader(_ connection: Connection) { readers.checkin(connection) }
@@ -197,7 +202,7 @@ public final class Store: Sendable {
     /// Runs `body` with every `read` on this thread inside one read transaction, so that all
     /// of them see the same committed state (verification under load).
     public func consistentRead<T>(_ body: () throws(KamiError) -> T) throws(KamiError) -> T {
-        writer.catchUp()
+        try writer.catchUp()
         let connection: Connection
         do { connection = try readers.checkout() } catch { throw error.kamiError }
         defer { readers.checkin(connection) }
@@ -409,18 +414,14 @@ extension Store {
     /// the statement is the same whatever the count.
     public func codesWithState(_ ids: [CodeID]) throws(KamiError) -> [CodeID: CodeWithState] {
         guard !ids.isEmpty else { return [:] }
-        var list = "["
-        list.reserveCapacity(ids.count * 8 + 2)
-        for (index, id) in ids.enumerated() {
-            if index > 0 { list += "," }
-            list += String(id)
-        }
-        list += "]"
-        let json = list
-        return try read { db throws(SQLiteError) in
+        // Moves not yet derived from the issue log, taken before the snapshot begins (not
+        // inside `consistentRead`: its snapshot is older, and the rows must agree with it).
+        let overlay = readsPinned ? [:] : writer.overlay.lookup(ids)
+        let json = Store.jsonList(ids)
+        return try readAsIs { db throws(SQLiteError) in
             let stmt = try db.prepare("""
                 SELECT c.id, c.sku_id, c.batch, c.card_number, c.cost_cents, c.expires_at_ms, c.key_id, c.nonce,
-                    c.sealed, s.state, s.order_seq
+                    c.sealed, s.state, s.order_seq, (SELECT value FROM meta WHERE key = '\(IssueLog.derivedKey)')
                 FROM json_each(?) j JOIN codes c ON c.id = j.value JOIN code_state s ON s.id = c.id
                 """)
             defer { stmt.reset() }
@@ -433,26 +434,55 @@ extension Store {
                         + "\(stmt.int64(9))")
                 }
                 let code = Store.storedCode(stmt)
-                result[code.id] = CodeWithState(code: code, state: state, orderSeq: stmt.isNull(10) ? nil : stmt.int64(10))
+                var row = CodeWithState(code: code, state: state, orderSeq: stmt.isNull(10) ? nil : stmt.int64(10))
+                if let move = overlay[code.id], move.seq > Int64(stmt.text(11) ?? "0") ?? 0 {
+                    row.state = move.state
+                    row.orderSeq = move.orderSeq
+                }
+                result[code.id] = row
             }
             return result
         }
     }
 
-    /// The current state and holding order of each code (missing ids are left out).
+    /// The current state and holding order of each code (missing ids are left out), read as
+    /// `codesWithState` reads them.
     public func codeStates(_ ids: [CodeID]) throws(KamiError) -> [CodeID: (state: CodeState, orderSeq: OrderSeq?)] {
-        try read { db throws(SQLiteError) in
-            let stmt = try db.prepare("SELECT state, order_seq, sku_id FROM code_state WHERE id = ?")
+        guard !ids.isEmpty else { return [:] }
+        let overlay = readsPinned ? [:] : writer.overlay.lookup(ids)
+        let json = Store.jsonList(ids)
+        return try readAsIs { db throws(SQLiteError) in
+            let stmt = try db.prepare("""
+                SELECT s.id, s.state, s.order_seq, (SELECT value FROM meta WHERE key = '\(IssueLog.derivedKey)')
+                FROM json_each(?) j JOIN code_state s ON s.id = j.value
+                """)
+            defer { stmt.reset() }
+            stmt.bind(1, json)
             var result: [CodeID: (state: CodeState, orderSeq: OrderSeq?)] = [:]
-            for id in ids {
-                stmt.bind(1, id)
-                if try stmt.step(), let state = CodeState(rawValue: UInt8(truncatingIfNeeded: stmt.int64(0))) {
-                    result[id] = (state, stmt.isNull(1) ? nil : stmt.int64(1))
+            while try stmt.step() {
+                let id = stmt.int64(0)
+                guard let state = CodeState(rawValue: UInt8(truncatingIfNeeded: stmt.int64(1))) else { continue }
+                if let move = overlay[id], move.seq > Int64(stmt.text(3) ?? "0") ?? 0 {
+                    result[id] = (move.state, move.orderSeq)
+                } else {
+                    result[id] = (state, stmt.isNull(2) ? nil : stmt.int64(2))
                 }
-                stmt.reset()
             }
             return result
         }
+    }
+
+    /// `[1,2,3]`: ids bound as one JSON array to `json_each`, so the statement is the same
+    /// whatever the count.
+    static func jsonList(_ ids: [CodeID]) -> String {
+        var list = "["
+        list.reserveCapacity(ids.count * 8 + 2)
+        for (index, id) in ids.enumerated() {
+            if index > 0 { list += "," }
+            list += String(id)
+        }
+        list += "]"
+        return list
     }
 
     /// The SKU of a code, nil when there is no such code.

@@ -256,7 +256,7 @@ final class OperationTests: XCTestCase {
         _ = try h.engine.storefront.commitSync(order: "r1", paymentRef: "pay-10", client: "shop-b").get()
         h.engine.admin.barrier()
         let rows = try h.engine.storage.read { db throws(SQLiteError) -> [String: String] in
-            let stmt = try db.prepare("SELECT event, detail FROM audit WHERE subject LIKE 'order:%'")
+            let stmt = try db.prepare("SELECT event, detail FROM audit_events WHERE subject LIKE 'order:%'")
             var rows: [String: String] = [:]
             while try stmt.step() { rows[stmt.text(0) ?? ""] = stmt.text(1) }
             stmt.reset()

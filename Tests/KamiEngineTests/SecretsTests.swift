@@ -39,7 +39,7 @@ final class SecretsTests: XCTestCase {
         seen.append("\(try h.engine.queries.stock(sku: "vip"))")
         seen.append("\(try h.engine.queries.entitlements(user: "u0"))")
         let audit = try h.engine.storage.read { db throws(SQLiteError) in
-            let stmt = try db.prepare("SELECT event || ' ' || subject || ' ' || detail FROM audit")
+            let stmt = try db.prepare("SELECT event || ' ' || subject || ' ' || detail FROM audit_events")
             var lines: [String] = []
             while try stmt.step() { lines.append(stmt.text(0) ?? "") }
             stmt.reset()

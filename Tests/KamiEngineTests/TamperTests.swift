@@ -80,12 +80,45 @@ final class TamperTests: XCTestCase {
         h.stockSku("vip", count: 3)
         _ = try h.engine.storefront.issueSync(order: "o1", user: "u", sku: "vip", paymentRef: "p").get()
         h.assertInvariants()
-        let seq = try database(h).scalarInt("SELECT seq FROM audit WHERE event = 'issue'")!
-        try database(h).execute("UPDATE audit SET detail = replace(detail, 'user=u', 'user=x') WHERE seq = \(seq)")
         h.engine.admin.barrier()
+        // The issue's audit event is in its issue-log record, whose digest the batch's audit
+        // entry holds.
+        let seq = try XCTUnwrap(database(h).scalarInt("SELECT seq FROM issue_log WHERE event = 'issue'"))
+        try database(h).execute("UPDATE issue_log SET detail = replace(detail, 'user=u', 'user=x') WHERE seq = \(seq)")
         let violations = try h.engine.admin.verify()
         XCTAssertEqual(violations.map(\.invariant), ["audit"])
-        XCTAssertTrue(violations.first?.detail.contains("entry \(seq)") ?? false, "\(violations)")
+        XCTAssertTrue(violations.first?.detail.contains("issue_log record \(seq) was modified") ?? false, "\(violations)")
+        // And the audit entry that holds its digest.
+        try database(h).execute("UPDATE issue_log SET detail = replace(detail, 'user=x', 'user=u') WHERE seq = \(seq)")
+        XCTAssertEqual(try h.engine.admin.verify().map(\.invariant), [])
+        let entry = try XCTUnwrap(database(h).scalarInt("SELECT seq FROM audit WHERE event = 'issue-log'"))
+        try database(h).execute("UPDATE audit SET records = zeroblob(length(records)) WHERE seq = \(entry)")
+        let again = try h.engine.admin.verify()
+        XCTAssertEqual(again.map(\.invariant), ["audit"])
+        XCTAssertTrue(again.first?.detail.contains("entry \(entry)") ?? false, "\(again)")
+    }
+
+    func testARecordCutFromTheIssueLogOrAppendedWithoutTheWriterIsReported() throws {
+        let h = Harness()
+        h.stockSku("vip", count: 5)
+        for n in 0..<3 {
+            _ = try h.engine.storefront.issueSync(order: "o\(n)", user: "u\(n)", sku: "vip", paymentRef: "p").get()
+        }
+        h.engine.admin.barrier()
+        XCTAssertEqual(try h.engine.admin.verify().map(\.invariant), [])
+        let last = try XCTUnwrap(database(h).scalarInt("SELECT MAX(seq) FROM issue_log"))
+        try database(h).execute("""
+            INSERT INTO issue_log(seq, at_ms, event, subject, detail, rec)
+            SELECT seq + 1, at_ms, event, subject, detail, rec FROM issue_log WHERE seq = \(last)
+            """)
+        let appended = try h.engine.admin.verify()
+        XCTAssertEqual(appended.map(\.invariant), ["audit"])
+        XCTAssertTrue(appended.first?.detail.contains("issue_log records \(last + 1)...\(last + 1) are covered by no audit entry") ?? false,
+                      "\(appended)")
+        try database(h).execute("DELETE FROM issue_log WHERE seq >= \(last)")
+        let cut = try h.engine.admin.verify()
+        XCTAssertEqual(cut.map(\.invariant), ["audit"])
+        XCTAssertTrue(cut.first?.detail.contains("issue_log record \(last) is missing") ?? false, "\(cut)")
     }
 
     func testVerifyReportsADoubleIssuedCodeAndBrokenConservation() throws {

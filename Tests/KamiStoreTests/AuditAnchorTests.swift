@@ -190,7 +190,7 @@ final class AuditAnchorTests: XCTestCase {
             DROP INDEX ledger_order; DROP TABLE ledger; ALTER TABLE orders DROP COLUMN amount_cents; ALTER TABLE orders DROP COLUMN labels;
             ALTER TABLE orders DROP COLUMN subsidy_cents; DROP TABLE campaigns; DROP TABLE coupon_batches; DROP TABLE coupons;
             DROP TABLE distributor_rates; DROP TABLE ledger_summary; DROP TABLE cases; DROP TABLE webhook_outbox;
-            DROP TABLE activations; ALTER TABLE skus DROP COLUMN usage_guide; DROP TABLE issue_log;
+            DROP TABLE activations; ALTER TABLE skus DROP COLUMN usage_guide; DROP VIEW audit_events; DROP TABLE issue_log;
             ALTER TABLE audit DROP COLUMN records;
             PRAGMA user_version = 1
             """)

@@ -1,6 +1,7 @@
 import Foundation
 import KamiCore
 import KamiCrypto
+import KamiLedger
 import KamiStore
 import Synchronization
 import XCTest
@@ -280,6 +281,76 @@ final class StoreTests: XCTestCase {
             refused.withLock { $0 = result.failure }
         }
         XCTAssertEqual(refused.withLock { $0?.code }, .unavailable)
+    }
+
+    /// The issue log: order writes are records first; what they imply is derived behind the
+    /// commit, and again at open from what a crash left underived.
+    func testRecordsACrashLeftUnderivedAreDerivedAtOpenAndReadsSeeTheirMovesMeanwhile() throws {
+        let copy = directory + "-copy"
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        var written: [Order] = []
+        do {
+            let store = try Store(directory: directory)
+            let skuID = try sku(store)
+            let report = try store.importCodes(
+                sku: skuID, source: rows((0..<10).map { "code-\($0)" }), sealer: Sealer(key: MasterKey.random()), label: "t")
+            store.writer.pauseDerivation(true)
+            for n in 0..<10 {
+                let code = report.codeIDs.lowerBound + Int64(n)
+                var order = Order(
+                    seq: Int64(n + 1), orderID: "o\(n)", user: "u\(n)", sku: skuID, units: 1, state: .committed,
+                    paymentRef: n % 2 == 0 ? "p\(n)" : nil, codes: [OrderCode(codeID: code, sku: skuID)], ttlMs: 0,
+                    expiresAtMs: 0, createdAtMs: 1, updatedAtMs: 2, amountCents: 100 + Int64(n),
+                    labels: OrderLabels.make(currency: "CNY", channel: "app", campaign: nil, coupon: nil, distributor: nil))
+                order.subsidyCents = Int64(n)
+                var sale = JournalLine(kind: .sale, orderSeq: order.seq, sku: skuID, debit: .clearing, credit: .revenue,
+                                       amountCents: 100 + Int64(n), currency: "CNY")
+                sale.channel = "app"
+                let change = CodeChange(codeID: code, from: .available, to: .issued, orderSeq: order.seq)
+                _ = try submit(store, .writeOrder(order, codes: [change], audit: AuditEvent("issue", subject: "order:o\(n)",
+                                                                                             detail: "seq=\(n + 1)"),
+                                                  ledger: [sale]))
+                written.append(order)
+            }
+            XCTAssertEqual(store.writer.underivedRecords, 10)
+            // Reads of code states see the records' moves before they are derived.
+            let states = try store.codeStates(Array(report.codeIDs.prefix(12)))
+            XCTAssertEqual(states.values.filter { $0.state == .issued }.count, 10)
+            XCTAssertEqual(states[report.codeIDs.lowerBound + 3]?.orderSeq, 4)
+            // The data directory as a crash now would leave it: the records, nothing derived.
+            try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
+            for suffix in ["", "-wal"] {
+                try FileManager.default.copyItem(atPath: directory + "/" + Store.fileName + suffix,
+                                                 toPath: copy + "/" + Store.fileName + suffix)
+            }
+            store.close()
+        }
+        do {
+            let raw = try Connection(path: copy + "/" + Store.fileName)
+            XCTAssertEqual(try raw.scalarInt("SELECT COUNT(*) FROM issue_log"), 10)
+            XCTAssertEqual(try raw.scalarInt("SELECT COUNT(*) FROM orders"), 0, "nothing was derived before the copy")
+        }
+        let store = try Store(directory: copy)
+        defer { store.close() }
+        XCTAssertEqual(store.recoveredRecords, 10)
+        let snapshot = try store.loadSnapshot()
+        XCTAssertEqual(snapshot.orders, written, "every field of every order comes back from its record")
+        XCTAssertEqual(snapshot.stateCounts.values.first, [0, 0, 10, 0, 0])
+        let ledger = try store.read { db throws(SQLiteError) in
+            (try db.scalarInt("SELECT COUNT(*) FROM ledger WHERE kind = 1"), try db.scalarInt("SELECT SUM(amount_cents) FROM ledger WHERE kind = 1"),
+             try db.scalarText("SELECT channel FROM ledger_summary WHERE kind = 1"))
+        }
+        XCTAssertEqual(ledger.0, 10)
+        XCTAssertEqual(ledger.1, (0..<10).reduce(0) { $0 + 100 + Int64($1) })
+        XCTAssertEqual(ledger.2, "app", "the summary gets what only the record carries (the channel)")
+        XCTAssertEqual(try store.issueLogStatus().derived, 10)
+        XCTAssertNil(try store.verifyAuditChain())
+        // Opening again derives nothing twice.
+        store.close()
+        let again = try Store(directory: copy)
+        defer { again.close() }
+        XCTAssertEqual(again.recoveredRecords, 0)
+        XCTAssertEqual(try again.loadSnapshot().orders.count, 10)
     }
 }
 
