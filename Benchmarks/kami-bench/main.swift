@@ -1,7 +1,7 @@
 // kami-bench: Kami's benchmark harness (wiring only; the benchmarks live beside this file).
 //
 //   kami-bench pool                       lock-free vs mutex pool microbenchmark
-//   kami-bench store [--durability full|normal] [--seconds S]
+//   kami-bench store [--durability full|normal] [--seconds S] [--batch N]
 //                                         group-commit throughput at batch sizes 1, 64, 1024
 //   kami-bench boot [--codes N] [--keep DIR]
 //                                         time to ready and RSS with N available codes
@@ -34,7 +34,7 @@ func option(_ name: String) -> String? {
 func usage() -> Never {
     print("""
         usage: kami-bench pool
-               kami-bench store [--durability full|normal] [--seconds S]
+               kami-bench store [--durability full|normal] [--seconds S] [--batch N]
                kami-bench boot [--codes N] [--keep DIR]
                kami-bench import [--rows N] [--xlsx]
                kami-bench upstream [--connections C] [--depth D] [--requests N] [--seconds S] [--latency-ms MS]
@@ -59,7 +59,7 @@ case "report":
                     skus: Int(option("--skus") ?? "100") ?? 100)
 case "store":
     let durability = Durability(rawValue: option("--durability") ?? "full") ?? .full
-    EngineBench.store(batchSizes: [1, 64, 1024], durability: durability,
+    EngineBench.store(batchSizes: option("--batch").flatMap(Int.init).map { [$0] } ?? [1, 64, 1024], durability: durability,
                       secondsMax: Double(option("--seconds") ?? "3") ?? 3)
 case "boot":
     EngineBench.boot(codes: Int(option("--codes") ?? "10000000") ?? 10_000_000, keep: option("--keep"))

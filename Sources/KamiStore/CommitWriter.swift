@@ -106,7 +106,7 @@ public final class CommitWriter: Sendable {
     nonisolated(unsafe) private var deriveBackoffNs: UInt64 = 0
 
     /// Records that wait before the writer derives them between two batches.
-    public static let deriveBatch = 2_048
+    public static let deriveBatch = 512
     /// How long the writer waits idle before it derives what waits, nanoseconds.
     static let deriveIdleNs: UInt64 = 2_000_000
 
@@ -267,8 +267,14 @@ public final class CommitWriter: Sendable {
                 shared.writerWaiting = false
             }
             let take = min(shared.queue.count, settings.batchMax)
-            let work = Array(shared.queue.prefix(take))
-            shared.queue.removeFirst(take)
+            var work: [Work] = []
+            if take == shared.queue.count {
+                // All of it (the usual case): hand the array over rather than copy it.
+                swap(&work, &shared.queue)
+            } else {
+                work = Array(shared.queue.prefix(take))
+                shared.queue.removeFirst(take)
+            }
             lock.unlock()
             process(work)
             if pendingRecords.load(ordering: .relaxed) >= CommitWriter.deriveBatch && monotonicNs() >= deriveRetryAtNs
@@ -289,14 +295,19 @@ public final class CommitWriter: Sendable {
     }
 
     private func process(_ work: [Work]) {
-        var batch: [(Mutation, MutationCompletion)] = []
+        var batch: [Mutation] = []
+        var completions: [MutationCompletion] = []
+        batch.reserveCapacity(work.count)
+        completions.reserveCapacity(work.count)
         for item in work {
             switch item {
             case .mutation(let mutation, let completion):
-                batch.append((mutation, completion))
+                batch.append(mutation)
+                completions.append(completion)
             case .job(let body):
-                commit(batch)
+                commit(batch, completions)
                 batch.removeAll()
+                completions.removeAll()
                 // A job reads and writes the derived tables: bring them up to date first.
                 derive()
                 let tail = context.withLock { context in
@@ -312,7 +323,7 @@ public final class CommitWriter: Sendable {
                 anchor?.publish(seq: tail.0, hash: tail.1)
             }
         }
-        commit(batch)
+        commit(batch, completions)
     }
 
     /// Derives the issue-log records that wait, in a transaction of their own.
@@ -337,12 +348,12 @@ public final class CommitWriter: Sendable {
         }
     }
 
-    private func commit(_ batch: [(Mutation, MutationCompletion)]) {
+    private func commit(_ batch: [Mutation], _ completions: [MutationCompletion]) {
         guard !batch.isEmpty else { return }
         let inject = takeInjectedFailure()
         let (outcome, commitNs, tail, pending, conflicts) = context.withLock { context in
             let conflictsBefore = context!.deriveConflicts
-            let (outcome, commitNs) = context!.applyBatch(batch.map(\.0), injectFailure: inject)
+            let (outcome, commitNs) = context!.applyBatch(batch, injectFailure: inject)
             return (outcome, commitNs, (context!.audit.lastSeq, context!.audit.lastHash), context!.pending.count,
                     context!.deriveConflicts - conflictsBefore)
         }
@@ -365,9 +376,9 @@ public final class CommitWriter: Sendable {
         }
         switch outcome {
         case .success(let outcomes):
-            for (index, item) in batch.enumerated() { item.1(outcomes[index]) }
+            for (index, completion) in completions.enumerated() { completion(outcomes[index]) }
         case .failure(let error):
-            for item in batch { item.1(.failure(error)) }
+            for completion in completions { completion(.failure(error)) }
         }
     }
 

@@ -293,15 +293,20 @@ struct Deriver {
     }
 }
 
-/// Little-endian fields, strings length-prefixed.
+/// Integers as zigzag LEB128 varints (an issue's ids, counts and times take 1 to 6 bytes
+/// instead of 8), strings length-prefixed.
 struct RecordWriter {
     var bytes: [UInt8] = []
 
     mutating func u8(_ value: UInt8) { bytes.append(value) }
 
     mutating func i64(_ value: Int64) {
-        var v = UInt64(bitPattern: value).littleEndian
-        withUnsafeBytes(of: &v) { bytes.append(contentsOf: $0) }
+        var v = UInt64(bitPattern: (value << 1) ^ (value >> 63))
+        while v >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        bytes.append(UInt8(v))
     }
 
     mutating func optionalI64(_ value: Int64?) {
@@ -314,8 +319,7 @@ struct RecordWriter {
     }
 
     mutating func string(_ value: String) {
-        var length = UInt32(truncatingIfNeeded: value.utf8.count).littleEndian
-        withUnsafeBytes(of: &length) { bytes.append(contentsOf: $0) }
+        i64(Int64(value.utf8.count))
         bytes.append(contentsOf: value.utf8)
     }
 
@@ -345,11 +349,19 @@ struct RecordReader {
     }
 
     mutating func i64() -> Int64? {
-        guard bytes.count - offset >= 8 else { return nil }
         var value: UInt64 = 0
-        for index in 0..<8 { value |= UInt64(bytes[offset + index]) << (8 * UInt64(index)) }
-        offset += 8
-        return Int64(bitPattern: value)
+        var shift: UInt64 = 0
+        while offset < bytes.count {
+            let byte = bytes[offset]
+            offset += 1
+            // The tenth byte may hold only the top bit.
+            if shift == 63 && byte > 1 { return nil }
+            value |= UInt64(byte & 0x7F) << shift
+            if byte < 0x80 { return Int64(bitPattern: (value >> 1) ^ (0 &- (value & 1))) }
+            shift += 7
+            if shift > 63 { return nil }
+        }
+        return nil
     }
 
     /// A count of items that follow (each at least one byte), nil when it cannot be one.
@@ -368,11 +380,8 @@ struct RecordReader {
     }
 
     mutating func string() -> String? {
-        guard bytes.count - offset >= 4 else { return nil }
-        var length = 0
-        for index in 0..<4 { length |= Int(bytes[offset + index]) << (8 * index) }
-        guard bytes.count - offset - 4 >= length else { return nil }
-        let start = offset + 4
+        guard let length = count() else { return nil }
+        let start = offset
         offset = start + length
         return String(validating: bytes[start..<offset], as: UTF8.self)
     }
