@@ -105,10 +105,18 @@ public final class CommitWriter: Sendable {
     nonisolated(unsafe) private var deriveRetryAtNs: UInt64 = 0
     nonisolated(unsafe) private var deriveBackoffNs: UInt64 = 0
 
-    /// Records that wait before the writer derives them between two batches.
-    public static let deriveBatch = 512
-    /// How long the writer waits idle before it derives what waits, nanoseconds.
-    static let deriveIdleNs: UInt64 = 2_000_000
+    /// Records that wait before the writer derives them all between two batches (when it is
+    /// never idle: under a load that keeps its queue full, big derivations cost the least).
+    public static let deriveBatch = 1_024
+    /// Past `deriveBatch`, records derived after each batch: twice the batch's own count, at
+    /// least this many, so derivation keeps up without stalling one batch for all of them.
+    static let deriveStep = 256
+    /// Records derived at a time when the writer's queue is empty: a slice takes about
+    /// 0.1 ms, so work that arrives meanwhile waits at most that long, and under a closed-loop
+    /// load the derivation fits in the gaps between batches (the clients' round trips leave
+    /// them). Measured at 64 connections × 1: slices of 32 kept p99 within 20% of the direct
+    /// path's, slices of 128 and 512 put it 35–65% above.
+    static let deriveSlice = 64
 
     init(db: Connection, audit: AuditChain, anchor: AuditAnchor?, settings: CommitSettings, clock: any Clock,
          routes: OutboxRoutes = OutboxRoutes(), logSeq: Int64 = 0, syncFull: Bool = true) {
@@ -235,15 +243,16 @@ public final class CommitWriter: Sendable {
             while shared.queue.isEmpty && shared.state == .running {
                 shared.writerWaiting = true
                 if pendingRecords.load(ordering: .relaxed) > 0 && !derivationPaused.load(ordering: .relaxed) {
-                    // Records wait: derive them once nothing has come for a moment (later
-                    // while derivation is failing: the disk).
-                    let deadline = max(monotonicNs() + CommitWriter.deriveIdleNs, deriveRetryAtNs)
-                    lock.wait(untilMonotonicNs: deadline)
-                    shared.writerWaiting = false
-                    if shared.queue.isEmpty && monotonicNs() >= deadline {
+                    // Records wait and nothing else does: derive a slice of them, then look
+                    // at the queue again (later while derivation is failing: the disk).
+                    if monotonicNs() >= deriveRetryAtNs {
+                        shared.writerWaiting = false
                         lock.unlock()
-                        derive()
+                        derive(limit: CommitWriter.deriveSlice)
                         lock.lock()
+                    } else {
+                        lock.wait(untilMonotonicNs: deriveRetryAtNs)
+                        shared.writerWaiting = false
                     }
                     continue
                 }
@@ -280,7 +289,7 @@ public final class CommitWriter: Sendable {
             if pendingRecords.load(ordering: .relaxed) >= CommitWriter.deriveBatch && monotonicNs() >= deriveRetryAtNs
                 && !derivationPaused.load(ordering: .relaxed)
             {
-                derive()
+                derive(limit: max(CommitWriter.deriveStep, 2 * work.count))
             }
         }
         context.withLock { $0 = nil }
@@ -326,9 +335,10 @@ public final class CommitWriter: Sendable {
         commit(batch, completions)
     }
 
-    /// Derives the issue-log records that wait, in a transaction of their own.
-    private func derive() {
-        let (result, pending) = context.withLock { context in (context!.derivePending(), context!.pending.count) }
+    /// Derives the issue-log records that wait (at most `limit`, oldest first), in a
+    /// transaction of their own.
+    private func derive(limit: Int = Int.max) {
+        let (result, pending) = context.withLock { context in (context!.derivePending(limit: limit), context!.pending.count) }
         pendingRecords.store(pending, ordering: .releasing)
         guard case .success(let done) = result else {
             lock.withLock { shared.stats.failedDerives += 1 }
@@ -434,16 +444,17 @@ public struct WriterContext: ~Copyable {
     /// Derives the records that wait in a transaction of its own, which does not fsync: the
     /// records are durable already, the next commit's fsync of the WAL carries this one, and
     /// if a crash loses it the records are derived again at open.
-    mutating func derivePending() -> Result<(records: Int, conflicts: Int, ns: UInt64), KamiError> {
+    mutating func derivePending(limit: Int = Int.max) -> Result<(records: Int, conflicts: Int, ns: UInt64), KamiError> {
         guard !pending.isEmpty else { return .success((0, 0, 0)) }
         let start = monotonicNs()
         var deriver = Deriver(db: db)
+        let count = min(limit, pending.count)
         do throws(SQLiteError) {
             // (SQLite changes the safety level only outside a transaction.)
             if syncFull { try db.run(HotSQL.syncNormal) }
             try db.run(HotSQL.begin)
             summary.reset()
-            try deriver.derive(pending, summary: summary)
+            try deriver.derive(count == pending.count ? pending : Array(pending.prefix(count)), summary: summary)
             try db.run(HotSQL.commit)
             if syncFull { try db.run(HotSQL.syncFull) }
         } catch {
@@ -451,9 +462,13 @@ public struct WriterContext: ~Copyable {
             if syncFull { try? db.run(HotSQL.syncFull) }
             return .failure(error.kamiError)
         }
-        let count = pending.count
-        pending.removeAll(keepingCapacity: count <= CommitWriter.deriveBatch * 2)
-        overlay.clear()
+        if count == pending.count {
+            pending.removeAll(keepingCapacity: count <= CommitWriter.deriveBatch * 2)
+            overlay.clear()
+        } else {
+            overlay.clear(through: pending[count - 1].seq)
+            pending.removeFirst(count)
+        }
         deriveConflicts += deriver.conflicts
         return .success((count, deriver.conflicts, monotonicNs() - start))
     }

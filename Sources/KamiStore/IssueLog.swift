@@ -426,6 +426,13 @@ public final class CodeOverlay: Sendable {
     /// Everything was derived (writer thread, after the derive committed).
     func clear() { moves.withLock { $0.removeAll(keepingCapacity: $0.count <= 65_536) } }
 
+    /// Records up to `seq` were derived (writer thread, after the derive committed).
+    func clear(through seq: Int64) {
+        moves.withLock { moves in
+            moves = moves.filter { $0.value.seq > seq }
+        }
+    }
+
     /// The moves of `ids` that wait (take before the snapshot).
     func lookup(_ ids: [CodeID]) -> [CodeID: Move] {
         moves.withLock { moves in
