@@ -91,7 +91,7 @@ enum EngineBench {
 
     /// Builds a data directory with `codes` available codes (imports of 1M rows each), then
     /// opens it in a fresh child process and reports time to ready and resident memory.
-    static func boot(codes: Int, keep: String?) {
+    static func boot(codes: Int, orders: Int = 0, keep: String?) {
         let directory = keep ?? tempDirectory("boot")
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let keyPath = directory + "/master.key"
@@ -116,9 +116,37 @@ enum EngineBench {
                 made += report.imported
                 print(String(format: "  imported %d codes (%.0f rows/s)", made, Double(made) / seconds(since: start)))
             }
+            // Past orders: each one issued one code (through the issue log, as kamid writes them).
+            let sku = engine.queries.skus()[0].id
+            let first = CodeID(1)
+            let store = engine.storage
+            let window = DispatchSemaphore(value: 4_096)
+            let group = DispatchGroup()
+            let ordersStart = monotonicNs()
+            for n in 0..<min(orders, codes) {
+                window.wait()
+                group.enter()
+                let seq = Int64(n + 1)
+                let code = first + Int64(n)
+                let order = Order(
+                    seq: seq, orderID: "past-\(n)", user: "u\(n % 1_000_000)", sku: sku, units: 1, state: .committed,
+                    paymentRef: "pay-\(n)", codes: [OrderCode(codeID: code, sku: sku)], ttlMs: 0, expiresAtMs: 0,
+                    createdAtMs: 1_700_000_000_000, updatedAtMs: 1_700_000_000_000, amountCents: 990)
+                store.writer.submit(.writeOrder(
+                    order, codes: [CodeChange(codeID: code, from: .available, to: .issued, orderSeq: seq)],
+                    audit: AuditEvent("issue", subject: "order:past-\(n)", detail: "seq=\(seq) codes=\(code)"))) { result in
+                    if case .failure(let error) = result { fatalError("past order \(n): \(error)") }
+                    window.signal()
+                    group.leave()
+                }
+                if (n + 1) % 1_000_000 == 0 {
+                    print(String(format: "  wrote %d past orders (%.0f/s)", n + 1, Double(n + 1) / seconds(since: ordersStart)))
+                }
+            }
+            group.wait()
             engine.close()
         }
-        print("boot with \(codes) available codes (fresh process, durability full):")
+        print("boot with \(codes) codes and \(min(orders, codes)) past orders (fresh process, durability full):")
         let output = runChild(["boot-open", directory])
         print(output)
         if keep == nil { try? FileManager.default.removeItem(atPath: directory) }
@@ -132,9 +160,9 @@ enum EngineBench {
         let readyMs = Double(monotonicNs() - start) / 1e6
         let stock = try! engine.queries.stock(sku: "bulk")
         let rss = kami_resident_bytes()
-        print(String(format: "| available codes | ready ms | RSS MiB | peak RSS MiB | bytes per code |\n|---:|---:|---:|---:|---:|\n| %d | %.0f | %.0f | %.0f | %.1f |",
-                     stock.available, readyMs, Double(rss) / 1_048_576, Double(kami_peak_resident_bytes()) / 1_048_576,
-                     Double(rss) / Double(max(1, stock.available))))
+        print(String(format: "| available codes | issued codes | ready ms | RSS MiB | peak RSS MiB | bytes per code |\n|---:|---:|---:|---:|---:|---:|\n| %d | %d | %.0f | %.0f | %.0f | %.1f |",
+                     stock.available, stock.issued, readyMs, Double(rss) / 1_048_576,
+                     Double(kami_peak_resident_bytes()) / 1_048_576, Double(rss) / Double(max(1, stock.available + stock.issued))))
         engine.close()
     }
 

@@ -19,6 +19,11 @@ public struct CommitSettings: Sendable {
     /// How long to wait for more mutations when a batch is not full, in microseconds. 0 commits
     /// as soon as the disk is free, which already batches everything that queued meanwhile.
     public var delayUs: Int
+    /// Whether the writer derives issue-log records whenever its queue is empty. Off, it
+    /// derives only at points fixed by the sequence of writes (past `CommitWriter.deriveBatch`
+    /// records, before other mutations and jobs, for readers, at shutdown): what the
+    /// deterministic simulation needs to replay a seed exactly.
+    public var deriveWhenIdle = true
 
     /// Makes settings, clamped to their limits.
     public init(batchMax: Int = Limits.commitBatchMax, delayUs: Int = 0) {
@@ -242,7 +247,9 @@ public final class CommitWriter: Sendable {
             lock.lock()
             while shared.queue.isEmpty && shared.state == .running {
                 shared.writerWaiting = true
-                if pendingRecords.load(ordering: .relaxed) > 0 && !derivationPaused.load(ordering: .relaxed) {
+                if pendingRecords.load(ordering: .relaxed) > 0 && !derivationPaused.load(ordering: .relaxed)
+                    && shared.settings.deriveWhenIdle
+                {
                     // Records wait and nothing else does: derive a slice of them, then look
                     // at the queue again (later while derivation is failing: the disk).
                     if monotonicNs() >= deriveRetryAtNs {

@@ -146,6 +146,9 @@ final class Simulation {
         // One mutation per transaction: how expiries (queued together) fall into batches
         // would otherwise depend on thread timing, and so would the faults that hit them.
         h.commit = CommitSettings(batchMax: 1)
+        // Derivation only at points the sequence of writes fixes, not when the writer happens
+        // to be idle: a seed must replay exactly.
+        h.commit?.deriveWhenIdle = false
     }
 
     private func random(_ n: Int) -> Int { Int(rng.next() % UInt64(n)) }

@@ -117,8 +117,9 @@ final class TamperTests: XCTestCase {
                       "\(appended)")
         try database(h).execute("DELETE FROM issue_log WHERE seq >= \(last)")
         let cut = try h.engine.admin.verify()
-        XCTAssertEqual(cut.map(\.invariant), ["audit"])
-        XCTAssertTrue(cut.first?.detail.contains("issue_log record \(last) is missing") ?? false, "\(cut)")
+        XCTAssertEqual(cut.map(\.invariant), ["issue-log", "audit"])
+        XCTAssertTrue(cut.first?.detail.contains("record \(last) is derived, but the log ends at \(last - 1)") ?? false, "\(cut)")
+        XCTAssertTrue(cut.last?.detail.contains("issue_log record \(last) is missing") ?? false, "\(cut)")
     }
 
     func testVerifyReportsADoubleIssuedCodeAndBrokenConservation() throws {
