@@ -533,8 +533,9 @@ public struct WriterContext: ~Copyable {
         let savedSeq = logSeq
         let atMs = clock.nowMs()
         let endpoints = routes.current
-        var added: [PendingRecord] = []
-        added.reserveCapacity(mutations.count)
+        // Appended to `pending` as they are written (no second copy); cut again on failure.
+        let firstIndex = pending.count
+        pending.reserveCapacity(firstIndex + mutations.count)
         var digests: [UInt8] = []
         digests.reserveCapacity(mutations.count * IssueLog.digestBytes)
         do throws(SQLiteError) {
@@ -550,11 +551,11 @@ public struct WriterContext: ~Copyable {
                 try IssueLog.append(seq: seq, atMs: atMs, event: event, record: bytes, db: db)
                 digests.append(contentsOf: IssueLog.digest(seq: seq, atMs: atMs, event: event, record: bytes))
                 logSeq = seq
-                added.append(PendingRecord(seq: seq, atMs: atMs, auditEvent: event.event, record: record))
+                pending.append(PendingRecord(seq: seq, atMs: atMs, auditEvent: event.event, record: record))
             }
             try audit.append(
                 AuditEvent(IssueLog.auditEvent, subject: "issue_log",
-                           detail: IssueLog.auditDetail(first: added[0].seq, count: added.count)),
+                           detail: IssueLog.auditDetail(first: savedSeq + 1, count: mutations.count)),
                 atMs: atMs, db: db, records: digests)
             if injectFailure {
                 throw SQLiteError(resultCode: 13, context: "commit", message: "injected fault: database or disk is full")
@@ -563,13 +564,13 @@ public struct WriterContext: ~Copyable {
             let start = monotonicNs()
             try db.run(HotSQL.commit)
             let commitNs = monotonicNs() - start
-            pending.append(contentsOf: added)
-            overlay.add(added)
+            overlay.add(pending[firstIndex...])
             return (.success(Array(repeating: .success(.done), count: mutations.count)), commitNs)
         } catch {
             try? db.execute("ROLLBACK")
             audit = saved
             logSeq = savedSeq
+            pending.removeSubrange(firstIndex...)
             return (.failure(error.kamiError), 0)
         }
     }

@@ -413,7 +413,7 @@ public final class CodeOverlay: Sendable {
     init() {}
 
     /// The records just committed (writer thread, before their callers are told).
-    func add(_ records: [PendingRecord]) {
+    func add(_ records: ArraySlice<PendingRecord>) {
         moves.withLock { moves in
             for pending in records {
                 for change in pending.record.codes {
