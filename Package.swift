@@ -119,7 +119,7 @@ let package = Package(
         // The fuzzers' targets, also replayed by the regression tests.
         .target(
             name: "KamiFuzzTargets",
-            dependencies: ["KamiProtocol", "KamiCSV", "KamiServer", "KamiCore", "KamiHTTP", "KamiUpstream"],
+            dependencies: ["KamiProtocol", "KamiCSV", "KamiServer", "KamiCore", "KamiHTTP", "KamiUpstream", "KamiStore"],
             path: "Fuzz/KamiFuzzTargets",
             swiftSettings: strict
         ),
@@ -148,7 +148,7 @@ let package = Package(
             dependencies: ["KamiBench", "KamiEngine", "KamiStore", "KamiCrypto", "KamiCore", "kamid", "kami-echo"],
             swiftSettings: strict
         ),
-        .testTarget(name: "KamiFuzzTests", dependencies: ["KamiFuzzTargets", "KamiProtocol"], swiftSettings: strict),
+        .testTarget(name: "KamiFuzzTests", dependencies: ["KamiFuzzTargets", "KamiProtocol", "KamiStore"], swiftSettings: strict),
         .testTarget(name: "KamiCoreTests", dependencies: ["KamiCore"], swiftSettings: strict),
         .testTarget(name: "KamiDashboardTests", dependencies: ["KamiDashboard"], swiftSettings: strict),
         .testTarget(name: "KamiRiskTests", dependencies: ["KamiRisk", "KamiCore"], swiftSettings: strict),

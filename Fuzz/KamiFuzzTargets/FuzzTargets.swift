@@ -3,6 +3,7 @@ import KamiCore
 import KamiHTTP
 import KamiProtocol
 import KamiServer
+import KamiStore
 import KamiUpstream
 
 /// What the fuzzers feed bytes to, and the properties they check beyond "does not crash":
@@ -10,7 +11,7 @@ import KamiUpstream
 /// decodes to the same request. The regression test replays every saved input through the
 /// same functions, so a crash found once stays fixed.
 public enum FuzzTarget: String, CaseIterable, Sendable {
-    case frame, json, csv, config, http, supplier
+    case frame, json, csv, config, http, supplier, record
 
     /// Runs one input; a violated property is a `preconditionFailure` (what libFuzzer and
     /// the regression test both see as a failure).
@@ -22,6 +23,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .config: FuzzTarget.config(data)
         case .http: FuzzTarget.http(data)
         case .supplier: FuzzTarget.supplier(data)
+        case .record: IssueLogRecordCheck.check([UInt8](data))
         }
     }
 

@@ -44,8 +44,8 @@ extension EngineCore {
         if log.derived < 0 || log.derived > log.last {
             fail("issue-log", "meta.issue_log_derived says record \(log.derived) is derived, but the log ends at \(log.last)")
         }
-        let conflicts = store.writer.stats.deriveConflicts
-        if conflicts > 0 {
+        let conflicts = log.conflicts
+        if conflicts != 0 {
             fail("issue-log", "\(conflicts) code moves of issue-log records found their code in another state than the "
                 + "record says it left (see the order-codes findings)")
         }

@@ -304,8 +304,12 @@ struct IssueLogCheck {
         return nil
     }
 
-    /// Records after the last covered one: appended without an audit entry.
+    /// Records after the last covered one (or before the first): appended without an audit
+    /// entry.
     func checkNoneAfter() throws(SQLiteError) -> String? {
+        if let first = try db.scalarInt("SELECT MIN(seq) FROM issue_log"), first < 1 {
+            return "issue_log record \(first) is covered by no audit entry (records start at 1)"
+        }
         let last = try IssueLog.lastSeq(db)
         guard last >= next else { return nil }
         return "issue_log records \(next)...\(last) are covered by no audit entry (appended without the writer, or "

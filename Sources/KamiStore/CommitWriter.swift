@@ -448,6 +448,15 @@ public struct WriterContext: ~Copyable {
         self.syncFull = syncFull
     }
 
+    /// Back to fsync at every commit after a derive transaction. Failing to is fatal: every
+    /// later commit would be acknowledged without reaching the disk.
+    private func restoreSync() {
+        guard syncFull else { return }
+        do throws(SQLiteError) { try db.run(HotSQL.syncFull) } catch {
+            fatalError("cannot set synchronous = FULL again after a derive transaction: \(error)")
+        }
+    }
+
     /// Derives the records that wait in a transaction of its own, which does not fsync: the
     /// records are durable already, the next commit's fsync of the WAL carries this one, and
     /// if a crash loses it the records are derived again at open.
@@ -463,12 +472,13 @@ public struct WriterContext: ~Copyable {
             summary.reset()
             try deriver.derive(count == pending.count ? pending : Array(pending.prefix(count)), summary: summary)
             try db.run(HotSQL.commit)
-            if syncFull { try db.run(HotSQL.syncFull) }
         } catch {
             try? db.execute("ROLLBACK")
-            if syncFull { try? db.run(HotSQL.syncFull) }
+            restoreSync()
             return .failure(error.kamiError)
         }
+        // Committed: whatever happens next, these records are derived.
+        restoreSync()
         if count == pending.count {
             pending.removeAll(keepingCapacity: count <= CommitWriter.deriveBatch * 2)
             overlay.clear()

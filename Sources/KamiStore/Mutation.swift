@@ -546,35 +546,29 @@ struct MutationApplier {
     /// Applies the code moves of an issue-log record: a code no longer in the state the
     /// record says it left is counted (returned) rather than failing the derivation, because
     /// the record is already the committed fact (`verify` reports the disagreement).
-    func setCodesDerived(_ codes: [CodeChange]) throws(SQLiteError) -> Int {
-        guard !codes.isEmpty else { return 0 }
-        let stmt = try db.prepare(HotSQL.setCodeState)
-        var conflicts = 0
-        for change in codes {
-            stmt.bind(1, Int64(change.state.rawValue))
-            if let seq = change.orderSeq { stmt.bind(2, seq) } else { stmt.bindNull(2) }
-            stmt.bind(3, change.codeID)
-            stmt.bind(4, Int64(change.from.rawValue))
-            try stmt.run()
-            if db.changes != 1 { conflicts += 1 }
-        }
-        return conflicts
-    }
+    func setCodesDerived(_ codes: [CodeChange]) throws(SQLiteError) -> Int { try move(codes).count }
 
     private func setCodes(_ codes: [CodeChange]) throws(SQLiteError) {
-        guard !codes.isEmpty else { return }
+        if let id = try move(codes).first {
+            throw SQLiteError(resultCode: 0, context: "set code state",
+                              message: "code \(id) is not \(codes.first { $0.codeID == id }!.from) (or has no state row)")
+        }
+    }
+
+    /// Moves each code that is still in its `from` state; returns the ids that were not.
+    private func move(_ codes: [CodeChange]) throws(SQLiteError) -> [CodeID] {
+        guard !codes.isEmpty else { return [] }
         let stmt = try db.prepare(HotSQL.setCodeState)
+        var missed: [CodeID] = []
         for change in codes {
             stmt.bind(1, Int64(change.state.rawValue))
             if let seq = change.orderSeq { stmt.bind(2, seq) } else { stmt.bindNull(2) }
             stmt.bind(3, change.codeID)
             stmt.bind(4, Int64(change.from.rawValue))
             try stmt.run()
-            if db.changes != 1 {
-                throw SQLiteError(resultCode: 0, context: "set code state",
-                                  message: "code \(change.codeID) is not \(change.from) (or has no state row)")
-            }
+            if db.changes != 1 { missed.append(change.codeID) }
         }
+        return missed
     }
 
     private func writeSku(_ sku: Sku, atMs: Int64) throws(SQLiteError) -> SkuID {

@@ -116,6 +116,11 @@ extension Store {
     }
 
     private static func walk(_ db: Connection, key: AuditKey, anchor: AuditAnchorReading) throws(SQLiteError) -> AuditWalk {
+        // One snapshot for the chain and the issue log it covers (a batch committed between
+        // two statements would look like records no entry covers).
+        let own = db.isIdle
+        if own { try db.execute("BEGIN") }
+        defer { if own { try? db.execute("COMMIT") } }
         let walk = try AuditChain.walk(db, key: key)
         guard walk.broken == nil else { return walk }
         guard let reading = anchor.reading else { return walk }

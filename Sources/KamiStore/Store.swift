@@ -590,6 +590,9 @@ extension Store {
     public func forEachCode(
         sku: SkuID, _ body: (StoredCode, CodeState) throws(KamiError) -> Void
     ) throws(KamiError) {
+        // The states must include every write acknowledged before (an export listing an issued
+        // code as available would invite reselling it).
+        try writer.catchUp()
         let connection: Connection
         do { connection = try readers.checkout() } catch { throw error.kamiError }
         defer { readers.checkin(connection) }

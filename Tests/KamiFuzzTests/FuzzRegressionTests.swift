@@ -1,5 +1,6 @@
 import Foundation
 import KamiFuzzTargets
+import KamiStore
 import XCTest
 
 /// Every input a fuzzer ever saved under `Fuzz/regressions/<target>/` (crashes once found,
@@ -25,6 +26,20 @@ final class FuzzRegressionTests: XCTestCase {
             }
         }
         print("replayed \(replayed) saved fuzz inputs")
+    }
+
+    /// The `record` seeds are records (so the fuzzer starts from the format, not from noise),
+    /// and a record cut short is not one.
+    func testTheRecordSeedsAreRecords() throws {
+        let directory = FuzzRegressionTests.regressions + "/record"
+        let seeds = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("seed-") }
+        XCTAssertEqual(seeds.count, 2)
+        for seed in seeds {
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: directory + "/" + seed)))
+            XCTAssertTrue(IssueLogRecordCheck.check(bytes), seed)
+            XCTAssertFalse(IssueLogRecordCheck.check(Array(bytes.dropLast())), "\(seed) without its last byte")
+            XCTAssertFalse(IssueLogRecordCheck.check(bytes + [0]), "\(seed) with a byte more")
+        }
     }
 
     func testSeededMutationsOfTheSeeds() throws {

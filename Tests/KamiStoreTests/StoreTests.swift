@@ -352,6 +352,37 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(again.recoveredRecords, 0)
         XCTAssertEqual(try again.loadSnapshot().orders.count, 10)
     }
+
+    /// A record whose code move finds the code elsewhere (the engine and the disk disagree) is
+    /// still derived; the disagreement is kept in `meta` and survives a restart.
+    func testACodeMoveThatFindsItsCodeElsewhereIsCountedAndKept() throws {
+        do {
+            let store = try Store(directory: directory)
+            defer { store.close() }
+            let skuID = try sku(store)
+            let report = try store.importCodes(sku: skuID, source: rows(["only-code"]), sealer: Sealer(key: MasterKey.random()),
+                                               label: "t")
+            let code = report.codeIDs.lowerBound
+            for n in 1...2 {
+                let order = Order(seq: Int64(n), orderID: "o\(n)", user: "u\(n)", sku: skuID, units: 1, state: .committed,
+                                  paymentRef: "p", codes: [OrderCode(codeID: code, sku: skuID)], ttlMs: 0, expiresAtMs: 0,
+                                  createdAtMs: 1, updatedAtMs: 1)
+                // The second order claims the code the first already holds.
+                _ = try submit(store, .writeOrder(order, codes: [CodeChange(codeID: code, from: .available, to: .issued,
+                                                                            orderSeq: Int64(n))],
+                                                  audit: AuditEvent("issue", subject: "order:o\(n)", detail: "")))
+            }
+            try store.writer.catchUp()
+            let status = try store.issueLogStatus()
+            XCTAssertEqual(status.last, 2)
+            XCTAssertEqual(status.derived, 2, "the record was derived all the same")
+            XCTAssertEqual(status.conflicts, 1)
+            XCTAssertEqual(try store.codeStates([code])[code]?.orderSeq, 1, "the code stays with the first order")
+        }
+        let reopened = try Store(directory: directory)
+        defer { reopened.close() }
+        XCTAssertEqual(try reopened.issueLogStatus().conflicts, 1)
+    }
 }
 
 extension Result {
