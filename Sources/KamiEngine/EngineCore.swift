@@ -69,13 +69,16 @@ final class EngineCore: Sendable {
         pool = config.pool == .lockFree ? LockFreeCodePool() : MutexCodePool()
         sealer = config.sealer
         clock = config.clock
-        let snapshot = try store.loadSnapshot()
-        nextSeq = Atomic(snapshot.maxOrderSeq + 1)
         expiry = config.expiryThread ? ExpiryDriver() : nil
         let coupons = try store.coupons()
         promotions.load(campaigns: try store.campaigns(), batches: coupons.batches, coupons: coupons.codes)
         let loaded = try store.distributors()
         distributors.withLock { $0 = Dictionary(loaded.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first }) }
+        nextSeq = Atomic(1)
+        // Orders go into memory as they are read (with millions, the table is sized once).
+        let snapshot = try store.loadSnapshot(ordersExpected: { [orders] count in orders.reserve(count) },
+                                              onOrder: { [self] order in restore(order) })
+        nextSeq.store(snapshot.maxOrderSeq + 1, ordering: .relaxed)
         recover(snapshot)
         upstream.load(try store.loadUpstream())
         expiry?.start(self)
@@ -126,24 +129,25 @@ final class EngineCore: Sendable {
                 stock[sku] = StockCounts(byState: counts)
             }
         }
-        let skus = catalog.withLock { $0.byID }
-        for order in snapshot.orders {
-            orders.load(order)
-            userOrders.add(user: order.user, orderID: order.orderID)
-            if order.state.holdsCodes {
-                _ = userLimits.tryAcquire(user: order.user, sku: order.sku, units: order.units, limit: 0)
-            }
-            if order.state.holdsPromotion, let labels = order.labels, labels.campaign != nil || labels.coupon != nil {
-                promotions.restore(order: order.orderID, user: order.user, claim: PromotionClaim(
-                    amountCents: order.amountCents ?? 0, subsidyCents: order.subsidyCents, campaign: labels.campaign,
-                    coupon: labels.coupon))
-            }
-            if order.state.isHold {
-                if order.paymentRef == nil { _ = userLimits.tryAddPendingHold(user: order.user, limit: 0) }
-                holdIDs.withLock { $0[order.seq] = order.orderID }
-                holds.schedule(order: order.seq, deadlineMs: order.expiresAtMs)
-            }
-            _ = skus
+        for order in snapshot.orders { restore(order) }
+    }
+
+    /// One order read at boot: the order table, its user's index, the units and holds it keeps.
+    private func restore(_ order: Order) {
+        orders.load(order)
+        userOrders.add(user: order.user, orderID: order.orderID)
+        if order.state.holdsCodes {
+            _ = userLimits.tryAcquire(user: order.user, sku: order.sku, units: order.units, limit: 0)
+        }
+        if order.state.holdsPromotion, let labels = order.labels, labels.campaign != nil || labels.coupon != nil {
+            promotions.restore(order: order.orderID, user: order.user, claim: PromotionClaim(
+                amountCents: order.amountCents ?? 0, subsidyCents: order.subsidyCents, campaign: labels.campaign,
+                coupon: labels.coupon))
+        }
+        if order.state.isHold {
+            if order.paymentRef == nil { _ = userLimits.tryAddPendingHold(user: order.user, limit: 0) }
+            holdIDs.withLock { $0[order.seq] = order.orderID }
+            holds.schedule(order: order.seq, deadlineMs: order.expiresAtMs)
         }
     }
 

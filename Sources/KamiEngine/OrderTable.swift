@@ -119,6 +119,12 @@ final class OrderTable: Sendable {
     }
 
     /// Loads an order at boot.
+    /// Sizes the shards for about `count` orders (boot), so they are not grown by doubling.
+    func reserve(_ count: Int) {
+        let each = count / OrderTable.shardCount + count / (OrderTable.shardCount * 8) + 16
+        for shard in shards { shard.withLock { $0.reserveCapacity(each) } }
+    }
+
     func load(_ order: Order) {
         shard(order.orderID).withLock { $0[order.orderID] = Entry(order: order, inFlight: false, waiters: []) }
     }

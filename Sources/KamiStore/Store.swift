@@ -280,7 +280,12 @@ public final class Store: Sendable {
     }
 
     /// Reads everything the engine rebuilds at boot. Call before any mutation is submitted.
-    public func loadSnapshot() throws(KamiError) -> RecoverySnapshot {
+    /// With `onOrder`, each order is handed to it as it is read instead of being collected in
+    /// `orders` (boot with millions of orders: one copy in memory, not two), after
+    /// `ordersExpected` was told about how many there are (the highest sequence number).
+    public func loadSnapshot(
+        ordersExpected: ((Int) -> Void)? = nil, onOrder: ((Order) -> Void)? = nil
+    ) throws(KamiError) -> RecoverySnapshot {
         try read { db throws(SQLiteError) in
             var snapshot = RecoverySnapshot()
             let skus = try db.prepare("""
@@ -339,19 +344,21 @@ public final class Store: Sendable {
                     created_at_ms, updated_at_ms, amount_cents, labels, subsidy_cents FROM orders ORDER BY seq
                 """)
             defer { orders.reset() }
+            if let ordersExpected { ordersExpected(Int(try db.scalarInt("SELECT COALESCE(MAX(seq), 0) FROM orders") ?? 0)) }
             while try orders.step() {
                 guard let state = OrderState(rawValue: UInt8(truncatingIfNeeded: orders.int64(5))),
                       let codes = OrderCodesBlob.decode(orders.blob(7)) else {
                     throw SQLiteError(resultCode: 0, context: "recover", message: "order row \(orders.int64(0)) is malformed")
                 }
-                snapshot.orders.append(Order(
+                var order = Order(
                     seq: orders.int64(0), orderID: orders.text(1) ?? "", user: orders.text(2) ?? "",
                     sku: SkuID(orders.int64(3)), units: orders.int(4), state: state, paymentRef: orders.text(6),
                     codes: codes, ttlMs: orders.int64(8), expiresAtMs: orders.int64(9),
                     createdAtMs: orders.int64(10), updatedAtMs: orders.int64(11),
-                    amountCents: orders.isNull(12) ? nil : orders.int64(12), labels: LabelsText.decode(orders.text(13))))
-                snapshot.orders[snapshot.orders.count - 1].subsidyCents = orders.int64(14)
-                snapshot.maxOrderSeq = orders.int64(0)
+                    amountCents: orders.isNull(12) ? nil : orders.int64(12), labels: LabelsText.decode(orders.text(13)))
+                order.subsidyCents = orders.int64(14)
+                snapshot.maxOrderSeq = order.seq
+                if let onOrder { onOrder(order) } else { snapshot.orders.append(order) }
             }
             orders.reset()
             return snapshot
