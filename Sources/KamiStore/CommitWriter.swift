@@ -122,6 +122,10 @@ public final class CommitWriter: Sendable {
     /// them). Measured at 64 connections × 1: slices of 32 kept p99 within 20% of the direct
     /// path's, slices of 128 and 512 put it 35–65% above.
     static let deriveSlice = 64
+    /// After a failed derive, the first and the longest wait before the writer tries again on
+    /// its own (doubling between them).
+    static let deriveRetryFirstNs: UInt64 = 10_000_000
+    static let deriveRetryMaxNs: UInt64 = 1_000_000_000
 
     init(db: Connection, audit: AuditChain, anchor: AuditAnchor?, settings: CommitSettings, clock: any Clock,
          routes: OutboxRoutes = OutboxRoutes(), logSeq: Int64 = 0, syncFull: Bool = true) {
@@ -350,7 +354,7 @@ public final class CommitWriter: Sendable {
         guard case .success(let done) = result else {
             lock.withLock { shared.stats.failedDerives += 1 }
             // Not again between batches for a while (it is tried whenever something needs it).
-            deriveBackoffNs = min(max(deriveBackoffNs * 2, 10_000_000), 1_000_000_000)
+            deriveBackoffNs = min(max(deriveBackoffNs * 2, CommitWriter.deriveRetryFirstNs), CommitWriter.deriveRetryMaxNs)
             deriveRetryAtNs = monotonicNs() + deriveBackoffNs
             return
         }
@@ -433,6 +437,9 @@ public struct WriterContext: ~Copyable {
     /// The code moves of `pending`, for readers.
     let overlay: CodeOverlay
 
+    /// What the test hook `injectFailures` makes a batch fail with.
+    static let injectedFault = SQLiteError(resultCode: 13, context: "commit", message: "injected fault: database or disk is full")
+
     /// Past this many underived records, order writes go the direct way (which derives what
     /// waits first), so that memory stays bounded while derivation keeps failing.
     static let pendingMax = 65_536
@@ -446,48 +453,6 @@ public struct WriterContext: ~Copyable {
         self.routes = routes
         self.logSeq = logSeq
         self.syncFull = syncFull
-    }
-
-    /// Back to fsync at every commit after a derive transaction. Failing to is fatal: every
-    /// later commit would be acknowledged without reaching the disk.
-    private func restoreSync() {
-        guard syncFull else { return }
-        do throws(SQLiteError) { try db.run(HotSQL.syncFull) } catch {
-            fatalError("cannot set synchronous = FULL again after a derive transaction: \(error)")
-        }
-    }
-
-    /// Derives the records that wait in a transaction of its own, which does not fsync: the
-    /// records are durable already, the next commit's fsync of the WAL carries this one, and
-    /// if a crash loses it the records are derived again at open.
-    mutating func derivePending(limit: Int = Int.max) -> Result<(records: Int, conflicts: Int, ns: UInt64), KamiError> {
-        guard !pending.isEmpty else { return .success((0, 0, 0)) }
-        let start = monotonicNs()
-        var deriver = Deriver(db: db)
-        let count = min(limit, pending.count)
-        do throws(SQLiteError) {
-            // (SQLite changes the safety level only outside a transaction.)
-            if syncFull { try db.run(HotSQL.syncNormal) }
-            try db.run(HotSQL.begin)
-            summary.reset()
-            try deriver.derive(count == pending.count ? pending : Array(pending.prefix(count)), summary: summary)
-            try db.run(HotSQL.commit)
-        } catch {
-            try? db.execute("ROLLBACK")
-            restoreSync()
-            return .failure(error.kamiError)
-        }
-        // Committed: whatever happens next, these records are derived.
-        restoreSync()
-        if count == pending.count {
-            pending.removeAll(keepingCapacity: count <= CommitWriter.deriveBatch * 2)
-            overlay.clear()
-        } else {
-            overlay.clear(through: pending[count - 1].seq)
-            pending.removeFirst(count)
-        }
-        deriveConflicts += deriver.conflicts
-        return .success((count, deriver.conflicts, monotonicNs() - start))
     }
 
     /// Appends an audit entry; call inside the job's transaction.
@@ -534,57 +499,6 @@ public struct WriterContext: ~Copyable {
         return (attempt.0.mapError(\.kamiError), attempt.1)
     }
 
-    /// A batch of order writes only: one issue-log record each and one audit entry holding
-    /// their digests, committed; the rows they imply are derived later (`derivePending`).
-    private mutating func appendRecords(
-        _ mutations: [Mutation], injectFailure: Bool
-    ) -> (Result<[Result<MutationOutcome, KamiError>], KamiError>, UInt64) {
-        let saved = audit
-        let savedSeq = logSeq
-        let atMs = clock.nowMs()
-        let endpoints = routes.current
-        // Appended to `pending` as they are written (no second copy); cut again on failure.
-        let firstIndex = pending.count
-        pending.reserveCapacity(firstIndex + mutations.count)
-        var digests: [UInt8] = []
-        digests.reserveCapacity(mutations.count * IssueLog.digestBytes)
-        do throws(SQLiteError) {
-            try db.run(HotSQL.begin)
-            for mutation in mutations {
-                guard case .writeOrder(let order, let codes, let event, let ledger) = mutation else {
-                    preconditionFailure("only order writes go through the issue log")
-                }
-                let record = Record(order: order, codes: codes, ledger: ledger,
-                                    endpoints: OutboxWriter.endpoints(of: order, audit: event.event, routes: endpoints))
-                let bytes = record.encode()
-                let seq = logSeq + 1
-                try IssueLog.append(seq: seq, atMs: atMs, event: event, record: bytes, db: db)
-                digests.append(contentsOf: IssueLog.digest(seq: seq, atMs: atMs, event: event, record: bytes))
-                logSeq = seq
-                pending.append(PendingRecord(seq: seq, atMs: atMs, auditEvent: event.event, record: record))
-            }
-            try audit.append(
-                AuditEvent(IssueLog.auditEvent, subject: "issue_log",
-                           detail: IssueLog.auditDetail(first: savedSeq + 1, count: mutations.count)),
-                atMs: atMs, db: db, records: digests)
-            if injectFailure {
-                throw SQLiteError(resultCode: 13, context: "commit", message: "injected fault: database or disk is full")
-            }
-            try audit.sealTail(db: db)
-            let start = monotonicNs()
-            try db.run(HotSQL.commit)
-            let commitNs = monotonicNs() - start
-            overlay.add(pending[firstIndex...])
-            return (.success(Array(repeating: .success(.done), count: mutations.count)), commitNs)
-        } catch {
-            try? db.execute("ROLLBACK")
-            audit = saved
-            logSeq = savedSeq
-            pending.removeSubrange(firstIndex...)
-            return (.failure(error.kamiError), 0)
-        }
-    }
-
     private mutating func applyBatch(
         _ mutations: [Mutation], injectFailure: Bool, isolated: Bool
     ) -> (Result<[Result<MutationOutcome, KamiError>], SQLiteError>, UInt64) {
@@ -627,7 +541,7 @@ public struct WriterContext: ~Copyable {
                 }
             }
             if injectFailure {
-                throw SQLiteError(resultCode: 13, context: "commit", message: "injected fault: database or disk is full")
+                throw WriterContext.injectedFault
             }
             try summary.flush(db)
             try audit.sealTail(db: db)

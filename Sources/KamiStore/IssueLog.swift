@@ -438,7 +438,7 @@ public final class CodeOverlay: Sendable {
     }
 
     /// Everything was derived (writer thread, after the derive committed).
-    func clear() { moves.withLock { $0.removeAll(keepingCapacity: $0.count <= 65_536) } }
+    func clear() { moves.withLock { $0.removeAll(keepingCapacity: $0.count <= WriterContext.pendingMax) } }
 
     /// Records up to `seq` were derived (writer thread, after the derive committed).
     func clear(through seq: Int64) {
