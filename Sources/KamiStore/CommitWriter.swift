@@ -195,7 +195,12 @@ public final class CommitWriter: Sendable {
         }
         shared.queue.append(.job({ context in
             let result: Result<T, KamiError>
-            do throws(KamiError) { result = .success(try body(&context)) } catch { result = .failure(error) }
+            if let failure = context.deriveFailure {
+                result = .failure(KamiError(failure.code, "the store cannot bring its tables up to date with the issue log: "
+                    + failure.message))
+            } else {
+                do throws(KamiError) { result = .success(try body(&context)) } catch { result = .failure(error) }
+            }
             box.set(result)
         }))
         let wake = shared.writerWaiting
@@ -226,12 +231,8 @@ public final class CommitWriter: Sendable {
     /// Throws when they cannot be derived now (the disk): a read would see stale rows.
     public func catchUp() throws(KamiError) {
         guard pendingRecords.load(ordering: .acquiring) > 0, !isWriterThread else { return }
-        // A job derives what waits before it runs; this one says whether that worked.
-        try perform { context throws(KamiError) in
-            if case .failure(let error) = context.derivePending() {
-                throw KamiError(error.code, "the store cannot bring its tables up to date with the issue log: \(error.message)")
-            }
-        }
+        // A job derives what waits before it runs, and fails without running when that fails.
+        try perform { _ throws(KamiError) in }
     }
 
     /// Stops accepting work, commits what is queued, and waits for the writer thread to end.
@@ -328,9 +329,11 @@ public final class CommitWriter: Sendable {
                 commit(batch, completions)
                 batch.removeAll()
                 completions.removeAll()
-                // A job reads and writes the derived tables: bring them up to date first.
-                derive()
+                // A job reads and writes the derived tables: bring them up to date first. When
+                // that fails, the job is told and does not run (it would read stale rows).
+                let failure = derive()
                 let tail = context.withLock { context in
+                    context!.deriveFailure = failure
                     // A job (an import of millions of rows into the fingerprint index, an
                     // export) gets the large page cache while it runs; issuing appends to the
                     // right edge of integer-keyed tables and needs little.
@@ -348,25 +351,30 @@ public final class CommitWriter: Sendable {
 
     /// Derives the issue-log records that wait (at most `limit`, oldest first), in a
     /// transaction of their own.
-    private func derive(limit: Int = Int.max) {
+    @discardableResult
+    private func derive(limit: Int = Int.max) -> KamiError? {
         let (result, pending) = context.withLock { context in (context!.derivePending(limit: limit), context!.pending.count) }
         pendingRecords.store(pending, ordering: .releasing)
-        guard case .success(let done) = result else {
+        let done: (records: Int, conflicts: Int, ns: UInt64)
+        switch result {
+        case .success(let value): done = value
+        case .failure(let error):
             lock.withLock { shared.stats.failedDerives += 1 }
             // Not again between batches for a while (it is tried whenever something needs it).
             deriveBackoffNs = min(max(deriveBackoffNs * 2, CommitWriter.deriveRetryFirstNs), CommitWriter.deriveRetryMaxNs)
             deriveRetryAtNs = monotonicNs() + deriveBackoffNs
-            return
+            return error
         }
         deriveBackoffNs = 0
         deriveRetryAtNs = 0
-        guard done.records > 0 else { return }
+        guard done.records > 0 else { return nil }
         lock.withLock {
             shared.stats.derives += 1
             shared.stats.derivedRecords += done.records
             shared.stats.deriveNsTotal += done.ns
             shared.stats.deriveConflicts += done.conflicts
         }
+        return nil
     }
 
     private func commit(_ batch: [Mutation], _ completions: [MutationCompletion]) {
@@ -432,6 +440,8 @@ public struct WriterContext: ~Copyable {
     var logSeq: Int64
     /// Code moves derived against a state their record did not expect.
     var deriveConflicts = 0
+    /// Why the derivation before the running job failed (nil: it did not); the job is not run.
+    var deriveFailure: KamiError?
     /// Whether commits fsync (durability full): a derive transaction skips its own.
     let syncFull: Bool
     /// The code moves of `pending`, for readers.

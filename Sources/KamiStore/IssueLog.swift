@@ -97,23 +97,33 @@ enum IssueLog {
         do {
             try db.execute("BEGIN IMMEDIATE")
             let from = try derivedSeq(db)
-            let stmt = try db.prepare("SELECT seq, at_ms, event, rec FROM issue_log WHERE seq > ? ORDER BY seq")
+            let stmt = try db.prepare(
+                "SELECT seq, at_ms, event, subject, detail, rec FROM issue_log WHERE seq > ? ORDER BY seq")
             stmt.bind(1, from)
             var pending: [PendingRecord] = []
+            var digests: [ArraySlice<UInt8>] = []
             var expected = from + 1
             while try stmt.step() {
                 let seq = stmt.int64(0)
-                guard seq == expected, let decoded = Record.decode(stmt.blob(3)) else {
+                let bytes = stmt.blob(5)
+                guard seq == expected, let decoded = Record.decode(bytes) else {
                     stmt.reset()
                     try? db.execute("ROLLBACK")
                     throw StoreError.corrupt("issue_log record \(expected) is "
                         + (seq == expected ? "not a record this version can read" : "missing (next is \(seq))")
                         + "; nothing was derived from it. Run `kamictl verify` on a copy to see what else is wrong")
                 }
-                pending.append(PendingRecord(seq: seq, atMs: stmt.int64(1), auditEvent: stmt.text(2) ?? "", record: decoded))
+                let event = AuditEvent(stmt.text(2) ?? "", subject: stmt.text(3) ?? "", detail: stmt.text(4) ?? "")
+                digests.append(digest(seq: seq, atMs: stmt.int64(1), event: event, record: bytes))
+                pending.append(PendingRecord(seq: seq, atMs: stmt.int64(1), auditEvent: event.event, record: decoded))
                 expected += 1
             }
             stmt.reset()
+            if let problem = try checkCovered(from: from + 1, digests: digests, db: db) {
+                try? db.execute("ROLLBACK")
+                throw StoreError.corrupt(problem + "; nothing was derived from it. Run `kamictl verify` on a copy "
+                    + "(`kamictl audit verify` names every entry and record that differs)")
+            }
             let count = pending.count
             if count > 0 {
                 var deriver = Deriver(db: db)
@@ -130,6 +140,46 @@ enum IssueLog {
             try? db.execute("ROLLBACK")
             throw .corrupt("\(error)")
         }
+    }
+}
+
+extension IssueLog {
+    /// Whether the records from `first` on (their `digests`, in order) are the ones their
+    /// batches' audit entries hold digests of: nil when they are, else what is wrong. Run at
+    /// open before deriving what a crash left, so that a record changed on disk since it was
+    /// committed never reaches the orders, codes and ledger. (The chain of those entries is
+    /// `kamictl audit verify`'s to check; this is the link from the entries to the records.)
+    static func checkCovered(from first: Int64, digests: [ArraySlice<UInt8>], db: Connection) throws(SQLiteError) -> String? {
+        guard !digests.isEmpty else { return nil }
+        let last = first + Int64(digests.count) - 1
+        // The entries that cover them are the last ones holding digests: walk back from the end.
+        let stmt = try db.prepare("SELECT seq, detail, records FROM audit WHERE records IS NOT NULL ORDER BY seq DESC")
+        defer { stmt.reset() }
+        var covered = Set<Int64>()
+        while try stmt.step() {
+            let entry = stmt.int64(0)
+            let held = stmt.blob(2)
+            guard let (start, count) = parseDetail(stmt.text(1) ?? ""), held.count == count * digestBytes else {
+                return "audit entry \(entry) holds record digests but is not a well-formed issue-log entry"
+            }
+            let end = start + Int64(count) - 1
+            if end < first { break }
+            if end > last {
+                return "issue_log record \(max(last + 1, start)) is missing (audit entry \(entry) covers records \(start)...\(end))"
+            }
+            for seq in max(start, first)...end {
+                let index = Int(seq - start) * digestBytes
+                guard digests[Int(seq - first)].elementsEqual(held[index..<(index + digestBytes)]) else {
+                    return "issue_log record \(seq) was modified (its digest in audit entry \(entry) does not match)"
+                }
+                covered.insert(seq)
+            }
+            if start <= first { break }
+        }
+        if covered.count < digests.count, let missing = (first...last).first(where: { !covered.contains($0) }) {
+            return "issue_log record \(missing) is covered by no audit entry"
+        }
+        return nil
     }
 }
 

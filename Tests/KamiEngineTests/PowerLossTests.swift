@@ -53,6 +53,43 @@ final class PowerLossTests: XCTestCase {
         XCTAssertGreaterThan(result.dropped + result.torn, 0, "the cuts found unsynced writes to lose")
     }
 
+    /// A job on the writer (here any `perform`, and the catch-up a read does) needs the derived
+    /// tables up to date: when deriving what waits fails (the disk), the job is not run and its
+    /// caller gets the disk's error; once the disk is back, it runs and everything is derived.
+    func testAJobDoesNotRunWhenTheDerivationBeforeItFails() throws {
+        let h = Harness(durability: .full, open: false)
+        FaultDisk.reset(watching: h.directory, seed: 17)
+        defer { FaultDisk.setFaults(writePPM: 0, syncPPM: 0) }
+        h.vfs = FaultDisk.vfsName
+        h.reopen()
+        h.stockSku("hot", count: 10)
+        let writer = h.engine.storage.writer
+        writer.pauseDerivation(true)
+        for n in 0..<3 {
+            let done = DispatchSemaphore(value: 0)
+            h.engine.storefront.issue(order: "o\(n)", user: "u\(n)", sku: "hot", units: 1, paymentRef: "pay") { outcome in
+                XCTAssertEqual(outcome.value?.state, .committed)
+                done.signal()
+            }
+            done.wait()
+        }
+        XCTAssertEqual(writer.underivedRecords, 3)
+        FaultDisk.setFaults(writePPM: 1_000_000, syncPPM: 0, full: true)
+        let ran = Atomic<Int>(0)
+        XCTAssertThrowsError(try writer.perform { _ in ran.add(1, ordering: .relaxed) }) { error in
+            XCTAssertTrue("\(error)".contains("cannot bring its tables up to date with the issue log"), "\(error)")
+        }
+        XCTAssertThrowsError(try writer.catchUp())
+        XCTAssertEqual(ran.load(ordering: .relaxed), 0, "the job ran on stale tables")
+        XCTAssertEqual(writer.underivedRecords, 3)
+        FaultDisk.setFaults(writePPM: 0, syncPPM: 0)
+        try writer.perform { _ in ran.add(1, ordering: .relaxed) }
+        XCTAssertEqual(ran.load(ordering: .relaxed), 1)
+        XCTAssertEqual(writer.underivedRecords, 0)
+        writer.pauseDerivation(false)
+        h.assertInvariants()
+    }
+
     func testNormalDurabilityCanLoseAcknowledgedIssuesAndTheTestSeesIt() throws {
         let seed = ProcessInfo.processInfo.environment["KAMI_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...1_000_000)
         print("power-loss seed \(seed), durability normal")

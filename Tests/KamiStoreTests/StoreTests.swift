@@ -330,6 +330,25 @@ final class StoreTests: XCTestCase {
             XCTAssertEqual(try raw.scalarInt("SELECT COUNT(*) FROM issue_log"), 10)
             XCTAssertEqual(try raw.scalarInt("SELECT COUNT(*) FROM orders"), 0, "nothing was derived before the copy")
         }
+        // A record changed on disk after its commit, or cut from the log's end, is never derived:
+        // the store refuses to open and names it.
+        for (tamper, expected) in [("UPDATE issue_log SET subject = 'order:forged' WHERE seq = 4",
+                                    "issue_log record 4 was modified (its digest in audit entry"),
+                                   ("DELETE FROM issue_log WHERE seq = 10", "issue_log record 10 is missing (audit entry")] {
+            let bad = copy + "-bad"
+            try? FileManager.default.removeItem(atPath: bad)
+            defer { try? FileManager.default.removeItem(atPath: bad) }
+            try FileManager.default.copyItem(atPath: copy, toPath: bad)
+            do {
+                let raw = try Connection(path: bad + "/" + Store.fileName)
+                try raw.execute(tamper)
+            }
+            XCTAssertThrowsError(try Store(directory: bad)) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(error)")
+            }
+            let raw = try Connection(path: bad + "/" + Store.fileName)
+            XCTAssertEqual(try raw.scalarInt("SELECT COUNT(*) FROM orders"), 0, "nothing was derived from a bad log")
+        }
         let store = try Store(directory: copy)
         defer { store.close() }
         XCTAssertEqual(store.recoveredRecords, 10)
