@@ -101,7 +101,12 @@ public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     }
 
     /// Whether the order holds codes (and counts against per-user limits).
-    public var holdsCodes: Bool { codeStates?.contains(where: \.isHeld) ?? false }
+    public var holdsCodes: Bool { OrderState.holdsCodesBits >> rawValue & 1 == 1 }
+
+    /// `holdsCodes` of each state as a bit (it is asked for every order at boot).
+    private static let holdsCodesBits: UInt32 = allCases.reduce(0) { bits, state in
+        state.codeStates?.contains(where: \.isHeld) == true ? bits | 1 << UInt32(state.rawValue) : bits
+    }
 
     public var description: String {
         switch self {

@@ -75,9 +75,21 @@ final class EngineCore: Sendable {
         let loaded = try store.distributors()
         distributors.withLock { $0 = Dictionary(loaded.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first }) }
         nextSeq = Atomic(1)
-        // Orders go into memory as they are read (with millions, the table is sized once).
+        // Orders go into memory as they are read, a few thousand at a time, on two threads
+        // beside the reader (with millions, the table is sized once).
+        var batch: [Order] = []
+        batch.reserveCapacity(EngineCore.bootBatch)
+        let loader = BootLoader(ahead: EngineCore.bootBatchesAhead)
         let snapshot = try store.loadSnapshot(ordersExpected: { [orders] count in orders.reserve(count) },
-                                              onOrder: { [self] order in restore(order) })
+                                              onOrder: { [self] order in
+            batch.append(order)
+            if batch.count == EngineCore.bootBatch {
+                restore(batch, loader: loader)
+                batch.removeAll(keepingCapacity: true)
+            }
+        })
+        restore(batch, loader: loader)
+        loader.finish()
         nextSeq.store(snapshot.maxOrderSeq + 1, ordering: .relaxed)
         recover(snapshot)
         upstream.load(try store.loadUpstream())
@@ -129,16 +141,32 @@ final class EngineCore: Sendable {
                 stock[sku] = StockCounts(byState: counts)
             }
         }
-        for order in snapshot.orders { restore(order) }
+        let loader = BootLoader(ahead: 1)
+        restore(snapshot.orders, loader: loader)
+        loader.finish()
     }
 
-    /// One order read at boot: the order table, its user's index, the units and holds it keeps.
-    private func restore(_ order: Order) {
-        orders.load(order)
-        userOrders.add(user: order.user, orderID: order.orderID)
-        if order.state.holdsCodes {
-            _ = userLimits.tryAcquire(user: order.user, sku: order.sku, units: order.units, limit: 0)
-        }
+    /// Orders read at boot, in their order: the order table, their users' index, the units and
+    /// holds they keep.
+    private func restore(_ batch: [Order], loader: BootLoader) {
+        loader.submit(batch, table: { [orders] batch in orders.load(batch) }, users: { [self] batch in
+            userOrders.add(batch)
+            batch.withUnsafeBufferPointer { batch in
+                var holdings: [(user: String, sku: SkuID, units: Int)] = []
+                holdings.reserveCapacity(batch.count)
+                for index in batch.indices where batch[index].state.holdsCodes {
+                    holdings.append((batch[index].user, batch[index].sku, batch[index].units))
+                }
+                userLimits.restore(holdings)
+                for index in batch.indices where batch[index].state.isHold || batch[index].labels != nil {
+                    restoreCounts(batch[index])
+                }
+            }
+        })
+    }
+
+    /// What an order read at boot keeps besides its units: its promotion claim, its hold.
+    private func restoreCounts(_ order: Order) {
         if order.state.holdsPromotion, let labels = order.labels, labels.campaign != nil || labels.coupon != nil {
             promotions.restore(order: order.orderID, user: order.user, claim: PromotionClaim(
                 amountCents: order.amountCents ?? 0, subsidyCents: order.subsidyCents, campaign: labels.campaign,
@@ -274,6 +302,11 @@ final class EngineCore: Sendable {
             }
         }
     }
+
+    /// Orders read at boot are put into memory this many at a time (a lock per shard per batch).
+    static let bootBatch = 4_096
+    /// How many batches the reader may be ahead of the threads putting them away.
+    static let bootBatchesAhead = 4
 
     /// How many times a commit replaces codes that fail authentication before it gives up.
     static let replacementRoundsMax = 3

@@ -11,17 +11,12 @@ import Synchronization
 /// what makes a retry racing its original return the same codes instead of taking new ones.
 ///
 /// Sharded by a hash of the order id so that unrelated orders never contend on one lock.
+/// Each shard keeps its orders packed (`PackedOrders`): a shop with ten million past orders
+/// holds about 80 bytes per order instead of an `Order` value (over 300 bytes in a dictionary).
 final class OrderTable: Sendable {
     /// Number of lock shards: a power of two well above the core count, so that two
     /// loop threads rarely meet on one shard.
     static let shardCount = 64
-
-    struct Entry {
-        /// The durable state; nil while the order's first write is in flight.
-        var order: Order?
-        var inFlight: Bool
-        var waiters: [@Sendable () -> Void]
-    }
 
     /// What `begin` found.
     enum Begin {
@@ -35,7 +30,7 @@ final class OrderTable: Sendable {
         case missing
     }
 
-    private let shards: [Shard<[String: Entry]>]
+    private let shards: [Shard<Shelf>]
     /// Where waiters run. `publish` and `end` are mostly called from completions on the commit
     /// writer's thread; a waiter is a whole operation again (SQLite reads, AES to open secrets,
     /// perhaps a write), which must never delay the writer's next fsync. So they run here, each
@@ -43,7 +38,7 @@ final class OrderTable: Sendable {
     private let retries = DispatchQueue(label: "kami-retries", attributes: .concurrent)
 
     init() {
-        shards = (0..<OrderTable.shardCount).map { _ in Shard([:]) }
+        shards = (0..<OrderTable.shardCount).map { _ in Shard(Shelf()) }
     }
 
     private func run(_ waiters: [@Sendable () -> Void]) {
@@ -51,36 +46,36 @@ final class OrderTable: Sendable {
         retries.async { for waiter in waiters { waiter() } }
     }
 
-    private func shard(_ orderID: String) -> Shard<[String: Entry]> {
+    private func shardIndex(_ orderID: String) -> Int {
         var hasher = Hasher()
         hasher.combine(orderID)
-        return shards[Int(UInt(bitPattern: hasher.finalize()) % UInt(OrderTable.shardCount))]
+        return Int(UInt(bitPattern: hasher.finalize()) % UInt(OrderTable.shardCount))
     }
+
+    private func shard(_ orderID: String) -> Shard<Shelf> { shards[shardIndex(orderID)] }
 
     /// Marks the order in flight. `retry` runs later if it already is.
     func begin(_ orderID: String, create: Bool, retry: @escaping @Sendable () -> Void) -> Begin {
-        shard(orderID).withLock { map in
-            if var entry = map[orderID] {
-                if entry.inFlight {
-                    entry.waiters.append(retry)
-                    map[orderID] = entry
-                    return .queued
-                }
-                entry.inFlight = true
-                map[orderID] = entry
-                return .existing(entry.order!)
+        shard(orderID).withLock { shelf in
+            if shelf.busy[orderID] != nil {
+                shelf.busy[orderID]!.append(retry)
+                return .queued
+            }
+            if let order = shelf.packed.order(orderID) {
+                shelf.busy[orderID] = []
+                return .existing(order)
             }
             guard create else { return .missing }
-            map[orderID] = Entry(order: nil, inFlight: true, waiters: [])
+            shelf.busy[orderID] = []
             return .created
         }
     }
 
     /// Ends the in-flight operation, storing `order` as the new durable state, and runs the waiters.
     func publish(_ order: Order) {
-        let waiters = shard(order.orderID).withLock { map -> [@Sendable () -> Void] in
-            let waiters = map[order.orderID]?.waiters ?? []
-            map[order.orderID] = Entry(order: order, inFlight: false, waiters: [])
+        let waiters = shard(order.orderID).withLock { shelf -> [@Sendable () -> Void] in
+            let waiters = shelf.busy.removeValue(forKey: order.orderID) ?? []
+            shelf.packed.store(order)
             return waiters
         }
         watchers.published(order)
@@ -93,55 +88,67 @@ final class OrderTable: Sendable {
     /// Ends the in-flight operation without change (it failed), and runs the waiters. A
     /// placeholder of an order that was never written disappears.
     func end(_ orderID: String) {
-        let waiters = shard(orderID).withLock { map -> [@Sendable () -> Void] in
-            guard var entry = map[orderID] else { return [] }
-            let waiters = entry.waiters
-            if entry.order == nil {
-                map[orderID] = nil
-            } else {
-                entry.inFlight = false
-                entry.waiters = []
-                map[orderID] = entry
-            }
-            return waiters
-        }
+        let waiters = shard(orderID).withLock { shelf in shelf.busy.removeValue(forKey: orderID) ?? [] }
         run(waiters)
     }
 
     /// The durable state of an order (what a query shows), even while an operation is in flight.
     func get(_ orderID: String) -> Order? {
-        shard(orderID).withLock { $0[orderID]?.order }
+        shard(orderID).withLock { $0.packed.order(orderID) }
     }
 
     /// Whether a durable order has this id (no copy of it).
     func contains(_ orderID: String) -> Bool {
-        shard(orderID).withLock { $0[orderID]?.order != nil }
+        shard(orderID).withLock { $0.packed.contains(orderID) }
     }
 
-    /// Loads an order at boot.
     /// Sizes the shards for about `count` orders (boot), so they are not grown by doubling.
     func reserve(_ count: Int) {
         let each = count / OrderTable.shardCount + count / (OrderTable.shardCount * 8) + 16
-        for shard in shards { shard.withLock { $0.reserveCapacity(each) } }
+        for shard in shards { shard.withLock { $0.packed.reserve(each) } }
     }
 
-    func load(_ order: Order) {
-        shard(order.orderID).withLock { $0[order.orderID] = Entry(order: order, inFlight: false, waiters: []) }
+    /// Loads orders read at boot, each shard's under one lock.
+    func load(_ orders: [Order]) {
+        // Through a buffer: fields are read in place, no order is copied.
+        orders.withUnsafeBufferPointer { orders in
+            var byShard = [[Int]](repeating: [], count: OrderTable.shardCount)
+            for index in orders.indices { byShard[shardIndex(orders[index].orderID)].append(index) }
+            for (shard, indices) in zip(shards, byShard) where !indices.isEmpty {
+                shard.withLock { shelf in for index in indices { shelf.packed.store(orders[index]) } }
+            }
+        }
     }
 
     /// Every durable order (for verification); a consistent view per shard.
     func all() -> [Order] {
         var result: [Order] = []
         for shard in shards {
-            shard.withLock { map in
-                for entry in map.values { if let order = entry.order { result.append(order) } }
+            shard.withLock { shelf in
+                result.reserveCapacity(result.count + shelf.packed.count)
+                shelf.packed.forEach { result.append($0) }
             }
         }
         return result
     }
 
-    /// Number of orders known.
-    var count: Int { shards.reduce(0) { sum, shard in sum + shard.withLock { $0.count } } }
+    /// Number of orders known (written, or being created).
+    var count: Int {
+        shards.reduce(0) { sum, shard in
+            sum + shard.withLock { shelf in shelf.packed.count + shelf.busy.keys.filter { !shelf.packed.contains($0) }.count }
+        }
+    }
+
+    /// Bytes the shards' packed orders take (encodings, including superseded ones not yet
+    /// reclaimed); for tests and the boot benchmark.
+    var packedBytes: Int { shards.reduce(0) { sum, shard in sum + shard.withLock { $0.packed.byteCount } } }
+}
+
+/// One shard of the table: its orders, packed, and the ones with an operation in flight.
+struct Shelf {
+    var packed = PackedOrders()
+    /// Orders with an operation in flight, and the continuations waiting for it to end.
+    var busy: [String: [@Sendable () -> Void]] = [:]
 }
 
 /// A user's orders, for "my codes" queries. Sharded like `OrderTable`.
@@ -150,14 +157,31 @@ final class UserIndex: Sendable {
 
     init() { shards = (0..<OrderTable.shardCount).map { _ in Shard([:]) } }
 
-    private func shard(_ user: String) -> Shard<[String: [String]]> {
+    private func shardIndex(_ user: String) -> Int {
         var hasher = Hasher()
         hasher.combine(user)
-        return shards[Int(UInt(bitPattern: hasher.finalize()) % UInt(OrderTable.shardCount))]
+        return Int(UInt(bitPattern: hasher.finalize()) % UInt(OrderTable.shardCount))
     }
+
+    private func shard(_ user: String) -> Shard<[String: [String]]> { shards[shardIndex(user)] }
 
     func add(user: String, orderID: String) {
         shard(user).withLock { $0[user, default: []].append(orderID) }
+    }
+
+    /// Adds orders read at boot (in their order), each shard's under one lock.
+    func add(_ orders: [Order]) {
+        // Through a buffer: fields are read in place, no order is copied (each copy would
+        // retain its codes, which the order table's thread is retaining at the same moment).
+        orders.withUnsafeBufferPointer { orders in
+            var byShard = [[Int]](repeating: [], count: OrderTable.shardCount)
+            for index in orders.indices { byShard[shardIndex(orders[index].user)].append(index) }
+            for (shard, indices) in zip(shards, byShard) where !indices.isEmpty {
+                shard.withLock { map in
+                    for index in indices { map[orders[index].user, default: []].append(orders[index].orderID) }
+                }
+            }
+        }
     }
 
     func orders(of user: String) -> [String] { shard(user).withLock { $0[user] ?? [] } }

@@ -122,12 +122,26 @@ extension EngineCore {
             }
         }
 
-        // Memory orders agree with disk.
+        // Memory orders agree with disk, every field (memory holds them packed).
         for order in snapshot.orders {
-            if let memory = orders.get(order.orderID), memory.state != order.state || memory.codes != order.codes {
-                fail("memory", "order \(order.orderID): memory says \(memory.state), disk says \(order.state)")
-            } else if orders.get(order.orderID) == nil {
+            guard let memory = orders.get(order.orderID) else {
                 fail("memory", "order \(order.orderID) is on disk but not in memory")
+                continue
+            }
+            if memory.state != order.state || memory.codes != order.codes {
+                fail("memory", "order \(order.orderID): memory says \(memory.state), disk says \(order.state)")
+            } else if memory != order {
+                let fields: [(String, Bool)] = [
+                    ("seq", memory.seq == order.seq), ("user", memory.user == order.user), ("sku", memory.sku == order.sku),
+                    ("units", memory.units == order.units), ("payment_ref", memory.paymentRef == order.paymentRef),
+                    ("ttl_ms", memory.ttlMs == order.ttlMs), ("expires_at_ms", memory.expiresAtMs == order.expiresAtMs),
+                    ("created_at_ms", memory.createdAtMs == order.createdAtMs),
+                    ("updated_at_ms", memory.updatedAtMs == order.updatedAtMs),
+                    ("amount_cents", memory.amountCents == order.amountCents), ("labels", memory.labels == order.labels),
+                    ("subsidy_cents", memory.subsidyCents == order.subsidyCents),
+                ]
+                fail("memory", "order \(order.orderID): memory and disk differ in "
+                    + fields.filter { !$0.1 }.map(\.0).joined(separator: ", "))
             }
         }
 

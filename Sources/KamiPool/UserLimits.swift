@@ -54,6 +54,22 @@ public final class UserLimits: Sendable {
         }
     }
 
+    /// Adds what users hold at boot (no limit applies), each shard's under one lock.
+    public func restore(_ holdings: [(user: String, sku: SkuID, units: Int)]) {
+        var byShard = [[Int]](repeating: [], count: shards.count)
+        for (index, holding) in holdings.enumerated() {
+            precondition(holding.units >= 1, "restore: units \(holding.units) must be at least 1")
+            byShard[Int(UInt(bitPattern: holding.user.hashValue) % UInt(shards.count))].append(index)
+        }
+        for (shard, indices) in zip(shards, byShard) where !indices.isEmpty {
+            shard.withLock { shard in
+                for index in indices {
+                    shard.units[UserSku(user: holdings[index].user, sku: holdings[index].sku), default: 0] += holdings[index].units
+                }
+            }
+        }
+    }
+
     /// Gives back `units` of `sku` that `user` held (a released or expired hold, a refund).
     ///
     /// - Precondition: the user holds at least `units` of `sku`.

@@ -364,14 +364,7 @@ struct RecordWriter {
 
     mutating func u8(_ value: UInt8) { bytes.append(value) }
 
-    mutating func i64(_ value: Int64) {
-        var v = UInt64(bitPattern: (value << 1) ^ (value >> 63))
-        while v >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        bytes.append(UInt8(v))
-    }
+    mutating func i64(_ value: Int64) { Varint.append(value, to: &bytes) }
 
     mutating func optionalI64(_ value: Int64?) {
         if let value {

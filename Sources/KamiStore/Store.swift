@@ -284,7 +284,7 @@ public final class Store: Sendable {
     /// `orders` (boot with millions of orders: one copy in memory, not two), after
     /// `ordersExpected` was told about how many there are (the highest sequence number).
     public func loadSnapshot(
-        ordersExpected: ((Int) -> Void)? = nil, onOrder: ((Order) -> Void)? = nil
+        ordersExpected: ((Int) -> Void)? = nil, onOrder: ((consuming Order) -> Void)? = nil
     ) throws(KamiError) -> RecoverySnapshot {
         try read { db throws(SQLiteError) in
             var snapshot = RecoverySnapshot()
