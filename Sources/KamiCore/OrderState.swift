@@ -105,7 +105,8 @@ public enum OrderState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 
     /// `holdsCodes` of each state as a bit (it is asked for every order at boot).
     private static let holdsCodesBits: UInt32 = allCases.reduce(0) { bits, state in
-        state.codeStates?.contains(where: \.isHeld) == true ? bits | 1 << UInt32(state.rawValue) : bits
+        precondition(state.rawValue < 32, "holdsCodesBits holds 32 states")
+        return state.codeStates?.contains(where: \.isHeld) == true ? bits | 1 << UInt32(state.rawValue) : bits
     }
 
     public var description: String {

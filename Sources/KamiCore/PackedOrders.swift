@@ -56,21 +56,46 @@ public struct PackedOrders: Sendable {
         let offset = UInt32(bytes.count)
         encode(order)
         if let old = slots.updateValue(offset, forKey: order.orderID) {
-            garbage += decode(order.orderID, at: Int(old)).end - Int(old)
+            garbage += end(at: Int(old)) - Int(old)
             if garbage > compactAfterBytes && garbage > bytes.count / 2 { compact() }
         }
     }
 
-    /// Copies the live encodings to a new array, dropping the superseded ones.
+    /// Copies the live encodings to a new array, dropping the superseded ones (bytes are
+    /// copied as they are: an encoding holds no offsets).
     @usableFromInline mutating func compact() {
-        var live: [Order] = []
-        live.reserveCapacity(slots.count)
-        forEach { live.append($0) }
-        let size = bytes.count - garbage
-        bytes = []
-        bytes.reserveCapacity(size)
+        var live: [UInt8] = []
+        live.reserveCapacity(bytes.count - garbage)
+        let old = bytes
+        slots = slots.mapValues { offset in
+            let start = Int(offset)
+            let moved = UInt32(live.count)
+            live.append(contentsOf: old[start..<end(at: start)])
+            return moved
+        }
+        bytes = live
         garbage = 0
-        for order in live { slots[order.orderID] = UInt32(bytes.count); encode(order) }
+    }
+
+    /// Where the encoding at `offset` ends (read without building the order).
+    @usableFromInline func end(at offset: Int) -> Int {
+        bytes.withUnsafeBufferPointer { buffer in
+            var at = offset
+            func skipInt(_ count: Int = 1) { for _ in 0..<count { _ = Varint.readTrusted(buffer, at: &at) } }
+            skipInt()                                  // seq
+            at += Int(Varint.readTrusted(buffer, at: &at))  // user
+            skipInt(2)                                 // SKU, units
+            at += 1                                    // state
+            let paymentLength = Int(Varint.readTrusted(buffer, at: &at))
+            at += max(0, paymentLength - 1)
+            skipInt(2 * Int(Varint.readTrusted(buffer, at: &at)))  // codes
+            skipInt(4)                                 // TTL, expiry, creation, update
+            let hasAmount = buffer[at] != 0
+            at += 1
+            if hasAmount { skipInt() }
+            skipInt(2)                                 // subsidy, labels
+            return at
+        }
     }
 
     @inlinable
@@ -90,8 +115,9 @@ public struct PackedOrders: Sendable {
 
     /// The encoding: seq, user, SKU, units, state, payment ref (length + 1, 0: none), the
     /// codes (count, then each id as a difference from the one before and its SKU as a
-    /// difference from the order's), TTL, expiry, creation, update − creation, amount (1 +
-    /// amount, or 0: none), subsidy, labels number. The order id is the key.
+    /// difference from the order's), TTL, expiry, creation, update − creation, amount (a byte
+    /// 1 then the amount, or a byte 0: none), subsidy, labels number. The order id is the key.
+    /// `end(at:)` walks the same fields.
     @inlinable
     mutating func encode(_ order: Order) {
         Varint.append(order.seq, to: &bytes)

@@ -80,14 +80,21 @@ final class EngineCore: Sendable {
         var batch: [Order] = []
         batch.reserveCapacity(EngineCore.bootBatch)
         let loader = BootLoader(ahead: EngineCore.bootBatchesAhead)
-        let snapshot = try store.loadSnapshot(ordersExpected: { [orders] count in orders.reserve(count) },
+        let snapshot: RecoverySnapshot
+        do {
+            snapshot = try store.loadSnapshot(ordersExpected: { [orders] count in orders.reserve(count) },
                                               onOrder: { [self] order in
-            batch.append(order)
-            if batch.count == EngineCore.bootBatch {
-                restore(batch, loader: loader)
-                batch.removeAll(keepingCapacity: true)
-            }
-        })
+                batch.append(order)
+                if batch.count == EngineCore.bootBatch {
+                    restore(batch, loader: loader)
+                    batch.removeAll(keepingCapacity: true)
+                }
+            })
+        } catch {
+            // Nothing keeps filling the tables (or holds the store) after the open failed.
+            loader.finish()
+            throw error
+        }
         restore(batch, loader: loader)
         loader.finish()
         nextSeq.store(snapshot.maxOrderSeq + 1, ordering: .relaxed)

@@ -135,7 +135,11 @@ final class OrderTable: Sendable {
     /// Number of orders known (written, or being created).
     var count: Int {
         shards.reduce(0) { sum, shard in
-            sum + shard.withLock { shelf in shelf.packed.count + shelf.busy.keys.filter { !shelf.packed.contains($0) }.count }
+            sum + shard.withLock { shelf in
+                var creating = 0
+                for orderID in shelf.busy.keys where !shelf.packed.contains(orderID) { creating += 1 }
+                return shelf.packed.count + creating
+            }
         }
     }
 

@@ -150,16 +150,19 @@ extension IssueLog {
     /// committed never reaches the orders, codes and ledger. (The chain of those entries is
     /// `kamictl audit verify`'s to check; this is the link from the entries to the records.)
     static func checkCovered(from first: Int64, digests: [ArraySlice<UInt8>], db: Connection) throws(SQLiteError) -> String? {
-        guard !digests.isEmpty else { return nil }
+        // `last` < `first` when no record follows: then any entry covering one is a cut tail.
         let last = first + Int64(digests.count) - 1
         // The entries that cover them are the last ones holding digests: walk back from the end.
-        let stmt = try db.prepare("SELECT seq, detail, records FROM audit WHERE records IS NOT NULL ORDER BY seq DESC")
+        let stmt = try db.prepare("SELECT seq, event, detail, records FROM audit WHERE records IS NOT NULL ORDER BY seq DESC")
         defer { stmt.reset() }
-        var covered = Set<Int64>()
+        // The highest record no entry walked so far covers.
+        var next = last
         while try stmt.step() {
             let entry = stmt.int64(0)
-            let held = stmt.blob(2)
-            guard let (start, count) = parseDetail(stmt.text(1) ?? ""), held.count == count * digestBytes else {
+            let held = stmt.blob(3)
+            guard stmt.text(1) == auditEvent, let (start, count) = parseDetail(stmt.text(2) ?? ""),
+                held.count == count * digestBytes
+            else {
                 return "audit entry \(entry) holds record digests but is not a well-formed issue-log entry"
             }
             let end = start + Int64(count) - 1
@@ -167,18 +170,20 @@ extension IssueLog {
             if end > last {
                 return "issue_log record \(max(last + 1, start)) is missing (audit entry \(entry) covers records \(start)...\(end))"
             }
+            if end < next { return "issue_log record \(end + 1) is covered by no audit entry" }
+            if end > next {
+                return "audit entry \(entry) covers records \(start)...\(end), some of them covered by a later entry too"
+            }
             for seq in max(start, first)...end {
                 let index = Int(seq - start) * digestBytes
                 guard digests[Int(seq - first)].elementsEqual(held[index..<(index + digestBytes)]) else {
                     return "issue_log record \(seq) was modified (its digest in audit entry \(entry) does not match)"
                 }
-                covered.insert(seq)
             }
+            next = start - 1
             if start <= first { break }
         }
-        if covered.count < digests.count, let missing = (first...last).first(where: { !covered.contains($0) }) {
-            return "issue_log record \(missing) is covered by no audit entry"
-        }
+        if next >= first { return "issue_log record \(first) is covered by no audit entry" }
         return nil
     }
 }

@@ -330,11 +330,16 @@ final class StoreTests: XCTestCase {
             XCTAssertEqual(try raw.scalarInt("SELECT COUNT(*) FROM issue_log"), 10)
             XCTAssertEqual(try raw.scalarInt("SELECT COUNT(*) FROM orders"), 0, "nothing was derived before the copy")
         }
-        // A record changed on disk after its commit, or cut from the log's end, is never derived:
-        // the store refuses to open and names it.
+        // A record changed on disk after its commit, or cut from the log's end (even every
+        // record not yet derived), is never derived: the store refuses to open and names it.
         for (tamper, expected) in [("UPDATE issue_log SET subject = 'order:forged' WHERE seq = 4",
                                     "issue_log record 4 was modified (its digest in audit entry"),
-                                   ("DELETE FROM issue_log WHERE seq = 10", "issue_log record 10 is missing (audit entry")] {
+                                   ("DELETE FROM issue_log WHERE seq = 10", "issue_log record 10 is missing (audit entry"),
+                                   ("DELETE FROM issue_log", "issue_log record 10 is missing (audit entry"),
+                                   ("""
+                                    INSERT INTO issue_log(seq, at_ms, event, subject, detail, rec)
+                                        SELECT 11, at_ms, event, subject, detail, rec FROM issue_log WHERE seq = 10
+                                    """, "issue_log record 11 is covered by no audit entry")] {
             let bad = copy + "-bad"
             try? FileManager.default.removeItem(atPath: bad)
             defer { try? FileManager.default.removeItem(atPath: bad) }
