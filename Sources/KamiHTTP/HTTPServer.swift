@@ -20,7 +20,8 @@ public final class HTTPResponder: Sendable {
 
 /// How an `HTTPServer` bounds its clients.
 public struct HTTPServerOptions: Sendable, Hashable {
-    /// Most connections at once; past it new ones are closed at once.
+    /// Most connections at once; past it new ones are answered 503 (with `Retry-After: 1`) and
+    /// closed at once (over TLS: closed, there is no handshake to answer in).
     public var maxConnections = 1_024
     /// A request must arrive whole within this long of its first byte (or of the connection).
     public var requestTimeoutMs: Int64 = 10_000
@@ -130,6 +131,9 @@ public final class HTTPServer: @unchecked Sendable {
                 return
             }
             guard conns.count < options.maxConnections else {
+                // Over the limit: a plain client is told so (503, as nginx's limit_conn does)
+                // rather than cut off; a TLS one cannot be without a handshake.
+                if tls == nil { HTTPServer.refuseBusy(fd) }
                 close(fd)
                 continue
             }
@@ -153,6 +157,25 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     fileprivate func closed(_ fd: Int32) { conns[fd] = nil }
+
+    /// What a connection over `maxConnections` gets before it is closed.
+    static let busyResponse: [UInt8] = {
+        var headers = HTTPHeaders([("Content-Type", "text/plain; charset=utf-8")])
+        headers.add("Retry-After", "1")
+        return HTTPResponse(status: 503, headers: headers, body: Array("too many connections; retry later\n".utf8))
+            .serialized(close: true)
+    }()
+
+    /// Writes the 503 to a just-accepted socket (its send buffer is empty, so one
+    /// non-blocking send takes it all), ends the sending side, and reads what the client sent
+    /// so far, so that closing does not reset the connection before the client reads the 503.
+    private static func refuseBusy(_ fd: Int32) {
+        _ = busyResponse.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+        shutdown(fd, Int32(SHUT_WR))
+        var scratch = [UInt8](repeating: 0, count: 4_096)
+        var reads = 0
+        while reads < 4, recv(fd, &scratch, scratch.count, Int32(MSG_DONTWAIT)) > 0 { reads += 1 }
+    }
 
     fileprivate func dispatch(_ request: HTTPRequest, conn: ServerConn) {
         let generation = conn.generation

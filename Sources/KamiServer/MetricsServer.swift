@@ -9,7 +9,7 @@ import Synchronization
 /// HTTP/1.1 implementation kamid has, shared with supplier callbacks) on an `IOLoop` of its
 /// own, never on an event loop of the storefront protocol: a slow scrape or page never
 /// delays an order. One request per connection (`Connection: close`, as scrapers expect),
-/// at most `clientsMax` connections at once, each given `requestTimeoutMs` to send its
+/// at most `clientsMax` connections at once (more are answered 503), each given `requestTimeoutMs` to send its
 /// request (headers at most `requestBytesMax`); a connection that says nothing by then is
 /// answered 408.
 public final class MetricsServer: @unchecked Sendable {

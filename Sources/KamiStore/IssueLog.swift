@@ -97,6 +97,12 @@ enum IssueLog {
         do {
             try db.execute("BEGIN IMMEDIATE")
             let from = try derivedSeq(db)
+            let lastRecord = try lastSeq(db)
+            guard from <= lastRecord else {
+                try? db.execute("ROLLBACK")
+                throw StoreError.corrupt("meta.\(derivedKey) says record \(from) was derived, but the issue log ends at "
+                    + "record \(lastRecord) (records cut from it, or the meta row edited). Run `kamictl audit verify` on a copy")
+            }
             let stmt = try db.prepare(
                 "SELECT seq, at_ms, event, subject, detail, rec FROM issue_log WHERE seq > ? ORDER BY seq")
             stmt.bind(1, from)

@@ -207,6 +207,20 @@ final class MetricsTests: XCTestCase {
         let big = try httpExchange(port: endpoint.port, "GET /metrics HTTP/1.1\r\nX: " + String(repeating: "a", count: 10_000))
         XCTAssertEqual(big.status, "HTTP/1.1 431 Request Header Fields Too Large")
 
+        // Past 32 connections at once, a 33rd is answered 503 (not cut off); once they close,
+        // the port serves again.
+        var crowd: [RawClient] = []
+        for _ in 0..<32 { crowd.append(try RawClient(port: endpoint.port, timeoutMs: 5_000)) }
+        XCTAssertEqual(try httpExchange(port: endpoint.port, "GET /metrics HTTP/1.1\r\n\r\n").status,
+                       "HTTP/1.1 503 Service Unavailable")
+        crowd.removeAll()
+        var served = false
+        for _ in 0..<50 where !served {
+            served = try httpExchange(port: endpoint.port, "GET /healthz HTTP/1.1\r\n\r\n").status == "HTTP/1.1 200 OK"
+            if !served { usleep(20_000) }
+        }
+        XCTAssertTrue(served, "the port serves again once the crowd is gone")
+
         // Only loopback.
         let public0 = MetricsServer(address: .tcp(host: "0.0.0.0", port: 0), logger: Logger(level: .error),
                                     readiness: { (true, "") }, render: { "" })

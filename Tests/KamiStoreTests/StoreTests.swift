@@ -339,7 +339,9 @@ final class StoreTests: XCTestCase {
                                    ("""
                                     INSERT INTO issue_log(seq, at_ms, event, subject, detail, rec)
                                         SELECT 11, at_ms, event, subject, detail, rec FROM issue_log WHERE seq = 10
-                                    """, "issue_log record 11 is covered by no audit entry")] {
+                                    """, "issue_log record 11 is covered by no audit entry"),
+                                   ("INSERT OR REPLACE INTO meta(key, value) VALUES('issue_log_derived', '12')",
+                                    "says record 12 was derived, but the issue log ends at record 10")] {
             let bad = copy + "-bad"
             try? FileManager.default.removeItem(atPath: bad)
             defer { try? FileManager.default.removeItem(atPath: bad) }

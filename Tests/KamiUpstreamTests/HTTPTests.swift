@@ -100,6 +100,66 @@ final class HTTPTests: XCTestCase {
         XCTAssertFalse(refused.sent)
     }
 
+    /// A plain connection over `maxConnections` is answered 503 with `Retry-After` before it is
+    /// closed (the metrics port past its 32 scrapers), not cut off; the ones inside the limit
+    /// are still served.
+    func testAConnectionOverTheLimitIsAnswered503() throws {
+        let loop = IOLoop(name: "test-http-busy")
+        defer { loop.stop() }
+        var options = HTTPServerOptions()
+        options.maxConnections = 2
+        let server = HTTPServer(host: "127.0.0.1", port: 0, options: options, loop: loop) { _, responder in
+            responder.respond(HTTPResponse(status: 200, text: "ok"))
+        }
+        try server.start()
+        defer { server.stop() }
+        let request = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        // Two kept-alive connections, each answered once (so both are accepted and held).
+        var held: [Int32] = []
+        defer { for fd in held { close(fd) } }
+        for _ in 0..<2 {
+            let fd = try connectRaw(port: server.port)
+            held.append(fd)
+            _ = request.withCString { Glibc.send(fd, $0, strlen($0), 0) }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let count = recv(fd, &buffer, buffer.count, 0)
+            XCTAssertTrue(String(decoding: buffer[0..<max(0, count)], as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+        }
+        let extra = try connectRaw(port: server.port)
+        defer { close(extra) }
+        _ = request.withCString { Glibc.send(extra, $0, strlen($0), 0) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var received: [UInt8] = []
+        while true {
+            let count = recv(extra, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            received += buffer[0..<count]
+        }
+        let text = String(decoding: received, as: UTF8.self)
+        XCTAssertTrue(text.hasPrefix("HTTP/1.1 503"), text)
+        XCTAssertTrue(text.contains("Retry-After: 1"), text)
+        XCTAssertTrue(text.contains("Connection: close"), text)
+        // The held ones still work.
+        _ = request.withCString { Glibc.send(held[0], $0, strlen($0), 0) }
+        let count = recv(held[0], &buffer, buffer.count, 0)
+        XCTAssertTrue(String(decoding: buffer[0..<max(0, count)], as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+    }
+
+    private func connectRaw(port: UInt16) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        XCTAssertEqual(connected, 0)
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        return fd
+    }
+
     func testServerAnswersMalformedRequestsWithAStatusAndCloses() throws {
         let loop = IOLoop(name: "test-http-bad")
         defer { loop.stop() }
