@@ -248,7 +248,7 @@ public final class SupplierSim: @unchecked Sendable {
     }
 
     private func set(_ request: HTTPRequest) -> HTTPResponse {
-        guard request.method == "POST", let form = SupplierWire.formDecode(request.bodyText) else {
+        guard request.method == "POST", let form = HTTPForm.decode(request.bodyText) else {
             return HTTPResponse(status: 400, text: "POST form fields\n")
         }
         for (name, value) in form {

@@ -85,7 +85,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             }
         }
         _ = KamiPeerWire.parse(bytes, isPlace: bytes.count % 2 == 0, customerOrderNo: "o1")
-        _ = SupplierWire.formDecode(String(decoding: bytes, as: UTF8.self))
+        _ = HTTPForm.decode(String(decoding: bytes, as: UTF8.self))
     }
 
     /// Binary request frames, decoded one after another as a connection would; then the same

@@ -2,7 +2,6 @@ import Foundation
 import KamiCore
 import KamiCrypto
 import KamiHTTP
-import KamiUpstream
 import Synchronization
 
 /// Who may see the dashboard. Without a token (`dashboard_token_file` unset) everyone who
@@ -85,7 +84,7 @@ public final class DashboardGate: Sendable {
             return state.count >= Self.loginFailuresPerMinuteMax
         }
         if throttled { return .throttled }
-        let presented = SupplierWire.formDecode(formBody)?["token"].map { Array($0.utf8) } ?? []
+        let presented = HTTPForm.decode(formBody)?["token"].map { Array($0.utf8) } ?? []
         guard constantTimeEquals(presented, key) else {
             failures.withLock { state in
                 if state.minute != minute { state = (minute, 0) }

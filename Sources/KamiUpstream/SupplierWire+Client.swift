@@ -47,7 +47,7 @@ extension SupplierWire {
             parameters["sign"] = formSign(parameters, key: credentials.key, digest: credentials.digest)
             return HTTPRequest(method: "POST", target: prefix + path,
                                headers: HTTPHeaders([("Content-Type", "application/x-www-form-urlencoded")]),
-                               body: Array(formEncode(parameters).utf8))
+                               body: Array(HTTPForm.encode(parameters).utf8))
         case .gateway:
             let method: String
             var biz: [String: Any] = [:]
@@ -83,7 +83,7 @@ extension SupplierWire {
                 body = json(object)
             case .query(let number):
                 method = "GET"
-                path = prefix + "/v1/orders/" + percent(number)
+                path = prefix + "/v1/orders/" + HTTPForm.percent(number)
             case .products:
                 method = "GET"
                 path = prefix + "/v1/products"
@@ -291,7 +291,7 @@ extension SupplierWire {
         let window = windowSeconds(style)
         switch style {
         case .form, .kami:
-            guard let form = formDecode(request.bodyText) ?? formDecode(request.query) else {
+            guard let form = HTTPForm.decode(request.bodyText) ?? HTTPForm.decode(request.query) else {
                 return .failure(CallbackProblem("malformed form body"))
             }
             guard let sign = form["sign"], sameSignature(sign, formSign(form, key: credentials.callbackKey, digest: credentials.digest)) else {

@@ -41,7 +41,7 @@ extension SupplierWire {
         let window = windowSeconds(style)
         switch style {
         case .form, .kami:
-            guard let form = formDecode(request.bodyText) else { return .failure(.malformed("form body")) }
+            guard let form = HTTPForm.decode(request.bodyText) else { return .failure(.malformed("form body")) }
             guard let sign = form["sign"], sameSignature(sign, formSign(form, key: key, digest: digest)) else {
                 return .failure(.badSignature)
             }
@@ -106,7 +106,7 @@ extension SupplierWire {
                                                   notifyURL: string(object["notify_url"]), account: string(object["account"]))))
             }
             if request.method == "GET", parts.count >= 2, parts[parts.count - 2] == "orders",
-               let number = unpercent(Substring(parts[parts.count - 1])) {
+               let number = HTTPForm.unpercent(Substring(parts[parts.count - 1])) {
                 return .success(.query(customerOrderNo: number))
             }
             if request.method == "GET", parts.last == "products" { return .success(.products) }
@@ -249,7 +249,7 @@ extension SupplierWire {
             form["sign"] = formSign(form, key: key, digest: digest)
             return HTTPRequest(method: "POST", target: notify.target,
                                headers: HTTPHeaders([("Content-Type", "application/x-www-form-urlencoded")]),
-                               body: Array(formEncode(form).utf8))
+                               body: Array(HTTPForm.encode(form).utf8))
         case .gateway:
             var parameters = ["app_key": merchantID, "method": "kami.order.notify", "timestamp": gatewayTime(nowSeconds),
                               "sign_type": digest.rawValue, "biz_content": jsonText(object)]

@@ -23,7 +23,7 @@ public enum SupplierWire {
     /// `form`: upper-case hex MD5 (or SHA-256) of the parameters sorted by name as
     /// `k=v&k=v` (without `sign`, empty values left out) plus `&apikey=KEY`.
     public static func formSign(_ parameters: [String: String], key: [UInt8], digest: SignDigest) -> String {
-        let text = parameters.filter { $0.key != "sign" && !$0.value.isEmpty }.sorted { byteOrder($0.key, $1.key) }
+        let text = parameters.filter { $0.key != "sign" && !$0.value.isEmpty }.sorted { HTTPForm.byteOrder($0.key, $1.key) }
             .map { "\($0.key)=\($0.value)" }.joined(separator: "&") + "&apikey=" + String(decoding: key, as: UTF8.self)
         return hexDigest(Array(text.utf8), digest).uppercased()
     }
@@ -31,7 +31,7 @@ public enum SupplierWire {
     /// `gateway`: lower-case hex MD5 (or SHA-256) of the parameters sorted by name as
     /// `k=v&k=v` (without `sign`) followed directly by the secret.
     public static func gatewaySign(_ parameters: [String: String], key: [UInt8], digest: SignDigest) -> String {
-        let text = parameters.filter { $0.key != "sign" }.sorted { byteOrder($0.key, $1.key) }
+        let text = parameters.filter { $0.key != "sign" }.sorted { HTTPForm.byteOrder($0.key, $1.key) }
             .map { "\($0.key)=\($0.value)" }.joined(separator: "&") + String(decoding: key, as: UTF8.self)
         return hexDigest(Array(text.utf8), digest)
     }
@@ -85,64 +85,6 @@ public enum SupplierWire {
         return Int64(timegm(&parts))
     }
 
-    // MARK: form encoding
-
-    static let unreserved = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~".utf8)
-
-    /// `application/x-www-form-urlencoded` of sorted parameters.
-    public static func formEncode(_ parameters: [String: String]) -> String {
-        parameters.sorted { byteOrder($0.key, $1.key) }.map { "\(percent($0.key))=\(percent($0.value))" }.joined(separator: "&")
-    }
-
-    static func percent(_ text: String) -> String {
-        let hex = Array("0123456789ABCDEF".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(text.utf8.count)
-        for byte in text.utf8 {
-            if unreserved.contains(byte) {
-                out.append(byte)
-            } else {
-                out.append(UInt8(ascii: "%"))
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0x0F)])
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    /// Sorting "by name" as signatures define it: by bytes (ASCII order), never by the
-    /// locale's collation.
-    static func byteOrder(_ a: String, _ b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
-
-    /// Parses a form body (or query); nil when a pair or an escape is malformed.
-    public static func formDecode(_ text: String) -> [String: String]? {
-        var result: [String: String] = [:]
-        for pair in text.split(separator: "&", omittingEmptySubsequences: true) {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = unpercent(parts[0]), let value = unpercent(parts.count > 1 ? parts[1] : "") else { return nil }
-            guard result[name] == nil else { return nil }
-            result[name] = value
-        }
-        return result
-    }
-
-    static func unpercent(_ text: Substring) -> String? {
-        var bytes: [UInt8] = []
-        var iterator = Array(text.utf8).makeIterator()
-        while let byte = iterator.next() {
-            if byte == UInt8(ascii: "+") {
-                bytes.append(32)
-            } else if byte == UInt8(ascii: "%") {
-                guard let high = iterator.next(), let low = iterator.next(),
-                      let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16) else { return nil }
-                bytes.append(value)
-            } else {
-                bytes.append(byte)
-            }
-        }
-        return String(validating: bytes, as: UTF8.self)
-    }
-
     // MARK: JSON helpers
 
     /// JSON of dictionaries, arrays, strings, integers and booleans, keys sorted by bytes
@@ -170,7 +112,7 @@ public enum SupplierWire {
             out.append(UInt8(ascii: "]"))
         case let object as [String: Any]:
             out.append(UInt8(ascii: "{"))
-            for (index, key) in object.keys.sorted(by: byteOrder).enumerated() {
+            for (index, key) in object.keys.sorted(by: HTTPForm.byteOrder).enumerated() {
                 if index > 0 { out.append(UInt8(ascii: ",")) }
                 writeString(key, &out)
                 out.append(UInt8(ascii: ":"))

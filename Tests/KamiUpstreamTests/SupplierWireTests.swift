@@ -116,8 +116,8 @@ final class SupplierWireTests: XCTestCase {
 
     func testFormEncodingRoundTripsAndRefusesBadEscapes() {
         let parameters = ["a": "x y&z=é", "b": "", "c": "100%"]
-        XCTAssertEqual(SupplierWire.formDecode(SupplierWire.formEncode(parameters)), parameters)
-        XCTAssertNil(SupplierWire.formDecode("a=%zz"))
-        XCTAssertNil(SupplierWire.formDecode("a=1&a=2"))
+        XCTAssertEqual(HTTPForm.decode(HTTPForm.encode(parameters)), parameters)
+        XCTAssertNil(HTTPForm.decode("a=%zz"))
+        XCTAssertNil(HTTPForm.decode("a=1&a=2"))
     }
 }
