@@ -91,7 +91,9 @@ enum EngineBench {
 
     /// Builds a data directory with `codes` available codes (imports of 1M rows each), then
     /// opens it in a fresh child process and reports time to ready and resident memory.
-    static func boot(codes: Int, orders: Int = 0, keep: String?) {
+    /// `longIDs`: order ids (30 bytes) and user ids (25 bytes, one user per two orders) as
+    /// shops send them, too long for Swift's inline strings; else short ones, ten orders a user.
+    static func boot(codes: Int, orders: Int = 0, longIDs: Bool = false, keep: String?) {
         let directory = keep ?? tempDirectory("boot")
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let keyPath = directory + "/master.key"
@@ -129,12 +131,13 @@ enum EngineBench {
                 let seq = Int64(n + 1)
                 let code = first + Int64(n)
                 let order = Order(
-                    seq: seq, orderID: "past-\(n)", user: "u\(n % 1_000_000)", sku: sku, units: 1, state: .committed,
-                    paymentRef: "pay-\(n)", codes: [OrderCode(codeID: code, sku: sku)], ttlMs: 0, expiresAtMs: 0,
+                    seq: seq, orderID: longIDs ? "TB2026120512\(String(1_000_000_000_000_000 + n).dropFirst())" : "past-\(n)",
+                    user: longIDs ? "wx_oA1b2C3d4E5f6-\(10_000_000 + n / 2)" : "u\(n % 1_000_000)", sku: sku, units: 1,
+                    state: .committed, paymentRef: "pay-\(n)", codes: [OrderCode(codeID: code, sku: sku)], ttlMs: 0, expiresAtMs: 0,
                     createdAtMs: 1_700_000_000_000, updatedAtMs: 1_700_000_000_000, amountCents: 990)
                 store.writer.submit(.writeOrder(
                     order, codes: [CodeChange(codeID: code, from: .available, to: .issued, orderSeq: seq)],
-                    audit: AuditEvent("issue", subject: "order:past-\(n)", detail: "seq=\(seq) codes=\(code)"))) { result in
+                    audit: AuditEvent("issue", subject: "order:\(order.orderID)", detail: "seq=\(seq) codes=\(code)"))) { result in
                     if case .failure(let error) = result { fatalError("past order \(n): \(error)") }
                     window.signal()
                     group.leave()
@@ -146,7 +149,7 @@ enum EngineBench {
             group.wait()
             engine.close()
         }
-        print("boot with \(codes) codes and \(min(orders, codes)) past orders (fresh process, durability full):")
+        print("boot with \(codes) codes and \(min(orders, codes)) past orders\(longIDs ? " (long ids)" : "") (fresh process, durability full):")
         let output = runChild(["boot-open", directory])
         print(output)
         if keep == nil { try? FileManager.default.removeItem(atPath: directory) }

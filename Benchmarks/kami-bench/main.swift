@@ -3,8 +3,8 @@
 //   kami-bench pool                       lock-free vs mutex pool microbenchmark
 //   kami-bench store [--durability full|normal] [--seconds S] [--batch N]
 //                                         group-commit throughput at batch sizes 1, 64, 1024
-//   kami-bench boot [--codes N] [--orders N] [--keep DIR]
-//                                         time to ready and RSS with N available codes
+//   kami-bench boot [--codes N] [--orders N] [--long-ids] [--keep DIR]
+//                                         time to ready and RSS with N codes and past orders
 //   kami-bench import [--rows N] [--xlsx] CSV (or .xlsx) import rows/s and peak memory
 //   kami-bench load [--connections C] [--depth D] [--seconds S] [--codes N]
 //                                         binary issue load against a kamid it starts (durability full)
@@ -35,7 +35,7 @@ func usage() -> Never {
     print("""
         usage: kami-bench pool
                kami-bench store [--durability full|normal] [--seconds S] [--batch N]
-               kami-bench boot [--codes N] [--orders N] [--keep DIR]
+               kami-bench boot [--codes N] [--orders N] [--long-ids] [--keep DIR]
                kami-bench import [--rows N] [--xlsx]
                kami-bench upstream [--connections C] [--depth D] [--requests N] [--seconds S] [--latency-ms MS]
                kami-bench queries [--codes N] [--per-order N] [--rounds N]
@@ -63,7 +63,8 @@ case "store":
                       secondsMax: Double(option("--seconds") ?? "3") ?? 3)
 case "boot":
     EngineBench.boot(codes: Int(option("--codes") ?? "10000000") ?? 10_000_000,
-                     orders: Int(option("--orders") ?? "0") ?? 0, keep: option("--keep"))
+                     orders: Int(option("--orders") ?? "0") ?? 0, longIDs: arguments.contains("--long-ids"),
+                     keep: option("--keep"))
 case "boot-open":
     guard arguments.count == 2 else { usage() }
     EngineBench.bootOpen(directory: arguments[1])
