@@ -54,7 +54,7 @@ let package = Package(
         // The operations over pool + store: the one API the server calls.
         .target(
             name: "KamiEngine",
-            dependencies: ["KamiCore", "KamiPool", "KamiStore", "KamiCrypto", "KamiCSV", "KamiLedger", "KamiXLSX"],
+            dependencies: ["KamiCore", "KamiPool", "KamiStore", "KamiCrypto", "KamiCSV", "KamiLedger", "KamiXLSX", "CKamiLinux"],
             swiftSettings: strict
         ),
 

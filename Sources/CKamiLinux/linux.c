@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "CKamiLinux.h"
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -50,3 +51,5 @@ int kami_thread_nice(int nice) {
 }
 
 int kami_madv_hugepage(void) { return MADV_HUGEPAGE; }
+
+int kami_malloc_trim(void) { return malloc_trim(0); }

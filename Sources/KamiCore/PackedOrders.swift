@@ -1,11 +1,22 @@
+import Glibc
+
 /// Orders kept compactly in memory (the engine's order table, one per shard): each packed as
-/// varints and UTF-8 at the end of one byte array, found by order id. An order stored again
-/// is appended again; the old bytes are reclaimed once they are over half of the array.
-/// About 50 bytes per order plus its dictionary slot, where an `Order` value takes over 150.
+/// varints and UTF-8 at the end of one byte array, its order id first, and found through an
+/// open-addressing table of offsets into that array. An order stored again is appended again;
+/// the old bytes are reclaimed once they are over half of the array. About 60 bytes an order
+/// with short ids (the id stored once, no `String` or dictionary slot per order), where an
+/// `Order` value in a dictionary takes over 300.
+///
+/// Order ids are compared as bytes (they are printable ASCII: `IdentifierRules`).
 public struct PackedOrders: Sendable {
-    /// Order id → offset in `bytes` of the order's latest encoding.
-    @usableFromInline var slots: [String: UInt32] = [:]
+    /// Every encoding, each after the one before.
     @usableFromInline var bytes: [UInt8] = []
+    /// Open addressing with linear probing over a power-of-two number of slots, each the offset
+    /// + 1 in `bytes` of an order's latest encoding (0: empty). At most 70% full; orders are
+    /// never removed, so no slot is ever emptied again.
+    @usableFromInline var slots = [UInt32](repeating: 0, count: 16)
+    /// Orders stored.
+    @usableFromInline var live = 0
     /// Bytes of encodings superseded by a later `store`.
     @usableFromInline var garbage = 0
     /// The distinct labels of this shard's orders (most orders have none); an encoding
@@ -21,59 +32,116 @@ public struct PackedOrders: Sendable {
     /// Makes room for `count` orders (address space for their bytes: only what is written
     /// becomes resident).
     public mutating func reserve(_ count: Int) {
-        slots.reserveCapacity(count)
+        var size = slots.count
+        while size * 7 < count * 10 { size *= 2 }
+        if size > slots.count { grow(to: size) }
         bytes.reserveCapacity(count * PackedOrders.typicalBytes)
     }
 
     /// About the bytes of an order with one code and short ids (`reserve`).
-    static let typicalBytes = 56
+    static let typicalBytes = 64
 
     /// Orders stored.
-    public var count: Int { slots.count }
+    public var count: Int { live }
 
     /// Bytes of the encodings, superseded ones not yet reclaimed included.
     public var byteCount: Int { bytes.count }
 
     /// Whether an order has this id.
-    public func contains(_ orderID: String) -> Bool { slots[orderID] != nil }
+    public func contains(_ orderID: String) -> Bool { PackedOrders.withID(orderID) { find($0).found } }
 
     /// The order with this id, nil when none.
     public func order(_ orderID: String) -> Order? {
-        guard let offset = slots[orderID] else { return nil }
-        return decode(orderID, at: Int(offset)).order
+        let (slot, found) = PackedOrders.withID(orderID) { find($0) }
+        guard found else { return nil }
+        return decode(at: Int(slots[slot] - 1), orderID: orderID).order
     }
 
     /// Calls `body` with every order.
     public func forEach(_ body: (Order) -> Void) {
-        for (orderID, offset) in slots { body(decode(orderID, at: Int(offset)).order) }
+        for value in slots where value != 0 { body(decode(at: Int(value - 1), orderID: nil).order) }
     }
 
     /// Stores `order` as its order id's state (replacing the one stored before).
     @inlinable
     public mutating func store(_ order: Order) {
-        if bytes.count > Int(UInt32.max) - 4_096 { compact() }
-        precondition(bytes.count <= Int(UInt32.max) - 4_096, "an order table shard is over 4 GiB")
-        let offset = UInt32(bytes.count)
+        if bytes.count > Int(UInt32.max) - (1 << 20) { compact() }
+        precondition(bytes.count <= Int(UInt32.max) - (1 << 20), "an order table shard is over 4 GiB")
+        if (live + 1) * 10 > slots.count * 7 { grow(to: slots.count * 2) }
+        let (slot, found) = PackedOrders.withID(order.orderID) { find($0) }
+        let offset = bytes.count
         encode(order)
-        if let old = slots.updateValue(offset, forKey: order.orderID) {
-            garbage += end(at: Int(old)) - Int(old)
-            if garbage > compactAfterBytes && garbage > bytes.count / 2 { compact() }
+        if found {
+            let old = Int(slots[slot] - 1)
+            garbage += end(at: old) - old
+        } else {
+            live += 1
         }
+        slots[slot] = UInt32(offset + 1)
+        if found && garbage > compactAfterBytes && garbage > bytes.count / 2 { compact() }
+    }
+
+    /// Calls `body` with the UTF-8 bytes of `orderID`.
+    @inlinable
+    static func withID<R>(_ orderID: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        var id = orderID
+        return id.withUTF8 { body($0) }
+    }
+
+    @inlinable
+    static func hash(_ id: UnsafeBufferPointer<UInt8>) -> Int {
+        var hasher = Hasher()
+        hasher.combine(bytes: UnsafeRawBufferPointer(id))
+        return hasher.finalize()
+    }
+
+    /// The slot of the order whose id is `id`, or the empty slot where it would go.
+    @usableFromInline func find(_ id: UnsafeBufferPointer<UInt8>) -> (slot: Int, found: Bool) {
+        let mask = slots.count - 1
+        var slot = PackedOrders.hash(id) & mask
+        return bytes.withUnsafeBufferPointer { arena in
+            slots.withUnsafeBufferPointer { table in
+                while true {
+                    let value = table[slot]
+                    if value == 0 { return (slot, false) }
+                    var at = Int(value - 1)
+                    let length = Int(Varint.readTrusted(arena, at: &at))
+                    if length == id.count && (length == 0 || memcmp(arena.baseAddress! + at, id.baseAddress!, length) == 0) {
+                        return (slot, true)
+                    }
+                    slot = (slot + 1) & mask
+                }
+            }
+        }
+    }
+
+    /// Rehashes every order into `count` slots (a power of two).
+    @usableFromInline mutating func grow(to count: Int) {
+        var table = [UInt32](repeating: 0, count: count)
+        let mask = count - 1
+        bytes.withUnsafeBufferPointer { arena in
+            for value in slots where value != 0 {
+                var at = Int(value - 1)
+                let length = Int(Varint.readTrusted(arena, at: &at))
+                var slot = PackedOrders.hash(UnsafeBufferPointer(rebasing: arena[at..<(at + length)])) & mask
+                while table[slot] != 0 { slot = (slot + 1) & mask }
+                table[slot] = value
+            }
+        }
+        slots = table
     }
 
     /// Copies the live encodings to a new array, dropping the superseded ones (bytes are
     /// copied as they are: an encoding holds no offsets).
     @usableFromInline mutating func compact() {
-        var live: [UInt8] = []
-        live.reserveCapacity(bytes.count - garbage)
-        let old = bytes
-        slots = slots.mapValues { offset in
-            let start = Int(offset)
-            let moved = UInt32(live.count)
-            live.append(contentsOf: old[start..<end(at: start)])
-            return moved
+        var moved: [UInt8] = []
+        moved.reserveCapacity(bytes.count - garbage)
+        for slot in slots.indices where slots[slot] != 0 {
+            let start = Int(slots[slot] - 1)
+            slots[slot] = UInt32(moved.count + 1)
+            moved.append(contentsOf: bytes[start..<end(at: start)])
         }
-        bytes = live
+        bytes = moved
         garbage = 0
     }
 
@@ -82,6 +150,7 @@ public struct PackedOrders: Sendable {
         bytes.withUnsafeBufferPointer { buffer in
             var at = offset
             func skipInt(_ count: Int = 1) { for _ in 0..<count { _ = Varint.readTrusted(buffer, at: &at) } }
+            at += Int(Varint.readTrusted(buffer, at: &at))  // order id
             skipInt()                                  // seq
             at += Int(Varint.readTrusted(buffer, at: &at))  // user
             skipInt(2)                                 // SKU, units
@@ -113,13 +182,14 @@ public struct PackedOrders: Sendable {
         bytes.append(contentsOf: value.utf8)
     }
 
-    /// The encoding: seq, user, SKU, units, state, payment ref (length + 1, 0: none), the
-    /// codes (count, then each id as a difference from the one before and its SKU as a
-    /// difference from the order's), TTL, expiry, creation, update − creation, amount (a byte
-    /// 1 then the amount, or a byte 0: none), subsidy, labels number. The order id is the key.
-    /// `end(at:)` walks the same fields.
+    /// The encoding: order id, seq, user, SKU, units, state, payment ref (length + 1, 0:
+    /// none), the codes (count, then each id as a difference from the one before and its SKU
+    /// as a difference from the order's), TTL, expiry, creation, update − creation, amount (a
+    /// byte 1 then the amount, or a byte 0: none), subsidy, labels number. `end(at:)` walks
+    /// the same fields.
     @inlinable
     mutating func encode(_ order: Order) {
+        string(order.orderID)
         Varint.append(order.seq, to: &bytes)
         string(order.user)
         Varint.append(Int64(order.sku), to: &bytes)
@@ -152,14 +222,23 @@ public struct PackedOrders: Sendable {
         Varint.append(Int64(labelNumber(order.labels)), to: &bytes)
     }
 
-    /// The order encoded at `offset`, and where its encoding ends.
-    @usableFromInline func decode(_ orderID: String, at offset: Int) -> (order: Order, end: Int) {
+    /// The order encoded at `offset`, and where its encoding ends. `orderID`: the id, when
+    /// the caller has it already (else it is read).
+    @usableFromInline func decode(at offset: Int, orderID knownID: String?) -> (order: Order, end: Int) {
         bytes.withUnsafeBufferPointer { buffer in
             var at = offset
             func int() -> Int64 { Varint.readTrusted(buffer, at: &at) }
             func text(length: Int) -> String {
                 defer { at += length }
                 return String(decoding: UnsafeBufferPointer(rebasing: buffer[at..<(at + length)]), as: UTF8.self)
+            }
+            let idLength = Int(int())
+            let orderID: String
+            if let knownID {
+                orderID = knownID
+                at += idLength
+            } else {
+                orderID = text(length: idLength)
             }
             let seq = int()
             let user = text(length: Int(int()))

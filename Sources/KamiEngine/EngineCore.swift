@@ -4,6 +4,7 @@ import KamiCrypto
 public import KamiStore
 import KamiPool
 import Foundation
+import CKamiLinux
 import Synchronization
 
 /// Completion of an engine operation. Runs on whichever thread finished the work (often the
@@ -97,6 +98,10 @@ final class EngineCore: Sendable {
         }
         restore(batch, loader: loader)
         loader.finish()
+        // The batches were allocated on this thread and freed on the loaders', whose malloc
+        // arenas keep what the growing tables left behind: give the free pages back (with
+        // millions of orders, tens of MiB).
+        _ = kami_malloc_trim()
         nextSeq.store(snapshot.maxOrderSeq + 1, ordering: .relaxed)
         recover(snapshot)
         upstream.load(try store.loadUpstream())

@@ -156,8 +156,12 @@ struct Shelf {
 }
 
 /// A user's orders, for "my codes" queries. Sharded like `OrderTable`.
+///
+/// Each user's order ids are kept as bytes (a length and the id's UTF-8, in order) in one array
+/// per user: no `String` per order (with ids as shops send them, too long to be inline, each
+/// would be a heap allocation of its own).
 final class UserIndex: Sendable {
-    private let shards: [Shard<[String: [String]]>]
+    private let shards: [Shard<[String: [UInt8]]>]
 
     init() { shards = (0..<OrderTable.shardCount).map { _ in Shard([:]) } }
 
@@ -167,10 +171,15 @@ final class UserIndex: Sendable {
         return Int(UInt(bitPattern: hasher.finalize()) % UInt(OrderTable.shardCount))
     }
 
-    private func shard(_ user: String) -> Shard<[String: [String]]> { shards[shardIndex(user)] }
+    private func shard(_ user: String) -> Shard<[String: [UInt8]]> { shards[shardIndex(user)] }
+
+    private static func append(_ orderID: String, to list: inout [UInt8]) {
+        Varint.append(Int64(orderID.utf8.count), to: &list)
+        list.append(contentsOf: orderID.utf8)
+    }
 
     func add(user: String, orderID: String) {
-        shard(user).withLock { $0[user, default: []].append(orderID) }
+        shard(user).withLock { UserIndex.append(orderID, to: &$0[user, default: []]) }
     }
 
     /// Adds orders read at boot (in their order), each shard's under one lock.
@@ -182,13 +191,26 @@ final class UserIndex: Sendable {
             for index in orders.indices { byShard[shardIndex(orders[index].user)].append(index) }
             for (shard, indices) in zip(shards, byShard) where !indices.isEmpty {
                 shard.withLock { map in
-                    for index in indices { map[orders[index].user, default: []].append(orders[index].orderID) }
+                    for index in indices { UserIndex.append(orders[index].orderID, to: &map[orders[index].user, default: []]) }
                 }
             }
         }
     }
 
-    func orders(of user: String) -> [String] { shard(user).withLock { $0[user] ?? [] } }
+    /// The user's order ids, oldest first.
+    func orders(of user: String) -> [String] {
+        guard let list = shard(user).withLock({ $0[user] }) else { return [] }
+        return list.withUnsafeBufferPointer { buffer in
+            var ids: [String] = []
+            var at = 0
+            while at < buffer.count {
+                let length = Int(Varint.readTrusted(buffer, at: &at))
+                ids.append(String(decoding: UnsafeBufferPointer(rebasing: buffer[at..<(at + length)]), as: UTF8.self))
+                at += length
+            }
+            return ids
+        }
+    }
 }
 
 /// One lock shard (a `Locked` value).

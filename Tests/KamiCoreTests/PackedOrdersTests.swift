@@ -50,6 +50,28 @@ final class PackedOrdersTests: XCTestCase {
         XCTAssertLessThan(table.byteCount / orders.count, 80, "orders are packed, not stored as values")
     }
 
+    /// Ids that are prefixes of each other, or differ in one byte, are different orders; the
+    /// table grows (from 16 slots) without losing any, and a reserve keeps them all too.
+    func testIdsThatArePrefixesOrDifferInOneByteAreDifferentOrders() {
+        var table = PackedOrders()
+        var ids = (1...64).map { String(repeating: "x", count: $0) }
+        ids += (0..<1_000).map { "order-\($0 % 10)\($0 / 10)" } + ["order-", "order-0", "y"]
+        let template = sampleOrders(1, seed: 3)[0]
+        for (index, id) in ids.enumerated() {
+            var order = template
+            order.orderID = id
+            order.seq = Int64(index + 1)
+            table.store(order)
+            if index == 500 { table.reserve(20_000) }
+        }
+        XCTAssertEqual(table.count, ids.count)
+        for (index, id) in ids.enumerated() { XCTAssertEqual(table.order(id)?.seq, Int64(index + 1), id) }
+        for missing in ["", "x" + String(repeating: "x", count: 64), "order-00000", "z", "order"] {
+            XCTAssertFalse(table.contains(missing), missing)
+            XCTAssertNil(table.order(missing), missing)
+        }
+    }
+
     func testAnOrderStoredAgainReplacesItAndSupersededBytesAreReclaimed() {
         var table = PackedOrders(compactAfterBytes: 4_096)
         var orders = sampleOrders(200, seed: 2)

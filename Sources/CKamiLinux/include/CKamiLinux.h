@@ -14,6 +14,10 @@ int64_t kami_resident_bytes(void);
 /* Peak resident set size (VmHWM) in bytes from /proc/self/status; -1 on failure. */
 int64_t kami_peak_resident_bytes(void);
 
+/// Gives the free pages of every malloc arena back to the kernel (glibc's malloc_trim(0));
+/// 1 when some memory was released.
+int kami_malloc_trim(void);
+
 #include <sched.h>
 /* A test-and-set spin lock for critical sections of a few dozen instructions (the risk
    gate's counter stripes): no call into a shared library, one atomic exchange to take and
