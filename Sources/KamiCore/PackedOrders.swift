@@ -67,8 +67,11 @@ public struct PackedOrders: Sendable {
     public mutating func store(_ order: Order) {
         if bytes.count > Int(UInt32.max) - (1 << 20) { compact() }
         precondition(bytes.count <= Int(UInt32.max) - (1 << 20), "an order table shard is over 4 GiB")
-        if (live + 1) * 10 > slots.count * 7 { grow(to: slots.count * 2) }
-        let (slot, found) = PackedOrders.withID(order.orderID) { find($0) }
+        var (slot, found) = PackedOrders.withID(order.orderID) { find($0) }
+        if !found && (live + 1) * 10 > slots.count * 7 {
+            grow(to: slots.count * 2)
+            slot = PackedOrders.withID(order.orderID) { find($0) }.slot
+        }
         let offset = bytes.count
         encode(order)
         if found {

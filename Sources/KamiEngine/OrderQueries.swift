@@ -51,7 +51,7 @@ extension EngineCore {
         let start = try cursor.map { cursor throws(KamiError) in try EntitlementCursor(cursor) }
         var owned: [(order: Order, code: OrderCode)] = []
         var next: EntitlementCursor?
-        walk: for orderID in userOrders.orders(of: user).reversed() {
+        walk: for orderID in userOrders.ordersNewestFirst(of: user) {
             guard let order = orders.get(orderID) else { continue }
             if let start, order.seq > start.seq { continue }
             // Paid and waiting for its codes (a supplier, an operator): one pending line.

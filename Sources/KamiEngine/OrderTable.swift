@@ -197,18 +197,38 @@ final class UserIndex: Sendable {
         }
     }
 
-    /// The user's order ids, oldest first.
-    func orders(of user: String) -> [String] {
-        guard let list = shard(user).withLock({ $0[user] }) else { return [] }
-        return list.withUnsafeBufferPointer { buffer in
-            var ids: [String] = []
-            var at = 0
-            while at < buffer.count {
-                let length = Int(Varint.readTrusted(buffer, at: &at))
-                ids.append(String(decoding: UnsafeBufferPointer(rebasing: buffer[at..<(at + length)]), as: UTF8.self))
-                at += length
+    /// The user's order ids, newest first, each made a `String` only when the walk gets to it
+    /// (a page of entitlements stops early).
+    func ordersNewestFirst(of user: String) -> NewestFirst {
+        NewestFirst(bytes: shard(user).withLock { $0[user] } ?? [])
+    }
+
+    /// A user's order ids from the newest.
+    struct NewestFirst: Sequence, IteratorProtocol {
+        private let bytes: [UInt8]
+        /// Where each id's length starts, oldest first; consumed from the end.
+        private var starts: [Int32]
+
+        init(bytes: [UInt8]) {
+            self.bytes = bytes
+            starts = bytes.withUnsafeBufferPointer { buffer in
+                var starts: [Int32] = []
+                var at = 0
+                while at < buffer.count {
+                    starts.append(Int32(at))
+                    at += Int(Varint.readTrusted(buffer, at: &at))
+                }
+                return starts
             }
-            return ids
+        }
+
+        mutating func next() -> String? {
+            guard let start = starts.popLast() else { return nil }
+            return bytes.withUnsafeBufferPointer { buffer in
+                var at = Int(start)
+                let length = Int(Varint.readTrusted(buffer, at: &at))
+                return String(decoding: UnsafeBufferPointer(rebasing: buffer[at..<(at + length)]), as: UTF8.self)
+            }
         }
     }
 }
