@@ -16,7 +16,7 @@ enum Chunking {
         case .bytes(let size):
             return stride(from: 0, to: input.count, by: size).map { input[$0..<min($0 + size, input.count)] }
         case .random(let seed, let maximum):
-            var generator = SeededGenerator(seed: seed)
+            var generator = SplitMix64(seed: seed)
             var chunks: [ArraySlice<UInt8>] = []
             var start = 0
             while start < input.count {
@@ -26,19 +26,6 @@ enum Chunking {
             }
             return chunks
         }
-    }
-}
-
-/// SplitMix64: small, fast, and the same on every platform, so seeds replay.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

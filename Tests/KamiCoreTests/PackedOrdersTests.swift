@@ -6,7 +6,7 @@ final class PackedOrdersTests: XCTestCase {
     /// no codes and many, codes of other SKUs (a bundle), negative and huge values, long
     /// and non-ASCII strings.
     private func sampleOrders(_ count: Int, seed: UInt64) -> [Order] {
-        var rng = SplitMix(seed)
+        var rng = SplitMix64(seed: seed)
         let labelChoices: [OrderLabels?] = [
             nil, OrderLabels.make(currency: "CNY", channel: "app", campaign: nil, coupon: nil, distributor: nil),
             OrderLabels.make(currency: nil, channel: "淘宝", campaign: "双十一", coupon: "C-1", distributor: "d7"),
@@ -94,15 +94,3 @@ final class PackedOrdersTests: XCTestCase {
     }
 }
 
-/// A small deterministic generator (tests must replay).
-private struct SplitMix {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -64,17 +64,6 @@ do {
 }
 say("READY")
 
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 @Sendable func ack(_ result: Result<OrderReply, KamiError>) {
     if case .success(let reply) = result {
         say("ACK \(reply.orderID) \(reply.state) \(reply.codeIDs.map(String.init).joined(separator: ","))")
@@ -86,7 +75,7 @@ let group = DispatchGroup()
 for worker in 0..<threads {
     group.enter()
     Thread.detachNewThread {
-        var rng = SplitMix(state: seed &* 31 &+ UInt64(worker))
+        var rng = SplitMix64(seed: seed &* 31 &+ UInt64(worker))
         for n in 0..<1_000_000 {
             let order = "s\(seed)-w\(worker)-\(n)"
             let user = "u\(seed)-\(rng.next() % 2_000)"

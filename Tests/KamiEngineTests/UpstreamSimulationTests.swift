@@ -19,17 +19,6 @@ final class RecordingSink: UpstreamSink, @unchecked Sendable {
 /// reloaded). Invariants, the upstream ones included, are checked after every round, and at
 /// the end every order pending upstream is back in `pendingOrders()`.
 final class UpstreamSimulationTests: XCTestCase {
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    }
 
     func testRandomUpstreamWalksKeepEveryInvariant() throws {
         let seeds = Int(ProcessInfo.processInfo.environment["KAMI_UPSTREAM_SIM_SEEDS"] ?? "") ?? 20
@@ -41,7 +30,7 @@ final class UpstreamSimulationTests: XCTestCase {
     }
 
     func walk(seed: UInt64, steps: Int) throws {
-        var rng = Generator(state: seed)
+        var rng = SplitMix64(seed: seed)
         // On the fault VFS with durability full: some reopenings are power cuts.
         let harness = Harness(durability: .full, open: false)
         FaultDisk.reset(watching: harness.directory, seed: seed)

@@ -42,7 +42,7 @@ final class CodePoolStressTests: XCTestCase {
         let held = Locked<[CodeID]>([])
 
         DispatchQueue.concurrentPerform(iterations: Self.threads) { worker in
-            var random = SeededGenerator(seed: seed &+ UInt64(worker) &* 0x1000_0000_01B3)
+            var random = SplitMix64(seed: seed &+ UInt64(worker) &* 0x1000_0000_01B3)
             var mine: [(sku: SkuID, codes: [CodeID])] = []
             let holdCap = Int.random(in: 20 ... 300, using: &random)
             let me = worker + 1
@@ -132,7 +132,7 @@ final class CodePoolStressTests: XCTestCase {
             let failures = FailureLog()
             let iterations = 40_000
             DispatchQueue.concurrentPerform(iterations: 4) { worker in
-                var random = SeededGenerator(seed: seed &+ UInt64(worker))
+                var random = SplitMix64(seed: seed &+ UInt64(worker))
                 func fail(_ message: String) {
                     failures.record("\(kind.name) seed \(seed) worker \(worker): \(message)")
                 }

@@ -212,12 +212,12 @@ final class CodePoolTests: XCTestCase {
     func testRandomizedAgainstModel() {
         let seed = testSeed("testRandomizedAgainstModel")
         for kind in poolKinds {
-            var random = SeededGenerator(seed: seed)
+            var random = SplitMix64(seed: seed)
             simulate(kind.make(), name: kind.name, seed: seed, random: &random)
         }
     }
 
-    private func simulate(_ pool: any CodePool, name: String, seed: UInt64, random: inout SeededGenerator) {
+    private func simulate(_ pool: any CodePool, name: String, seed: UInt64, random: inout SplitMix64) {
         enum ModelState { case absent, available, taken, removed }
         let skus: [SkuID] = [1, 2, 3]
         // Codes are dense from 1, so the model indexes plain arrays by code.

@@ -77,7 +77,7 @@ final class ExpiryHeapTests: XCTestCase {
     /// A seeded random sequence against a dictionary model.
     func testRandomizedAgainstModel() {
         let seed = testSeed("ExpiryHeapTests.testRandomizedAgainstModel")
-        var random = SeededGenerator(seed: seed)
+        var random = SplitMix64(seed: seed)
         var heap = ExpiryHeap()
         var model: [OrderSeq: (deadline: Int64, generation: Int)] = [:]
         var generation = 0

@@ -3,22 +3,6 @@ import KamiCore
 @testable import KamiPool
 import Synchronization
 
-/// SplitMix64: a tiny, fast, seedable generator, so a failing randomized run can be replayed
-/// from the seed its failure message prints.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// The seed for a randomized test: `KAMI_TEST_SEED` when set (to replay a failure), else a
 /// fresh one. Printed so that it is in the log even when the process dies.
 func testSeed(_ test: String) -> UInt64 {

@@ -99,7 +99,7 @@ final class UserLimitsTests: XCTestCase {
         let maxSeen = AtomicArray(count: users)
         let failures = FailureLog()
         DispatchQueue.concurrentPerform(iterations: 8) { worker in
-            var random = SeededGenerator(seed: UInt64(worker + 1))
+            var random = SplitMix64(seed: UInt64(worker + 1))
             for _ in 0 ..< 20_000 {
                 let user = Int.random(in: 0 ..< users, using: &random)
                 let units = Int.random(in: 1 ... 2, using: &random)

@@ -2,20 +2,6 @@ import KamiCore
 import KamiProtocol
 import XCTest
 
-/// SplitMix64: a tiny seeded generator, so that a failing run can be replayed with
-/// `KAMI_PROTO_SEED=<seed>`.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 final class RandomInputTests: XCTestCase {
     /// Inputs per run; `KAMI_PROTO_INPUTS` raises it for a longer soak.
     private static let inputCount = ProcessInfo.processInfo.environment["KAMI_PROTO_INPUTS"].flatMap { Int($0) }
@@ -101,7 +87,7 @@ final class RandomInputTests: XCTestCase {
 
     /// One random input: pure noise, noise behind a plausible first byte, or a valid
     /// message with a few bytes changed, cut short or extended.
-    private func input(_ rng: inout SeededGenerator, seeds: [[UInt8]]) -> [UInt8] {
+    private func input(_ rng: inout SplitMix64, seeds: [[UInt8]]) -> [UInt8] {
         let length = Int.random(in: 0...(Bool.random(using: &rng) ? 64 : 600), using: &rng)
         var bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
         switch Int.random(in: 0..<4, using: &rng) {
@@ -132,7 +118,7 @@ final class RandomInputTests: XCTestCase {
         let seed = ProcessInfo.processInfo.environment["KAMI_PROTO_SEED"].flatMap { UInt64($0) }
             ?? UInt64.random(in: 0...UInt64.max)
         print("RandomInputTests seed: \(seed) (replay with KAMI_PROTO_SEED=\(seed))")
-        var rng = SeededGenerator(state: seed)
+        var rng = SplitMix64(seed: seed)
         let seeds = try seeds()
         var kinds = [0, 0, 0]  // needMore, item, failure over all decoders
         for n in 0..<Self.inputCount {

@@ -60,9 +60,9 @@ final class DaemonCrashTests: XCTestCase {
             ?? DaemonCrashTests.cyclesDefault
         let seed = ProcessInfo.processInfo.environment["KAMI_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...1_000_000)
         print("daemon crash loop seed \(seed), \(cycles) cycles, \(DaemonCrashTests.clients) clients")
-        var rng = SplitMix(seed: seed)
+        var rng = SplitMix64(seed: seed)
         // Its own generator, so that the kill times follow from the seed alone.
-        var sampling = SplitMix(seed: seed ^ 0x5A5A_5A5A)
+        var sampling = SplitMix64(seed: seed ^ 0x5A5A_5A5A)
         let directory = NSTemporaryDirectory() + "kamid-crash-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var acked: [String: (codes: [Int64], secrets: [String])] = [:]
@@ -237,14 +237,3 @@ final class DaemonCrashTests: XCTestCase {
     }
 }
 
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

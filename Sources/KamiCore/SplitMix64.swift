@@ -1,0 +1,19 @@
+/// SplitMix64: a tiny, fast, seedable generator, the same on every platform, so that a
+/// randomized run (a simulation, a stress test, a simulated supplier) replays from its seed.
+/// Not for anything secret: `SecureRandom` is.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// A number in `0..<n` (n ≥ 1), by modulo (the bias is far below what a test can see).
+    public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+}
