@@ -128,21 +128,27 @@ final class HTTPTests: XCTestCase {
         let extra = try connectRaw(port: server.port)
         defer { close(extra) }
         _ = request.withCString { Glibc.send(extra, $0, strlen($0), 0) }
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        var received: [UInt8] = []
-        while true {
-            let count = recv(extra, &buffer, buffer.count, 0)
-            if count <= 0 { break }
-            received += buffer[0..<count]
-        }
-        let text = String(decoding: received, as: UTF8.self)
+        let text = readToEnd(extra)
         XCTAssertTrue(text.hasPrefix("HTTP/1.1 503"), text)
+        var buffer = [UInt8](repeating: 0, count: 4096)
         XCTAssertTrue(text.contains("Retry-After: 1"), text)
         XCTAssertTrue(text.contains("Connection: close"), text)
         // The held ones still work.
         _ = request.withCString { Glibc.send(held[0], $0, strlen($0), 0) }
         let count = recv(held[0], &buffer, buffer.count, 0)
         XCTAssertTrue(String(decoding: buffer[0..<max(0, count)], as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+    }
+
+    /// Everything the server sends until it closes.
+    private func readToEnd(_ fd: Int32) -> String {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var received: [UInt8] = []
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            received += buffer[0..<count]
+        }
+        return String(decoding: received, as: UTF8.self)
     }
 
     private func connectRaw(port: UInt16) throws -> Int32 {
@@ -168,26 +174,11 @@ final class HTTPTests: XCTestCase {
         }
         try server.start()
         defer { server.stop() }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = try connectRaw(port: server.port)
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = server.port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        XCTAssertEqual(connected, 0)
         let junk = "BREW /pot HTCPCP/1.0\r\n\r\n"
         _ = junk.withCString { Glibc.send(fd, $0, strlen($0), 0) }
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        var received: [UInt8] = []
-        while true {
-            let count = recv(fd, &buffer, buffer.count, 0)
-            if count <= 0 { break }
-            received += buffer[0..<count]
-        }
-        let text = String(decoding: received, as: UTF8.self)
+        let text = readToEnd(fd)
         XCTAssertTrue(text.hasPrefix("HTTP/1.1 505") || text.hasPrefix("HTTP/1.1 400"), text)
         XCTAssertTrue(text.contains("Connection: close"), text)
     }
