@@ -153,9 +153,7 @@ final class EngineCore: Sendable {
                 stock[sku] = StockCounts(byState: counts)
             }
         }
-        let loader = BootLoader(ahead: 1)
-        restore(snapshot.orders, loader: loader)
-        loader.finish()
+        // The orders went into memory as they were read (`loadSnapshot`'s `onOrder`).
     }
 
     /// Orders read at boot, in their order: the order table, their users' index, the units and

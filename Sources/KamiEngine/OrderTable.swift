@@ -11,8 +11,8 @@ import Synchronization
 /// what makes a retry racing its original return the same codes instead of taking new ones.
 ///
 /// Sharded by a hash of the order id so that unrelated orders never contend on one lock.
-/// Each shard keeps its orders packed (`PackedOrders`): a shop with ten million past orders
-/// holds about 80 bytes per order instead of an `Order` value (over 300 bytes in a dictionary).
+/// Each shard keeps its orders packed (`PackedOrders`): about 60 bytes an order with short ids,
+/// where an `Order` value in a dictionary took over 300.
 final class OrderTable: Sendable {
     /// Number of lock shards: a power of two well above the core count, so that two
     /// loop threads rarely meet on one shard.
@@ -46,13 +46,14 @@ final class OrderTable: Sendable {
         retries.async { for waiter in waiters { waiter() } }
     }
 
-    private func shardIndex(_ orderID: String) -> Int {
+    /// The shard of an order id (or, in `UserIndex`, of a user).
+    static func shardIndex(_ key: String) -> Int {
         var hasher = Hasher()
-        hasher.combine(orderID)
+        hasher.combine(key)
         return Int(UInt(bitPattern: hasher.finalize()) % UInt(OrderTable.shardCount))
     }
 
-    private func shard(_ orderID: String) -> Shard<Shelf> { shards[shardIndex(orderID)] }
+    private func shard(_ orderID: String) -> Shard<Shelf> { shards[OrderTable.shardIndex(orderID)] }
 
     /// Marks the order in flight. `retry` runs later if it already is.
     func begin(_ orderID: String, create: Bool, retry: @escaping @Sendable () -> Void) -> Begin {
@@ -113,7 +114,7 @@ final class OrderTable: Sendable {
         // Through a buffer: fields are read in place, no order is copied.
         orders.withUnsafeBufferPointer { orders in
             var byShard = [[Int]](repeating: [], count: OrderTable.shardCount)
-            for index in orders.indices { byShard[shardIndex(orders[index].orderID)].append(index) }
+            for index in orders.indices { byShard[OrderTable.shardIndex(orders[index].orderID)].append(index) }
             for (shard, indices) in zip(shards, byShard) where !indices.isEmpty {
                 shard.withLock { shelf in for index in indices { shelf.packed.store(orders[index]) } }
             }
@@ -142,10 +143,6 @@ final class OrderTable: Sendable {
             }
         }
     }
-
-    /// Bytes the shards' packed orders take (encodings, including superseded ones not yet
-    /// reclaimed); for tests and the boot benchmark.
-    var packedBytes: Int { shards.reduce(0) { sum, shard in sum + shard.withLock { $0.packed.byteCount } } }
 }
 
 /// One shard of the table: its orders, packed, and the ones with an operation in flight.
@@ -165,13 +162,7 @@ final class UserIndex: Sendable {
 
     init() { shards = (0..<OrderTable.shardCount).map { _ in Shard([:]) } }
 
-    private func shardIndex(_ user: String) -> Int {
-        var hasher = Hasher()
-        hasher.combine(user)
-        return Int(UInt(bitPattern: hasher.finalize()) % UInt(OrderTable.shardCount))
-    }
-
-    private func shard(_ user: String) -> Shard<[String: [UInt8]]> { shards[shardIndex(user)] }
+    private func shard(_ user: String) -> Shard<[String: [UInt8]]> { shards[OrderTable.shardIndex(user)] }
 
     private static func append(_ orderID: String, to list: inout [UInt8]) {
         Varint.append(Int64(orderID.utf8.count), to: &list)
@@ -188,7 +179,7 @@ final class UserIndex: Sendable {
         // retain its codes, which the order table's thread is retaining at the same moment).
         orders.withUnsafeBufferPointer { orders in
             var byShard = [[Int]](repeating: [], count: OrderTable.shardCount)
-            for index in orders.indices { byShard[shardIndex(orders[index].user)].append(index) }
+            for index in orders.indices { byShard[OrderTable.shardIndex(orders[index].user)].append(index) }
             for (shard, indices) in zip(shards, byShard) where !indices.isEmpty {
                 shard.withLock { map in
                     for index in indices { UserIndex.append(orders[index].orderID, to: &map[orders[index].user, default: []]) }

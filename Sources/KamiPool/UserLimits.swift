@@ -31,8 +31,11 @@ public final class UserLimits: Sendable {
     }
 
     @inline(__always)
-    private func shard(_ user: String) -> Locked<Shard> {
-        shards[Int(UInt(bitPattern: user.hashValue) % UInt(shards.count))]
+    private func shard(_ user: String) -> Locked<Shard> { shards[shardIndex(user)] }
+
+    @inline(__always)
+    private func shardIndex(_ user: String) -> Int {
+        Int(UInt(bitPattern: user.hashValue) % UInt(shards.count))
     }
 
     /// Adds `units` to what `user` holds of `sku` if the total stays within `limit`.
@@ -59,7 +62,7 @@ public final class UserLimits: Sendable {
         var byShard = [[Int]](repeating: [], count: shards.count)
         for (index, holding) in holdings.enumerated() {
             precondition(holding.units >= 1, "restore: units \(holding.units) must be at least 1")
-            byShard[Int(UInt(bitPattern: holding.user.hashValue) % UInt(shards.count))].append(index)
+            byShard[shardIndex(holding.user)].append(index)
         }
         for (shard, indices) in zip(shards, byShard) where !indices.isEmpty {
             shard.withLock { shard in

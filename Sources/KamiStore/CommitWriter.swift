@@ -521,7 +521,7 @@ public struct WriterContext: ~Copyable {
             try db.run(HotSQL.begin)
             summary.reset()
             // What the log holds underived comes first: this batch may read or change it.
-            try deriver.derive(pending, summary: summary)
+            try deriver.derive(pending[...], summary: summary)
             let endpoints = routes.current
             let applier = MutationApplier(
                 db: db, summary: summary, outbox: endpoints.isEmpty ? nil : OutboxWriter(db: db, routes: endpoints))

@@ -133,7 +133,7 @@ enum IssueLog {
             let count = pending.count
             if count > 0 {
                 var deriver = Deriver(db: db)
-                try deriver.derive(pending)
+                try deriver.derive(pending[...])
             }
             try db.execute("COMMIT")
             return count
@@ -338,7 +338,7 @@ struct Deriver {
     init(db: Connection) { self.db = db }
 
     /// Derives `records` (in order) and moves `meta.issue_log_derived` to the last.
-    mutating func derive(_ records: [PendingRecord], summary: SummaryAccumulator = SummaryAccumulator()) throws(SQLiteError) {
+    mutating func derive(_ records: ArraySlice<PendingRecord>, summary: SummaryAccumulator = SummaryAccumulator()) throws(SQLiteError) {
         guard let last = records.last else { return }
         let applier = MutationApplier(db: db, summary: summary)
         var outbox: OutboxWriter?
@@ -476,6 +476,10 @@ public final class CodeOverlay: Sendable {
         var seq: Int64
         var state: CodeState
         var orderSeq: OrderSeq?
+
+        /// Whether this move is later than what a snapshot derived: `derived` is its
+        /// `meta.issue_log_derived` (nil: nothing derived yet).
+        func isNewer(thanDerived derived: String?) -> Bool { seq > Int64(derived ?? "0") ?? 0 }
     }
 
     init() {}

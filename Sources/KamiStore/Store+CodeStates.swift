@@ -35,7 +35,7 @@ extension Store {
                 }
                 let code = Store.storedCode(stmt)
                 var row = CodeWithState(code: code, state: state, orderSeq: stmt.isNull(10) ? nil : stmt.int64(10))
-                if let move = overlay[code.id], move.seq > Int64(stmt.text(11) ?? "0") ?? 0 {
+                if let move = overlay[code.id], move.isNewer(thanDerived: stmt.text(11)) {
                     row.state = move.state
                     row.orderSeq = move.orderSeq
                 }
@@ -62,7 +62,7 @@ extension Store {
             while try stmt.step() {
                 let id = stmt.int64(0)
                 guard let state = CodeState(rawValue: UInt8(truncatingIfNeeded: stmt.int64(1))) else { continue }
-                if let move = overlay[id], move.seq > Int64(stmt.text(3) ?? "0") ?? 0 {
+                if let move = overlay[id], move.isNewer(thanDerived: stmt.text(3)) {
                     result[id] = (move.state, move.orderSeq)
                 } else {
                     result[id] = (state, stmt.isNull(2) ? nil : stmt.int64(2))

@@ -76,7 +76,7 @@ extension WriterContext {
             if syncFull { try db.run(HotSQL.syncNormal) }
             try db.run(HotSQL.begin)
             summary.reset()
-            try deriver.derive(count == pending.count ? pending : Array(pending.prefix(count)), summary: summary)
+            try deriver.derive(pending.prefix(count), summary: summary)
             try db.run(HotSQL.commit)
         } catch {
             try? db.execute("ROLLBACK")
